@@ -1,0 +1,41 @@
+/**
+ * Every error that crosses a package boundary is a ChorusError: a stable
+ * `name` that scripts can match, a stable `code`, the HTTP status it maps
+ * to, and the numbers a user needs to act on it.
+ */
+export class ChorusError extends Error {
+  readonly code: string;
+  readonly httpStatus: number;
+  readonly fields: Readonly<Record<string, unknown>>;
+
+  constructor(name: string, code: string, message: string, fields: Record<string, unknown> = {}, httpStatus = 500) {
+    super(message);
+    this.name = name;
+    this.code = code;
+    this.httpStatus = httpStatus;
+    this.fields = fields;
+  }
+
+  /** The JSON body of an HTTP error answer: `{"error": name, message, ...fields}`. */
+  toJSON(): Record<string, unknown> {
+    return { error: this.name, message: this.message, ...this.fields };
+  }
+}
+
+/** The request itself is wrong; retrying it unchanged will not help. */
+export class InvalidRequest extends ChorusError {
+  constructor(message: string, fields: Record<string, unknown> = {}) {
+    super('InvalidRequest', 'INVALID_REQUEST', message, fields, 400);
+  }
+}
+
+/** A component refused work because a bounded queue is full. Back off and retry. */
+export class Overloaded extends ChorusError {
+  constructor(what: string, capacity: number) {
+    super('Overloaded', 'OVERLOADED', `${what} is full (capacity ${capacity})`, { capacity }, 503);
+  }
+}
+
+export function isChorusError(e: unknown): e is ChorusError {
+  return e instanceof ChorusError;
+}

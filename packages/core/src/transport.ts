@@ -1,0 +1,25 @@
+import type { NodeId } from './ids.js';
+
+export type LinkState = 'up' | 'down';
+
+/**
+ * Moves opaque frames between nodes. Implemented by the simulator's in-memory
+ * network and by the WebSocket transport; both pass the same compliance suite.
+ *
+ * Contract:
+ * - `send` never throws and never blocks. Frames to one peer arrive in the
+ *   order they were sent, or not at all.
+ * - When the transport learns that a peer cannot be reached (refused,
+ *   closed, crashed, silent past its ping timeout) it reports `down` for that
+ *   peer; frames sent while a peer is down are dropped. `up` is reported when
+ *   a link (re)establishes. Reports for one peer alternate.
+ * - Handlers are called from the transport's event loop turn, never
+ *   re-entrantly from inside `send`.
+ */
+export interface Transport {
+  readonly localNode: NodeId;
+  send(to: NodeId, frame: Uint8Array): void;
+  onFrame(handler: (from: NodeId, frame: Uint8Array) => void): void;
+  onLinkState(handler: (peer: NodeId, state: LinkState) => void): void;
+  close(): Promise<void>;
+}
