@@ -33,3 +33,15 @@ describe('errors', () => {
     expect(e.toJSON()).toEqual({ error: 'InvalidRequest', message: 'bad consistency level', value: 'SOME' });
   });
 });
+
+describe('realEnv', () => {
+  it('gives microsecond wall time that does not go back, timers and uuids', async () => {
+    const { realEnv } = await import('../src/index.js');
+    const env = realEnv(nodeId('n1'));
+    const a = env.clock.nowMicros();
+    await new Promise<void>((resolve) => env.scheduler.setTimer(2, resolve));
+    expect(env.clock.nowMicros()).toBeGreaterThan(a);
+    expect(Math.abs(a / 1000 - Date.now())).toBeLessThan(1000);
+    expect(hostId(env.random.uuid())).toBeTruthy();
+  });
+});
