@@ -1,0 +1,82 @@
+import { Packr } from 'msgpackr';
+import type { NodeId } from '@chorus/core';
+
+/** Where an ask's answer goes: plain data, so it travels inside messages to other nodes. */
+export interface ReplyTo<R> {
+  readonly node: NodeId;
+  readonly id: number;
+  /** Never present at run time; carries the reply type for the compiler. */
+  readonly __reply?: R;
+}
+
+export interface ActorAddress {
+  readonly node: NodeId;
+  readonly name: string;
+}
+
+export interface WireError {
+  name: string;
+  code: string;
+  message: string;
+  fields: Record<string, unknown>;
+  status: number;
+}
+
+/** What the runtime puts on the transport. */
+export type Envelope =
+  | { t: 'msg'; to: string; msg: unknown; r?: ReplyTo<unknown> }
+  | { t: 'ok'; id: number; v: unknown }
+  | { t: 'err'; id: number; e: WireError };
+
+/** Turns envelopes into frames and back. `decode` throws on anything that is not a well-formed envelope. */
+export interface Codec {
+  encode(envelope: Envelope): Uint8Array;
+  decode(frame: Uint8Array): Envelope;
+}
+
+/**
+ * msgpack with plain maps only: no record structures learned on the fly,
+ * which fall out of step between peers that restart independently.
+ */
+export function msgpackCodec(): Codec {
+  const packr = new Packr({ useRecords: false, int64AsType: 'bigint', largeBigIntToFloat: false, mapsAsObjects: true });
+  return {
+    encode: (envelope) => packr.pack(envelope),
+    decode(frame) {
+      const value: unknown = packr.unpack(frame);
+      return checkEnvelope(value);
+    },
+  };
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Structural check of the envelope only; the message inside is the receiving actor's (or the wire layer's) to validate. */
+export function checkEnvelope(value: unknown): Envelope {
+  if (!isRecord(value)) throw new TypeError('frame is not an envelope');
+  switch (value.t) {
+    case 'msg': {
+      if (typeof value.to !== 'string' || value.to.length === 0 || value.to.length > 256) throw new TypeError('envelope has a bad recipient');
+      if (value.r !== undefined && !isReplyTo(value.r)) throw new TypeError('envelope has a bad reply address');
+      return value as Envelope;
+    }
+    case 'ok':
+      if (!Number.isSafeInteger(value.id)) throw new TypeError('reply has a bad id');
+      return value as Envelope;
+    case 'err': {
+      const e = value.e;
+      if (!Number.isSafeInteger(value.id) || !isRecord(e) || typeof e.name !== 'string' || typeof e.code !== 'string' || typeof e.message !== 'string' || !isRecord(e.fields) || typeof e.status !== 'number') {
+        throw new TypeError('error reply is malformed');
+      }
+      return value as Envelope;
+    }
+    default:
+      throw new TypeError('unknown envelope kind');
+  }
+}
+
+function isReplyTo(v: unknown): v is ReplyTo<unknown> {
+  return isRecord(v) && typeof v.node === 'string' && Number.isSafeInteger(v.id);
+}

@@ -1,0 +1,51 @@
+import { ChorusError, Overloaded } from '@chorus/core';
+
+/** The receiving actor's mailbox is full and its policy is to reject. */
+export class MailboxFull extends Overloaded {
+  constructor(actor: string, capacity: number) {
+    super(`mailbox of actor ${actor}`, capacity);
+    this.name = 'MailboxFull';
+  }
+}
+
+/** No reply arrived within the ask's timeout. The message may still have been processed. */
+export class AskTimeout extends ChorusError {
+  constructor(actor: string, timeoutMs: number) {
+    super('AskTimeout', 'ASK_TIMEOUT', `no reply from ${actor} within ${timeoutMs} ms`, { timeoutMs }, 504);
+  }
+}
+
+/** The transport reports the actor's node as unreachable. */
+export class NodeUnreachable extends ChorusError {
+  constructor(node: string) {
+    super('NodeUnreachable', 'NODE_UNREACHABLE', `node ${node} is unreachable`, { node }, 503);
+  }
+}
+
+/** The actor stopped before it handled the message. */
+export class ActorStopped extends ChorusError {
+  constructor(actor: string) {
+    super('ActorStopped', 'ACTOR_STOPPED', `actor ${actor} is stopped`, {}, 503);
+  }
+}
+
+/** No actor of that name lives on the node. */
+export class ActorNotFound extends ChorusError {
+  constructor(actor: string) {
+    super('ActorNotFound', 'ACTOR_NOT_FOUND', `no actor named ${actor}`, {}, 503);
+  }
+}
+
+/** The actor threw while handling the message; its supervisor is restarting it. */
+export class ActorCrashed extends ChorusError {
+  constructor(actor: string, cause: unknown) {
+    super('ActorCrashed', 'ACTOR_CRASHED', `actor ${actor} failed: ${cause instanceof Error ? cause.message : String(cause)}`, {}, 500);
+  }
+}
+
+/** The error a remote actor answered with, rebuilt on this side with its name, code and numbers. */
+export class RemoteActorError extends ChorusError {
+  constructor(name: string, code: string, message: string, fields: Record<string, unknown>, httpStatus: number) {
+    super(name, code, message, fields, httpStatus);
+  }
+}

@@ -1,0 +1,13 @@
+export {
+  ActorSystem,
+  type ActorRef,
+  type ActorContext,
+  type ActorSystemOptions,
+  type Behavior,
+  type SpawnOptions,
+  type SupervisionOptions,
+  type SystemStats,
+} from './system.js';
+export { type ReplyTo, type ActorAddress, type Envelope, type Codec, type WireError, msgpackCodec, checkEnvelope } from './envelope.js';
+export { type MailboxOptions, type OverflowPolicy } from './mailbox.js';
+export { MailboxFull, AskTimeout, NodeUnreachable, ActorStopped, ActorNotFound, ActorCrashed, RemoteActorError } from './errors.js';

@@ -1,0 +1,561 @@
+import { type Env, type LinkState, type Logger, type NodeId, type Timer, type Transport, isChorusError } from '@chorus/core';
+import { type ActorAddress, type Codec, type Envelope, type ReplyTo, type WireError, msgpackCodec } from './envelope.js';
+import { ActorCrashed, ActorNotFound, ActorStopped, AskTimeout, MailboxFull, NodeUnreachable, RemoteActorError } from './errors.js';
+import { type Letter, Mailbox, type MailboxOptions } from './mailbox.js';
+
+/**
+ * What an actor does. State lives in the closure of the factory that builds
+ * the behavior, so a restart (a fresh call of the factory) starts clean.
+ *
+ * Contract: handlers run one at a time; when a handler returns a promise, the
+ * actor takes no other message until it settles. A handler that throws (or
+ * whose promise rejects) fails the actor, and its supervisor decides.
+ */
+export interface Behavior<M> {
+  started?(ctx: ActorContext<M>): void | Promise<void>;
+  /** Handles one message. */
+  receive?(msg: M, ctx: ActorContext<M>): void | Promise<void>;
+  /** Handles every message queued when the turn began (up to `batchLimit`), in arrival order. Takes precedence over `receive`. */
+  receiveBatch?(msgs: M[], ctx: ActorContext<M>): void | Promise<void>;
+  /** Runs when the actor stops or is about to be restarted; its children are already stopped. */
+  stopping?(ctx: ActorContext<M>): void | Promise<void>;
+}
+
+export interface SupervisionOptions {
+  /** Restarts allowed within `windowMs` before the failure escalates to the parent. */
+  maxRestarts: number;
+  windowMs: number;
+  /** Delay before the first restart in a window; doubles with each further one, up to `maxBackoffMs`, with jitter. */
+  minBackoffMs: number;
+  maxBackoffMs: number;
+}
+
+export interface SpawnOptions {
+  mailbox?: Partial<MailboxOptions>;
+  supervision?: Partial<SupervisionOptions>;
+  /** Most messages one `receiveBatch` call gets; single-message behaviors handle up to this many per turn before yielding. */
+  batchLimit?: number;
+}
+
+export interface ActorRef<M> {
+  readonly address: ActorAddress;
+  /** Fire and forget. Throws MailboxFull when a local actor's mailbox rejects it. */
+  tell(msg: M): void;
+  /** Sends the message built around a reply address and waits at most `timeoutMs` for the answer. */
+  ask<R>(build: (replyTo: ReplyTo<R>) => M, timeoutMs: number): Promise<R>;
+}
+
+export interface ActorContext<M> {
+  readonly self: ActorRef<M>;
+  readonly env: Env;
+  readonly log: Logger;
+  readonly system: ActorSystem;
+  spawn<C>(name: string, factory: () => Behavior<C>, options?: SpawnOptions): ActorRef<C>;
+  reply<R>(to: ReplyTo<R>, value: R): void;
+  fail(to: ReplyTo<unknown>, error: Error): void;
+  /** Sends `msg` to this actor after `delayMs`; cancelled when the actor stops or restarts. */
+  after(delayMs: number, msg: M): Timer;
+  /** Stops this actor (after the current turn) and its children. */
+  stop(): void;
+}
+
+export interface ActorSystemOptions {
+  env: Env;
+  /** Without a transport the system is alone: messages to other nodes fail as unreachable. */
+  transport?: Transport;
+  codec?: Codec;
+  defaultMailbox?: Partial<MailboxOptions>;
+  defaultSupervision?: Partial<SupervisionOptions>;
+}
+
+export interface SystemStats {
+  actors: number;
+  pendingAsks: number;
+  deadLetters: number;
+  rejectedFrames: number;
+  restarts: number;
+}
+
+const DEFAULT_MAILBOX: MailboxOptions = { capacity: 10_000, overflow: 'reject' };
+const DEFAULT_SUPERVISION: SupervisionOptions = { maxRestarts: 5, windowMs: 10_000, minBackoffMs: 10, maxBackoffMs: 1_000 };
+const DEFAULT_BATCH_LIMIT = 1_000;
+const NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
+
+interface PendingAsk {
+  node: NodeId;
+  actor: string;
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+  timer: Timer;
+}
+
+type CellState = 'starting' | 'running' | 'restarting' | 'stopping' | 'stopped';
+
+class Cell<M> {
+  state: CellState = 'starting';
+  behavior!: Behavior<M>;
+  readonly mailbox: Mailbox<M>;
+  readonly children = new Map<string, Cell<unknown>>();
+  readonly ref: ActorRef<M>;
+  readonly ctx: ActorContext<M>;
+  readonly log: Logger;
+  readonly supervision: SupervisionOptions;
+  readonly batchLimit: number;
+  private turnScheduled = false;
+  private busy = false;
+  private restartTimes: number[] = [];
+  private timers = new Set<Timer>();
+  private stopped: Promise<void> | undefined;
+  private idle: (() => void) | undefined;
+
+  constructor(
+    readonly system: ActorSystem,
+    readonly path: string,
+    readonly parent: Cell<unknown> | undefined,
+    private readonly factory: () => Behavior<M>,
+    options: SpawnOptions,
+    private readonly internals: SystemInternals,
+  ) {
+    this.mailbox = new Mailbox<M>({ ...internals.defaultMailbox, ...options.mailbox });
+    this.supervision = { ...internals.defaultSupervision, ...options.supervision };
+    this.batchLimit = options.batchLimit ?? DEFAULT_BATCH_LIMIT;
+    this.log = internals.env.logger.child({ actor: path });
+    this.ref = new LocalRef<M>(this, internals);
+    const cell = this;
+    this.ctx = {
+      self: this.ref,
+      env: internals.env,
+      log: this.log,
+      system,
+      spawn: (name, f, o) => cell.spawnChild(name, f, o),
+      reply: (to, value) => internals.reply(to, value),
+      fail: (to, error) => internals.replyError(to, error),
+      after(delayMs, msg) {
+        const timer = internals.env.scheduler.setTimer(delayMs, () => {
+          cell.timers.delete(timer);
+          if (cell.state === 'running' || cell.state === 'starting') cell.enqueue({ msg, replyTo: undefined });
+        });
+        cell.timers.add(timer);
+        return { cancel: () => (timer.cancel(), cell.timers.delete(timer)) };
+      },
+      stop: () => void cell.stop(),
+    };
+  }
+
+  start(): void {
+    this.behavior = this.factory();
+    this.state = 'starting';
+    this.runExclusive(() => this.behavior.started?.(this.ctx), () => {
+      if (this.state !== 'starting') return;
+      this.state = 'running';
+      this.scheduleTurn();
+    });
+  }
+
+  spawnChild<C>(name: string, factory: () => Behavior<C>, options: SpawnOptions = {}): ActorRef<C> {
+    if (this.state === 'stopping' || this.state === 'stopped') throw new ActorStopped(this.path);
+    return this.internals.spawn(this as Cell<unknown>, name, factory, options);
+  }
+
+  /** Returns false when the mailbox refused the letter. */
+  enqueue(letter: Letter<M>): boolean {
+    if (this.state === 'stopping' || this.state === 'stopped') {
+      this.internals.deadLetter(this.path, letter, new ActorStopped(this.path));
+      return true;
+    }
+    const evicted = this.mailbox.push(letter);
+    if (evicted === null) return false;
+    if (evicted?.replyTo) this.internals.replyError(evicted.replyTo, new MailboxFull(this.path, this.mailbox.options.capacity));
+    this.scheduleTurn();
+    return true;
+  }
+
+  private scheduleTurn(): void {
+    if (this.turnScheduled || this.busy || this.state !== 'running' || this.mailbox.size === 0) return;
+    this.turnScheduled = true;
+    this.internals.env.scheduler.defer(() => {
+      this.turnScheduled = false;
+      this.turn();
+    });
+  }
+
+  private turn(): void {
+    if (this.busy || this.state !== 'running' || this.mailbox.size === 0) return;
+    if (this.behavior.receiveBatch) {
+      const letters = this.mailbox.drain(this.batchLimit);
+      this.runExclusive(() => this.behavior.receiveBatch!(letters.map((l) => l.msg), this.ctx), () => this.scheduleTurn(), letters);
+    } else {
+      this.receiveSome(this.batchLimit);
+    }
+  }
+
+  /** Handles messages one by one, synchronously while handlers are synchronous, until the turn's budget is spent. */
+  private receiveSome(budget: number): void {
+    while (budget-- > 0 && this.state === 'running') {
+      const letter = this.mailbox.shift();
+      if (!letter) break;
+      let result: void | Promise<void>;
+      try {
+        result = this.behavior.receive?.(letter.msg, this.ctx);
+      } catch (error) {
+        this.failed(error, [letter]);
+        return;
+      }
+      if (result instanceof Promise) {
+        this.busy = true;
+        this.internals.env.scheduler.track(result).then(
+          () => this.settled(() => this.receiveSome(budget)),
+          (error: unknown) => this.settled(() => this.failed(error, [letter])),
+        );
+        return;
+      }
+    }
+    this.scheduleTurn();
+  }
+
+  /** Runs a handler with the actor marked busy until it (and any promise it returns) settles. */
+  private runExclusive(run: () => void | Promise<void>, then: () => void, letters: Array<Letter<M>> = []): void {
+    let result: void | Promise<void>;
+    try {
+      result = run();
+    } catch (error) {
+      this.failed(error, letters);
+      return;
+    }
+    if (result instanceof Promise) {
+      this.busy = true;
+      this.internals.env.scheduler.track(result).then(
+        () => this.settled(then),
+        (error: unknown) => this.settled(() => this.failed(error, letters)),
+      );
+    } else {
+      then();
+    }
+  }
+
+  private settled(next: () => void): void {
+    this.busy = false;
+    if (this.idle) {
+      const wake = this.idle;
+      this.idle = undefined;
+      wake();
+      return;
+    }
+    next();
+  }
+
+  private failed(error: unknown, letters: Array<Letter<M>>): void {
+    if (this.state === 'stopping' || this.state === 'stopped') return;
+    for (const letter of letters) if (letter.replyTo) this.internals.replyError(letter.replyTo, new ActorCrashed(this.path, error));
+    this.log.error({ err: error }, 'actor failed');
+    const now = this.internals.env.clock.monotonicMs();
+    this.restartTimes = this.restartTimes.filter((t) => now - t < this.supervision.windowMs);
+    if (this.restartTimes.length >= this.supervision.maxRestarts) {
+      this.log.error({ restarts: this.restartTimes.length, windowMs: this.supervision.windowMs }, 'restart intensity exceeded; escalating');
+      if (this.parent) this.parent.childEscalated(this.path, error);
+      else void this.stop();
+      return;
+    }
+    this.restartTimes.push(now);
+    this.internals.restarts++;
+    void this.restart();
+  }
+
+  /** A child gave up: this actor fails in turn, which restarts it (and so rebuilds its children) or escalates further. */
+  childEscalated(child: string, error: unknown): void {
+    this.failed(new ActorCrashed(child, error), []);
+  }
+
+  private async restart(): Promise<void> {
+    this.state = 'restarting';
+    this.cancelTimers();
+    await this.stopChildren();
+    await this.callStopping();
+    const n = this.restartTimes.length;
+    const base = Math.min(this.supervision.maxBackoffMs, this.supervision.minBackoffMs * 2 ** (n - 1));
+    const delay = base / 2 + this.internals.env.random.next() * (base / 2);
+    this.internals.env.scheduler.setTimer(delay, () => {
+      if (this.state !== 'restarting') return;
+      this.start();
+    });
+  }
+
+  stop(): Promise<void> {
+    this.stopped ??= this.doStop();
+    return this.stopped;
+  }
+
+  private async doStop(): Promise<void> {
+    const wasBusy = this.busy;
+    this.state = 'stopping';
+    if (wasBusy) await new Promise<void>((resolve) => (this.idle = resolve));
+    this.cancelTimers();
+    await this.stopChildren();
+    await this.callStopping();
+    for (let letter = this.mailbox.shift(); letter; letter = this.mailbox.shift()) {
+      this.internals.deadLetter(this.path, letter, new ActorStopped(this.path));
+    }
+    this.state = 'stopped';
+    this.internals.unregister(this as Cell<unknown>);
+  }
+
+  private async stopChildren(): Promise<void> {
+    await Promise.all([...this.children.values()].map((c) => c.stop()));
+  }
+
+  private async callStopping(): Promise<void> {
+    try {
+      await this.internals.env.scheduler.track(Promise.resolve(this.behavior?.stopping?.(this.ctx)));
+    } catch (error) {
+      this.log.warn({ err: error }, 'stopping hook failed');
+    }
+  }
+
+  private cancelTimers(): void {
+    for (const t of this.timers) t.cancel();
+    this.timers.clear();
+  }
+}
+
+/** The parts of the system that cells and refs call; kept off the public class. */
+interface SystemInternals {
+  env: Env;
+  defaultMailbox: MailboxOptions;
+  defaultSupervision: SupervisionOptions;
+  restarts: number;
+  spawn<C>(parent: Cell<unknown> | undefined, name: string, factory: () => Behavior<C>, options: SpawnOptions): ActorRef<C>;
+  unregister(cell: Cell<unknown>): void;
+  reply(to: ReplyTo<unknown>, value: unknown): void;
+  replyError(to: ReplyTo<unknown>, error: Error): void;
+  deadLetter(actor: string, letter: Letter<unknown>, reason: Error): void;
+  ask<R>(address: ActorAddress, deliver: (replyTo: ReplyTo<R>) => void, timeoutMs: number): Promise<R>;
+}
+
+class LocalRef<M> implements ActorRef<M> {
+  readonly address: ActorAddress;
+  constructor(private readonly cell: Cell<M>, private readonly internals: SystemInternals) {
+    this.address = { node: internals.env.node, name: cell.path };
+  }
+  tell(msg: M): void {
+    if (!this.cell.enqueue({ msg, replyTo: undefined })) throw new MailboxFull(this.cell.path, this.cell.mailbox.options.capacity);
+  }
+  ask<R>(build: (replyTo: ReplyTo<R>) => M, timeoutMs: number): Promise<R> {
+    return this.internals.ask<R>(this.address, (replyTo) => {
+      if (!this.cell.enqueue({ msg: build(replyTo), replyTo })) {
+        this.internals.replyError(replyTo, new MailboxFull(this.cell.path, this.cell.mailbox.options.capacity));
+      }
+    }, timeoutMs);
+  }
+}
+
+class RemoteRef<M> implements ActorRef<M> {
+  constructor(readonly address: ActorAddress, private readonly system: ActorSystem, private readonly internals: SystemInternals) {}
+  tell(msg: M): void {
+    this.system.sendEnvelope(this.address.node, { t: 'msg', to: this.address.name, msg });
+  }
+  ask<R>(build: (replyTo: ReplyTo<R>) => M, timeoutMs: number): Promise<R> {
+    return this.internals.ask<R>(this.address, (replyTo) => {
+      this.system.sendEnvelope(this.address.node, { t: 'msg', to: this.address.name, msg: build(replyTo), r: replyTo });
+    }, timeoutMs);
+  }
+}
+
+/**
+ * One node's actors. Refs to actors on other nodes look the same as local
+ * ones; the system encodes their messages with the codec, sends them over
+ * the transport and matches replies to asks.
+ */
+export class ActorSystem {
+  readonly node: NodeId;
+  private readonly env: Env;
+  private readonly codec: Codec;
+  private readonly transport: Transport | undefined;
+  private readonly cells = new Map<string, Cell<unknown>>();
+  private readonly topLevel = new Map<string, Cell<unknown>>();
+  private readonly pending = new Map<number, PendingAsk>();
+  private readonly down = new Set<NodeId>();
+  private nextAskId = 1;
+  private nextAnonymous = 1;
+  private deadLetters = 0;
+  private rejectedFrames = 0;
+  private shuttingDown = false;
+  private readonly internals: SystemInternals;
+
+  constructor(options: ActorSystemOptions) {
+    this.env = options.env;
+    this.node = options.env.node;
+    this.codec = options.codec ?? msgpackCodec();
+    this.transport = options.transport;
+    const system = this;
+    this.internals = {
+      env: this.env,
+      defaultMailbox: { ...DEFAULT_MAILBOX, ...options.defaultMailbox },
+      defaultSupervision: { ...DEFAULT_SUPERVISION, ...options.defaultSupervision },
+      restarts: 0,
+      spawn: (parent, name, factory, opts) => system.spawnCell(parent, name, factory, opts),
+      unregister(cell) {
+        system.cells.delete(cell.path);
+        if (cell.parent) cell.parent.children.delete(cell.path);
+        else system.topLevel.delete(cell.path);
+      },
+      reply: (to, value) => system.deliverReply(to, { ok: true, value }),
+      replyError: (to, error) => system.deliverReply(to, { ok: false, error }),
+      deadLetter(actor, letter, reason) {
+        system.deadLetters++;
+        if (letter.replyTo) system.deliverReply(letter.replyTo, { ok: false, error: reason });
+        else system.env.logger.debug({ actor }, 'dead letter');
+      },
+      ask: (address, deliver, timeoutMs) => system.ask(address, deliver, timeoutMs),
+    };
+    this.transport?.onFrame((from, frame) => this.receiveFrame(from, frame));
+    this.transport?.onLinkState((peer, state) => this.linkChanged(peer, state));
+  }
+
+  spawn<M>(name: string, factory: () => Behavior<M>, options: SpawnOptions = {}): ActorRef<M> {
+    return this.spawnCell<M>(undefined, name, factory, options);
+  }
+
+  /** A ref to the named actor on any node, this one included. */
+  ref<M>(address: ActorAddress): ActorRef<M> {
+    if (address.node === this.node) {
+      const cell = this.cells.get(address.name);
+      if (cell) return cell.ref as ActorRef<M>;
+    }
+    return new RemoteRef<M>(address, this, this.internals);
+  }
+
+  async stop(ref: ActorRef<unknown>): Promise<void> {
+    await this.cells.get(ref.address.name)?.stop();
+  }
+
+  /** Stops every actor (children before parents) and fails every pending ask. */
+  async shutdown(): Promise<void> {
+    this.shuttingDown = true;
+    await Promise.all([...this.topLevel.values()].map((c) => c.stop()));
+    for (const [id, ask] of this.pending) {
+      this.pending.delete(id);
+      ask.timer.cancel();
+      ask.reject(new ActorStopped(ask.actor));
+    }
+  }
+
+  stats(): SystemStats {
+    return {
+      actors: this.cells.size,
+      pendingAsks: this.pending.size,
+      deadLetters: this.deadLetters,
+      rejectedFrames: this.rejectedFrames,
+      restarts: this.internals.restarts,
+    };
+  }
+
+  /** @internal used by remote refs */
+  sendEnvelope(to: NodeId, envelope: Envelope): void {
+    if (!this.transport) {
+      if (envelope.t === 'msg' && envelope.r) this.deliverReply(envelope.r, { ok: false, error: new NodeUnreachable(to) });
+      return;
+    }
+    this.transport.send(to, this.codec.encode(envelope));
+  }
+
+  private spawnCell<M>(parent: Cell<unknown> | undefined, name: string, factory: () => Behavior<M>, options: SpawnOptions): ActorRef<M> {
+    if (this.shuttingDown) throw new ActorStopped(name);
+    const local = name === '' ? `$${this.nextAnonymous++}` : name;
+    if (!NAME.test(local)) throw new TypeError(`invalid actor name ${JSON.stringify(name)}`);
+    const path = parent ? `${parent.path}/${local}` : local;
+    if (this.cells.has(path)) throw new TypeError(`an actor named ${path} already exists`);
+    const cell = new Cell<M>(this, path, parent, factory, options, this.internals);
+    this.cells.set(path, cell as Cell<unknown>);
+    (parent ? parent.children : this.topLevel).set(path, cell as Cell<unknown>);
+    cell.start();
+    return cell.ref;
+  }
+
+  private ask<R>(address: ActorAddress, deliver: (replyTo: ReplyTo<R>) => void, timeoutMs: number): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      if (address.node !== this.node && this.down.has(address.node)) {
+        reject(new NodeUnreachable(address.node));
+        return;
+      }
+      const id = this.nextAskId++;
+      const timer = this.env.scheduler.setTimer(timeoutMs, () => {
+        if (this.pending.delete(id)) reject(new AskTimeout(`${address.node}/${address.name}`, timeoutMs));
+      });
+      this.pending.set(id, { node: address.node, actor: address.name, resolve: resolve as (v: unknown) => void, reject, timer });
+      deliver({ node: this.node, id });
+    });
+  }
+
+  private deliverReply(to: ReplyTo<unknown>, outcome: { ok: true; value: unknown } | { ok: false; error: Error }): void {
+    if (to.node === this.node) {
+      this.settleAsk(this.node, to.id, outcome);
+      return;
+    }
+    const envelope: Envelope = outcome.ok ? { t: 'ok', id: to.id, v: outcome.value } : { t: 'err', id: to.id, e: toWireError(outcome.error) };
+    this.sendEnvelope(to.node, envelope);
+  }
+
+  private settleAsk(from: NodeId, id: number, outcome: { ok: true; value: unknown } | { ok: false; error: Error }): void {
+    const ask = this.pending.get(id);
+    // A reply from a node the ask was not sent to is forged or stale: ignore it.
+    if (!ask || (ask.node !== from && from !== this.node)) return;
+    this.pending.delete(id);
+    ask.timer.cancel();
+    if (outcome.ok) ask.resolve(outcome.value);
+    else ask.reject(outcome.error);
+  }
+
+  private receiveFrame(from: NodeId, frame: Uint8Array): void {
+    let envelope: Envelope;
+    try {
+      envelope = this.codec.decode(frame);
+    } catch (error) {
+      this.rejectedFrames++;
+      this.env.logger.warn({ peer: from, bytes: frame.byteLength, err: error }, 'dropped a malformed frame');
+      return;
+    }
+    switch (envelope.t) {
+      case 'ok':
+        this.settleAsk(from, envelope.id, { ok: true, value: envelope.v });
+        return;
+      case 'err': {
+        const e = envelope.e;
+        this.settleAsk(from, envelope.id, { ok: false, error: new RemoteActorError(e.name, e.code, e.message, e.fields, e.status) });
+        return;
+      }
+      case 'msg': {
+        const replyTo = envelope.r && ({ node: from, id: envelope.r.id } as ReplyTo<unknown>);
+        const cell = this.cells.get(envelope.to);
+        if (!cell) {
+          this.deadLetters++;
+          if (replyTo) this.deliverReply(replyTo, { ok: false, error: new ActorNotFound(envelope.to) });
+          return;
+        }
+        if (!cell.enqueue({ msg: envelope.msg, replyTo })) {
+          const full = new MailboxFull(cell.path, cell.mailbox.options.capacity);
+          if (replyTo) this.deliverReply(replyTo, { ok: false, error: full });
+          else this.env.logger.warn({ actor: cell.path, peer: from }, 'mailbox full; dropped a message');
+        }
+      }
+    }
+  }
+
+  private linkChanged(peer: NodeId, state: LinkState): void {
+    if (state === 'up') {
+      this.down.delete(peer);
+      return;
+    }
+    this.down.add(peer);
+    for (const [id, ask] of this.pending) {
+      if (ask.node !== peer) continue;
+      this.pending.delete(id);
+      ask.timer.cancel();
+      ask.reject(new NodeUnreachable(peer));
+    }
+  }
+}
+
+function toWireError(error: Error): WireError {
+  if (isChorusError(error)) return { name: error.name, code: error.code, message: error.message, fields: { ...error.fields }, status: error.httpStatus };
+  return { name: 'InternalError', code: 'INTERNAL', message: error.message, fields: {}, status: 500 };
+}
