@@ -512,6 +512,7 @@ export class ActorSystem {
     } catch (error) {
       this.rejectedFrames++;
       this.env.logger.warn({ peer: from, bytes: frame.byteLength, err: error }, 'dropped a malformed frame');
+      this.transport?.penalize?.(from);
       return;
     }
     switch (envelope.t) {
@@ -524,7 +525,9 @@ export class ActorSystem {
         return;
       }
       case 'msg': {
+        // The reply goes to the peer the frame came from, whatever the frame claims.
         const replyTo = envelope.r && ({ node: from, id: envelope.r.id } as ReplyTo<unknown>);
+        if (replyTo && typeof envelope.msg === 'object' && envelope.msg !== null) (envelope.msg as { replyTo?: unknown }).replyTo = replyTo;
         const cell = this.cells.get(envelope.to);
         if (!cell) {
           this.deadLetters++;

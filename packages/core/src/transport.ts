@@ -21,5 +21,10 @@ export interface Transport {
   send(to: NodeId, frame: Uint8Array): void;
   onFrame(handler: (from: NodeId, frame: Uint8Array) => void): void;
   onLinkState(handler: (peer: NodeId, state: LinkState) => void): void;
+  /**
+   * Called by the receiver when a frame from `peer` failed validation. A
+   * transport may close a connection that keeps sending bad frames.
+   */
+  penalize?(peer: NodeId): void;
   close(): Promise<void>;
 }

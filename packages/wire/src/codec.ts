@@ -1,0 +1,99 @@
+import { type Codec, type Envelope, checkEnvelope } from '@chorus/actors';
+import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
+import type { TObject } from '@sinclair/typebox';
+import { Packr } from 'msgpackr';
+import { FrameRejected } from './errors.js';
+import { type KindSpec, MESSAGE_KINDS } from './kinds.js';
+
+/** Largest frame accepted, before any decoding. Large enough for a repair stream batch, small enough to bound memory per peer. */
+export const MAX_FRAME_BYTES = 4 * 1024 * 1024;
+
+export interface WireCodecOptions {
+  maxFrameBytes?: number;
+  /** The kinds this codec speaks; the full table by default. */
+  kinds?: Record<string, KindSpec>;
+}
+
+interface CompiledKind {
+  name: string;
+  id: number;
+  check: TypeCheck<TObject>;
+}
+
+/**
+ * The actors' codec for traffic between nodes: msgpack with plain maps (no
+ * record structures learned on the fly), kinds sent by number, and every
+ * message checked against its kind's schema on the way in. Anything that is
+ * not exactly right throws FrameRejected, which the runtime logs and counts.
+ */
+export function wireCodec(options: WireCodecOptions = {}): Codec {
+  const maxFrameBytes = options.maxFrameBytes ?? MAX_FRAME_BYTES;
+  const kinds = options.kinds ?? MESSAGE_KINDS;
+  const byName = new Map<string, CompiledKind>();
+  const byId = new Map<number, CompiledKind>();
+  for (const [name, spec] of Object.entries(kinds)) {
+    if (byId.has(spec.id)) throw new Error(`message kinds ${byId.get(spec.id)!.name} and ${name} share id ${spec.id}`);
+    const compiled = { name, id: spec.id, check: TypeCompiler.Compile(spec.schema) };
+    byName.set(name, compiled);
+    byId.set(spec.id, compiled);
+  }
+  const packr = new Packr({ useRecords: false, int64AsType: 'bigint', largeBigIntToFloat: false, mapsAsObjects: true });
+
+  function bodyOf(message: unknown): { k: number; b: Record<string, unknown> } {
+    if (typeof message !== 'object' || message === null) throw new FrameRejected('unencodable', 'a message must be an object with a type');
+    const { type, replyTo: _replyTo, ...fields } = message as Record<string, unknown>;
+    const kind = typeof type === 'string' ? byName.get(type) : undefined;
+    if (!kind) throw new FrameRejected('unencodable', `no message kind named ${String(type)}`);
+    return { k: kind.id, b: fields };
+  }
+
+  function messageOf(k: unknown, b: unknown): Record<string, unknown> {
+    const kind = typeof k === 'number' ? byId.get(k) : undefined;
+    if (!kind) throw new FrameRejected('unknown-kind', `unknown message kind ${String(k)}`);
+    if (!kind.check.Check(b)) {
+      const first = kind.check.Errors(b).First();
+      throw new FrameRejected('invalid-fields', `${kind.name}: ${first ? `${first.path || '/'} ${first.message}` : 'does not match its schema'}`, { kind: kind.name });
+    }
+    return { type: kind.name, ...(b as Record<string, unknown>) };
+  }
+
+  return {
+    encode(envelope: Envelope): Uint8Array {
+      switch (envelope.t) {
+        case 'msg':
+          return packr.pack({ t: 'msg', to: envelope.to, r: envelope.r ? { id: envelope.r.id } : undefined, ...bodyOf(envelope.msg) });
+        case 'ok':
+          return packr.pack({ t: 'ok', id: envelope.id, ...bodyOf(envelope.v) });
+        case 'err':
+          return packr.pack(envelope);
+      }
+    },
+    decode(frame: Uint8Array): Envelope {
+      if (frame.byteLength > maxFrameBytes) throw new FrameRejected('too-large', `${frame.byteLength} bytes is over the ${maxFrameBytes}-byte limit`, { bytes: frame.byteLength });
+      let raw: unknown;
+      try {
+        raw = packr.unpack(frame);
+      } catch (error) {
+        // Includes RangeError from hostile nesting depth: msgpackr decodes recursively.
+        throw new FrameRejected('undecodable', error instanceof Error ? error.message : String(error));
+      }
+      if (typeof raw !== 'object' || raw === null) throw new FrameRejected('not-an-envelope', 'not a map');
+      const r = raw as Record<string, unknown>;
+      try {
+        if (r.t === 'msg') {
+          const replyTo = r.r === undefined || r.r === null ? undefined : r.r;
+          if (replyTo !== undefined && !(typeof replyTo === 'object' && Number.isSafeInteger((replyTo as { id?: unknown }).id))) {
+            throw new FrameRejected('not-an-envelope', 'bad reply address');
+          }
+          // The reply address's node is filled in by the runtime from the authenticated peer, never taken from the frame.
+          return checkEnvelope({ t: 'msg', to: r.to, msg: messageOf(r.k, r.b), r: replyTo && { node: '', id: (replyTo as { id: number }).id } });
+        }
+        if (r.t === 'ok') return checkEnvelope({ t: 'ok', id: r.id, v: messageOf(r.k, r.b) });
+        return checkEnvelope(raw);
+      } catch (error) {
+        if (error instanceof FrameRejected) throw error;
+        throw new FrameRejected('not-an-envelope', error instanceof Error ? error.message : String(error));
+      }
+    },
+  };
+}

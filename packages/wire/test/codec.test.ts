@@ -1,0 +1,98 @@
+import { ActorSystem, type Envelope, type ReplyTo } from '@chorus/actors';
+import { nodeId } from '@chorus/core';
+import { Simulation } from '@chorus/sim';
+import { Type } from '@sinclair/typebox';
+import fc from 'fast-check';
+import { Packr } from 'msgpackr';
+import { describe, expect, it } from 'vitest';
+import { FrameRejected, MESSAGE_KINDS, wireCodec } from '../src/index.js';
+
+const syn = { type: 'gossip.syn', cluster: 'test', digests: [{ node: '127.0.0.1:7100', generation: 1_767_225_600, maxVersion: 42 }] };
+const raw = new Packr({ useRecords: false, mapsAsObjects: true });
+
+function rejection(frame: Uint8Array): FrameRejected {
+  try {
+    wireCodec().decode(frame);
+  } catch (error) {
+    expect(error).toBeInstanceOf(FrameRejected);
+    return error as FrameRejected;
+  }
+  throw new Error('frame was accepted');
+}
+
+describe('wire codec', () => {
+  it('round-trips a message, sending its kind by number', () => {
+    const codec = wireCodec();
+    const frame = codec.encode({ t: 'msg', to: 'gossiper', msg: syn });
+    expect(raw.unpack(frame)).toMatchObject({ t: 'msg', to: 'gossiper', k: MESSAGE_KINDS['gossip.syn'].id });
+    expect(codec.decode(frame)).toEqual({ t: 'msg', to: 'gossiper', msg: syn, r: undefined });
+  });
+
+  it('refuses to encode a message of no known kind', () => {
+    expect(() => wireCodec().encode({ t: 'msg', to: 'x', msg: { type: 'nope' } })).toThrow(FrameRejected);
+  });
+
+  it('rejects unknown kinds, wrong field types, extra fields, oversize frames and garbage, each with its reason', () => {
+    expect(rejection(raw.pack({ t: 'msg', to: 'g', k: 9_999, b: {} })).reason).toBe('unknown-kind');
+    expect(rejection(raw.pack({ t: 'msg', to: 'g', k: 1, b: { cluster: 7, digests: [] } })).reason).toBe('invalid-fields');
+    expect(rejection(raw.pack({ t: 'msg', to: 'g', k: 1, b: { cluster: 'c', digests: [], extra: 1 } })).reason).toBe('invalid-fields');
+    expect(rejection(raw.pack({ t: 'msg', to: 'g', k: 1, b: { cluster: 'c', digests: [{ node: 'bad node!', generation: 1, maxVersion: 1 }] } })).reason).toBe('invalid-fields');
+    expect(rejection(raw.pack({ t: 'msg', to: 'g', k: 1, b: { cluster: 'c', digests: [{ node: 'n', generation: -1, maxVersion: 1 }] } })).reason).toBe('invalid-fields');
+    expect(rejection(new Uint8Array(5 * 1024 * 1024)).reason).toBe('too-large');
+    expect(rejection(wireCodec().encode({ t: 'msg', to: 'g', msg: syn }).subarray(0, 12)).reason).toBe('undecodable');
+    expect(rejection(raw.pack('just a string')).reason).toBe('not-an-envelope');
+    expect(rejection(raw.pack({ t: 'what' })).reason).toBe('not-an-envelope');
+  });
+
+  it('survives hostile nesting depth', () => {
+    const deep = new Uint8Array(200_000).fill(0x91); // [[[[…]]]]
+    expect(rejection(deep).reason).toBe('undecodable');
+  });
+
+  it('never throws anything but FrameRejected on random or mutated frames (fuzz)', () => {
+    const codec = wireCodec();
+    const valid = [
+      codec.encode({ t: 'msg', to: 'gossiper', msg: syn }),
+      codec.encode({ t: 'msg', to: 'gossiper', msg: { type: 'gossip.ack2', states: { n1: { heartbeat: { generation: 1, version: 2 }, app: { STATUS: { value: 'NORMAL', version: 1 } } } } } }),
+      codec.encode({ t: 'err', id: 3, e: { name: 'X', code: 'X', message: 'm', fields: {}, status: 500 } }),
+    ];
+    const mutated = fc.tuple(fc.constantFrom(...valid), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 })).map(([frame, edits]) => {
+      const copy = frame.slice();
+      for (const [at, byte] of edits) copy[at % copy.length] = byte;
+      return copy;
+    });
+    fc.assert(
+      fc.property(fc.oneof(fc.uint8Array({ maxLength: 512 }), mutated), (frame) => {
+        try {
+          const envelope: Envelope = codec.decode(frame);
+          expect(['msg', 'ok', 'err']).toContain(envelope.t);
+        } catch (error) {
+          expect(error).toBeInstanceOf(FrameRejected);
+        }
+      }),
+      { numRuns: 5_000 },
+    );
+  });
+
+  it('carries asks between simulated nodes and answers with the reply to the real sender', async () => {
+    const kinds = {
+      ...MESSAGE_KINDS,
+      'test.ask': { id: 900, schema: Type.Object({ text: Type.String() }), reply: 'test.answer' },
+      'test.answer': { id: 901, schema: Type.Object({ text: Type.String() }) },
+    };
+    type Ask = { type: 'test.ask'; text: string; replyTo: ReplyTo<{ type: 'test.answer'; text: string }> };
+    const sim = new Simulation({ seed: 3 });
+    const systems = new Map<string, ActorSystem>();
+    for (const n of ['a', 'b']) {
+      await sim.addNode(n, ({ env, transport }) => {
+        const system = new ActorSystem({ env, transport, codec: wireCodec({ kinds }) });
+        systems.set(n, system);
+        system.spawn<Ask>('upper', () => ({ receive: (m, ctx) => ctx.reply(m.replyTo, { type: 'test.answer', text: m.text.toUpperCase() }) }));
+      });
+    }
+    let answer: unknown;
+    systems.get('a')!.ref<Ask>({ node: nodeId('b'), name: 'upper' }).ask((replyTo) => ({ type: 'test.ask', text: 'hi', replyTo }), 1_000).then((v) => (answer = v));
+    await sim.run({ stopWhen: () => answer !== undefined, untilMs: 5_000 });
+    expect(answer).toEqual({ type: 'test.answer', text: 'HI' });
+  });
+});
