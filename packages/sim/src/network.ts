@@ -1,5 +1,5 @@
 import type { LinkState, NodeId, Transport } from '@chorus/core';
-import type { SeededRandom } from './prng.js';
+import type { SeededRandom } from '@chorus/core';
 import type { EventQueue } from './scheduler.js';
 
 /** How one direction of a link misbehaves. */

@@ -1,6 +1,6 @@
 import { type Env, type Logger, type NodeId, type Transport, nodeId, silentLogger } from '@chorus/core';
 import { type LinkFaults, MemoryNetwork } from './network.js';
-import { SeededRandom } from './prng.js';
+import { SeededRandom } from '@chorus/core';
 import { EventQueue, type RunOptions } from './scheduler.js';
 
 export interface SimulationOptions {

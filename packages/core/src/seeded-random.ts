@@ -1,4 +1,4 @@
-import { type Random, uuidFromBytes } from '@chorus/core';
+import { type Random, uuidFromBytes } from './env.js';
 
 /** Mixes a string into a 32-bit seed (FNV-1a), so streams can be forked by name. */
 export function hashString(text: string, seed = 0x811c9dc5): number {

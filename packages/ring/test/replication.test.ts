@@ -1,0 +1,66 @@
+import { InvalidRequest } from '@chorus/core';
+import { describe, expect, it } from 'vitest';
+import { parseReplication, replicationKey, totalReplicationFactor, validateKeyspace } from '../src/index.js';
+
+describe('replication settings', () => {
+  it('reads the shapes users write', () => {
+    expect(parseReplication({ class: 'SimpleStrategy', rf: 3 })).toEqual({ class: 'SimpleStrategy', rf: 3 });
+    expect(parseReplication({ class: 'org.apache.cassandra.locator.SimpleStrategy', replication_factor: '2' })).toEqual({ class: 'SimpleStrategy', rf: 2 });
+    expect(parseReplication({ class: 'NetworkTopologyStrategy', dc1: 3, dc2: '2' })).toEqual({ class: 'NetworkTopologyStrategy', dcs: { dc1: 3, dc2: 2 } });
+    expect(parseReplication({ class: 'NetworkTopologyStrategy', dcs: { dc1: 1 } })).toEqual({ class: 'NetworkTopologyStrategy', dcs: { dc1: 1 } });
+  });
+
+  it.each([
+    [null, /replication must be an object/],
+    [{ class: 'LocalStrategy' }, /replication class/],
+    [{ class: 'SimpleStrategy' }, /rf must be an integer/],
+    [{ class: 'SimpleStrategy', rf: 0 }, /rf must be an integer/],
+    [{ class: 'SimpleStrategy', rf: 1.5 }, /rf must be an integer/],
+    [{ class: 'SimpleStrategy', rf: 3, dc1: 2 }, /takes only rf/],
+    [{ class: 'NetworkTopologyStrategy' }, /at least one datacenter/],
+    [{ class: 'NetworkTopologyStrategy', dc1: -1 }, /rf of dc1/],
+    [{ class: 'NetworkTopologyStrategy', 'bad dc': 1 }, /invalid datacenter name/],
+  ])('refuses %j with a clear InvalidRequest', (input, message) => {
+    expect(() => parseReplication(input)).toThrow(InvalidRequest);
+    expect(() => parseReplication(input)).toThrow(message);
+  });
+
+  it('refuses unknown datacenters when the known ones are given', () => {
+    const spec = { class: 'NetworkTopologyStrategy', dc1: 3, dc9: 1 };
+    expect(() => parseReplication(spec, ['dc1', 'dc2'])).toThrow(/unknown datacenter dc9; known: dc1, dc2/);
+    expect(parseReplication(spec)).toEqual({ class: 'NetworkTopologyStrategy', dcs: { dc1: 3, dc9: 1 } });
+  });
+
+  it('keys equal settings equally', () => {
+    const a = parseReplication({ class: 'NetworkTopologyStrategy', dc1: 3, dc2: 2 });
+    const b = parseReplication({ class: 'NetworkTopologyStrategy', dc2: 2, dc1: 3 });
+    expect(replicationKey(a)).toBe(replicationKey(b));
+    expect(replicationKey(a)).not.toBe(replicationKey({ class: 'SimpleStrategy', rf: 5 }));
+    expect(totalReplicationFactor(a)).toBe(5);
+  });
+});
+
+describe('keyspace definitions', () => {
+  it('accepts a valid definition', () => {
+    expect(validateKeyspace({ name: 'default', replication: { class: 'SimpleStrategy', rf: 3 } })).toEqual({
+      name: 'default',
+      replication: { class: 'SimpleStrategy', rf: 3 },
+    });
+    expect(validateKeyspace({ name: 'A'.repeat(48), replication: { class: 'SimpleStrategy', rf: 1 } }).name).toHaveLength(48);
+  });
+
+  it.each(['', '1abc', '_x', 'has-dash', 'A'.repeat(49), 42])('refuses the name %j', (name) => {
+    const attempt = (): unknown => validateKeyspace({ name, replication: { class: 'SimpleStrategy', rf: 1 } });
+    expect(attempt).toThrow(InvalidRequest);
+    expect(attempt).toThrow(/invalid keyspace name/);
+  });
+
+  it('carries the offending field in the error body', () => {
+    try {
+      validateKeyspace({ name: 'ks', replication: { class: 'SimpleStrategy', rf: 'x' } });
+      expect.unreachable();
+    } catch (e) {
+      expect((e as InvalidRequest).toJSON()).toMatchObject({ error: 'InvalidRequest', field: 'rf' });
+    }
+  });
+});
