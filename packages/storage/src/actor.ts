@@ -1,0 +1,221 @@
+import type { ActorContext, ActorRef, ActorSystem, Behavior, ReplyTo } from '@chorus/actors';
+import type { Env, Timer } from '@chorus/core';
+import type { Cell } from './cell.js';
+import { type Mutation, type RowAddress, type StorageDb, Store, type SweepCursor, validateAddress, validateMutation } from './store.js';
+
+/**
+ * How acknowledged writes reach the disk.
+ * - `batch`: each group-commit batch is fsynced before any of its writes is
+ *   acknowledged. Nothing acknowledged is lost, even on power failure; every
+ *   batch pays one fsync.
+ * - `periodic` (default, as Cassandra): batches go to the OS page cache and are
+ *   acknowledged at once; an fsync runs every `commitSyncPeriodMs`. A process
+ *   crash loses nothing (the LevelDB log is already in the kernel); a power
+ *   failure or kernel crash can lose up to one period of acknowledged writes
+ *   on this replica, which the other replicas, hints and repair still hold.
+ * - `none`: never fsync explicitly; the OS writes back when it likes (and
+ *   LevelDB syncs when it rotates files). For tests and throwaway clusters.
+ */
+export type CommitSyncMode = 'batch' | 'periodic' | 'none';
+
+export const DEFAULT_COMMIT_SYNC: CommitSyncMode = 'periodic';
+export const DEFAULT_COMMIT_SYNC_PERIOD_MS = 10_000;
+export const DEFAULT_SWEEP_INTERVAL_MS = 3_600_000;
+
+export interface StorageActorOptions {
+  db: StorageDb;
+  env: Env;
+  /** Actor name (default `storage`). */
+  name?: string;
+  gcGraceSeconds?: number;
+  commitSync?: CommitSyncMode;
+  commitSyncPeriodMs?: number;
+  /** Pause between gc sweeps; each sweep walks the whole store in steps of `sweepChunk` entries. */
+  sweepIntervalMs?: number;
+  sweepChunk?: number;
+  /** Mailbox bound: a full mailbox rejects with MailboxFull (an Overloaded). */
+  mailboxCapacity?: number;
+  /** Most writes in one group-commit batch. */
+  batchLimit?: number;
+}
+
+export interface WriteAck {
+  /** False when the store already held a version at least as new (the write was a no-op). */
+  applied: boolean;
+}
+
+/** The storage actor's messages. Build them only through the functions below. */
+export type StorageMsg =
+  | { type: 'write'; mutation: Mutation; replyTo: ReplyTo<WriteAck> }
+  | { type: 'read'; address: RowAddress; replyTo: ReplyTo<Cell | null> }
+  | { type: 'flush'; replyTo: ReplyTo<null> };
+
+export interface StorageHandle {
+  readonly ref: ActorRef<StorageMsg>;
+  /**
+   * Direct read access (and admin operations such as `purge`). LevelDB reads
+   * are safe beside the actor's writes, and a write is acknowledged only after
+   * its batch is in the database, so reads here see every acknowledged write.
+   */
+  readonly store: Store;
+  /** Stops the actor, syncs and closes the database. */
+  close(): Promise<void>;
+}
+
+function storageBehavior(store: Store, o: Required<Omit<StorageActorOptions, 'db' | 'env' | 'name' | 'gcGraceSeconds' | 'mailboxCapacity' | 'batchLimit'>>): Behavior<StorageMsg> {
+  let syncTimer: Timer | undefined;
+  let sweepTimer: Timer | undefined;
+  let stopped = false;
+  let previous: Promise<unknown> = Promise.resolve();
+  const syncEach = o.commitSync === 'batch';
+
+  function scheduleSync(env: Env): void {
+    syncTimer = env.scheduler.setTimer(o.commitSyncPeriodMs, () => {
+      if (stopped) return;
+      env.scheduler
+        .track(store.sync())
+        .catch((error: unknown) => env.logger.error({ err: error }, 'periodic commit sync failed'))
+        .finally(() => {
+          if (!stopped) scheduleSync(env);
+        });
+    });
+  }
+
+  function scheduleSweep(env: Env, delayMs: number, cursor: SweepCursor | undefined): void {
+    sweepTimer = env.scheduler.setTimer(delayMs, () => {
+      if (stopped) return;
+      // The sweep runs beside the actor's turns; the store serializes its deletions with writes.
+      env.scheduler.track(store.sweep(cursor, o.sweepChunk)).then(
+        (r) => {
+          if (stopped) return;
+          if (r.next !== undefined) scheduleSweep(env, 0, r.next);
+          else scheduleSweep(env, o.sweepIntervalMs, undefined);
+        },
+        (error: unknown) => {
+          env.logger.error({ err: error }, 'gc sweep failed');
+          if (!stopped) scheduleSweep(env, o.sweepIntervalMs, undefined);
+        },
+      );
+    });
+  }
+
+  return {
+    started(ctx) {
+      stopped = false;
+      if (o.commitSync === 'periodic') scheduleSync(ctx.env);
+      scheduleSweep(ctx.env, o.sweepIntervalMs, undefined);
+    },
+
+    async receiveBatch(msgs, ctx: ActorContext<StorageMsg>) {
+      const writes: Array<Extract<StorageMsg, { type: 'write' }>> = [];
+      const others: Array<Exclude<StorageMsg, { type: 'write' }>> = [];
+      for (const m of msgs) {
+        if (m.type === 'write') writes.push(m);
+        else others.push(m);
+      }
+      let landed: Promise<unknown> = Promise.resolve();
+      if (writes.length > 0) {
+        // Pipelined group commit: the turn ends once this batch is merged and queued, so the next
+        // batch's read-before-write overlaps this one's write. At most two batches are outstanding:
+        // the turn also waits for the previous batch to land.
+        const submitted = store.submit(
+          writes.map((w) => w.mutation),
+          { sync: syncEach },
+        );
+        landed = submitted.landed.then(
+          (outcomes) => {
+            for (let i = 0; i < writes.length; i++) {
+              const r = outcomes[i]!;
+              if (r.ok) ctx.reply(writes[i]!.replyTo, { applied: r.applied });
+              else ctx.fail(writes[i]!.replyTo, r.error);
+            }
+          },
+          (error: unknown) => {
+            // A failed batch fails its writes but not the actor: the next batch may well succeed.
+            ctx.log.error({ err: error, writes: writes.length }, 'storage batch failed');
+            for (const w of writes) ctx.fail(w.replyTo, error as Error);
+          },
+        );
+        await submitted.merged.catch(() => undefined);
+        await previous;
+        previous = landed;
+      }
+      if (others.length === 0) return;
+      await landed;
+      // Reads after the batch, so a sender that wrote then read in one burst reads its write.
+      await Promise.all(
+        others.map(async (m) => {
+          try {
+            if (m.type === 'read') ctx.reply(m.replyTo, (await store.getCell(m.address)) ?? null);
+            else {
+              await store.sync();
+              ctx.reply(m.replyTo, null);
+            }
+          } catch (error) {
+            ctx.fail(m.replyTo, error as Error);
+          }
+        }),
+      );
+    },
+
+    async stopping() {
+      stopped = true;
+      await previous;
+      syncTimer?.cancel();
+      sweepTimer?.cancel();
+      if (o.commitSync !== 'none' && !store.isClosed) await store.sync();
+    },
+  };
+}
+
+/**
+ * Spawns the storage actor over `db` (opened if needed by the first write).
+ * The actor does group commit: each turn takes every write queued in its
+ * mailbox and applies them as one LevelDB batch, acknowledging each only after
+ * the batch is written (and fsynced in `batch` mode).
+ */
+export function spawnStorage(system: ActorSystem, options: StorageActorOptions): StorageHandle {
+  const store = new Store(options.db, options.gcGraceSeconds === undefined ? { env: options.env } : { env: options.env, gcGraceSeconds: options.gcGraceSeconds });
+  const commitSyncPeriodMs = options.commitSyncPeriodMs ?? DEFAULT_COMMIT_SYNC_PERIOD_MS;
+  if (!(commitSyncPeriodMs > 0)) throw new RangeError('commitSyncPeriodMs must be positive');
+  const behaviorOptions = {
+    commitSync: options.commitSync ?? DEFAULT_COMMIT_SYNC,
+    commitSyncPeriodMs,
+    sweepIntervalMs: options.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS,
+    sweepChunk: options.sweepChunk ?? 1000,
+  };
+  const ref = system.spawn<StorageMsg>(options.name ?? 'storage', () => storageBehavior(store, behaviorOptions), {
+    mailbox: { capacity: options.mailboxCapacity ?? 50_000, overflow: 'reject' },
+    batchLimit: options.batchLimit ?? 5_000,
+  });
+  return {
+    ref,
+    store,
+    async close() {
+      await system.stop(ref as ActorRef<unknown>);
+      await store.close();
+    },
+  };
+}
+
+/** Writes one mutation through the storage actor; resolves once it is durable per the commit mode. */
+export function write(ref: ActorRef<StorageMsg>, mutation: Mutation, timeoutMs: number): Promise<WriteAck> {
+  try {
+    validateMutation(mutation);
+  } catch (error) {
+    return Promise.reject(error as Error);
+  }
+  return ref.ask<WriteAck>((replyTo) => ({ type: 'write', mutation, replyTo }), timeoutMs);
+}
+
+/** The row's raw merged cell (tombstones and expired values included), or undefined. */
+export async function readCell(ref: ActorRef<StorageMsg>, address: RowAddress, timeoutMs: number): Promise<Cell | undefined> {
+  validateAddress(address);
+  const cell = await ref.ask<Cell | null>((replyTo) => ({ type: 'read', address, replyTo }), timeoutMs);
+  return cell ?? undefined;
+}
+
+/** Forces every write acknowledged so far onto disk (an fsync), whatever the commit mode. */
+export async function flush(ref: ActorRef<StorageMsg>, timeoutMs: number): Promise<void> {
+  await ref.ask<null>((replyTo) => ({ type: 'flush', replyTo }), timeoutMs);
+}

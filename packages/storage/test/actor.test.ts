@@ -1,0 +1,170 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { ActorSystem, MailboxFull } from '@chorus/actors';
+import { Overloaded } from '@chorus/core';
+import { type Mutation, type StorageDb, InvalidTimestamp, flush, readCell, spawnStorage, write, type StorageHandle, type CommitSyncMode } from '../src/index.js';
+import { dec, enc, levelBackend, memoryBackend, testEnv, tokenOf } from './helpers.js';
+
+const put = (key: string, value: string, ts: number): Mutation => ({ keyspace: 'ks', token: tokenOf(key), partition: enc(key), cell: { value: enc(value), timestampMicros: ts } });
+const tick = () => new Promise((r) => setImmediate(r));
+
+interface Spy {
+  batches: Array<{ size: number; sync: boolean }>;
+  syncPuts: number;
+  hold(): void;
+  release(): void;
+}
+
+/** Wraps the db so a test can count batches and their sync flag, and hold them back. */
+function spy(db: StorageDb): Spy {
+  const batch = db.batch.bind(db) as (ops: unknown[], o: { sync?: boolean }) => Promise<void>;
+  const put = db.put.bind(db) as (k: unknown, v: unknown, o: { sync?: boolean }) => Promise<void>;
+  let gate: Promise<void> | undefined;
+  let open: (() => void) | undefined;
+  const s: Spy = {
+    batches: [],
+    syncPuts: 0,
+    hold() {
+      gate = new Promise((r) => (open = r));
+    },
+    release() {
+      open?.();
+      gate = undefined;
+    },
+  };
+  (db as { batch: unknown }).batch = async (ops: unknown[], o: { sync?: boolean }) => {
+    s.batches.push({ size: ops.length, sync: o?.sync === true });
+    if (gate) await gate;
+    return batch(ops, o);
+  };
+  (db as { put: unknown }).put = async (k: unknown, v: unknown, o: { sync?: boolean }) => {
+    if (o?.sync) s.syncPuts++;
+    return put(k, v, o);
+  };
+  return s;
+}
+
+describe('storage actor', () => {
+  const cleanups: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  async function start(opts: { commitSync?: CommitSyncMode; commitSyncPeriodMs?: number; sweepIntervalMs?: number; gcGraceSeconds?: number; mailboxCapacity?: number; level?: boolean } = {}) {
+    const backend = opts.level ? levelBackend() : memoryBackend();
+    const db = await backend.create();
+    const env = testEnv();
+    const s = spy(db);
+    const system = new ActorSystem({ env });
+    const { level: _l, ...rest } = opts;
+    const handle: StorageHandle = spawnStorage(system, { db, env, ...rest });
+    cleanups.push(async () => {
+      await system.shutdown();
+      await handle.store.close();
+      await backend.cleanup();
+    });
+    return { handle, env, s, system };
+  }
+
+  it('acknowledges writes and serves reads', async () => {
+    const { handle } = await start();
+    expect(await write(handle.ref, put('a', 'v', 10), 1000)).toEqual({ applied: true });
+    expect(await write(handle.ref, put('a', 'old', 5), 1000)).toEqual({ applied: false });
+    const cell = await readCell(handle.ref, { keyspace: 'ks', token: tokenOf('a'), partition: enc('a') }, 1000);
+    expect(cell && 'value' in cell ? dec(cell.value) : undefined).toBe('v');
+    expect(await readCell(handle.ref, { keyspace: 'ks', token: tokenOf('b'), partition: enc('b') }, 1000)).toBeUndefined();
+    expect((await handle.store.get({ keyspace: 'ks', token: tokenOf('a'), partition: enc('a') }))?.timestampMicros).toBe(10);
+  });
+
+  it('group commit: a burst becomes few batches, and nothing is acknowledged before its batch lands', async () => {
+    const { handle, s } = await start({ commitSync: 'none' });
+    s.hold();
+    const acks: number[] = [];
+    const all = Array.from({ length: 500 }, (_, i) => write(handle.ref, put(`k${i}`, 'v', 1), 5000).then(() => acks.push(i)));
+    for (let i = 0; i < 20; i++) await tick();
+    expect(s.batches.length).toBeGreaterThan(0);
+    expect(acks).toEqual([]);
+    s.release();
+    await Promise.all(all);
+    expect(acks).toHaveLength(500);
+    expect(s.batches.length).toBeLessThanOrEqual(3);
+    expect(s.batches.reduce((n, b) => n + b.size, 0)).toBe(500);
+    // Every acknowledged write is readable straight from the store.
+    expect(await handle.store.get({ keyspace: 'ks', token: tokenOf('k499'), partition: enc('k499') })).toBeDefined();
+  });
+
+  it('batch mode fsyncs every batch before acknowledging', async () => {
+    const { handle, s } = await start({ commitSync: 'batch', level: true });
+    await Promise.all(Array.from({ length: 50 }, (_, i) => write(handle.ref, put(`k${i}`, 'v', 1), 5000)));
+    expect(s.batches.length).toBeGreaterThan(0);
+    expect(s.batches.every((b) => b.sync)).toBe(true);
+  });
+
+  it('periodic mode writes without sync and syncs on a timer; none never syncs', async () => {
+    const periodic = await start({ commitSync: 'periodic', commitSyncPeriodMs: 20 });
+    await write(periodic.handle.ref, put('a', 'v', 1), 1000);
+    expect(periodic.s.batches.every((b) => !b.sync)).toBe(true);
+    await new Promise((r) => setTimeout(r, 120));
+    expect(periodic.s.syncPuts).toBeGreaterThanOrEqual(2);
+
+    const none = await start({ commitSync: 'none', commitSyncPeriodMs: 20 });
+    await write(none.handle.ref, put('a', 'v', 1), 1000);
+    await new Promise((r) => setTimeout(r, 80));
+    expect(none.s.syncPuts).toBe(0);
+    expect(none.s.batches.every((b) => !b.sync)).toBe(true);
+    await flush(none.handle.ref, 1000);
+    expect(none.s.syncPuts).toBe(1);
+  });
+
+  it('schedules the gc sweep through the env scheduler', async () => {
+    const { handle, env } = await start({ sweepIntervalMs: 10, gcGraceSeconds: 1 });
+    await write(handle.ref, { keyspace: 'ks', token: tokenOf('a'), partition: enc('a'), cell: { tombstone: true, timestampMicros: 1 } }, 1000);
+    const addr = { keyspace: 'ks', token: tokenOf('a'), partition: enc('a') };
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await handle.store.getCell(addr)).toBeDefined();
+    env.advanceSeconds(2);
+    for (let i = 0; i < 50 && (await handle.store.getCell(addr)) !== undefined; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(await handle.store.getCell(addr)).toBeUndefined();
+  });
+
+  it('rejects bad input before sending, and overload with MailboxFull', async () => {
+    const { handle, s } = await start({ mailboxCapacity: 10, commitSync: 'none' });
+    await expect(write(handle.ref, put('a', 'v', -1), 1000)).rejects.toBeInstanceOf(InvalidTimestamp);
+    s.hold();
+    const pending: Array<Promise<unknown>> = [];
+    let rejected: unknown;
+    for (let i = 0; i < 40 && rejected === undefined; i++) {
+      try {
+        pending.push(write(handle.ref, put(`k${i}`, 'v', 1), 5000).catch((e: unknown) => e));
+      } catch (e) {
+        rejected = e;
+      }
+    }
+    const settled = [rejected, ...(await (async () => {
+      s.release();
+      return Promise.all(pending);
+    })())].filter((e) => e instanceof Error);
+    expect(settled.length).toBeGreaterThan(0);
+    expect(settled[0]).toBeInstanceOf(MailboxFull);
+    expect(settled[0]).toBeInstanceOf(Overloaded);
+  });
+
+  it('survives a restart on LevelDB: acknowledged writes are there after close and reopen', async () => {
+    const backend = levelBackend();
+    const env = testEnv();
+    const db = await backend.create();
+    const system = new ActorSystem({ env });
+    const h = spawnStorage(system, { db, env, commitSync: 'periodic' });
+    await Promise.all(Array.from({ length: 200 }, (_, i) => write(h.ref, put(`k${i}`, `v${i}`, 1), 5000)));
+    await h.close();
+    await system.shutdown();
+    const { Level } = await import('level');
+    const db2 = new Level<Uint8Array, Uint8Array>((db as unknown as { location: string }).location, { keyEncoding: 'view', valueEncoding: 'view' });
+    const system2 = new ActorSystem({ env });
+    const h2 = spawnStorage(system2, { db: db2, env });
+    const cell = await readCell(h2.ref, { keyspace: 'ks', token: tokenOf('k199'), partition: enc('k199') }, 5000);
+    expect(cell && 'value' in cell ? dec(cell.value) : undefined).toBe('v199');
+    await h2.close();
+    await system2.shutdown();
+    await backend.cleanup();
+  });
+});

@@ -1,0 +1,98 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Env, type Scheduler, nodeId, silentLogger, token, type Token } from '@chorus/core';
+import { Level } from 'level';
+import { MemoryLevel } from 'memory-level';
+import type { StorageDb } from '../src/index.js';
+
+/** An Env whose wall clock the test moves by hand; timers are real so actors run normally. */
+export interface TestEnv extends Env {
+  setNowMicros(us: number): void;
+  advanceSeconds(s: number): void;
+}
+
+export function testEnv(startMicros = 1_700_000_000_000_000): TestEnv {
+  let now = startMicros;
+  const scheduler: Scheduler = {
+    setTimer(ms, fn) {
+      const h = setTimeout(fn, Math.max(0, ms));
+      return { cancel: () => clearTimeout(h) };
+    },
+    defer(fn) {
+      setImmediate(fn);
+    },
+    track: (w) => w,
+  };
+  return {
+    node: nodeId('n1'),
+    clock: { nowMicros: () => now, monotonicMs: () => performance.now() },
+    scheduler,
+    random: { next: () => 0.5, int: () => 0, bytes: (n) => new Uint8Array(n), uuid: () => '00000000-0000-4000-8000-000000000000' },
+    logger: silentLogger,
+    setNowMicros(us) {
+      now = us;
+    },
+    advanceSeconds(s) {
+      now += s * 1_000_000;
+    },
+  };
+}
+
+export interface Backend {
+  name: string;
+  /** A fresh, open database. */
+  create(): Promise<StorageDb>;
+  /** Closes `db` (if open) and opens the same data again; undefined when the backend cannot persist. */
+  reopen?(db: StorageDb): Promise<StorageDb>;
+  cleanup(): Promise<void>;
+}
+
+export function memoryBackend(): Backend {
+  return {
+    name: 'memory-level',
+    async create() {
+      const db = new MemoryLevel<Uint8Array, Uint8Array>({ keyEncoding: 'view', valueEncoding: 'view' });
+      await db.open();
+      return db;
+    },
+    async cleanup() {},
+  };
+}
+
+export function levelBackend(): Backend {
+  const dirs: string[] = [];
+  const locations = new WeakMap<object, string>();
+  const openAt = async (dir: string): Promise<StorageDb> => {
+    const db = new Level<Uint8Array, Uint8Array>(dir, { keyEncoding: 'view', valueEncoding: 'view' });
+    await db.open();
+    locations.set(db, dir);
+    return db;
+  };
+  return {
+    name: 'level',
+    async create() {
+      const dir = await mkdtemp(join(tmpdir(), 'chorus-storage-test-'));
+      dirs.push(dir);
+      return openAt(dir);
+    },
+    async reopen(db) {
+      const dir = locations.get(db)!;
+      if (db.status !== 'closed') await db.close();
+      return openAt(dir);
+    },
+    async cleanup() {
+      for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+    },
+  };
+}
+
+export const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
+export const dec = (b: Uint8Array): string => new TextDecoder().decode(b);
+
+/** Any function of the key will do for tests; this one spreads small keys over the ring. */
+export function tokenOf(key: string): Token {
+  let h = 0xcbf29ce484222325n;
+  for (const b of enc(key)) h = BigInt.asUintN(64, (h ^ BigInt(b)) * 0x100000001b3n);
+  return token(BigInt.asIntN(64, h));
+}
