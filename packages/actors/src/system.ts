@@ -1,6 +1,7 @@
 import { type Env, type LinkState, type Logger, type NodeId, type Timer, type Transport, isChorusError } from '@chorus/core';
 import { type ActorAddress, type Codec, type Envelope, type ReplyTo, type WireError, msgpackCodec } from './envelope.js';
 import { ActorCrashed, ActorNotFound, ActorStopped, AskTimeout, MailboxFull, NodeUnreachable, RemoteActorError } from './errors.js';
+import { DeadlineQueues } from './deadlines.js';
 import { type Letter, Mailbox, type MailboxOptions } from './mailbox.js';
 
 /**
@@ -86,7 +87,6 @@ interface PendingAsk {
   actor: string;
   resolve(value: unknown): void;
   reject(error: Error): void;
-  timer: Timer;
 }
 
 type CellState = 'starting' | 'running' | 'restarting' | 'stopping' | 'stopped';
@@ -380,9 +380,16 @@ export class ActorSystem {
   private rejectedFrames = 0;
   private shuttingDown = false;
   private readonly internals: SystemInternals;
+  private readonly deadlines: DeadlineQueues;
 
   constructor(options: ActorSystemOptions) {
     this.env = options.env;
+    this.deadlines = new DeadlineQueues(options.env.scheduler, () => options.env.clock.monotonicMs(), (id, timeoutMs) => {
+      const ask = this.pending.get(id);
+      if (!ask) return;
+      this.pending.delete(id);
+      ask.reject(new AskTimeout(`${ask.node}/${ask.actor}`, timeoutMs));
+    });
     this.node = options.env.node;
     this.codec = options.codec ?? msgpackCodec();
     this.transport = options.transport;
@@ -434,9 +441,9 @@ export class ActorSystem {
     await Promise.all([...this.topLevel.values()].map((c) => c.stop()));
     for (const [id, ask] of this.pending) {
       this.pending.delete(id);
-      ask.timer.cancel();
       ask.reject(new ActorStopped(ask.actor));
     }
+    this.deadlines.cancelAll();
   }
 
   stats(): SystemStats {
@@ -478,10 +485,8 @@ export class ActorSystem {
         return;
       }
       const id = this.nextAskId++;
-      const timer = this.env.scheduler.setTimer(timeoutMs, () => {
-        if (this.pending.delete(id)) reject(new AskTimeout(`${address.node}/${address.name}`, timeoutMs));
-      });
-      this.pending.set(id, { node: address.node, actor: address.name, resolve: resolve as (v: unknown) => void, reject, timer });
+      this.pending.set(id, { node: address.node, actor: address.name, resolve: resolve as (v: unknown) => void, reject });
+      this.deadlines.add(id, timeoutMs);
       deliver({ node: this.node, id });
     });
   }
@@ -500,7 +505,6 @@ export class ActorSystem {
     // A reply from a node the ask was not sent to is forged or stale: ignore it.
     if (!ask || (ask.node !== from && from !== this.node)) return;
     this.pending.delete(id);
-    ask.timer.cancel();
     if (outcome.ok) ask.resolve(outcome.value);
     else ask.reject(outcome.error);
   }
@@ -552,7 +556,6 @@ export class ActorSystem {
     for (const [id, ask] of this.pending) {
       if (ask.node !== peer) continue;
       this.pending.delete(id);
-      ask.timer.cancel();
       ask.reject(new NodeUnreachable(peer));
     }
   }
