@@ -8,3 +8,13 @@ export class FrameRejected extends ChorusError {
     super('FrameRejected', 'FRAME_REJECTED', `frame rejected (${reason}): ${detail}`, { reason, ...fields }, 400);
   }
 }
+
+/** Why a peer connection was refused before it could carry frames. Each reason has its own WebSocket close code. */
+export type HandshakeFailure = 'protocol version' | 'cluster name mismatch' | 'bad secret' | 'node id mismatch' | 'malformed handshake' | 'handshake timeout';
+
+/** A peer failed the handshake: wrong protocol version, cluster name or secret, or it spoke nonsense or too slowly. */
+export class HandshakeRefused extends ChorusError {
+  constructor(readonly reason: HandshakeFailure, detail: string, fields: Record<string, unknown> = {}) {
+    super('HandshakeRefused', 'HANDSHAKE_REFUSED', `peer handshake refused (${reason}): ${detail}`, { reason, ...fields }, 401);
+  }
+}

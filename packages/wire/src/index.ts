@@ -1,3 +1,15 @@
 export { MESSAGE_KINDS, type MessageKind, type WireMessage, type KindSpec, type GossipDigestWire, type EndpointStateWire } from './kinds.js';
 export { wireCodec, type WireCodecOptions, MAX_FRAME_BYTES } from './codec.js';
-export { FrameRejected, type RejectReason } from './errors.js';
+export { FrameRejected, type RejectReason, HandshakeRefused, type HandshakeFailure } from './errors.js';
+export {
+  createWsTransport,
+  listenWsTransport,
+  PEER_PATH,
+  type WsTransport,
+  type WsTransportOptions,
+  type WsListenOptions,
+  type WsTransportStats,
+  type PeerLinkStats,
+  type OutboundPhase,
+} from './ws-transport.js';
+export { PEER_PROTOCOL_VERSION, PEER_CLOSE_CODES, type PeerCloseReason } from './handshake.js';

@@ -28,6 +28,12 @@ const EndpointState = Type.Object(
 const EndpointStates = Type.Record(NodeName, EndpointState);
 const MAX_DIGESTS = 10_000;
 
+/** A keyspace as the schema holds it: replication as canonical JSON, and the time of its last change (newest wins). */
+const KeyspaceDefinition = Type.Object(
+  { name: Type.String({ minLength: 1, maxLength: 48 }), replication: Type.String({ maxLength: 4_096 }), timestampMicros: Counter },
+  { additionalProperties: false },
+);
+
 export interface KindSpec {
   readonly id: number;
   readonly schema: TObject;
@@ -41,6 +47,8 @@ export const MESSAGE_KINDS = {
   // 1–99: gossip and membership
   'gossip.syn': {
     id: 1,
+    timeoutMs: 1_000,
+    reply: 'gossip.ack',
     schema: Type.Object({ cluster: Type.String({ maxLength: 128 }), digests: Type.Array(GossipDigest, { maxItems: MAX_DIGESTS }) }, { additionalProperties: false }),
   },
   'gossip.ack': {
@@ -49,6 +57,13 @@ export const MESSAGE_KINDS = {
   },
   'gossip.ack2': { id: 3, schema: Type.Object({ states: EndpointStates }, { additionalProperties: false }) },
   'gossip.shutdown': { id: 4, schema: Type.Object({ node: NodeName, generation: Counter }, { additionalProperties: false }) },
+
+  // 100–119: schema
+  'schema.pull': { id: 100, schema: Type.Object({}, { additionalProperties: false }), timeoutMs: 5_000, reply: 'schema.definitions' },
+  'schema.definitions': {
+    id: 101,
+    schema: Type.Object({ keyspaces: Type.Array(KeyspaceDefinition, { maxItems: 10_000 }) }, { additionalProperties: false }),
+  },
 } as const satisfies Record<string, KindSpec>;
 
 export type MessageKind = keyof typeof MESSAGE_KINDS;
@@ -58,3 +73,4 @@ export type WireMessage<K extends MessageKind> = { type: K } & Static<(typeof ME
 
 export type GossipDigestWire = Static<typeof GossipDigest>;
 export type EndpointStateWire = Static<typeof EndpointState>;
+export type KeyspaceDefinitionWire = Static<typeof KeyspaceDefinition>;

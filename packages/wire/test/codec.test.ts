@@ -91,7 +91,7 @@ describe('wire codec', () => {
       });
     }
     let answer: unknown;
-    systems.get('a')!.ref<Ask>({ node: nodeId('b'), name: 'upper' }).ask((replyTo) => ({ type: 'test.ask', text: 'hi', replyTo }), 1_000).then((v) => (answer = v));
+    systems.get('a')!.ref<Ask>({ node: nodeId('b'), name: 'upper' }).ask<{ type: 'test.answer'; text: string }>((replyTo) => ({ type: 'test.ask', text: 'hi', replyTo }), 1_000).then((v) => (answer = v));
     await sim.run({ stopWhen: () => answer !== undefined, untilMs: 5_000 });
     expect(answer).toEqual({ type: 'test.answer', text: 'HI' });
   });

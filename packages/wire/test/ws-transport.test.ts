@@ -1,0 +1,303 @@
+import { createServer, type IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { ActorSystem, type ReplyTo } from '@chorus/actors';
+import { type LinkState, type NodeId, SeededRandom, nodeId, realEnv } from '@chorus/core';
+import { describeTransportCompliance } from '@chorus/transport-compliance';
+import { Type } from '@sinclair/typebox';
+import { afterEach, describe, expect, it } from 'vitest';
+import WebSocket, { WebSocketServer } from 'ws';
+import { ServerHandshake } from '../src/handshake.js';
+import { MESSAGE_KINDS, type WsTransport, createWsTransport, wireCodec } from '../src/index.js';
+import { CLUSTER, FAST, SECRET, closeHttp, freePort, listenHttp, recordingLogger, startNode, tick, until } from './net-helpers.js';
+
+describeTransportCompliance('ws', () => {
+  const nodes: Array<WsTransport | undefined> = [];
+  const ports: number[] = [];
+  let nobody: NodeId | undefined;
+  return {
+    get nobody() {
+      return nobody!;
+    },
+    async create(count) {
+      nobody ??= nodeId(`127.0.0.1:${await freePort()}`);
+      for (let i = 0; i < count; i++) {
+        const transport = await startNode();
+        nodes.push(transport);
+        ports.push(transport.listening!.port);
+      }
+      return nodes.filter((n): n is WsTransport => n !== undefined);
+    },
+    async kill(index) {
+      await nodes[index]?.close();
+      nodes[index] = undefined;
+    },
+    async revive(index) {
+      const transport = await startNode({ port: ports[index]! });
+      nodes[index] = transport;
+      return transport;
+    },
+    until,
+    async dispose() {
+      await Promise.all(nodes.map((n) => n?.close()));
+    },
+  };
+});
+
+const text = (s: string) => new TextEncoder().encode(s);
+
+describe('ws transport', () => {
+  const cleanups: Array<() => Promise<unknown> | unknown> = [];
+  const started = async (...args: Parameters<typeof startNode>) => {
+    const t = await startNode(...args);
+    cleanups.push(() => t.close());
+    return t;
+  };
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  it('attaches to an existing HTTP server and leaves other upgrade paths to their own listeners', async () => {
+    const { server, node } = await listenHttp();
+    cleanups.push(() => closeHttp(server));
+    const others: string[] = [];
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex) => {
+      if (req.url === '/client') {
+        others.push(req.url);
+        socket.end('HTTP/1.1 418 Teapot\r\n\r\n');
+      }
+    });
+    const b = createWsTransport({ env: realEnv(node), clusterName: CLUSTER, secret: SECRET, server, ...FAST });
+    cleanups.push(() => b.close());
+    const a = await started();
+    const got: string[] = [];
+    b.onFrame((from, f) => got.push(`${from} ${Buffer.from(f).toString()}`));
+    a.send(b.localNode, text('hi'));
+    expect(await until(() => got.length === 1, 5_000)).toBe(true);
+    expect(got).toEqual([`${a.localNode} hi`]);
+
+    const client = new WebSocket(`ws://${node}/client`);
+    const failed = new Promise((resolve) => client.on('error', resolve));
+    await failed;
+    expect(others).toEqual(['/client']);
+    expect(b.stats().rejectedHandshakes).toBe(0);
+  });
+
+  it('carries a tell and an ask between two ActorSystems with the wire codec', async () => {
+    const kinds = {
+      ...MESSAGE_KINDS,
+      'test.echo': { id: 900, schema: Type.Object({ text: Type.String() }, { additionalProperties: false }), reply: 'test.echoed' },
+      'test.echoed': { id: 901, schema: Type.Object({ text: Type.String() }, { additionalProperties: false }) },
+    };
+    type Syn = { type: 'gossip.syn'; cluster: string; digests: Array<{ node: string; generation: number; maxVersion: number }> };
+    type Echo = { type: 'test.echo'; text: string; replyTo: ReplyTo<{ type: 'test.echoed'; text: string }> };
+    const a = await started();
+    const b = await started();
+    const systemA = new ActorSystem({ env: realEnv(a.localNode), transport: a, codec: wireCodec({ kinds }) });
+    const systemB = new ActorSystem({ env: realEnv(b.localNode), transport: b, codec: wireCodec({ kinds }) });
+    cleanups.push(() => systemA.shutdown(), () => systemB.shutdown());
+    const heard: Syn[] = [];
+    systemB.spawn<Syn>('gossiper', () => ({ receive: (m) => void heard.push(m) }));
+    systemB.spawn<Echo>('echo', () => ({ receive: (m, ctx) => ctx.reply(m.replyTo, { type: 'test.echoed', text: m.text.toUpperCase() }) }));
+
+    const syn: Syn = { type: 'gossip.syn', cluster: CLUSTER, digests: [{ node: a.localNode, generation: 1, maxVersion: 7 }] };
+    systemA.ref<Syn>({ node: b.localNode, name: 'gossiper' }).tell(syn);
+    const answer = await systemA.ref<Echo>({ node: b.localNode, name: 'echo' }).ask<{ type: 'test.echoed'; text: string }>((replyTo) => ({ type: 'test.echo', text: 'over the wire', replyTo }), 5_000);
+    expect(answer).toEqual({ type: 'test.echoed', text: 'OVER THE WIRE' });
+    expect(await until(() => heard.length === 1, 2_000)).toBe(true);
+    expect(heard[0]).toEqual(syn);
+  });
+
+  it('coalesces the frames of one tick into few WebSocket messages, in order', async () => {
+    const a = await started();
+    const b = await started();
+    const got: number[] = [];
+    b.onFrame((_from, f) => got.push(Buffer.from(f).readUInt32BE(0)));
+    a.send(b.localNode, new Uint8Array(4)); // opens the link
+    expect(await until(() => got.length === 1, 5_000)).toBe(true);
+    const before = a.stats().messagesSent;
+    for (let i = 1; i <= 1_000; i++) {
+      const frame = Buffer.alloc(16);
+      frame.writeUInt32BE(i);
+      a.send(b.localNode, frame);
+    }
+    expect(await until(() => got.length === 1_001, 5_000)).toBe(true);
+    expect(got).toEqual(Array.from({ length: 1_001 }, (_, i) => i));
+    const messages = a.stats().messagesSent - before;
+    expect(messages).toBeLessThanOrEqual(2);
+    expect(b.stats().framesReceived).toBe(1_001);
+  });
+
+  it('splits a burst into messages of bounded size', async () => {
+    const a = await started({ maxMessageBytes: 64 * 1024 });
+    const b = await started();
+    let count = 0;
+    b.onFrame(() => count++);
+    for (let i = 0; i < 64; i++) a.send(b.localNode, new Uint8Array(16 * 1024));
+    expect(await until(() => count === 64, 5_000)).toBe(true);
+    expect(a.stats().messagesSent).toBeGreaterThanOrEqual(16);
+  });
+
+  it('reports a silent peer down within its ping timeout', async () => {
+    const port = await freePort();
+    const silentNode = nodeId(`127.0.0.1:${port}`);
+    // A peer that authenticates correctly, then stops answering pings.
+    const wss = new WebSocketServer({ host: '127.0.0.1', port, path: '/peer', autoPong: false });
+    cleanups.push(() => new Promise((resolve) => (wss.clients.forEach((c) => c.terminate()), wss.close(resolve))));
+    await new Promise((resolve) => wss.once('listening', resolve));
+    wss.on('connection', (ws) => {
+      const handshake = new ServerHandshake({ clusterName: CLUSTER, secret: Buffer.from(SECRET), localNode: silentNode, random: new SeededRandom(1) });
+      let authenticated = false;
+      ws.on('message', (data) => {
+        if (authenticated) return;
+        const step = handshake.receive(data as Buffer);
+        if (step.reply) ws.send(step.reply);
+        authenticated = step.done;
+      });
+    });
+    const a = await started({ pingIntervalMs: 50, pingTimeoutMs: 300 });
+    const links: LinkState[] = [];
+    a.onLinkState((peer, state) => peer === silentNode && links.push(state));
+    a.send(silentNode, text('anyone?'));
+    expect(await until(() => links.includes('up'), 5_000)).toBe(true);
+    const upAt = Date.now();
+    expect(await until(() => links.includes('down'), 3_000)).toBe(true);
+    const tookMs = Date.now() - upAt;
+    expect(tookMs).toBeGreaterThanOrEqual(250);
+    expect(tookMs).toBeLessThan(1_500);
+    expect(links.slice(0, 2)).toEqual(['up', 'down']);
+  });
+
+  it('keeps memory bounded when a peer stops reading: frames are dropped and counted', async () => {
+    const port = await freePort();
+    const stalledNode = nodeId(`127.0.0.1:${port}`);
+    const wss = new WebSocketServer({ host: '127.0.0.1', port, path: '/peer' });
+    cleanups.push(() => new Promise((resolve) => (wss.clients.forEach((c) => c.terminate()), wss.close(resolve))));
+    await new Promise((resolve) => wss.once('listening', resolve));
+    wss.on('connection', (ws) => {
+      const handshake = new ServerHandshake({ clusterName: CLUSTER, secret: Buffer.from(SECRET), localNode: stalledNode, random: new SeededRandom(2) });
+      let authenticated = false;
+      ws.on('message', (data) => {
+        if (authenticated) return;
+        const step = handshake.receive(data as Buffer);
+        if (step.reply) ws.send(step.reply);
+        authenticated = step.done;
+        if (step.done) ws.pause(); // reads nothing more: the kernel buffers fill, then ours
+      });
+    });
+    const limit = 1024 * 1024;
+    const a = await started({ maxBufferedBytes: limit, maxQueuedBytes: limit, pingTimeoutMs: 60_000, pingIntervalMs: 10_000 });
+    const links: LinkState[] = [];
+    a.onLinkState((_peer, state) => links.push(state));
+    a.send(stalledNode, text('hello'));
+    expect(await until(() => links.includes('up'), 5_000)).toBe(true);
+    const frame = new Uint8Array(64 * 1024);
+    let peakQueued = 0;
+    let peakBuffered = 0;
+    for (let round = 0; round < 200 && a.stats().framesDropped === 0; round++) {
+      for (let i = 0; i < 16; i++) a.send(stalledNode, frame);
+      await new Promise((resolve) => setTimeout(resolve, 2));
+      const peer = a.stats().peers[stalledNode]!;
+      peakQueued = Math.max(peakQueued, peer.queuedBytes);
+      peakBuffered = Math.max(peakBuffered, peer.bufferedBytes);
+    }
+    const stats = a.stats();
+    expect(stats.framesDropped).toBeGreaterThan(0);
+    expect(stats.peers[stalledNode]!.framesDropped).toBe(stats.framesDropped);
+    expect(peakQueued).toBeLessThanOrEqual(limit);
+    // One 1 MiB message can be in flight above the limit when the check passes.
+    expect(peakBuffered).toBeLessThanOrEqual(limit + 1024 * 1024 + 64 * 1024);
+  });
+
+  it('reconnects in the background, so a restarted peer comes back up with nobody sending', async () => {
+    const a = await started();
+    let b: WsTransport | undefined = await started();
+    const port = b.listening!.port;
+    const links: LinkState[] = [];
+    a.onLinkState((peer, state) => peer === b!.localNode && links.push(state));
+    a.send(b.localNode, text('once'));
+    expect(await until(() => links.includes('up'), 5_000)).toBe(true);
+    await b.close();
+    expect(await until(() => links.at(-1) === 'down', 5_000)).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 300)); // a few failed retries
+    b = await started({ port });
+    expect(await until(() => links.at(-1) === 'up', 5_000)).toBe(true);
+    expect(links).toEqual(['up', 'down', 'up']);
+    expect(a.stats().reconnects).toBe(1);
+    const got: string[] = [];
+    b.onFrame((_from, f) => got.push(Buffer.from(f).toString()));
+    a.send(b.localNode, text('again'));
+    expect(await until(() => got.includes('again'), 5_000)).toBe(true);
+  });
+
+  it('closes an inbound connection that keeps sending bad frames, and the sender reconnects', async () => {
+    const logger = recordingLogger();
+    const a = await started();
+    const b = await started({ logger, penaltyThreshold: 3 });
+    const links: LinkState[] = [];
+    a.onLinkState((_peer, state) => links.push(state));
+    let got = 0;
+    b.onFrame(() => got++);
+    a.send(b.localNode, text('x'));
+    expect(await until(() => got === 1, 5_000)).toBe(true);
+    b.penalize!(a.localNode);
+    b.penalize!(a.localNode);
+    expect(links).toEqual(['up']);
+    b.penalize!(a.localNode);
+    expect(await until(() => links.length >= 2, 5_000)).toBe(true);
+    expect(links[1]).toBe('down');
+    expect(b.stats().penalizedClosures).toBe(1);
+    expect(logger.lines.some((l) => l.level === 'warn' && /keeps sending bad frames/.test(l.msg ?? ''))).toBe(true);
+    expect(await until(() => links.at(-1) === 'up', 5_000)).toBe(true);
+  });
+
+  it('drops frames over the frame limit on send', async () => {
+    const a = await started({ maxFrameBytes: 1024 });
+    const b = await started();
+    const sizes: number[] = [];
+    b.onFrame((_f, frame) => sizes.push(frame.byteLength));
+    a.send(b.localNode, new Uint8Array(2048));
+    a.send(b.localNode, new Uint8Array(1024));
+    expect(await until(() => sizes.length === 1, 5_000)).toBe(true);
+    expect(sizes).toEqual([1024]);
+    expect(a.stats().framesDropped).toBe(1);
+  });
+
+  it('binds outgoing connections to its own listen host', async () => {
+    const probe = createServer();
+    const seenFrom: string[] = [];
+    probe.on('upgrade', (req: IncomingMessage, socket: Duplex) => {
+      seenFrom.push(req.socket.remoteAddress ?? '');
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => closeHttp(probe));
+    const target = nodeId(`127.0.0.1:${(probe.address() as { port: number }).port}`);
+    let a: WsTransport;
+    try {
+      a = await started({ localNode: nodeId(`127.0.0.2:${await freePort()}`) });
+    } catch {
+      return; // no 127.0.0.2 on this machine's loopback
+    }
+    a.send(target, text('x'));
+    expect(await until(() => seenFrom.length > 0, 5_000)).toBe(true);
+    expect(seenFrom[0]).toBe('127.0.0.2');
+  });
+
+  it('reports nothing and sends nothing after close', async () => {
+    const a = await started();
+    const b = await started();
+    const events: string[] = [];
+    a.onLinkState((peer, state) => events.push(`${peer} ${state}`));
+    a.onFrame(() => events.push('frame'));
+    b.send(a.localNode, text('to a'));
+    a.send(b.localNode, text('to b'));
+    expect(await until(() => events.includes('frame') && events.length === 2, 5_000)).toBe(true);
+    await a.close();
+    const after = events.length;
+    await b.close();
+    a.send(b.localNode, text('late'));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await tick();
+    expect(events.length).toBe(after);
+  });
+});
