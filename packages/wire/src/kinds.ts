@@ -34,6 +34,24 @@ const KeyspaceDefinition = Type.Object(
   { additionalProperties: false },
 );
 
+// Coordinator <-> replica (ids 200-299, packages/coordinator). Sizes follow the storage limits.
+const ReplicaKeyspace = Type.String({ minLength: 1, maxLength: 48, pattern: '^[A-Za-z][A-Za-z0-9_]*$' });
+const ReplicaToken = Type.BigInt({ minimum: -(2n ** 63n), maximum: 2n ** 63n - 1n });
+const ReplicaPartitionKey = Type.Uint8Array({ minByteLength: 1, maxByteLength: 8_192 });
+const ReplicaClusteringKey = Type.Uint8Array({ maxByteLength: 8_192 });
+const ReplicaValue = Type.Uint8Array({ maxByteLength: 1_048_576 });
+/** Every coordinator/replica message carries the sender's hybrid-logical-clock reading and its wall clock (skew estimates). */
+const ReplicaClocks = { hlc: Counter, wallMicros: Counter };
+const ReplicaRowAddress = { keyspace: ReplicaKeyspace, token: ReplicaToken, partition: ReplicaPartitionKey, clustering: ReplicaClusteringKey };
+/** A cell as a replica holds it; `absent` when it holds nothing for the row. */
+const ReplicaCell = {
+  state: Type.Union([Type.Literal('absent'), Type.Literal('value'), Type.Literal('tombstone')]),
+  value: Type.Optional(ReplicaValue),
+  timestampMicros: Type.Optional(Counter),
+  expiresAtMicros: Type.Optional(Counter),
+};
+const ReplicaSliceRow = Type.Object({ clustering: ReplicaClusteringKey, ...ReplicaCell }, { additionalProperties: false });
+
 export interface KindSpec {
   readonly id: number;
   readonly schema: TObject;
@@ -63,6 +81,64 @@ export const MESSAGE_KINDS = {
   'schema.definitions': {
     id: 101,
     schema: Type.Object({ keyspaces: Type.Array(KeyspaceDefinition, { maxItems: 10_000 }) }, { additionalProperties: false }),
+  },
+  // 200–299: coordinator and replicas (packages/coordinator)
+  'replica.mutate': {
+    id: 200,
+    timeoutMs: 2_000,
+    reply: 'replica.mutated',
+    schema: Type.Object(
+      {
+        ...ReplicaRowAddress,
+        op: Type.Union([Type.Literal('write'), Type.Literal('delete-row'), Type.Literal('delete-partition')]),
+        value: Type.Optional(ReplicaValue),
+        timestampMicros: Counter,
+        expiresAtMicros: Type.Optional(Counter),
+        ...ReplicaClocks,
+      },
+      { additionalProperties: false },
+    ),
+  },
+  'replica.mutated': { id: 201, schema: Type.Object({ ...ReplicaClocks }, { additionalProperties: false }) },
+  'replica.read': { id: 202, timeoutMs: 5_000, reply: 'replica.data', schema: Type.Object({ ...ReplicaRowAddress, ...ReplicaClocks }, { additionalProperties: false }) },
+  'replica.data': { id: 203, schema: Type.Object({ ...ReplicaCell, ...ReplicaClocks }, { additionalProperties: false }) },
+  'replica.read-digest': {
+    id: 204,
+    timeoutMs: 5_000,
+    reply: 'replica.digest',
+    schema: Type.Object({ ...ReplicaRowAddress, ...ReplicaClocks }, { additionalProperties: false }),
+  },
+  'replica.digest': { id: 205, schema: Type.Object({ digest: Type.Uint8Array({ maxByteLength: 64 }), ...ReplicaClocks }, { additionalProperties: false }) },
+  'replica.slice': {
+    id: 206,
+    timeoutMs: 5_000,
+    reply: 'replica.rows',
+    schema: Type.Object(
+      {
+        keyspace: ReplicaKeyspace,
+        token: ReplicaToken,
+        partition: ReplicaPartitionKey,
+        from: Type.Optional(ReplicaClusteringKey),
+        to: Type.Optional(ReplicaClusteringKey),
+        after: Type.Optional(ReplicaClusteringKey),
+        limit: Type.Integer({ minimum: 1, maximum: 10_000 }),
+        reverse: Type.Boolean(),
+        ...ReplicaClocks,
+      },
+      { additionalProperties: false },
+    ),
+  },
+  'replica.rows': {
+    id: 207,
+    schema: Type.Object(
+      {
+        rows: Type.Array(ReplicaSliceRow, { maxItems: 10_000 }),
+        nextPage: Type.Optional(ReplicaClusteringKey),
+        partitionDeletedAtMicros: Type.Optional(Counter),
+        ...ReplicaClocks,
+      },
+      { additionalProperties: false },
+    ),
   },
 } as const satisfies Record<string, KindSpec>;
 

@@ -1,0 +1,608 @@
+import type { ActorAddress, ActorContext, ActorRef, Behavior, ReplyTo, SpawnOptions } from '@chorus/actors';
+import type { NodeId } from '@chorus/core';
+import { MESSAGE_KINDS, type WireMessage } from '@chorus/wire';
+import { CannotRemoveNode } from './errors.js';
+import { PhiAccrualFailureDetector, type PhiOptions } from './failure-detector.js';
+import {
+  type EndpointState,
+  answerSyn,
+  digestsOf,
+  markedRemoved,
+  markedShutdown,
+  mergeEndpoint,
+  sanitize,
+  statesRequested,
+  statusOf,
+  withinBudget,
+} from './state.js';
+import { AppStateKey, type AppStateValues, decodeAppState, encodeAppState, isDeadStatus, isGoneStatus } from './values.js';
+import { type EndpointInfo, type Liveness, MembershipSnapshot } from './view.js';
+
+export interface GossipOptions {
+  /** Peers whose SYN names another cluster are ignored. */
+  clusterName: string;
+  /** Contact points. A node whose seeds are only itself starts a new cluster. */
+  seeds: readonly NodeId[];
+  /** One gossip round per interval; 1 s by default, as in Cassandra. */
+  gossipIntervalMs?: number;
+  /** Cassandra's `phi_convict_threshold`; 8 by default. */
+  phiConvictThreshold?: number;
+  /** Fine-tuning of the failure detector; intervals default to twice the gossip interval. */
+  failureDetector?: Partial<Omit<PhiOptions, 'threshold'>>;
+  /** How long a LEFT or REMOVED endpoint keeps being gossiped before it is dropped; 60 s by default. */
+  quarantineMs?: number;
+  /** How long a dropped endpoint's generation is remembered, so stale gossip cannot bring it back; 3 days by default. */
+  tombstoneMs?: number;
+  /** How long to wait for the ACK of a SYN; the wire table's timeout of `gossip.syn` by default. */
+  synTimeoutMs?: number;
+  /** Most endpoints held; further unknown endpoints are ignored with a warning. */
+  maxEndpoints?: number;
+  /** This node's application states at start. NAME defaults to the node id. */
+  initialState?: AppStateValues;
+  /**
+   * The generation this node used last time, if the node keeps it on disk:
+   * the new one is always larger, even when the clock stepped back or the
+   * node restarts within the same second.
+   */
+  previousGeneration?: number;
+}
+
+/** Why an endpoint went DOWN. */
+export type DownReason = 'convicted' | 'shutdown' | 'left' | 'removed';
+
+/** One change of membership, as seen by one node. */
+export type MembershipChange =
+  /** First sight of an endpoint; it is DOWN until a newer heartbeat of it arrives. */
+  | { readonly kind: 'joined'; readonly node: NodeId }
+  | { readonly kind: 'up'; readonly node: NodeId }
+  | { readonly kind: 'down'; readonly node: NodeId; readonly reason: DownReason }
+  /** A newer generation replaced the endpoint's state: the node restarted. */
+  | { readonly kind: 'restarted'; readonly node: NodeId; readonly generation: number; readonly previousGeneration: number }
+  | { readonly kind: 'left'; readonly node: NodeId }
+  | { readonly kind: 'removed'; readonly node: NodeId }
+  /** A LEFT or REMOVED endpoint was dropped after its quarantine. */
+  | { readonly kind: 'evicted'; readonly node: NodeId }
+  /** An application state's value changed (this node's own included). Not sent for an endpoint's first sight: see `joined`. */
+  | { readonly kind: 'changed'; readonly node: NodeId; readonly key: string; readonly oldValue: string | undefined; readonly newValue: string }
+  /** An UP peer publishes a SCHEMA digest that differs from this node's: time to pull its schema. */
+  | { readonly kind: 'schemaMismatch'; readonly node: NodeId; readonly theirs: string; readonly ours: string };
+
+/**
+ * What a subscriber receives. The first message after `subscribe` is
+ * `snapshot`; every later one carries the view as it was right after the change.
+ */
+export type MembershipEvent =
+  | (MembershipChange & { readonly view: MembershipSnapshot })
+  | { readonly kind: 'snapshot'; readonly view: MembershipSnapshot };
+
+export interface GossipStats {
+  rounds: number;
+  synsSent: number;
+  synsReceived: number;
+  /** SYNs ignored because they named another cluster. */
+  foreignSyns: number;
+  convictions: number;
+}
+
+type Ack = WireMessage<'gossip.ack'>;
+type Syn = WireMessage<'gossip.syn'> & { replyTo?: ReplyTo<Ack> };
+
+interface Subscription {
+  readonly ref: ActorRef<never>;
+  readonly adapt: (event: MembershipEvent) => unknown;
+}
+
+/**
+ * The gossiper's messages. The `gossip.syn/ack2/shutdown` ones come from
+ * peers (validated by the wire codec); the `gossip.local.*` ones are sent by
+ * the functions below and never cross the wire.
+ */
+export type GossipMsg =
+  | Syn
+  | WireMessage<'gossip.ack2'>
+  | WireMessage<'gossip.shutdown'>
+  | { type: 'gossip.local.tick' }
+  | { type: 'gossip.local.ack'; from: NodeId; ack: Ack }
+  | { type: 'gossip.local.subscribe'; subscription: Subscription }
+  | { type: 'gossip.local.unsubscribe'; address: ActorAddress }
+  | { type: 'gossip.local.set'; entries: ReadonlyArray<readonly [string, string]> }
+  | { type: 'gossip.local.membership'; replyTo: ReplyTo<MembershipSnapshot> }
+  | { type: 'gossip.local.remove'; node: NodeId; replyTo: ReplyTo<boolean> }
+  | { type: 'gossip.local.stats'; replyTo: ReplyTo<GossipStats> };
+
+export const DEFAULT_GOSSIPER_NAME = 'gossiper';
+/** Bytes of endpoint states per ACK or ACK2, well under the wire's 4 MiB frame limit once msgpack adds its overhead. */
+const STATES_BUDGET = 1024 * 1024;
+/** A generation further ahead of our clock than this is garbage, not a restart (Cassandra uses a year too). */
+const MAX_GENERATION_AHEAD_S = 365 * 24 * 3600;
+
+interface Resolved {
+  clusterName: string;
+  seeds: readonly NodeId[];
+  intervalMs: number;
+  phi: Partial<PhiOptions>;
+  quarantineMs: number;
+  tombstoneMs: number;
+  synTimeoutMs: number;
+  maxEndpoints: number;
+  initial: Array<[string, string]>;
+}
+
+function resolve(options: GossipOptions): Resolved {
+  const intervalMs = options.gossipIntervalMs ?? 1_000;
+  if (!(intervalMs > 0)) throw new RangeError('gossipIntervalMs must be positive');
+  return {
+    clusterName: options.clusterName,
+    seeds: options.seeds,
+    intervalMs,
+    phi: {
+      threshold: options.phiConvictThreshold ?? 8,
+      initialIntervalMs: 2 * intervalMs,
+      maxIntervalMs: 2 * intervalMs,
+      maxLocalPauseMs: Math.max(5_000, 5 * intervalMs),
+      ...options.failureDetector,
+    },
+    quarantineMs: options.quarantineMs ?? 60_000,
+    tombstoneMs: options.tombstoneMs ?? 3 * 24 * 3600 * 1000,
+    synTimeoutMs: options.synTimeoutMs ?? MESSAGE_KINDS['gossip.syn'].timeoutMs,
+    maxEndpoints: options.maxEndpoints ?? 10_000,
+    initial: encodeAppState(options.initialState ?? {}),
+  };
+}
+
+/**
+ * The gossiper's behavior factory. Encodes `initialState` at once, so bad
+ * values throw here rather than in the actor.
+ */
+export function gossiperBehavior(options: GossipOptions): () => Behavior<GossipMsg> {
+  const config = resolve(options);
+  // Outside the behavior so it survives a supervised restart: the restarted
+  // gossiper has lost its versions, so it must come back as a new generation
+  // or peers would ignore everything it says.
+  let lastGeneration = options.previousGeneration ?? 0;
+  return () => {
+    let gossiper: Gossiper | undefined;
+    return {
+      started(ctx) {
+        gossiper = new Gossiper(ctx, config, lastGeneration);
+        lastGeneration = gossiper.generation;
+        gossiper.start();
+      },
+      receive(msg) {
+        gossiper!.receive(msg);
+      },
+      stopping() {
+        gossiper?.announceShutdown();
+      },
+    };
+  };
+}
+
+interface Spawner {
+  spawn<M>(name: string, factory: () => Behavior<M>, options?: SpawnOptions): ActorRef<M>;
+}
+
+/**
+ * Starts the gossiper as `name` (default `gossiper`) under an ActorSystem or
+ * an actor. Every node must use the same name: peers address it by it.
+ */
+export function spawnGossiper(parent: Spawner, options: GossipOptions, name = DEFAULT_GOSSIPER_NAME, spawnOptions: SpawnOptions = {}): ActorRef<GossipMsg> {
+  return parent.spawn<GossipMsg>(name, gossiperBehavior(options), spawnOptions);
+}
+
+/**
+ * Subscribes a local actor to membership events.
+ *
+ * Contract: the gossiper tells `subscriber` one message per event, built by
+ * `adapt`, from inside its own turn, in the order the changes happened; the
+ * first is `snapshot`. `adapt` runs in the gossiper's turn and must be a
+ * cheap pure function that does not throw. Delivery never blocks the
+ * gossiper: when the subscriber's mailbox refuses a message it is dropped
+ * with a warning, and the subscriber can resynchronize with `membership()`.
+ */
+export function subscribe(gossiper: ActorRef<GossipMsg>, subscriber: ActorRef<MembershipEvent>): void;
+export function subscribe<M>(gossiper: ActorRef<GossipMsg>, subscriber: ActorRef<M>, adapt: (event: MembershipEvent) => M): void;
+export function subscribe<M>(gossiper: ActorRef<GossipMsg>, subscriber: ActorRef<M>, adapt?: (event: MembershipEvent) => M): void {
+  const subscription: Subscription = { ref: subscriber as ActorRef<never>, adapt: adapt ?? ((e) => e) };
+  gossiper.tell({ type: 'gossip.local.subscribe', subscription });
+}
+
+export function unsubscribe(gossiper: ActorRef<GossipMsg>, subscriber: ActorRef<unknown>): void {
+  gossiper.tell({ type: 'gossip.local.unsubscribe', address: subscriber.address });
+}
+
+/** Publishes this node's application states; each gets a fresh version. Throws InvalidAppState before sending anything if a value is bad. */
+export function setApplicationState(gossiper: ActorRef<GossipMsg>, values: AppStateValues): void {
+  const entries = encodeAppState(values);
+  if (entries.length > 0) gossiper.tell({ type: 'gossip.local.set', entries });
+}
+
+export function membership(gossiper: ActorRef<GossipMsg>, timeoutMs = 1_000): Promise<MembershipSnapshot> {
+  return gossiper.ask<MembershipSnapshot>((replyTo) => ({ type: 'gossip.local.membership', replyTo }), timeoutMs);
+}
+
+/**
+ * Declares a dead node REMOVED (`nodetool removenode`): the status spreads by
+ * gossip, outranks anything that generation of the node could still say, and
+ * the endpoint is dropped after the quarantine. Rejects with CannotRemoveNode
+ * for self, an unknown node or one that is UP.
+ */
+export async function removeNode(gossiper: ActorRef<GossipMsg>, node: NodeId, timeoutMs = 1_000): Promise<void> {
+  await gossiper.ask<boolean>((replyTo) => ({ type: 'gossip.local.remove', node, replyTo }), timeoutMs);
+}
+
+export function gossipStats(gossiper: ActorRef<GossipMsg>, timeoutMs = 1_000): Promise<GossipStats> {
+  return gossiper.ask<GossipStats>((replyTo) => ({ type: 'gossip.local.stats', replyTo }), timeoutMs);
+}
+
+/** The actor's state and handlers; merge, digests and phi are the pure functions it calls. */
+class Gossiper {
+  readonly self: NodeId;
+  readonly generation: number;
+  private version = 0;
+  private readonly states = new Map<NodeId, EndpointState>();
+  /** Peers only; self is always UP. */
+  private readonly liveness = new Map<NodeId, Liveness>();
+  /** When each LEFT/REMOVED endpoint was first seen so, for the quarantine. */
+  private readonly goneSince = new Map<NodeId, number>();
+  private readonly tombstones = new Map<NodeId, { generation: number; expiresAt: number }>();
+  private readonly fd: PhiAccrualFailureDetector<NodeId>;
+  private subscriptions: Subscription[] = [];
+  private pending: MembershipChange[] = [];
+  private view: MembershipSnapshot | undefined;
+  private readonly decoded = new WeakMap<object, AppStateValues>();
+  private readonly seeds: NodeId[];
+  private readonly seedSet: Set<NodeId>;
+  private readonly peerName: string;
+  private readonly counters: GossipStats = { rounds: 0, synsSent: 0, synsReceived: 0, foreignSyns: 0, convictions: 0 };
+
+  constructor(private readonly ctx: ActorContext<GossipMsg>, private readonly config: Resolved, lastGeneration: number) {
+    this.self = ctx.env.node;
+    this.generation = Math.max(Math.floor(ctx.env.clock.nowMicros() / 1e6), lastGeneration + 1);
+    this.fd = new PhiAccrualFailureDetector<NodeId>(config.phi);
+    this.seeds = config.seeds.filter((s) => s !== this.self);
+    this.seedSet = new Set(this.seeds);
+    this.peerName = ctx.self.address.name;
+    const app: Record<string, { value: string; version: number }> = {};
+    for (const [key, value] of [[AppStateKey.NAME, this.self] as [string, string], ...config.initial]) app[key] = { value, version: ++this.version };
+    this.states.set(this.self, { heartbeat: { generation: this.generation, version: ++this.version }, app });
+  }
+
+  start(): void {
+    // A random first delay spreads the rounds of nodes started together.
+    this.ctx.after(1 + this.ctx.env.random.int(this.config.intervalMs), { type: 'gossip.local.tick' });
+    this.ctx.log.info({ generation: this.generation, seeds: this.seeds }, 'gossiper started');
+  }
+
+  receive(msg: GossipMsg): void {
+    switch (msg.type) {
+      case 'gossip.local.tick':
+        this.round();
+        break;
+      case 'gossip.syn':
+        this.onSyn(msg);
+        break;
+      case 'gossip.local.ack':
+        this.onAck(msg.from, msg.ack);
+        break;
+      case 'gossip.ack2':
+        this.applyRemote(msg.states);
+        break;
+      case 'gossip.shutdown':
+        this.onShutdown(msg.node as NodeId, msg.generation);
+        break;
+      case 'gossip.local.subscribe':
+        this.subscriptions.push(msg.subscription);
+        this.deliver(msg.subscription, { kind: 'snapshot', view: this.snapshot() });
+        break;
+      case 'gossip.local.unsubscribe':
+        this.subscriptions = this.subscriptions.filter((s) => s.ref.address.node !== msg.address.node || s.ref.address.name !== msg.address.name);
+        break;
+      case 'gossip.local.set':
+        this.setLocal(msg.entries);
+        break;
+      case 'gossip.local.membership':
+        this.ctx.reply(msg.replyTo, this.snapshot());
+        break;
+      case 'gossip.local.remove':
+        this.remove(msg.node, msg.replyTo);
+        break;
+      case 'gossip.local.stats':
+        this.ctx.reply(msg.replyTo, { ...this.counters });
+        break;
+    }
+    this.flush();
+  }
+
+  /** Best effort: peers that hear it mark this node DOWN at once instead of waiting for phi. */
+  announceShutdown(): void {
+    for (const [peer, liveness] of this.liveness) {
+      if (liveness !== 'UP') continue;
+      try {
+        this.peer(peer).tell({ type: 'gossip.shutdown', node: this.self, generation: this.generation });
+      } catch (error) {
+        this.ctx.log.debug({ peer, err: error }, 'could not announce shutdown');
+      }
+    }
+  }
+
+  // --- the round -------------------------------------------------------
+
+  private round(): void {
+    this.counters.rounds++;
+    const now = this.ctx.env.clock.monotonicMs();
+    const me = this.states.get(this.self)!;
+    this.states.set(this.self, { heartbeat: { generation: this.generation, version: ++this.version }, app: me.app });
+    this.view = undefined;
+
+    const digests = digestsOf(this.states);
+    const live: NodeId[] = [];
+    const unreachable: NodeId[] = [];
+    for (const [node, liveness] of this.liveness) {
+      if (liveness === 'UP') live.push(node);
+      else if (!isGoneStatus(statusOf(this.states.get(node)))) unreachable.push(node);
+    }
+    const random = this.ctx.env.random;
+    let toSeed = false;
+    if (live.length > 0) {
+      const target = live[random.int(live.length)]!;
+      this.syn(target, digests);
+      toSeed = this.seedSet.has(target);
+    }
+    // Cassandra's rules: sometimes try a DOWN node, so partitions heal from both sides…
+    if (unreachable.length > 0 && random.next() < unreachable.length / (live.length + 1)) this.syn(unreachable[random.int(unreachable.length)]!, digests);
+    // …and talk to a seed often enough that separate groups of nodes find each other.
+    if (this.seeds.length > 0 && (!toSeed || live.length < this.seeds.length)) {
+      if (live.length === 0 || random.next() <= this.seeds.length / (live.length + unreachable.length)) this.syn(this.seeds[random.int(this.seeds.length)]!, digests);
+    }
+    this.checkStatus(now);
+    this.ctx.after(this.config.intervalMs, { type: 'gossip.local.tick' });
+  }
+
+  private syn(target: NodeId, digests: ReturnType<typeof digestsOf>): void {
+    this.counters.synsSent++;
+    const self = this.ctx.self;
+    const log = this.ctx.log;
+    this.peer(target)
+      .ask<Ack>((replyTo) => ({ type: 'gossip.syn', cluster: this.config.clusterName, digests, replyTo }), this.config.synTimeoutMs)
+      .then(
+        (ack) => {
+          try {
+            self.tell({ type: 'gossip.local.ack', from: target, ack });
+          } catch (error) {
+            log.warn({ peer: target, err: error }, 'dropped a gossip ACK');
+          }
+        },
+        (error: unknown) => log.debug({ peer: target, err: error }, 'gossip SYN unanswered'),
+      );
+  }
+
+  private checkStatus(now: number): void {
+    const up: NodeId[] = [];
+    for (const [node, liveness] of this.liveness) if (liveness === 'UP') up.push(node);
+    for (const node of this.fd.convict(up, now)) {
+      this.counters.convictions++;
+      this.ctx.log.info({ peer: node, phi: this.fd.phi(node, now), meanIntervalMs: this.fd.meanIntervalMs(node) }, 'convicted a silent node');
+      this.markDown(node, 'convicted');
+    }
+    for (const [node, since] of this.goneSince) if (now - since >= this.config.quarantineMs) this.evict(node, now);
+    for (const [node, t] of this.tombstones) if (now >= t.expiresAt) this.tombstones.delete(node);
+  }
+
+  // --- the exchange ----------------------------------------------------
+
+  private onSyn(msg: Syn): void {
+    if (!msg.replyTo) return;
+    const from = msg.replyTo.node;
+    this.counters.synsReceived++;
+    if (msg.cluster !== this.config.clusterName) {
+      this.counters.foreignSyns++;
+      this.ctx.log.warn({ peer: from, cluster: msg.cluster, ours: this.config.clusterName }, 'ignored a gossip SYN from another cluster');
+      return;
+    }
+    const digests = msg.digests.filter((d) => !this.tombstoned(d.node as NodeId, d.generation));
+    const { request, send } = answerSyn(this.states, digests, this.self);
+    this.ctx.reply(msg.replyTo, { type: 'gossip.ack', digests: request, states: withinBudget(send, STATES_BUDGET) });
+  }
+
+  private onAck(from: NodeId, ack: Ack): void {
+    this.applyRemote(ack.states);
+    if (ack.digests.length === 0) return;
+    const states = withinBudget(statesRequested(this.states, ack.digests), STATES_BUDGET);
+    if (Object.keys(states).length > 0) this.peer(from).tell({ type: 'gossip.ack2', states });
+  }
+
+  private onShutdown(node: NodeId, generation: number): void {
+    const local = this.states.get(node);
+    // Only the generation we know: an older one is stale, a newer one we have not met.
+    if (node === this.self || !local || local.heartbeat.generation !== generation) return;
+    this.ctx.log.info({ peer: node }, 'peer announced shutdown');
+    this.apply(node, markedShutdown(local), this.ctx.env.clock.monotonicMs());
+  }
+
+  private applyRemote(states: Readonly<Record<string, EndpointState>>): void {
+    const now = this.ctx.env.clock.monotonicMs();
+    const nowS = this.ctx.env.clock.nowMicros() / 1e6;
+    for (const [name, state] of Object.entries(states)) {
+      const node = name as NodeId;
+      if (node === this.self) continue;
+      const generation = state.heartbeat.generation;
+      if (generation > nowS + MAX_GENERATION_AHEAD_S) {
+        this.ctx.log.warn({ peer: node, generation }, 'ignored an endpoint state with a generation far in the future');
+        continue;
+      }
+      if (this.tombstoned(node, generation)) continue;
+      if (!this.states.has(node) && this.states.size >= this.config.maxEndpoints) {
+        this.ctx.log.warn({ peer: node, maxEndpoints: this.config.maxEndpoints }, 'too many endpoints; ignored a new one');
+        continue;
+      }
+      this.apply(node, sanitize(state), now);
+    }
+  }
+
+  /** Merges one endpoint's state and turns the outcome into liveness, phi samples and events. */
+  private apply(node: NodeId, remote: EndpointState, now: number): void {
+    const local = this.states.get(node);
+    const result = mergeEndpoint(local, remote);
+    if (result.outcome === 'ignored') return;
+    this.states.set(node, result.state);
+    this.view = undefined;
+    const status = statusOf(result.state);
+    if (isGoneStatus(status)) {
+      if (!this.goneSince.has(node)) this.goneSince.set(node, now);
+    } else {
+      this.goneSince.delete(node);
+    }
+    if (result.outcome === 'new') {
+      // Not UP yet: the state may be an old report of a node long dead. A newer heartbeat will show it alive.
+      this.liveness.set(node, 'DOWN');
+      this.pending.push({ kind: 'joined', node });
+      if (!isDeadStatus(status)) this.fd.report(node, now);
+      else if (isGoneStatus(status)) this.pending.push({ kind: status === 'LEFT' ? 'left' : 'removed', node });
+      return;
+    }
+    if (result.outcome === 'restarted') {
+      this.pending.push({ kind: 'restarted', node, generation: result.state.heartbeat.generation, previousGeneration: local!.heartbeat.generation });
+      this.fd.forget(node);
+    }
+    for (const change of result.changes) {
+      this.pending.push({ kind: 'changed', node, ...change });
+      if (change.key === AppStateKey.STATUS && (change.newValue === 'LEFT' || change.newValue === 'REMOVED')) {
+        this.pending.push({ kind: change.newValue === 'LEFT' ? 'left' : 'removed', node });
+      }
+      if (change.key === AppStateKey.SCHEMA) this.checkSchema(node);
+    }
+    if (isDeadStatus(status)) {
+      this.markDown(node, status === 'LEFT' ? 'left' : status === 'REMOVED' ? 'removed' : 'shutdown');
+    } else if (result.heartbeatAdvanced) {
+      this.fd.report(node, now);
+      if (this.liveness.get(node) !== 'UP') this.markUp(node);
+    }
+  }
+
+  private markUp(node: NodeId): void {
+    this.liveness.set(node, 'UP');
+    this.view = undefined;
+    this.pending.push({ kind: 'up', node });
+    this.checkSchema(node);
+  }
+
+  private markDown(node: NodeId, reason: DownReason): void {
+    if (this.liveness.get(node) !== 'UP') return;
+    this.liveness.set(node, 'DOWN');
+    this.view = undefined;
+    this.pending.push({ kind: 'down', node, reason });
+  }
+
+  private evict(node: NodeId, now: number): void {
+    const state = this.states.get(node);
+    this.states.delete(node);
+    this.liveness.delete(node);
+    this.goneSince.delete(node);
+    this.fd.forget(node);
+    if (state) this.tombstones.set(node, { generation: state.heartbeat.generation, expiresAt: now + this.config.tombstoneMs });
+    this.view = undefined;
+    this.pending.push({ kind: 'evicted', node });
+    this.ctx.log.info({ peer: node }, 'evicted an endpoint after its quarantine');
+  }
+
+  private tombstoned(node: NodeId, generation: number): boolean {
+    const t = this.tombstones.get(node);
+    return t !== undefined && generation <= t.generation;
+  }
+
+  private checkSchema(node: NodeId): void {
+    if (node === this.self || this.liveness.get(node) !== 'UP') return;
+    const ours = this.states.get(this.self)!.app[AppStateKey.SCHEMA]?.value;
+    const theirs = this.states.get(node)?.app[AppStateKey.SCHEMA]?.value;
+    if (ours !== undefined && theirs !== undefined && ours !== theirs) this.pending.push({ kind: 'schemaMismatch', node, theirs, ours });
+  }
+
+  // --- local requests --------------------------------------------------
+
+  private setLocal(entries: ReadonlyArray<readonly [string, string]>): void {
+    const me = this.states.get(this.self)!;
+    const app = { ...me.app };
+    let schemaChanged = false;
+    for (const [key, value] of entries) {
+      const old = Object.hasOwn(app, key) ? app[key]!.value : undefined;
+      app[key] = { value, version: ++this.version };
+      if (old !== value) {
+        this.pending.push({ kind: 'changed', node: this.self, key, oldValue: old, newValue: value });
+        if (key === AppStateKey.SCHEMA) schemaChanged = true;
+      }
+    }
+    this.states.set(this.self, { heartbeat: me.heartbeat, app });
+    this.view = undefined;
+    if (schemaChanged) for (const node of this.liveness.keys()) this.checkSchema(node);
+  }
+
+  private remove(node: NodeId, replyTo: ReplyTo<boolean>): void {
+    const local = this.states.get(node);
+    const refusal = node === this.self ? 'self' : !local ? 'unknown' : this.liveness.get(node) === 'UP' ? 'up' : undefined;
+    if (refusal) {
+      this.ctx.fail(replyTo, new CannotRemoveNode(node, refusal));
+      return;
+    }
+    this.ctx.log.info({ peer: node }, 'removing node');
+    this.apply(node, markedRemoved(local!), this.ctx.env.clock.monotonicMs());
+    this.ctx.reply(replyTo, true);
+  }
+
+  // --- views and events ------------------------------------------------
+
+  private snapshot(): MembershipSnapshot {
+    if (this.view) return this.view;
+    const endpoints: EndpointInfo[] = [];
+    for (const [node, state] of this.states) endpoints.push(this.info(node, state));
+    this.view = new MembershipSnapshot(this.self, this.ctx.env.clock.monotonicMs(), endpoints);
+    return this.view;
+  }
+
+  private info(node: NodeId, state: EndpointState): EndpointInfo {
+    let values = this.decoded.get(state.app);
+    if (!values) {
+      values = decodeAppState(state.app);
+      this.decoded.set(state.app, values);
+    }
+    const isSelf = node === this.self;
+    return {
+      node,
+      isSelf,
+      generation: state.heartbeat.generation,
+      heartbeat: state.heartbeat.version,
+      liveness: isSelf ? 'UP' : (this.liveness.get(node) ?? 'DOWN'),
+      status: values.status,
+      tokens: values.tokens ?? [],
+      dc: values.dc,
+      rack: values.rack,
+      hostId: values.hostId,
+      load: values.load,
+      schema: values.schema,
+      release: values.release,
+      rpcAddress: values.rpcAddress,
+      name: values.name,
+    };
+  }
+
+  private flush(): void {
+    if (this.pending.length === 0) return;
+    const changes = this.pending;
+    this.pending = [];
+    if (this.subscriptions.length === 0) return;
+    const view = this.snapshot();
+    for (const change of changes) for (const s of this.subscriptions) this.deliver(s, { ...change, view });
+  }
+
+  private deliver(subscription: Subscription, event: MembershipEvent): void {
+    try {
+      subscription.ref.tell(subscription.adapt(event) as never);
+    } catch (error) {
+      this.ctx.log.warn({ subscriber: subscription.ref.address, kind: event.kind, err: error }, 'dropped a membership event');
+    }
+  }
+
+  private peer(node: NodeId): ActorRef<GossipMsg> {
+    return this.ctx.system.ref<GossipMsg>({ node, name: this.peerName });
+  }
+}
