@@ -105,6 +105,12 @@ export class PhiAccrualFailureDetector<K = string> {
     return this.phi(key, nowMs) < this.options.threshold;
   }
 
+  /** Milliseconds since the last sign of life of `key`; undefined for a key never heard from. */
+  silenceMs(key: K, nowMs: number): number | undefined {
+    const window = this.windows.get(key);
+    return window === undefined ? undefined : Math.max(0, nowMs - window.last);
+  }
+
   /** Mean inter-arrival time of `key`, for diagnostics. */
   meanIntervalMs(key: K): number | undefined {
     return this.windows.get(key)?.mean();

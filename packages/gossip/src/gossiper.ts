@@ -29,6 +29,13 @@ export interface GossipOptions {
   phiConvictThreshold?: number;
   /** Fine-tuning of the failure detector; intervals default to twice the gossip interval. */
   failureDetector?: Partial<Omit<PhiOptions, 'threshold'>>;
+  /**
+   * A peer whose connection the transport reports down, and from whom no
+   * heartbeat has arrived for this long, is convicted without waiting for phi
+   * (a killed process closes its sockets; a frozen one stops answering pings).
+   * Two gossip intervals by default.
+   */
+  unreachableGraceMs?: number;
   /** How long a LEFT or REMOVED endpoint keeps being gossiped before it is dropped; 60 s by default. */
   quarantineMs?: number;
   /** How long a dropped endpoint's generation is remembered, so stale gossip cannot bring it back; 3 days by default. */
@@ -108,7 +115,8 @@ export type GossipMsg =
   | { type: 'gossip.local.set'; entries: ReadonlyArray<readonly [string, string]> }
   | { type: 'gossip.local.membership'; replyTo: ReplyTo<MembershipSnapshot> }
   | { type: 'gossip.local.remove'; node: NodeId; replyTo: ReplyTo<boolean> }
-  | { type: 'gossip.local.stats'; replyTo: ReplyTo<GossipStats> };
+  | { type: 'gossip.local.stats'; replyTo: ReplyTo<GossipStats> }
+  | { type: 'gossip.local.link'; peer: NodeId; state: 'up' | 'down' };
 
 export const DEFAULT_GOSSIPER_NAME = 'gossiper';
 /** Bytes of endpoint states per ACK or ACK2, well under the wire's 4 MiB frame limit once msgpack adds its overhead. */
@@ -122,6 +130,7 @@ interface Resolved {
   intervalMs: number;
   phi: Partial<PhiOptions>;
   quarantineMs: number;
+  unreachableGraceMs: number;
   tombstoneMs: number;
   synTimeoutMs: number;
   maxEndpoints: number;
@@ -143,6 +152,7 @@ function resolve(options: GossipOptions): Resolved {
       ...options.failureDetector,
     },
     quarantineMs: options.quarantineMs ?? 60_000,
+    unreachableGraceMs: options.unreachableGraceMs ?? 2 * intervalMs,
     tombstoneMs: options.tombstoneMs ?? 3 * 24 * 3600 * 1000,
     synTimeoutMs: options.synTimeoutMs ?? MESSAGE_KINDS['gossip.syn'].timeoutMs,
     maxEndpoints: options.maxEndpoints ?? 10_000,
@@ -231,6 +241,14 @@ export async function removeNode(gossiper: ActorRef<GossipMsg>, node: NodeId, ti
   await gossiper.ask<boolean>((replyTo) => ({ type: 'gossip.local.remove', node, replyTo }), timeoutMs);
 }
 
+/**
+ * Tells the gossiper what the transport knows about the link to `peer`.
+ * Called by whoever owns the transport (the node), from a transport handler.
+ */
+export function reportLink(gossiper: ActorRef<GossipMsg>, peer: NodeId, state: 'up' | 'down'): void {
+  gossiper.tell({ type: 'gossip.local.link', peer, state });
+}
+
 export function gossipStats(gossiper: ActorRef<GossipMsg>, timeoutMs = 1_000): Promise<GossipStats> {
   return gossiper.ask<GossipStats>((replyTo) => ({ type: 'gossip.local.stats', replyTo }), timeoutMs);
 }
@@ -247,6 +265,8 @@ class Gossiper {
   private readonly goneSince = new Map<NodeId, number>();
   private readonly tombstones = new Map<NodeId, { generation: number; expiresAt: number }>();
   private readonly fd: PhiAccrualFailureDetector<NodeId>;
+  /** Peers whose connection the transport reports down. */
+  private readonly unreachable = new Set<NodeId>();
   private subscriptions: Subscription[] = [];
   private pending: MembershipChange[] = [];
   private view: MembershipSnapshot | undefined;
@@ -309,6 +329,10 @@ class Gossiper {
         break;
       case 'gossip.local.stats':
         this.ctx.reply(msg.replyTo, { ...this.counters });
+        break;
+      case 'gossip.local.link':
+        if (msg.state === 'down') this.unreachable.add(msg.peer);
+        else this.unreachable.delete(msg.peer);
         break;
     }
     this.flush();
@@ -380,9 +404,14 @@ class Gossiper {
   private checkStatus(now: number): void {
     const up: NodeId[] = [];
     for (const [node, liveness] of this.liveness) if (liveness === 'UP') up.push(node);
-    for (const node of this.fd.convict(up, now)) {
+    const convicted = new Set(this.fd.convict(up, now));
+    for (const node of up) {
+      if (convicted.has(node) || !this.unreachable.has(node)) continue;
+      if ((this.fd.silenceMs(node, now) ?? 0) >= this.config.unreachableGraceMs) convicted.add(node);
+    }
+    for (const node of convicted) {
       this.counters.convictions++;
-      this.ctx.log.info({ peer: node, phi: this.fd.phi(node, now), meanIntervalMs: this.fd.meanIntervalMs(node) }, 'convicted a silent node');
+      this.ctx.log.info({ peer: node, phi: this.fd.phi(node, now), meanIntervalMs: this.fd.meanIntervalMs(node), unreachable: this.unreachable.has(node) }, 'convicted a silent node');
       this.markDown(node, 'convicted');
     }
     for (const [node, since] of this.goneSince) if (now - since >= this.config.quarantineMs) this.evict(node, now);

@@ -7,6 +7,7 @@ export {
   membership,
   removeNode,
   gossipStats,
+  reportLink,
   DEFAULT_GOSSIPER_NAME,
   type GossipOptions,
   type GossipMsg,

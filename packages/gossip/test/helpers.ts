@@ -2,7 +2,7 @@ import { type ActorRef, ActorSystem } from '@chorus/actors';
 import { type Logger, type NodeId, nodeId } from '@chorus/core';
 import { type LinkFaults, Simulation } from '@chorus/sim';
 import { wireCodec } from '@chorus/wire';
-import { type GossipMsg, type GossipOptions, type MembershipEvent, type MembershipSnapshot, spawnGossiper, subscribe } from '../src/index.js';
+import { type GossipMsg, type GossipOptions, type MembershipEvent, type MembershipSnapshot, reportLink, spawnGossiper, subscribe } from '../src/index.js';
 
 export const INTERVAL = 1_000;
 
@@ -30,7 +30,7 @@ export function names(n: number, from = 1): string[] {
   return Array.from({ length: n }, (_, i) => `n${i + from}`);
 }
 
-export async function harness(seed: number, network: Partial<LinkFaults> = { latencyMs: 2, jitterMs: 3 }, base: Partial<GossipOptions> = {}): Promise<Harness> {
+export async function harness(seed: number, network: Partial<LinkFaults> = { latencyMs: 2, jitterMs: 3 }, base: Partial<GossipOptions> = {}, wiring: { linkReports?: boolean } = {}): Promise<Harness> {
   const logs: Harness['logs'] = [];
   const sim = new Simulation({ seed, network, logger: recordingLogger(logs) });
   const views = new Map<string, MembershipSnapshot>();
@@ -50,6 +50,8 @@ export async function harness(seed: number, network: Partial<LinkFaults> = { lat
         systems.set(name, system);
         const gossiper = spawnGossiper(system, { clusterName: 'test', seeds: [nodeId('n1')], gossipIntervalMs: INTERVAL, ...base, ...options });
         gossipers.set(name, gossiper);
+        // As the node composition does: the transport's link reports feed the failure detector.
+        if (wiring.linkReports) transport.onLinkState((peer, state) => reportLink(gossiper, peer, state));
         const log: MembershipEvent[] = [];
         events.set(name, log);
         const probe = system.spawn<MembershipEvent>('probe', () => ({

@@ -60,6 +60,18 @@ describe('failure detection', () => {
     }
   }, 30_000);
 
+  it('with the transport reporting the dead link, convicts within a few intervals instead of waiting for phi (seed 24)', async () => {
+    const h = await harness(24, { latencyMs: 2, jitterMs: 3 }, {}, { linkReports: true });
+    for (const n of names(5)) await h.add(n);
+    expect(await until(h, () => h.all((v) => v.liveNodes().length === 5), 60_000), 'seed 24: no convergence').toBeDefined();
+    await h.sim.runFor(10_000);
+    h.sim.crash('n4');
+    const took = await until(h, () => h.all((v) => !v.isAlive(id('n4'))), 30_000);
+    console.log(`crash detection with link reports, 5 nodes (seed 24): all survivors after ${took} ms`);
+    expect(took, 'seed 24: not every node convicted n4').toBeDefined();
+    expect(took!, 'seed 24').toBeLessThanOrEqual(5 * INTERVAL);
+  });
+
   it('a partitioned minority is marked DOWN on both sides and comes back UP after heal (seed 22)', async () => {
     const h = await converged(22, 7);
     await h.sim.runFor(20_000);
