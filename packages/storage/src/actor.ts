@@ -39,10 +39,13 @@ export interface StorageActorOptions {
   batchLimit?: number;
 }
 
-export interface WriteAck {
-  /** False when the store already held a version at least as new (the write was a no-op). */
-  applied: boolean;
-}
+/**
+ * A write's acknowledgment carries nothing: it means the write is stored (and
+ * durable per the commit mode). It used to say whether the write was newer
+ * than what the row held (`applied`); writes no longer read, so nobody knows
+ * at write time — reads reconcile, and an older write never wins there.
+ */
+export type WriteAck = null;
 
 /** The storage actor's messages. Build them only through the functions below. */
 export type StorageMsg =
@@ -107,40 +110,41 @@ function storageBehavior(store: Store, o: Required<Omit<StorageActorOptions, 'db
     },
 
     async receiveBatch(msgs, ctx: ActorContext<StorageMsg>) {
-      const writes: Array<Extract<StorageMsg, { type: 'write' }>> = [];
-      const others: Array<Exclude<StorageMsg, { type: 'write' }>> = [];
-      for (const m of msgs) {
-        if (m.type === 'write') writes.push(m);
-        else others.push(m);
+      // Writes are the hot path: one array of mutations, one of reply addresses, no closure per write.
+      const mutations: Mutation[] = [];
+      const replies: Array<ReplyTo<WriteAck>> = [];
+      let others: Array<Exclude<StorageMsg, { type: 'write' }>> | undefined;
+      for (let i = 0; i < msgs.length; i++) {
+        const m = msgs[i]!;
+        if (m.type === 'write') {
+          mutations.push(m.mutation);
+          replies.push(m.replyTo);
+        } else (others ??= []).push(m);
       }
       let landed: Promise<unknown> = Promise.resolve();
-      if (writes.length > 0) {
-        // Pipelined group commit: the turn ends once this batch is merged and queued, so the next
-        // batch's read-before-write overlaps this one's write. At most two batches are outstanding:
-        // the turn also waits for the previous batch to land.
-        const submitted = store.submit(
-          writes.map((w) => w.mutation),
-          { sync: syncEach },
-        );
+      if (mutations.length > 0) {
+        // Pipelined group commit: the turn ends once this batch is handed to LevelDB (writes never
+        // read, so at once), after the previous batch has landed: at most two batches are outstanding.
+        const submitted = store.submit(mutations, { sync: syncEach });
         landed = submitted.landed.then(
           (outcomes) => {
-            for (let i = 0; i < writes.length; i++) {
+            for (let i = 0; i < outcomes.length; i++) {
               const r = outcomes[i]!;
-              if (r.ok) ctx.reply(writes[i]!.replyTo, { applied: r.applied });
-              else ctx.fail(writes[i]!.replyTo, r.error);
+              if (r.ok) ctx.reply(replies[i]!, null);
+              else ctx.fail(replies[i]!, r.error);
             }
           },
           (error: unknown) => {
             // A failed batch fails its writes but not the actor: the next batch may well succeed.
-            ctx.log.error({ err: error, writes: writes.length }, 'storage batch failed');
-            for (const w of writes) ctx.fail(w.replyTo, error as Error);
+            ctx.log.error({ err: error, writes: replies.length }, 'storage batch failed');
+            for (const r of replies) ctx.fail(r, error as Error);
           },
         );
         await submitted.merged.catch(() => undefined);
         await previous;
         previous = landed;
       }
-      if (others.length === 0) return;
+      if (others === undefined) return;
       await landed;
       // Reads after the batch, so a sender that wrote then read in one burst reads its write.
       await Promise.all(
@@ -198,14 +202,19 @@ export function spawnStorage(system: ActorSystem, options: StorageActorOptions):
   };
 }
 
-/** Writes one mutation through the storage actor; resolves once it is durable per the commit mode. */
-export function write(ref: ActorRef<StorageMsg>, mutation: Mutation, timeoutMs: number): Promise<WriteAck> {
+/**
+ * Writes one mutation through the storage actor; resolves once it is stored
+ * and durable per the commit mode. Resolving says nothing about whether the
+ * write was newer than what the row held (see `WriteAck`).
+ */
+export function write(ref: ActorRef<StorageMsg>, mutation: Mutation, timeoutMs: number): Promise<void> {
   try {
     validateMutation(mutation);
   } catch (error) {
     return Promise.reject(error as Error);
   }
-  return ref.ask<WriteAck>((replyTo) => ({ type: 'write', mutation, replyTo }), timeoutMs);
+  // The ask resolves with the (empty) acknowledgment; handing its promise back saves one per write.
+  return ref.ask<WriteAck>((replyTo) => ({ type: 'write', mutation, replyTo }), timeoutMs) as Promise<unknown> as Promise<void>;
 }
 
 /** The row's raw merged cell (tombstones and expired values included), or undefined. */

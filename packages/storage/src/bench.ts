@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { ActorSystem } from '@chorus/actors';
 import { nodeId, realEnv, token, type Token } from '@chorus/core';
 import { Level } from 'level';
-import { type CommitSyncMode, type Mutation, Store, rowKey, spawnStorage, write } from './index.js';
+import { type CommitSyncMode, type Mutation, Store, rowKeyPrefix, spawnStorage, write } from './index.js';
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 3);
 const VALUE = new Uint8Array(randomBytes(100));
@@ -47,7 +47,7 @@ async function rawPuts(root: string): Promise<number> {
   const deadline = start + SECONDS * 1000;
   while (performance.now() < deadline) {
     const ops = [];
-    for (let j = 0; j < 1000; j++, n++) ops.push({ type: 'put' as const, key: rowKey('bench', tokenOf(n), te.encode(`key-${n}`), new Uint8Array(0)), value: VALUE });
+    for (let j = 0; j < 1000; j++, n++) ops.push({ type: 'put' as const, key: rowKeyPrefix('bench', tokenOf(n), te.encode(`key-${n}`), new Uint8Array(0)), value: VALUE });
     await db.batch(ops);
   }
   const ms = performance.now() - start;

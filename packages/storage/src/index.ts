@@ -21,7 +21,7 @@ export {
 } from './store.js';
 export { type Cell, type ValueCell, type TombstoneCell, isTombstone, isDead, compareCells, mergeCells, cellDigest } from './cell.js';
 export { LIMITS, expiryFromTtl } from './limits.js';
-export { encodeToken, decodeToken, rowKey, partitionDeletionKey, compareBytes } from './keys.js';
+export { encodeToken, decodeToken, rowKeyPrefix, partitionDeletionKeyPrefix, compareBytes } from './keys.js';
 export {
   InvalidKeyspaceName,
   KeyTooLarge,

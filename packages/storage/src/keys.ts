@@ -1,20 +1,28 @@
 import { MAX_TOKEN, MIN_TOKEN, type Token } from '@chorus/core';
 
 /*
- * Key layout (all bytes compare lexicographically, as LevelDB does):
+ * Key layout (all bytes compare lexicographically, as LevelDB does). Every
+ * write is a new entry whose key names its version, so writes never read:
  *
- *   'd' | len(keyspace):u8 | keyspace | token:8 | esc(partition) 00 01 | kind:u8 | clustering
+ *   partition  P = 'd' | len(keyspace):u8 | keyspace | token:8 | esc(partition) 00 01
+ *   deletion       P | 00 | ~timestamp:8
+ *   row version    P | 01 | esc(clustering) 00 01 | ~timestamp:8 | tie:8
  *
  * - token: the signed 64-bit value with its sign bit flipped, big-endian, so
  *   byte order equals numeric order (MIN_TOKEN → 00…, MAX_TOKEN → ff…).
- * - esc(partition): 0x00 is written as 00 ff and the key ends with 00 01. This
- *   keeps partitions in bytewise key order within a token and stops one key
- *   from being a byte prefix of another (which would interleave their rows).
- * - kind 0x00 is the partition's deletion record (no clustering bytes), kind
- *   0x01 a row. The deletion therefore sorts before every row of its
- *   partition, so a forward scan learns of it before it meets the rows.
- * - clustering is the last component, written raw: rows sort bytewise by
- *   clustering key and the empty key comes first.
+ * - esc(x): 0x00 is written as 00 ff and the field ends with 00 01. This keeps
+ *   partitions (and clustering keys) in bytewise order and makes each field
+ *   prefix-free: no partition's (or row's) key prefix is a prefix of another's,
+ *   so a version suffix after it can never interleave two rows.
+ * - kind 00 (partition deletions) sorts before 01 (rows), so a forward scan
+ *   learns of a partition's deletion before it meets the rows.
+ * - ~timestamp: 2^64 − 1 − timestamp, big-endian: the versions of a row (and
+ *   of a partition's deletion) sort newest first.
+ * - tie: tells apart versions with equal timestamps but different content, so
+ *   neither overwrites the other and reads pick the winner by the merge rules.
+ *   Byte 0 is the rank (00 tombstone, 01 expiring value, 02 value: the tie-break
+ *   order of compareCells), bytes 1..7 a hash of expiry and value (zero for a
+ *   tombstone). Rewriting the very same version writes the very same key.
  *
  * Keyspaces are a prefix; the length byte keeps "ks" from matching "ks2".
  */
@@ -23,30 +31,47 @@ const DATA = 0x64; // 'd'
 const META = 0x6d; // 'm'
 export const KIND_PARTITION_DELETION = 0x00;
 export const KIND_ROW = 0x01;
-const SIGN = 1n << 63n;
+/** Bytes of a row version's suffix (~timestamp and tie). */
+export const ROW_VERSION_BYTES = 16;
+/** Bytes of a deletion version's suffix (~timestamp). */
+export const DELETION_VERSION_BYTES = 8;
+export const DATA_START = Uint8Array.of(DATA);
+export const DATA_END = Uint8Array.of(DATA + 1);
+
 const TEXT = new TextEncoder();
 const DECODE = new TextDecoder();
+const SCRATCH = new DataView(new ArrayBuffer(8));
+const TWO32 = 0x1_0000_0000;
 
 export const SYNC_MARKER_KEY = Uint8Array.of(META, 0x73, 0x79, 0x6e, 0x63); // 'msync'
 
+/** Writes the token's 8 order-preserving bytes at `at` (no BigInt arithmetic, no allocation). */
+export function writeToken(out: Uint8Array, at: number, t: Token | bigint): void {
+  SCRATCH.setBigInt64(0, BigInt.asIntN(64, t));
+  out[at] = SCRATCH.getUint8(0) ^ 0x80;
+  for (let i = 1; i < 8; i++) out[at + i] = SCRATCH.getUint8(i);
+}
+
 export function encodeToken(t: Token | bigint): Uint8Array {
   const out = new Uint8Array(8);
-  new DataView(out.buffer).setBigUint64(0, BigInt.asUintN(64, t) ^ SIGN);
+  writeToken(out, 0, t);
   return out;
 }
 
 export function decodeToken(b: Uint8Array, offset = 0): Token {
-  const u = new DataView(b.buffer, b.byteOffset + offset, 8).getBigUint64(0) ^ SIGN;
-  return BigInt.asIntN(64, u) as Token;
+  for (let i = 0; i < 8; i++) SCRATCH.setUint8(i, b[offset + i]!);
+  SCRATCH.setUint8(0, SCRATCH.getUint8(0) ^ 0x80);
+  return SCRATCH.getBigInt64(0) as Token;
 }
 
-function escapedLength(b: Uint8Array): number {
+export function escapedLength(b: Uint8Array): number {
   let n = b.length + 2;
   for (let i = 0; i < b.length; i++) if (b[i] === 0) n++;
   return n;
 }
 
-function writeEscaped(out: Uint8Array, at: number, b: Uint8Array): number {
+/** Writes esc(b) 00 01 at `at`; returns the offset after it. */
+export function writeEscaped(out: Uint8Array, at: number, b: Uint8Array): number {
   for (let i = 0; i < b.length; i++) {
     const x = b[i]!;
     out[at++] = x;
@@ -57,12 +82,26 @@ function writeEscaped(out: Uint8Array, at: number, b: Uint8Array): number {
   return at;
 }
 
-function writeToken(out: Uint8Array, at: number, t: Token | bigint): void {
-  let u = BigInt.asUintN(64, t) ^ SIGN;
-  for (let i = 7; i >= 0; i--) {
-    out[at + i] = Number(u & 0xffn);
-    u >>= 8n;
-  }
+/** Writes 2^64 − 1 − micros big-endian (micros is a safe non-negative integer). */
+export function writeInvertedMicros(out: Uint8Array, at: number, micros: number): void {
+  const hi = Math.floor(micros / TWO32);
+  const lo = micros - hi * TWO32;
+  const ih = 0xffffffff - hi;
+  const il = 0xffffffff - lo;
+  out[at] = ih >>> 24;
+  out[at + 1] = (ih >>> 16) & 0xff;
+  out[at + 2] = (ih >>> 8) & 0xff;
+  out[at + 3] = ih & 0xff;
+  out[at + 4] = il >>> 24;
+  out[at + 5] = (il >>> 16) & 0xff;
+  out[at + 6] = (il >>> 8) & 0xff;
+  out[at + 7] = il & 0xff;
+}
+
+export function readInvertedMicros(b: Uint8Array, at: number): number {
+  const ih = ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
+  const il = ((b[at + 4]! << 24) | (b[at + 5]! << 16) | (b[at + 6]! << 8) | b[at + 7]!) >>> 0;
+  return (0xffffffff - ih) * TWO32 + (0xffffffff - il);
 }
 
 /** `'d' | len | keyspace`: every key of the keyspace starts with it. */
@@ -75,38 +114,67 @@ export function keyspacePrefix(keyspace: string): Uint8Array {
   return out;
 }
 
-/** The prefix shared by a partition's deletion record and all its rows. */
-export function partitionPrefix(keyspace: string, t: Token, partition: Uint8Array): Uint8Array {
+/** Length of `ksPrefix | token | esc(partition) 00 01`. */
+export function partitionKeyLength(ksPrefix: Uint8Array, partition: Uint8Array): number {
+  return ksPrefix.length + 8 + escapedLength(partition);
+}
+
+/** Writes the partition's key prefix at 0; returns its length. */
+export function writePartitionKey(out: Uint8Array, ksPrefix: Uint8Array, t: Token | bigint, partition: Uint8Array): number {
+  out.set(ksPrefix, 0);
+  writeToken(out, ksPrefix.length, t);
+  return writeEscaped(out, ksPrefix.length + 8, partition);
+}
+
+/** The prefix shared by a partition's deletion versions and all its rows' versions. */
+export function partitionKey(keyspace: string, t: Token | bigint, partition: Uint8Array): Uint8Array {
   const ks = keyspacePrefix(keyspace);
-  const out = new Uint8Array(ks.length + 8 + escapedLength(partition) + 1);
-  out.set(ks, 0);
-  writeToken(out, ks.length, t);
-  const end = writeEscaped(out, ks.length + 8, partition);
-  out[end] = KIND_ROW;
+  const out = new Uint8Array(partitionKeyLength(ks, partition));
+  writePartitionKey(out, ks, t, partition);
   return out;
 }
 
-/** Row keys are `partitionPrefix` (which already ends in KIND_ROW) plus the clustering bytes. */
-export function rowKeyFromPrefix(prefix: Uint8Array, clustering: Uint8Array): Uint8Array {
-  if (clustering.length === 0) return prefix;
-  const out = new Uint8Array(prefix.length + clustering.length);
-  out.set(prefix, 0);
-  out.set(clustering, prefix.length);
+/** `P | kind` (plus nothing): the prefix of every deletion version (kind 00) or every row (kind 01). */
+export function kindPrefix(partitionKey: Uint8Array, kind: number): Uint8Array {
+  const out = new Uint8Array(partitionKey.length + 1);
+  out.set(partitionKey, 0);
+  out[partitionKey.length] = kind;
   return out;
 }
 
-export function deletionKeyFromPrefix(prefix: Uint8Array): Uint8Array {
-  const out = prefix.slice();
-  out[out.length - 1] = KIND_PARTITION_DELETION;
+/** `P | 01 | esc(clustering) 00 01`: the prefix of every version of one row. */
+export function rowPrefixFromPartition(partitionKey: Uint8Array, clustering: Uint8Array): Uint8Array {
+  const out = new Uint8Array(partitionKey.length + 1 + escapedLength(clustering));
+  out.set(partitionKey, 0);
+  out[partitionKey.length] = KIND_ROW;
+  writeEscaped(out, partitionKey.length + 1, clustering);
   return out;
 }
 
-export function rowKey(keyspace: string, t: Token, partition: Uint8Array, clustering: Uint8Array): Uint8Array {
-  return rowKeyFromPrefix(partitionPrefix(keyspace, t, partition), clustering);
+/** The prefix of every version of a row. */
+export function rowKeyPrefix(keyspace: string, t: Token | bigint, partition: Uint8Array, clustering: Uint8Array): Uint8Array {
+  return rowPrefixFromPartition(partitionKey(keyspace, t, partition), clustering);
 }
 
-export function partitionDeletionKey(keyspace: string, t: Token, partition: Uint8Array): Uint8Array {
-  return deletionKeyFromPrefix(partitionPrefix(keyspace, t, partition));
+/** The prefix of every version of a partition's deletion. */
+export function partitionDeletionKeyPrefix(keyspace: string, t: Token | bigint, partition: Uint8Array): Uint8Array {
+  return kindPrefix(partitionKey(keyspace, t, partition), KIND_PARTITION_DELETION);
+}
+
+/** The key of a partition deletion at `timestampMicros`. */
+export function deletionVersionKey(partitionKey: Uint8Array, timestampMicros: number): Uint8Array {
+  const out = new Uint8Array(partitionKey.length + 1 + DELETION_VERSION_BYTES);
+  out.set(partitionKey, 0);
+  out[partitionKey.length] = KIND_PARTITION_DELETION;
+  writeInvertedMicros(out, partitionKey.length + 1, timestampMicros);
+  return out;
+}
+
+/** A copy of `b[start, end)` (Buffer's `slice` would be a view). */
+export function copyBytes(b: Uint8Array, start = 0, end = b.length): Uint8Array {
+  const out = new Uint8Array(end - start);
+  out.set(b.subarray(start, end), 0);
+  return out;
 }
 
 /** The first key past every key that starts with `prefix`, or undefined when there is none. */
@@ -114,7 +182,7 @@ export function prefixEnd(prefix: Uint8Array): Uint8Array | undefined {
   let i = prefix.length - 1;
   while (i >= 0 && prefix[i] === 0xff) i--;
   if (i < 0) return undefined;
-  const out = prefix.slice(0, i + 1);
+  const out = copyBytes(prefix, 0, i + 1);
   out[i] = out[i]! + 1;
   return out;
 }
@@ -137,54 +205,80 @@ export function tokenUpperBound(ksPrefix: Uint8Array, t: Token | bigint): Uint8A
   return concat(ksPrefix, encodeToken(t + 1n));
 }
 
+/** Length of an escaped field that starts at `at` (terminator included), or -1 when it does not end. */
+export function escapedFieldLength(key: Uint8Array, at: number): number {
+  for (let i = at; i + 1 < key.length; ) {
+    if (key[i] === 0) {
+      if (key[i + 1] === 0x01) return i + 2 - at;
+      i += 2;
+    } else i++;
+  }
+  return -1;
+}
+
+/** Inverse of esc(): the raw bytes of an escaped field of `len` bytes (terminator included). */
+export function unescape(key: Uint8Array, at: number, len: number): Uint8Array {
+  const end = at + len - 2;
+  let zeros = 0;
+  for (let i = at; i < end; i++) if (key[i] === 0) zeros++, i++;
+  const out = new Uint8Array(end - at - zeros);
+  let j = 0;
+  for (let i = at; i < end; i++) {
+    out[j++] = key[i]!;
+    if (key[i] === 0) i++;
+  }
+  return out;
+}
+
+/** Length of a data key's partition prefix P, or -1 for a key outside the layout. */
+export function partitionPrefixLength(key: Uint8Array): number {
+  if (key.length < 2 || key[0] !== DATA) return -1;
+  const at = 2 + key[1]! + 8;
+  if (at > key.length) return -1;
+  const n = escapedFieldLength(key, at);
+  return n < 0 ? -1 : at + n;
+}
+
 export interface DecodedKey {
   keyspace: string;
   token: Token;
   partition: Uint8Array;
   kind: number;
+  /** Raw clustering key (rows only; empty for deletions). */
   clustering: Uint8Array;
-  /** Length of the partition prefix (up to but excluding the kind byte). */
+  timestampMicros: number;
+  /** Length of P, the partition prefix (the kind byte is at this offset). */
+  partitionLength: number;
+  /** Length of the version's prefix: `P | 00` for a deletion, `P | 01 | esc(clustering) 00 01` for a row. */
   prefixLength: number;
 }
 
-/** Inverse of the layout above; returns undefined for keys outside the data space (metadata). */
+/** Inverse of the layout above; returns undefined for keys outside the data space (metadata, malformed). */
 export function decodeKey(key: Uint8Array): DecodedKey | undefined {
-  if (key.length < 2 || key[0] !== DATA) return undefined;
+  const p = partitionPrefixLength(key);
+  if (p < 0 || p >= key.length) return undefined;
   const ksLen = key[1]!;
   const keyspace = DECODE.decode(key.subarray(2, 2 + ksLen));
-  let at = 2 + ksLen;
-  const t = decodeToken(key, at);
-  at += 8;
-  // Unescape: the partition ends at the first 00 that is followed by 01.
-  let zeros = 0;
-  let end = at;
-  for (;;) {
-    if (end + 1 >= key.length) return undefined;
-    if (key[end] === 0) {
-      if (key[end + 1] === 0x01) break;
-      zeros++;
-      end += 2;
-    } else end++;
+  const t = decodeToken(key, 2 + ksLen);
+  const partStart = 2 + ksLen + 8;
+  const partition = unescape(key, partStart, p - partStart);
+  const kind = key[p]!;
+  if (kind === KIND_PARTITION_DELETION) {
+    if (key.length !== p + 1 + DELETION_VERSION_BYTES) return undefined;
+    return { keyspace, token: t, partition, kind, clustering: new Uint8Array(0), timestampMicros: readInvertedMicros(key, p + 1), partitionLength: p, prefixLength: p + 1 };
   }
-  let partition: Uint8Array;
-  if (zeros === 0) partition = key.subarray(at, end);
-  else {
-    partition = new Uint8Array(end - at - zeros);
-    let j = 0;
-    for (let i = at; i < end; i++) {
-      partition[j++] = key[i]!;
-      if (key[i] === 0) i++;
-    }
-  }
-  const kindAt = end + 2;
-  if (kindAt >= key.length) return undefined;
+  if (kind !== KIND_ROW) return undefined;
+  const c = escapedFieldLength(key, p + 1);
+  if (c < 0 || key.length !== p + 1 + c + ROW_VERSION_BYTES) return undefined;
   return {
     keyspace,
     token: t,
     partition,
-    kind: key[kindAt]!,
-    clustering: key.subarray(kindAt + 1),
-    prefixLength: kindAt,
+    kind,
+    clustering: unescape(key, p + 1, c),
+    timestampMicros: readInvertedMicros(key, p + 1 + c),
+    partitionLength: p,
+    prefixLength: p + 1 + c,
   };
 }
 
@@ -200,6 +294,13 @@ export function compareBytes(a: Uint8Array, b: Uint8Array): number {
 export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** True when `key` starts with the first `len` bytes of `prefix`. */
+export function hasPrefix(key: Uint8Array, prefix: Uint8Array, len = prefix.length): boolean {
+  if (key.length < len) return false;
+  for (let i = len - 1; i >= 0; i--) if (key[i] !== prefix[i]) return false;
   return true;
 }
 

@@ -1,21 +1,33 @@
 import type { AbstractLevel } from 'abstract-level';
 import { MAX_TOKEN, MIN_TOKEN, type Env, type Token } from '@chorus/core';
-import { type Cell, type StoredCell, type ValueCell, cellDigest, compareCells, decodeStored, encodeStored, isDead, isTombstone } from './cell.js';
+import { type Cell, type StoredCell, type ValueCell, cellDigest, compareCells, decodeStored, encodeDeletion, encodeStored, isDead, isTombstone, writeTie } from './cell.js';
 import { InvalidMutation, InvalidSlice, StorageClosed } from './errors.js';
 import {
+  DATA_END,
+  DATA_START,
+  DELETION_VERSION_BYTES,
   KIND_PARTITION_DELETION,
+  KIND_ROW,
+  ROW_VERSION_BYTES,
   SYNC_MARKER_KEY,
-  bytesEqual,
   compareBytes,
-  concat,
-  decodeKey,
-  deletionKeyFromPrefix,
+  copyBytes,
+  decodeToken,
+  escapedFieldLength,
+  escapedLength,
+  hasPrefix,
   keyspacePrefix,
-  partitionPrefix,
+  kindPrefix,
+  partitionPrefixLength,
   prefixEnd,
-  rowKeyFromPrefix,
+  readInvertedMicros,
+  rowPrefixFromPartition,
   tokenLowerBound,
   tokenUpperBound,
+  unescape,
+  writeEscaped,
+  writeInvertedMicros,
+  writeToken,
 } from './keys.js';
 import {
   LIMITS,
@@ -36,9 +48,19 @@ import {
 export type StorageDb = AbstractLevel<any, any, any>;
 
 const ENC = { keyEncoding: 'view', valueEncoding: 'view' } as const;
+const SYNC = { ...ENC, sync: true } as const;
+const NO_SYNC = { ...ENC, sync: false } as const;
 const EMPTY = new Uint8Array(0);
 /** Cassandra's default gc_grace_seconds: 10 days. */
 export const DEFAULT_GC_GRACE_SECONDS = 864_000;
+/** A read that meets a row with at least this many versions deletes the shadowed ones. */
+const COMPACT_MIN_VERSIONS = 4;
+/** Most shadowed versions one point read collects for deletion. */
+const COMPACT_READ_CAP = 256;
+/** Most keys waiting for an opportunistic compaction delete; beyond it the sweep catches up. */
+const COMPACT_QUEUE_CAP = 10_000;
+/** Versions a point read fetches in its first step: the newest is usually all it needs. */
+const POINT_CHUNK = 4;
 
 export interface StoreOptions {
   env: Env;
@@ -73,8 +95,14 @@ export function isPartitionDelete(m: Mutation): m is PartitionDelete {
   return (m as PartitionDelete).partitionDeletion !== undefined;
 }
 
-/** `applied: false` means the store already held something at least as new. */
-export type ApplyOutcome = { ok: true; applied: boolean } | { ok: false; error: Error };
+/**
+ * The outcome of one mutation of a batch: stored (`ok: true`), or rejected
+ * with its validation error. Writes never read, so a stored write may well be
+ * older than what the row holds: reads reconcile and it never wins there.
+ */
+export type ApplyOutcome = { ok: true } | { ok: false; error: Error };
+
+const STORED: ApplyOutcome = Object.freeze({ ok: true }) as ApplyOutcome;
 
 export interface SliceOptions {
   /** Inclusive lower clustering bound. */
@@ -124,23 +152,21 @@ export interface ScanOptions {
 /** Where a sweep stopped; pass it back to continue. Opaque to callers. */
 export interface SweepCursor {
   readonly after: Uint8Array;
+  /** Partition prefix being swept, and its newest deletion. */
   readonly partition?: Uint8Array;
-  readonly deletion?: StoredCell;
-  readonly pendingDeletion?: { key: Uint8Array; raw: Uint8Array };
+  readonly deletion?: { readonly timestampMicros: number; readonly deletionTimeMicros: number };
+  /** The row being swept: its newest version so far. */
+  readonly row?: { readonly key: Uint8Array; readonly raw: Uint8Array };
 }
 
 export interface SweepResult {
-  /** Entries removed in this step. */
+  /** Entries removed in this step (shadowed versions and purged tombstones). */
   purged: number;
   /** Undefined when the sweep reached the end of the data. */
   next?: SweepCursor;
 }
 
-type Slot = { key: Uint8Array; id: string; stored: StoredCell | undefined; dirty: boolean };
-
-function keyId(k: Uint8Array): string {
-  return Buffer.from(k.buffer, k.byteOffset, k.byteLength).toString('latin1');
-}
+type Entry = [Uint8Array, Uint8Array];
 
 function validateCell(cell: unknown): asserts cell is Cell {
   if (typeof cell !== 'object' || cell === null) throw new InvalidMutation('cell must be an object');
@@ -156,10 +182,8 @@ function validateCell(cell: unknown): asserts cell is Cell {
   if (c['expiresAtMicros'] !== undefined) validateMicros('expiresAtMicros', c['expiresAtMicros']);
 }
 
-/** Throws the typed InvalidRequest/ValueTooLarge error for a malformed mutation. */
-export function validateMutation(m: Mutation): void {
-  if (typeof m !== 'object' || m === null) throw new InvalidMutation('mutation must be an object');
-  validateKeyspace(m.keyspace);
+/** Everything but the keyspace name (which callers check against their cache). */
+function validateMutationBody(m: Mutation): void {
   validateToken(m.token);
   validatePartitionKey(m.partition);
   if (isPartitionDelete(m)) {
@@ -171,6 +195,13 @@ export function validateMutation(m: Mutation): void {
   validateCell(m.cell);
 }
 
+/** Throws the typed InvalidRequest/ValueTooLarge error for a malformed mutation. */
+export function validateMutation(m: Mutation): void {
+  if (typeof m !== 'object' || m === null) throw new InvalidMutation('mutation must be an object');
+  validateKeyspace(m.keyspace);
+  validateMutationBody(m);
+}
+
 export function validateAddress(a: RowAddress): void {
   validateKeyspace(a.keyspace);
   validateToken(a.token);
@@ -179,11 +210,107 @@ export function validateAddress(a: RowAddress): void {
 }
 
 /** The row's cell as reads see it: a partition deletion at least as new shadows it (shown as a tombstone). */
-function effective(row: StoredCell | undefined, deletion: StoredCell | undefined): Cell | undefined {
-  if (deletion !== undefined && (row === undefined || row.cell.timestampMicros <= deletion.cell.timestampMicros)) {
-    return { tombstone: true, timestampMicros: deletion.cell.timestampMicros };
+function effective(row: Cell | undefined, deletionTs: number | undefined): Cell | undefined {
+  if (deletionTs !== undefined && (row === undefined || row.timestampMicros <= deletionTs)) return { tombstone: true, timestampMicros: deletionTs };
+  return row;
+}
+
+/** Timestamp of a row version, from its key. */
+function versionTs(key: Uint8Array): number {
+  return readInvertedMicros(key, key.length - ROW_VERSION_BYTES);
+}
+
+/**
+ * The versions of one row as a scan meets them (newest first going forward,
+ * oldest first in reverse): keeps the winner by the merge rules, decoding a
+ * value only to break a timestamp tie, and the keys of the others.
+ */
+class RowVersions {
+  /** Key of the first version seen; its first `prefixLength` bytes name the row. */
+  first: Uint8Array = EMPTY;
+  prefixLength = 0;
+  bestKey: Uint8Array = EMPTY;
+  bestRaw: Uint8Array = EMPTY;
+  bestTs = 0;
+  count = 0;
+  /** Keys of the versions that lost (only kept when `keepLosers`). */
+  readonly losers: Uint8Array[] = [];
+
+  constructor(private readonly keepLosers: boolean) {}
+
+  start(key: Uint8Array, raw: Uint8Array): void {
+    this.first = key;
+    this.prefixLength = key.length - ROW_VERSION_BYTES;
+    this.bestKey = key;
+    this.bestRaw = raw;
+    this.bestTs = versionTs(key);
+    this.count = 1;
+    this.losers.length = 0;
   }
-  return row?.cell;
+
+  belongs(key: Uint8Array): boolean {
+    return this.count > 0 && key.length === this.first.length && hasPrefix(key, this.first, this.prefixLength);
+  }
+
+  /** Adds a version of the same row; returns the key that lost. */
+  add(key: Uint8Array, raw: Uint8Array): Uint8Array {
+    this.count++;
+    const ts = versionTs(key);
+    let loser = key;
+    if (ts > this.bestTs || (ts === this.bestTs && compareCells(decodeStored(raw).cell, decodeStored(this.bestRaw).cell) > 0)) {
+      loser = this.bestKey;
+      this.bestKey = key;
+      this.bestRaw = raw;
+      this.bestTs = ts;
+    }
+    if (this.keepLosers) this.losers.push(loser);
+    return loser;
+  }
+
+  best(): StoredCell {
+    return decodeStored(this.bestRaw);
+  }
+
+  clustering(): Uint8Array {
+    const p = partitionPrefixLength(this.first);
+    return unescape(this.first, p + 1, this.prefixLength - p - 1);
+  }
+}
+
+/** A LevelDB batch: the native chained batch when the database is open, else an array (abstract-level defers it until open). */
+class Batch {
+  private readonly chained: ReturnType<StorageDb['batch']> | undefined;
+  private readonly ops: Array<{ type: 'put' | 'del'; key: Uint8Array; value?: Uint8Array }> | undefined;
+  length = 0;
+
+  constructor(
+    private readonly db: StorageDb,
+    private readonly opOptions: typeof ENC | undefined,
+  ) {
+    if (db.status === 'open') this.chained = db.batch();
+    else this.ops = [];
+  }
+
+  put(key: Uint8Array, value: Uint8Array): void {
+    this.length++;
+    if (this.chained !== undefined) this.chained.put(key, value, this.opOptions as typeof ENC);
+    else this.ops!.push({ type: 'put', key, value });
+  }
+
+  del(key: Uint8Array): void {
+    this.length++;
+    if (this.chained !== undefined) this.chained.del(key, this.opOptions as typeof ENC);
+    else this.ops!.push({ type: 'del', key });
+  }
+
+  write(sync: boolean): Promise<void> {
+    if (this.chained !== undefined) return this.chained.write(sync ? SYNC : NO_SYNC);
+    return this.db.batch(this.ops as never, (sync ? SYNC : NO_SYNC) as typeof ENC);
+  }
+
+  close(): void {
+    if (this.chained !== undefined) this.chained.close().catch(() => undefined);
+  }
 }
 
 /**
@@ -191,27 +318,30 @@ function effective(row: StoredCell | undefined, deletion: StoredCell | undefined
  * timers (the storage actor schedules sweeps and syncs) and reads the time
  * from its Env only to judge expiry and gc grace.
  *
- * Writes and sweep deletions are serialized inside the store, so a sweep can
- * never delete a cell that a concurrent write just replaced. Reads go straight
- * to LevelDB: a write's promise resolves only after its batch is in the
- * database, so every acknowledged write is visible to every later read.
+ * Writes never read: each is a new entry keyed by its version (see keys.ts),
+ * so a batch is encoded and handed to LevelDB at once. Reads reconcile the
+ * versions they meet with the merge rules; the sweep (and reads that meet a
+ * row with many versions) delete the shadowed ones. A write's promise
+ * resolves only after its batch is in the database, so every acknowledged
+ * write is visible to every later read.
  */
 export class Store {
   readonly db: StorageDb;
   readonly env: Env;
   readonly gcGraceMicros: number;
-  /** Serializes the merge stage of batches and the sweep's deletions. */
-  private mergeChain: Promise<unknown> = Promise.resolve();
-  /** The last batch handed to LevelDB; batches are written strictly one after another. */
-  private lastWrite: Promise<unknown> = Promise.resolve();
-  private lastWriteDone = true;
-  /**
-   * Rows merged into batches that are not yet in the database, with the
-   * sequence number of the batch that wrote them last. A merge consults it
-   * before LevelDB, so batch N+1 can be merged while batch N is being written.
-   */
-  private readonly inFlight = new Map<string, { stored: StoredCell | undefined; seq: number }>();
-  private seq = 0;
+  /** Validated keyspace names and their key prefixes. */
+  private readonly keyspaces = new Map<string, Uint8Array>();
+  /** Per-operation encodings for chained batches; undefined when the database's defaults already are binary views. */
+  private readonly opOptions: typeof ENC | undefined;
+  /** Batches handed to LevelDB (or waiting for an exclusive section) that have not landed. */
+  private inflight = 0;
+  private idleWaiters: Array<() => void> = [];
+  /** Set while an exclusive section runs: new batches wait for it. */
+  private gate: Promise<void> | undefined;
+  private exclusiveChain: Promise<unknown> = Promise.resolve();
+  /** Keys of shadowed versions that reads found; deleted with the next batch. */
+  private compactQueue: Uint8Array[] = [];
+  private compactScheduled = false;
   private closed = false;
 
   constructor(db: StorageDb, options: StoreOptions) {
@@ -220,6 +350,9 @@ export class Store {
     this.db = db;
     this.env = options.env;
     this.gcGraceMicros = grace * 1_000_000;
+    const kenc = (db.keyEncoding as () => { name?: string })();
+    const venc = (db.valueEncoding as () => { name?: string })();
+    this.opOptions = kenc?.name === 'view' && venc?.name === 'view' ? undefined : ENC;
   }
 
   /** Opens the database (a no-op when it is already open). */
@@ -228,22 +361,32 @@ export class Store {
     return this;
   }
 
-  /** Runs `work` alone: no batch is merged or being written meanwhile. */
-  private exclusive<T>(work: () => Promise<T>): Promise<T> {
-    const run = this.mergeChain.then(async () => {
-      await this.lastWrite.catch(() => undefined);
-      return work();
-    });
-    this.mergeChain = run.catch(() => undefined);
-    return run;
+  /** The key prefix of a keyspace, validating the name the first time it is seen. */
+  private keyspace(name: string): Uint8Array {
+    let prefix = this.keyspaces.get(name);
+    if (prefix === undefined) {
+      validateKeyspace(name);
+      prefix = keyspacePrefix(name);
+      if (this.keyspaces.size >= 1024) this.keyspaces.clear();
+      this.keyspaces.set(name, prefix);
+    }
+    return prefix;
+  }
+
+  private partitionKey(keyspace: string, t: Token, partition: Uint8Array): Uint8Array {
+    const ks = this.keyspace(keyspace);
+    const out = new Uint8Array(ks.length + 8 + escapedLength(partition));
+    out.set(ks, 0);
+    writeToken(out, ks.length, t);
+    writeEscaped(out, ks.length + 8, partition);
+    return out;
   }
 
   /**
    * Applies a group of mutations as one LevelDB batch (group commit). Each
-   * mutation is validated on its own, so a bad one fails alone. Mutations to
-   * the same row are merged in order within the batch, and a mutation older
-   * than what is stored is a no-op. The promise resolves after the batch is
-   * written (and fsynced when `sync`).
+   * mutation is validated on its own, so a bad one fails alone. Nothing is
+   * read: each write adds a version, and reads reconcile. The promise resolves
+   * after the batch is written (and fsynced when `sync`).
    */
   apply(mutations: readonly Mutation[], options: { sync?: boolean } = {}): Promise<ApplyOutcome[]> {
     return this.submit(mutations, options).landed;
@@ -251,9 +394,9 @@ export class Store {
 
   /**
    * `apply` in two stages, for a caller that pipelines: `merged` settles once
-   * the batch is merged and queued for writing (the next batch may then be
-   * submitted and merged while this one is written), `landed` once it is in
-   * the database. Batches land in submission order.
+   * the batch is encoded and handed to LevelDB (at once: writes do not read),
+   * `landed` once it is in the database. Batches may land in any order: every
+   * write is its own version, so the order does not change what reads see.
    */
   submit(mutations: readonly Mutation[], options: { sync?: boolean } = {}): { merged: Promise<void>; landed: Promise<ApplyOutcome[]> } {
     if (this.closed) {
@@ -261,144 +404,250 @@ export class Store {
       err.catch(() => undefined);
       return { merged: err as Promise<never>, landed: err as Promise<never> };
     }
-    const sync = options.sync === true;
-    const merge = this.mergeChain.then(() => this.mergeBatch(mutations, sync));
-    this.mergeChain = merge.catch(() => undefined);
-    const landed = merge.then(async ({ outcomes, write }) => {
-      await write;
-      return outcomes;
-    });
+    const n = mutations.length;
+    const outcomes: ApplyOutcome[] = new Array(n);
+    const batch = new Batch(this.db, this.opOptions);
+    const now = this.env.clock.nowMicros();
+    for (let i = 0; i < n; i++) {
+      try {
+        this.encode(mutations[i]!, batch, now);
+        outcomes[i] = STORED;
+      } catch (error) {
+        outcomes[i] = { ok: false, error: error as Error };
+      }
+    }
+    if (this.compactQueue.length > 0) this.drainCompactions(batch);
+    const landed = this.commit(batch, options.sync === true).then(() => outcomes);
     landed.catch(() => undefined);
-    return { merged: merge.then(() => undefined), landed };
+    return { merged: RESOLVED, landed };
   }
 
-  /** Hands a merged batch to LevelDB, after the batch before it if that is still being written. */
-  private startWrite(ops: Array<{ type: 'put'; key: Uint8Array; value: Uint8Array }>, sync: boolean, seq: number, keys: string[]): Promise<void> {
-    // A batch merged while its predecessor was in flight was merged against that batch's rows: it is
-    // written after it, and fails with it. Otherwise the database is already up to date.
-    const after = this.lastWriteDone ? Promise.resolve() : this.lastWrite;
-    const write = after.then(() => (ops.length > 0 || sync ? this.db.batch(ops, { ...ENC, sync } as typeof ENC) : undefined));
-    this.lastWrite = write;
-    this.lastWriteDone = false;
-    const settle = (): void => {
-      for (const id of keys) if (this.inFlight.get(id)?.seq === seq) this.inFlight.delete(id);
-      if (this.lastWrite === write) this.lastWriteDone = true;
-    };
-    return write.then(settle, (error: unknown) => {
-      settle();
-      throw error;
+  /** Validates one mutation and adds its version to the batch. */
+  private encode(m: Mutation, batch: Batch, now: number): void {
+    if (typeof m !== 'object' || m === null) throw new InvalidMutation('mutation must be an object');
+    const ks = this.keyspace(m.keyspace);
+    validateMutationBody(m);
+    const partition = m.partition;
+    const partEnd = ks.length + 8 + escapedLength(partition);
+    if (isPartitionDelete(m)) {
+      const ts = m.partitionDeletion.timestampMicros;
+      const key = new Uint8Array(partEnd + 1 + DELETION_VERSION_BYTES);
+      key.set(ks, 0);
+      writeToken(key, ks.length, m.token);
+      writeEscaped(key, ks.length + 8, partition);
+      key[partEnd] = KIND_PARTITION_DELETION;
+      writeInvertedMicros(key, partEnd + 1, ts);
+      batch.put(key, encodeDeletion(ts, now));
+      return;
+    }
+    const clustering = m.clustering ?? EMPTY;
+    const cell = m.cell;
+    const versionAt = partEnd + 1 + escapedLength(clustering);
+    const key = new Uint8Array(versionAt + ROW_VERSION_BYTES);
+    key.set(ks, 0);
+    writeToken(key, ks.length, m.token);
+    writeEscaped(key, ks.length + 8, partition);
+    key[partEnd] = KIND_ROW;
+    writeEscaped(key, partEnd + 1, clustering);
+    writeInvertedMicros(key, versionAt, cell.timestampMicros);
+    writeTie(key, versionAt + 8, cell);
+    batch.put(key, encodeStored(cell, now));
+  }
+
+  /** Hands a batch to LevelDB (after any exclusive section in progress); resolves when it has landed. */
+  private commit(batch: Batch, sync: boolean): Promise<void> {
+    if (batch.length === 0) {
+      batch.close();
+      return RESOLVED;
+    }
+    this.inflight++;
+    const write = this.gate === undefined ? batch.write(sync) : this.gate.then(() => batch.write(sync));
+    return write.then(
+      () => this.landed(),
+      (error: unknown) => {
+        this.landed();
+        throw error;
+      },
+    );
+  }
+
+  private landed(): void {
+    if (--this.inflight > 0) return;
+    const waiters = this.idleWaiters;
+    if (waiters.length > 0) {
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+    if (this.compactQueue.length > 0) this.flushCompactions();
+  }
+
+  /** Resolves when no batch is in flight. */
+  private idle(): Promise<void> {
+    if (this.inflight === 0) return RESOLVED;
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * Runs `work` alone: it starts once every batch handed to LevelDB has landed,
+   * and batches submitted meanwhile wait until it is done.
+   */
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.exclusiveChain.then(async () => {
+      let open!: () => void;
+      this.gate = new Promise<void>((resolve) => (open = resolve));
+      try {
+        await this.idle();
+        return await work();
+      } finally {
+        this.gate = undefined;
+        open();
+      }
     });
+    this.exclusiveChain = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Queues the keys of shadowed versions a read found, for deletion with the
+   * next batch. Deleting a shadowed version never changes what reads see, in
+   * any order with other writes: its winner stays (only an exclusive gc purge
+   * removes winners, and it removes everything older with them), and a late
+   * rewrite of the same version is shadowed by the same winner.
+   */
+  private enqueueCompaction(keys: readonly Uint8Array[]): void {
+    if (this.closed || keys.length === 0) return;
+    for (const k of keys) {
+      if (this.compactQueue.length >= COMPACT_QUEUE_CAP) break;
+      this.compactQueue.push(k);
+    }
+    if (this.inflight === 0 && !this.compactScheduled) {
+      this.compactScheduled = true;
+      queueMicrotask(() => {
+        this.compactScheduled = false;
+        if (this.inflight === 0) this.flushCompactions();
+      });
+    }
+  }
+
+  private drainCompactions(batch: Batch): void {
+    for (const k of this.compactQueue) batch.del(k);
+    this.compactQueue = [];
+  }
+
+  private flushCompactions(): void {
+    if (this.closed || this.compactQueue.length === 0) return;
+    const batch = new Batch(this.db, this.opOptions);
+    this.drainCompactions(batch);
+    this.commit(batch, false).catch((error: unknown) => this.env.logger.warn({ err: error }, 'compaction delete failed'));
+  }
+
+  /**
+   * Resolves once every batch handed to LevelDB so far has landed, including
+   * the deletes of shadowed versions that reads queued (for tests and tools;
+   * under a steady write load it waits for a quiet moment).
+   */
+  settled(): Promise<void> {
+    if (this.compactQueue.length > 0 && !this.closed) this.flushCompactions();
+    return this.idle();
   }
 
   /** One mutation; throws its validation error. */
-  async write(m: Mutation, options: { sync?: boolean } = {}): Promise<boolean> {
+  async write(m: Mutation, options: { sync?: boolean } = {}): Promise<void> {
     const [outcome] = await this.apply([m], options);
     if (!outcome!.ok) throw outcome!.error;
-    return outcome!.applied;
   }
 
-  private async mergeBatch(mutations: readonly Mutation[], sync: boolean): Promise<{ outcomes: ApplyOutcome[]; write: Promise<void> }> {
-    const outcomes: ApplyOutcome[] = new Array(mutations.length);
-    const slots = new Map<string, Slot>();
-    const order: Slot[] = [];
-    // Per mutation: [rowSlot, deletionSlot] (rowSlot undefined for a partition deletion).
-    const plan: Array<[Slot | undefined, Slot] | undefined> = new Array(mutations.length);
-    const slotFor = (key: Uint8Array): Slot => {
-      const id = keyId(key);
-      let s = slots.get(id);
-      if (s === undefined) {
-        s = { key, id, stored: undefined, dirty: false };
-        slots.set(id, s);
-        order.push(s);
+  /** The timestamp of a partition's newest deletion; older deletions it meets are queued for compaction. */
+  private async newestDeletion(partitionKey: Uint8Array): Promise<number | undefined> {
+    const it = this.db.iterator({ gte: kindPrefix(partitionKey, KIND_PARTITION_DELETION), lt: kindPrefix(partitionKey, KIND_ROW), ...ENC });
+    try {
+      let entries = (await it.nextv(2)) as Entry[];
+      if (entries.length === 0) return undefined;
+      const newest = readInvertedMicros(entries[0]![0], partitionKey.length + 1);
+      const older: Uint8Array[] = [];
+      while (entries.length > 0 && older.length < COMPACT_READ_CAP) {
+        for (let i = older.length === 0 ? 1 : 0; i < entries.length; i++) older.push(entries[i]![0]);
+        if (older.length === 0) break;
+        entries = (await it.nextv(64)) as Entry[];
       }
-      return s;
-    };
-    for (let i = 0; i < mutations.length; i++) {
-      const m = mutations[i]!;
-      try {
-        validateMutation(m);
-      } catch (error) {
-        outcomes[i] = { ok: false, error: error as Error };
-        continue;
-      }
-      const prefix = partitionPrefix(m.keyspace, m.token, m.partition);
-      const del = slotFor(deletionKeyFromPrefix(prefix));
-      plan[i] = isPartitionDelete(m) ? [undefined, del] : [slotFor(rowKeyFromPrefix(prefix, m.clustering ?? EMPTY)), del];
+      this.enqueueCompaction(older);
+      return newest;
+    } finally {
+      await it.close();
     }
-    const seq = ++this.seq;
-    if (order.length === 0) return { outcomes, write: this.startWrite([], sync, seq, []) };
+  }
 
-    // Rows of batches still being written come from memory, taken now, before the read starts: a row not
-    // in flight at this moment has nothing pending, so the read below sees its final state.
-    const toRead: Slot[] = [];
-    for (const s of order) {
-      const pending = this.inFlight.get(s.id);
-      if (pending !== undefined) s.stored = pending.stored;
-      else toRead.push(s);
-    }
-    // One read for the whole batch: the read-before-write costs one round trip, not one per mutation.
-    if (toRead.length > 0) {
-      const current = (await this.db.getMany(
-        toRead.map((s) => s.key),
-        ENC,
-      )) as Array<Uint8Array | undefined>;
-      for (let i = 0; i < toRead.length; i++) {
-        const raw = current[i];
-        if (raw !== undefined) toRead[i]!.stored = decodeStored(raw);
-      }
-    }
-
-    const now = this.env.clock.nowMicros();
-    for (let i = 0; i < mutations.length; i++) {
-      const p = plan[i];
-      if (p === undefined) continue;
-      const m = mutations[i]!;
-      const [row, del] = p;
-      if (row === undefined) {
-        const ts = (m as PartitionDelete).partitionDeletion.timestampMicros;
-        if (del.stored !== undefined && del.stored.cell.timestampMicros >= ts) {
-          outcomes[i] = { ok: true, applied: false };
+  /**
+   * Reconciles a row's versions from an iterator positioned at them (deletion
+   * versions first when `deletions`). Reads only the newest versions, unless
+   * the row has many (then it collects shadowed ones for deletion).
+   */
+  private async reconcilePoint(it: ReturnType<StorageDb['iterator']>, partitionLength: number, rowPrefix: Uint8Array): Promise<{ row: Cell | undefined; deletionTs: number | undefined }> {
+    let deletionTs: number | undefined;
+    let bestRaw: Uint8Array | undefined;
+    let bestKey: Uint8Array | undefined;
+    let topTs = -1;
+    let complete = false;
+    const shadowed: Uint8Array[] = [];
+    const staleDeletions: Uint8Array[] = [];
+    let chunk = POINT_CHUNK;
+    for (;;) {
+      const entries = (await it.nextv(chunk)) as Entry[];
+      for (const [key, raw] of entries) {
+        if (key[partitionLength] === KIND_PARTITION_DELETION) {
+          if (deletionTs === undefined) deletionTs = readInvertedMicros(key, key.length - DELETION_VERSION_BYTES);
+          else staleDeletions.push(key);
           continue;
         }
-        del.stored = { cell: { tombstone: true, timestampMicros: ts }, deletionTimeMicros: now };
-        del.dirty = true;
-        outcomes[i] = { ok: true, applied: true };
-        continue;
+        if (key.length !== rowPrefix.length + ROW_VERSION_BYTES || !hasPrefix(key, rowPrefix)) continue;
+        const ts = versionTs(key);
+        if (bestRaw === undefined) {
+          bestRaw = raw;
+          bestKey = key;
+          topTs = ts;
+        } else if (ts === topTs && !complete) {
+          if (compareCells(decodeStored(raw).cell, decodeStored(bestRaw).cell) > 0) {
+            shadowed.push(bestKey!);
+            bestRaw = raw;
+            bestKey = key;
+          } else shadowed.push(key);
+        } else {
+          complete = true;
+          shadowed.push(key);
+        }
       }
-      const cell = normalize((m as RowWrite).cell);
-      if (del.stored !== undefined && cell.timestampMicros <= del.stored.cell.timestampMicros) {
-        outcomes[i] = { ok: true, applied: false };
-        continue;
-      }
-      const existing = row.stored;
-      const shadowed = existing !== undefined && del.stored !== undefined && existing.cell.timestampMicros <= del.stored.cell.timestampMicros;
-      if (existing !== undefined && !shadowed && compareCells(existing.cell, cell) >= 0) {
-        outcomes[i] = { ok: true, applied: false };
-        continue;
-      }
-      row.stored = isTombstone(cell) ? { cell, deletionTimeMicros: now } : { cell };
-      row.dirty = true;
-      outcomes[i] = { ok: true, applied: true };
+      if (entries.length < chunk) break;
+      // Stop once the newest timestamp is complete, unless the row is worth compacting now.
+      if (complete && (shadowed.length < COMPACT_MIN_VERSIONS - 1 || shadowed.length >= COMPACT_READ_CAP)) break;
+      chunk = 64;
     }
-
-    const ops: Array<{ type: 'put'; key: Uint8Array; value: Uint8Array }> = [];
-    const keys: string[] = [];
-    for (const s of order) {
-      if (!s.dirty) continue;
-      ops.push({ type: 'put', key: s.key, value: encodeStored(s.stored!.cell, s.stored!.deletionTimeMicros ?? 0) });
-      this.inFlight.set(s.id, { stored: s.stored, seq });
-      keys.push(s.id);
-    }
-    return { outcomes, write: this.startWrite(ops, sync, seq, keys) };
+    if (shadowed.length >= COMPACT_MIN_VERSIONS - 1) this.enqueueCompaction(shadowed);
+    this.enqueueCompaction(staleDeletions);
+    return { row: bestRaw === undefined ? undefined : decodeStored(bestRaw).cell, deletionTs };
   }
 
   private async readRow(a: RowAddress): Promise<Cell | undefined> {
     validateAddress(a);
-    const prefix = partitionPrefix(a.keyspace, a.token, a.partition);
-    const [row, del] = (await this.db.getMany([rowKeyFromPrefix(prefix, a.clustering ?? EMPTY), deletionKeyFromPrefix(prefix)], ENC)) as Array<
-      Uint8Array | undefined
-    >;
-    return effective(row === undefined ? undefined : decodeStored(row), del === undefined ? undefined : decodeStored(del));
+    const pk = this.partitionKey(a.keyspace, a.token, a.partition);
+    const clustering = a.clustering ?? EMPTY;
+    const rowPrefix = rowPrefixFromPartition(pk, clustering);
+    if (clustering.length === 0) {
+      // The empty clustering key is the partition's first row: one scan meets the deletion versions, then it.
+      const it = this.db.iterator({ gt: pk, lt: prefixEnd(rowPrefix)!, ...ENC });
+      try {
+        const { row, deletionTs } = await this.reconcilePoint(it, pk.length, rowPrefix);
+        return effective(row, deletionTs);
+      } finally {
+        await it.close();
+      }
+    }
+    const it = this.db.iterator({ gte: rowPrefix, lt: prefixEnd(rowPrefix)!, ...ENC });
+    try {
+      const [deletionTs, { row }] = await Promise.all([this.newestDeletion(pk), this.reconcilePoint(it, pk.length, rowPrefix)]);
+      return effective(row, deletionTs);
+    } finally {
+      await it.close();
+    }
   }
 
   /**
@@ -423,62 +672,75 @@ export class Store {
     return cellDigest(await this.readRow(a));
   }
 
-  /** One page of a partition's rows in clustering order: one ordered iterator scan. */
+  /** One page of a partition's rows in clustering order: one ordered iterator scan, reconciling each row's versions. */
   async slice(keyspace: string, t: Token, partition: Uint8Array, options: SliceOptions = {}): Promise<SlicePage> {
     validateAddress({ keyspace, token: t, partition });
     const limit = options.limit ?? 1000;
     if (!Number.isInteger(limit) || limit < 1 || limit > LIMITS.maxSliceLimit) throw new InvalidSlice(`limit must be an integer in [1, ${LIMITS.maxSliceLimit}]`);
     for (const k of [options.from, options.to, options.after]) if (k !== undefined) validateClusteringKey(k);
     const reverse = options.reverse === true;
-    const prefix = partitionPrefix(keyspace, t, partition);
-    const range: { gt?: Uint8Array; gte?: Uint8Array; lt?: Uint8Array; lte?: Uint8Array } = {};
+    const pk = this.partitionKey(keyspace, t, partition);
+    const range: { gte: Uint8Array; lt: Uint8Array } = { gte: kindPrefix(pk, KIND_ROW), lt: kindPrefix(pk, KIND_ROW + 1) };
     const { from, to, after } = options;
     // `after` narrows the side the scan walks from; from/to still bound the slice.
-    if (!reverse && after !== undefined && (from === undefined || compareBytes(after, from) >= 0)) range.gt = concat(prefix, after);
-    else range.gte = from === undefined ? prefix : concat(prefix, from);
-    if (reverse && after !== undefined && (to === undefined || compareBytes(after, to) <= 0)) range.lt = concat(prefix, after);
-    else if (to !== undefined) range.lte = concat(prefix, to);
-    else range.lt = prefixEnd(prefix)!;
+    if (!reverse && after !== undefined && (from === undefined || compareBytes(after, from) >= 0)) range.gte = prefixEnd(rowPrefixFromPartition(pk, after))!;
+    else if (from !== undefined) range.gte = rowPrefixFromPartition(pk, from);
+    if (reverse && after !== undefined && (to === undefined || compareBytes(after, to) <= 0)) range.lt = rowPrefixFromPartition(pk, after);
+    else if (to !== undefined) range.lt = prefixEnd(rowPrefixFromPartition(pk, to))!;
 
-    const delRaw = (await this.db.get(deletionKeyFromPrefix(prefix), ENC)) as Uint8Array | undefined;
-    const deletion = delRaw === undefined ? undefined : decodeStored(delRaw);
+    const deletion = this.newestDeletion(pk);
+    deletion.catch(() => undefined);
     const now = this.env.clock.nowMicros();
     const includeDead = options.includeDead === true;
     const rows: SliceRow[] = [];
+    const group = new RowVersions(true);
+    let deletionTs: number | undefined;
+    const finish = (): void => {
+      if (group.count >= COMPACT_MIN_VERSIONS) this.enqueueCompaction(group.losers);
+      const cell = effective(group.best().cell, deletionTs)!;
+      if (includeDead || !isDead(cell, now)) rows.push({ clustering: group.clustering(), cell });
+    };
     const it = this.db.iterator({ ...range, reverse, ...ENC });
     try {
-      outer: for (;;) {
-        const entries = (await it.nextv(Math.min(limit - rows.length + 16, 1000))) as Array<[Uint8Array, Uint8Array]>;
-        if (entries.length === 0) break;
+      // The deletion lookup runs beside the first chunk's read.
+      let entries: Entry[];
+      [deletionTs, entries] = await Promise.all([deletion, it.nextv(Math.min(limit + 16, 1000)) as Promise<Entry[]>]);
+      outer: while (entries.length > 0) {
         for (const [key, raw] of entries) {
-          const cell = effective(decodeStored(raw), deletion)!;
-          if (!includeDead && isDead(cell, now)) continue;
-          rows.push({ clustering: key.slice(prefix.length), cell });
-          if (rows.length === limit) break outer;
+          if (group.belongs(key)) {
+            group.add(key, raw);
+            continue;
+          }
+          if (group.count > 0) {
+            finish();
+            if (rows.length === limit) break outer;
+          }
+          group.start(key, raw);
         }
+        entries = (await it.nextv(Math.min(limit - rows.length + 16, 1000))) as Entry[];
       }
+      if (rows.length < limit && group.count > 0) finish();
     } finally {
       await it.close();
     }
     const page: SlicePage = { rows };
     if (rows.length === limit) page.nextPage = rows[rows.length - 1]!.clustering;
-    if (deletion !== undefined) page.partitionDeletedAtMicros = deletion.cell.timestampMicros;
+    if (deletionTs !== undefined) page.partitionDeletedAtMicros = deletionTs;
     return page;
   }
 
   /**
    * Streams the rows of a token range in token order, then partition key,
-   * then clustering key, reading `chunkSize` entries at a time: the range is
-   * never held in memory. Wraparound ranges are read as two ordered scans,
-   * (start, MAX] then [MIN, end].
+   * then clustering key, reading `chunkSize` entries at a time and reconciling
+   * each row's versions on the way: the range is never held in memory.
+   * Wraparound ranges are read as two ordered scans, (start, MAX] then [MIN, end].
    */
   async *scanRange(keyspace: string, range: TokenRange, options: ScanOptions = {}): AsyncGenerator<ScanEntry, void, undefined> {
-    validateKeyspace(keyspace);
+    const ks = this.keyspace(keyspace);
     validateToken(range.start);
     validateToken(range.end);
     const chunk = options.chunkSize ?? 256;
     const includeDead = options.includeDead !== false;
-    const ks = keyspacePrefix(keyspace);
     const segments: Array<[bigint, bigint]> = []; // inclusive token bounds
     if (range.start < range.end) segments.push([range.start + 1n, range.end]);
     else {
@@ -487,32 +749,62 @@ export class Store {
     }
     for (const [lo, hi] of segments) {
       const it = this.db.iterator({ gte: tokenLowerBound(ks, lo), lt: tokenUpperBound(ks, hi), ...ENC });
-      let partition: Uint8Array | undefined;
-      let deletion: StoredCell | undefined;
+      // The partition being scanned: its prefix, token, raw key and newest deletion.
+      let part: Uint8Array | undefined;
+      let partToken: Token = MIN_TOKEN as Token;
+      let partKey: Uint8Array = EMPTY;
+      let deletionTs: number | undefined;
+      const staleDeletions: Uint8Array[] = [];
+      const group = new RowVersions(true);
+      const finish = (): ScanEntry | undefined => {
+        if (group.count === 0) return undefined;
+        if (group.count >= COMPACT_MIN_VERSIONS) this.enqueueCompaction(group.losers);
+        const cell = effective(group.best().cell, deletionTs)!;
+        const clustering = group.clustering();
+        group.count = 0;
+        if (!includeDead && isDead(cell, this.env.clock.nowMicros())) return undefined;
+        return { type: 'row', token: partToken, partition: partKey, clustering, cell };
+      };
       try {
         for (;;) {
-          const entries = (await it.nextv(chunk)) as Array<[Uint8Array, Uint8Array]>;
+          const entries = (await it.nextv(chunk)) as Entry[];
           if (entries.length === 0) break;
-          const now = this.env.clock.nowMicros();
           for (const [key, raw] of entries) {
-            const k = decodeKey(key);
-            if (k === undefined) continue;
-            const stored = decodeStored(raw);
-            const p = key.subarray(0, k.prefixLength);
-            if (partition === undefined || !bytesEqual(partition, p)) {
-              partition = p;
-              deletion = undefined;
-            }
-            if (k.kind === KIND_PARTITION_DELETION) {
-              deletion = stored;
-              if (includeDead) yield { type: 'partition-deletion', token: k.token, partition: k.partition, timestampMicros: stored.cell.timestampMicros };
+            if (group.belongs(key)) {
+              group.add(key, raw);
               continue;
             }
-            const cell = effective(stored, deletion)!;
-            if (!includeDead && isDead(cell, now)) continue;
-            yield { type: 'row', token: k.token, partition: k.partition, clustering: k.clustering.slice(), cell };
+            const done = finish();
+            if (done !== undefined) yield done;
+            if (part === undefined || !hasPrefix(key, part) || key.length <= part.length) {
+              const p = partitionPrefixLength(key);
+              if (p < 0 || p >= key.length) continue;
+              part = copyBytes(key, 0, p);
+              const ksLen = key[1]!;
+              partToken = decodeToken(key, 2 + ksLen);
+              partKey = unescape(key, 2 + ksLen + 8, p - 2 - ksLen - 8);
+              deletionTs = undefined;
+              if (staleDeletions.length > 0) this.enqueueCompaction(staleDeletions.splice(0));
+            }
+            const kind = key[part.length];
+            if (kind === KIND_PARTITION_DELETION) {
+              if (key.length !== part.length + 1 + DELETION_VERSION_BYTES) continue;
+              if (deletionTs !== undefined) {
+                staleDeletions.push(key);
+                continue;
+              }
+              deletionTs = readInvertedMicros(key, part.length + 1);
+              if (includeDead) yield { type: 'partition-deletion', token: partToken, partition: partKey, timestampMicros: deletionTs };
+              continue;
+            }
+            const c = escapedFieldLength(key, part.length + 1);
+            if (kind !== KIND_ROW || c < 0 || key.length !== part.length + 1 + c + ROW_VERSION_BYTES) continue;
+            group.start(key, raw);
           }
         }
+        const done = finish();
+        if (done !== undefined) yield done;
+        if (staleDeletions.length > 0) this.enqueueCompaction(staleDeletions.splice(0));
       } finally {
         await it.close();
       }
@@ -520,90 +812,155 @@ export class Store {
   }
 
   /**
-   * One step of the gc sweep over at most `maxKeys` entries: purges
-   * tombstones and expired values whose deletion (or expiry) is older than gc
-   * grace, and rows shadowed by a partition deletion (the deletion stays and
-   * keeps shadowing). A purgeable partition deletion is removed only once the
-   * sweep has left its partition, so no shadowed row can reappear in between.
-   * Deletions are re-checked under the write lock: an entry rewritten since it
-   * was scanned is left alone.
+   * One step of the gc sweep over at most `maxKeys` entries; it is also the
+   * compaction. It deletes every shadowed version: versions that lose to a
+   * newer one of their row, rows shadowed by a partition deletion (which stays
+   * and keeps shadowing), and all but the newest deletion of a partition. Those
+   * deletions go through the write path in any order with writes, since a
+   * shadowed version stays shadowed. It purges what gc grace allows — a row
+   * whose winner is a tombstone stored (or a value expired) more than grace
+   * ago, a partition deletion stored more than grace ago — only after
+   * re-reading the row (the partition) alone, with no batch in flight, and
+   * deletes it together with every version it shadows, so no older version can
+   * reappear.
    */
   async sweep(cursor?: SweepCursor, maxKeys = 1000): Promise<SweepResult> {
     if (this.closed) return { purged: 0 };
-    const now = this.env.clock.nowMicros();
-    const horizon = now - this.gcGraceMicros;
-    const candidates: Array<{ key: Uint8Array; raw: Uint8Array }> = [];
-    let partition = cursor?.partition;
+    const horizon = this.env.clock.nowMicros() - this.gcGraceMicros;
+    const shadowed: Uint8Array[] = [];
+    const rowPurges: Uint8Array[] = [];
+    const partitionPurges: Uint8Array[] = [];
+    let part = cursor?.partition;
     let deletion = cursor?.deletion;
-    let pending = cursor?.pendingDeletion;
+    const group = new RowVersions(false);
+    if (cursor?.row !== undefined) group.start(cursor.row.key, cursor.row.raw);
+    const finishRow = (): void => {
+      if (group.count === 0) return;
+      group.count = 0;
+      const best = group.best();
+      if (deletion !== undefined && best.cell.timestampMicros <= deletion.timestampMicros) shadowed.push(group.bestKey);
+      else if (purgeable(best, horizon)) rowPurges.push(copyBytes(group.first, 0, group.prefixLength));
+    };
+    const finishPartition = (): void => {
+      if (part !== undefined && deletion !== undefined && deletion.deletionTimeMicros <= horizon) partitionPurges.push(part);
+    };
     let last: Uint8Array | undefined;
     let seen = 0;
-    const it = this.db.iterator({ ...(cursor ? { gt: cursor.after } : { gte: Uint8Array.of(0x64) }), lt: Uint8Array.of(0x65), ...ENC });
+    const it = this.db.iterator({ ...(cursor ? { gt: cursor.after } : { gte: DATA_START }), lt: DATA_END, ...ENC });
     try {
       while (seen < maxKeys) {
-        const entries = (await it.nextv(Math.min(256, maxKeys - seen))) as Array<[Uint8Array, Uint8Array]>;
+        const entries = (await it.nextv(Math.min(256, maxKeys - seen))) as Entry[];
         if (entries.length === 0) break;
         for (const [key, raw] of entries) {
           seen++;
           last = key;
-          const k = decodeKey(key);
-          if (k === undefined) continue;
-          const p = key.subarray(0, k.prefixLength);
-          if (partition === undefined || !bytesEqual(partition, p)) {
-            if (pending !== undefined) candidates.push(pending);
-            pending = undefined;
-            partition = p.slice();
-            deletion = undefined;
-          }
-          const stored = decodeStored(raw);
-          if (k.kind === KIND_PARTITION_DELETION) {
-            deletion = stored;
-            if (stored.deletionTimeMicros! <= horizon) pending = { key, raw };
+          if (group.belongs(key)) {
+            const loser = group.add(key, raw);
+            shadowed.push(loser);
             continue;
           }
-          const c = stored.cell;
-          if (
-            (deletion !== undefined && c.timestampMicros <= deletion.cell.timestampMicros) ||
-            (isTombstone(c) && stored.deletionTimeMicros! <= horizon) ||
-            (!isTombstone(c) && c.expiresAtMicros !== undefined && c.expiresAtMicros <= horizon)
-          ) {
-            candidates.push({ key, raw });
+          finishRow();
+          const p = partitionPrefixLength(key);
+          if (p < 0 || p >= key.length) continue;
+          if (part === undefined || p !== part.length || !hasPrefix(key, part)) {
+            finishPartition();
+            part = copyBytes(key, 0, p);
+            deletion = undefined;
           }
+          const kind = key[p];
+          if (kind === KIND_PARTITION_DELETION && key.length === p + 1 + DELETION_VERSION_BYTES) {
+            if (deletion !== undefined) shadowed.push(key);
+            else deletion = { timestampMicros: readInvertedMicros(key, p + 1), deletionTimeMicros: decodeStored(raw).deletionTimeMicros ?? 0 };
+            continue;
+          }
+          const c = escapedFieldLength(key, p + 1);
+          if (kind !== KIND_ROW || c < 0 || key.length !== p + 1 + c + ROW_VERSION_BYTES) continue;
+          group.start(key, raw);
         }
       }
     } finally {
       await it.close();
     }
     const done = seen < maxKeys;
-    if (done && pending !== undefined) {
-      candidates.push(pending);
-      pending = undefined;
+    let next: SweepCursor | undefined;
+    if (done) {
+      finishRow();
+      finishPartition();
+    } else {
+      const c: { -readonly [K in keyof SweepCursor]: SweepCursor[K] } = { after: last! };
+      if (part !== undefined) c.partition = part;
+      if (deletion !== undefined) c.deletion = deletion;
+      if (group.count > 0) c.row = { key: group.bestKey, raw: group.bestRaw };
+      next = c;
     }
-    const purged = candidates.length === 0 ? 0 : await this.exclusive(() => this.deleteUnchanged(candidates));
-    if (done) return { purged };
-    const next: { -readonly [K in keyof SweepCursor]: SweepCursor[K] } = { after: last! };
-    if (partition !== undefined) next.partition = partition;
-    if (deletion !== undefined) next.deletion = deletion;
-    if (pending !== undefined) next.pendingDeletion = pending;
-    return { purged, next };
+    let purged = 0;
+    if (shadowed.length > 0 && !this.closed) {
+      const batch = new Batch(this.db, this.opOptions);
+      for (const k of shadowed) batch.del(k);
+      await this.commit(batch, false);
+      purged += shadowed.length;
+    }
+    if ((rowPurges.length > 0 || partitionPurges.length > 0) && !this.closed) {
+      purged += await this.exclusive(() => this.purgeAlone(rowPurges, partitionPurges, horizon));
+    }
+    return next === undefined ? { purged } : { purged, next };
   }
 
-  private async deleteUnchanged(candidates: Array<{ key: Uint8Array; raw: Uint8Array }>): Promise<number> {
+  /** Reads every entry under `prefix` (run inside an exclusive section). */
+  private async readAll(prefix: Uint8Array, upper: Uint8Array = prefixEnd(prefix)!): Promise<Entry[]> {
+    const out: Entry[] = [];
+    const it = this.db.iterator({ gte: prefix, lt: upper, ...ENC });
+    try {
+      for (;;) {
+        const entries = (await it.nextv(1000)) as Entry[];
+        if (entries.length === 0) break;
+        for (const e of entries) out.push(e);
+      }
+    } finally {
+      await it.close();
+    }
+    return out;
+  }
+
+  /** Re-reads gc candidates with nothing in flight and deletes what is still purgeable, with all it shadows, in one batch. */
+  private async purgeAlone(rows: readonly Uint8Array[], partitions: readonly Uint8Array[], horizon: number): Promise<number> {
     if (this.closed) return 0;
-    const now = (await this.db.getMany(
-      candidates.map((c) => c.key),
-      ENC,
-    )) as Array<Uint8Array | undefined>;
-    const ops: Array<{ type: 'del'; key: Uint8Array }> = [];
-    candidates.forEach((c, i) => {
-      const cur = now[i];
-      if (cur !== undefined && bytesEqual(cur, c.raw)) ops.push({ type: 'del', key: c.key });
-    });
-    if (ops.length > 0) await this.db.batch(ops, ENC);
-    return ops.length;
+    const dels: Uint8Array[] = [];
+    for (const rowPrefix of rows) {
+      const versions = await this.readAll(rowPrefix);
+      if (versions.length === 0) continue;
+      const p = partitionPrefixLength(rowPrefix);
+      const deletions = await this.readAll(kindPrefix(rowPrefix.subarray(0, p), KIND_PARTITION_DELETION));
+      const deletionTs = deletions.length > 0 ? readInvertedMicros(deletions[0]![0], p + 1) : undefined;
+      const group = new RowVersions(true);
+      group.start(versions[0]![0], versions[0]![1]);
+      for (let i = 1; i < versions.length; i++) group.add(versions[i]![0], versions[i]![1]);
+      const best = group.best();
+      if (purgeable(best, horizon) || (deletionTs !== undefined && best.cell.timestampMicros <= deletionTs)) for (const [k] of versions) dels.push(k);
+      else for (const k of group.losers) dels.push(k);
+    }
+    for (const pk of partitions) {
+      const deletions = await this.readAll(kindPrefix(pk, KIND_PARTITION_DELETION));
+      if (deletions.length === 0) continue;
+      const newest = deletions[0]!;
+      const stored = decodeStored(newest[1]);
+      if ((stored.deletionTimeMicros ?? 0) > horizon) {
+        for (let i = 1; i < deletions.length; i++) dels.push(deletions[i]![0]);
+        continue;
+      }
+      // The deletion goes, and with it every row version it shadows (late writes included).
+      const ts = stored.cell.timestampMicros;
+      for (const [k] of deletions) dels.push(k);
+      for (const [k] of await this.readAll(kindPrefix(pk, KIND_ROW))) if (versionTs(k) <= ts) dels.push(k);
+    }
+    if (dels.length === 0 || this.closed) return 0;
+    const batch = new Batch(this.db, this.opOptions);
+    for (const k of dels) batch.del(k);
+    await batch.write(false);
+    return dels.length;
   }
 
-  /** Runs a whole sweep to the end; returns the number of entries purged. */
+  /** Runs a whole sweep to the end; returns the number of entries removed. */
   async purge(): Promise<number> {
     let total = 0;
     let r = await this.sweep();
@@ -620,30 +977,32 @@ export class Store {
    * fsyncs LevelDB's log, which holds every earlier unsynced write too.
    */
   sync(): Promise<void> {
-    if (this.closed) return Promise.resolve();
+    if (this.closed) return RESOLVED;
     const stamp = new Uint8Array(8);
     new DataView(stamp.buffer).setFloat64(0, this.env.clock.nowMicros());
-    return this.db.put(SYNC_MARKER_KEY, stamp, { ...ENC, sync: true } as typeof ENC);
+    return this.db.put(SYNC_MARKER_KEY, stamp, SYNC as typeof ENC);
   }
 
   get isClosed(): boolean {
     return this.closed;
   }
 
-  /** Waits for in-flight writes, then closes the database (LevelDB flushes its log on close). */
+  /** Waits for in-flight writes and gc, then closes the database (LevelDB flushes its log on close). */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.mergeChain;
-    await this.lastWrite.catch(() => undefined);
+    this.compactQueue = [];
+    await this.exclusiveChain;
+    await this.idle();
     await this.db.close();
   }
 }
 
-function normalize(cell: Cell): Cell {
-  // Copy only the fields the store knows, so stray properties never reach the encoder.
-  if (isTombstone(cell)) return { tombstone: true, timestampMicros: cell.timestampMicros };
-  return cell.expiresAtMicros === undefined
-    ? { value: cell.value, timestampMicros: cell.timestampMicros }
-    : { value: cell.value, timestampMicros: cell.timestampMicros, expiresAtMicros: cell.expiresAtMicros };
+const RESOLVED: Promise<void> = Promise.resolve();
+
+/** A winner gc may purge: a tombstone stored, or a value expired, more than grace ago (`horizon`). */
+function purgeable(s: StoredCell, horizon: number): boolean {
+  const c = s.cell;
+  if (isTombstone(c)) return (s.deletionTimeMicros ?? 0) <= horizon;
+  return c.expiresAtMicros !== undefined && c.expiresAtMicros <= horizon;
 }

@@ -1,0 +1,232 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SeededRandom, nodeId } from '@chorus/core';
+import { RingView, allocateTokens } from '@chorus/ring';
+import { CliError, getJson, request } from './http.js';
+import type { StatusNode } from './format.js';
+
+/** What `cluster start` remembers in its directory, so later commands know the layout. */
+export interface ClusterLayout {
+  basePort: number;
+  nodes: string[];
+  secret: string;
+  rf: number;
+  numTokens: number;
+  overrides: string[];
+}
+
+export interface StartOptions {
+  nodes?: number;
+  dir: string;
+  basePort?: number;
+  rf?: number;
+  secret?: string;
+  set?: string[];
+  timeoutMs?: number;
+  log?: (line: string) => void;
+}
+
+const CLI_MAIN = join(dirname(fileURLToPath(import.meta.url)), 'main.js');
+const layoutPath = (dir: string) => join(dir, 'cluster.json');
+const pidPath = (dir: string, name: string) => join(dir, `${name}.pid`);
+const portOf = (layout: ClusterLayout, name: string) => layout.basePort + layout.nodes.indexOf(name);
+export const addressOf = (layout: ClusterLayout, name: string) => `127.0.0.1:${portOf(layout, name)}`;
+
+export function readLayout(dir: string): ClusterLayout | undefined {
+  if (!existsSync(layoutPath(dir))) return undefined;
+  return JSON.parse(readFileSync(layoutPath(dir), 'utf8')) as ClusterLayout;
+}
+
+function requireLayout(dir: string): ClusterLayout {
+  const layout = readLayout(dir);
+  if (!layout) throw new CliError(`no cluster in ${dir} (start one with: chorus cluster start --nodes 3 --dir ${dir})`);
+  return layout;
+}
+
+export function runningPid(dir: string, name: string): number | undefined {
+  const path = pidPath(dir, name);
+  if (!existsSync(path)) return undefined;
+  const pid = Number(readFileSync(path, 'utf8').trim());
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Balanced tokens for a fresh cluster, computed up front like Cassandra's
+ * initial_token, so every node can start at once and the ring is even.
+ */
+function initialTokens(names: string[], numTokens: number, rf: number): Map<string, string[]> {
+  const random = new SeededRandom(Number.parseInt(randomBytes(4).toString('hex'), 16));
+  let ring = RingView.empty();
+  const out = new Map<string, string[]>();
+  for (const name of names) {
+    const node = nodeId(name);
+    const tokens = allocateTokens(ring, { node, dc: 'dc1' }, numTokens, rf, random);
+    ring = ring.with({ node, dc: 'dc1', rack: 'rack1', tokens, status: 'normal' });
+    out.set(name, tokens.map(String));
+  }
+  return out;
+}
+
+function spawnNode(dir: string, layout: ClusterLayout, name: string, tokens: string[] | undefined): void {
+  const data = join(dir, name);
+  const fresh = !existsSync(data);
+  mkdirSync(data, { recursive: true });
+  const seeds = layout.nodes.slice(0, Math.min(2, layout.nodes.length)).map((n) => addressOf(layout, n));
+  const args = [CLI_MAIN, 'node', 'start', '--name', name, '--listen', addressOf(layout, name), '--seeds', seeds.join(','), '--data', data, '--secret', layout.secret, '--num-tokens', String(layout.numTokens)];
+  if (fresh && tokens) args.push('--set', `initial_tokens=${tokens.join(',')}`);
+  for (const override of layout.overrides) args.push('--set', override);
+  const log = openSync(join(dir, `${name}.log`), 'a');
+  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log], env: { ...process.env, CHORUS_PID_FILE: pidPath(dir, name) } });
+  closeSync(log);
+  if (child.pid === undefined) throw new CliError(`could not start ${name}`);
+  writeFileSync(pidPath(dir, name), `${child.pid}\n`);
+  child.unref();
+}
+
+/** The last line a node logged, for a one-line reason when it died on start. */
+function lastLogLine(dir: string, name: string): string {
+  const path = join(dir, `${name}.log`);
+  if (!existsSync(path)) return 'no log';
+  const size = statSync(path).size;
+  const fd = openSync(path, 'r');
+  const buffer = Buffer.alloc(Math.min(size, 8192));
+  readSync(fd, buffer, 0, buffer.length, size - buffer.length);
+  closeSync(fd);
+  const lines = buffer.toString('utf8').trim().split('\n');
+  const last = lines.at(-1) ?? '';
+  try {
+    const parsed = JSON.parse(last) as { msg?: string; err?: { message?: string } };
+    return [parsed.msg, parsed.err?.message].filter(Boolean).join(': ');
+  } catch {
+    return last;
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until every node sees every other as UN. */
+export async function waitForCluster(dir: string, layout: ClusterLayout, timeoutMs: number): Promise<StatusNode[]> {
+  const deadline = Date.now() + timeoutMs;
+  let lastProblem = 'no answer yet';
+  for (;;) {
+    for (const name of layout.nodes) {
+      if (!runningPid(dir, name)) throw new CliError(`${name} exited: ${lastLogLine(dir, name)} (log: ${join(dir, `${name}.log`)})`);
+    }
+    const views = await Promise.all(
+      layout.nodes.map((name) => getJson<{ nodes: StatusNode[] }>(addressOf(layout, name), '/v1/status').then((v) => ({ name, nodes: v.nodes }), (e: Error) => ({ name, error: e.message }))),
+    );
+    const problem = views.map((v) => {
+      if ('error' in v) return `${v.name}: ${v.error}`;
+      const notUp = layout.nodes.filter((n) => !v.nodes.some((m) => m.name === n && m.state === 'UN'));
+      return notUp.length ? `${v.name} does not see ${notUp.join(', ')} as UN` : undefined;
+    }).find(Boolean);
+    if (!problem) return (views[0] as { nodes: StatusNode[] }).nodes;
+    lastProblem = problem;
+    if (Date.now() > deadline) throw new CliError(`cluster not ready after ${Math.round(timeoutMs / 1000)} s: ${lastProblem}`);
+    await sleep(200);
+  }
+}
+
+export async function startCluster(options: StartOptions): Promise<StatusNode[]> {
+  const dir = resolve(options.dir);
+  const log = options.log ?? (() => {});
+  let layout = readLayout(dir);
+  if (!layout) {
+    const count = options.nodes ?? 3;
+    if (!Number.isInteger(count) || count < 1 || count > 64) throw new CliError(`--nodes must be between 1 and 64, got ${options.nodes}`);
+    const basePort = options.basePort ?? 7100;
+    if (!Number.isInteger(basePort) || basePort < 1024 || basePort + count > 65535) throw new CliError(`--base-port must leave room for ${count} ports below 65536`);
+    layout = {
+      basePort,
+      nodes: Array.from({ length: count }, (_, i) => `n${i + 1}`),
+      secret: options.secret ?? randomBytes(24).toString('base64url'),
+      rf: options.rf ?? Math.min(3, count),
+      numTokens: 16,
+      overrides: options.set ?? [],
+    };
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(layoutPath(dir), `${JSON.stringify(layout, null, 2)}\n`, { mode: 0o600 });
+  } else if (options.nodes !== undefined && options.nodes !== layout.nodes.length) {
+    throw new CliError(`${dir} holds a ${layout.nodes.length}-node cluster; use chorus cluster add to grow it, or another --dir`);
+  }
+  const tokens = initialTokens(layout.nodes, layout.numTokens, layout.rf);
+  for (const name of layout.nodes) {
+    if (runningPid(dir, name)) {
+      log(`${name} is already running`);
+      continue;
+    }
+    spawnNode(dir, layout, name, tokens.get(name));
+    log(`started ${name} on ${addressOf(layout, name)}`);
+  }
+  const timeoutMs = options.timeoutMs ?? 60_000;
+  await waitForCluster(dir, layout, timeoutMs);
+  await ensureDefaultKeyspace(layout, timeoutMs);
+  return (await getJson<{ nodes: StatusNode[] }>(addressOf(layout, layout.nodes[0]!), '/v1/status')).nodes;
+}
+
+/** Creates keyspace `default` if it is missing, then waits until every node has it (schema agreement). */
+async function ensureDefaultKeyspace(layout: ClusterLayout, timeoutMs: number): Promise<void> {
+  const hosts = layout.nodes.map((n) => addressOf(layout, n));
+  const hasDefault = async (host: string) => (await getJson<{ keyspaces: Array<{ name: string }> }>(host, '/v1/keyspaces')).keyspaces.some((k) => k.name === 'default');
+  if (!(await hasDefault(hosts[0]!))) {
+    const answer = await request(hosts[0]!, 'PUT', '/v1/keyspaces/default', { body: JSON.stringify({ replication: { class: 'SimpleStrategy', rf: layout.rf } }) });
+    if (answer.status !== 200) throw new CliError(`could not create keyspace default: ${answer.body.toString('utf8')}`);
+  }
+  const deadline = Date.now() + timeoutMs;
+  while (!(await Promise.all(hosts.map(hasDefault))).every(Boolean)) {
+    if (Date.now() > deadline) throw new CliError('keyspace default did not reach every node in time');
+    await sleep(200);
+  }
+}
+
+async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return true;
+    }
+    await sleep(50);
+  }
+  return false;
+}
+
+/** SIGTERM, then wait for a clean exit (SIGKILL after the grace period). */
+export async function stopCluster(dir: string, name: string | undefined, log: (line: string) => void = () => {}): Promise<void> {
+  const layout = requireLayout(resolve(dir));
+  const names = name ? [name] : layout.nodes;
+  if (name && !layout.nodes.includes(name)) throw new CliError(`no node named ${name} in ${dir}`);
+  await Promise.all(
+    names.map(async (n) => {
+      const pid = runningPid(resolve(dir), n);
+      if (!pid) return;
+      process.kill(pid, 'SIGTERM');
+      if (!(await waitForExit(pid, 15_000))) {
+        process.kill(pid, 'SIGKILL');
+        log(`${n} did not stop within 15 s; killed`);
+      } else log(`stopped ${n}`);
+      rmSync(pidPath(resolve(dir), n), { force: true });
+    }),
+  );
+}
+
+/** SIGKILL, for failure drills: the node gets no chance to say goodbye. */
+export async function killNode(dir: string, name: string): Promise<void> {
+  const layout = requireLayout(resolve(dir));
+  if (!layout.nodes.includes(name)) throw new CliError(`no node named ${name} in ${dir}`);
+  const pid = runningPid(resolve(dir), name);
+  if (!pid) throw new CliError(`${name} is not running`);
+  process.kill(pid, 'SIGKILL');
+  await waitForExit(pid, 5_000);
+  rmSync(pidPath(resolve(dir), name), { force: true });
+}

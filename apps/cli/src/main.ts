@@ -1,0 +1,140 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander';
+import { CliError, DEFAULT_HOST, errorLine, getJson, request } from './http.js';
+import { type RingEntry, type StatusNode, formatRing, formatStatus } from './format.js';
+import { killNode, startCluster, stopCluster } from './cluster.js';
+
+const DEFAULT_DIR = '.chorus/cluster';
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+const integer = (name: string) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n)) throw new CliError(`${name} must be an integer, got ${JSON.stringify(value)}`);
+  return n;
+};
+const print = (text: string) => process.stdout.write(`${text}\n`);
+const json = (value: unknown) => print(JSON.stringify(value, null, 2));
+
+const program = new Command('chorus').description('Chorus: a leaderless replicated key-value store').showHelpAfterError();
+
+const cluster = program.command('cluster').description('run a local cluster of real node processes on 127.0.0.1');
+cluster
+  .command('start')
+  .description('start N nodes (or restart the stopped nodes of an existing cluster directory) and wait until all are UP and NORMAL')
+  .option('--nodes <n>', 'number of nodes', integer('--nodes'))
+  .option('--dir <dir>', 'cluster directory', DEFAULT_DIR)
+  .option('--base-port <port>', 'port of n1; node i listens on base+i-1', integer('--base-port'))
+  .option('--rf <r>', 'replication factor of keyspace default (default min(3, N))', integer('--rf'))
+  .option('--secret <secret>', 'cluster secret (default: a random one kept in the directory)')
+  .option('--set <key=value>', 'a node setting, as in the config file (repeatable)', collect)
+  .option('--timeout <seconds>', 'how long to wait for the cluster', integer('--timeout'), 60)
+  .option('--json', 'print the cluster status as JSON')
+  .action(async (o: { nodes?: number; dir: string; basePort?: number; rf?: number; secret?: string; set?: string[]; timeout: number; json?: boolean }) => {
+    const nodes = await startCluster({ ...o, timeoutMs: o.timeout * 1000, log: o.json ? () => {} : (line) => process.stderr.write(`${line}\n`) });
+    if (o.json) json({ nodes });
+    else print(formatStatus(nodes));
+  });
+cluster
+  .command('stop [name]')
+  .description('stop every node, or one (SIGTERM, then wait)')
+  .option('--dir <dir>', 'cluster directory', DEFAULT_DIR)
+  .action(async (name: string | undefined, o: { dir: string }) => stopCluster(o.dir, name, (line) => process.stderr.write(`${line}\n`)));
+cluster
+  .command('kill <name>')
+  .description('SIGKILL one node, for failure drills')
+  .option('--dir <dir>', 'cluster directory', DEFAULT_DIR)
+  .action(async (name: string, o: { dir: string }) => killNode(o.dir, name));
+
+program
+  .command('node')
+  .description('run one node')
+  .command('start')
+  .description('run one node in the foreground')
+  .option('--config <file>', 'YAML or JSON config file')
+  .option('--name <name>', 'node name, e.g. n1')
+  .option('--listen <host:port>', 'address for peers, clients and HTTP')
+  .option('--seeds <a,b>', 'seed addresses')
+  .option('--data <dir>', 'data directory')
+  .option('--dc <dc>', 'datacenter')
+  .option('--rack <rack>', 'rack')
+  .option('--num-tokens <n>', 'vnodes')
+  .option('--secret <secret>', 'cluster secret')
+  .option('--cluster-name <name>', 'cluster name')
+  .option('--set <key=value>', 'any setting, as in the config file (repeatable)', collect)
+  .action(async (o: Record<string, string | string[] | undefined>) => {
+    const { runNode } = await import('@chorus/server');
+    await runNode({
+      file: o.config as string | undefined,
+      environment: process.env,
+      flags: {
+        name: o.name as string | undefined,
+        listen_address: o.listen as string | undefined,
+        seeds: o.seeds as string | undefined,
+        data_dir: o.data as string | undefined,
+        dc: o.dc as string | undefined,
+        rack: o.rack as string | undefined,
+        num_tokens: o.numTokens as string | undefined,
+        secret: o.secret as string | undefined,
+        cluster_name: o.clusterName as string | undefined,
+      },
+      overrides: (o.set as string[] | undefined) ?? [],
+    });
+  });
+
+const hostOption = () => new Option('--host <host:port>', 'node to ask').default(DEFAULT_HOST);
+
+program
+  .command('status')
+  .description('the cluster as one node sees it, like nodetool status')
+  .addOption(hostOption())
+  .option('--json', 'one JSON document')
+  .action(async (o: { host: string; json?: boolean }) => {
+    const status = await getJson<{ nodes: StatusNode[] }>(o.host, '/v1/status');
+    if (o.json) json(status);
+    else print(formatStatus(status.nodes));
+  });
+
+program
+  .command('ring')
+  .description('tokens and their owners')
+  .addOption(hostOption())
+  .option('--json', 'one JSON document')
+  .action(async (o: { host: string; json?: boolean }) => {
+    const ring = await getJson<{ tokens: RingEntry[] }>(o.host, '/v1/ring');
+    if (o.json) json(ring);
+    else print(formatRing(ring.tokens));
+  });
+
+const keyspace = program.command('keyspace').description('schema');
+keyspace
+  .command('create <name>')
+  .description('create a keyspace (or change its replication)')
+  .option('--rf <r>', 'SimpleStrategy replication factor', integer('--rf'))
+  .option('--replication <dc:rf,…>', 'NetworkTopologyStrategy factors, e.g. dc1:3,dc2:2')
+  .addOption(hostOption())
+  .action(async (name: string, o: { rf?: number; replication?: string; host: string }) => {
+    if ((o.rf === undefined) === (o.replication === undefined)) throw new CliError('give exactly one of --rf or --replication');
+    const replication =
+      o.rf !== undefined
+        ? { class: 'SimpleStrategy', rf: o.rf }
+        : { class: 'NetworkTopologyStrategy', ...Object.fromEntries(o.replication!.split(',').map((p) => { const [dc, rf] = p.split(':'); if (!dc || !rf) throw new CliError(`--replication expects dc:rf pairs, got ${JSON.stringify(p)}`); return [dc.trim(), Number(rf)]; })) };
+    const answer = await request(o.host, 'PUT', `/v1/keyspaces/${encodeURIComponent(name)}`, { body: JSON.stringify({ replication }) });
+    if (answer.status !== 200) throw new CliError(errorLine(answer));
+  });
+keyspace
+  .command('list')
+  .description('keyspaces and their replication')
+  .addOption(hostOption())
+  .option('--json', 'one JSON document')
+  .action(async (o: { host: string; json?: boolean }) => {
+    const list = await getJson<{ keyspaces: Array<{ name: string; replication: Record<string, unknown> }> }>(o.host, '/v1/keyspaces');
+    if (o.json) json(list);
+    else for (const k of list.keyspaces) print(`${k.name}  ${JSON.stringify(k.replication)}`);
+  });
+
+program.parseAsync(process.argv).catch((error: unknown) => {
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`chorus: ${message.split('\n')[0]}\n`);
+  const expected = error instanceof CliError || (error instanceof Error && ['StartupError', 'ConfigError'].includes(error.name));
+  if (!expected && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
+  process.exit(expected ? 1 : 2);
+});

@@ -1,0 +1,31 @@
+import { describe, expect, it } from 'vitest';
+import { formatBytes, formatStatus } from '../src/format.js';
+import { errorLine } from '../src/http.js';
+
+describe('chorus output', () => {
+  it('prints status like nodetool: a block per datacenter, state first', () => {
+    const text = formatStatus([
+      { name: 'n2', address: '127.0.0.1:7101', hostId: 'b', state: 'DN', dc: 'dc1', rack: 'r1', tokens: 16, owns: 0.5, load: 2048 },
+      { name: 'n1', address: '127.0.0.1:7100', hostId: 'a', state: 'UN', dc: 'dc1', rack: 'r1', tokens: 16, owns: 0.5, load: 10 },
+      { name: 'n3', address: '127.0.0.1:7102', hostId: 'c', state: 'UJ', dc: 'dc2', rack: 'r1', tokens: 16, owns: null, load: 0 },
+    ]);
+    expect(text).toContain('Datacenter: dc1');
+    expect(text).toContain('Datacenter: dc2');
+    const lines = text.split('\n');
+    const n1 = lines.findIndex((l) => l.startsWith('UN  n1'));
+    const n2 = lines.findIndex((l) => l.startsWith('DN  n2'));
+    expect(n1).toBeGreaterThan(0);
+    expect(n2).toBeGreaterThan(n1);
+    expect(lines[n2]).toContain('2.00 KiB');
+    expect(lines[n2]).toContain('50.0%');
+    expect(lines.find((l) => l.startsWith('UJ'))).toContain('?');
+  });
+
+  it('formats sizes and turns a JSON error answer into one line with its numbers', () => {
+    expect(formatBytes(0)).toBe('0 B');
+    expect(formatBytes(5 * 1024 * 1024)).toBe('5.00 MiB');
+    const body = Buffer.from(JSON.stringify({ error: 'Unavailable', message: 'not enough replicas', consistency: 'QUORUM', required: 2, alive: 1 }));
+    const line = errorLine({ status: 503, headers: new Headers(), body, json: () => JSON.parse(body.toString()) });
+    expect(line).toBe('Unavailable: not enough replicas (consistency=QUORUM required=2 alive=1)');
+  });
+});

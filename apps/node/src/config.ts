@@ -1,0 +1,182 @@
+import { readFileSync } from 'node:fs';
+import { type Static, Type } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { parse as parseYaml } from 'yaml';
+
+/**
+ * Every setting of a node, named as in the config file (snake_case, after
+ * cassandra.yaml). Durations are milliseconds here; in a file, flag or
+ * environment variable they may be written `2000`, `2000ms`, `2s`, `10m`, `3h`.
+ */
+export interface NodeSettings {
+  cluster_name: string;
+  name: string;
+  listen_address: string;
+  seeds: string[];
+  data_dir: string;
+  dc: string;
+  rack: string;
+  num_tokens: number;
+  /** Tokens for the node's first start (as Cassandra's initial_token); ignored once the node has tokens. */
+  initial_tokens: string[];
+  secret: string;
+  phi_convict_threshold: number;
+  gossip_interval: number;
+  write_request_timeout: number;
+  read_request_timeout: number;
+  commit_sync: 'batch' | 'periodic' | 'none';
+  commit_sync_period: number;
+  gc_grace_seconds: number;
+  max_clock_skew: number;
+  log_level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+}
+
+export const DEFAULTS: Omit<NodeSettings, 'name' | 'listen_address' | 'data_dir' | 'secret'> = {
+  cluster_name: 'chorus',
+  seeds: [],
+  dc: 'dc1',
+  rack: 'rack1',
+  num_tokens: 16,
+  initial_tokens: [],
+  phi_convict_threshold: 8,
+  gossip_interval: 1_000,
+  write_request_timeout: 2_000,
+  read_request_timeout: 2_000,
+  commit_sync: 'periodic',
+  commit_sync_period: 10_000,
+  gc_grace_seconds: 864_000,
+  max_clock_skew: 1_000,
+  log_level: 'info',
+};
+
+const DURATIONS = new Set(['gossip_interval', 'write_request_timeout', 'read_request_timeout', 'commit_sync_period', 'max_clock_skew']);
+const LISTS = new Set(['seeds', 'initial_tokens']);
+const INTEGERS = new Set(['num_tokens', 'gc_grace_seconds']);
+const NUMBERS = new Set(['phi_convict_threshold']);
+
+const Address = Type.String({ pattern: '^[A-Za-z0-9.\\-]+:[0-9]{1,5}$' });
+const Duration = Type.Integer({ minimum: 1, maximum: 86_400_000 });
+const Schema = Type.Object(
+  {
+    cluster_name: Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9 _.-]+$' }),
+    name: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_.-]+$' }),
+    listen_address: Address,
+    seeds: Type.Array(Address, { maxItems: 64 }),
+    data_dir: Type.String({ minLength: 1 }),
+    dc: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' }),
+    rack: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' }),
+    num_tokens: Type.Integer({ minimum: 1, maximum: 1024 }),
+    initial_tokens: Type.Array(Type.String({ pattern: '^-?[0-9]{1,19}$' }), { maxItems: 1024 }),
+    secret: Type.String({ minLength: 8, maxLength: 1024 }),
+    phi_convict_threshold: Type.Number({ minimum: 1, maximum: 32 }),
+    gossip_interval: Duration,
+    write_request_timeout: Duration,
+    read_request_timeout: Duration,
+    commit_sync: Type.Union([Type.Literal('batch'), Type.Literal('periodic'), Type.Literal('none')]),
+    commit_sync_period: Duration,
+    gc_grace_seconds: Type.Integer({ minimum: 0, maximum: 315_360_000 }),
+    max_clock_skew: Duration,
+    log_level: Type.Union(['trace', 'debug', 'info', 'warn', 'error', 'fatal'].map((l) => Type.Literal(l))),
+  },
+  { additionalProperties: false },
+);
+const check = TypeCompiler.Compile(Schema);
+const KNOWN = new Set(Object.keys(Schema.properties));
+
+/** A bad setting, with a one-line message that names it. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export interface ConfigSources {
+  /** Path of a YAML or JSON config file. */
+  file?: string;
+  /** `CHORUS_<SETTING>` variables, e.g. CHORUS_LISTEN_ADDRESS. */
+  environment?: Record<string, string | undefined>;
+  /** Settings from dedicated flags (--name, --listen …), already named as settings. */
+  flags?: Record<string, string | undefined>;
+  /** `--set key=value` pairs, applied last. */
+  overrides?: string[];
+}
+
+/** Merges defaults < file < environment < flags < --set, then validates the result. */
+export function loadSettings(sources: ConfigSources): NodeSettings {
+  const merged: Record<string, unknown> = { ...DEFAULTS };
+  if (sources.file) Object.assign(merged, normalizeAll(readConfigFile(sources.file), `config file ${sources.file}`));
+  for (const [key, value] of Object.entries(sources.environment ?? {})) {
+    if (!key.startsWith('CHORUS_') || value === undefined) continue;
+    const setting = key.slice('CHORUS_'.length).toLowerCase();
+    if (KNOWN.has(setting)) merged[setting] = normalize(setting, value, `environment variable ${key}`);
+  }
+  for (const [setting, value] of Object.entries(sources.flags ?? {})) {
+    if (value !== undefined) merged[setting] = normalize(setting, value, `flag for ${setting}`);
+  }
+  for (const pair of sources.overrides ?? []) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new ConfigError(`--set expects key=value, got ${JSON.stringify(pair)}`);
+    const setting = pair.slice(0, eq).trim();
+    merged[setting] = normalize(setting, pair.slice(eq + 1), `--set ${setting}`);
+  }
+  for (const required of ['name', 'listen_address', 'data_dir', 'secret']) {
+    if (merged[required] === undefined) throw new ConfigError(`${required} is required (flag, config file, CHORUS_${required.toUpperCase()} or --set ${required}=…)`);
+  }
+  if (!check.Check(merged)) {
+    const error = check.Errors(merged).First()!;
+    const setting = error.path.split('/')[1] ?? '';
+    throw new ConfigError(`${setting || 'config'}: ${error.message}${error.value !== undefined && typeof error.value !== 'object' ? `, got ${JSON.stringify(error.value)}` : ''}`);
+  }
+  const settings = merged as Static<typeof Schema> as NodeSettings;
+  if (settings.initial_tokens.length > 0 && settings.initial_tokens.length !== settings.num_tokens) {
+    throw new ConfigError(`initial_tokens has ${settings.initial_tokens.length} tokens but num_tokens is ${settings.num_tokens}`);
+  }
+  return settings;
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`cannot read config file ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = parseYaml(text); // YAML is a superset of JSON
+  } catch (error) {
+    throw new ConfigError(`config file ${path} is not valid YAML: ${(error as Error).message.split('\n')[0]}`);
+  }
+  if (parsed === null || parsed === undefined) return {};
+  if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError(`config file ${path} must hold a map of settings`);
+  return parsed as Record<string, unknown>;
+}
+
+function normalizeAll(values: Record<string, unknown>, where: string): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(values)) out[key] = normalize(key, value, where);
+  return out;
+}
+
+/** Turns strings from flags, files and the environment into the setting's type; schema checks follow. */
+function normalize(setting: string, value: unknown, where: string): unknown {
+  if (!KNOWN.has(setting)) throw new ConfigError(`unknown setting ${JSON.stringify(setting)} (${where})`);
+  if (DURATIONS.has(setting)) return parseDuration(setting, value);
+  if (LISTS.has(setting)) {
+    if (Array.isArray(value)) return value.map(String);
+    return String(value).split(',').map((s) => s.trim()).filter(Boolean);
+  }
+  if ((INTEGERS.has(setting) || NUMBERS.has(setting)) && typeof value === 'string') {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n)) throw new ConfigError(`${setting} must be a number, got ${JSON.stringify(value)}`);
+    return n;
+  }
+  return typeof value === 'number' || typeof value === 'boolean' ? value : String(value);
+}
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
+
+export function parseDuration(setting: string, value: unknown): number {
+  if (typeof value === 'number' && Number.isInteger(value) && value > 0) return value;
+  const match = /^\s*(\d+)\s*(ms|s|m|h)?\s*$/.exec(String(value));
+  if (!match) throw new ConfigError(`${setting} must be a duration like 2000ms, 2s, 10m or 3h, got ${JSON.stringify(value)}`);
+  return Number(match[1]) * UNIT_MS[match[2] ?? 'ms']!;
+}

@@ -1,0 +1,2 @@
+export { runNode, StartupError } from './run.js';
+export { loadSettings, ConfigError, DEFAULTS, type NodeSettings, type ConfigSources } from './config.js';

@@ -1,0 +1,122 @@
+import { accessSync, constants, mkdirSync } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { nodeId, realEnv } from '@chorus/core';
+import { type ChorusNode, startChorusNode } from '@chorus/node';
+import { createWsTransport } from '@chorus/wire';
+import { Level } from 'level';
+import pino from 'pino';
+import { type ConfigSources, ConfigError, type NodeSettings, loadSettings } from './config.js';
+import { buildApi } from './http-api.js';
+import { createMetrics } from './metrics.js';
+
+/** A reason the node cannot start, printed as one line. */
+export class StartupError extends Error {
+  override name = 'StartupError';
+}
+
+/**
+ * Runs one node until SIGTERM or SIGINT: settings, the real environment
+ * (system clock, LevelDB, WebSockets), the HTTP API on the node's one port.
+ */
+export async function runNode(sources: ConfigSources): Promise<void> {
+  let settings: NodeSettings;
+  try {
+    settings = loadSettings(sources);
+  } catch (error) {
+    if (error instanceof ConfigError) fail(`config: ${error.message}`);
+    throw error;
+  }
+  const logger = pino({ level: settings.log_level, base: { node: settings.name } });
+  const [host, portText] = splitAddress(settings.listen_address);
+  const self = nodeId(settings.listen_address);
+  const env = realEnv(self, logger);
+
+  try {
+    mkdirSync(settings.data_dir, { recursive: true });
+    accessSync(settings.data_dir, constants.W_OK);
+  } catch (error) {
+    fail(`data directory ${settings.data_dir} is not writable (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
+  }
+  const db = new Level<Uint8Array, Uint8Array>(join(settings.data_dir, 'data'), { keyEncoding: 'view', valueEncoding: 'view' });
+  try {
+    await db.open();
+  } catch (error) {
+    const cause = (error as { cause?: Error }).cause?.message ?? (error as Error).message;
+    fail(/lock/i.test(cause) ? `data directory ${settings.data_dir} is in use by another node` : `cannot open the database in ${settings.data_dir}: ${cause}`);
+  }
+
+  let node: ChorusNode | undefined;
+  const metrics = createMetrics(() => node);
+  const api = buildApi({ logger, metrics, node: () => node });
+  const transport = createWsTransport({ env, clusterName: settings.cluster_name, secret: settings.secret, server: api.server });
+  try {
+    await api.listen({ host, port: Number(portText) });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    await db.close();
+    if (code === 'EADDRINUSE') fail(`port ${portText} on ${host} is in use`);
+    if (code === 'EADDRNOTAVAIL') fail(`address ${host} is not available on this machine`);
+    throw error;
+  }
+
+  node = await startChorusNode({ env, transport, db, settings: nodeSettingsOf(settings), loadBytes: () => directoryBytes(join(settings.data_dir, 'data')) });
+  logger.info({ address: settings.listen_address, hostId: node.hostId, dc: settings.dc, rack: settings.rack }, 'node serving');
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping');
+    try {
+      await node?.stop();
+      await transport.close();
+      await api.close();
+    } finally {
+      logger.info('stopped');
+      logger.flush();
+      process.exit(0);
+    }
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+/** Bytes of the files under `dir`: the LOAD a node publishes. */
+async function directoryBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    total += entry.isDirectory() ? await directoryBytes(path) : await stat(path).then((s) => s.size, () => 0);
+  }
+  return total;
+}
+
+function splitAddress(address: string): [string, string] {
+  const at = address.lastIndexOf(':');
+  return [address.slice(0, at), address.slice(at + 1)];
+}
+
+function fail(reason: string): never {
+  throw new StartupError(reason);
+}
+
+function nodeSettingsOf(s: NodeSettings) {
+  return {
+    name: s.name,
+    clusterName: s.cluster_name,
+    seeds: s.seeds.map(nodeId),
+    dc: s.dc,
+    rack: s.rack,
+    numTokens: s.num_tokens,
+    initialTokens: s.initial_tokens,
+    phiConvictThreshold: s.phi_convict_threshold,
+    gossipIntervalMs: s.gossip_interval,
+    writeTimeoutMs: s.write_request_timeout,
+    readTimeoutMs: s.read_request_timeout,
+    commitSync: s.commit_sync,
+    commitSyncPeriodMs: s.commit_sync_period,
+    gcGraceSeconds: s.gc_grace_seconds,
+    maxClockSkewMs: s.max_clock_skew,
+  };
+}

@@ -1,0 +1,62 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadSettings } from '../src/config.js';
+
+const required = { name: 'n1', listen_address: '127.0.0.1:7100', data_dir: '/tmp/x', secret: 'sesame-sesame' };
+
+describe('settings', () => {
+  it('fills in documented defaults', () => {
+    const s = loadSettings({ flags: required });
+    expect(s).toMatchObject({ cluster_name: 'chorus', num_tokens: 16, phi_convict_threshold: 8, write_request_timeout: 2_000, commit_sync: 'periodic', gc_grace_seconds: 864_000 });
+  });
+
+  it('layers file < environment < flags < --set, and parses durations and lists', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'chorus-config-'));
+    const file = join(dir, 'chorus.yaml');
+    writeFileSync(file, 'name: from-file\nseeds: [127.0.0.1:7100, 127.0.0.1:7101]\nwrite_request_timeout: 5s\nnum_tokens: 8\n');
+    const s = loadSettings({
+      file,
+      environment: { CHORUS_NUM_TOKENS: '32', CHORUS_DC: 'east', PATH: '/bin' },
+      flags: { ...required, name: 'from-flag' },
+      overrides: ['dc=west', 'max_clock_skew=2s', 'phi_convict_threshold=10'],
+    });
+    expect(s.name).toBe('from-flag');
+    expect(s.seeds).toEqual(['127.0.0.1:7100', '127.0.0.1:7101']);
+    expect(s.write_request_timeout).toBe(5_000);
+    expect(s.num_tokens).toBe(32);
+    expect(s.dc).toBe('west');
+    expect(s.max_clock_skew).toBe(2_000);
+    expect(s.phi_convict_threshold).toBe(10);
+  });
+
+  it.each([
+    [{ overrides: ['no_such_thing=1'] }, /unknown setting "no_such_thing"/],
+    [{ overrides: ['write_request_timeout=soon'] }, /write_request_timeout must be a duration/],
+    [{ overrides: ['num_tokens=0'] }, /num_tokens/],
+    [{ overrides: ['commit_sync=sometimes'] }, /commit_sync/],
+    [{ overrides: ['listen_address=nowhere'] }, /listen_address/],
+    [{ overrides: ['novalue'] }, /--set expects key=value/],
+    [{ file: '/nonexistent/chorus.yaml' }, /cannot read config file/],
+  ])('refuses a bad setting with a one-line reason (%#)', (extra, message) => {
+    expect(() => loadSettings({ flags: required, ...extra })).toThrow(message);
+    try {
+      loadSettings({ flags: required, ...extra });
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as Error).message).not.toContain('\n');
+    }
+  });
+
+  it('requires a name, address, data dir and secret', () => {
+    expect(() => loadSettings({ flags: { ...required, secret: undefined } })).toThrow(/secret is required/);
+  });
+
+  it('refuses a config file that is not a map', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'chorus-config-'));
+    const file = join(dir, 'bad.yaml');
+    writeFileSync(file, '- just\n- a list\n');
+    expect(() => loadSettings({ file, flags: required })).toThrow(/must hold a map/);
+  });
+});

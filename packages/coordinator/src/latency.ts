@@ -1,0 +1,108 @@
+import type { NodeId } from '@chorus/core';
+
+/**
+ * Recent latencies of one peer: an EWMA to rank replicas by speed (the
+ * dynamic-snitch part) and a window of the last samples for the p99 that
+ * decides when to retry speculatively. Sorting the window is deferred until
+ * the p99 is asked for and the window changed, so recording stays O(1).
+ */
+export class LatencyWindow {
+  private readonly samples: number[];
+  private next = 0;
+  private count = 0;
+  private cachedP99: number | undefined;
+  ewmaMs: number | undefined;
+
+  constructor(private readonly size = 128, private readonly alpha = 0.2) {
+    this.samples = new Array<number>(size).fill(0);
+  }
+
+  record(ms: number): void {
+    this.samples[this.next] = ms;
+    this.next = (this.next + 1) % this.size;
+    if (this.count < this.size) this.count++;
+    this.cachedP99 = undefined;
+    this.ewmaMs = this.ewmaMs === undefined ? ms : this.ewmaMs + this.alpha * (ms - this.ewmaMs);
+  }
+
+  get sampleCount(): number {
+    return this.count;
+  }
+
+  /** The 99th percentile of the window, or undefined before any sample. */
+  p99(): number | undefined {
+    if (this.count === 0) return undefined;
+    if (this.cachedP99 === undefined) {
+      const sorted = this.samples.slice(0, this.count).sort((a, b) => a - b);
+      this.cachedP99 = sorted[Math.min(this.count - 1, Math.ceil(0.99 * this.count) - 1)]!;
+    }
+    return this.cachedP99;
+  }
+}
+
+/** Latency windows per peer, created on first sample. */
+export class PeerLatencies {
+  private readonly peers = new Map<NodeId, LatencyWindow>();
+
+  record(node: NodeId, ms: number): void {
+    let w = this.peers.get(node);
+    if (w === undefined) {
+      w = new LatencyWindow();
+      this.peers.set(node, w);
+    }
+    w.record(ms);
+  }
+
+  ewma(node: NodeId): number | undefined {
+    return this.peers.get(node)?.ewmaMs;
+  }
+
+  p99(node: NodeId): number | undefined {
+    return this.peers.get(node)?.p99();
+  }
+
+  snapshot(): Record<string, { ewmaMs: number; p99Ms: number; samples: number }> {
+    const out: Record<string, { ewmaMs: number; p99Ms: number; samples: number }> = {};
+    for (const [node, w] of this.peers) out[node] = { ewmaMs: w.ewmaMs ?? 0, p99Ms: w.p99() ?? 0, samples: w.sampleCount };
+    return out;
+  }
+}
+
+/**
+ * A fixed-bucket latency histogram for request stats: buckets grow by ~19%
+ * (four per doubling), so percentiles are within that factor, in constant
+ * memory however many requests it sees.
+ */
+export class LatencyHistogram {
+  private readonly buckets = new Map<number, number>();
+  private total = 0;
+  private maxMs = 0;
+
+  record(ms: number): void {
+    const b = ms <= 0 ? -Infinity : Math.ceil(Math.log2(ms) * 4);
+    this.buckets.set(b, (this.buckets.get(b) ?? 0) + 1);
+    this.total++;
+    if (ms > this.maxMs) this.maxMs = ms;
+  }
+
+  get count(): number {
+    return this.total;
+  }
+
+  /** Upper bound of the bucket holding quantile `q` (0..1). */
+  quantile(q: number): number {
+    if (this.total === 0) return 0;
+    const keys = [...this.buckets.keys()].sort((a, b) => a - b);
+    const target = Math.ceil(q * this.total);
+    let seen = 0;
+    for (const k of keys) {
+      seen += this.buckets.get(k)!;
+      if (seen >= target) return k === -Infinity ? 0 : Math.min(this.maxMs, 2 ** (k / 4));
+    }
+    return this.maxMs;
+  }
+
+  summary(): { count: number; p50Ms: number; p99Ms: number; maxMs: number } {
+    return { count: this.total, p50Ms: this.quantile(0.5), p99Ms: this.quantile(0.99), maxMs: this.maxMs };
+  }
+}

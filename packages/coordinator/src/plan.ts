@@ -1,0 +1,208 @@
+import type { NodeId, Token } from '@chorus/core';
+import type { ReplicationSpec, RingView } from '@chorus/ring';
+import { Unavailable } from './errors.js';
+import { type ConsistencyLevel, blockFor, eachQuorumBlockFor, isDatacenterLocal } from './levels.js';
+
+/**
+ * Whose answers count toward the level: every replica of the plan, only those
+ * of one datacenter (LOCAL_*), or a given number in each datacenter (EACH_QUORUM).
+ */
+export type Scope =
+  | { readonly kind: 'all' }
+  | { readonly kind: 'dc'; readonly dc: string }
+  | { readonly kind: 'each'; readonly perDc: ReadonlyMap<string, number> };
+
+/**
+ * Everything a request decided before it contacted anyone (Cassandra's
+ * ReplicaPlan). Frozen: a membership change while the request runs does not
+ * move its goalposts, so its outcome is explained by this one snapshot.
+ */
+export interface ReplicaPlan {
+  readonly op: 'read' | 'write';
+  readonly consistency: ConsistencyLevel;
+  readonly token: Token;
+  readonly natural: readonly NodeId[];
+  /** Joining or moving nodes that will own the token; writes go to them too, reads never. */
+  readonly pending: readonly NodeId[];
+  /** Replicas believed alive when the request started (for reads, in proximity order). */
+  readonly live: readonly NodeId[];
+  /** Answers needed; for writes it includes the pending replicas in scope, as Cassandra's blockForWrite. */
+  readonly blockFor: number;
+  readonly scope: Scope;
+  /** Contacted at once. For reads the first one is asked for data, the others for digests. */
+  readonly contacts: readonly NodeId[];
+  /** Further live replicas in scope, in proximity order: speculative retry and replacements for failed contacts. */
+  readonly extras: readonly NodeId[];
+  /** Datacenter of every replica of the plan. */
+  readonly dcOf: ReadonlyMap<NodeId, string>;
+}
+
+export interface PlanInput {
+  consistency: ConsistencyLevel;
+  token: Token;
+  replication: ReplicationSpec;
+  ring: RingView;
+  localDc: string;
+  isAlive(node: NodeId): boolean;
+  /** A replica's datacenter; the ring's member record is the usual source. */
+  dcOf(node: NodeId): string | undefined;
+  /** Sorts replicas closest first (reads only). */
+  byProximity?(nodes: readonly NodeId[]): NodeId[];
+}
+
+const UNKNOWN_DC = '';
+
+function scopeOf(consistency: ConsistencyLevel, spec: ReplicationSpec, localDc: string): Scope {
+  if (isDatacenterLocal(consistency)) return { kind: 'dc', dc: localDc };
+  const each = eachQuorumBlockFor(consistency, spec);
+  if (each !== undefined) return { kind: 'each', perDc: each };
+  return { kind: 'all' };
+}
+
+function countIn(nodes: Iterable<NodeId>, dcOf: ReadonlyMap<NodeId, string>, dc: string): number {
+  let n = 0;
+  for (const node of nodes) if (dcOf.get(node) === dc) n++;
+  return n;
+}
+
+function freezePlan(plan: ReplicaPlan): ReplicaPlan {
+  return Object.freeze(plan);
+}
+
+/**
+ * Throws Unavailable when the live replicas cannot meet the plan's level; the
+ * numbers are those of the first datacenter that falls short for EACH_QUORUM.
+ */
+function assureSufficient(consistency: ConsistencyLevel, scope: Scope, required: number | ReadonlyMap<string, number>, live: readonly NodeId[], dcOf: ReadonlyMap<NodeId, string>): void {
+  if (scope.kind === 'each') {
+    for (const [dc, need] of required as ReadonlyMap<string, number>) {
+      const alive = countIn(live, dcOf, dc);
+      if (alive < need) throw new Unavailable(consistency, need, alive, dc);
+    }
+    return;
+  }
+  const alive = scope.kind === 'dc' ? countIn(live, dcOf, scope.dc) : live.length;
+  if (alive < (required as number)) throw new Unavailable(consistency, required as number, alive);
+}
+
+function dcMap(nodes: readonly NodeId[], dcOf: (n: NodeId) => string | undefined): Map<NodeId, string> {
+  return new Map(nodes.map((n) => [n, dcOf(n) ?? UNKNOWN_DC]));
+}
+
+/**
+ * The plan of a write: every live natural and pending replica is sent the
+ * mutation; the level's count plus the pending replicas in scope must
+ * acknowledge it (a node that is joining must not let a write count as
+ * durable on the ring it is about to leave behind).
+ */
+export function planWrite(input: PlanInput): ReplicaPlan {
+  const { consistency, token, replication, ring, localDc } = input;
+  const natural = ring.naturalReplicas(token, replication);
+  const pending = ring.pendingReplicas(token, replication);
+  const all = [...natural, ...pending];
+  const dcOf = dcMap(all, input.dcOf);
+  const scope = scopeOf(consistency, replication, localDc);
+  let required: number;
+  let perDc: Map<string, number> | undefined;
+  if (scope.kind === 'each') {
+    perDc = new Map([...scope.perDc].map(([dc, q]) => [dc, q + countIn(pending, dcOf, dc)]));
+    required = [...perDc.values()].reduce((a, b) => a + b, 0);
+  } else {
+    const pendingInScope = scope.kind === 'dc' ? countIn(pending, dcOf, scope.dc) : pending.length;
+    required = blockFor(consistency, replication, localDc) + pendingInScope;
+  }
+  const live = all.filter((n) => input.isAlive(n));
+  assureSufficient(consistency, scope, perDc ?? required, live, dcOf);
+  return freezePlan({
+    op: 'write',
+    consistency,
+    token,
+    natural,
+    pending,
+    live,
+    blockFor: required,
+    scope: perDc ? { kind: 'each', perDc } : scope,
+    contacts: live,
+    extras: [],
+    dcOf,
+  });
+}
+
+/**
+ * The plan of a read: the closest live natural replicas in scope, as many as
+ * the level needs (for EACH_QUORUM, a quorum from each datacenter), the
+ * closest first; the remaining live ones wait as extras.
+ */
+export function planRead(input: PlanInput): ReplicaPlan {
+  const { consistency, token, replication, ring, localDc } = input;
+  const natural = ring.naturalReplicas(token, replication);
+  const dcOf = dcMap(natural, input.dcOf);
+  const scope = scopeOf(consistency, replication, localDc);
+  const required = blockFor(consistency, replication, localDc);
+  const aliveNatural = natural.filter((n) => input.isAlive(n));
+  const live = input.byProximity ? input.byProximity(aliveNatural) : aliveNatural;
+  assureSufficient(consistency, scope, scope.kind === 'each' ? scope.perDc : required, live, dcOf);
+  let candidates: NodeId[];
+  let contacts: NodeId[];
+  if (scope.kind === 'each') {
+    candidates = live.filter((n) => scope.perDc.has(dcOf.get(n)!));
+    const taken = new Map<string, number>();
+    contacts = [];
+    for (const n of candidates) {
+      const dc = dcOf.get(n)!;
+      const have = taken.get(dc) ?? 0;
+      if (have < scope.perDc.get(dc)!) {
+        taken.set(dc, have + 1);
+        contacts.push(n);
+      }
+    }
+  } else {
+    candidates = scope.kind === 'dc' ? live.filter((n) => dcOf.get(n) === scope.dc) : [...live];
+    contacts = candidates.slice(0, required);
+  }
+  const chosen = new Set(contacts);
+  return freezePlan({
+    op: 'read',
+    consistency,
+    token,
+    natural,
+    pending: [],
+    live,
+    blockFor: required,
+    scope,
+    contacts,
+    extras: candidates.filter((n) => !chosen.has(n)),
+    dcOf,
+  });
+}
+
+/** Whether an answer from `node` counts toward the plan's level. */
+export function countsToward(plan: ReplicaPlan, node: NodeId): boolean {
+  const dc = plan.dcOf.get(node);
+  if (dc === undefined) return false;
+  switch (plan.scope.kind) {
+    case 'all':
+      return true;
+    case 'dc':
+      return dc === plan.scope.dc;
+    case 'each':
+      return plan.scope.perDc.has(dc);
+  }
+}
+
+/** How many of `nodes` count toward the level (for EACH_QUORUM, capped at each datacenter's need). */
+export function countAnswers(plan: ReplicaPlan, nodes: Iterable<NodeId>): number {
+  const list = [...new Set(nodes)].filter((n) => countsToward(plan, n));
+  if (plan.scope.kind !== 'each') return list.length;
+  let total = 0;
+  for (const [dc, need] of plan.scope.perDc) total += Math.min(need, countIn(list, plan.dcOf, dc));
+  return total;
+}
+
+/** Whether answers from `nodes` meet the level. */
+export function isSatisfied(plan: ReplicaPlan, nodes: Iterable<NodeId>): boolean {
+  const list = [...new Set(nodes)].filter((n) => countsToward(plan, n));
+  if (plan.scope.kind !== 'each') return list.length >= plan.blockFor;
+  for (const [dc, need] of plan.scope.perDc) if (countIn(list, plan.dcOf, dc) < need) return false;
+  return true;
+}

@@ -1,0 +1,216 @@
+import type { ActorRef, ActorSystem, ReplyTo } from '@chorus/actors';
+import type { Env, NodeId, Token } from '@chorus/core';
+import { type Cell, type Mutation, type RowAddress, type SliceRow, type StorageHandle, cellDigest, isPartitionDelete, isTombstone, write } from '@chorus/storage';
+import type { MessageKind, WireMessage } from '@chorus/wire';
+import type { HybridLogicalClock, SkewTracker } from './hlc.js';
+import type { ReplicaPage } from './resolve.js';
+
+/** The name of the replica actor on every node. */
+export const REPLICA_ACTOR = 'replica';
+
+type WithReply<K extends MessageKind, R> = WireMessage<K> & { replyTo: ReplyTo<R> };
+
+export type MutatedMsg = WireMessage<'replica.mutated'>;
+export type DataMsg = WireMessage<'replica.data'>;
+export type DigestMsg = WireMessage<'replica.digest'>;
+export type RowsMsg = WireMessage<'replica.rows'>;
+
+/**
+ * What the replica actor handles: the coordinator-to-replica verbs (as
+ * Cassandra's MutationVerbHandler and ReadCommandVerbHandler). Build them only
+ * through the functions below.
+ */
+export type ReplicaMsg =
+  | WithReply<'replica.mutate', MutatedMsg>
+  | WithReply<'replica.read', DataMsg>
+  | WithReply<'replica.read-digest', DigestMsg>
+  | WithReply<'replica.slice', RowsMsg>;
+
+/** A node's readings that travel on every coordinator/replica message. */
+export interface Clocks {
+  hlc: number;
+  wallMicros: number;
+}
+
+type WireCell = Pick<DataMsg, 'state' | 'value' | 'timestampMicros' | 'expiresAtMicros'>;
+
+/** A cell in wire form; optional fields are left out rather than set to undefined, so the schema check holds. */
+export function toWireCell(cell: Cell | undefined): WireCell {
+  if (cell === undefined) return { state: 'absent' };
+  if (isTombstone(cell)) return { state: 'tombstone', timestampMicros: cell.timestampMicros };
+  const out: WireCell = { state: 'value', value: cell.value, timestampMicros: cell.timestampMicros };
+  if (cell.expiresAtMicros !== undefined) out.expiresAtMicros = cell.expiresAtMicros;
+  return out;
+}
+
+export function fromWireCell(w: WireCell): Cell | undefined {
+  switch (w.state) {
+    case 'absent':
+      return undefined;
+    case 'tombstone':
+      return { tombstone: true, timestampMicros: w.timestampMicros ?? 0 };
+    case 'value': {
+      const value = w.value ?? new Uint8Array(0);
+      return w.expiresAtMicros === undefined
+        ? { value, timestampMicros: w.timestampMicros ?? 0 }
+        : { value, timestampMicros: w.timestampMicros ?? 0, expiresAtMicros: w.expiresAtMicros };
+    }
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+export interface RowKey {
+  keyspace: string;
+  token: Token;
+  partition: Uint8Array;
+  clustering?: Uint8Array;
+}
+
+export interface SliceQuery {
+  keyspace: string;
+  token: Token;
+  partition: Uint8Array;
+  from?: Uint8Array;
+  to?: Uint8Array;
+  after?: Uint8Array;
+  limit: number;
+  reverse: boolean;
+}
+
+/** Sends a mutation to a replica; resolves with the replica's clocks once it is applied there. */
+export function mutate(ref: ActorRef<ReplicaMsg>, m: Mutation, clocks: Clocks, timeoutMs: number): Promise<MutatedMsg> {
+  const address = { keyspace: m.keyspace, token: m.token, partition: m.partition };
+  let body: Omit<WireMessage<'replica.mutate'>, 'type' | 'keyspace' | 'token' | 'partition' | 'hlc' | 'wallMicros'>;
+  if (isPartitionDelete(m)) body = { clustering: EMPTY, op: 'delete-partition', timestampMicros: m.partitionDeletion.timestampMicros };
+  else if (isTombstone(m.cell)) body = { clustering: m.clustering ?? EMPTY, op: 'delete-row', timestampMicros: m.cell.timestampMicros };
+  else {
+    body = { clustering: m.clustering ?? EMPTY, op: 'write', value: m.cell.value, timestampMicros: m.cell.timestampMicros };
+    if (m.cell.expiresAtMicros !== undefined) body.expiresAtMicros = m.cell.expiresAtMicros;
+  }
+  return ref.ask<MutatedMsg>((replyTo) => ({ type: 'replica.mutate', ...address, ...body, ...clocks, replyTo }), timeoutMs);
+}
+
+export function readData(ref: ActorRef<ReplicaMsg>, row: RowKey, clocks: Clocks, timeoutMs: number): Promise<DataMsg> {
+  const { keyspace, token, partition } = row;
+  return ref.ask<DataMsg>((replyTo) => ({ type: 'replica.read', keyspace, token, partition, clustering: row.clustering ?? EMPTY, ...clocks, replyTo }), timeoutMs);
+}
+
+export function readDigest(ref: ActorRef<ReplicaMsg>, row: RowKey, clocks: Clocks, timeoutMs: number): Promise<DigestMsg> {
+  const { keyspace, token, partition } = row;
+  return ref.ask<DigestMsg>(
+    (replyTo) => ({ type: 'replica.read-digest', keyspace, token, partition, clustering: row.clustering ?? EMPTY, ...clocks, replyTo }),
+    timeoutMs,
+  );
+}
+
+export function readSlice(ref: ActorRef<ReplicaMsg>, q: SliceQuery, clocks: Clocks, timeoutMs: number): Promise<RowsMsg> {
+  const msg: Omit<WireMessage<'replica.slice'>, 'type'> = {
+    keyspace: q.keyspace,
+    token: q.token,
+    partition: q.partition,
+    limit: q.limit,
+    reverse: q.reverse,
+    ...clocks,
+  };
+  if (q.from !== undefined) msg.from = q.from;
+  if (q.to !== undefined) msg.to = q.to;
+  if (q.after !== undefined) msg.after = q.after;
+  return ref.ask<RowsMsg>((replyTo) => ({ type: 'replica.slice', ...msg, replyTo }), timeoutMs);
+}
+
+export function pageOf(rows: RowsMsg): ReplicaPage {
+  const page: ReplicaPage = {
+    rows: rows.rows.map((r): SliceRow => ({ clustering: r.clustering, cell: fromWireCell(r) ?? { tombstone: true, timestampMicros: 0 } })),
+  };
+  if (rows.nextPage !== undefined) page.nextPage = rows.nextPage;
+  if (rows.partitionDeletedAtMicros !== undefined) page.partitionDeletedAtMicros = rows.partitionDeletedAtMicros;
+  return page;
+}
+
+function toMutation(m: WireMessage<'replica.mutate'>): Mutation {
+  const address = { keyspace: m.keyspace, token: m.token as Token, partition: m.partition };
+  switch (m.op) {
+    case 'delete-partition':
+      return { ...address, partitionDeletion: { timestampMicros: m.timestampMicros } };
+    case 'delete-row':
+      return { ...address, clustering: m.clustering, cell: { tombstone: true, timestampMicros: m.timestampMicros } };
+    case 'write': {
+      const value = m.value ?? new Uint8Array(0);
+      const cell = m.expiresAtMicros === undefined ? { value, timestampMicros: m.timestampMicros } : { value, timestampMicros: m.timestampMicros, expiresAtMicros: m.expiresAtMicros };
+      return { ...address, clustering: m.clustering, cell };
+    }
+  }
+}
+
+function addressOf(m: WireMessage<'replica.read'> | WireMessage<'replica.read-digest'>): RowAddress {
+  return { keyspace: m.keyspace, token: m.token as Token, partition: m.partition, clustering: m.clustering };
+}
+
+export interface ReplicaOptions {
+  env: Env;
+  storage: StorageHandle;
+  hlc: HybridLogicalClock;
+  skew: SkewTracker;
+  name?: string;
+  /** How long a mutation may wait for the storage actor. */
+  storageTimeoutMs?: number;
+}
+
+/**
+ * Spawns the replica actor: it applies mutations through the local storage
+ * actor (group commit) and serves reads straight from the store (which sees
+ * every acknowledged write). Handlers never await, so one slow disk read does
+ * not hold up the mutations queued behind it.
+ */
+export function spawnReplica(system: ActorSystem, options: ReplicaOptions): ActorRef<ReplicaMsg> {
+  const { env, storage, hlc, skew } = options;
+  const storageTimeoutMs = options.storageTimeoutMs ?? 10_000;
+  const clocks = (): Clocks => ({ hlc: hlc.peek(), wallMicros: env.clock.nowMicros() });
+  return system.spawn<ReplicaMsg>(options.name ?? REPLICA_ACTOR, () => ({
+    receive(msg, ctx) {
+      const from = msg.replyTo.node as NodeId;
+      if (from !== env.node) skew.observe(from, msg.wallMicros, env.clock.nowMicros());
+      hlc.observe(msg.hlc);
+      const answer = <R>(work: Promise<R>, reply: (r: R) => unknown): void => {
+        env.scheduler.track(work).then(
+          (r) => ctx.reply(msg.replyTo as ReplyTo<unknown>, reply(r)),
+          (error: unknown) => ctx.fail(msg.replyTo, error instanceof Error ? error : new Error(String(error))),
+        );
+      };
+      switch (msg.type) {
+        case 'replica.mutate': {
+          let mutation: Mutation;
+          try {
+            // A coordinator whose clock runs ahead must not plant writes that beat every honest later one.
+            hlc.checkNotTooFarAhead(msg.timestampMicros, 'write timestamp');
+            mutation = toMutation(msg);
+          } catch (error) {
+            ctx.fail(msg.replyTo, error as Error);
+            return;
+          }
+          hlc.observe(msg.timestampMicros);
+          answer(write(storage.ref, mutation, storageTimeoutMs), (): MutatedMsg => ({ type: 'replica.mutated', ...clocks() }));
+          return;
+        }
+        case 'replica.read':
+          answer(storage.store.getCell(addressOf(msg)), (cell): DataMsg => ({ type: 'replica.data', ...toWireCell(cell), ...clocks() }));
+          return;
+        case 'replica.read-digest':
+          answer(storage.store.getCell(addressOf(msg)), (cell): DigestMsg => ({ type: 'replica.digest', digest: cellDigest(cell), ...clocks() }));
+          return;
+        case 'replica.slice': {
+          const { keyspace, token, partition, from: lo, to, after, limit, reverse } = msg;
+          const work = storage.store.slice(keyspace, token as Token, partition, { from: lo, to, after, limit, reverse, includeDead: true });
+          answer(work, (page): RowsMsg => {
+            const out: RowsMsg = { type: 'replica.rows', rows: page.rows.map((r) => ({ clustering: r.clustering, ...toWireCell(r.cell) })), ...clocks() };
+            if (page.nextPage !== undefined) out.nextPage = page.nextPage;
+            if (page.partitionDeletedAtMicros !== undefined) out.partitionDeletedAtMicros = page.partitionDeletedAtMicros;
+            return out;
+          });
+          return;
+        }
+      }
+    },
+  }), { mailbox: { capacity: 50_000, overflow: 'reject' } });
+}

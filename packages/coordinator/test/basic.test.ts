@@ -1,0 +1,98 @@
+import { describe, expect, it } from 'vitest';
+import { type Cluster, settle, startCluster, str, text } from './helpers.js';
+
+const ks = { name: 'app', replication: { class: 'SimpleStrategy', rf: 3 } } as const;
+
+async function cluster(seed = 1): Promise<Cluster> {
+  return startCluster({ seed, nodes: [{ name: 'n1' }, { name: 'n2' }, { name: 'n3' }, { name: 'n4' }], keyspaces: [ks] });
+}
+
+describe('coordinator basics', () => {
+  it('writes, reads, deletes through any node at QUORUM', async () => {
+    const c = await cluster();
+    const put = await settle(c.sim, c.handle('n1').put('app', 'user:1', undefined, 'hello'));
+    expect(put.ok).toBe(true);
+    const got = await settle(c.sim, c.handle('n2').get('app', 'user:1'));
+    expect(got.ok && str(got.value?.value)).toBe('hello');
+    const del = await settle(c.sim, c.handle('n3').del('app', 'user:1'));
+    expect(del.ok).toBe(true);
+    const after = await settle(c.sim, c.handle('n4').get('app', 'user:1'));
+    expect(after).toEqual({ ok: true, value: undefined });
+    const cell = await settle(c.sim, c.handle('n4').getCell('app', 'user:1', undefined, { consistency: 'all' }));
+    expect(cell.ok && cell.value && 'tombstone' in cell.value).toBe(true);
+    expect(c.sim.network.stats().delivered).toBeGreaterThan(10);
+    expect(c.rejectedFrames()).toBe(0);
+  });
+
+  it('refuses unknown keyspaces, levels, and ANY for reads', async () => {
+    const c = await cluster();
+    const h = c.handle('n1');
+    expect(await settle(c.sim, h.put('nope', 'k', undefined, 'v'))).toMatchObject({ ok: false, error: { name: 'InvalidRequest' } });
+    expect(await settle(c.sim, h.put('app', 'k', undefined, 'v', { consistency: 'MOST' }))).toMatchObject({ ok: false, error: { name: 'InvalidRequest' } });
+    expect(await settle(c.sim, h.get('app', 'k', undefined, { consistency: 'any' }))).toMatchObject({ ok: false, error: { name: 'InvalidRequest' } });
+    expect(await settle(c.sim, h.put('app', '', undefined, 'v'))).toMatchObject({ ok: false, error: { name: 'InvalidRequest' } });
+  });
+
+  it('passes TTL through to the cell expiry and the value vanishes after it', async () => {
+    const c = await cluster();
+    const h = c.handle('n1');
+    const put = await settle(c.sim, h.put('app', 'ttl', undefined, 'short', { ttlSeconds: 2, consistency: 'ALL' }));
+    expect(put.ok).toBe(true);
+    const cell = await settle(c.sim, h.getCell('app', 'ttl'));
+    expect(cell.ok && cell.value && 'expiresAtMicros' in cell.value && cell.value.expiresAtMicros).toBeGreaterThan(0);
+    expect((await settle(c.sim, h.get('app', 'ttl'))).ok).toBe(true);
+    await c.sim.runFor(2_500);
+    expect(await settle(c.sim, h.get('app', 'ttl'))).toEqual({ ok: true, value: undefined });
+  });
+
+  it('local() shows this node\'s raw replica, tombstones included', async () => {
+    const c = await cluster();
+    await settle(c.sim, c.handle('n1').put('app', 'x', undefined, 'v1', { consistency: 'ALL' }));
+    await settle(c.sim, c.handle('n1').del('app', 'x', undefined, { consistency: 'ALL' }));
+    const replicas = c.ring.naturalReplicas((await import('@chorus/ring')).tokenOf('x'), ks.replication);
+    const local = await settle(c.sim, c.handle(replicas[0]!).local('app', 'x'));
+    expect(local.ok && local.value && 'tombstone' in local.value).toBe(true);
+  });
+
+  it('rows of a wide partition and partition deletion', async () => {
+    const c = await cluster();
+    const h = c.handle('n2');
+    for (const ck of ['a', 'b', 'c']) expect((await settle(c.sim, h.put('app', 'p', ck, `v-${ck}`))).ok).toBe(true);
+    const b = await settle(c.sim, h.get('app', 'p', 'b'));
+    expect(b.ok && str(b.value?.value)).toBe('v-b');
+    expect((await settle(c.sim, h.deletePartition('app', 'p'))).ok).toBe(true);
+    expect(await settle(c.sim, h.get('app', 'p', 'a'))).toEqual({ ok: true, value: undefined });
+    expect((await settle(c.sim, h.put('app', 'p', 'd', 'after'))).ok).toBe(true);
+    const d = await settle(c.sim, h.get('app', 'p', 'd'));
+    expect(d.ok && str(d.value?.value)).toBe('after');
+    void text;
+  });
+
+  it('digest mismatch: resolves the newest version across replicas and reports the stale ones to the repair hook', async () => {
+    const mismatches: Array<{ stale: string[] }> = [];
+    const c = await startCluster({
+      seed: 9,
+      nodes: [{ name: 'n1' }, { name: 'n2' }, { name: 'n3' }, { name: 'n4' }],
+      keyspaces: [ks],
+      coordinator: { onReadMismatch: (m) => void mismatches.push({ stale: m.stale }) },
+    });
+    const { tokenOf } = await import('@chorus/ring');
+    const { nodeId } = await import('@chorus/core');
+    const replicas = c.ring.naturalReplicas(tokenOf('dm'), ks.replication);
+    const coordinator = ['n1', 'n2', 'n3', 'n4'].find((n) => !replicas.includes(nodeId(n)))!;
+    const h = c.handle(coordinator);
+    expect((await settle(c.sim, h.put('app', 'dm', undefined, 'old', { consistency: 'ALL' }))).ok).toBe(true);
+    c.sim.crash(replicas[1]!);
+    c.sim.crash(replicas[2]!);
+    await c.sim.runFor(5);
+    expect((await settle(c.sim, h.put('app', 'dm', undefined, 'new', { consistency: 'ONE' }))).ok).toBe(true);
+    await c.sim.restart(replicas[1]!);
+    await c.sim.restart(replicas[2]!);
+    await c.sim.runFor(5);
+    const r = await settle(c.sim, h.get('app', 'dm', undefined, { consistency: 'ALL' }));
+    expect(r.ok && str(r.value?.value)).toBe('new');
+    expect(h.stats().digestMismatches).toBe(1);
+    expect(mismatches).toHaveLength(1);
+    expect([...mismatches[0]!.stale].sort()).toEqual([replicas[1], replicas[2]].sort());
+  });
+});

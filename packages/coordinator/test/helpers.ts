@@ -1,0 +1,140 @@
+import { ActorSystem } from '@chorus/actors';
+import { type MembershipView, type NodeId, SeededRandom, nodeId } from '@chorus/core';
+import { type KeyspaceDef, RingView, type RingMember, allocateTokens, tokenOf } from '@chorus/ring';
+import { type LinkFaults, Simulation } from '@chorus/sim';
+import { spawnStorage } from '@chorus/storage';
+import { wireCodec } from '@chorus/wire';
+import { MemoryLevel } from 'memory-level';
+import { type CoordinatorHandle, type CoordinatorOptions, spawnCoordinator } from '../src/index.js';
+
+export interface NodeSpec {
+  name: string;
+  dc?: string;
+  rack?: string;
+}
+
+export interface ClusterOptions {
+  seed: number;
+  nodes: NodeSpec[];
+  keyspaces: KeyspaceDef[];
+  network?: Partial<LinkFaults>;
+  numTokens?: number;
+  coordinator?: Partial<Pick<CoordinatorOptions, 'writeTimeoutMs' | 'readTimeoutMs' | 'maxClockSkewMs' | 'defaultSpeculativeDelayMs' | 'onReadMismatch'>>;
+}
+
+/**
+ * A test-only membership view: the simulation itself says who is up, and a
+ * node counts a peer as dead while a partition cuts the link between them.
+ * (The gossiper's failure detector would learn the same, only later.)
+ */
+export class SimMembership implements MembershipView {
+  constructor(private readonly sim: Simulation, private readonly self: NodeId, private readonly ring: RingView) {}
+  isAlive(node: NodeId): boolean {
+    return node === this.self || (this.sim.isUp(node) && !this.sim.network.isCut(this.self, node));
+  }
+  locationOf(node: NodeId): { dc: string; rack: string } | undefined {
+    const m = this.ring.member(node);
+    return m && { dc: m.dc, rack: m.rack };
+  }
+}
+
+export function buildRing(nodes: NodeSpec[], seed: number, numTokens = 8, rf = 3): RingView {
+  const random = new SeededRandom(seed, 'tokens');
+  let ring = RingView.empty();
+  for (const spec of nodes) {
+    const node = nodeId(spec.name);
+    const dc = spec.dc ?? 'dc1';
+    const tokens = allocateTokens(ring, { node, dc }, numTokens, rf, random);
+    const member: RingMember = { node, dc, rack: spec.rack ?? 'r1', tokens, status: 'normal' };
+    ring = ring.with(member);
+  }
+  return ring;
+}
+
+export interface Cluster {
+  sim: Simulation;
+  ring: RingView;
+  handles: Map<string, CoordinatorHandle>;
+  systems: Map<string, ActorSystem>;
+  /** Frames any node's codec rejected: must stay 0, or a message broke its wire schema. */
+  rejectedFrames(): number;
+  handle(name: string): CoordinatorHandle;
+  keyspace(name: string): KeyspaceDef;
+}
+
+export async function startCluster(options: ClusterOptions): Promise<Cluster> {
+  const sim = new Simulation({ seed: options.seed, network: options.network ?? { latencyMs: 1, jitterMs: 1 } });
+  const ring = buildRing(options.nodes, options.seed, options.numTokens ?? 8);
+  const keyspaces = new Map(options.keyspaces.map((k) => [k.name, k]));
+  const handles = new Map<string, CoordinatorHandle>();
+  const systems = new Map<string, ActorSystem>();
+  const rejectedBefore = new Map<string, number>();
+  for (const spec of options.nodes) {
+    await sim.addNode(spec.name, ({ env, transport, disk }) => {
+      const system = new ActorSystem({ env, transport, codec: wireCodec() });
+      const before = systems.get(spec.name)?.stats().rejectedFrames ?? 0;
+      rejectedBefore.set(spec.name, (rejectedBefore.get(spec.name) ?? 0) + before);
+      systems.set(spec.name, system);
+      let db = disk.get('db') as MemoryLevel<Uint8Array, Uint8Array> | undefined;
+      if (db === undefined) {
+        db = new MemoryLevel<Uint8Array, Uint8Array>({ keyEncoding: 'view', valueEncoding: 'view' });
+        disk.set('db', db);
+      }
+      const storage = spawnStorage(system, { db, env, commitSync: 'none' });
+      const handle = spawnCoordinator(system, {
+        env,
+        membership: new SimMembership(sim, env.node, ring),
+        topology: { ring: () => ring, keyspace: (n) => keyspaces.get(n), localDc: spec.dc ?? 'dc1', localRack: spec.rack ?? 'r1' },
+        storage,
+        ...options.coordinator,
+      });
+      handles.set(spec.name, handle);
+    });
+  }
+  await sim.runFor(5);
+  return {
+    sim,
+    ring,
+    handles,
+    systems,
+    rejectedFrames() {
+      let n = 0;
+      for (const [name, system] of systems) n += system.stats().rejectedFrames + (rejectedBefore.get(name) ?? 0);
+      return n;
+    },
+    handle(name) {
+      const h = handles.get(name);
+      if (!h) throw new Error(`no node ${name}`);
+      return h;
+    },
+    keyspace(name) {
+      return keyspaces.get(name)!;
+    },
+  };
+}
+
+export type Settled<T> = { ok: true; value: T } | { ok: false; error: Error & { fields?: Record<string, unknown> } };
+
+/** Runs the simulation until the promise settles (bounded in virtual time). */
+export async function settle<T>(sim: Simulation, p: Promise<T>, maxMs = 60_000): Promise<Settled<T>> {
+  let outcome: Settled<T> | undefined;
+  p.then(
+    (value) => (outcome = { ok: true, value }),
+    (error: unknown) => (outcome = { ok: false, error: error as Error }),
+  );
+  await sim.run({ stopWhen: () => outcome !== undefined, untilMs: sim.now + maxMs });
+  if (!outcome) throw new Error('promise never settled');
+  return outcome;
+}
+
+/** A key whose replicas (for `ks`) match the predicate, found by trying k0, k1, … */
+export function findKey(ring: RingView, ks: KeyspaceDef, predicate: (replicas: readonly NodeId[]) => boolean, prefix = 'k'): string {
+  for (let i = 0; i < 100_000; i++) {
+    const key = `${prefix}${i}`;
+    if (predicate(ring.naturalReplicas(tokenOf(key), ks.replication))) return key;
+  }
+  throw new Error('no key found');
+}
+
+export const text = (s: string): Uint8Array => new TextEncoder().encode(s);
+export const str = (b: Uint8Array | undefined): string | undefined => (b === undefined ? undefined : new TextDecoder().decode(b));

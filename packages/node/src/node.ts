@@ -1,0 +1,220 @@
+import { type ActorRef, ActorSystem } from '@chorus/actors';
+import { type Env, type HostId, InvalidRequest, type NodeId, type Token, type Transport, token } from '@chorus/core';
+import { type GossipMsg, type MembershipEvent, type MembershipSnapshot, membership, reportLink, setApplicationState, spawnGossiper, subscribe } from '@chorus/gossip';
+import { type ReplicationSpec, allocateTokens, validateKeyspace } from '@chorus/ring';
+import { type CommitSyncMode, type StorageDb, type StorageHandle, spawnStorage } from '@chorus/storage';
+import { wireCodec } from '@chorus/wire';
+import { loadLocalState, saveTokens } from './local-state.js';
+import { type SchemaMsg, type SchemaSnapshot, getSchema, loadSchema, putKeyspace, schemaDiffers, spawnSchema } from './schema.js';
+import { type RingEntry, type StatusEntry, ringEntries, ringOf, statusView } from './views.js';
+
+export interface NodeSettings {
+  name: string;
+  clusterName: string;
+  seeds: NodeId[];
+  dc: string;
+  rack: string;
+  numTokens: number;
+  /** Tokens for a first start; ignored once the node has tokens of its own. */
+  initialTokens: string[];
+  phiConvictThreshold: number;
+  gossipIntervalMs: number;
+  writeTimeoutMs: number;
+  readTimeoutMs: number;
+  commitSync: CommitSyncMode;
+  commitSyncPeriodMs: number;
+  gcGraceSeconds: number;
+  maxClockSkewMs: number;
+}
+
+export interface StartNodeOptions {
+  env: Env;
+  transport: Transport;
+  db: StorageDb;
+  settings: NodeSettings;
+  /** Bytes the node's data takes on disk, published as LOAD; the node does no I/O of its own. */
+  loadBytes?: () => Promise<number>;
+  release?: string;
+}
+
+export interface NodeCounters {
+  peersUp: number;
+  peersDown: number;
+  actors: number;
+  pendingAsks: number;
+  rejectedFrames: number;
+  restarts: number;
+}
+
+/** A running node: what the server process and the simulator drive it through. */
+export interface ChorusNode {
+  readonly address: NodeId;
+  readonly name: string;
+  readonly hostId: HostId;
+  readonly system: ActorSystem;
+  /** The latest membership as gossip reports it. */
+  membership(): MembershipSnapshot;
+  status(): Promise<{ nodes: StatusEntry[] }>;
+  ring(): Promise<{ tokens: RingEntry[] }>;
+  keyspaces(): Promise<{ keyspaces: Array<{ name: string; replication: ReplicationSpec }> }>;
+  putKeyspace(name: string, replication: unknown): Promise<{ name: string; replication: ReplicationSpec }>;
+  counters(): NodeCounters;
+  stop(): Promise<void>;
+}
+
+const LOAD_INTERVAL_MS = 10_000;
+const LOCAL_TIMEOUT_MS = 10_000;
+export const DEFAULT_KEYSPACE = 'default';
+
+type ListenerMsg = { type: 'membership'; event: MembershipEvent } | { type: 'load' };
+
+/**
+ * Builds one node's actors from its Env: storage, schema, gossip, and the
+ * listener that keeps the latest membership at hand. The same code runs in
+ * the server process and inside the simulator.
+ */
+export async function startChorusNode(options: StartNodeOptions): Promise<ChorusNode> {
+  const { env, transport, settings } = options;
+  const system = new ActorSystem({ env, transport, codec: wireCodec() });
+  const storage: StorageHandle = spawnStorage(system, { db: options.db, env, commitSync: settings.commitSync, commitSyncPeriodMs: settings.commitSyncPeriodMs, gcGraceSeconds: settings.gcGraceSeconds });
+  const local = await loadLocalState(storage, env, LOCAL_TIMEOUT_MS);
+  const startsAlone = settings.seeds.length === 0 || settings.seeds.every((s) => s === env.node);
+  let tokens: Token[] = local.tokens;
+  if (tokens.length === 0 && settings.initialTokens.length > 0) tokens = settings.initialTokens.map((t) => token(t));
+  if (tokens.length === 0 && startsAlone) tokens = allocateTokens(ringOf(emptySnapshot(env)), { node: env.node, dc: settings.dc }, settings.numTokens, 1, env.random);
+  if (tokens.length > 0 && local.tokens.length === 0) await saveTokens(storage, env, tokens, LOCAL_TIMEOUT_MS);
+
+  let latest: MembershipSnapshot | undefined;
+  let schemaRef: ActorRef<SchemaMsg> | undefined;
+  const gossiper: ActorRef<GossipMsg> = spawnGossiper(system, {
+    clusterName: settings.clusterName,
+    seeds: settings.seeds,
+    gossipIntervalMs: settings.gossipIntervalMs,
+    phiConvictThreshold: settings.phiConvictThreshold,
+    previousGeneration: local.generation - 1,
+    initialState: {
+      name: settings.name,
+      hostId: local.hostId,
+      dc: settings.dc,
+      rack: settings.rack,
+      release: options.release ?? '0.1.0',
+      rpcAddress: env.node,
+      ...(tokens.length > 0 ? { tokens, status: 'NORMAL' as const } : {}),
+    },
+  });
+  // A closed connection or unanswered pings corroborate silence: the failure detector convicts sooner.
+  transport.onLinkState((peer, state) => {
+    try {
+      reportLink(gossiper, peer, state);
+    } catch (error) {
+      env.logger.warn({ peer, state, err: error }, 'could not pass a link report to gossip');
+    }
+  });
+  schemaRef = spawnSchema(system, {
+    storage,
+    initial: await loadSchema(storage),
+    timeoutMs: LOCAL_TIMEOUT_MS,
+    listener: { schemaChanged: (snapshot: SchemaSnapshot) => setApplicationState(gossiper, { schema: snapshot.version }) },
+  });
+  const listener = system.spawn<ListenerMsg>('membership-listener', () => ({
+    started(ctx) {
+      if (options.loadBytes) ctx.after(0, { type: 'load' });
+    },
+    async receive(msg, ctx) {
+      if (msg.type === 'load') {
+        try {
+          setApplicationState(gossiper, { load: await options.loadBytes!() });
+        } finally {
+          ctx.after(LOAD_INTERVAL_MS, { type: 'load' });
+        }
+        return;
+      }
+      latest = msg.event.view;
+      if (msg.event.kind === 'schemaMismatch' && schemaRef) schemaDiffers(schemaRef, msg.event.node);
+    },
+  }));
+  subscribe(gossiper, listener, (event): ListenerMsg => ({ type: 'membership', event }));
+  latest = await membership(gossiper, LOCAL_TIMEOUT_MS);
+
+  if (tokens.length === 0) {
+    // Not in the ring yet: learn it from the seeds first, then choose tokens that balance it.
+    tokens = await joinRing(env, settings, () => latest!);
+    await saveTokens(storage, env, tokens, LOCAL_TIMEOUT_MS);
+    setApplicationState(gossiper, { tokens, status: 'NORMAL' });
+  }
+
+  const defaultReplication = async () => (await getSchema(schemaRef!, LOCAL_TIMEOUT_MS)).keyspaces.get(DEFAULT_KEYSPACE)?.replication;
+  let stopped = false;
+  return {
+    address: env.node,
+    name: settings.name,
+    hostId: local.hostId,
+    system,
+    membership: () => latest!,
+    status: async () => statusView(latest!, await defaultReplication()),
+    ring: async () => ringEntries(latest!),
+    async keyspaces() {
+      const schema = await getSchema(schemaRef!, LOCAL_TIMEOUT_MS);
+      return { keyspaces: [...schema.keyspaces.values()].map((k) => ({ name: k.name, replication: k.replication })).sort((a, b) => a.name.localeCompare(b.name)) };
+    },
+    async putKeyspace(name, replication) {
+      const known = new Set(latest!.endpoints().map((e) => e.dc).filter((dc): dc is string => dc !== undefined));
+      const keyspace = validateKeyspace({ name, replication }, known);
+      if (keyspace.replication.class === 'NetworkTopologyStrategy' && Object.keys(keyspace.replication.dcs).length === 0) throw new InvalidRequest('NetworkTopologyStrategy needs at least one datacenter');
+      await putKeyspace(schemaRef!, keyspace, LOCAL_TIMEOUT_MS);
+      return { name: keyspace.name, replication: keyspace.replication };
+    },
+    counters() {
+      const stats = system.stats();
+      const endpoints = latest?.endpoints().filter((e) => !e.isSelf) ?? [];
+      return {
+        peersUp: endpoints.filter((e) => e.liveness === 'UP').length,
+        peersDown: endpoints.filter((e) => e.liveness === 'DOWN').length,
+        actors: stats.actors,
+        pendingAsks: stats.pendingAsks,
+        rejectedFrames: stats.rejectedFrames,
+        restarts: stats.restarts,
+      };
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      // Gossip first, so peers hear the shutdown and mark us down at once; storage last, so nothing acknowledged is lost.
+      await system.stop(gossiper as ActorRef<unknown>);
+      await system.stop(listener as ActorRef<unknown>);
+      await system.stop(schemaRef as ActorRef<unknown>);
+      await storage.close();
+      await system.shutdown();
+    },
+  };
+}
+
+function emptySnapshot(env: Env): MembershipSnapshot {
+  return { endpoints: () => [], endpoint: () => undefined, self: env.node } as unknown as MembershipSnapshot;
+}
+
+/**
+ * Waits until a seed has answered and the ring has been stable for a few
+ * gossip rounds, then allocates tokens that balance it (Cassandra's
+ * RING_DELAY, shortened: gossip converges in a few rounds on small clusters).
+ */
+async function joinRing(env: Env, settings: NodeSettings, current: () => MembershipSnapshot): Promise<Token[]> {
+  const sleep = (ms: number) => new Promise<void>((resolve) => env.scheduler.setTimer(ms, resolve));
+  let stableRounds = 0;
+  let lastRingSize = -1;
+  while (stableRounds < 3) {
+    await sleep(settings.gossipIntervalMs);
+    const view = current();
+    const seedUp = settings.seeds.some((s) => s !== env.node && view.isAlive(s));
+    const ringSize = ringOf(view).tokens.length;
+    stableRounds = seedUp && ringSize === lastRingSize ? stableRounds + 1 : 0;
+    lastRingSize = ringSize;
+  }
+  const ring = ringOf(current());
+  env.logger.info({ ringNodes: ring.members.length }, 'joining the ring');
+  const tokens = allocateTokens(ring, { node: env.node, dc: settings.dc }, settings.numTokens, 3, env.random);
+  // Nodes that join at the same moment see the same ring and would choose the very same tokens;
+  // a nudge of at most a millionth of the ring keeps them apart without upsetting the balance.
+  const nudge = 2n ** 64n / 1_000_000n;
+  return tokens.map((t) => token(BigInt.asIntN(64, t + (BigInt(env.random.int(2 ** 31)) * nudge) / 2n ** 31n)));
+}

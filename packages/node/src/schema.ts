@@ -1,0 +1,156 @@
+import { createHash } from 'node:crypto';
+import type { ActorRef, ActorSystem, ReplyTo } from '@chorus/actors';
+import { type NodeId, InvalidRequest } from '@chorus/core';
+import { type KeyspaceDef, type ReplicationSpec, validateKeyspace } from '@chorus/ring';
+import { type StorageHandle, write } from '@chorus/storage';
+import type { KeyspaceDefinitionWire, WireMessage } from '@chorus/wire';
+import { SCHEMA_PARTITION, SYSTEM_KEYSPACE, systemRow } from './system-keyspace.js';
+
+export interface StoredKeyspace extends KeyspaceDef {
+  readonly timestampMicros: number;
+}
+
+export interface SchemaSnapshot {
+  readonly version: string;
+  readonly keyspaces: ReadonlyMap<string, StoredKeyspace>;
+}
+
+export const SCHEMA_ACTOR = 'schema';
+
+type Definitions = WireMessage<'schema.definitions'>;
+
+export type SchemaMsg =
+  | { type: 'schema.put'; keyspace: KeyspaceDef; replyTo: ReplyTo<SchemaSnapshot> }
+  | { type: 'schema.get'; replyTo: ReplyTo<SchemaSnapshot> }
+  | ({ type: 'schema.pull'; replyTo: ReplyTo<Definitions> })
+  | { type: 'schema.differs'; peer: NodeId }
+  | { type: 'schema.merge'; keyspaces: KeyspaceDefinitionWire[] };
+
+/**
+ * Who hears about schema changes. Called by the schema actor, inside its
+ * turn, after each change is stored; must not block.
+ */
+export interface SchemaListener {
+  schemaChanged(snapshot: SchemaSnapshot): void;
+}
+
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+
+/** A digest of every definition, so two nodes can tell at a glance (in gossip) whether they agree. */
+export function schemaVersion(keyspaces: Iterable<StoredKeyspace>): string {
+  const hash = createHash('sha256');
+  for (const k of [...keyspaces].sort((a, b) => a.name.localeCompare(b.name))) hash.update(`${k.name}\u0000${canonical(k.replication)}\u0000${k.timestampMicros}\n`);
+  return hash.digest('hex').slice(0, 32);
+}
+
+function canonical(replication: ReplicationSpec): string {
+  if (replication.class === 'SimpleStrategy') return JSON.stringify({ class: 'SimpleStrategy', rf: replication.rf });
+  const dcs = Object.fromEntries(Object.entries(replication.dcs).sort(([a], [b]) => a.localeCompare(b)));
+  return JSON.stringify({ class: 'NetworkTopologyStrategy', dcs });
+}
+
+/** Newest change wins; on a tie the greater definition, so every node picks the same one. */
+function newer(candidate: StoredKeyspace, current: StoredKeyspace | undefined): boolean {
+  if (!current) return true;
+  if (candidate.timestampMicros !== current.timestampMicros) return candidate.timestampMicros > current.timestampMicros;
+  return canonical(candidate.replication) > canonical(current.replication);
+}
+
+function fromWire(k: KeyspaceDefinitionWire): StoredKeyspace | undefined {
+  try {
+    const def = validateKeyspace({ name: k.name, replication: JSON.parse(k.replication) as unknown });
+    return { ...def, timestampMicros: k.timestampMicros };
+  } catch {
+    return undefined;
+  }
+}
+
+const toWire = (k: StoredKeyspace): KeyspaceDefinitionWire => ({ name: k.name, replication: canonical(k.replication), timestampMicros: k.timestampMicros });
+
+/** Reads the stored definitions of a node's schema. */
+export async function loadSchema(storage: StorageHandle): Promise<StoredKeyspace[]> {
+  const page = await storage.store.slice(SYSTEM_KEYSPACE, systemRow(SCHEMA_PARTITION, '').token, encoder.encode(SCHEMA_PARTITION), { limit: 10_000 });
+  const out: StoredKeyspace[] = [];
+  for (const row of page.rows) {
+    if (!('value' in row.cell)) continue;
+    const k = fromWire(JSON.parse(decoder.decode(row.cell.value)) as KeyspaceDefinitionWire);
+    if (k) out.push(k);
+  }
+  return out;
+}
+
+/**
+ * Owns this node's keyspace definitions. A change made here is stored, then
+ * its new version goes out by gossip; a node that sees another version pulls
+ * the other node's definitions and keeps the newest of each.
+ */
+export function spawnSchema(system: ActorSystem, options: { storage: StorageHandle; initial: StoredKeyspace[]; listener: SchemaListener; timeoutMs: number }): ActorRef<SchemaMsg> {
+  return system.spawn<SchemaMsg>(SCHEMA_ACTOR, () => {
+    const keyspaces = new Map(options.initial.map((k) => [k.name, k]));
+    let snapshot: SchemaSnapshot = { version: schemaVersion(keyspaces.values()), keyspaces: new Map(keyspaces) };
+
+    async function store(candidates: StoredKeyspace[]): Promise<boolean> {
+      const changes = candidates.filter((k) => newer(k, keyspaces.get(k.name)));
+      for (const k of changes) {
+        await write(options.storage.ref, { ...systemRow(SCHEMA_PARTITION, k.name), cell: { value: encoder.encode(JSON.stringify(toWire(k))), timestampMicros: k.timestampMicros } }, options.timeoutMs);
+        keyspaces.set(k.name, k);
+      }
+      if (changes.length === 0) return false;
+      snapshot = { version: schemaVersion(keyspaces.values()), keyspaces: new Map(keyspaces) };
+      options.listener.schemaChanged(snapshot);
+      return true;
+    }
+
+    return {
+      started: () => options.listener.schemaChanged(snapshot),
+      async receive(msg, ctx) {
+        switch (msg.type) {
+          case 'schema.get':
+            ctx.reply(msg.replyTo, snapshot);
+            return;
+          case 'schema.put': {
+            if (msg.keyspace.name === SYSTEM_KEYSPACE) {
+              ctx.fail(msg.replyTo, new InvalidRequest('keyspace system is reserved for the node itself'));
+              return;
+            }
+            // A change must beat the current definition even if this node's clock lags the one that wrote it.
+            const current = keyspaces.get(msg.keyspace.name);
+            const timestampMicros = Math.max(ctx.env.clock.nowMicros(), (current?.timestampMicros ?? 0) + 1);
+            await store([{ ...msg.keyspace, timestampMicros }]);
+            ctx.reply(msg.replyTo, snapshot);
+            return;
+          }
+          case 'schema.pull':
+            ctx.reply(msg.replyTo, { type: 'schema.definitions', keyspaces: [...keyspaces.values()].map(toWire) });
+            return;
+          case 'schema.differs': {
+            const peer = ctx.system.ref<SchemaMsg>({ node: msg.peer, name: SCHEMA_ACTOR });
+            // The pull runs outside this turn so a slow peer does not stall local schema reads.
+            peer.ask<Definitions>((replyTo) => ({ type: 'schema.pull', replyTo }), options.timeoutMs).then(
+              (definitions) => ctx.self.tell({ type: 'schema.merge', keyspaces: definitions.keyspaces }),
+              (error: unknown) => ctx.log.debug({ peer: msg.peer, err: error }, 'schema pull failed; gossip will ask again'),
+            );
+            return;
+          }
+          case 'schema.merge':
+            await store(msg.keyspaces.map(fromWire).filter((k): k is StoredKeyspace => k !== undefined));
+            return;
+        }
+      },
+    };
+  });
+}
+
+export function putKeyspace(ref: ActorRef<SchemaMsg>, keyspace: KeyspaceDef, timeoutMs: number): Promise<SchemaSnapshot> {
+  return ref.ask<SchemaSnapshot>((replyTo) => ({ type: 'schema.put', keyspace, replyTo }), timeoutMs);
+}
+
+export function getSchema(ref: ActorRef<SchemaMsg>, timeoutMs: number): Promise<SchemaSnapshot> {
+  return ref.ask<SchemaSnapshot>((replyTo) => ({ type: 'schema.get', replyTo }), timeoutMs);
+}
+
+/** Tells the schema actor that `peer` gossips another schema version. */
+export function schemaDiffers(ref: ActorRef<SchemaMsg>, peer: NodeId): void {
+  ref.tell({ type: 'schema.differs', peer });
+}
