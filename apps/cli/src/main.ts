@@ -131,6 +131,51 @@ keyspace
     else for (const k of list.keyspaces) print(`${k.name}  ${JSON.stringify(k.replication)}`);
   });
 
+const dataPath = (keyspace: string, key: string, clustering?: string) =>
+  `/${[keyspace, key, ...(clustering === undefined ? [] : [clustering])].map(encodeURIComponent).join('/')}`;
+const queryOf = (params: Record<string, string | number | undefined>) => {
+  const entries = Object.entries(params).filter(([, v]) => v !== undefined) as Array<[string, string | number]>;
+  return entries.length ? `?${entries.map(([k, v]) => `${k}=${encodeURIComponent(String(v))}`).join('&')}` : '';
+};
+const dataCommand = (name: string, description: string) =>
+  program
+    .command(name)
+    .description(description)
+    .option('--keyspace <ks>', 'keyspace', 'default')
+    .option('--clustering <key>', 'clustering key, for one row of a wide partition')
+    .option('--consistency <cl>', 'ONE TWO THREE QUORUM ALL ANY LOCAL_ONE LOCAL_QUORUM EACH_QUORUM (default QUORUM)')
+    .addOption(hostOption());
+
+dataCommand('put <key> <value>', 'write a value, with any node as coordinator')
+  .option('--ttl <seconds>', 'expire the value after this many seconds', integer('--ttl'))
+  .action(async (key: string, value: string, o: { keyspace: string; clustering?: string; consistency?: string; ttl?: number; host: string }) => {
+    const answer = await request(o.host, 'PUT', `/v1/kv${dataPath(o.keyspace, key, o.clustering)}${queryOf({ consistency: o.consistency, ttl: o.ttl })}`, { body: value });
+    if (answer.status !== 200) throw new CliError(errorLine(answer));
+  });
+dataCommand('get <key>', 'read a value; --local reads only the asked node\'s own replica')
+  .option('--local', "the asked node's own replica, without coordination")
+  .option('--json', 'one JSON document with value and timestamp')
+  .action(async (key: string, o: { keyspace: string; clustering?: string; consistency?: string; host: string; local?: boolean; json?: boolean }) => {
+    if (o.local) {
+      const answer = await request(o.host, 'GET', `/v1/local${dataPath(o.keyspace, key, o.clustering)}`);
+      if (answer.status === 404) throw new CliError(`${o.host} holds nothing for ${key}`);
+      if (answer.status !== 200) throw new CliError(errorLine(answer));
+      const cell = answer.json<{ value: string | null; timestamp: number; tombstone: boolean }>();
+      if (o.json) json(cell);
+      else print(cell.tombstone ? `(deleted at ${cell.timestamp})` : Buffer.from(cell.value!, 'base64').toString('utf8'));
+      return;
+    }
+    const answer = await request(o.host, 'GET', `/v1/kv${dataPath(o.keyspace, key, o.clustering)}${queryOf({ consistency: o.consistency })}`);
+    if (answer.status === 404) throw new CliError(`not found: ${key}`);
+    if (answer.status !== 200) throw new CliError(errorLine(answer));
+    if (o.json) json({ value: answer.body.toString('utf8'), timestamp: Number(answer.headers.get('x-chorus-timestamp')) });
+    else print(answer.body.toString('utf8'));
+  });
+dataCommand('del <key>', 'delete a value (a tombstone, kept for gc_grace_seconds)').action(async (key: string, o: { keyspace: string; clustering?: string; consistency?: string; host: string }) => {
+  const answer = await request(o.host, 'DELETE', `/v1/kv${dataPath(o.keyspace, key, o.clustering)}${queryOf({ consistency: o.consistency })}`);
+  if (answer.status !== 200) throw new CliError(errorLine(answer));
+});
+
 program.parseAsync(process.argv).catch((error: unknown) => {
   const message = error instanceof Error ? error.message : String(error);
   process.stderr.write(`chorus: ${message.split('\n')[0]}\n`);

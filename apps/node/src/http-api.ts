@@ -1,6 +1,6 @@
 import { InvalidRequest, isChorusError } from '@chorus/core';
 import type { ChorusNode } from '@chorus/node';
-import Fastify from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Metrics } from './metrics.js';
 
@@ -16,7 +16,7 @@ export interface ApiOptions {
 
 /** The HTTP API of DESIGN.md section 4 on this node's one port. */
 export function buildApi(options: ApiOptions) {
-  const app = Fastify({ loggerInstance: options.logger, disableRequestLogging: true, bodyLimit: BODY_LIMIT, return503OnClosing: true });
+  const app = Fastify({ loggerInstance: options.logger as FastifyBaseLogger, disableRequestLogging: true, bodyLimit: BODY_LIMIT, return503OnClosing: true });
 
   // Bodies arrive as raw bytes: values are opaque, and JSON bodies are parsed where they are expected, with our own errors.
   app.removeAllContentTypeParsers();
@@ -60,7 +60,90 @@ export function buildApi(options: ApiOptions) {
     if (typeof body !== 'object' || body === null || !('replication' in body)) throw new InvalidRequest('body must be {"replication": {...}}');
     return ready().putKeyspace(request.params.name, (body as { replication: unknown }).replication);
   });
+  registerDataRoutes(app, ready);
   return app;
+}
+
+type Query = Record<string, string | undefined>;
+type KvParams = { ks: string; key: string; clustering?: string };
+
+function integerParam(query: Query, name: string, min: number): number | undefined {
+  const raw = query[name];
+  if (raw === undefined || raw === '') return undefined;
+  const n = Number(raw);
+  if (!/^-?\d+$/.test(raw) || !Number.isSafeInteger(n) || n < min) throw new InvalidRequest(`${name} must be an integer ≥ ${min}, got ${JSON.stringify(raw).slice(0, 40)}`, { field: name });
+  return n;
+}
+
+function consistencyOf(query: Query): { consistency?: string } {
+  return query.consistency ? { consistency: query.consistency } : {};
+}
+
+/** Values of the one-row and slice APIs. Keys come from the path, UTF-8; values are the raw body bytes. */
+function registerDataRoutes(app: FastifyInstance, ready: () => ChorusNode): void {
+  const kvPaths = ['/v1/kv/:ks/:key', '/v1/kv/:ks/:key/:clustering'];
+  for (const path of kvPaths) {
+    app.put<{ Params: KvParams; Querystring: Query }>(path, async (request) => {
+      const { ks, key, clustering } = request.params;
+      const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+      const ttlSeconds = integerParam(request.query, 'ttl', 1);
+      const timestampMicros = integerParam(request.query, 'timestamp', 0);
+      const result = await ready().coordinator.put(ks, key, clustering, new Uint8Array(body.buffer, body.byteOffset, body.byteLength), {
+        ...consistencyOf(request.query),
+        ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
+        ...(timestampMicros !== undefined ? { timestampMicros } : {}),
+      });
+      return { timestamp: result.timestampMicros };
+    });
+    app.get<{ Params: KvParams; Querystring: Query }>(path, async (request, reply) => {
+      const { ks, key, clustering } = request.params;
+      const found = await ready().coordinator.get(ks, key, clustering, consistencyOf(request.query));
+      if (!found) return reply.status(404).send({ error: 'NotFound', message: `no value for ${key}${clustering === undefined ? '' : `/${clustering}`} in ${ks}` });
+      return reply.header('x-chorus-timestamp', String(found.timestampMicros)).type('application/octet-stream').send(Buffer.from(found.value));
+    });
+    app.delete<{ Params: KvParams; Querystring: Query }>(path, async (request) => {
+      const { ks, key, clustering } = request.params;
+      const timestampMicros = integerParam(request.query, 'timestamp', 0);
+      const result = await ready().coordinator.del(ks, key, clustering, { ...consistencyOf(request.query), ...(timestampMicros !== undefined ? { timestampMicros } : {}) });
+      return { timestamp: result.timestampMicros };
+    });
+  }
+  for (const path of ['/v1/local/:ks/:key', '/v1/local/:ks/:key/:clustering']) {
+    app.get<{ Params: KvParams }>(path, async (request, reply) => {
+      const { ks, key, clustering } = request.params;
+      const cell = await ready().coordinator.local(ks, key, clustering);
+      if (!cell) return reply.status(404).send({ error: 'NotFound', message: `this node holds nothing for ${key} in ${ks}` });
+      const tombstone = 'tombstone' in cell && cell.tombstone === true;
+      return {
+        value: tombstone ? null : Buffer.from((cell as { value: Uint8Array }).value).toString('base64'),
+        timestamp: cell.timestampMicros,
+        tombstone,
+        ...('expiresAtMicros' in cell && cell.expiresAtMicros !== undefined ? { expiresAt: cell.expiresAtMicros } : {}),
+      };
+    });
+  }
+  app.get<{ Params: { ks: string; partition: string }; Querystring: Query }>('/v1/rows/:ks/:partition', async (request) => {
+    const { ks, partition } = request.params;
+    const q = request.query;
+    const limit = integerParam(q, 'limit', 1);
+    let page: Uint8Array | undefined;
+    if (q.page) {
+      if (!/^[A-Za-z0-9_-]*$/.test(q.page)) throw new InvalidRequest('page must be the nextPage token of a previous answer', { field: 'page' });
+      page = new Uint8Array(Buffer.from(q.page, 'base64url'));
+    }
+    const result = await ready().coordinator.slice(ks, partition, {
+      ...consistencyOf(q),
+      ...(q.from !== undefined ? { from: q.from } : {}),
+      ...(q.to !== undefined ? { to: q.to } : {}),
+      ...(limit !== undefined ? { limit } : {}),
+      ...(page ? { page } : {}),
+      ...(q.reverse === 'true' ? { reverse: true } : {}),
+    });
+    return {
+      rows: result.rows.map((r) => ({ clustering: Buffer.from(r.clustering).toString('utf8'), value: Buffer.from(r.value).toString('base64'), timestamp: r.timestampMicros, ...(r.expiresAtMicros !== undefined ? { expiresAt: r.expiresAtMicros } : {}) })),
+      ...(result.nextPage ? { nextPage: Buffer.from(result.nextPage).toString('base64url') } : {}),
+    };
+  });
 }
 
 function parseJsonBody(body: unknown): unknown {

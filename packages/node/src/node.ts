@@ -1,10 +1,12 @@
 import { type ActorRef, ActorSystem } from '@chorus/actors';
+import { type CoordinatorHandle, spawnCoordinator } from '@chorus/coordinator';
 import { type Env, type HostId, InvalidRequest, type NodeId, type Token, type Transport, token } from '@chorus/core';
 import { type GossipMsg, type MembershipEvent, type MembershipSnapshot, membership, reportLink, setApplicationState, spawnGossiper, subscribe } from '@chorus/gossip';
-import { type ReplicationSpec, allocateTokens, validateKeyspace } from '@chorus/ring';
+import { type KeyspaceDef, type ReplicationSpec, type RingView, allocateTokens, validateKeyspace } from '@chorus/ring';
 import { type CommitSyncMode, type StorageDb, type StorageHandle, spawnStorage } from '@chorus/storage';
 import { wireCodec } from '@chorus/wire';
 import { loadLocalState, saveTokens } from './local-state.js';
+import { SYSTEM_KEYSPACE } from './system-keyspace.js';
 import { type SchemaMsg, type SchemaSnapshot, getSchema, loadSchema, putKeyspace, schemaDiffers, spawnSchema } from './schema.js';
 import { type RingEntry, type StatusEntry, ringEntries, ringOf, statusView } from './views.js';
 
@@ -52,6 +54,8 @@ export interface ChorusNode {
   readonly name: string;
   readonly hostId: HostId;
   readonly system: ActorSystem;
+  /** Reads and writes at any consistency level, with this node as coordinator. */
+  readonly coordinator: CoordinatorHandle;
   /** The latest membership as gossip reports it. */
   membership(): MembershipSnapshot;
   status(): Promise<{ nodes: StatusEntry[] }>;
@@ -110,11 +114,17 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
       env.logger.warn({ peer, state, err: error }, 'could not pass a link report to gossip');
     }
   });
+  let schema: ReadonlyMap<string, KeyspaceDef> = new Map();
   schemaRef = spawnSchema(system, {
     storage,
     initial: await loadSchema(storage),
     timeoutMs: LOCAL_TIMEOUT_MS,
-    listener: { schemaChanged: (snapshot: SchemaSnapshot) => setApplicationState(gossiper, { schema: snapshot.version }) },
+    listener: {
+      schemaChanged(snapshot: SchemaSnapshot) {
+        schema = snapshot.keyspaces;
+        setApplicationState(gossiper, { schema: snapshot.version });
+      },
+    },
   });
   const listener = system.spawn<ListenerMsg>('membership-listener', () => ({
     started(ctx) {
@@ -143,6 +153,29 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     setApplicationState(gossiper, { tokens, status: 'NORMAL' });
   }
 
+  // The ring changes only when membership does: rebuild it once per new snapshot, not once per request.
+  let ringFor: { view: MembershipSnapshot; ring: RingView } | undefined;
+  const currentRing = (): RingView => {
+    const view = latest!;
+    if (ringFor?.view !== view) ringFor = { view, ring: ringOf(view) };
+    return ringFor.ring;
+  };
+  const coordinator = spawnCoordinator(system, {
+    env,
+    storage,
+    membership: {
+      isAlive: (node) => node === env.node || latest!.isAlive(node),
+      locationOf(node) {
+        const e = latest!.endpoint(node);
+        return e?.dc && e.rack ? { dc: e.dc, rack: e.rack } : undefined;
+      },
+    },
+    topology: { ring: currentRing, keyspace: (name) => (name === SYSTEM_KEYSPACE ? undefined : schema.get(name)), localDc: settings.dc, localRack: settings.rack },
+    writeTimeoutMs: settings.writeTimeoutMs,
+    readTimeoutMs: settings.readTimeoutMs,
+    maxClockSkewMs: settings.maxClockSkewMs,
+  });
+
   const defaultReplication = async () => (await getSchema(schemaRef!, LOCAL_TIMEOUT_MS)).keyspaces.get(DEFAULT_KEYSPACE)?.replication;
   let stopped = false;
   return {
@@ -150,6 +183,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     name: settings.name,
     hostId: local.hostId,
     system,
+    coordinator,
     membership: () => latest!,
     status: async () => statusView(latest!, await defaultReplication()),
     ring: async () => ringEntries(latest!),
@@ -181,6 +215,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
       stopped = true;
       // Gossip first, so peers hear the shutdown and mark us down at once; storage last, so nothing acknowledged is lost.
       await system.stop(gossiper as ActorRef<unknown>);
+      await coordinator.stop();
       await system.stop(listener as ActorRef<unknown>);
       await system.stop(schemaRef as ActorRef<unknown>);
       await storage.close();
