@@ -185,7 +185,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     system,
     coordinator,
     membership: () => latest!,
-    status: async () => statusView(latest!, await defaultReplication()),
+    status: async () => statusView(latest!, await defaultReplication(), coordinator.clockSkew()),
     ring: async () => ringEntries(latest!),
     async keyspaces() {
       const schema = await getSchema(schemaRef!, LOCAL_TIMEOUT_MS);

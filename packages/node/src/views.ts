@@ -16,6 +16,10 @@ export interface StatusEntry {
   load: number;
   generation: number;
   status: string;
+  /** Estimated offset of the node's clock from the asked node's, in ms; absent until measured. */
+  clockSkewMs?: number;
+  /** The offset is beyond max_clock_skew: its timestamps are refused. */
+  clockSkewed?: boolean;
 }
 
 export interface RingEntry {
@@ -53,7 +57,7 @@ export function ringOf(view: MembershipSnapshot): RingView {
   }
 }
 
-export function statusView(view: MembershipSnapshot, replication: ReplicationSpec | undefined): { nodes: StatusEntry[] } {
+export function statusView(view: MembershipSnapshot, replication: ReplicationSpec | undefined, skew: Readonly<Record<string, { skewMs: number; flagged: boolean }>> = {}): { nodes: StatusEntry[] } {
   const ring = ringOf(view);
   const ownership = ring.members.length > 0 ? ring.ownership(replication ?? { class: 'SimpleStrategy', rf: 1 }) : new Map<NodeId, number>();
   const nodes = view
@@ -71,6 +75,7 @@ export function statusView(view: MembershipSnapshot, replication: ReplicationSpe
       load: e.load ?? 0,
       generation: e.generation,
       status: e.status ?? 'unknown',
+      ...(skew[e.node] ? { clockSkewMs: Math.round(skew[e.node]!.skewMs), clockSkewed: skew[e.node]!.flagged } : {}),
     }));
   return { nodes };
 }
