@@ -1,15 +1,8 @@
-export interface StatusNode {
-  name: string;
-  address: string;
-  hostId: string;
-  state: string;
-  dc: string;
-  rack: string;
-  tokens: number;
-  owns: number | null;
-  load: number;
-  generation?: number;
-}
+import type { RingEntry, StatusEntry } from '@chorus/node';
+
+/** One node of `GET /v1/status`; older nodes may omit the newer fields. */
+export type StatusNode = Pick<StatusEntry, 'name' | 'address' | 'hostId' | 'state' | 'dc' | 'rack' | 'tokens' | 'owns' | 'load'> & Partial<StatusEntry>;
+export type { RingEntry };
 
 export function formatBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -40,15 +33,6 @@ export function formatStatus(nodes: StatusNode[]): string {
     blocks.push([`Datacenter: ${dc}`, '='.repeat(12 + dc.length), 'Status=Up/Down', '|/ State=Normal/Leaving/Joining/Moving', table(rows)].join('\n'));
   }
   return blocks.join('\n\n');
-}
-
-export interface RingEntry {
-  token: string;
-  name: string;
-  address: string;
-  dc: string;
-  rack: string;
-  state: string;
 }
 
 export function formatRing(entries: RingEntry[]): string {
