@@ -19,6 +19,8 @@ export interface NodeSettings {
   num_tokens: number;
   /** Tokens for the node's first start (as Cassandra's initial_token); ignored once the node has tokens. */
   initial_tokens: string[];
+  /** Stream data before joining a ring that has members (not available yet: such a join is refused unless false). */
+  auto_bootstrap: boolean;
   secret: string;
   phi_convict_threshold: number;
   gossip_interval: number;
@@ -38,6 +40,7 @@ export const DEFAULTS: Omit<NodeSettings, 'name' | 'listen_address' | 'data_dir'
   rack: 'rack1',
   num_tokens: 16,
   initial_tokens: [],
+  auto_bootstrap: true,
   phi_convict_threshold: 8,
   gossip_interval: 1_000,
   write_request_timeout: 2_000,
@@ -53,6 +56,7 @@ const DURATIONS = new Set(['gossip_interval', 'write_request_timeout', 'read_req
 const LISTS = new Set(['seeds', 'initial_tokens']);
 const INTEGERS = new Set(['num_tokens', 'gc_grace_seconds']);
 const NUMBERS = new Set(['phi_convict_threshold']);
+const BOOLEANS = new Set(['auto_bootstrap']);
 
 const Address = Type.String({ pattern: '^[A-Za-z0-9.\\-]+:[0-9]{1,5}$' });
 const Duration = Type.Integer({ minimum: 1, maximum: 86_400_000 });
@@ -67,6 +71,7 @@ const Schema = Type.Object(
     rack: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' }),
     num_tokens: Type.Integer({ minimum: 1, maximum: 1024 }),
     initial_tokens: Type.Array(Type.String({ pattern: '^-?[0-9]{1,19}$' }), { maxItems: 1024 }),
+    auto_bootstrap: Type.Boolean(),
     secret: Type.String({ minLength: 8, maxLength: 1024 }),
     phi_convict_threshold: Type.Number({ minimum: 1, maximum: 32 }),
     gossip_interval: Duration,
@@ -163,6 +168,10 @@ function normalize(setting: string, value: unknown, where: string): unknown {
   if (LISTS.has(setting)) {
     if (Array.isArray(value)) return value.map(String);
     return String(value).split(',').map((s) => s.trim()).filter(Boolean);
+  }
+  if (BOOLEANS.has(setting) && typeof value === 'string') {
+    if (!['true', 'false'].includes(value.trim().toLowerCase())) throw new ConfigError(`${setting} must be true or false, got ${JSON.stringify(value)}`);
+    return value.trim().toLowerCase() === 'true';
   }
   if ((INTEGERS.has(setting) || NUMBERS.has(setting)) && typeof value === 'string') {
     const n = Number(value);

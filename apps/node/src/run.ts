@@ -1,7 +1,7 @@
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { nodeId, realEnv } from '@chorus/core';
+import { isChorusError, nodeId, realEnv } from '@chorus/core';
 import { type ChorusNode, startChorusNode } from '@chorus/node';
 import { createWsTransport } from '@chorus/wire';
 import { Level } from 'level';
@@ -60,7 +60,14 @@ export async function runNode(sources: ConfigSources): Promise<void> {
     throw error;
   }
 
-  node = await startChorusNode({ env, transport, db, settings: nodeSettingsOf(settings), loadBytes: () => directoryBytes(join(settings.data_dir, 'data')) });
+  try {
+    node = await startChorusNode({ env, transport, db, settings: nodeSettingsOf(settings), loadBytes: () => directoryBytes(join(settings.data_dir, 'data')) });
+  } catch (error) {
+    await transport.close();
+    await api.close();
+    if (isChorusError(error)) fail(error.message);
+    throw error;
+  }
   logger.info({ address: settings.listen_address, hostId: node.hostId, dc: settings.dc, rack: settings.rack }, 'node serving');
 
   let stopping = false;
@@ -110,6 +117,7 @@ function nodeSettingsOf(s: NodeSettings) {
     rack: s.rack,
     numTokens: s.num_tokens,
     initialTokens: s.initial_tokens,
+    autoBootstrap: s.auto_bootstrap,
     phiConvictThreshold: s.phi_convict_threshold,
     gossipIntervalMs: s.gossip_interval,
     writeTimeoutMs: s.write_request_timeout,

@@ -1,6 +1,6 @@
 import { type ActorRef, ActorSystem } from '@chorus/actors';
 import { type CoordinatorHandle, spawnCoordinator } from '@chorus/coordinator';
-import { type Env, type HostId, InvalidRequest, type NodeId, type Token, type Transport, token } from '@chorus/core';
+import { ChorusError, type Env, type HostId, InvalidRequest, type NodeId, type Token, type Transport, token } from '@chorus/core';
 import { type GossipMsg, type MembershipEvent, type MembershipSnapshot, membership, reportLink, setApplicationState, spawnGossiper, subscribe } from '@chorus/gossip';
 import { type KeyspaceDef, type ReplicationSpec, type RingView, allocateTokens, validateKeyspace } from '@chorus/ring';
 import { type CommitSyncMode, type StorageDb, type StorageHandle, spawnStorage } from '@chorus/storage';
@@ -19,6 +19,13 @@ export interface NodeSettings {
   numTokens: number;
   /** Tokens for a first start; ignored once the node has tokens of its own. */
   initialTokens: string[];
+  /**
+   * Whether a node joining a ring that already has members must stream its
+   * ranges first (Cassandra's auto_bootstrap). Streaming is not built yet, so
+   * such a join is refused unless this is false: the node then joins empty,
+   * and repair must fill it.
+   */
+  autoBootstrap: boolean;
   phiConvictThreshold: number;
   gossipIntervalMs: number;
   writeTimeoutMs: number;
@@ -132,11 +139,12 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     },
     async receive(msg, ctx) {
       if (msg.type === 'load') {
-        try {
-          setApplicationState(gossiper, { load: await options.loadBytes!() });
-        } finally {
-          ctx.after(LOAD_INTERVAL_MS, { type: 'load' });
-        }
+        ctx.after(LOAD_INTERVAL_MS, { type: 'load' });
+        // Measured outside this turn: a slow disk walk must not hold back membership events.
+        options.loadBytes!().then(
+          (load) => setApplicationState(gossiper, { load }),
+          (error: unknown) => ctx.log.warn({ err: error }, 'could not measure the data size'),
+        );
         return;
       }
       latest = msg.event.view;
@@ -148,16 +156,26 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
 
   if (tokens.length === 0) {
     // Not in the ring yet: learn it from the seeds first, then choose tokens that balance it.
-    tokens = await joinRing(env, settings, () => latest!);
+    try {
+      tokens = await joinRing(env, settings, () => latest!);
+    } catch (error) {
+      await system.stop(gossiper as ActorRef<unknown>);
+      await storage.close();
+      await system.shutdown();
+      throw error;
+    }
     await saveTokens(storage, env, tokens, LOCAL_TIMEOUT_MS);
     setApplicationState(gossiper, { tokens, status: 'NORMAL' });
   }
 
-  // The ring changes only when membership does: rebuild it once per new snapshot, not once per request.
-  let ringFor: { view: MembershipSnapshot; ring: RingView } | undefined;
+  // Membership snapshots change with every load or schema update; the ring only when tokens, status or placement do.
+  // Rebuild it (and its per-range replica caches) only then.
+  let ringFor: { view: MembershipSnapshot; key: string; ring: RingView } | undefined;
   const currentRing = (): RingView => {
     const view = latest!;
-    if (ringFor?.view !== view) ringFor = { view, ring: ringOf(view) };
+    if (ringFor?.view === view) return ringFor.ring;
+    const key = view.endpoints().map((e) => `${e.node}|${e.status}|${e.dc}|${e.rack}|${e.tokens.join(',')}`).join(';');
+    ringFor = { view, key, ring: ringFor?.key === key ? ringFor.ring : ringOf(view) };
     return ringFor.ring;
   };
   const coordinator = spawnCoordinator(system, {
@@ -224,6 +242,19 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
   };
 }
 
+/** Joining a ring that holds data needs bootstrap streaming, which this version does not have. */
+export class BootstrapUnsupported extends ChorusError {
+  constructor(members: number) {
+    super(
+      'BootstrapUnsupported',
+      'BOOTSTRAP_UNSUPPORTED',
+      `the ring already has ${members} node(s) and bootstrap streaming is not available yet; start with auto_bootstrap=false to join without data (then repair), or give initial_tokens for a new cluster`,
+      { members },
+      503,
+    );
+  }
+}
+
 function emptySnapshot(env: Env): MembershipSnapshot {
   return { endpoints: () => [], endpoint: () => undefined, self: env.node } as unknown as MembershipSnapshot;
 }
@@ -246,7 +277,8 @@ async function joinRing(env: Env, settings: NodeSettings, current: () => Members
     lastRingSize = ringSize;
   }
   const ring = ringOf(current());
-  env.logger.info({ ringNodes: ring.members.length }, 'joining the ring');
+  if (ring.members.length > 0 && settings.autoBootstrap) throw new BootstrapUnsupported(ring.members.length);
+  env.logger.info({ ringNodes: ring.members.length }, 'joining the ring without bootstrap');
   const tokens = allocateTokens(ring, { node: env.node, dc: settings.dc }, settings.numTokens, 3, env.random);
   // Nodes that join at the same moment see the same ring and would choose the very same tokens;
   // a nudge of at most a millionth of the ring keeps them apart without upsetting the balance.

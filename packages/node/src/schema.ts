@@ -86,9 +86,10 @@ export async function loadSchema(storage: StorageHandle): Promise<StoredKeyspace
  * the other node's definitions and keeps the newest of each.
  */
 export function spawnSchema(system: ActorSystem, options: { storage: StorageHandle; initial: StoredKeyspace[]; listener: SchemaListener; timeoutMs: number }): ActorRef<SchemaMsg> {
+  // Outside the behavior: a supervised restart must keep every definition stored since the node started.
+  const keyspaces = new Map(options.initial.map((k) => [k.name, k]));
+  let snapshot: SchemaSnapshot = { version: schemaVersion(keyspaces.values()), keyspaces: new Map(keyspaces) };
   return system.spawn<SchemaMsg>(SCHEMA_ACTOR, () => {
-    const keyspaces = new Map(options.initial.map((k) => [k.name, k]));
-    let snapshot: SchemaSnapshot = { version: schemaVersion(keyspaces.values()), keyspaces: new Map(keyspaces) };
 
     async function store(candidates: StoredKeyspace[]): Promise<boolean> {
       const changes = candidates.filter((k) => newer(k, keyspaces.get(k.name)));

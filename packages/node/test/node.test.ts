@@ -21,6 +21,8 @@ function settings(name: string, seeds: string[], extra: Partial<NodeSettings> = 
     commitSyncPeriodMs: 10_000,
     gcGraceSeconds: 864_000,
     maxClockSkewMs: 1_000,
+    // These clusters are new and empty: their nodes join without streaming.
+    autoBootstrap: false,
     ...extra,
   };
 }
@@ -125,5 +127,23 @@ describe('coordination through gossip membership in the simulator', () => {
     await settle('n3 back, and seeing the others', async () => nodes.has('n3') && (await nodes.get('n1')!.status()).nodes.find((n) => n.name === 'n3')?.state === 'UN' && (await nodes.get('n3')!.status()).nodes.every((n) => n.state === 'UN'));
     // n3 missed v2 (no hints or repair yet), but QUORUM through it still answers the newest value.
     expect(new TextDecoder().decode((await during(nodes.get('n3')!.coordinator.get('default', 'k', undefined, { consistency: 'QUORUM' })))!.value)).toBe('v2');
+  });
+});
+
+describe('joining a ring that has members', () => {
+  it('is refused while bootstrap streaming is unavailable, unless auto_bootstrap is off (seed 15)', async () => {
+    const sim = new Simulation({ seed: 15, network: { latencyMs: 2 } });
+    let first: ChorusNode | undefined;
+    let refusal: unknown;
+    const boot = (name: string, extra: Partial<NodeSettings>, done: (n: ChorusNode) => void) => async ({ env, transport }: Parameters<Parameters<Simulation['addNode']>[1]>[0]) => {
+      const db = new MemoryLevel<Uint8Array, Uint8Array>({ keyEncoding: 'view', valueEncoding: 'view' });
+      startChorusNode({ env, transport, db, settings: settings(name, ['n1'], extra) }).then(done, (error: unknown) => (refusal = error));
+    };
+    await sim.addNode('n1', boot('n1', {}, (n) => (first = n)));
+    await sim.run({ stopWhen: () => first !== undefined, untilMs: 10_000 });
+    await sim.addNode('n2', boot('n2', { autoBootstrap: true }, () => {}));
+    await sim.run({ stopWhen: () => refusal !== undefined, untilMs: 30_000 });
+    expect(refusal, 'seed 15').toMatchObject({ name: 'BootstrapUnsupported', fields: { members: 1 } });
+    expect((refusal as Error).message).toMatch(/auto_bootstrap=false/);
   });
 });
