@@ -2,6 +2,7 @@
 import { Command, Option } from 'commander';
 import { CliError, DEFAULT_HOST, errorLine, getJson, request } from './http.js';
 import { type RingEntry, type StatusNode, formatRing, formatStatus } from './format.js';
+import { registerBench } from './bench.js';
 import { killNode, startCluster, stopCluster } from './cluster.js';
 
 const DEFAULT_DIR = '.chorus/cluster';
@@ -175,6 +176,8 @@ dataCommand('del <key>', 'delete a value (a tombstone, kept for gc_grace_seconds
   const answer = await request(o.host, 'DELETE', `/v1/kv${dataPath(o.keyspace, key, o.clustering)}${queryOf({ consistency: o.consistency })}`);
   if (answer.status !== 200) throw new CliError(errorLine(answer));
 });
+
+registerBench(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   const message = error instanceof Error ? error.message : String(error);

@@ -7,6 +7,7 @@ import { createWsTransport } from '@chorus/wire';
 import { Level } from 'level';
 import pino from 'pino';
 import { type ConfigSources, ConfigError, type NodeSettings, loadSettings } from './config.js';
+import { attachClientApi } from './client-api.js';
 import { buildApi } from './http-api.js';
 import { createMetrics } from './metrics.js';
 
@@ -50,6 +51,7 @@ export async function runNode(sources: ConfigSources): Promise<void> {
   const metrics = createMetrics(() => node);
   const api = buildApi({ logger, metrics, node: () => node });
   const transport = createWsTransport({ env, clusterName: settings.cluster_name, secret: settings.secret, server: api.server });
+  const clientApi = attachClientApi({ app: api, node: () => node, logger, drainOnSignal: false });
   try {
     await api.listen({ host, port: Number(portText) });
   } catch (error) {
@@ -76,6 +78,8 @@ export async function runNode(sources: ConfigSources): Promise<void> {
     stopping = true;
     logger.info({ signal }, 'stopping');
     try {
+      // Clients first: requests in flight get their answers, new ones go to other nodes.
+      await clientApi.drain(2_000);
       await node?.stop();
       await transport.close();
       await api.close();

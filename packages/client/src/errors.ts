@@ -155,4 +155,11 @@ export function errorFromWire(wire: WireError): ChorusError {
  * Server errors after which the request is sent to another host: the node
  * refused before doing anything, so nothing was applied.
  */
-export const RETRIED_SERVER_ERRORS: ReadonlySet<string> = new Set(['Overloaded', 'NodeStarting', 'ClockSkewed']);
+export const RETRIED_SERVER_ERRORS: ReadonlySet<string> = new Set(['Overloaded', 'NodeStarting', 'NodeStopping', 'ClockSkewed']);
+
+/**
+ * Server errors after which a read-only request (get, slice, ring…) is sent
+ * to another host: the node went away mid-request. A write that met them may
+ * have reached replicas, so it fails with the error instead.
+ */
+export const READ_RETRIED_SERVER_ERRORS: ReadonlySet<string> = new Set(['ActorStopped']);

@@ -1,4 +1,4 @@
-import type { ActorContext, ActorRef, ActorSystem, ReplyTo } from '@chorus/actors';
+import type { ActorContext, ActorRef, ActorSystem, Behavior, ReplyTo } from '@chorus/actors';
 import { type Env, InvalidRequest, type MembershipView, type NodeId, Overloaded, type Timer, type Token, isChorusError } from '@chorus/core';
 import { type KeyspaceDef, type RingView, tokenOf } from '@chorus/ring';
 import {
@@ -15,11 +15,11 @@ import {
   isTombstone,
   validateMutation,
 } from '@chorus/storage';
-import { ClockSkewed, ReadTimeout, WriteTimeout } from './errors.js';
+import { ClockSkewed, ReadTimeout, RequestFailed, WriteTimeout } from './errors.js';
 import { DEFAULT_MAX_CLOCK_SKEW_MS, HybridLogicalClock, type PeerSkew, SkewTracker } from './hlc.js';
 import { LatencyHistogram, PeerLatencies } from './latency.js';
 import { type ConsistencyLevel, DEFAULT_CONSISTENCY, parseConsistency, validateForRead } from './levels.js';
-import { type ReplicaPlan, countAnswers, isSatisfied, planRead, planWrite } from './plan.js';
+import { type ReplicaPlan, countAnswers, isSatisfied, planRead, planWrite, takeExtra } from './plan.js';
 import {
   type Clocks,
   type DataMsg,
@@ -181,7 +181,17 @@ export type CoordinatorMsg =
   | { type: 'write'; keyspace: KeyspaceDef; consistency: ConsistencyLevel; mutation: Mutation; timestampMicros: number; replyTo: ReplyTo<WriteAnswer> }
   | { type: 'read'; keyspace: KeyspaceDef; consistency: ConsistencyLevel; row: RowKey; replyTo: ReplyTo<ReadAnswer> }
   | { type: 'slice'; keyspace: KeyspaceDef; consistency: ConsistencyLevel; query: SliceQuery; replyTo: ReplyTo<MergedPage> }
-  | { type: 'answer'; id: number; from: NodeId; sentAtMs: number; outcome: Outcome }
+  | {
+      type: 'answer';
+      id: number;
+      from: NodeId;
+      /** Our monotonic clock when the ask went out and when its answer arrived (before any wait in this mailbox). */
+      sentAtMs: number;
+      receivedAtMs: number;
+      /** Our wall clock when the ask went out: with the peer's reading in the answer, an NTP-style offset sample. */
+      sentWallMicros: number;
+      outcome: Outcome;
+    }
   | { type: 'tick'; id: number; tag: Tick };
 
 type ReplicaAnswer = MutatedMsg | DataMsg | DigestMsg | RowsMsg;
@@ -204,6 +214,8 @@ interface Request {
   start(): void;
   onAnswer(from: NodeId, outcome: Outcome): void;
   onTick(tag: Tick): void;
+  /** The error for a request cut short before its deadline (the coordinator is restarting or stopping), with the counts so far. */
+  interrupted(detail: string): Error;
 }
 
 /** A client error from a replica (say, a timestamp too far ahead) explains a failure better than a timeout. */
@@ -232,19 +244,45 @@ class WriteRequest implements Request {
     if (outcome.ok) {
       this.acks.add(from);
       if (isSatisfied(plan, this.acks)) this.io.succeed({ timestampMicros: this.timestampMicros });
+      else this.settleIfHopeless();
       return;
     }
     this.errors.push(outcome.error);
-    if (!isSatisfied(plan, [...this.acks, ...this.outstanding])) this.io.fail(clientError(this.errors) ?? this.timeout());
+    this.settleIfHopeless();
+  }
+
+  /**
+   * Once the level is out of reach, fails the write. A replica's client error
+   * (say, a timestamp too far ahead of its clock) is the answer only when no
+   * replica applied the write and none still might: otherwise the write
+   * exists somewhere and may win later, and a 4xx would tell the client it
+   * did not happen. Then it is a WriteTimeout with the acknowledgements
+   * received, which says the write may have been applied.
+   */
+  private settleIfHopeless(): void {
+    const plan = this.io.plan;
+    if (isSatisfied(plan, [...this.acks, ...this.outstanding])) return;
+    const refusal = clientError(this.errors);
+    if (this.acks.size > 0) {
+      this.io.fail(this.timeout(refusal && `refused by a replica: ${refusal.message}`));
+      return;
+    }
+    // Wait for the replicas still asked: whether any applies the write decides which error is true.
+    if (this.outstanding.size > 0) return;
+    this.io.fail(refusal ?? this.timeout());
   }
 
   onTick(): void {
     this.io.fail(this.timeout());
   }
 
-  private timeout(): WriteTimeout {
+  interrupted(detail: string): Error {
+    return this.timeout(detail);
+  }
+
+  private timeout(detail?: string): WriteTimeout {
     const plan = this.io.plan;
-    return new WriteTimeout(plan.consistency, plan.blockFor, countAnswers(plan, this.acks));
+    return new WriteTimeout(plan.consistency, plan.blockFor, countAnswers(plan, this.acks), 'SIMPLE', detail);
   }
 }
 
@@ -307,7 +345,7 @@ class ReadRequest implements Request {
     if (!outcome.ok) {
       this.errors.push(outcome.error);
       this.answers.delete(from);
-      const replacement = this.extras.shift();
+      const replacement = takeExtra(this.io.plan, this.extras, [...this.answers.keys(), ...this.outstanding.keys()], this.io.plan.dcOf.get(from));
       if (replacement !== undefined) this.request(replacement, this.phase === 'resolve' || (!this.dataPresent && !this.dataOutstanding) ? 'data' : 'digest');
       this.progress();
       return;
@@ -326,12 +364,12 @@ class ReadRequest implements Request {
 
   onTick(tag: Tick): void {
     if (tag === 'timeout') {
-      const responders = this.phase === 'digests' ? [...this.answers.keys()] : [...this.answers].filter(([, a]) => a.data).map(([n]) => n);
-      this.io.fail(new ReadTimeout(this.io.plan.consistency, this.io.plan.blockFor, countAnswers(this.io.plan, responders), this.dataPresent));
+      this.io.fail(this.interrupted());
       return;
     }
     if (this.speculated || this.phase !== 'digests' || isSatisfied(this.io.plan, this.answers.keys())) return;
-    const extra = this.extras.shift();
+    // For the datacenter still short of answers (EACH_QUORUM): a slow remote contact is not helped by a local extra.
+    const extra = takeExtra(this.io.plan, this.extras, this.answers.keys());
     if (extra === undefined) return;
     this.speculated = true;
     this.io.speculated();
@@ -366,7 +404,17 @@ class ReadRequest implements Request {
     this.io.succeed({ cell: resolved });
   }
 
-  /** Fails at once when the answers still possible cannot meet the level any more (the replicas left are known dead). */
+  interrupted(detail?: string): Error {
+    const responders = this.phase === 'digests' ? [...this.answers.keys()] : [...this.answers].filter(([, a]) => a.data).map(([n]) => n);
+    return new ReadTimeout(this.io.plan.consistency, this.io.plan.blockFor, countAnswers(this.io.plan, responders), this.dataPresent, detail);
+  }
+
+  /**
+   * Fails at once when the answers still possible cannot meet the level any
+   * more (the replicas left are known dead). Every extra left counts as
+   * possible: a failure is replaced from the failed replica's own scope
+   * (`takeExtra`), so an extra is asked whenever its datacenter runs short.
+   */
   private failIfHopeless(answered: NodeId[]): void {
     const possible = [...answered, ...this.outstanding.keys(), ...this.extras];
     if (isSatisfied(this.io.plan, possible)) return;
@@ -414,7 +462,7 @@ class SliceRequest implements Request {
     if (outcome.ok && outcome.msg.type === 'replica.rows') this.pages.set(from, pageOf(outcome.msg));
     else {
       if (!outcome.ok) this.errors.push(outcome.error);
-      const replacement = this.extras.shift();
+      const replacement = takeExtra(plan, this.extras, [...this.pages.keys(), ...this.outstanding], plan.dcOf.get(from));
       if (replacement !== undefined) this.request(replacement);
     }
     if (isSatisfied(plan, this.pages.keys())) {
@@ -430,15 +478,20 @@ class SliceRequest implements Request {
   onTick(tag: Tick): void {
     const plan = this.io.plan;
     if (tag === 'timeout') {
-      this.io.fail(new ReadTimeout(plan.consistency, plan.blockFor, countAnswers(plan, this.pages.keys()), this.pages.size > 0));
+      this.io.fail(this.interrupted());
       return;
     }
     if (this.speculated || isSatisfied(plan, this.pages.keys())) return;
-    const extra = this.extras.shift();
+    const extra = takeExtra(plan, this.extras, this.pages.keys());
     if (extra === undefined) return;
     this.speculated = true;
     this.io.speculated();
     this.request(extra);
+  }
+
+  interrupted(detail?: string): Error {
+    const plan = this.io.plan;
+    return new ReadTimeout(plan.consistency, plan.blockFor, countAnswers(plan, this.pages.keys()), this.pages.size > 0, detail);
   }
 }
 
@@ -467,12 +520,17 @@ interface Shared {
 function coordinatorBehavior(system: ActorSystem, o: Required<Omit<CoordinatorOptions, 'onReadMismatch' | 'names' | 'storage'>> & Pick<CoordinatorOptions, 'onReadMismatch'>, shared: Shared, replicaName: string) {
   const { env, membership, topology } = o;
   const { hlc, skew, latencies } = shared;
-  // Asks to replicas carry the request's whole budget; the request's own timer decides its outcome.
-  const askTimeoutMs = Math.max(o.writeTimeoutMs, o.readTimeoutMs);
+  // Asks to replicas carry their operation's whole budget, so none outlives
+  // the request that made it by more than that (a write's asks are not kept
+  // for the longer read timeout); the request's own timer decides its outcome.
+  const askTimeoutMs: Record<Op, number> = { write: o.writeTimeoutMs, read: o.readTimeoutMs, slice: o.readTimeoutMs };
+  // Request ids outlive the behavior: a restarted actor must never reuse one,
+  // or an answer to an ask sent before the restart would be counted for the
+  // new request that got the same id (a wrong value, a false acknowledgement).
+  let nextId = 1;
 
-  return () => {
-    const requests = new Map<number, { request: Request; timers: Timer[] }>();
-    let nextId = 1;
+  return (): Behavior<CoordinatorMsg> => {
+    const requests = new Map<number, { op: Op; request: Request; io: RequestIo; timers: Timer[] }>();
 
     const clocks = (): Clocks => ({ hlc: hlc.peek(), wallMicros: env.clock.nowMicros() });
 
@@ -506,20 +564,21 @@ function coordinatorBehavior(system: ActorSystem, o: Required<Omit<CoordinatorOp
       const startedAt = env.clock.monotonicMs();
       let plan: ReplicaPlan;
       try {
+        // Everything the plan reads (ring, membership, keyspace) may throw; that fails this request, never the actor.
         plan = makePlan();
       } catch (error) {
         if (isChorusError(error) && error.code === 'UNAVAILABLE') counters.unavailable++;
         else counters.failed++;
-        ctx.fail(replyTo, error as Error);
+        ctx.fail(replyTo, error instanceof Error ? error : new Error(String(error)));
         return;
       }
       const id = nextId++;
-      const entry: { request: Request; timers: Timer[] } = { request: undefined as unknown as Request, timers: [] };
+      const timers: Timer[] = [];
       let settled = false;
       const settle = (): boolean => {
         if (settled) return false;
         settled = true;
-        for (const t of entry.timers) t.cancel();
+        for (const t of timers) t.cancel();
         requests.delete(id);
         counters.latency.record(env.clock.monotonicMs() - startedAt);
         return true;
@@ -528,19 +587,23 @@ function coordinatorBehavior(system: ActorSystem, o: Required<Omit<CoordinatorOp
         plan,
         ask(node, send) {
           const sentAtMs = env.clock.monotonicMs();
+          const c = clocks();
           let answer: Promise<ReplicaAnswer>;
           try {
-            answer = send(system.ref<ReplicaMsg>({ node, name: replicaName }), clocks(), askTimeoutMs);
+            answer = send(system.ref<ReplicaMsg>({ node, name: replicaName }), c, askTimeoutMs[op]);
           } catch (error) {
             answer = Promise.reject(error as Error);
           }
+          // The arrival time is taken here, not when the actor gets to the answer, so a backlog in this mailbox is not counted as network time.
+          const base = { type: 'answer', id, from: node, sentAtMs, sentWallMicros: c.wallMicros } as const;
           answer.then(
-            (msg) => deliver(ctx, { type: 'answer', id, from: node, sentAtMs, outcome: { ok: true, msg } }),
-            (error: unknown) => deliver(ctx, { type: 'answer', id, from: node, sentAtMs, outcome: { ok: false, error: error instanceof Error ? error : new Error(String(error)) } }),
+            (msg) => deliver(ctx, { ...base, receivedAtMs: env.clock.monotonicMs(), outcome: { ok: true, msg } }),
+            (error: unknown) =>
+              deliver(ctx, { ...base, receivedAtMs: env.clock.monotonicMs(), outcome: { ok: false, error: error instanceof Error ? error : new Error(String(error)) } }),
           );
         },
         after(ms, tag) {
-          entry.timers.push(ctx.after(ms, { type: 'tick', id, tag }));
+          timers.push(ctx.after(ms, { type: 'tick', id, tag }));
         },
         succeed(value) {
           if (!settle()) return;
@@ -560,26 +623,43 @@ function coordinatorBehavior(system: ActorSystem, o: Required<Omit<CoordinatorOp
           shared.digestMismatches++;
         },
       };
-      entry.request = make(io);
-      requests.set(id, entry);
-      guarded(ctx, id, () => entry.request.start());
+      let request: Request;
+      try {
+        request = make(io);
+      } catch (error) {
+        ctx.log.error({ err: error, request: id }, 'request state machine failed');
+        io.fail(new RequestFailed(op, error));
+        return;
+      }
+      requests.set(id, { op, request, io, timers });
+      guarded(ctx, id, () => request.start());
     }
 
-    /** A bug in one request's state machine fails that request, not the actor and every other request with it. */
+    /**
+     * A bug in one request's state machine fails that request, not the actor
+     * and every other request with it; the caller hears at once rather than
+     * at its ask timeout.
+     */
     function guarded(ctx: ActorContext<CoordinatorMsg>, id: number, work: () => void): void {
       try {
         work();
       } catch (error) {
         ctx.log.error({ err: error, request: id }, 'request state machine failed');
         const entry = requests.get(id);
-        if (entry) {
-          for (const t of entry.timers) t.cancel();
-          requests.delete(id);
-        }
+        entry?.io.fail(new RequestFailed(entry.op, error));
       }
     }
 
     return {
+      /**
+       * The runtime calls this before a restart and when the actor stops: the
+       * requests in flight die with this incarnation, so their callers are
+       * told now, not at their ask timeout. Their asks are already out, so a
+       * write may have been applied; the timeout errors say so.
+       */
+      stopping() {
+        for (const entry of [...requests.values()]) entry.io.fail(entry.request.interrupted('the coordinator restarted or stopped before enough replicas answered'));
+      },
       receive(msg: CoordinatorMsg, ctx: ActorContext<CoordinatorMsg>) {
         switch (msg.type) {
           case 'write': {
@@ -588,26 +668,28 @@ function coordinatorBehavior(system: ActorSystem, o: Required<Omit<CoordinatorOp
               ctx,
               'write',
               msg.replyTo,
-              () =>
-                planWrite({
+              () => {
+                const ring = topology.ring();
+                return planWrite({
                   consistency,
                   token: mutation.token,
                   replication: keyspace.replication,
-                  ring: topology.ring(),
+                  ring,
                   localDc: topology.localDc,
                   isAlive: (n) => n === env.node || membership.isAlive(n),
-                  dcOf: (n) => topology.ring().member(n)?.dc ?? membership.locationOf(n)?.dc,
-                }),
+                  dcOf: (n) => ring.member(n)?.dc ?? membership.locationOf(n)?.dc,
+                });
+              },
               (io) => new WriteRequest(io, mutation, timestampMicros, o.writeTimeoutMs),
             );
             return;
           }
           case 'read':
           case 'slice': {
-            const ring = topology.ring();
             const token = msg.type === 'read' ? msg.row.token : msg.query.token;
-            const makePlan = () =>
-              planRead({
+            const makePlan = () => {
+              const ring = topology.ring();
+              return planRead({
                 consistency: msg.consistency,
                 token,
                 replication: msg.keyspace.replication,
@@ -617,6 +699,7 @@ function coordinatorBehavior(system: ActorSystem, o: Required<Omit<CoordinatorOp
                 dcOf: (n) => ring.member(n)?.dc ?? membership.locationOf(n)?.dc,
                 byProximity: proximity(ring),
               });
+            };
             if (msg.type === 'read') {
               const row = msg.row;
               const hook = o.onReadMismatch;
@@ -639,9 +722,10 @@ function coordinatorBehavior(system: ActorSystem, o: Required<Omit<CoordinatorOp
           case 'answer': {
             if (msg.outcome.ok) {
               const answer = msg.outcome.msg;
-              latencies.record(msg.from, env.clock.monotonicMs() - msg.sentAtMs);
+              const rttMs = msg.receivedAtMs - msg.sentAtMs;
+              latencies.record(msg.from, rttMs);
               hlc.observe(answer.hlc);
-              if (msg.from !== env.node) skew.observe(msg.from, answer.wallMicros, env.clock.nowMicros());
+              if (msg.from !== env.node) skew.observeRoundTrip(msg.from, { sentWallMicros: msg.sentWallMicros, peerWallMicros: answer.wallMicros, rttMs, atMs: msg.receivedAtMs });
             }
             const entry = requests.get(msg.id);
             if (entry) guarded(ctx, msg.id, () => entry.request.onAnswer(msg.from, msg.outcome));
@@ -734,8 +818,6 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
       const ts = options.timestampMicros;
       if (typeof ts !== 'number' || !Number.isSafeInteger(ts) || ts < 0) throw new InvalidRequest(`timestamp must be a non-negative integer of microseconds, got ${String(ts)}`, { field: 'timestamp' });
       hlc.checkNotTooFarAhead(ts, 'client timestamp');
-      // Later writes of this node must still move past a client timestamp it accepted.
-      hlc.observe(ts);
       timestampMicros = ts;
     } else {
       const ahead = shared.skew.selfAheadMs();
@@ -756,7 +838,28 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
       }
     }
     validateMutation(mutation);
-    return run<WriteAnswer>(o.writeTimeoutMs, (replyTo) => ({ type: 'write', keyspace: ks, consistency, mutation, timestampMicros, replyTo }));
+    const clientStamped = options.timestampMicros !== undefined;
+    try {
+      const answer = await run<WriteAnswer>(o.writeTimeoutMs, (replyTo) => ({ type: 'write', keyspace: ks, consistency, mutation, timestampMicros, replyTo }));
+      if (clientStamped) adoptClientTimestamp(timestampMicros);
+      return answer;
+    } catch (error) {
+      // A timed-out write may exist on some replica and win later; one refused or never sent does not.
+      if (clientStamped && error instanceof WriteTimeout) adoptClientTimestamp(timestampMicros);
+      throw error;
+    }
+  }
+
+  /**
+   * This node's later writes must supersede a client-stamped write it
+   * coordinated (the client expects its next write through us to win), so the
+   * clock moves past the client's timestamp, but only once the write may
+   * exist: adopting it before sending would stamp this node's own writes up to
+   * max_clock_skew ahead for a while even when the client's write was refused.
+   * Writes racing the client's are concurrent, and either order is right.
+   */
+  function adoptClientTimestamp(ts: number): void {
+    hlc.observe(ts);
   }
 
   async function readCellAt(keyspace: string, key: Key, clustering: Key | undefined, options: ReadOptions = {}): Promise<Cell | undefined> {

@@ -37,12 +37,14 @@ export class WriteTimeout extends ChorusError {
   readonly required: number;
   readonly received: number;
   readonly writeType: WriteType;
-  constructor(consistency: string, required: number, received: number, writeType: WriteType = 'SIMPLE') {
+  /** `detail` says why, when it was not the deadline (a replica refused, the coordinator restarted). */
+  constructor(consistency: string, required: number, received: number, writeType: WriteType = 'SIMPLE', detail?: string) {
     super(
       'WriteTimeout',
       'WRITE_TIMEOUT',
-      `write timed out at consistency level ${consistency}: ${received} of ${required} required replicas acknowledged; ` +
-        'the write may have been applied on some replicas',
+      `write timed out at consistency level ${consistency}: ${received} of ${required} required replicas acknowledged` +
+        (detail === undefined ? '' : ` (${detail})`) +
+        '; the write may have been applied on some replicas',
       { consistency, required, received, writeType },
       504,
     );
@@ -59,12 +61,13 @@ export class ReadTimeout extends ChorusError {
   readonly required: number;
   readonly received: number;
   readonly dataPresent: boolean;
-  constructor(consistency: string, required: number, received: number, dataPresent: boolean) {
+  constructor(consistency: string, required: number, received: number, dataPresent: boolean, detail?: string) {
     super(
       'ReadTimeout',
       'READ_TIMEOUT',
       `read timed out at consistency level ${consistency}: ${received} of ${required} required replicas answered` +
-        (dataPresent ? '' : ', and none of them with data'),
+        (dataPresent ? '' : ', and none of them with data') +
+        (detail === undefined ? '' : ` (${detail})`),
       { consistency, required, received, dataPresent },
       504,
     );
@@ -90,5 +93,25 @@ export class ClockSkewed extends ChorusError {
       { aheadMs: Math.round(aheadMs), maxClockSkewMs },
       503,
     );
+  }
+}
+
+/**
+ * The coordinator's handling of one request failed on a bug (its state
+ * machine threw). The request is failed alone, not the coordinator with every
+ * request in flight. Replicas may already have been sent a write, so it may
+ * have been applied on some of them.
+ */
+export class RequestFailed extends ChorusError {
+  constructor(op: string, cause: unknown) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    super(
+      'RequestFailed',
+      'REQUEST_FAILED',
+      `the coordinator failed while handling this ${op}: ${reason}` + (op === 'write' ? '; the write may have been applied on some replicas' : ''),
+      { op },
+      500,
+    );
+    this.cause = cause;
   }
 }

@@ -46,13 +46,16 @@ export class HybridLogicalClock {
     return true;
   }
 
-  /** Throws InvalidRequest for a timestamp (from a client or a peer's mutation) too far in the future. */
-  checkNotTooFarAhead(timestampMicros: number, what: string): void {
+  /**
+   * Throws InvalidRequest for a timestamp (from a client or a peer's mutation)
+   * too far in the future: beyond `boundMicros`, max_clock_skew unless given.
+   */
+  checkNotTooFarAhead(timestampMicros: number, what: string, boundMicros: number = this.maxSkewMicros): void {
     const wall = this.wallMicros();
-    if (timestampMicros > wall + this.maxSkewMicros) {
+    if (timestampMicros > wall + boundMicros) {
       throw new InvalidRequest(
-        `${what} ${timestampMicros} is ${Math.round((timestampMicros - wall) / 1000)} ms ahead of this node's clock; the limit (max_clock_skew) is ${this.maxSkewMicros / 1000} ms`,
-        { reason: 'TIMESTAMP_IN_FUTURE', timestampMicros, maxClockSkewMs: this.maxSkewMicros / 1000 },
+        `${what} ${timestampMicros} is ${Math.round((timestampMicros - wall) / 1000)} ms ahead of this node's clock; the limit is ${boundMicros / 1000} ms`,
+        { reason: 'TIMESTAMP_IN_FUTURE', timestampMicros, maxClockSkewMs: this.maxSkewMicros / 1000, limitMs: boundMicros / 1000 },
       );
     }
   }
@@ -63,54 +66,164 @@ export interface PeerSkew {
   skewMs: number;
   /** Whether the estimate is beyond max_clock_skew. */
   flagged: boolean;
+  /** Round-trip samples kept for the estimate (0: only the one-way lower bound is known). */
   samples: number;
+  /** `round-trip`: NTP-style estimate, within half the round trip; `one-way`: a lower bound from the peer's requests only. */
+  method: 'round-trip' | 'one-way';
+}
+
+/** One request/answer pair with a peer, as the coordinator saw it. */
+export interface RoundTripSample {
+  /** Our wall clock when the request went out. */
+  sentWallMicros: number;
+  /** The peer's wall clock in its answer. */
+  peerWallMicros: number;
+  /** From sending to the answer's arrival, on our monotonic clock. */
+  rttMs: number;
+  /** Our monotonic clock at the answer's arrival. */
+  atMs: number;
+}
+
+export interface SkewTrackerOptions {
+  /** Round-trip samples needed before a peer is judged (flagged, or counted toward ClockSkewed); default 5. */
+  minSamples?: number;
+  /** The samples judged must span at least this much time (ms), so one burst cannot decide; default 1000. */
+  minSpanMs?: number;
+  /** Samples with a longer round trip are dropped (their error is up to half of it); default max(20, max skew / 5). */
+  maxRttMs?: number;
+}
+
+const WINDOW = 16;
+const RTT_HISTORY = 64;
+
+interface PeerState {
+  /** Recent accepted round-trip samples, oldest first. */
+  offsets: Array<{ offsetMs: number; atMs: number }>;
+  /** Recent round trips, accepted or not: their minimum is the path's floor. */
+  rtts: number[];
+  /** Recent one-way readings (peer wall at send − ours at receipt), each a lower bound on the offset. */
+  oneWay: number[];
+  warned: boolean;
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 /**
- * Per-peer clock-offset estimates from the wall-clock readings peers put in
- * their messages. A reading is taken at send time and compared with ours at
- * receipt, so the estimate is biased by one-way latency (milliseconds, far
- * below the skew bound); smoothing keeps one delayed frame from flagging a peer.
+ * Per-peer clock-offset estimates.
+ *
+ * Round trips give the estimate, as NTP does: offset = peer's wall reading −
+ * (our send time + rtt / 2), wrong by at most rtt / 2. A mailbox backlog or an
+ * event-loop stall on either side lengthens the round trip, so such samples
+ * are dropped (rtt over `maxRttMs`, or over three times the path's recent
+ * minimum plus 5 ms) instead of making every peer look a second behind. The
+ * estimate is the median of the last 16 accepted samples, and is judged only
+ * with `minSamples` of them spanning `minSpanMs`: one burst never decides.
+ *
+ * A peer's request carries its wall clock at send time; ours at receipt is
+ * later by the one-way delay plus any backlog, so that difference is a lower
+ * bound on the offset. It can prove a peer ahead (what matters for refusing
+ * its timestamps) but never that it is behind, so it never feeds ClockSkewed.
  */
 export class SkewTracker {
-  private readonly peers = new Map<NodeId, PeerSkew & { warned: boolean }>();
+  private readonly peers = new Map<NodeId, PeerState>();
+  private readonly minSamples: number;
+  private readonly minSpanMs: number;
+  private readonly maxRttMs: number;
 
-  constructor(private readonly maxSkewMs: number, private readonly logger: Logger) {}
+  constructor(private readonly maxSkewMs: number, private readonly logger: Logger, options: SkewTrackerOptions = {}) {
+    this.minSamples = options.minSamples ?? 5;
+    this.minSpanMs = options.minSpanMs ?? 1_000;
+    this.maxRttMs = options.maxRttMs ?? Math.max(20, maxSkewMs / 5);
+  }
 
-  observe(peer: NodeId, peerWallMicros: number, ourWallMicros: number): void {
-    const sample = (peerWallMicros - ourWallMicros) / 1000;
+  private state(peer: NodeId): PeerState {
     let s = this.peers.get(peer);
     if (s === undefined) {
-      s = { skewMs: sample, flagged: false, samples: 0, warned: false };
+      s = { offsets: [], rtts: [], oneWay: [], warned: false };
       this.peers.set(peer, s);
-    } else {
-      s.skewMs += 0.3 * (sample - s.skewMs);
     }
-    s.samples++;
-    s.flagged = Math.abs(s.skewMs) > this.maxSkewMs;
-    if (s.flagged && !s.warned) {
-      s.warned = true;
-      this.logger.warn(
-        { peer, skewMs: Math.round(s.skewMs), maxClockSkewMs: this.maxSkewMs },
-        'peer clock is skewed beyond max_clock_skew; timestamps from it beyond the bound are refused',
-      );
-    }
+    return s;
+  }
+
+  observeRoundTrip(peer: NodeId, sample: RoundTripSample): void {
+    const s = this.state(peer);
+    const rtt = Math.max(0, sample.rttMs);
+    push(s.rtts, rtt, RTT_HISTORY);
+    const floor = Math.min(...s.rtts);
+    if (rtt > this.maxRttMs || rtt > 3 * floor + 5) return;
+    const offsetMs = (sample.peerWallMicros - sample.sentWallMicros) / 1000 - rtt / 2;
+    push(s.offsets, { offsetMs, atMs: sample.atMs }, WINDOW);
+    this.warnIfFlagged(peer, s);
+  }
+
+  observeOneWay(peer: NodeId, peerWallMicros: number, ourWallMicros: number): void {
+    const s = this.state(peer);
+    push(s.oneWay, (peerWallMicros - ourWallMicros) / 1000, WINDOW);
+    this.warnIfFlagged(peer, s);
+  }
+
+  /** The round-trip estimate when there are enough samples over enough time to judge; undefined otherwise. */
+  private judged(s: PeerState): number | undefined {
+    if (s.offsets.length < this.minSamples) return undefined;
+    if (s.offsets[s.offsets.length - 1]!.atMs - s.offsets[0]!.atMs < this.minSpanMs) return undefined;
+    return median(s.offsets.map((o) => o.offsetMs));
+  }
+
+  private view(s: PeerState): PeerSkew {
+    const lowerBound = s.oneWay.length > 0 ? Math.max(...s.oneWay) : undefined;
+    const aheadProven = lowerBound !== undefined && lowerBound > this.maxSkewMs;
+    if (s.offsets.length === 0) return { skewMs: lowerBound ?? 0, flagged: aheadProven, samples: 0, method: 'one-way' };
+    const estimate = median(s.offsets.map((o) => o.offsetMs));
+    const judged = this.judged(s);
+    return {
+      // The peer is at least `lowerBound` ahead, whatever older round trips said.
+      skewMs: lowerBound === undefined ? estimate : Math.max(estimate, lowerBound),
+      flagged: aheadProven || (judged !== undefined && Math.abs(judged) > this.maxSkewMs),
+      samples: s.offsets.length,
+      method: 'round-trip',
+    };
+  }
+
+  private warnIfFlagged(peer: NodeId, s: PeerState): void {
+    if (s.warned) return;
+    const v = this.view(s);
+    if (!v.flagged) return;
+    s.warned = true;
+    this.logger.warn(
+      { peer, skewMs: Math.round(v.skewMs), method: v.method, maxClockSkewMs: this.maxSkewMs },
+      'peer clock is skewed beyond max_clock_skew; timestamps from it beyond the bound are refused',
+    );
   }
 
   /**
-   * How far this node's clock runs ahead of the median peer, in ms, when that
-   * is beyond max_clock_skew; undefined otherwise (or with no estimates).
+   * How far this node's clock runs ahead of the median judged peer, in ms,
+   * when that is beyond max_clock_skew; undefined otherwise (or before any
+   * peer could be judged). Only round-trip estimates count.
    */
   selfAheadMs(): number | undefined {
-    const offsets = [...this.peers.values()].map((s) => s.skewMs).sort((a, b) => a - b);
+    const offsets: number[] = [];
+    for (const s of this.peers.values()) {
+      const j = this.judged(s);
+      if (j !== undefined) offsets.push(j);
+    }
     if (offsets.length === 0) return undefined;
-    const median = offsets[Math.floor((offsets.length - 1) / 2)]!;
-    return -median > this.maxSkewMs ? -median : undefined;
+    offsets.sort((a, b) => a - b);
+    const m = offsets[Math.floor((offsets.length - 1) / 2)]!;
+    return -m > this.maxSkewMs ? -m : undefined;
   }
 
   snapshot(): Record<string, PeerSkew> {
     const out: Record<string, PeerSkew> = {};
-    for (const [peer, s] of this.peers) out[peer] = { skewMs: s.skewMs, flagged: s.flagged, samples: s.samples };
+    for (const [peer, s] of this.peers) out[peer] = this.view(s);
     return out;
   }
+}
+
+function push<T>(list: T[], item: T, max: number): void {
+  list.push(item);
+  if (list.length > max) list.shift();
 }

@@ -31,9 +31,9 @@ export {
   validateForRead,
 } from './levels.js';
 export { type ReplicaPlan, type Scope, type PlanInput, planRead, planWrite, countsToward, countAnswers, isSatisfied } from './plan.js';
-export { HybridLogicalClock, SkewTracker, DEFAULT_MAX_CLOCK_SKEW_MS, type PeerSkew } from './hlc.js';
+export { HybridLogicalClock, SkewTracker, DEFAULT_MAX_CLOCK_SKEW_MS, type PeerSkew, type RoundTripSample, type SkewTrackerOptions } from './hlc.js';
 export { resolveCells, digestsAgree, staleReplicas, mergeSlicePages, type ReplicaPage, type MergedPage } from './resolve.js';
 export { sortByProximity, type Proximity } from './snitch.js';
 export { LatencyWindow, PeerLatencies, LatencyHistogram } from './latency.js';
-export { REPLICA_ACTOR, spawnReplica, type ReplicaMsg, type ReplicaOptions } from './replica.js';
-export { Unavailable, WriteTimeout, ReadTimeout, ClockSkewed, type WriteType } from './errors.js';
+export { REPLICA_ACTOR, REPLICA_SKEW_FACTOR, SLICE_ANSWER_BUDGET_BYTES, spawnReplica, type ReplicaMsg, type ReplicaOptions } from './replica.js';
+export { Unavailable, WriteTimeout, ReadTimeout, ClockSkewed, RequestFailed, type WriteType } from './errors.js';

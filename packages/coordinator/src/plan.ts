@@ -206,3 +206,25 @@ export function isSatisfied(plan: ReplicaPlan, nodes: Iterable<NodeId>): boolean
   for (const [dc, need] of plan.scope.perDc) if (countIn(list, plan.dcOf, dc) < need) return false;
   return true;
 }
+
+/**
+ * Takes from `extras` (closest first) the replica to ask next, and removes
+ * it; undefined when none would help. For EACH_QUORUM it must be in a
+ * datacenter whose quota `covered` (the replicas answered or still asked)
+ * leaves unmet, preferring `preferDc` (a failed replica's datacenter): the
+ * closest extra is usually a local one, which counts nothing toward a remote
+ * datacenter's quorum. Every other scope's extras all count, so the closest.
+ */
+export function takeExtra(plan: ReplicaPlan, extras: NodeId[], covered: Iterable<NodeId>, preferDc?: string): NodeId | undefined {
+  const scope = plan.scope;
+  if (scope.kind !== 'each') return extras.shift();
+  const have = new Map<string, number>();
+  for (const n of new Set(covered)) {
+    const dc = plan.dcOf.get(n);
+    if (dc !== undefined) have.set(dc, (have.get(dc) ?? 0) + 1);
+  }
+  const short = (dc: string | undefined): boolean => dc !== undefined && (have.get(dc) ?? 0) < (scope.perDc.get(dc) ?? 0);
+  let i = preferDc !== undefined && short(preferDc) ? extras.findIndex((n) => plan.dcOf.get(n) === preferDc) : -1;
+  if (i < 0) i = extras.findIndex((n) => short(plan.dcOf.get(n)));
+  return i < 0 ? undefined : extras.splice(i, 1)[0];
+}

@@ -1,12 +1,47 @@
 import type { ActorRef, ActorSystem, ReplyTo } from '@chorus/actors';
 import type { Env, NodeId, Token } from '@chorus/core';
-import { type Cell, type Mutation, type RowAddress, type SliceRow, type StorageHandle, cellDigest, isPartitionDelete, isTombstone, write } from '@chorus/storage';
+import {
+  type Cell,
+  type Store,
+  type Mutation,
+  type RowAddress,
+  type SlicePage,
+  type SliceRow,
+  type StorageHandle,
+  cellDigest,
+  isPartitionDelete,
+  isTombstone,
+  write,
+} from '@chorus/storage';
 import type { MessageKind, WireMessage } from '@chorus/wire';
 import type { HybridLogicalClock, SkewTracker } from './hlc.js';
 import type { ReplicaPage } from './resolve.js';
 
 /** The name of the replica actor on every node. */
 export const REPLICA_ACTOR = 'replica';
+
+/**
+ * How far ahead of its own clock, in multiples of max_clock_skew, a replica
+ * accepts a mutation's timestamp. Looser than the coordinator's own check of
+ * a client timestamp (1×): a coordinator a few ms ahead of its peers that
+ * accepts a client timestamp just inside its bound must not see the other
+ * replicas refuse what its own replica applied. Still bounded, so a node
+ * with a clock far ahead cannot plant writes on its peers.
+ */
+export const REPLICA_SKEW_FACTOR = 2;
+
+/**
+ * Key and value bytes one slice answer may carry. A page of up to 10,000
+ * rows with values up to 1 MiB would not fit the 4 MiB wire frame (the
+ * transport drops such a frame and the slice times out), so the replica ends
+ * its page early and says where to resume; the coordinator's merge already
+ * handles short pages with a next page.
+ */
+export const SLICE_ANSWER_BUDGET_BYTES = 2 * 1024 * 1024;
+/** What a row costs in an answer besides its key and value (field names, state, timestamps, framing); generous. */
+const SLICE_ROW_OVERHEAD_BYTES = 64;
+/** Rows of the first storage scan of a page, before the rows' size is known: keeps a page of large values from being read whole into memory. */
+const SLICE_FIRST_CHUNK_ROWS = 32;
 
 type WithReply<K extends MessageKind, R> = WireMessage<K> & { replyTo: ReplyTo<R> };
 
@@ -147,6 +182,48 @@ function addressOf(m: WireMessage<'replica.read'> | WireMessage<'replica.read-di
   return { keyspace: m.keyspace, token: m.token as Token, partition: m.partition, clustering: m.clustering };
 }
 
+function rowBytes(row: SliceRow): number {
+  const value = isTombstone(row.cell) ? 0 : row.cell.value.length;
+  return row.clustering.length + value + SLICE_ROW_OVERHEAD_BYTES;
+}
+
+/**
+ * One replica's page of a slice, dead rows included: up to `limit` rows and
+ * at most `budgetBytes` of them (the first row always, so every page makes
+ * progress). Reads the store in chunks sized by the rows seen so far, and
+ * stops as soon as the page is full either way. A page cut short by the
+ * budget carries `nextPage` (its last row), as a full page does.
+ */
+export async function sliceWithinBudget(store: Pick<Store, 'slice'>, q: SliceQuery, budgetBytes: number = SLICE_ANSWER_BUDGET_BYTES): Promise<SlicePage> {
+  const rows: SliceRow[] = [];
+  let bytes = 0;
+  let after = q.after;
+  let deletedAt: number | undefined;
+  let chunk = Math.min(q.limit, SLICE_FIRST_CHUNK_ROWS);
+  const finish = (full: boolean): SlicePage => {
+    const page: SlicePage = { rows };
+    if (full && rows.length > 0) page.nextPage = rows[rows.length - 1]!.clustering;
+    if (deletedAt !== undefined) page.partitionDeletedAtMicros = deletedAt;
+    return page;
+  };
+  for (;;) {
+    const part = await store.slice(q.keyspace, q.token, q.partition, { from: q.from, to: q.to, after, limit: chunk, reverse: q.reverse, includeDead: true });
+    if (part.partitionDeletedAtMicros !== undefined && (deletedAt === undefined || part.partitionDeletedAtMicros > deletedAt)) deletedAt = part.partitionDeletedAtMicros;
+    for (const row of part.rows) {
+      const size = rowBytes(row);
+      if (rows.length > 0 && bytes + size > budgetBytes) return finish(true);
+      rows.push(row);
+      bytes += size;
+      if (rows.length === q.limit) return finish(true);
+    }
+    if (part.nextPage === undefined) return finish(false);
+    after = part.nextPage;
+    // Ask for about as many rows as the rest of the budget holds at the average size so far.
+    const fit = Math.ceil((budgetBytes - bytes) / (bytes / rows.length)) + 1;
+    chunk = Math.max(1, Math.min(q.limit - rows.length, fit));
+  }
+}
+
 export interface ReplicaOptions {
   env: Env;
   storage: StorageHandle;
@@ -155,6 +232,8 @@ export interface ReplicaOptions {
   name?: string;
   /** How long a mutation may wait for the storage actor. */
   storageTimeoutMs?: number;
+  /** Bytes of keys and values per slice answer (default SLICE_ANSWER_BUDGET_BYTES). */
+  sliceBudgetBytes?: number;
 }
 
 /**
@@ -166,11 +245,14 @@ export interface ReplicaOptions {
 export function spawnReplica(system: ActorSystem, options: ReplicaOptions): ActorRef<ReplicaMsg> {
   const { env, storage, hlc, skew } = options;
   const storageTimeoutMs = options.storageTimeoutMs ?? 10_000;
+  const sliceBudgetBytes = options.sliceBudgetBytes ?? SLICE_ANSWER_BUDGET_BYTES;
+  const mutationBoundMicros = REPLICA_SKEW_FACTOR * hlc.maxSkewMicros;
   const clocks = (): Clocks => ({ hlc: hlc.peek(), wallMicros: env.clock.nowMicros() });
   return system.spawn<ReplicaMsg>(options.name ?? REPLICA_ACTOR, () => ({
     receive(msg, ctx) {
       const from = msg.replyTo.node as NodeId;
-      if (from !== env.node) skew.observe(from, msg.wallMicros, env.clock.nowMicros());
+      // The sender's wall clock at send time: only a lower bound on its offset (a backlog here makes it look behind), see SkewTracker.
+      if (from !== env.node) skew.observeOneWay(from, msg.wallMicros, env.clock.nowMicros());
       hlc.observe(msg.hlc);
       const answer = <R>(work: Promise<R>, reply: (r: R) => unknown): void => {
         env.scheduler.track(work).then(
@@ -183,7 +265,7 @@ export function spawnReplica(system: ActorSystem, options: ReplicaOptions): Acto
           let mutation: Mutation;
           try {
             // A coordinator whose clock runs ahead must not plant writes that beat every honest later one.
-            hlc.checkNotTooFarAhead(msg.timestampMicros, 'write timestamp');
+            hlc.checkNotTooFarAhead(msg.timestampMicros, 'write timestamp', mutationBoundMicros);
             mutation = toMutation(msg);
           } catch (error) {
             ctx.fail(msg.replyTo, error as Error);
@@ -200,9 +282,11 @@ export function spawnReplica(system: ActorSystem, options: ReplicaOptions): Acto
           answer(storage.store.getCell(addressOf(msg)), (cell): DigestMsg => ({ type: 'replica.digest', digest: cellDigest(cell), ...clocks() }));
           return;
         case 'replica.slice': {
-          const { keyspace, token, partition, from: lo, to, after, limit, reverse } = msg;
-          const work = storage.store.slice(keyspace, token as Token, partition, { from: lo, to, after, limit, reverse, includeDead: true });
-          answer(work, (page): RowsMsg => {
+          const q: SliceQuery = { keyspace: msg.keyspace, token: msg.token as Token, partition: msg.partition, limit: msg.limit, reverse: msg.reverse };
+          if (msg.from !== undefined) q.from = msg.from;
+          if (msg.to !== undefined) q.to = msg.to;
+          if (msg.after !== undefined) q.after = msg.after;
+          answer(sliceWithinBudget(storage.store, q, sliceBudgetBytes), (page): RowsMsg => {
             const out: RowsMsg = { type: 'replica.rows', rows: page.rows.map((r) => ({ clustering: r.clustering, ...toWireCell(r.cell) })), ...clocks() };
             if (page.nextPage !== undefined) out.nextPage = page.nextPage;
             if (page.partitionDeletedAtMicros !== undefined) out.partitionDeletedAtMicros = page.partitionDeletedAtMicros;

@@ -5,7 +5,7 @@ import { type LinkFaults, Simulation } from '@chorus/sim';
 import { spawnStorage } from '@chorus/storage';
 import { wireCodec } from '@chorus/wire';
 import { MemoryLevel } from 'memory-level';
-import { type CoordinatorHandle, type CoordinatorOptions, spawnCoordinator } from '../src/index.js';
+import { type CoordinatorHandle, type CoordinatorOptions, type CoordinatorTopology, spawnCoordinator } from '../src/index.js';
 
 export interface NodeSpec {
   name: string;
@@ -20,6 +20,10 @@ export interface ClusterOptions {
   network?: Partial<LinkFaults>;
   numTokens?: number;
   coordinator?: Partial<Pick<CoordinatorOptions, 'writeTimeoutMs' | 'readTimeoutMs' | 'maxClockSkewMs' | 'defaultSpeculativeDelayMs' | 'onReadMismatch'>>;
+  /** Nodes every membership view reports alive even while crashed: a failure detector that has not noticed yet. */
+  believedUp?: readonly string[];
+  /** Replaces a node's topology (say, with one whose ring() throws). */
+  topology?: (node: string, base: CoordinatorTopology) => CoordinatorTopology;
 }
 
 /**
@@ -28,8 +32,9 @@ export interface ClusterOptions {
  * (The gossiper's failure detector would learn the same, only later.)
  */
 export class SimMembership implements MembershipView {
-  constructor(private readonly sim: Simulation, private readonly self: NodeId, private readonly ring: RingView) {}
+  constructor(private readonly sim: Simulation, private readonly self: NodeId, private readonly ring: RingView, private readonly believedUp: ReadonlySet<string> = new Set()) {}
   isAlive(node: NodeId): boolean {
+    if (this.believedUp.has(node)) return true;
     return node === this.self || (this.sim.isUp(node) && !this.sim.network.isCut(this.self, node));
   }
   locationOf(node: NodeId): { dc: string; rack: string } | undefined {
@@ -81,10 +86,11 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
         disk.set('db', db);
       }
       const storage = spawnStorage(system, { db, env, commitSync: 'none' });
+      const topology: CoordinatorTopology = { ring: () => ring, keyspace: (n) => keyspaces.get(n), localDc: spec.dc ?? 'dc1', localRack: spec.rack ?? 'r1' };
       const handle = spawnCoordinator(system, {
         env,
-        membership: new SimMembership(sim, env.node, ring),
-        topology: { ring: () => ring, keyspace: (n) => keyspaces.get(n), localDc: spec.dc ?? 'dc1', localRack: spec.rack ?? 'r1' },
+        membership: new SimMembership(sim, env.node, ring, new Set(options.believedUp ?? [])),
+        topology: options.topology ? options.topology(spec.name, topology) : topology,
         storage,
         ...options.coordinator,
       });

@@ -61,14 +61,47 @@ describe('hybrid logical clock', () => {
     const n2 = nodeId('n2');
     const n3 = nodeId('n3');
     for (let i = 0; i < 10; i++) {
-      skew.observe(n2, 10_000_000 + 5_000_000, 10_000_000);
-      skew.observe(n3, 10_000_000 + 2_000, 10_000_000);
+      const sent = 10_000_000 + i * 300_000;
+      // n2's answer carries a wall reading 5 s ahead of the midpoint of a 2 ms round trip.
+      skew.observeRoundTrip(n2, { sentWallMicros: sent, peerWallMicros: sent + 1_000 + 5_000_000, rttMs: 2, atMs: i * 300 });
+      skew.observeRoundTrip(n3, { sentWallMicros: sent, peerWallMicros: sent + 1_000 + 2_000, rttMs: 2, atMs: i * 300 });
     }
     const s = skew.snapshot();
-    expect(s['n2']).toMatchObject({ flagged: true });
+    expect(s['n2']).toMatchObject({ flagged: true, method: 'round-trip' });
     expect(s['n2']!.skewMs).toBeCloseTo(5_000, 0);
     expect(s['n3']).toMatchObject({ flagged: false });
+    expect(s['n3']!.skewMs).toBeCloseTo(2, 0);
     expect(warnings).toHaveLength(1);
+  });
+
+  it('drops round trips stretched by a stall, and never judges from one burst', () => {
+    const skew = new SkewTracker(1_000, silentLogger);
+    const peers = ['n2', 'n3', 'n4'].map(nodeId);
+    let t = 0;
+    const sample = (peer: (typeof peers)[number], offsetMs: number, rttMs: number) => {
+      const sent = 50_000_000 + t * 1000;
+      skew.observeRoundTrip(peer, { sentWallMicros: sent, peerWallMicros: sent + (offsetMs + rttMs / 2) * 1000, rttMs, atMs: t + rttMs });
+    };
+    for (let i = 0; i < 5; i++, t += 300) for (const p of peers) sample(p, 0, 2);
+    // A 1.5 s stall: the peers' readings look 750 ms behind the midpoint, or 1.5 s behind our clock at processing.
+    for (let i = 0; i < 20; i++, t += 10) for (const p of peers) sample(p, -750, 1_500);
+    expect(skew.selfAheadMs()).toBeUndefined();
+    for (const s of Object.values(skew.snapshot())) expect(s).toMatchObject({ flagged: false, samples: 5 });
+    // A genuine offset, but all in one burst: not judged yet; spread over time: judged.
+    const fresh = new SkewTracker(1_000, silentLogger);
+    for (const p of peers) for (let i = 0; i < 10; i++) fresh.observeRoundTrip(p, { sentWallMicros: 0, peerWallMicros: -3_000_000, rttMs: 1, atMs: 100 });
+    expect(fresh.selfAheadMs()).toBeUndefined();
+    for (const p of peers) for (let i = 0; i < 10; i++) fresh.observeRoundTrip(p, { sentWallMicros: 0, peerWallMicros: -3_000_000, rttMs: 1, atMs: 200 + i * 200 });
+    expect(fresh.selfAheadMs()).toBeCloseTo(3_000, -1);
+  });
+
+  it('one-way readings prove a peer ahead, never behind', () => {
+    const skew = new SkewTracker(1_000, silentLogger);
+    skew.observeOneWay(nodeId('n2'), 10_000_000 + 60_000_000, 10_000_000); // 60 s ahead at least
+    skew.observeOneWay(nodeId('n3'), 10_000_000 - 5_000_000, 10_000_000); // 5 s late: delay or skew, unknown
+    expect(skew.snapshot()['n2']).toMatchObject({ flagged: true, method: 'one-way' });
+    expect(skew.snapshot()['n3']).toMatchObject({ flagged: false, method: 'one-way' });
+    expect(skew.selfAheadMs()).toBeUndefined();
   });
 });
 
@@ -109,12 +142,50 @@ describe('timestamps through the cluster', () => {
     expect(honest.ok).toBe(true);
     const r = await settle(c.sim, c.handle('n3').get('app', key, undefined, { consistency: 'ALL' }));
     expect(r.ok && new TextDecoder().decode(r.value!.value)).toBe('now');
-    // Once n4 has heard its peers' clocks it knows it is the odd one out and refuses before sending anything.
-    await settle(c.sim, c.handle('n4').get('app', key, undefined, { consistency: 'ALL' }));
+    // Once n4 has heard its peers' clocks for a while (one burst never decides) it knows it is the odd one out and refuses before sending anything.
+    for (let i = 0; i < 6; i++) {
+      await settle(c.sim, c.handle('n4').get('app', key, undefined, { consistency: 'ALL' }));
+      await c.sim.runFor(250);
+    }
     const sent = c.sim.network.stats().sent;
     const again = await settle(c.sim, c.handle('n4').put('app', key, undefined, 'future2'));
     expect(again).toMatchObject({ ok: false, error: { name: 'ClockSkewed' } });
     expect(c.sim.network.stats().sent).toBe(sent);
+  });
+});
+
+describe('client timestamps near the skew bound', () => {
+  it('seed 610: with the coordinator 100 ms ahead, a client timestamp just inside its bound is accepted by every replica', async () => {
+    const seed = 610;
+    const c = await startCluster({ seed, nodes: [{ name: 'n1' }, { name: 'n2' }, { name: 'n3' }], keyspaces: [{ name: 'app', replication: { class: 'SimpleStrategy', rf: 3 } }] });
+    c.sim.setClockSkew('n1', 100_000);
+    const h = c.handle('n1');
+    const ts = h.clock.peek() + 950_000; // 1050 ms ahead of n2 and n3
+    const w = await settle(c.sim, h.put('app', 'k', undefined, 'client', { timestampMicros: ts, consistency: 'ALL' }));
+    expect(w, `seed ${seed}`).toEqual({ ok: true, value: { timestampMicros: ts } });
+    // This node's next own write moves past the timestamp it accepted, and the replicas, slightly behind, take it too.
+    const next = await settle(c.sim, h.put('app', 'k', undefined, 'own', { consistency: 'ALL' }));
+    expect(next.ok && next.value.timestampMicros, `seed ${seed}`).toBeGreaterThan(ts);
+    const r = await settle(c.sim, c.handle('n2').get('app', 'k', undefined, { consistency: 'ALL' }));
+    expect(r.ok && new TextDecoder().decode(r.value!.value)).toBe('own');
+  });
+
+  it('seed 611: a replica refusal after another replica applied the write is a WriteTimeout; a refusal by all is InvalidRequest', async () => {
+    const seed = 611;
+    const c = await startCluster({ seed, nodes: ['n1', 'n2', 'n3', 'n4'].map((name) => ({ name })), keyspaces: [{ name: 'app', replication: { class: 'SimpleStrategy', rf: 3 } }] });
+    c.sim.setClockSkew('n1', 1_500_000); // n1 runs 1.5 s fast: its own replica takes what the others refuse
+    const h = c.handle('n1');
+    const mine = findKey(c.ring, c.keyspace('app'), (r) => r.includes(nodeId('n1')));
+    const t0 = c.sim.now;
+    const ts = h.clock.peek() + 900_000; // 2.4 s ahead of the others
+    const w = await settle(c.sim, h.put('app', mine, undefined, 'v', { timestampMicros: ts, consistency: 'QUORUM' }));
+    expect(w, `seed ${seed}`).toMatchObject({ ok: false, error: { name: 'WriteTimeout', fields: { consistency: 'QUORUM', required: 2, received: 1 } } });
+    if (!w.ok) expect(w.error.message).toMatch(/may have been applied/);
+    const local = await settle(c.sim, h.local('app', mine));
+    expect(local.ok && local.value?.timestampMicros).toBe(ts);
+    const theirs = findKey(c.ring, c.keyspace('app'), (r) => !r.includes(nodeId('n1')));
+    const refused = await settle(c.sim, h.put('app', theirs, undefined, 'v', { timestampMicros: ts + (c.sim.now - t0) * 1000, consistency: 'ONE' }));
+    expect(refused, `seed ${seed}`).toMatchObject({ ok: false, error: { name: 'InvalidRequest', fields: { reason: 'TIMESTAMP_IN_FUTURE' } } });
   });
 });
 

@@ -1,8 +1,10 @@
 import { nodeId } from '@chorus/core';
 import { type KeyspaceDef, tokenOf } from '@chorus/ring';
+import { LIMITS } from '@chorus/storage';
+import { MAX_FRAME_BYTES, wireCodec } from '@chorus/wire';
 import { describe, expect, it } from 'vitest';
 import type { CoordinatorHandle, SliceOptions } from '../src/index.js';
-import { type Cluster, settle, startCluster, str } from './helpers.js';
+import { type Cluster, findKey, settle, startCluster, str } from './helpers.js';
 
 const ks: KeyspaceDef = { name: 'app', replication: { class: 'SimpleStrategy', rf: 3 } };
 const ck = (i: number) => `row${String(i).padStart(3, '0')}`;
@@ -62,5 +64,45 @@ describe('slices', () => {
     // A partition deletion through the write path hides every row.
     expect((await settle(c.sim, h.deletePartition('app', 'p', { consistency: 'QUORUM' }))).ok).toBe(true);
     expect((await readAll(c, h, 'p', { limit: 4, consistency: 'QUORUM' })).rows).toEqual([]);
+  });
+
+  it('seed 502: pages of values near the size limit stay under the wire frame limit (the replica cuts its page by bytes)', async () => {
+    const seed = 502;
+    const c = await startCluster({ seed, nodes: ['n1', 'n2', 'n3', 'n4'].map((name) => ({ name })), keyspaces: [ks] });
+    const h = c.handle('n4');
+    // n4 is no replica, so every page crosses the (simulated) wire and its codec.
+    const partition = findKey(c.ring, ks, (r) => !r.includes(nodeId('n4')), 'big');
+    const big = (i: number) => new Uint8Array(LIMITS.maxValueBytes).fill(65 + i);
+    for (let i = 0; i < 7; i++) expect((await settle(c.sim, h.put('app', partition, ck(i), big(i), { consistency: 'ALL' }))).ok, `seed ${seed}`).toBe(true);
+    for (const reverse of [false, true]) {
+      const seen: number[] = [];
+      let page: Uint8Array | undefined;
+      let pages = 0;
+      do {
+        const r = await settle(c.sim, h.slice('app', partition, { limit: 10, consistency: 'QUORUM', reverse, ...(page === undefined ? {} : { page }) }));
+        expect(r.ok ? 'ok' : r.error.message, `seed ${seed}`).toBe('ok');
+        if (!r.ok) return;
+        for (const row of r.value.rows) {
+          expect(row.value.length).toBe(LIMITS.maxValueBytes);
+          seen.push(row.value[0]! - 65);
+        }
+        page = r.value.nextPage;
+        pages++;
+      } while (page !== undefined && pages < 20);
+      expect([seed, reverse, seen]).toEqual([seed, reverse, reverse ? [6, 5, 4, 3, 2, 1, 0] : [0, 1, 2, 3, 4, 5, 6]]);
+      expect(pages).toBeGreaterThan(1);
+    }
+    expect(c.rejectedFrames()).toBe(0);
+  });
+
+  it('the largest replica.data answer fits one wire frame', () => {
+    const codec = wireCodec();
+    const frame = codec.encode({
+      t: 'ok',
+      id: 1,
+      v: { type: 'replica.data', state: 'value', value: new Uint8Array(LIMITS.maxValueBytes), timestampMicros: 2 ** 52, expiresAtMicros: 2 ** 52, hlc: 2 ** 52, wallMicros: 2 ** 52 },
+    });
+    expect(frame.byteLength).toBeLessThan(MAX_FRAME_BYTES);
+    expect(() => codec.decode(frame)).not.toThrow();
   });
 });

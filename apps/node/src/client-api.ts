@@ -1,0 +1,440 @@
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { protocol } from '@chorus/client';
+import { type ChorusError, isChorusError } from '@chorus/core';
+import type { ChorusNode } from '@chorus/node';
+import type { Logger } from 'pino';
+import WebSocket, { WebSocketServer } from 'ws';
+
+type Request = protocol.Request;
+type Answer = protocol.Answer;
+type WireError = protocol.WireError;
+
+export interface ClientApiOptions {
+  /** The node's HTTP server: `/client` upgrades are taken from it, other paths left to its other `upgrade` listeners. */
+  server?: Server;
+  /**
+   * Or the fastify app: its server, plus a `preClose` hook that closes the
+   * client connections so `app.close()` does not wait for them.
+   */
+  app?: { server: Server; addHook(name: 'preClose', hook: () => Promise<void>): unknown };
+  /** Undefined until the node has started; requests meanwhile get NodeStarting (the client tries another node). */
+  node: () => ChorusNode | undefined;
+  logger: Logger;
+  /** Requests in flight per connection before Overloaded answers (default 1024). */
+  maxInFlight?: number;
+  /** Largest message accepted (default 4 MiB); ws closes the connection with 1009 on a larger one. */
+  maxPayloadBytes?: number;
+  /** Answers produced in one turn go out as one message (default true; env CHORUS_CLIENT_COALESCE=0 turns it off). */
+  coalesce?: boolean;
+  /** Connections at once before new ones are refused (default 4096). */
+  maxConnections?: number;
+  /**
+   * On SIGTERM/SIGINT, drain before the node stops (default true): new
+   * requests get NodeStopping (clients send them to another node, nothing was
+   * done), requests in flight get their answers, then connections close 1001.
+   */
+  drainOnSignal?: boolean;
+}
+
+export interface ClientApiStats {
+  connections: number;
+  connectionsTotal: number;
+  requests: number;
+  /** Requests by op. */
+  ops: Record<string, number>;
+  /** Error answers by name. */
+  errors: Record<string, number>;
+  badRequests: number;
+  badFrames: number;
+  overloaded: number;
+  messagesIn: number;
+  messagesOut: number;
+  answersOut: number;
+  inFlight: number;
+}
+
+export interface ClientApi {
+  /** Takes a `/client` upgrade and returns true; false (socket untouched) for other paths. */
+  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): boolean;
+  stats(): ClientApiStats;
+  /** Refuses new requests with NodeStopping, waits up to `graceMs` for those in flight, then closes. */
+  drain(graceMs?: number): Promise<void>;
+  /** Closes every client connection (1001 going away) and stops taking upgrades. */
+  close(): Promise<void>;
+}
+
+/** Bad requests of one connection logged in full; past that, one line per LOG_EVERY. */
+const LOG_FIRST = 5;
+const LOG_EVERY = 1000;
+/** A coalesced message is cut at about this many bytes of values. */
+const SOFT_MESSAGE_BYTES = 1024 * 1024;
+
+class ClientConnection {
+  inFlight = 0;
+  bad = 0;
+  closed = false;
+  private out: Answer[] = [];
+  private outBytes = 0;
+  private flushScheduled = false;
+
+  constructor(
+    readonly ws: WebSocket,
+    readonly remote: string,
+    private readonly api: ClientApiImpl,
+  ) {}
+
+  answer(answer: Answer, bytes = 32): void {
+    if (this.closed) return;
+    this.out.push(answer);
+    this.outBytes += bytes;
+    if (!this.api.coalesce || this.outBytes >= SOFT_MESSAGE_BYTES || this.out.length >= protocol.MAX_BATCH) {
+      this.flush();
+      return;
+    }
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  flush(): void {
+    this.flushScheduled = false;
+    if (this.out.length === 0) return;
+    const batch = this.out;
+    this.out = [];
+    this.outBytes = 0;
+    if (this.closed || this.ws.readyState !== WebSocket.OPEN) return;
+    let message: Buffer;
+    try {
+      message = this.api.packr.pack(batch.length === 1 ? batch[0] : batch);
+    } catch (error) {
+      this.api.log.error({ err: error, remote: this.remote }, 'cannot encode client answers');
+      return;
+    }
+    this.api.counters.messagesOut++;
+    this.api.counters.answersOut += batch.length;
+    this.ws.send(message);
+  }
+}
+
+class ClientApiImpl implements ClientApi {
+  readonly log: Logger;
+  readonly packr = protocol.createPackr();
+  readonly coalesce: boolean;
+  readonly counters = { connectionsTotal: 0, requests: 0, badRequests: 0, badFrames: 0, overloaded: 0, messagesIn: 0, messagesOut: 0, answersOut: 0 };
+  private readonly ops = new Map<string, number>();
+  private readonly errors = new Map<string, number>();
+  private readonly maxInFlight: number;
+  private readonly maxConnections: number;
+  private readonly wss: WebSocketServer;
+  private readonly connections = new Set<ClientConnection>();
+  private readonly detach: () => void;
+  private closing = false;
+  private stopping = false;
+  private readonly onSignal = () => void this.drain();
+
+  constructor(private readonly options: ClientApiOptions) {
+    this.log = options.logger.child({ component: 'client-api' });
+    this.maxInFlight = options.maxInFlight ?? protocol.DEFAULT_MAX_IN_FLIGHT;
+    this.maxConnections = options.maxConnections ?? 4096;
+    this.coalesce = options.coalesce ?? process.env.CHORUS_CLIENT_COALESCE !== '0';
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayloadBytes ?? protocol.MAX_MESSAGE_BYTES, perMessageDeflate: false, clientTracking: false });
+    this.wss.on('error', (error) => this.log.warn({ err: error }, 'client WebSocket server error'));
+    const server = options.app?.server ?? options.server;
+    if (server) {
+      const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => void this.handleUpgrade(request, socket, head);
+      server.on('upgrade', onUpgrade);
+      this.detach = () => server.off('upgrade', onUpgrade);
+    } else {
+      this.detach = () => {};
+    }
+    options.app?.addHook('preClose', () => this.close());
+    if (options.drainOnSignal !== false) {
+      process.once('SIGTERM', this.onSignal);
+      process.once('SIGINT', this.onSignal);
+    }
+  }
+
+  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): boolean {
+    let path: string;
+    try {
+      path = new URL(request.url ?? '/', 'http://client').pathname;
+    } catch {
+      return false;
+    }
+    if (path !== protocol.CLIENT_PATH) return false;
+    socket.on('error', () => socket.destroy());
+    if (this.closing || this.connections.size >= this.maxConnections) {
+      if (!this.closing) this.log.warn({ remote: request.socket.remoteAddress, limit: this.maxConnections }, 'too many client connections; refused one');
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\n\r\n');
+      return true;
+    }
+    const remote = `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? '?'}`;
+    try {
+      this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws, remote));
+    } catch (error) {
+      this.log.debug({ err: error, remote }, 'client upgrade failed');
+      socket.destroy();
+    }
+    return true;
+  }
+
+  private accept(ws: WebSocket, remote: string): void {
+    if (this.closing) {
+      ws.close(protocol.CLOSE_CODES.goingAway, 'node is stopping');
+      return;
+    }
+    const connection = new ClientConnection(ws, remote, this);
+    this.connections.add(connection);
+    this.counters.connectionsTotal++;
+    ws.on('message', (data: WebSocket.RawData, isBinary: boolean) => this.onMessage(connection, data, isBinary));
+    ws.on('error', (error) => this.log.debug({ err: error, remote }, 'client socket error'));
+    ws.on('close', () => {
+      connection.closed = true;
+      this.connections.delete(connection);
+    });
+  }
+
+  private onMessage(connection: ClientConnection, data: WebSocket.RawData, isBinary: boolean): void {
+    this.counters.messagesIn++;
+    if (!isBinary) {
+      this.badFrame(connection, protocol.CLOSE_CODES.unsupportedData, 'text messages are not part of the protocol; send binary msgpack');
+      return;
+    }
+    let decoded: unknown;
+    try {
+      decoded = this.packr.unpack(toBuffer(data));
+    } catch (error) {
+      this.badFrame(connection, protocol.CLOSE_CODES.invalidPayload, `the message is not msgpack (${(error as Error).message.slice(0, 120)})`);
+      return;
+    }
+    if (Array.isArray(decoded)) {
+      if (decoded.length === 0 || decoded.length > protocol.MAX_BATCH) {
+        this.badFrame(connection, protocol.CLOSE_CODES.invalidPayload, `a batch holds 1 to ${protocol.MAX_BATCH} requests, got ${decoded.length}`);
+        return;
+      }
+      for (const item of decoded) this.onRequest(connection, item);
+    } else if (typeof decoded === 'object' && decoded !== null && !(decoded instanceof Uint8Array)) {
+      this.onRequest(connection, decoded);
+    } else {
+      this.badFrame(connection, protocol.CLOSE_CODES.invalidPayload, 'a message must be a request map or an array of them');
+    }
+  }
+
+  /** A message that cannot be read at all: one id-0 error answer, then the connection is closed. */
+  private badFrame(connection: ClientConnection, code: number, message: string): void {
+    this.counters.badFrames++;
+    this.log.warn({ remote: connection.remote, code, reason: message }, 'bad client frame; connection closed');
+    connection.answer({ id: 0, error: { name: 'InvalidRequest', message } });
+    connection.flush();
+    connection.closed = true;
+    this.connections.delete(connection);
+    connection.ws.close(code, message.slice(0, 120));
+  }
+
+  private onRequest(connection: ClientConnection, item: unknown): void {
+    this.counters.requests++;
+    const checked = protocol.validateRequest(item);
+    if (!checked.ok) {
+      this.counters.badRequests++;
+      connection.bad++;
+      if (connection.bad <= LOG_FIRST || connection.bad % LOG_EVERY === 0) {
+        const op = typeof item === 'object' && item !== null ? String((item as { op?: unknown }).op).slice(0, 32) : undefined;
+        this.log.warn({ remote: connection.remote, id: checked.id, op, reason: checked.message, badRequests: connection.bad }, 'bad client request');
+      }
+      this.countError('InvalidRequest');
+      connection.answer({ id: checked.id, error: { name: 'InvalidRequest', message: checked.message, ...(checked.field ? { field: checked.field } : {}) } });
+      return;
+    }
+    const request = checked.request;
+    this.ops.set(request.op, (this.ops.get(request.op) ?? 0) + 1);
+    if (connection.inFlight >= this.maxInFlight) {
+      this.counters.overloaded++;
+      this.countError('Overloaded');
+      connection.answer({ id: request.id, error: { name: 'Overloaded', message: `client connection in-flight requests is full (capacity ${this.maxInFlight})`, capacity: this.maxInFlight } });
+      return;
+    }
+    if (this.stopping && request.op !== 'hello' && request.op !== 'stats') {
+      this.countError('NodeStopping');
+      connection.answer({ id: request.id, error: { name: 'NodeStopping', message: 'the node is stopping; try another node' } });
+      return;
+    }
+    const node = this.options.node();
+    if (!node && request.op !== 'hello' && request.op !== 'stats') {
+      this.countError('NodeStarting');
+      connection.answer({ id: request.id, error: { name: 'NodeStarting', message: 'the node is starting; try another node' } });
+      return;
+    }
+    connection.inFlight++;
+    let promise: Promise<{ ok: unknown; bytes: number }>;
+    try {
+      promise = this.execute(node, request);
+    } catch (error) {
+      promise = Promise.reject(error);
+    }
+    promise.then(
+      ({ ok, bytes }) => {
+        connection.inFlight--;
+        connection.answer({ id: request.id, ok }, bytes);
+      },
+      (error: unknown) => {
+        connection.inFlight--;
+        connection.answer({ id: request.id, error: this.wireError(error, request) });
+      },
+    );
+  }
+
+  private async execute(node: ChorusNode | undefined, r: Request): Promise<{ ok: unknown; bytes: number }> {
+    switch (r.op) {
+      case 'hello':
+        return {
+          ok: {
+            v: Math.min(r.v, protocol.PROTOCOL_VERSION),
+            versions: [...protocol.SUPPORTED_VERSIONS],
+            node: node?.address ?? '',
+            name: node?.name ?? '',
+            hostId: node?.hostId ?? '',
+            maxInFlight: this.maxInFlight,
+            maxMessageBytes: this.options.maxPayloadBytes ?? protocol.MAX_MESSAGE_BYTES,
+          },
+          bytes: 128,
+        };
+      case 'put': {
+        const result = await node!.coordinator.put(r.ks, r.key, r.ck, r.value, {
+          ...(r.cl !== undefined ? { consistency: r.cl } : {}),
+          ...(r.ttl !== undefined ? { ttlSeconds: r.ttl } : {}),
+          ...(r.ts !== undefined ? { timestampMicros: r.ts } : {}),
+        });
+        return { ok: { ts: result.timestampMicros }, bytes: 24 };
+      }
+      case 'get': {
+        const found = await node!.coordinator.get(r.ks, r.key, r.ck, r.cl !== undefined ? { consistency: r.cl } : {});
+        return found ? { ok: { value: found.value, ts: found.timestampMicros }, bytes: 32 + found.value.byteLength } : { ok: null, bytes: 16 };
+      }
+      case 'del': {
+        const result = await node!.coordinator.del(r.ks, r.key, r.ck, { ...(r.cl !== undefined ? { consistency: r.cl } : {}), ...(r.ts !== undefined ? { timestampMicros: r.ts } : {}) });
+        return { ok: { ts: result.timestampMicros }, bytes: 24 };
+      }
+      case 'slice': {
+        const result = await node!.coordinator.slice(r.ks, r.key, {
+          ...(r.cl !== undefined ? { consistency: r.cl } : {}),
+          ...(r.from !== undefined ? { from: r.from } : {}),
+          ...(r.to !== undefined ? { to: r.to } : {}),
+          ...(r.limit !== undefined ? { limit: r.limit } : {}),
+          ...(r.page !== undefined ? { page: r.page } : {}),
+          ...(r.reverse !== undefined ? { reverse: r.reverse } : {}),
+        });
+        let bytes = 32;
+        const rows = result.rows.map((row) => {
+          bytes += 24 + row.clustering.byteLength + row.value.byteLength;
+          return { ck: row.clustering, value: row.value, ts: row.timestampMicros, ...(row.expiresAtMicros !== undefined ? { exp: row.expiresAtMicros } : {}) };
+        });
+        return { ok: { rows, ...(result.nextPage ? { next: result.nextPage } : {}) }, bytes };
+      }
+      case 'local': {
+        const cell = await node!.coordinator.local(r.ks, r.key, r.ck);
+        if (!cell) return { ok: null, bytes: 16 };
+        const tombstone = 'tombstone' in cell && cell.tombstone === true;
+        const value = tombstone ? null : (cell as { value: Uint8Array }).value;
+        const exp = 'expiresAtMicros' in cell ? cell.expiresAtMicros : undefined;
+        return { ok: { value, ts: cell.timestampMicros, tombstone, ...(exp !== undefined ? { exp } : {}) }, bytes: 32 + (value?.byteLength ?? 0) };
+      }
+      case 'ring': {
+        const [ring, keyspaces] = await Promise.all([node!.ring(), node!.keyspaces()]);
+        const members = new Map<string, protocol.RingMemberWire>();
+        for (const entry of ring.tokens) {
+          let member = members.get(entry.address);
+          if (!member) {
+            member = { address: entry.address, name: entry.name, dc: entry.dc, rack: entry.rack, state: entry.state, tokens: [] };
+            members.set(entry.address, member);
+          }
+          member.tokens.push(entry.token);
+        }
+        const ok: protocol.RingResult = { members: [...members.values()], keyspaces: keyspaces.keyspaces.map((k) => ({ name: k.name, replication: k.replication })) };
+        return { ok, bytes: 64 * ring.tokens.length };
+      }
+      case 'stats':
+        return { ok: { node: node?.address ?? '', ...this.stats() }, bytes: 512 };
+    }
+  }
+
+  private wireError(error: unknown, request: Request): WireError {
+    if (isChorusError(error)) {
+      const e = error as ChorusError;
+      this.countError(e.name);
+      return { name: e.name, message: e.message, ...e.fields };
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    this.countError('ServerError');
+    this.log.error({ err: error, op: request.op }, 'client request failed');
+    return { name: 'ServerError', message };
+  }
+
+  private countError(name: string): void {
+    this.errors.set(name, (this.errors.get(name) ?? 0) + 1);
+  }
+
+  stats(): ClientApiStats {
+    let inFlight = 0;
+    for (const c of this.connections) inFlight += c.inFlight;
+    return {
+      connections: this.connections.size,
+      ...this.counters,
+      ops: Object.fromEntries(this.ops),
+      errors: Object.fromEntries(this.errors),
+      inFlight,
+    };
+  }
+
+  async drain(graceMs = 2_000): Promise<void> {
+    if (this.stopping || this.closing) return;
+    this.stopping = true;
+    const inFlight = () => [...this.connections].reduce((n, c) => n + c.inFlight, 0);
+    const deadline = Date.now() + graceMs;
+    while (inFlight() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await this.close();
+  }
+
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    this.stopping = true;
+    process.off('SIGTERM', this.onSignal);
+    process.off('SIGINT', this.onSignal);
+    this.detach();
+    const closing = [...this.connections].map(
+      (c) =>
+        new Promise<void>((done) => {
+          c.flush();
+          c.closed = true;
+          if (c.ws.readyState === WebSocket.CLOSED) return done();
+          const timer = setTimeout(() => {
+            c.ws.terminate();
+            done();
+          }, 500);
+          c.ws.once('close', () => {
+            clearTimeout(timer);
+            done();
+          });
+          c.ws.close(protocol.CLOSE_CODES.goingAway, 'node is stopping');
+        }),
+    );
+    this.connections.clear();
+    await Promise.all(closing);
+  }
+}
+
+function toBuffer(data: WebSocket.RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}
+
+/**
+ * The client protocol (`@chorus/client`'s `protocol`) on the `/client`
+ * WebSocket path of the node's port, beside the peer transport's `/peer`.
+ */
+export function attachClientApi(options: ClientApiOptions): ClientApi {
+  return new ClientApiImpl(options);
+}

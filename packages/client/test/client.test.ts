@@ -1,0 +1,247 @@
+import { type Server, createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import WebSocket, { WebSocketServer } from 'ws';
+import { ConnectionError, NoHostAvailable, Overloaded, ReadTimeout, RequestTimeout, type ChorusClient, connect, errorFromWire, protocol } from '../src/index.js';
+
+const packr = protocol.createPackr();
+
+type Behaviour = (request: Record<string, unknown>, ws: WebSocket) => 'answer' | 'drop' | 'close' | { error: Record<string, unknown> };
+
+/** A node that speaks the client protocol from memory, with a hook per request. */
+class FakeNode {
+  readonly data = new Map<string, Buffer>();
+  readonly seen: Array<Record<string, unknown>> = [];
+  behaviour: Behaviour = () => 'answer';
+  server!: Server;
+  address = '';
+  private wss = new WebSocketServer({ noServer: true });
+  members: () => protocol.RingMemberWire[] = () => [{ address: this.address, name: 'n', dc: 'dc1', rack: 'r1', state: 'UN', tokens: ['0'] }];
+
+  async start(): Promise<this> {
+    this.server = createServer();
+    this.server.on('upgrade', (req, socket, head) => this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws)));
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', () => r()));
+    this.address = `127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return this;
+  }
+
+  private accept(ws: WebSocket): void {
+    ws.on('message', (data: Buffer) => {
+      const decoded = packr.unpack(data) as unknown;
+      const items = (Array.isArray(decoded) ? decoded : [decoded]) as Array<Record<string, unknown>>;
+      const out: unknown[] = [];
+      for (const r of items) {
+        if (r.op !== 'hello' && r.op !== 'ring') this.seen.push(r);
+        const what = r.op === 'hello' || r.op === 'ring' ? 'answer' : this.behaviour(r, ws);
+        if (what === 'close') {
+          ws.terminate();
+          return;
+        }
+        if (what === 'drop') continue;
+        if (typeof what === 'object') out.push({ id: r.id, error: what.error });
+        else out.push({ id: r.id, ok: this.execute(r) });
+      }
+      if (out.length) ws.send(packr.pack(out.length === 1 ? out[0] : out));
+    });
+  }
+
+  private execute(r: Record<string, unknown>): unknown {
+    switch (r.op) {
+      case 'hello':
+        return { v: 1, versions: [1], node: this.address, name: 'n', hostId: '', maxInFlight: 1024, maxMessageBytes: protocol.MAX_MESSAGE_BYTES };
+      case 'ring':
+        return { members: this.members(), keyspaces: [{ name: 'ks', replication: { class: 'SimpleStrategy', rf: 1 } }] };
+      case 'put':
+        this.data.set(String(r.key), Buffer.from(r.value as string));
+        return { ts: 7 };
+      case 'get': {
+        const v = this.data.get(String(r.key));
+        return v ? { value: v, ts: 7 } : null;
+      }
+      default:
+        return { ts: 1 };
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const ws of this.wss.clients) ws.terminate();
+    this.server.closeAllConnections();
+    await new Promise<void>((r) => this.server.close(() => r()));
+  }
+}
+
+describe('protocol validation', () => {
+  it('accepts every op in its documented shape', () => {
+    const good: unknown[] = [
+      { id: 1, op: 'hello', v: 1 },
+      { id: 2, op: 'put', ks: 'default', key: 'k', value: new Uint8Array([1]), ck: 'c', cl: 'QUORUM', ttl: 10, ts: 123 },
+      { id: 3, op: 'get', ks: 'default', key: new Uint8Array([1, 2]) },
+      { id: 4, op: 'del', ks: 'default', key: 'k', ts: 5 },
+      { id: 5, op: 'slice', ks: 'default', key: 'p', from: 'a', to: 'z', limit: 10, page: new Uint8Array(3), reverse: true, cl: 'ONE' },
+      { id: 6, op: 'local', ks: 'default', key: 'k' },
+      { id: 7, op: 'ring' },
+      { id: protocol.MAX_REQUEST_ID, op: 'stats' },
+    ];
+    for (const item of good) expect(protocol.validateRequest(item)).toMatchObject({ ok: true });
+  });
+
+  it('refuses, naming the field and keeping the id when it is usable', () => {
+    const cases: Array<[unknown, number, string | undefined]> = [
+      [{ id: 1, op: 'nope' }, 1, 'op'],
+      [{ op: 'ring' }, 0, 'id'],
+      [{ id: 0, op: 'ring' }, 0, 'id'],
+      [{ id: 1.5, op: 'ring' }, 0, 'id'],
+      [{ id: 2 ** 32, op: 'ring' }, 0, 'id'],
+      [{ id: 9, op: 'get', ks: '', key: 'k' }, 9, 'ks'],
+      [{ id: 9, op: 'get', ks: 'default' }, 9, 'key'],
+      [{ id: 9, op: 'get', ks: 'default', key: 'k', bogus: 1 }, 9, undefined],
+      [{ id: 9, op: 'put', ks: 'default', key: 'k', value: { a: 1 } }, 9, 'value'],
+      [{ id: 9, op: 'put', ks: 'default', key: 'k', value: 'v', ttl: 0 }, 9, 'ttl'],
+      [{ id: 9, op: 'put', ks: 'default', key: 'k', value: 'v', ts: -1 }, 9, 'ts'],
+      [{ id: 9, op: 'slice', ks: 'default', key: 'k', limit: 100_000 }, 9, 'limit'],
+      [{ id: 9, op: 'get', ks: 'default', key: new Uint8Array(70_000) }, 9, 'key'],
+      ['text', 0, undefined],
+      [null, 0, undefined],
+      [[{ id: 1, op: 'ring' }], 0, undefined],
+    ];
+    for (const [item, id, field] of cases) {
+      const result = protocol.validateRequest(item);
+      expect(result.ok, JSON.stringify(item)?.slice(0, 80)).toBe(false);
+      if (result.ok) continue;
+      expect(result.id).toBe(id);
+      if (field) expect(result.field).toBe(field);
+      expect(result.message.length).toBeGreaterThan(0);
+    }
+  });
+
+  it('maps error answers onto typed errors with their numbers', () => {
+    const e = errorFromWire({ name: 'ReadTimeout', message: 'timed out', consistency: 'QUORUM', required: 2, received: 1, dataPresent: false });
+    expect(e).toBeInstanceOf(ReadTimeout);
+    expect(e).toMatchObject({ consistency: 'QUORUM', required: 2, received: 1, dataPresent: false, message: 'timed out' });
+    const other = errorFromWire({ name: 'ClockSkewed', message: 'ahead', aheadMs: 3000 });
+    expect(other.name).toBe('ClockSkewed');
+    expect(other.fields).toMatchObject({ aheadMs: 3000 });
+  });
+});
+
+describe('the client against fake nodes', () => {
+  const nodes: FakeNode[] = [];
+  const clients: ChorusClient[] = [];
+  const fast = { requestTimeoutMs: 2_000, minBackoffMs: 50, maxBackoffMs: 200, ringRefreshMs: 60_000 };
+  afterEach(async () => {
+    for (const c of clients.splice(0)) await c.close();
+    for (const n of nodes.splice(0)) await n.stop();
+  });
+  const node = async () => {
+    const n = await new FakeNode().start();
+    nodes.push(n);
+    return n;
+  };
+  const client = (hosts: string[], options = {}) => {
+    const c = connect(hosts, { ...fast, ...options });
+    clients.push(c);
+    return c;
+  };
+
+  it('pipelines many requests on one connection and coalesces them', async () => {
+    const a = await node();
+    const c = client([a.address]);
+    await c.ready();
+    await Promise.all(Array.from({ length: 200 }, (_, i) => c.put('ks', `k${i}`, `v${i}`)));
+    const values = await Promise.all(Array.from({ length: 200 }, (_, i) => c.get('ks', `k${i}`)));
+    expect(values.map((v) => Buffer.from(v!.value).toString())).toEqual(Array.from({ length: 200 }, (_, i) => `v${i}`));
+    const stats = c.stats();
+    expect(stats.succeeded).toBe(401); // and the ring
+    expect(stats.messagesSent).toBeLessThan(20);
+  });
+
+  it('sends a key to its replica', async () => {
+    const a = await node();
+    const b = await node();
+    // a owns (−∞, 0], b owns (0, +∞) with rf 1.
+    const members = () => [
+      { address: a.address, name: 'a', dc: 'dc1', rack: 'r1', state: 'UN', tokens: ['0'] },
+      { address: b.address, name: 'b', dc: 'dc1', rack: 'r1', state: 'UN', tokens: ['4611686018427387904'] },
+    ];
+    a.members = members;
+    b.members = members;
+    const c = client([a.address, b.address]);
+    await c.ready();
+    for (let i = 0; i < 40; i++) {
+      const key = `key${i}`;
+      const [replica] = c.replicasOf('ks', key);
+      await c.put('ks', key, 'v');
+      expect((replica === a.address ? a : b).data.has(key), key).toBe(true);
+    }
+    expect(a.data.size).toBeGreaterThan(0);
+    expect(b.data.size).toBeGreaterThan(0);
+    expect(a.data.size + b.data.size).toBe(40);
+    expect(c.stats().tokenAware).toBe(40);
+  });
+
+  it('goes to another node when one refuses connections, and marks it down', async () => {
+    const a = await node();
+    const dead = await node();
+    const deadAddress = dead.address;
+    await dead.stop();
+    nodes.splice(nodes.indexOf(dead), 1);
+    const c = client([deadAddress, a.address], { tokenAware: false });
+    for (let i = 0; i < 10; i++) await c.put('ks', `k${i}`, 'v');
+    expect(a.data.size).toBe(10);
+    expect(c.stats().hosts[deadAddress]!.state).toBe('down');
+  });
+
+  it('sends a read again to another node when the connection breaks with it in flight, but not a write', async () => {
+    const a = await node();
+    const b = await node();
+    a.data.set('k', Buffer.from('from-a'));
+    b.data.set('k', Buffer.from('from-b'));
+    const c = client([a.address, b.address], { tokenAware: false });
+    await c.ready();
+    // Whichever node gets a request first drops the connection.
+    let broken = 0;
+    const breakOnce: Behaviour = () => (broken++ === 0 ? 'close' : 'answer');
+    a.behaviour = breakOnce;
+    b.behaviour = breakOnce;
+    const got = await c.get('ks', 'k');
+    expect(['from-a', 'from-b']).toContain(Buffer.from(got!.value).toString());
+    expect(c.stats().retries).toBe(1);
+
+    broken = 0;
+    const error = await c.put('ks', 'w', 'v').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConnectionError);
+    expect(error).toMatchObject({ sent: true });
+  });
+
+  it('retries Overloaded on another node, and surfaces it when there is none', async () => {
+    const a = await node();
+    const b = await node();
+    a.behaviour = () => ({ error: { name: 'Overloaded', message: 'full', capacity: 1 } });
+    const c = client([a.address, b.address], { tokenAware: false });
+    for (let i = 0; i < 6; i++) await c.put('ks', `k${i}`, 'v');
+    expect(b.data.size).toBe(6);
+
+    const only = client([a.address]);
+    const error = await only.put('ks', 'x', 'v').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(Overloaded);
+    expect(error).toMatchObject({ capacity: 1 });
+  });
+
+  it('fails with RequestTimeout when no answer comes, and NoHostAvailable when nothing is up', async () => {
+    const a = await node();
+    a.behaviour = () => 'drop';
+    const c = client([a.address], { requestTimeoutMs: 300 });
+    const error = await c.get('ks', 'k').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RequestTimeout);
+
+    const dead = await node();
+    const address = dead.address;
+    await dead.stop();
+    nodes.splice(nodes.indexOf(dead), 1);
+    const nobody = client([address]);
+    const none = await nobody.get('ks', 'k').catch((e: unknown) => e);
+    expect(none).toBeInstanceOf(NoHostAvailable);
+    expect(Object.keys((none as NoHostAvailable).errors)).toEqual([address]);
+  });
+});
