@@ -1,6 +1,6 @@
 import { InvalidRequest, isChorusError } from '@chorus/core';
 import type { ChorusNode } from '@chorus/node';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import type { Metrics } from './metrics.js';
 
@@ -16,7 +16,8 @@ export interface ApiOptions {
 
 /** The HTTP API of DESIGN.md section 4 on this node's one port. */
 export function buildApi(options: ApiOptions) {
-  const app = Fastify({ loggerInstance: options.logger as FastifyBaseLogger, disableRequestLogging: true, bodyLimit: BODY_LIMIT, return503OnClosing: true });
+  // Per-request log lines would drown the node's own; errors are logged by the error handler.
+  const app = Fastify({ loggerInstance: options.logger as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }), bodyLimit: BODY_LIMIT, return503OnClosing: true });
 
   // Bodies arrive as raw bytes: values are opaque, and JSON bodies are parsed where they are expected, with our own errors.
   app.removeAllContentTypeParsers();
