@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-// The cluster tests depend only on the CLI package; the client is taken from its build, which `pnpm build` makes first.
 import { type ChorusClient, ConnectionError, InvalidRequest, NoHostAvailable, Unavailable, connect } from '@chorus/client';
 import { TestCluster, chorus, stateOf } from './harness.js';
 
