@@ -29,12 +29,6 @@ export interface ClientApiOptions {
   coalesce?: boolean;
   /** Connections at once before new ones are refused (default 4096). */
   maxConnections?: number;
-  /**
-   * On SIGTERM/SIGINT, drain before the node stops (default true): new
-   * requests get NodeStopping (clients send them to another node, nothing was
-   * done), requests in flight get their answers, then connections close 1001.
-   */
-  drainOnSignal?: boolean;
 }
 
 export interface ClientApiStats {
@@ -132,7 +126,6 @@ class ClientApiImpl implements ClientApi {
   private readonly detach: () => void;
   private closing = false;
   private stopping = false;
-  private readonly onSignal = () => void this.drain();
 
   constructor(private readonly options: ClientApiOptions) {
     this.log = options.logger.child({ component: 'client-api' });
@@ -150,10 +143,6 @@ class ClientApiImpl implements ClientApi {
       this.detach = () => {};
     }
     options.app?.addHook('preClose', () => this.close());
-    if (options.drainOnSignal !== false) {
-      process.once('SIGTERM', this.onSignal);
-      process.once('SIGINT', this.onSignal);
-    }
   }
 
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): boolean {
@@ -400,8 +389,6 @@ class ClientApiImpl implements ClientApi {
     if (this.closing) return;
     this.closing = true;
     this.stopping = true;
-    process.off('SIGTERM', this.onSignal);
-    process.off('SIGINT', this.onSignal);
     this.detach();
     const closing = [...this.connections].map(
       (c) =>

@@ -51,7 +51,7 @@ export async function runNode(sources: ConfigSources): Promise<void> {
   const metrics = createMetrics(() => node);
   const api = buildApi({ logger, metrics, node: () => node });
   const transport = createWsTransport({ env, clusterName: settings.cluster_name, secret: settings.secret, server: api.server });
-  const clientApi = attachClientApi({ app: api, node: () => node, logger, drainOnSignal: false });
+  const clientApi = attachClientApi({ app: api, node: () => node, logger });
   try {
     await api.listen({ host, port: Number(portText) });
   } catch (error) {
