@@ -29,6 +29,8 @@ export interface NodeSettings {
   commit_sync: 'batch' | 'periodic' | 'none';
   commit_sync_period: number;
   gc_grace_seconds: number;
+  /** MiB of reconciled rows kept in memory for point reads; 0 turns the cache off. */
+  row_cache_size: number;
   max_clock_skew: number;
   log_level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
 }
@@ -48,13 +50,14 @@ export const DEFAULTS: Omit<NodeSettings, 'name' | 'listen_address' | 'data_dir'
   commit_sync: 'periodic',
   commit_sync_period: 10_000,
   gc_grace_seconds: 864_000,
+  row_cache_size: 64,
   max_clock_skew: 1_000,
   log_level: 'info',
 };
 
 const DURATIONS = new Set(['gossip_interval', 'write_request_timeout', 'read_request_timeout', 'commit_sync_period', 'max_clock_skew']);
 const LISTS = new Set(['seeds', 'initial_tokens']);
-const INTEGERS = new Set(['num_tokens', 'gc_grace_seconds']);
+const INTEGERS = new Set(['num_tokens', 'gc_grace_seconds', 'row_cache_size']);
 const NUMBERS = new Set(['phi_convict_threshold']);
 const BOOLEANS = new Set(['auto_bootstrap']);
 
@@ -80,6 +83,7 @@ const Schema = Type.Object(
     commit_sync: Type.Union([Type.Literal('batch'), Type.Literal('periodic'), Type.Literal('none')]),
     commit_sync_period: Duration,
     gc_grace_seconds: Type.Integer({ minimum: 0, maximum: 315_360_000 }),
+    row_cache_size: Type.Integer({ minimum: 0, maximum: 1_048_576 }),
     max_clock_skew: Duration,
     log_level: Type.Union(['trace', 'debug', 'info', 'warn', 'error', 'fatal'].map((l) => Type.Literal(l))),
   },

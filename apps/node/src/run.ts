@@ -129,6 +129,7 @@ function nodeSettingsOf(s: NodeSettings) {
     commitSync: s.commit_sync,
     commitSyncPeriodMs: s.commit_sync_period,
     gcGraceSeconds: s.gc_grace_seconds,
+    rowCacheBytes: s.row_cache_size * 1024 * 1024,
     maxClockSkewMs: s.max_clock_skew,
   };
 }

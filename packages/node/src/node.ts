@@ -33,6 +33,8 @@ export interface NodeSettings {
   commitSync: CommitSyncMode;
   commitSyncPeriodMs: number;
   gcGraceSeconds: number;
+  /** Bytes of reconciled rows cached for point reads (0: off); the storage default when absent. */
+  rowCacheBytes?: number;
   maxClockSkewMs: number;
 }
 
@@ -87,7 +89,7 @@ type ListenerMsg = { type: 'membership'; event: MembershipEvent } | { type: 'loa
 export async function startChorusNode(options: StartNodeOptions): Promise<ChorusNode> {
   const { env, transport, settings } = options;
   const system = new ActorSystem({ env, transport, codec: wireCodec() });
-  const storage: StorageHandle = spawnStorage(system, { db: options.db, env, commitSync: settings.commitSync, commitSyncPeriodMs: settings.commitSyncPeriodMs, gcGraceSeconds: settings.gcGraceSeconds });
+  const storage: StorageHandle = spawnStorage(system, { db: options.db, env, commitSync: settings.commitSync, commitSyncPeriodMs: settings.commitSyncPeriodMs, gcGraceSeconds: settings.gcGraceSeconds, ...(settings.rowCacheBytes !== undefined ? { rowCacheBytes: settings.rowCacheBytes } : {}) });
   const local = await loadLocalState(storage, env, LOCAL_TIMEOUT_MS);
   const startsAlone = settings.seeds.length === 0 || settings.seeds.every((s) => s === env.node);
   let tokens: Token[] = local.tokens;

@@ -1,7 +1,7 @@
 import type { ActorContext, ActorRef, ActorSystem, Behavior, ReplyTo } from '@chorus/actors';
 import type { Env, Timer } from '@chorus/core';
 import type { Cell } from './cell.js';
-import { type Mutation, type RowAddress, type StorageDb, Store, type SweepCursor, validateAddress, validateMutation } from './store.js';
+import { type Mutation, type RowAddress, type StorageDb, Store, type StoreOptions, type SweepCursor, validateAddress, validateMutation } from './store.js';
 
 /**
  * How acknowledged writes reach the disk.
@@ -28,6 +28,8 @@ export interface StorageActorOptions {
   /** Actor name (default `storage`). */
   name?: string;
   gcGraceSeconds?: number;
+  /** Bound of the store's cache of reconciled rows (estimated bytes, default 64 MiB); 0 turns it off. */
+  rowCacheBytes?: number;
   commitSync?: CommitSyncMode;
   commitSyncPeriodMs?: number;
   /** Pause between gc sweeps; each sweep walks the whole store in steps of `sweepChunk` entries. */
@@ -65,7 +67,7 @@ export interface StorageHandle {
   close(): Promise<void>;
 }
 
-function storageBehavior(store: Store, o: Required<Omit<StorageActorOptions, 'db' | 'env' | 'name' | 'gcGraceSeconds' | 'mailboxCapacity' | 'batchLimit'>>): Behavior<StorageMsg> {
+function storageBehavior(store: Store, o: Required<Omit<StorageActorOptions, 'db' | 'env' | 'name' | 'gcGraceSeconds' | 'rowCacheBytes' | 'mailboxCapacity' | 'batchLimit'>>): Behavior<StorageMsg> {
   let syncTimer: Timer | undefined;
   let sweepTimer: Timer | undefined;
   let stopped = false;
@@ -179,7 +181,10 @@ function storageBehavior(store: Store, o: Required<Omit<StorageActorOptions, 'db
  * the batch is written (and fsynced in `batch` mode).
  */
 export function spawnStorage(system: ActorSystem, options: StorageActorOptions): StorageHandle {
-  const store = new Store(options.db, options.gcGraceSeconds === undefined ? { env: options.env } : { env: options.env, gcGraceSeconds: options.gcGraceSeconds });
+  const storeOptions: StoreOptions = { env: options.env };
+  if (options.gcGraceSeconds !== undefined) storeOptions.gcGraceSeconds = options.gcGraceSeconds;
+  if (options.rowCacheBytes !== undefined) storeOptions.rowCacheBytes = options.rowCacheBytes;
+  const store = new Store(options.db, storeOptions);
   const commitSyncPeriodMs = options.commitSyncPeriodMs ?? DEFAULT_COMMIT_SYNC_PERIOD_MS;
   if (!(commitSyncPeriodMs > 0)) throw new RangeError('commitSyncPeriodMs must be positive');
   const behaviorOptions = {

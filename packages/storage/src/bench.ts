@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /**
  * Storage benchmark: raw LevelDB batched puts as the ceiling, then the storage
- * actor's acknowledged writes in each commit mode, point reads and a 100-row
- * slice. Run with `pnpm bench:storage` after `pnpm build`. It is a CLI entry
+ * actor's acknowledged writes in each commit mode, point reads (cold: every
+ * read a row cache miss; hot: a 10,000-row set read over and over, with the
+ * row cache and without it) and a 100-row slice. Run with `pnpm bench:storage` after `pnpm build`. It is a CLI entry
  * point, so it may read the real clock.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -14,10 +15,13 @@ import { nodeId, realEnv, token, type Token } from '@chorus/core';
 import { Level } from 'level';
 import { type CommitSyncMode, type Mutation, Store, rowKeyPrefix, spawnStorage, write } from './index.js';
 
+const HOT_KEYS = 10_000;
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 3);
 const VALUE = new Uint8Array(randomBytes(100));
 // More in flight only adds garbage-collector work (every pending ask is a promise and a timer); 1000 keeps batches full.
 const IN_FLIGHT = Number(process.env['BENCH_IN_FLIGHT'] ?? 1000);
+// The row cache bound of the write phases' stores (default: the store's default); 0 measures writes without its bookkeeping.
+const ROW_CACHE_BYTES = process.env['BENCH_ROW_CACHE_BYTES'] === undefined ? undefined : Number(process.env['BENCH_ROW_CACHE_BYTES']);
 const env = realEnv(nodeId('bench'));
 const te = new TextEncoder();
 
@@ -55,18 +59,28 @@ async function rawPuts(root: string): Promise<number> {
   return (n / ms) * 1000;
 }
 
-async function actorWrites(root: string, mode: CommitSyncMode): Promise<number> {
-  const db = await fresh(root, `actor-${mode}`);
+/**
+ * Acknowledged writes through the actor. With `warm`, the row cache first
+ * holds 10,000 rows and every other write goes to one of them, so the phase
+ * pays the write-through merges and the deletes of the versions they shadow.
+ */
+async function actorWrites(root: string, mode: CommitSyncMode, warm = false): Promise<number> {
+  const db = await fresh(root, `actor-${mode}${warm ? '-warm' : ''}`);
   const system = new ActorSystem({ env });
-  const h = spawnStorage(system, { db, env, commitSync: mode });
+  const h = spawnStorage(system, ROW_CACHE_BYTES === undefined ? { db, env, commitSync: mode } : { db, env, commitSync: mode, rowCacheBytes: ROW_CACHE_BYTES });
+  if (warm) {
+    await h.store.apply(Array.from({ length: HOT_KEYS }, (_, i) => mutation(i, 1)));
+    for (let i = 0; i < HOT_KEYS; i++) await h.store.get({ keyspace: 'bench', token: tokenOf(i), partition: te.encode(`key-${i}`) });
+  }
   let next = 0;
   let acked = 0;
   const start = performance.now();
   const deadline = start + SECONDS * 1000;
   const worker = async (): Promise<void> => {
     while (performance.now() < deadline) {
-      const i = next++;
-      await write(h.ref, mutation(i, 1), 30_000);
+      const n = next++;
+      const i = warm && n % 2 === 0 ? (n / 2) % HOT_KEYS : n;
+      await write(h.ref, mutation(i, warm ? 2 + n : 1), 30_000);
       acked++;
     }
   };
@@ -77,7 +91,31 @@ async function actorWrites(root: string, mode: CommitSyncMode): Promise<number> 
   return (acked / ms) * 1000;
 }
 
-async function reads(root: string): Promise<{ pointPerSec: number; sliceMs: number; slicePerSec: number }> {
+interface PointPhase {
+  perSec: number;
+  hits: number;
+  misses: number;
+}
+
+/** 64 concurrent readers for half a phase; the i-th read is of key `(i * 7919) % keys` (7919 is prime: no repeats before `keys` reads). */
+async function pointReads(store: Store, keys: number): Promise<PointPhase> {
+  const before = store.cacheStats();
+  let n = 0;
+  const start = performance.now();
+  const deadline = start + (SECONDS * 1000) / 2;
+  const worker = async (): Promise<void> => {
+    while (performance.now() < deadline) {
+      const x = (n++ * 7919) % keys;
+      if ((await store.get({ keyspace: 'bench', token: tokenOf(x), partition: te.encode(`key-${x}`) })) === undefined) throw new Error('missing row');
+    }
+  };
+  await Promise.all(Array.from({ length: 64 }, worker));
+  const perSec = (n / (performance.now() - start)) * 1000;
+  const after = store.cacheStats();
+  return { perSec, hits: after.hits - before.hits, misses: after.misses - before.misses };
+}
+
+async function reads(root: string): Promise<{ cold: PointPhase; hot: PointPhase; hotUncached: PointPhase; cache: ReturnType<Store['cacheStats']>; sliceMs: number; slicePerSec: number }> {
   const db = await fresh(root, 'reads');
   const store = new Store(db, { env });
   const N = 100_000;
@@ -90,22 +128,17 @@ async function reads(root: string): Promise<{ pointPerSec: number; sliceMs: numb
   for (let c = 0; c < 100; c++) wide.push({ keyspace: 'bench', token: tokenOf(-1), partition: te.encode('wide'), clustering: te.encode(`c${String(c).padStart(3, '0')}`), cell: { value: VALUE, timestampMicros: 1 } });
   await store.apply(wide);
 
-  let n = 0;
-  let start = performance.now();
-  let deadline = start + (SECONDS * 1000) / 2;
-  const worker = async (): Promise<void> => {
-    let x = 0;
-    while (performance.now() < deadline) {
-      x = (x * 7919 + n++) % N;
-      if ((await store.get({ keyspace: 'bench', token: tokenOf(x), partition: te.encode(`key-${x}`) })) === undefined) throw new Error('missing row');
-    }
-  };
-  await Promise.all(Array.from({ length: 64 }, worker));
-  const pointPerSec = (n / (performance.now() - start)) * 1000;
+  // Cold: 100,000 keys, none read twice within the phase, so every read is a miss (and fills the cache).
+  const cold = await pointReads(store, N);
+  // Hot: a fresh store (cold cache) reading a 10,000-key set over and over; the same with the cache off.
+  const hotStore = new Store(db, { env });
+  const hot = await pointReads(hotStore, HOT_KEYS);
+  const hotUncached = await pointReads(new Store(db, { env, rowCacheBytes: 0 }), HOT_KEYS);
+  const cache = hotStore.cacheStats();
 
   let slices = 0;
-  start = performance.now();
-  deadline = start + (SECONDS * 1000) / 2;
+  const start = performance.now();
+  const deadline = start + (SECONDS * 1000) / 2;
   while (performance.now() < deadline) {
     const page = await store.slice('bench', tokenOf(-1), te.encode('wide'), { limit: 100 });
     if (page.rows.length !== 100) throw new Error('short slice');
@@ -113,7 +146,7 @@ async function reads(root: string): Promise<{ pointPerSec: number; sliceMs: numb
   }
   const ms = performance.now() - start;
   await store.close();
-  return { pointPerSec, sliceMs: ms / slices, slicePerSec: (slices / ms) * 1000 };
+  return { cold, hot, hotUncached, cache, sliceMs: ms / slices, slicePerSec: (slices / ms) * 1000 };
 }
 
 async function main(): Promise<void> {
@@ -127,8 +160,14 @@ async function main(): Promise<void> {
       results[mode] = await actorWrites(root, mode);
       console.log(`actor acked writes, commitSync=${mode}${mode === 'periodic' ? ' (default)' : ''}, ${IN_FLIGHT} in flight: ${rate(results[mode], 1000)} writes/s (ratio ${(results[mode] / raw).toFixed(2)})`);
     }
+    const warm = await actorWrites(root, 'periodic', true);
+    console.log(`actor acked writes, commitSync=periodic, half of them to the ${HOT_KEYS.toLocaleString('en-US')} rows in the row cache: ${rate(warm, 1000)} writes/s (ratio ${(warm / raw).toFixed(2)})`);
     const r = await reads(root);
-    console.log(`point reads (64 concurrent): ${rate(r.pointPerSec, 1000)} reads/s`);
+    const misses = (p: PointPhase): string => `${p.hits.toLocaleString('en-US')} hits, ${p.misses.toLocaleString('en-US')} misses`;
+    console.log(`point reads, cold (64 concurrent, 100k keys, each read once): ${rate(r.cold.perSec, 1000)} reads/s (${misses(r.cold)})`);
+    console.log(`point reads, hot set of ${HOT_KEYS.toLocaleString('en-US')} keys, row cache on (default): ${rate(r.hot.perSec, 1000)} reads/s (${misses(r.hot)})`);
+    console.log(`point reads, hot set of ${HOT_KEYS.toLocaleString('en-US')} keys, row cache off: ${rate(r.hotUncached.perSec, 1000)} reads/s`);
+    console.log(`row cache after the hot phase: ${r.cache.entries.toLocaleString('en-US')} rows, ${(r.cache.bytes / 1024 / 1024).toFixed(1)} MiB estimated`);
     console.log(`100-row slice: ${r.sliceMs.toFixed(3)} ms (${rate(r.slicePerSec, 1000)} slices/s)`);
     console.log(`ratio ${(results['periodic']! / raw).toFixed(2)}`);
   } finally {

@@ -19,6 +19,7 @@ export {
   type SweepCursor,
   type SweepResult,
 } from './store.js';
+export { DEFAULT_ROW_CACHE_BYTES, type RowCacheStats } from './row-cache.js';
 export { type Cell, type ValueCell, type TombstoneCell, isTombstone, isDead, compareCells, mergeCells, cellDigest } from './cell.js';
 export { LIMITS, expiryFromTtl } from './limits.js';
 export { encodeToken, decodeToken, rowKeyPrefix, partitionDeletionKeyPrefix, compareBytes } from './keys.js';

@@ -29,6 +29,7 @@ import {
   writeInvertedMicros,
   writeToken,
 } from './keys.js';
+import { DEFAULT_ROW_CACHE_BYTES, RowCache, type RowCacheStats } from './row-cache.js';
 import {
   LIMITS,
   validateClusteringKey,
@@ -66,6 +67,11 @@ export interface StoreOptions {
   env: Env;
   /** How long tombstones and expired cells are kept before a sweep may purge them. */
   gcGraceSeconds?: number;
+  /**
+   * Bound of the in-memory cache of reconciled rows that point reads use
+   * (estimated heap bytes; default 64 MiB). 0 turns it off.
+   */
+  rowCacheBytes?: number;
 }
 
 /** Where a row lives. `clustering` defaults to the empty key. */
@@ -167,6 +173,28 @@ export interface SweepResult {
 }
 
 type Entry = [Uint8Array, Uint8Array];
+
+/**
+ * The rows a write batch touches, for the row cache, which learns of them only
+ * once the batch has landed: the mutations and the version key each was
+ * stored under (a hole for one that failed validation). Kept this bare
+ * because it is built for every write whether or not the cache will care.
+ */
+interface Touched {
+  readonly mutations: readonly Mutation[];
+  readonly keys: Array<Uint8Array | undefined>;
+}
+
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice(this: Uint8Array, start: number, end: number): string }).latin1Slice;
+
+/**
+ * The row cache's id of a row (its key prefix `P | 01 | esc(clustering) 00 01`)
+ * or of a partition (`P`): the bytes as a latin1 string, one char per byte,
+ * so distinct prefixes give distinct ids (and a string is what a Map hashes fast).
+ */
+function cacheId(key: Uint8Array, end: number): string {
+  return latin1Slice.call(key, 0, end);
+}
 
 function validateCell(cell: unknown): asserts cell is Cell {
   if (typeof cell !== 'object' || cell === null) throw new InvalidMutation('cell must be an object');
@@ -282,6 +310,8 @@ class Batch {
   private readonly chained: ReturnType<StorageDb['batch']> | undefined;
   private readonly ops: Array<{ type: 'put' | 'del'; key: Uint8Array; value?: Uint8Array }> | undefined;
   length = 0;
+  /** The rows it writes, when the store keeps a row cache. */
+  touched: Touched | undefined;
 
   constructor(
     private readonly db: StorageDb,
@@ -343,10 +373,15 @@ export class Store {
   private compactQueue: Uint8Array[] = [];
   private compactScheduled = false;
   private closed = false;
+  /** Reconciled rows for point reads; kept exact by every landed batch and purge (see row-cache.ts). */
+  private readonly cache: RowCache;
 
   constructor(db: StorageDb, options: StoreOptions) {
     const grace = options.gcGraceSeconds ?? DEFAULT_GC_GRACE_SECONDS;
     if (!Number.isInteger(grace) || grace < 0) throw new RangeError(`gcGraceSeconds must be a non-negative integer, got ${grace}`);
+    const cacheBytes = options.rowCacheBytes ?? DEFAULT_ROW_CACHE_BYTES;
+    if (!Number.isSafeInteger(cacheBytes) || cacheBytes < 0) throw new RangeError(`rowCacheBytes must be a non-negative integer, got ${cacheBytes}`);
+    this.cache = new RowCache(cacheBytes, (key) => this.enqueueShadowed(key));
     this.db = db;
     this.env = options.env;
     this.gcGraceMicros = grace * 1_000_000;
@@ -407,10 +442,13 @@ export class Store {
     const n = mutations.length;
     const outcomes: ApplyOutcome[] = new Array(n);
     const batch = new Batch(this.db, this.opOptions);
+    const keys = this.cache.enabled ? new Array<Uint8Array | undefined>(n) : undefined;
+    if (keys !== undefined) batch.touched = { mutations, keys };
     const now = this.env.clock.nowMicros();
     for (let i = 0; i < n; i++) {
       try {
-        this.encode(mutations[i]!, batch, now);
+        const key = this.encode(mutations[i]!, batch, now);
+        if (keys !== undefined) keys[i] = key;
         outcomes[i] = STORED;
       } catch (error) {
         outcomes[i] = { ok: false, error: error as Error };
@@ -422,8 +460,8 @@ export class Store {
     return { merged: RESOLVED, landed };
   }
 
-  /** Validates one mutation and adds its version to the batch. */
-  private encode(m: Mutation, batch: Batch, now: number): void {
+  /** Validates one mutation and adds its version to the batch; returns the version's key. */
+  private encode(m: Mutation, batch: Batch, now: number): Uint8Array {
     if (typeof m !== 'object' || m === null) throw new InvalidMutation('mutation must be an object');
     const ks = this.keyspace(m.keyspace);
     validateMutationBody(m);
@@ -438,7 +476,7 @@ export class Store {
       key[partEnd] = KIND_PARTITION_DELETION;
       writeInvertedMicros(key, partEnd + 1, ts);
       batch.put(key, encodeDeletion(ts, now));
-      return;
+      return key;
     }
     const clustering = m.clustering ?? EMPTY;
     const cell = m.cell;
@@ -452,6 +490,7 @@ export class Store {
     writeInvertedMicros(key, versionAt, cell.timestampMicros);
     writeTie(key, versionAt + 8, cell);
     batch.put(key, encodeStored(cell, now));
+    return key;
   }
 
   /** Hands a batch to LevelDB (after any exclusive section in progress); resolves when it has landed. */
@@ -462,13 +501,56 @@ export class Store {
     }
     this.inflight++;
     const write = this.gate === undefined ? batch.write(sync) : this.gate.then(() => batch.write(sync));
+    const touched = batch.touched;
+    if (touched === undefined) {
+      return write.then(
+        () => this.landed(),
+        (error: unknown) => {
+          this.landed();
+          throw error;
+        },
+      );
+    }
+    // The cache learns of the batch here, before the promise resolves, so before any of its writes is acknowledged.
     return write.then(
-      () => this.landed(),
+      () => {
+        this.cacheLanded(touched, true);
+        this.landed();
+      },
       (error: unknown) => {
+        this.cacheLanded(touched, false);
         this.landed();
         throw error;
       },
     );
+  }
+
+  /**
+   * Brings the row cache up to date with a batch that landed: merges each new
+   * version into its cached row (a partition deletion into every cached row
+   * of its partition). A failed batch may have been applied or not, so its
+   * rows are dropped instead. Either way reads in flight are told not to fill.
+   */
+  private cacheLanded(t: Touched, ok: boolean): void {
+    const cache = this.cache;
+    const seq = cache.nextBatch();
+    if (!cache.tracking) return;
+    const { mutations, keys } = t;
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i];
+      if (key === undefined) continue;
+      const m = mutations[i]!;
+      if (isPartitionDelete(m)) {
+        // A deletion's key is P | 00 | ~timestamp.
+        const id = cacheId(key, key.length - 1 - DELETION_VERSION_BYTES);
+        if (ok) cache.partitionDeleted(seq, id, m.partitionDeletion.timestampMicros);
+        else cache.invalidatePartition(seq, id);
+      } else {
+        const id = cacheId(key, key.length - ROW_VERSION_BYTES);
+        if (ok) cache.rowWritten(seq, id, m.cell, key);
+        else cache.invalidateRow(seq, id);
+      }
+    }
   }
 
   private landed(): void {
@@ -529,6 +611,13 @@ export class Store {
     }
   }
 
+  /** One shadowed version the row cache found (see RowCache); deleted like the ones reads find. */
+  private enqueueShadowed(key: Uint8Array): void {
+    if (this.closed || this.compactQueue.length >= COMPACT_QUEUE_CAP) return;
+    this.compactQueue.push(key);
+    // Called as a batch lands: `landed()` flushes the queue when nothing else is in flight.
+  }
+
   private drainCompactions(batch: Batch): void {
     for (const k of this.compactQueue) batch.del(k);
     this.compactQueue = [];
@@ -582,7 +671,11 @@ export class Store {
    * versions first when `deletions`). Reads only the newest versions, unless
    * the row has many (then it collects shadowed ones for deletion).
    */
-  private async reconcilePoint(it: ReturnType<StorageDb['iterator']>, partitionLength: number, rowPrefix: Uint8Array): Promise<{ row: Cell | undefined; deletionTs: number | undefined }> {
+  private async reconcilePoint(
+    it: ReturnType<StorageDb['iterator']>,
+    partitionLength: number,
+    rowPrefix: Uint8Array,
+  ): Promise<{ row: Cell | undefined; rowKey: Uint8Array | undefined; deletionTs: number | undefined }> {
     let deletionTs: number | undefined;
     let bestRaw: Uint8Array | undefined;
     let bestKey: Uint8Array | undefined;
@@ -623,38 +716,64 @@ export class Store {
     }
     if (shadowed.length >= COMPACT_MIN_VERSIONS - 1) this.enqueueCompaction(shadowed);
     this.enqueueCompaction(staleDeletions);
-    return { row: bestRaw === undefined ? undefined : decodeStored(bestRaw).cell, deletionTs };
+    return { row: bestRaw === undefined ? undefined : decodeStored(bestRaw).cell, rowKey: bestKey, deletionTs };
   }
 
+  /**
+   * A row through the cache: a hit is the cached reconciled cell; a miss reads
+   * LevelDB and fills the cache unless a write to the row or its partition
+   * landed meanwhile (the read may have missed it: see row-cache.ts).
+   */
   private async readRow(a: RowAddress): Promise<Cell | undefined> {
     validateAddress(a);
     const pk = this.partitionKey(a.keyspace, a.token, a.partition);
     const clustering = a.clustering ?? EMPTY;
     const rowPrefix = rowPrefixFromPartition(pk, clustering);
+    const cache = this.cache;
+    if (!cache.enabled) return (await this.readRowFromDb(pk, clustering, rowPrefix)).cell;
+    const rowId = cacheId(rowPrefix, rowPrefix.length);
+    const hit = cache.lookup(rowId);
+    if (hit !== undefined) return hit.cell;
+    const start = cache.beginRead();
+    let read: { cell: Cell | undefined; version: Uint8Array | undefined } | undefined;
+    try {
+      read = await this.readRowFromDb(pk, clustering, rowPrefix);
+      return read.cell;
+    } finally {
+      cache.endRead(start, rowId, rowId.slice(0, pk.length), read?.cell, read?.version, read !== undefined && !this.closed);
+    }
+  }
+
+  /** The row as `getCell` returns it, and the key of its winning version when that is the cell (not a partition deletion). */
+  private async readRowFromDb(pk: Uint8Array, clustering: Uint8Array, rowPrefix: Uint8Array): Promise<{ cell: Cell | undefined; version: Uint8Array | undefined }> {
+    let reconciled: { row: Cell | undefined; rowKey: Uint8Array | undefined; deletionTs: number | undefined };
     if (clustering.length === 0) {
       // The empty clustering key is the partition's first row: one scan meets the deletion versions, then it.
       const it = this.db.iterator({ gt: pk, lt: prefixEnd(rowPrefix)!, ...ENC });
       try {
-        const { row, deletionTs } = await this.reconcilePoint(it, pk.length, rowPrefix);
-        return effective(row, deletionTs);
+        reconciled = await this.reconcilePoint(it, pk.length, rowPrefix);
+      } finally {
+        await it.close();
+      }
+    } else {
+      const it = this.db.iterator({ gte: rowPrefix, lt: prefixEnd(rowPrefix)!, ...ENC });
+      try {
+        const [deletionTs, point] = await Promise.all([this.newestDeletion(pk), this.reconcilePoint(it, pk.length, rowPrefix)]);
+        reconciled = { ...point, deletionTs };
       } finally {
         await it.close();
       }
     }
-    const it = this.db.iterator({ gte: rowPrefix, lt: prefixEnd(rowPrefix)!, ...ENC });
-    try {
-      const [deletionTs, { row }] = await Promise.all([this.newestDeletion(pk), this.reconcilePoint(it, pk.length, rowPrefix)]);
-      return effective(row, deletionTs);
-    } finally {
-      await it.close();
-    }
+    const cell = effective(reconciled.row, reconciled.deletionTs);
+    return { cell, version: cell !== undefined && cell === reconciled.row ? reconciled.rowKey : undefined };
   }
 
   /**
    * The row's merged cell as this replica holds it, tombstones and expired
    * values included (a partition deletion that shadows the row reads as a
    * tombstone at the deletion's timestamp); undefined when it holds nothing.
-   * For `GET /v1/local` and read repair.
+   * For `GET /v1/local` and read repair. The cell may be the row cache's own:
+   * treat it (and its value bytes) as read-only.
    */
   getCell(a: RowAddress): Promise<Cell | undefined> {
     return this.readRow(a);
@@ -665,6 +784,11 @@ export class Store {
     const cell = await this.readRow(a);
     if (cell === undefined || isDead(cell, this.env.clock.nowMicros())) return undefined;
     return cell as ValueCell;
+  }
+
+  /** What the row cache has done so far (a new Store starts cold, with zeros). */
+  cacheStats(): RowCacheStats {
+    return this.cache.stats();
   }
 
   /** Digest of `getCell(a)`: what a digest read compares. */
@@ -956,7 +1080,16 @@ export class Store {
     if (dels.length === 0 || this.closed) return 0;
     const batch = new Batch(this.db, this.opOptions);
     for (const k of dels) batch.del(k);
-    await batch.write(false);
+    try {
+      await batch.write(false);
+    } finally {
+      // A purged row reads as absent, not as the tombstone the cache may hold: forget the candidates (kept or not).
+      const seq = this.cache.nextBatch();
+      if (this.cache.tracking) {
+        for (const rowPrefix of rows) this.cache.invalidateRow(seq, cacheId(rowPrefix, rowPrefix.length));
+        for (const pk of partitions) this.cache.invalidatePartition(seq, cacheId(pk, pk.length));
+      }
+    }
     return dels.length;
   }
 
@@ -992,6 +1125,7 @@ export class Store {
     if (this.closed) return;
     this.closed = true;
     this.compactQueue = [];
+    this.cache.clear();
     await this.exclusiveChain;
     await this.idle();
     await this.db.close();

@@ -7,7 +7,9 @@ import { enc, memoryBackend, testEnv, tokenOf } from './helpers.js';
  * Writes never read, so the order in which versions arrive, how they are
  * batched, and when sweeps and reads compact must not change what reads see.
  * The model applies mergeCells to every version of a row and takes the newest
- * partition deletion; the store must agree after any arrival order.
+ * partition deletion; the store must agree after any arrival order. Point
+ * reads go through the row cache (sometimes a tiny one, so rows are evicted
+ * and read again), at random points, also while batches are still in flight.
  */
 
 const KS = 'ks';
@@ -61,13 +63,17 @@ describe('reconciliation (property)', () => {
           fc.record({
             ops: fc.constant(ops),
             order: fc.shuffledSubarray(ops, { minLength: ops.length, maxLength: ops.length }),
-            cuts: fc.array(fc.constantFrom('cut', 'sweep', 'read', 'none'), { minLength: ops.length, maxLength: ops.length }),
+            cuts: fc.array(fc.constantFrom('cut', 'sweep', 'read', 'check', 'none'), { minLength: ops.length, maxLength: ops.length }),
+            cacheBytes: fc.constantFrom(0, 700, 1500, 64 * 1024 * 1024),
           }),
         ),
-        async ({ ops, order, cuts }) => {
+        async ({ ops, order, cuts, cacheBytes }) => {
           const db = await memoryBackend().create();
           const env = testEnv();
-          const store = new Store(db, { env, gcGraceSeconds: 1_000_000 });
+          const store = new Store(db, { env, gcGraceSeconds: 1_000_000, rowCacheBytes: cacheBytes });
+          const reads: Array<Promise<unknown>> = [];
+          const readAll = () =>
+            Promise.all(PARTITIONS.flatMap((pk) => CLUSTERINGS.map((c) => store.getCell({ keyspace: KS, token: tokenOf(pk), partition: enc(pk), clustering: enc(c) }))));
           try {
             let batch: Mutation[] = [];
             for (let i = 0; i < order.length; i++) {
@@ -78,8 +84,18 @@ describe('reconciliation (property)', () => {
               void store.submit(batch).landed;
               batch = [];
               if (cut === 'sweep') await store.purge();
-              if (cut === 'read') for (let c = 0; c < CLUSTERINGS.length; c++) await store.getCell({ keyspace: KS, token: tokenOf('p'), partition: enc('p'), clustering: enc(CLUSTERINGS[c]!) });
+              // Reads are left running while later batches are submitted and land: whatever they see,
+              // they must not leave the cache stale.
+              if (cut === 'read') reads.push(readAll());
+              if (cut === 'check') {
+                await Promise.all(reads.splice(0));
+                await store.settled();
+                const expected = model(order.slice(0, i + 1));
+                const got = await readAll();
+                expect(got.map(norm)).toEqual(PARTITIONS.flatMap((_, p) => CLUSTERINGS.map((__, c) => norm(expected(p, c)))));
+              }
             }
+            await Promise.all(reads.splice(0));
             await store.settled();
             const expected = model(ops);
             const check = async () => {

@@ -1,0 +1,265 @@
+import { type Cell, compareCells, isTombstone, mergeCells } from './cell.js';
+import { bytesEqual } from './keys.js';
+
+/** What the row cache has done since the store opened. */
+export interface RowCacheStats {
+  /** Point reads answered from the cache. */
+  hits: number;
+  /** Point reads that went to LevelDB. */
+  misses: number;
+  /** Entries dropped to stay within `capacityBytes`. */
+  evictions: number;
+  /** Misses that did not fill the cache because a write to their row or partition landed while they read. */
+  raceSkips: number;
+  entries: number;
+  /** Estimated heap bytes held by the entries (keys, cells, values, bookkeeping). */
+  bytes: number;
+  capacityBytes: number;
+}
+
+/** 64 MiB: a modest default, like Cassandra's row cache when it is turned on. */
+export const DEFAULT_ROW_CACHE_BYTES = 64 * 1024 * 1024;
+
+/*
+ * Rough heap cost of one entry beside its key and value bytes: the Map slot,
+ * the entry and cell objects, the Uint8Array header and the partition index
+ * slot. It only has to be the right order of magnitude for the byte bound.
+ */
+const ENTRY_OVERHEAD = 200;
+/** Most row/partition ids remembered as written while reads are in flight; older ones fold into `evictedSeq`. */
+const RECENT_WRITES_CAP = 65_536;
+
+interface CachedRow {
+  /** The row as `getCell` returns it: a partition deletion is already applied; undefined when the row is absent. */
+  cell: Cell | undefined;
+  /** Key of the LevelDB version that is `cell`; undefined when the cell is absence or a partition deletion's tombstone. */
+  version: Uint8Array | undefined;
+  bytes: number;
+  partition: string;
+}
+
+function entryBytes(id: string, cell: Cell | undefined, version: Uint8Array | undefined): number {
+  return ENTRY_OVERHEAD + id.length + (version === undefined ? 0 : version.length) + (cell === undefined || isTombstone(cell) ? 0 : cell.value.length);
+}
+
+/**
+ * A cell the cache may keep: its value is copied so that the entry neither
+ * pins a larger buffer it is a view of (a LevelDB read chunk, a wire frame)
+ * nor changes if the caller reuses its array.
+ */
+function own(cell: Cell): Cell {
+  if (isTombstone(cell)) return cell;
+  const value = new Uint8Array(cell.value);
+  return cell.expiresAtMicros === undefined ? { value, timestampMicros: cell.timestampMicros } : { value, timestampMicros: cell.timestampMicros, expiresAtMicros: cell.expiresAtMicros };
+}
+
+/**
+ * A bounded LRU cache of reconciled rows, keyed by the row's key prefix (as a
+ * latin1 string) and indexed by partition so a partition deletion reaches
+ * every cached row of its partition. The store keeps it exact:
+ *
+ * - Every landed write batch merges its cells into the cached rows it touches
+ *   (a cached entry is the reconciled newest, so mergeCells with the new
+ *   version gives the new reconciled row), before the batch's writes are
+ *   acknowledged. A gc purge or a failed batch drops the rows instead.
+ * - A miss fills the cache only if no batch touching its row or partition has
+ *   landed since the read began. Each landed batch takes the next sequence
+ *   number; while reads are in flight, the ids it touched are remembered with
+ *   it (a bounded FIFO; the highest number forgotten stands in for every id
+ *   no longer remembered). A read notes the number at its start and fills iff
+ *   every write that could concern it is numbered at most that.
+ *
+ * The store owns the only reference; it is not exported.
+ */
+export class RowCache {
+  private readonly rows = new Map<string, CachedRow>();
+  /** Partition id → its cached row ids (one string for the common one-row partition). */
+  private readonly partitions = new Map<string, string | Set<string>>();
+  private bytes = 0;
+  private hits = 0;
+  private misses = 0;
+  private evictions = 0;
+  private raceSkips = 0;
+  /** Number of the last landed batch. */
+  private seq = 0;
+  /** Row/partition id → number of the last landed batch that touched it, kept only while reads are in flight. */
+  private readonly recent = new Map<string, number>();
+  /** At least the number of every write no longer in `recent`. */
+  private evictedSeq = 0;
+  private readsInFlight = 0;
+
+  /**
+   * @param shadowed receives the key of a row version that a landed write
+   *   shadows (the cached row's previous winner, or the new version when it
+   *   loses): deleting it never changes what reads see, so a hot row read
+   *   only from the cache is still compacted as it is overwritten.
+   */
+  constructor(
+    readonly capacityBytes: number,
+    private readonly shadowed: (key: Uint8Array) => void,
+  ) {}
+
+  get enabled(): boolean {
+    return this.capacityBytes > 0;
+  }
+
+  /**
+   * Whether a landed batch has anything to do here: update cached rows, or
+   * warn reads in flight. With neither, it only takes its number.
+   */
+  get tracking(): boolean {
+    return this.rows.size > 0 || this.readsInFlight > 0;
+  }
+
+  /** The entry of a row (absence included), counting a hit and making it the most recent; undefined on a miss. */
+  lookup(rowId: string): CachedRow | undefined {
+    const e = this.rows.get(rowId);
+    if (e === undefined) {
+      this.misses++;
+      return undefined;
+    }
+    this.hits++;
+    this.rows.delete(rowId);
+    this.rows.set(rowId, e);
+    return e;
+  }
+
+  /** A miss starts reading LevelDB; returns the number to hand back to `endRead`. */
+  beginRead(): number {
+    this.readsInFlight++;
+    return this.seq;
+  }
+
+  /** A miss finished; fills the cache with `cell` when `filled` and no write to the row or its partition landed since `startSeq`. */
+  endRead(startSeq: number, rowId: string, partitionId: string, cell: Cell | undefined, version: Uint8Array | undefined, filled: boolean): void {
+    if (filled) {
+      const rowSeq = this.recent.get(rowId) ?? this.evictedSeq;
+      const partSeq = this.recent.get(partitionId) ?? this.evictedSeq;
+      if (rowSeq <= startSeq && partSeq <= startSeq) this.install(rowId, partitionId, cell === undefined ? undefined : own(cell), version === undefined ? undefined : new Uint8Array(version));
+      else this.raceSkips++;
+    }
+    if (--this.readsInFlight === 0) {
+      // No read is left that started before the current number: what `recent` remembers can no longer stop a fill.
+      this.recent.clear();
+      this.evictedSeq = this.seq;
+    }
+  }
+
+  /** A batch landed (or failed): returns its number for the calls below. */
+  nextBatch(): number {
+    return ++this.seq;
+  }
+
+  /** A row version (`cell`, stored under `key`) landed in batch `seq`. */
+  rowWritten(seq: number, rowId: string, cell: Cell, key: Uint8Array): void {
+    this.note(rowId, seq);
+    const e = this.rows.get(rowId);
+    if (e === undefined) return;
+    const order = e.cell === undefined ? 1 : compareCells(cell, e.cell);
+    // Equal cells are the same version under the same key (a retry): nothing to do. Equal keys of
+    // different cells (a tie-hash collision) are one entry in LevelDB: never delete it.
+    if (order > 0) {
+      if (e.version !== undefined && !bytesEqual(e.version, key)) this.shadowed(e.version);
+      this.replace(e, own(cell), key, rowId);
+    } else if (order < 0 && (e.version === undefined || !bytesEqual(e.version, key))) this.shadowed(key);
+  }
+
+  /** A partition deletion at `timestampMicros` landed in batch `seq`: it shadows every cached row of the partition it is at least as new as. */
+  partitionDeleted(seq: number, partitionId: string, timestampMicros: number): void {
+    this.note(partitionId, seq);
+    const ids = this.partitions.get(partitionId);
+    if (ids === undefined) return;
+    // Merging a tombstone at the deletion's timestamp is `effective` applied again: rows newer than it stay.
+    const tombstone: Cell = { tombstone: true, timestampMicros };
+    for (const id of typeof ids === 'string' ? [ids] : [...ids]) {
+      const e = this.rows.get(id);
+      if (e === undefined) continue;
+      const merged = mergeCells(e.cell, tombstone)!;
+      // The row's version stays in LevelDB, shadowed: the sweep removes it.
+      if (merged !== e.cell) this.replace(e, merged, undefined, id);
+    }
+  }
+
+  /** The row may have changed in a way a merge cannot follow (purged, or a batch that failed): forget it. */
+  invalidateRow(seq: number, rowId: string): void {
+    this.note(rowId, seq);
+    const e = this.rows.get(rowId);
+    if (e !== undefined) this.remove(rowId, e);
+  }
+
+  /** The same for a whole partition: forgets every cached row of it. */
+  invalidatePartition(seq: number, partitionId: string): void {
+    this.note(partitionId, seq);
+    const ids = this.partitions.get(partitionId);
+    if (ids === undefined) return;
+    for (const id of typeof ids === 'string' ? [ids] : [...ids]) {
+      const e = this.rows.get(id);
+      if (e !== undefined) this.remove(id, e);
+    }
+  }
+
+  clear(): void {
+    this.rows.clear();
+    this.partitions.clear();
+    this.bytes = 0;
+  }
+
+  stats(): RowCacheStats {
+    return { hits: this.hits, misses: this.misses, evictions: this.evictions, raceSkips: this.raceSkips, entries: this.rows.size, bytes: this.bytes, capacityBytes: this.capacityBytes };
+  }
+
+  private note(id: string, seq: number): void {
+    // Reads that start later take a number ≥ seq, so with none in flight there is nobody to warn.
+    if (this.readsInFlight === 0) return;
+    this.recent.set(id, seq);
+    if (this.recent.size > RECENT_WRITES_CAP) {
+      const [oldest, oldestSeq] = this.recent.entries().next().value as [string, number];
+      this.recent.delete(oldest);
+      if (oldestSeq > this.evictedSeq) this.evictedSeq = oldestSeq;
+    }
+  }
+
+  private replace(e: CachedRow, cell: Cell, version: Uint8Array | undefined, rowId: string): void {
+    const bytes = entryBytes(rowId, cell, version);
+    this.bytes += bytes - e.bytes;
+    e.cell = cell;
+    e.version = version;
+    e.bytes = bytes;
+    if (this.bytes > this.capacityBytes) this.evict();
+  }
+
+  private install(rowId: string, partitionId: string, cell: Cell | undefined, version: Uint8Array | undefined): void {
+    const bytes = entryBytes(rowId, cell, version);
+    if (bytes > this.capacityBytes) return;
+    const old = this.rows.get(rowId);
+    if (old !== undefined) this.remove(rowId, old);
+    this.rows.set(rowId, { cell, version, bytes, partition: partitionId });
+    this.bytes += bytes;
+    const ids = this.partitions.get(partitionId);
+    if (ids === undefined) this.partitions.set(partitionId, rowId);
+    else if (typeof ids === 'string') this.partitions.set(partitionId, new Set([ids, rowId]));
+    else ids.add(rowId);
+    if (this.bytes > this.capacityBytes) this.evict();
+  }
+
+  private remove(rowId: string, e: CachedRow): void {
+    this.rows.delete(rowId);
+    this.bytes -= e.bytes;
+    const ids = this.partitions.get(e.partition);
+    if (ids === undefined) return;
+    if (typeof ids === 'string') this.partitions.delete(e.partition);
+    else {
+      ids.delete(rowId);
+      if (ids.size === 1) this.partitions.set(e.partition, ids.values().next().value as string);
+    }
+  }
+
+  /** Drops least recently read entries until the cache is within its bound. */
+  private evict(): void {
+    for (const [id, e] of this.rows) {
+      if (this.bytes <= this.capacityBytes) break;
+      this.remove(id, e);
+      this.evictions++;
+    }
+  }
+}
