@@ -2,7 +2,7 @@ import { type ActorRef, ActorSystem } from '@chorus/actors';
 import { type CoordinatorHandle, spawnCoordinator } from '@chorus/coordinator';
 import { ChorusError, type Env, type HostId, InvalidRequest, type NodeId, type Token, type Transport, token } from '@chorus/core';
 import { type GossipMsg, type MembershipEvent, type MembershipSnapshot, membership, reportLink, setApplicationState, spawnGossiper, subscribe } from '@chorus/gossip';
-import { type KeyspaceDef, type ReplicationSpec, type RingView, allocateTokens, validateKeyspace } from '@chorus/ring';
+import { type KeyspaceDef, type ReplicationSpec, RingView, allocateTokens, validateKeyspace } from '@chorus/ring';
 import { type CommitSyncMode, type StorageDb, type StorageHandle, spawnStorage } from '@chorus/storage';
 import { wireCodec } from '@chorus/wire';
 import { loadLocalState, saveTokens } from './local-state.js';
@@ -94,7 +94,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
   const startsAlone = settings.seeds.length === 0 || settings.seeds.every((s) => s === env.node);
   let tokens: Token[] = local.tokens;
   if (tokens.length === 0 && settings.initialTokens.length > 0) tokens = settings.initialTokens.map((t) => token(t));
-  if (tokens.length === 0 && startsAlone) tokens = allocateTokens(ringOf(emptySnapshot(env)), { node: env.node, dc: settings.dc }, settings.numTokens, 1, env.random);
+  if (tokens.length === 0 && startsAlone) tokens = allocateTokens(RingView.empty(), { node: env.node, dc: settings.dc }, settings.numTokens, 1, env.random);
   if (tokens.length > 0 && local.tokens.length === 0) await saveTokens(storage, env, tokens, LOCAL_TIMEOUT_MS);
 
   let latest: MembershipSnapshot | undefined;
@@ -255,10 +255,6 @@ export class BootstrapUnsupported extends ChorusError {
       503,
     );
   }
-}
-
-function emptySnapshot(env: Env): MembershipSnapshot {
-  return { endpoints: () => [], endpoint: () => undefined, self: env.node } as unknown as MembershipSnapshot;
 }
 
 /**
