@@ -27,6 +27,10 @@ describe('tunable consistency on a three-node cluster (rf 3) over HTTP', () => {
       expect(Number(got.timestamp)).toBe(written);
     }
     expect((await http(cluster, 'n1', 'PUT', '/v1/kv/default/any-key?consistency=ANY', 'v')).status).toBe(200);
+    const metrics = (await http(cluster, 'n1', 'GET', '/metrics')).text;
+    expect(Number(/^chorus_requests_total\{op="write",outcome="ok"\} (\d+)/m.exec(metrics)?.[1])).toBeGreaterThan(0);
+    expect(metrics).toMatch(/^chorus_peer_frames_total\{direction="sent"\} [1-9]/m);
+    expect(metrics).toMatch(/^chorus_peers\{state="up"\} 2$/m);
   });
 
   it('stores every write on all three replicas, and a delete shadows the value everywhere', async () => {

@@ -9,7 +9,7 @@ import pino from 'pino';
 import { type ConfigSources, ConfigError, type NodeSettings, loadSettings } from './config.js';
 import { attachClientApi } from './client-api.js';
 import { buildApi } from './http-api.js';
-import { createMetrics } from './metrics.js';
+import { type MetricSources, createMetrics } from './metrics.js';
 
 /** A reason the node cannot start, printed as one line. */
 export class StartupError extends Error {
@@ -48,10 +48,13 @@ export async function runNode(sources: ConfigSources): Promise<void> {
   }
 
   let node: ChorusNode | undefined;
-  const metrics = createMetrics(() => node);
-  const api = buildApi({ logger, metrics, node: () => node });
+  // The metrics read the transport and client API made below; nothing is scraped before the port listens.
+  const metricSources: MetricSources = { node: () => node };
+  const api = buildApi({ logger, metrics: createMetrics(metricSources), node: () => node });
   const transport = createWsTransport({ env, clusterName: settings.cluster_name, secret: settings.secret, server: api.server });
   const clientApi = attachClientApi({ app: api, node: () => node, logger });
+  metricSources.transport = transport;
+  metricSources.clientApi = clientApi;
   try {
     await api.listen({ host, port: Number(portText) });
   } catch (error) {

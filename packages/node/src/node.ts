@@ -55,6 +55,7 @@ export interface NodeCounters {
   pendingAsks: number;
   rejectedFrames: number;
   restarts: number;
+  rowCache: { hits: number; misses: number; evictions: number; entries: number; bytes: number };
 }
 
 /** A running node: what the server process and the simulator drive it through. */
@@ -228,6 +229,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
         pendingAsks: stats.pendingAsks,
         rejectedFrames: stats.rejectedFrames,
         restarts: stats.restarts,
+        rowCache: storage.store.cacheStats(),
       };
     },
     async stop() {
