@@ -65,6 +65,18 @@ describe('a five-node cluster of real processes', () => {
     console.log(`SIGCONT: n2 UN everywhere again after ${recoverMs} ms`);
   });
 
+  it('stops a node cleanly on SIGTERM: peers hear it leave at once, and it comes back with its data', async () => {
+    expect((await fetch(`http://${cluster.address('n5')}/v1/kv/default/kept?consistency=ALL`, { method: 'PUT', body: 'across restarts' })).status).toBe(200);
+    await chorus(['cluster', 'stop', 'n5', '--dir', cluster.dir]);
+    // The shutdown announcement, not the failure detector: well under the time phi or a ping timeout would take.
+    const heardMs = await cluster.waitFor('n5 DN on n1', async () => (await stateOf(cluster, 'n1', 'n5'))?.state === 'DN', 3_000);
+    console.log(`SIGTERM: n1 reports n5 DN after ${heardMs} ms`);
+    expect(cluster.log('n5')).toMatch(/"msg":"stopped"/);
+    await chorus(['cluster', 'start', '--dir', cluster.dir, '--json']);
+    const local = await fetch(`http://${cluster.address('n5')}/v1/local/default/kept`);
+    expect(await local.json()).toMatchObject({ value: Buffer.from('across restarts').toString('base64'), tombstone: false });
+  });
+
   it('never admits a node with the wrong secret, and the others log why', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'chorus-intruder-'));
     const port = await freeBasePort(1);
