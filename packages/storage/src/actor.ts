@@ -190,8 +190,8 @@ export function spawnStorage(system: ActorSystem, options: StorageActorOptions):
   const behaviorOptions = {
     commitSync: options.commitSync ?? DEFAULT_COMMIT_SYNC,
     commitSyncPeriodMs,
-    sweepIntervalMs: options.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS,
-    sweepChunk: options.sweepChunk ?? 1000,
+    sweepIntervalMs: positiveInteger('sweepIntervalMs', options.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS),
+    sweepChunk: positiveInteger('sweepChunk', options.sweepChunk ?? 1000),
   };
   const ref = system.spawn<StorageMsg>(options.name ?? 'storage', () => storageBehavior(store, behaviorOptions), {
     mailbox: { capacity: options.mailboxCapacity ?? 50_000, overflow: 'reject' },
@@ -232,4 +232,10 @@ export async function readCell(ref: ActorRef<StorageMsg>, address: RowAddress, t
 /** Forces every write acknowledged so far onto disk (an fsync), whatever the commit mode. */
 export async function flush(ref: ActorRef<StorageMsg>, timeoutMs: number): Promise<void> {
   await ref.ask<null>((replyTo) => ({ type: 'flush', replyTo }), timeoutMs);
+}
+
+/** A sweep step of 0 keys, or a 0 ms pause, would spin without progress. */
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer, got ${value}`);
+  return value;
 }

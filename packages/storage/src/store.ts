@@ -98,7 +98,8 @@ export interface PartitionDelete {
 export type Mutation = RowWrite | PartitionDelete;
 
 export function isPartitionDelete(m: Mutation): m is PartitionDelete {
-  return (m as PartitionDelete).partitionDeletion !== undefined;
+  // `!= null`: a `partitionDeletion: null` from the wire is a malformed row write, not a deletion.
+  return (m as PartitionDelete).partitionDeletion != null;
 }
 
 /**
@@ -364,7 +365,10 @@ export class Store {
   /** Per-operation encodings for chained batches; undefined when the database's defaults already are binary views. */
   private readonly opOptions: typeof ENC | undefined;
   /** Batches handed to LevelDB (or waiting for an exclusive section) that have not landed. */
+  /** Batches handed to LevelDB and not yet landed. */
   private inflight = 0;
+  /** Batches waiting for an exclusive section to end. */
+  private gated = 0;
   private idleWaiters: Array<() => void> = [];
   /** Set while an exclusive section runs: new batches wait for it. */
   private gate: Promise<void> | undefined;
@@ -499,8 +503,21 @@ export class Store {
       batch.close();
       return RESOLVED;
     }
-    this.inflight++;
-    const write = this.gate === undefined ? batch.write(sync) : this.gate.then(() => batch.write(sync));
+    // A batch waiting at the gate of an exclusive section is not yet in LevelDB: counting it as in flight
+    // would make the section wait for a batch that waits for the section.
+    const handOver = () => {
+      this.inflight++;
+      return batch.write(sync);
+    };
+    let write: Promise<void>;
+    if (this.gate === undefined) write = handOver();
+    else {
+      this.gated++;
+      write = this.gate.then(() => {
+        this.gated--;
+        return handOver();
+      });
+    }
     const touched = batch.touched;
     if (touched === undefined) {
       return write.then(
@@ -563,10 +580,15 @@ export class Store {
     if (this.compactQueue.length > 0) this.flushCompactions();
   }
 
-  /** Resolves when no batch is in flight. */
+  /** Resolves when no batch handed to LevelDB is still in flight. */
   private idle(): Promise<void> {
     if (this.inflight === 0) return RESOLVED;
     return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Resolves when no batch is in flight or waiting at a gate. */
+  private async drained(): Promise<void> {
+    while (this.inflight + this.gated > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
   /**
@@ -637,7 +659,7 @@ export class Store {
    */
   settled(): Promise<void> {
     if (this.compactQueue.length > 0 && !this.closed) this.flushCompactions();
-    return this.idle();
+    return this.drained();
   }
 
   /** One mutation; throws its validation error. */
@@ -709,7 +731,8 @@ export class Store {
           shadowed.push(key);
         }
       }
-      if (entries.length < chunk) break;
+      // Only an empty page ends the data: classic-level cuts pages short at its byte high-water mark.
+      if (entries.length === 0) break;
       // Stop once the newest timestamp is complete, unless the row is worth compacting now.
       if (complete && (shadowed.length < COMPACT_MIN_VERSIONS - 1 || shadowed.length >= COMPACT_READ_CAP)) break;
       chunk = 64;
@@ -1127,7 +1150,7 @@ export class Store {
     this.compactQueue = [];
     this.cache.clear();
     await this.exclusiveChain;
-    await this.idle();
+    await this.drained();
     await this.db.close();
   }
 }
