@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect } from '@chorus/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, TestCluster, chorus, freeBasePort, stateOf } from './harness.js';
 
@@ -66,14 +67,20 @@ describe('a five-node cluster of real processes', () => {
   });
 
   it('stops a node cleanly on SIGTERM: peers hear it leave at once, and it comes back with its data', async () => {
-    expect((await fetch(`http://${cluster.address('n5')}/v1/kv/default/kept?consistency=ALL`, { method: 'PUT', body: 'across restarts' })).status).toBe(200);
+    // A key n5 holds a replica of, so its own copy can be checked after the restart.
+    const client = connect([cluster.address('n1')]);
+    await client.ready();
+    let kept = '';
+    for (let i = 0; !kept; i++) if (client.replicasOf('default', `kept-${i}`).includes(cluster.address('n5'))) kept = `kept-${i}`;
+    await client.close();
+    expect((await fetch(`http://${cluster.address('n5')}/v1/kv/default/${kept}?consistency=ALL`, { method: 'PUT', body: 'across restarts' })).status).toBe(200);
     await chorus(['cluster', 'stop', 'n5', '--dir', cluster.dir]);
     // The shutdown announcement, not the failure detector: well under the time phi or a ping timeout would take.
     const heardMs = await cluster.waitFor('n5 DN on n1', async () => (await stateOf(cluster, 'n1', 'n5'))?.state === 'DN', 3_000);
     console.log(`SIGTERM: n1 reports n5 DN after ${heardMs} ms`);
     expect(cluster.log('n5')).toMatch(/"msg":"stopped"/);
     await chorus(['cluster', 'start', '--dir', cluster.dir, '--json']);
-    const local = await fetch(`http://${cluster.address('n5')}/v1/local/default/kept`);
+    const local = await fetch(`http://${cluster.address('n5')}/v1/local/default/${kept}`);
     expect(await local.json()).toMatchObject({ value: Buffer.from('across restarts').toString('base64'), tombstone: false });
   });
 
