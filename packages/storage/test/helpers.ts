@@ -96,3 +96,35 @@ export function tokenOf(key: string): Token {
   for (const b of enc(key)) h = BigInt.asUintN(64, (h ^ BigInt(b)) * 0x100000001b3n);
   return token(BigInt.asIntN(64, h));
 }
+
+/** Holds every chained batch write of `db` until released by its index. */
+export function holdBatches(db: StorageDb): { release(i: number): void } {
+  const gates: Array<() => void> = [];
+  const waits: Array<Promise<void>> = [];
+  const gate = (i: number): Promise<void> => {
+    while (waits.length <= i) {
+      const n = waits.length;
+      waits.push(new Promise<void>((r) => (gates[n] = r)));
+    }
+    return waits[i]!;
+  };
+  const realBatch = db.batch.bind(db) as (...a: unknown[]) => unknown;
+  let n = 0;
+  (db as { batch: unknown }).batch = (...args: unknown[]) => {
+    const b = realBatch(...args) as { write: (o: unknown) => Promise<void> };
+    if (args.length > 0) return b;
+    const write = b.write.bind(b);
+    const id = n++;
+    b.write = async (o: unknown) => {
+      await gate(id);
+      return write(o);
+    };
+    return b;
+  };
+  return {
+    release(i) {
+      void gate(i);
+      gates[i]!();
+    },
+  };
+}
