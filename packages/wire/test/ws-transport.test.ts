@@ -47,6 +47,23 @@ const text = (s: string) => new TextEncoder().encode(s);
 
 describe('ws transport', () => {
   const cleanups: Array<() => Promise<unknown> | unknown> = [];
+  /** A peer that completes the handshake by hand, then does what `authenticated` makes it do. */
+  const fakePeer = async (port: number, node: NodeId, seed: number, options: { autoPong?: boolean }, authenticated: (ws: WebSocket) => void) => {
+    const wss = new WebSocketServer({ host: '127.0.0.1', port, path: '/peer', ...options });
+    cleanups.push(() => new Promise((resolve) => (wss.clients.forEach((c) => c.terminate()), wss.close(resolve))));
+    await new Promise((resolve) => wss.once('listening', resolve));
+    wss.on('connection', (ws) => {
+      const handshake = new ServerHandshake({ clusterName: CLUSTER, secret: Buffer.from(SECRET), localNode: node, random: new SeededRandom(seed) });
+      let done = false;
+      ws.on('message', (data) => {
+        if (done) return;
+        const step = handshake.receive(data as Buffer);
+        if (step.reply) ws.send(step.reply);
+        done = step.done;
+        if (done) authenticated(ws);
+      });
+    });
+  };
   const started = async (...args: Parameters<typeof startNode>) => {
     const t = await startNode(...args);
     cleanups.push(() => t.close());
@@ -141,19 +158,7 @@ describe('ws transport', () => {
     const port = await freePort();
     const silentNode = nodeId(`127.0.0.1:${port}`);
     // A peer that authenticates correctly, then stops answering pings.
-    const wss = new WebSocketServer({ host: '127.0.0.1', port, path: '/peer', autoPong: false });
-    cleanups.push(() => new Promise((resolve) => (wss.clients.forEach((c) => c.terminate()), wss.close(resolve))));
-    await new Promise((resolve) => wss.once('listening', resolve));
-    wss.on('connection', (ws) => {
-      const handshake = new ServerHandshake({ clusterName: CLUSTER, secret: Buffer.from(SECRET), localNode: silentNode, random: new SeededRandom(1) });
-      let authenticated = false;
-      ws.on('message', (data) => {
-        if (authenticated) return;
-        const step = handshake.receive(data as Buffer);
-        if (step.reply) ws.send(step.reply);
-        authenticated = step.done;
-      });
-    });
+    await fakePeer(port, silentNode, 1, { autoPong: false }, () => {});
     const a = await started({ pingIntervalMs: 50, pingTimeoutMs: 300 });
     const links: LinkState[] = [];
     a.onLinkState((peer, state) => peer === silentNode && links.push(state));
@@ -170,20 +175,7 @@ describe('ws transport', () => {
   it('keeps memory bounded when a peer stops reading: frames are dropped and counted', async () => {
     const port = await freePort();
     const stalledNode = nodeId(`127.0.0.1:${port}`);
-    const wss = new WebSocketServer({ host: '127.0.0.1', port, path: '/peer' });
-    cleanups.push(() => new Promise((resolve) => (wss.clients.forEach((c) => c.terminate()), wss.close(resolve))));
-    await new Promise((resolve) => wss.once('listening', resolve));
-    wss.on('connection', (ws) => {
-      const handshake = new ServerHandshake({ clusterName: CLUSTER, secret: Buffer.from(SECRET), localNode: stalledNode, random: new SeededRandom(2) });
-      let authenticated = false;
-      ws.on('message', (data) => {
-        if (authenticated) return;
-        const step = handshake.receive(data as Buffer);
-        if (step.reply) ws.send(step.reply);
-        authenticated = step.done;
-        if (step.done) ws.pause(); // reads nothing more: the kernel buffers fill, then ours
-      });
-    });
+    await fakePeer(port, stalledNode, 2, {}, (ws) => ws.pause()); // reads nothing more: the kernel buffers fill, then ours
     const limit = 1024 * 1024;
     const a = await started({ maxBufferedBytes: limit, maxQueuedBytes: limit, pingTimeoutMs: 60_000, pingIntervalMs: 10_000 });
     const links: LinkState[] = [];
