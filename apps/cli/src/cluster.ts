@@ -158,7 +158,8 @@ export async function startCluster(options: StartOptions): Promise<StatusNode[]>
   } else if (options.nodes !== undefined && options.nodes !== layout.nodes.length) {
     throw new CliError(`${dir} holds a ${layout.nodes.length}-node cluster; use chorus cluster add to grow it, or another --dir`);
   }
-  const tokens = initialTokens(layout.nodes, layout.numTokens, layout.rf);
+  // Only a node without data takes initial tokens; a restart keeps the tokens it stored.
+  const tokens = layout.nodes.some((n) => !existsSync(join(dir, n))) ? initialTokens(layout.nodes, layout.numTokens, layout.rf) : new Map<string, string[]>();
   for (const name of layout.nodes) {
     if (runningPid(dir, name)) {
       log(`${name} is already running`);

@@ -7,7 +7,7 @@ import { type CommitSyncMode, type StorageDb, type StorageHandle, spawnStorage }
 import { wireCodec } from '@chorus/wire';
 import { loadLocalState, saveTokens } from './local-state.js';
 import { SYSTEM_KEYSPACE } from './system-keyspace.js';
-import { type SchemaMsg, type SchemaSnapshot, getSchema, loadSchema, putKeyspace, schemaDiffers, spawnSchema } from './schema.js';
+import { type SchemaMsg, type SchemaSnapshot, loadSchema, putKeyspace, schemaDiffers, spawnSchema } from './schema.js';
 import { type RingEntry, type StatusEntry, ringEntries, ringOf, statusView } from './views.js';
 
 export interface NodeSettings {
@@ -197,7 +197,6 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     maxClockSkewMs: settings.maxClockSkewMs,
   });
 
-  const defaultReplication = async () => (await getSchema(schemaRef!, LOCAL_TIMEOUT_MS)).keyspaces.get(DEFAULT_KEYSPACE)?.replication;
   let stopped = false;
   return {
     address: env.node,
@@ -206,11 +205,10 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     system,
     coordinator,
     membership: () => latest!,
-    status: async () => statusView(latest!, await defaultReplication(), coordinator.clockSkew()),
+    status: async () => statusView(latest!, schema.get(DEFAULT_KEYSPACE)?.replication, coordinator.clockSkew()),
     ring: async () => ringEntries(latest!),
     async keyspaces() {
-      const schema = await getSchema(schemaRef!, LOCAL_TIMEOUT_MS);
-      return { keyspaces: [...schema.keyspaces.values()].map((k) => ({ name: k.name, replication: k.replication })).sort((a, b) => a.name.localeCompare(b.name)) };
+      return { keyspaces: [...schema.values()].map((k) => ({ name: k.name, replication: k.replication })).sort((a, b) => a.name.localeCompare(b.name)) };
     },
     async putKeyspace(name, replication) {
       const known = new Set(latest!.endpoints().map((e) => e.dc).filter((dc): dc is string => dc !== undefined));

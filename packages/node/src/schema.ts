@@ -21,7 +21,6 @@ type Definitions = WireMessage<'schema.definitions'>;
 
 export type SchemaMsg =
   | { type: 'schema.put'; keyspace: KeyspaceDef; replyTo: ReplyTo<SchemaSnapshot> }
-  | { type: 'schema.get'; replyTo: ReplyTo<SchemaSnapshot> }
   | ({ type: 'schema.pull'; replyTo: ReplyTo<Definitions> })
   | { type: 'schema.differs'; peer: NodeId }
   | { type: 'schema.merge'; keyspaces: KeyspaceDefinitionWire[] };
@@ -107,9 +106,6 @@ export function spawnSchema(system: ActorSystem, options: { storage: StorageHand
       started: () => options.listener.schemaChanged(snapshot),
       async receive(msg, ctx) {
         switch (msg.type) {
-          case 'schema.get':
-            ctx.reply(msg.replyTo, snapshot);
-            return;
           case 'schema.put': {
             if (msg.keyspace.name === SYSTEM_KEYSPACE) {
               ctx.fail(msg.replyTo, new InvalidRequest('keyspace system is reserved for the node itself'));
@@ -145,10 +141,6 @@ export function spawnSchema(system: ActorSystem, options: { storage: StorageHand
 
 export function putKeyspace(ref: ActorRef<SchemaMsg>, keyspace: KeyspaceDef, timeoutMs: number): Promise<SchemaSnapshot> {
   return ref.ask<SchemaSnapshot>((replyTo) => ({ type: 'schema.put', keyspace, replyTo }), timeoutMs);
-}
-
-export function getSchema(ref: ActorRef<SchemaMsg>, timeoutMs: number): Promise<SchemaSnapshot> {
-  return ref.ask<SchemaSnapshot>((replyTo) => ({ type: 'schema.get', replyTo }), timeoutMs);
 }
 
 /** Tells the schema actor that `peer` gossips another schema version. */
