@@ -7,6 +7,15 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
+
+/**
+ * One knob for every deadline and timeout of the real-process tests: a slow or busy machine
+ * sets CHORUS_TEST_TIME_SCALE (e.g. 3) and every wait grows by that factor.
+ */
+export const TIME_SCALE = Math.max(1, Number(process.env.CHORUS_TEST_TIME_SCALE ?? 1) || 1);
+export function scaled(ms: number): number {
+  return Math.round(ms * TIME_SCALE);
+}
 export const CLI = resolve(dirname(fileURLToPath(import.meta.url)), '../../apps/cli/dist/main.js');
 
 export interface StatusNode {
