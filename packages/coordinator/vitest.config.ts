@@ -1,2 +1,3 @@
-import { defineConfig } from 'vitest/config';
-export default defineConfig({ test: { include: ['test/**/*.test.ts'], testTimeout: 60_000 } });
+import { chorusTestConfig } from '../../vitest.shared.js';
+
+export default chorusTestConfig({ testTimeout: 60_000 });

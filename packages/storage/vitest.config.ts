@@ -1,2 +1,3 @@
-import { defineConfig } from 'vitest/config';
-export default defineConfig({ test: { include: ['test/**/*.test.ts'], testTimeout: 20_000 } });
+import { chorusTestConfig } from '../../vitest.shared.js';
+
+export default chorusTestConfig();

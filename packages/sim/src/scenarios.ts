@@ -136,10 +136,11 @@ async function throughput(seed: number, target = 100_000): Promise<ScenarioResul
   };
 }
 
-export const scenarios: Record<string, (seed: number) => Promise<ScenarioResult>> = { demo, throughput };
+/** Each scenario takes a seed and, where it has one, a size (throughput: messages to deliver). */
+export const scenarios: Record<string, (seed: number, size?: number) => Promise<ScenarioResult>> = { demo, throughput };
 
-export function runScenario(name: string, seed: number): Promise<ScenarioResult> {
+export function runScenario(name: string, seed: number, size?: number): Promise<ScenarioResult> {
   const scenario = scenarios[name];
   if (!scenario) throw new Error(`unknown scenario ${JSON.stringify(name)}; known: ${Object.keys(scenarios).join(', ')}`);
-  return scenario(seed);
+  return scenario(seed, size);
 }

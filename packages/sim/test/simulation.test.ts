@@ -34,18 +34,20 @@ describe('determinism', () => {
   });
 });
 
+const DAY_MS = 24 * 3_600_000;
+
 describe('virtual time', () => {
   it('jumps to the next event instead of waiting', async () => {
     const sim = new Simulation({ seed: 1 });
     const fired: number[] = [];
     await sim.addNode('n1', ({ env }) => {
-      env.scheduler.setTimer(60_000, () => fired.push(env.clock.monotonicMs()));
+      env.scheduler.setTimer(DAY_MS, () => fired.push(env.clock.monotonicMs()));
       env.scheduler.setTimer(1_000, () => fired.push(env.clock.monotonicMs()));
     });
-    const wall = Date.now();
+    // A simulator that waited for real would run into the test timeout long before a day passed.
     await sim.run({});
-    expect(fired).toEqual([1_000, 60_000]);
-    expect(Date.now() - wall).toBeLessThan(1_000);
+    expect(fired).toEqual([1_000, DAY_MS]);
+    expect(sim.now).toBe(DAY_MS);
   });
 
   it('gives each node its own wall clock, which can be skewed', async () => {
@@ -146,10 +148,14 @@ describe('faults', () => {
   });
 });
 
-describe('speed', () => {
-  it('delivers 100,000 messages between 10 nodes (figures printed)', async () => {
-    const result = await runScenario('throughput', 1);
-    console.log(`simulator: ${result.figures.messagesDelivered} messages between ${result.figures.nodes} nodes in ${result.figures.wallMs} ms wall (${result.figures.messagesPerSecond} msg/s)`);
-    expect(result.figures.messagesDelivered).toBeGreaterThanOrEqual(100_000);
+// The simulator's speed is a figure printed by `pnpm sim --scenario throughput`, not something a test asserts.
+describe('throughput scenario', () => {
+  it('a flood between 10 nodes replays the same history for the same seed', async () => {
+    const first = await runScenario('throughput', 1, 10_000);
+    const again = await runScenario('throughput', 1, 10_000);
+    expect(again.traceHash).toBe(first.traceHash);
+    expect(again.figures.events).toBe(first.figures.events);
+    expect(again.figures.virtualMs).toBe(first.figures.virtualMs);
+    expect(first.figures.virtualMs).toBeGreaterThan(0);
   });
 });

@@ -7,6 +7,15 @@ import { dec, enc, levelBackend, memoryBackend, testEnv, tokenOf } from './helpe
 const put = (key: string, value: string, ts: number): Mutation => ({ keyspace: 'ks', token: tokenOf(key), partition: enc(key), cell: { value: enc(value), timestampMicros: ts } });
 const tick = () => new Promise((r) => setImmediate(r));
 
+/** Polls `check` until it holds; the deadline is generous because a busy machine may run timers late. */
+async function until(check: () => boolean | Promise<boolean>, deadlineMs = 20_000): Promise<void> {
+  const started = Date.now();
+  while (!(await check())) {
+    if (Date.now() - started > deadlineMs) throw new Error(`condition not met within ${deadlineMs} ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 interface Spy {
   batches: Array<{ size: number; sync: boolean }>;
   syncPuts: number;
@@ -66,6 +75,13 @@ describe('storage actor', () => {
     const backend = opts.level ? levelBackend() : memoryBackend();
     const db = await backend.create();
     const env = testEnv();
+    const sweepIntervalMs = opts.sweepIntervalMs;
+    let sweepsScheduled = 0;
+    const setTimer = env.scheduler.setTimer;
+    env.scheduler.setTimer = (ms, fn) => {
+      if (ms === sweepIntervalMs) sweepsScheduled++;
+      return setTimer(ms, fn);
+    };
     const s = spy(db);
     const system = new ActorSystem({ env });
     const { level: _l, ...rest } = opts;
@@ -75,7 +91,7 @@ describe('storage actor', () => {
       await handle.store.close();
       await backend.cleanup();
     });
-    return { handle, env, s, system };
+    return { handle, env, s, system, sweepsScheduled: () => sweepsScheduled };
   }
 
   it('acknowledges writes and serves reads', async () => {
@@ -115,14 +131,12 @@ describe('storage actor', () => {
 
   it('periodic mode writes without sync and syncs on a timer; none never syncs', async () => {
     const periodic = await start({ commitSync: 'periodic', commitSyncPeriodMs: 20 });
-    await write(periodic.handle.ref, put('a', 'v', 1), 1000);
-    expect(periodic.s.batches.every((b) => !b.sync)).toBe(true);
-    await new Promise((r) => setTimeout(r, 120));
-    expect(periodic.s.syncPuts).toBeGreaterThanOrEqual(2);
-
     const none = await start({ commitSync: 'none', commitSyncPeriodMs: 20 });
+    await write(periodic.handle.ref, put('a', 'v', 1), 1000);
     await write(none.handle.ref, put('a', 'v', 1), 1000);
-    await new Promise((r) => setTimeout(r, 80));
+    expect(periodic.s.batches.every((b) => !b.sync)).toBe(true);
+    // Both run on the same 20 ms period: once the periodic store has synced twice, the other has had its chances to.
+    await until(() => periodic.s.syncPuts >= 2);
     expect(none.s.syncPuts).toBe(0);
     expect(none.s.batches.every((b) => !b.sync)).toBe(true);
     await flush(none.handle.ref, 1000);
@@ -130,14 +144,15 @@ describe('storage actor', () => {
   });
 
   it('schedules the gc sweep through the env scheduler', async () => {
-    const { handle, env } = await start({ sweepIntervalMs: 10, gcGraceSeconds: 1 });
+    const { handle, env, sweepsScheduled } = await start({ sweepIntervalMs: 10, gcGraceSeconds: 1 });
     await write(handle.ref, { keyspace: 'ks', token: tokenOf('a'), partition: enc('a'), cell: { tombstone: true, timestampMicros: 1 } }, 1000);
     const addr = { keyspace: 'ks', token: tokenOf('a'), partition: enc('a') };
-    await new Promise((r) => setTimeout(r, 50));
+    // A sweep is rescheduled only after the previous one finished: three schedules mean two whole sweeps ran within grace.
+    const before = sweepsScheduled();
+    await until(() => sweepsScheduled() >= before + 3);
     expect(await handle.store.getCell(addr)).toBeDefined();
     env.advanceSeconds(2);
-    for (let i = 0; i < 50 && (await handle.store.getCell(addr)) !== undefined; i++) await new Promise((r) => setTimeout(r, 10));
-    expect(await handle.store.getCell(addr)).toBeUndefined();
+    await until(async () => (await handle.store.getCell(addr)) === undefined);
   });
 
   it('rejects bad input before sending, and overload with MailboxFull', async () => {

@@ -56,6 +56,12 @@ export function memoryBackend(): Backend {
       await db.open();
       return db;
     },
+    // memory-level keeps its data across close and open of the same instance, like a disk across a restart.
+    async reopen(db) {
+      if (db.status !== 'closed') await db.close();
+      await db.open();
+      return db;
+    },
     async cleanup() {},
   };
 }
