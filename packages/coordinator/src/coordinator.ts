@@ -1,20 +1,8 @@
 import type { ActorContext, ActorRef, ActorSystem, Behavior, ReplyTo } from '@chorus/actors';
 import { type Env, InvalidRequest, type MembershipView, type NodeId, Overloaded, type Timer, type Token, isChorusError } from '@chorus/core';
 import { type KeyspaceDef, type RingView, tokenOf } from '@chorus/ring';
-import {
-  type Cell,
-  EmptyPartitionKey,
-  InvalidSlice,
-  KeyTooLarge,
-  LIMITS,
-  type Mutation,
-  type StorageHandle,
-  cellDigest,
-  expiryFromTtl,
-  isDead,
-  isTombstone,
-  validateMutation,
-} from '@chorus/storage';
+import { InvalidSlice, type StorageHandle } from '@chorus/storage';
+import { type Cell, EmptyPartitionKey, KeyTooLarge, LIMITS, type Mutation, cellDigest, expiryFromTtl, isDead, isTombstone, validateMutation } from '@chorus/model';
 import { ClockSkewed, ReadTimeout, RequestFailed, WriteTimeout } from './errors.js';
 import { DEFAULT_MAX_CLOCK_SKEW_MS, HybridLogicalClock, type PeerSkew, SkewTracker } from './hlc.js';
 import { LatencyHistogram, PeerLatencies } from './latency.js';

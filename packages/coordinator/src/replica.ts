@@ -1,19 +1,8 @@
 import type { ActorRef, ActorSystem, ReplyTo } from '@chorus/actors';
 import type { Env, NodeId, Token } from '@chorus/core';
-import {
-  type Cell,
-  type Store,
-  type Mutation,
-  type RowAddress,
-  type SlicePage,
-  type SliceRow,
-  type StorageHandle,
-  cellDigest,
-  isPartitionDelete,
-  isTombstone,
-  write,
-} from '@chorus/storage';
+import { type Store, type SlicePage, type SliceRow, type StorageHandle, write } from '@chorus/storage';
 import type { MessageKind, WireMessage } from '@chorus/wire';
+import { type Cell, type Mutation, type RowAddress, cellDigest, isPartitionDelete, isTombstone } from '@chorus/model';
 import type { HybridLogicalClock, SkewTracker } from './hlc.js';
 import type { ReplicaPage } from './resolve.js';
 

@@ -1,5 +1,6 @@
 import type { NodeId } from '@chorus/core';
-import { type Cell, type SliceRow, cellDigest, compareBytes, isDead, mergeCells } from '@chorus/storage';
+import { type SliceRow } from '@chorus/storage';
+import { type Cell, cellDigest, compareBytes, isDead, mergeCells } from '@chorus/model';
 
 /** The newest version among replica answers (last-write-wins, the storage package's order); undefined when none holds the row. */
 export function resolveCells(cells: Iterable<Cell | undefined>): Cell | undefined {

@@ -1,6 +1,6 @@
 import { type NodeId, SeededRandom, nodeId } from '@chorus/core';
-import type { Cell } from '@chorus/storage';
 import { describe, expect, it } from 'vitest';
+import type { Cell } from '@chorus/model';
 import { startCluster } from './helpers.js';
 
 /**

@@ -1,7 +1,7 @@
 import { InvalidRequest, type Logger, nodeId, silentLogger } from '@chorus/core';
-import { type Cell, cellDigest } from '@chorus/storage';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { type Cell, cellDigest } from '@chorus/model';
 import { HybridLogicalClock, SkewTracker, digestsAgree, mergeSlicePages, resolveCells, staleReplicas } from '../src/index.js';
 import { findKey, settle, startCluster } from './helpers.js';
 

@@ -1,8 +1,8 @@
 import { nodeId } from '@chorus/core';
 import { type KeyspaceDef, tokenOf } from '@chorus/ring';
-import { LIMITS } from '@chorus/storage';
 import { MAX_FRAME_BYTES, wireCodec } from '@chorus/wire';
 import { describe, expect, it } from 'vitest';
+import { LIMITS } from '@chorus/model';
 import type { CoordinatorHandle, SliceOptions } from '../src/index.js';
 import { type Cluster, findKey, settle, startCluster, str } from './helpers.js';
 

@@ -1,6 +1,6 @@
 import { type Token } from '@chorus/core';
 import { tokenOf } from '@chorus/ring';
-import type { RowAddress } from '@chorus/storage';
+import type { RowAddress } from '@chorus/model';
 
 /**
  * The node's own records (host id, tokens, generation, schema) live in the

@@ -1,7 +1,7 @@
 import type { ActorContext, ActorRef, ActorSystem, Behavior, ReplyTo } from '@chorus/actors';
 import type { Env, Timer } from '@chorus/core';
-import type { Cell } from './cell.js';
-import { type Mutation, type RowAddress, type StorageDb, Store, type StoreOptions, type SweepCursor, validateAddress, validateMutation } from './store.js';
+import { type Cell, type Mutation, type RowAddress, validateAddress, validateMutation } from '@chorus/model';
+import { type StorageDb, Store, type StoreOptions, type SweepCursor } from './store.js';
 
 /**
  * How acknowledged writes reach the disk.

@@ -13,7 +13,8 @@ import { randomBytes } from 'node:crypto';
 import { ActorSystem } from '@chorus/actors';
 import { nodeId, realEnv, token, type Token } from '@chorus/core';
 import { Level } from 'level';
-import { type CommitSyncMode, type Mutation, Store, rowKeyPrefix, spawnStorage, write } from './index.js';
+import type { Mutation } from '@chorus/model';
+import { type CommitSyncMode, Store, rowKeyPrefix, spawnStorage, write } from './index.js';
 
 const HOT_KEYS = 10_000;
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 3);

@@ -1,5 +1,4 @@
-import { type Cell, compareCells, isTombstone, mergeCells } from './cell.js';
-import { bytesEqual } from './keys.js';
+import { type Cell, bytesEqual, compareCells, isTombstone, mergeCells } from '@chorus/model';
 
 /** What the row cache has done since the store opened. */
 export interface RowCacheStats {

@@ -1,7 +1,27 @@
 import type { AbstractLevel } from 'abstract-level';
 import { MAX_TOKEN, MIN_TOKEN, type Env, type Token } from '@chorus/core';
-import { type Cell, type StoredCell, type ValueCell, cellDigest, compareCells, decodeStored, encodeDeletion, encodeStored, isDead, isTombstone, writeTie } from './cell.js';
-import { InvalidMutation, InvalidSlice, StorageClosed } from './errors.js';
+import {
+  type Cell,
+  type Mutation,
+  type RowAddress,
+  type RowWrite,
+  type ValueCell,
+  InvalidMutation,
+  LIMITS,
+  cellDigest,
+  compareBytes,
+  compareCells,
+  isDead,
+  isPartitionDelete,
+  isTombstone,
+  validateAddress,
+  validateClusteringKey,
+  validateKeyspace,
+  validateMutationBody,
+  validateToken,
+} from '@chorus/model';
+import { type StoredCell, decodeStored, encodeDeletion, encodeStored, writeTie } from './cell.js';
+import { InvalidSlice, StorageClosed } from './errors.js';
 import {
   DATA_END,
   DATA_START,
@@ -10,7 +30,6 @@ import {
   KIND_ROW,
   ROW_VERSION_BYTES,
   SYNC_MARKER_KEY,
-  compareBytes,
   copyBytes,
   decodeToken,
   escapedFieldLength,
@@ -30,15 +49,6 @@ import {
   writeToken,
 } from './keys.js';
 import { DEFAULT_ROW_CACHE_BYTES, RowCache, type RowCacheStats } from './row-cache.js';
-import {
-  LIMITS,
-  validateClusteringKey,
-  validateKeyspace,
-  validateMicros,
-  validatePartitionKey,
-  validateToken,
-  validateValue,
-} from './limits.js';
 
 /**
  * Any abstract-level database: ClassicLevel (`level`) in production,
@@ -72,34 +82,6 @@ export interface StoreOptions {
    * (estimated heap bytes; default 64 MiB). 0 turns it off.
    */
   rowCacheBytes?: number;
-}
-
-/** Where a row lives. `clustering` defaults to the empty key. */
-export interface RowAddress {
-  keyspace: string;
-  token: Token;
-  partition: Uint8Array;
-  clustering?: Uint8Array;
-}
-
-/** Write one cell (a value or a row tombstone) into a row. */
-export interface RowWrite extends RowAddress {
-  cell: Cell;
-}
-
-/** Delete a whole partition: shadows every row whose timestamp is ≤ `timestampMicros`. */
-export interface PartitionDelete {
-  keyspace: string;
-  token: Token;
-  partition: Uint8Array;
-  partitionDeletion: { timestampMicros: number };
-}
-
-export type Mutation = RowWrite | PartitionDelete;
-
-export function isPartitionDelete(m: Mutation): m is PartitionDelete {
-  // `!= null`: a `partitionDeletion: null` from the wire is a malformed row write, not a deletion.
-  return (m as PartitionDelete).partitionDeletion != null;
 }
 
 /**
@@ -195,47 +177,6 @@ const latin1Slice = (Buffer.prototype as unknown as { latin1Slice(this: Uint8Arr
  */
 function cacheId(key: Uint8Array, end: number): string {
   return latin1Slice.call(key, 0, end);
-}
-
-function validateCell(cell: unknown): asserts cell is Cell {
-  if (typeof cell !== 'object' || cell === null) throw new InvalidMutation('cell must be an object');
-  const c = cell as Record<string, unknown>;
-  validateMicros('timestampMicros', c['timestampMicros']);
-  if (c['tombstone'] === true) {
-    if (c['value'] !== undefined) throw new InvalidMutation('a tombstone has no value');
-    if (c['expiresAtMicros'] !== undefined) throw new InvalidMutation('a tombstone has no expiry');
-    return;
-  }
-  if (c['tombstone'] !== undefined) throw new InvalidMutation('tombstone must be true or absent');
-  validateValue(c['value']);
-  if (c['expiresAtMicros'] !== undefined) validateMicros('expiresAtMicros', c['expiresAtMicros']);
-}
-
-/** Everything but the keyspace name (which callers check against their cache). */
-function validateMutationBody(m: Mutation): void {
-  validateToken(m.token);
-  validatePartitionKey(m.partition);
-  if (isPartitionDelete(m)) {
-    if ((m as Partial<RowWrite>).cell !== undefined) throw new InvalidMutation('a mutation is either a cell write or a partition deletion');
-    validateMicros('timestampMicros', m.partitionDeletion.timestampMicros);
-    return;
-  }
-  if (m.clustering !== undefined) validateClusteringKey(m.clustering);
-  validateCell(m.cell);
-}
-
-/** Throws the typed InvalidRequest/ValueTooLarge error for a malformed mutation. */
-export function validateMutation(m: Mutation): void {
-  if (typeof m !== 'object' || m === null) throw new InvalidMutation('mutation must be an object');
-  validateKeyspace(m.keyspace);
-  validateMutationBody(m);
-}
-
-export function validateAddress(a: RowAddress): void {
-  validateKeyspace(a.keyspace);
-  validateToken(a.token);
-  validatePartitionKey(a.partition);
-  if (a.clustering !== undefined) validateClusteringKey(a.clustering);
 }
 
 /** The row's cell as reads see it: a partition deletion at least as new shadows it (shown as a tombstone). */

@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ActorSystem, MailboxFull } from '@chorus/actors';
 import { Overloaded } from '@chorus/core';
-import { type Mutation, type StorageDb, InvalidTimestamp, flush, readCell, spawnStorage, write, type StorageHandle, type CommitSyncMode } from '../src/index.js';
+import { type Mutation, InvalidTimestamp } from '@chorus/model';
+import { type StorageDb, flush, readCell, spawnStorage, write, type StorageHandle, type CommitSyncMode } from '../src/index.js';
 import { dec, enc, levelBackend, memoryBackend, testEnv, tokenOf } from './helpers.js';
 
 const put = (key: string, value: string, ts: number): Mutation => ({ keyspace: 'ks', token: tokenOf(key), partition: enc(key), cell: { value: enc(value), timestampMicros: ts } });

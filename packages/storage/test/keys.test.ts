@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { MAX_TOKEN, MIN_TOKEN, token } from '@chorus/core';
-import { compareBytes, decodeKey, decodeToken, deletionVersionKey, encodeToken, partitionKey, prefixEnd, rowKeyPrefix, writeInvertedMicros } from '../src/keys.js';
-import { type Cell, compareCells } from '../src/index.js';
+import { compareBytes, type Cell, compareCells } from '@chorus/model';
+import { decodeKey, decodeToken, deletionVersionKey, encodeToken, partitionKey, prefixEnd, rowKeyPrefix, writeInvertedMicros } from '../src/keys.js';
 import { writeTie } from '../src/cell.js';
 
 const tokenArb = fc.bigInt({ min: MIN_TOKEN, max: MAX_TOKEN }).map((t) => token(t));

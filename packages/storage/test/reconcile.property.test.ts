@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { type Cell, type Mutation, Store, isDead, mergeCells } from '../src/index.js';
+import { type Cell, type Mutation, isDead, mergeCells } from '@chorus/model';
+import { Store } from '../src/index.js';
 import { enc, memoryBackend, testEnv, tokenOf } from './helpers.js';
 
 /*

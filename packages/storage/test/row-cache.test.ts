@@ -1,5 +1,6 @@
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { type Cell, type Mutation, type StorageDb, Store, cellDigest, expiryFromTtl } from '../src/index.js';
+import { type Cell, type Mutation, cellDigest, expiryFromTtl } from '@chorus/model';
+import { type StorageDb, Store } from '../src/index.js';
 import { type Backend, dec, enc, holdBatches, levelBackend, memoryBackend, type TestEnv, testEnv, tokenOf } from './helpers.js';
 
 const KS = 'ks';

@@ -22,6 +22,8 @@ export const LIMITS = Object.freeze({
   /** Cassandra's cap: 20 years. */
   maxTtlSeconds: 630_720_000,
   maxSliceLimit: 10_000,
+  /** One peer or client message after encoding; a value at its limit still fits with room for the envelope. */
+  maxFrameBytes: 4 * 1024 * 1024,
 });
 
 const KEYSPACE = /^[A-Za-z][A-Za-z0-9_]{0,47}$/;
