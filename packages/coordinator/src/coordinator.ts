@@ -904,7 +904,7 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
       const partition = bytesOf(key);
       const ck = clustering === undefined ? undefined : bytesOf(clustering);
       validateRowKey(partition, ck);
-      return options.storage.store.getCell(ck === undefined ? { keyspace, token: tokenOf(partition), partition } : { keyspace, token: tokenOf(partition), partition, clustering: ck });
+      return options.storage.reader.getCell(ck === undefined ? { keyspace, token: tokenOf(partition), partition } : { keyspace, token: tokenOf(partition), partition, clustering: ck });
     },
     stats() {
       const op = (c: OpCounters): OpStats => ({ ok: c.ok, unavailable: c.unavailable, timeouts: c.timeouts, failed: c.failed, latency: c.latency.summary() });

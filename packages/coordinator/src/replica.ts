@@ -1,6 +1,6 @@
 import type { ActorRef, ActorSystem, ReplyTo } from '@chorus/actors';
 import type { Env, NodeId, Token } from '@chorus/core';
-import { type Store, type SlicePage, type SliceRow, type StorageHandle, write } from '@chorus/storage';
+import { type StoreReader, type SlicePage, type SliceRow, type StorageHandle, write } from '@chorus/storage';
 import type { MessageKind, WireMessage } from '@chorus/wire';
 import { type Cell, type Mutation, type RowAddress, cellDigest, isPartitionDelete, isTombstone } from '@chorus/model';
 import type { HybridLogicalClock, SkewTracker } from './hlc.js';
@@ -183,7 +183,7 @@ function rowBytes(row: SliceRow): number {
  * stops as soon as the page is full either way. A page cut short by the
  * budget carries `nextPage` (its last row), as a full page does.
  */
-export async function sliceWithinBudget(store: Pick<Store, 'slice'>, q: SliceQuery, budgetBytes: number = SLICE_ANSWER_BUDGET_BYTES): Promise<SlicePage> {
+export async function sliceWithinBudget(store: Pick<StoreReader, 'slice'>, q: SliceQuery, budgetBytes: number = SLICE_ANSWER_BUDGET_BYTES): Promise<SlicePage> {
   const rows: SliceRow[] = [];
   let bytes = 0;
   let after = q.after;
@@ -265,17 +265,17 @@ export function spawnReplica(system: ActorSystem, options: ReplicaOptions): Acto
           return;
         }
         case 'replica.read':
-          answer(storage.store.getCell(addressOf(msg)), (cell): DataMsg => ({ type: 'replica.data', ...toWireCell(cell), ...clocks() }));
+          answer(storage.reader.getCell(addressOf(msg)), (cell): DataMsg => ({ type: 'replica.data', ...toWireCell(cell), ...clocks() }));
           return;
         case 'replica.read-digest':
-          answer(storage.store.getCell(addressOf(msg)), (cell): DigestMsg => ({ type: 'replica.digest', digest: cellDigest(cell), ...clocks() }));
+          answer(storage.reader.getCell(addressOf(msg)), (cell): DigestMsg => ({ type: 'replica.digest', digest: cellDigest(cell), ...clocks() }));
           return;
         case 'replica.slice': {
           const q: SliceQuery = { keyspace: msg.keyspace, token: msg.token as Token, partition: msg.partition, limit: msg.limit, reverse: msg.reverse };
           if (msg.from !== undefined) q.from = msg.from;
           if (msg.to !== undefined) q.to = msg.to;
           if (msg.after !== undefined) q.after = msg.after;
-          answer(sliceWithinBudget(storage.store, q, sliceBudgetBytes), (page): RowsMsg => {
+          answer(sliceWithinBudget(storage.reader, q, sliceBudgetBytes), (page): RowsMsg => {
             const out: RowsMsg = { type: 'replica.rows', rows: page.rows.map((r) => ({ clustering: r.clustering, ...toWireCell(r.cell) })), ...clocks() };
             if (page.nextPage !== undefined) out.nextPage = page.nextPage;
             if (page.partitionDeletedAtMicros !== undefined) out.partitionDeletedAtMicros = page.partitionDeletedAtMicros;

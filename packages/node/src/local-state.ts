@@ -14,7 +14,7 @@ const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
 async function readText(storage: StorageHandle, address: (typeof LOCAL)[keyof typeof LOCAL]): Promise<string | undefined> {
-  const cell = await storage.store.get(address);
+  const cell = await storage.reader.get(address);
   return cell ? decoder.decode(cell.value) : undefined;
 }
 

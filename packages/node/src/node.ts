@@ -227,7 +227,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
         pendingAsks: stats.pendingAsks,
         rejectedFrames: stats.rejectedFrames,
         restarts: stats.restarts,
-        rowCache: storage.store.cacheStats(),
+        rowCache: storage.reader.cacheStats(),
       };
     },
     async stop() {

@@ -69,7 +69,7 @@ const toWire = (k: StoredKeyspace): KeyspaceDefinitionWire => ({ name: k.name, r
 
 /** Reads the stored definitions of a node's schema. */
 export async function loadSchema(storage: StorageHandle): Promise<StoredKeyspace[]> {
-  const page = await storage.store.slice(SYSTEM_KEYSPACE, systemRow(SCHEMA_PARTITION, '').token, encoder.encode(SCHEMA_PARTITION), { limit: 10_000 });
+  const page = await storage.reader.slice(SYSTEM_KEYSPACE, systemRow(SCHEMA_PARTITION, '').token, encoder.encode(SCHEMA_PARTITION), { limit: 10_000 });
   const out: StoredKeyspace[] = [];
   for (const row of page.rows) {
     if (!('value' in row.cell)) continue;

@@ -55,14 +55,19 @@ export type StorageMsg =
   | { type: 'read'; address: RowAddress; replyTo: ReplyTo<Cell | null> }
   | { type: 'flush'; replyTo: ReplyTo<null> };
 
+/**
+ * What the rest of a node may read of the local store, beside the actor. LevelDB
+ * reads are safe next to the actor's writes, and a write is acknowledged only
+ * after its batch is in the database, so these reads see every acknowledged
+ * write. Writes go through the actor only (`write`), so nothing can get around
+ * group commit.
+ */
+export type StoreReader = Pick<Store, 'getCell' | 'get' | 'digest' | 'slice' | 'scanRange' | 'cacheStats'>;
+
 export interface StorageHandle {
+  /** The write path: send with `write`, `readCell`, `flush`. */
   readonly ref: ActorRef<StorageMsg>;
-  /**
-   * Direct read access (and admin operations such as `purge`). LevelDB reads
-   * are safe beside the actor's writes, and a write is acknowledged only after
-   * its batch is in the database, so reads here see every acknowledged write.
-   */
-  readonly store: Store;
+  readonly reader: StoreReader;
   /** Stops the actor, syncs and closes the database. */
   close(): Promise<void>;
 }
@@ -199,7 +204,7 @@ export function spawnStorage(system: ActorSystem, options: StorageActorOptions):
   });
   return {
     ref,
-    store,
+    reader: store,
     async close() {
       await system.stop(ref as ActorRef<unknown>);
       await store.close();

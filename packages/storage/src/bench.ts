@@ -70,8 +70,8 @@ async function actorWrites(root: string, mode: CommitSyncMode, warm = false): Pr
   const system = new ActorSystem({ env });
   const h = spawnStorage(system, ROW_CACHE_BYTES === undefined ? { db, env, commitSync: mode } : { db, env, commitSync: mode, rowCacheBytes: ROW_CACHE_BYTES });
   if (warm) {
-    await h.store.apply(Array.from({ length: HOT_KEYS }, (_, i) => mutation(i, 1)));
-    for (let i = 0; i < HOT_KEYS; i++) await h.store.get({ keyspace: 'bench', token: tokenOf(i), partition: te.encode(`key-${i}`) });
+    await Promise.all(Array.from({ length: HOT_KEYS }, (_, i) => write(h.ref, mutation(i, 1), 60_000)));
+    for (let i = 0; i < HOT_KEYS; i++) await h.reader.get({ keyspace: 'bench', token: tokenOf(i), partition: te.encode(`key-${i}`) });
   }
   let next = 0;
   let acked = 0;

@@ -28,5 +28,6 @@ export {
   type StorageActorOptions,
   type StorageMsg,
   type StorageHandle,
+  type StoreReader,
   type WriteAck,
 } from './actor.js';

@@ -89,7 +89,7 @@ describe('storage actor', () => {
     const handle: StorageHandle = spawnStorage(system, { db, env, ...rest });
     cleanups.push(async () => {
       await system.shutdown();
-      await handle.store.close();
+      await handle.reader.close();
       await backend.cleanup();
     });
     return { handle, env, s, system, sweepsScheduled: () => sweepsScheduled };
@@ -103,7 +103,7 @@ describe('storage actor', () => {
     const cell = await readCell(handle.ref, { keyspace: 'ks', token: tokenOf('a'), partition: enc('a') }, 1000);
     expect(cell && 'value' in cell ? dec(cell.value) : undefined).toBe('v');
     expect(await readCell(handle.ref, { keyspace: 'ks', token: tokenOf('b'), partition: enc('b') }, 1000)).toBeUndefined();
-    expect((await handle.store.get({ keyspace: 'ks', token: tokenOf('a'), partition: enc('a') }))?.timestampMicros).toBe(10);
+    expect((await handle.reader.get({ keyspace: 'ks', token: tokenOf('a'), partition: enc('a') }))?.timestampMicros).toBe(10);
   });
 
   it('group commit: a burst becomes few batches, and nothing is acknowledged before its batch lands', async () => {
@@ -120,7 +120,7 @@ describe('storage actor', () => {
     expect(s.batches.length).toBeLessThanOrEqual(3);
     expect(s.batches.reduce((n, b) => n + b.size, 0)).toBe(500);
     // Every acknowledged write is readable straight from the store.
-    expect(await handle.store.get({ keyspace: 'ks', token: tokenOf('k499'), partition: enc('k499') })).toBeDefined();
+    expect(await handle.reader.get({ keyspace: 'ks', token: tokenOf('k499'), partition: enc('k499') })).toBeDefined();
   });
 
   it('batch mode fsyncs every batch before acknowledging', async () => {
@@ -151,9 +151,9 @@ describe('storage actor', () => {
     // A sweep is rescheduled only after the previous one finished: three schedules mean two whole sweeps ran within grace.
     const before = sweepsScheduled();
     await until(() => sweepsScheduled() >= before + 3);
-    expect(await handle.store.getCell(addr)).toBeDefined();
+    expect(await handle.reader.getCell(addr)).toBeDefined();
     env.advanceSeconds(2);
-    await until(async () => (await handle.store.getCell(addr)) === undefined);
+    await until(async () => (await handle.reader.getCell(addr)) === undefined);
   });
 
   it('rejects bad input before sending, and overload with MailboxFull', async () => {
