@@ -89,7 +89,7 @@ describe('storage actor', () => {
     const handle: StorageHandle = spawnStorage(system, { db, env, ...rest });
     cleanups.push(async () => {
       await system.shutdown();
-      await handle.reader.close();
+      await handle.close();
       await backend.cleanup();
     });
     return { handle, env, s, system, sweepsScheduled: () => sweepsScheduled };
