@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { type ChorusClient, type ClientStats, connect } from '@chorus/client';
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import hdr from 'hdr-histogram-js';
 import { CliError, DEFAULT_HOST } from './http.js';
 
@@ -360,6 +360,13 @@ function positive(name: string, integer = true) {
   };
 }
 
+/** `--host`, or the deprecated `--hosts` when it is given and `--host` is not. */
+function hostsOf(raw: Record<string, unknown>, command: Command): unknown {
+  if (raw.hosts === undefined) return raw.host;
+  process.stderr.write('chorus: --hosts is deprecated; use --host (it takes the same comma list)\n');
+  return command.getOptionValueSource('host') === 'cli' ? raw.host : raw.hosts;
+}
+
 /** `chorus bench`: a closed-loop load generator in the spirit of cassandra-stress and YCSB. */
 export function registerBench(program: Command): void {
   program
@@ -376,11 +383,12 @@ export function registerBench(program: Command): void {
     .option('--ops <n>', 'measure this many operations instead of a duration', positive('--ops'))
     .option('--warmup <seconds>', 'seconds of load before measuring', '0')
     .option('--keyspace <ks>', 'keyspace', 'default')
-    .option('--hosts <a,b,c>', 'nodes to connect to (the rest are found from the ring)', DEFAULT_HOST)
+    .addOption(new Option('--host <a,b,c>', 'nodes to connect to, comma-separated (the rest are found from the ring)').default(DEFAULT_HOST))
+    .addOption(new Option('--hosts <a,b,c>', 'deprecated: use --host').hideHelp())
     .option('--connections <n>', 'connections per node', positive('--connections'), 1)
     .option('--no-preload', 'do not write the keys before a read or mixed workload')
     .option('--json', 'one JSON document on stdout, no progress lines')
-    .action(async (raw: Record<string, unknown>) => {
+    .action(async (raw: Record<string, unknown>, command: Command) => {
       const workload = String(raw.workload);
       if (!['write', 'read', 'mixed'].includes(workload)) throw new CliError(`--workload must be write, read or mixed, got ${JSON.stringify(workload)}`);
       const distribution = String(raw.distribution);
@@ -401,7 +409,7 @@ export function registerBench(program: Command): void {
         ops: raw.ops as number | undefined,
         warmup,
         keyspace: String(raw.keyspace),
-        hosts: String(raw.hosts).split(',').map((h) => h.trim()).filter(Boolean),
+        hosts: String(hostsOf(raw, command)).split(',').map((h) => h.trim()).filter(Boolean),
         connections: raw.connections as number,
         preload: raw.preload !== false,
         json: raw.json === true,

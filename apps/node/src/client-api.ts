@@ -1,10 +1,11 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { protocol } from '@chorus/client';
-import { type ChorusError, isChorusError } from '@chorus/core';
+import * as protocol from '@chorus/client-protocol';
+import { isChorusError } from '@chorus/core';
 import type { ChorusNode } from '@chorus/node';
 import type { Logger } from 'pino';
 import WebSocket, { WebSocketServer } from 'ws';
+import { NodeStarting, NodeStopping, wireErrorOf } from './errors.js';
 
 type Request = protocol.Request;
 type Answer = protocol.Answer;
@@ -246,13 +247,13 @@ class ClientApiImpl implements ClientApi {
     }
     if (this.stopping && request.op !== 'hello' && request.op !== 'stats') {
       this.countError('NodeStopping');
-      connection.answer({ id: request.id, error: { name: 'NodeStopping', message: 'the node is stopping; try another node' } });
+      connection.answer({ id: request.id, error: wireErrorOf(new NodeStopping()) });
       return;
     }
     const node = this.options.node();
     if (!node && request.op !== 'hello' && request.op !== 'stats') {
       this.countError('NodeStarting');
-      connection.answer({ id: request.id, error: { name: 'NodeStarting', message: 'the node is starting; try another node' } });
+      connection.answer({ id: request.id, error: wireErrorOf(new NodeStarting()) });
       return;
     }
     connection.inFlight++;
@@ -350,9 +351,8 @@ class ClientApiImpl implements ClientApi {
 
   private wireError(error: unknown, request: Request): WireError {
     if (isChorusError(error)) {
-      const e = error as ChorusError;
-      this.countError(e.name);
-      return { name: e.name, message: e.message, ...e.fields };
+      this.countError(error.name);
+      return wireErrorOf(error);
     }
     const message = error instanceof Error ? error.message : String(error);
     this.countError('ServerError');
@@ -419,7 +419,7 @@ function toBuffer(data: WebSocket.RawData): Buffer {
 }
 
 /**
- * The client protocol (`@chorus/client`'s `protocol`) on the `/client`
+ * The client protocol (`@chorus/client-protocol`) on the `/client`
  * WebSocket path of the node's port, beside the peer transport's `/peer`.
  */
 export function attachClientApi(options: ClientApiOptions): ClientApi {

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { type Static, Type } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { parse as parseYaml } from 'yaml';
+import { ConfigError } from './errors.js';
 
 /**
  * Every setting of a node, named as in the config file (snake_case, after
@@ -91,11 +92,6 @@ const Schema = Type.Object(
 );
 const check = TypeCompiler.Compile(Schema);
 const KNOWN = new Set(Object.keys(Schema.properties));
-
-/** A bad setting, with a one-line message that names it. */
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-}
 
 export interface ConfigSources {
   /** Path of a YAML or JSON config file. */

@@ -1,16 +1,23 @@
-import { InvalidRequest, isChorusError } from '@chorus/core';
+import { InvalidRequest } from '@chorus/core';
+import { LIMITS } from '@chorus/model';
 import type { ChorusNode } from '@chorus/node';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
+import { NodeStarting, httpErrorOf } from './errors.js';
 import type { Metrics } from './metrics.js';
 
-/** Largest request body accepted; values have their own, smaller limit in storage. */
-const BODY_LIMIT = 2 * 1024 * 1024;
+/**
+ * Largest request body read. Looser than the value limit on purpose: a value
+ * somewhat over it still reaches the coordinator, whose 413 ValueTooLarge
+ * carries the value's size and the model's limit; only a far larger body is
+ * cut off unread (413 with this limit).
+ */
+const BODY_LIMIT = 2 * LIMITS.maxValueBytes;
 
 export interface ApiOptions {
   logger: Logger;
   metrics: Metrics;
-  /** Undefined until the node has finished starting; requests meanwhile get 503. */
+  /** Undefined until the node has finished starting; requests meanwhile get 503 NodeStarting. */
   node: () => ChorusNode | undefined;
 }
 
@@ -24,27 +31,15 @@ export function buildApi(options: ApiOptions) {
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
   app.setErrorHandler((error, request, reply) => {
-    if (isChorusError(error)) {
-      void reply.status(error.httpStatus).send(error.toJSON());
-      return;
-    }
-    const fastifyError = error as { code?: string; statusCode?: number; message: string };
-    if (fastifyError.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-      void reply.status(413).send({ error: 'ValueTooLarge', message: `request body over ${BODY_LIMIT} bytes`, limit: BODY_LIMIT });
-      return;
-    }
-    if (fastifyError.statusCode && fastifyError.statusCode < 500) {
-      void reply.status(fastifyError.statusCode).send({ error: 'InvalidRequest', message: fastifyError.message });
-      return;
-    }
-    request.log.error({ err: error, url: request.url }, 'request failed');
-    void reply.status(500).send({ error: 'InternalError', message: fastifyError.message });
+    const answer = httpErrorOf(error, BODY_LIMIT);
+    if (answer.unexpected) request.log.error({ err: error, url: request.url }, 'request failed');
+    void reply.status(answer.status).headers(answer.headers).send(answer.body);
   });
   app.setNotFoundHandler((request, reply) => void reply.status(404).send({ error: 'NotFound', message: `no route for ${request.method} ${request.url.split('?')[0]}` }));
 
   const ready = (): ChorusNode => {
     const node = options.node();
-    if (!node) throw Object.assign(new Error('node is starting'), { statusCode: 503 });
+    if (!node) throw new NodeStarting();
     return node;
   };
 

@@ -1,2 +1,3 @@
-export { runNode, StartupError } from './run.js';
-export { loadSettings, ConfigError, DEFAULTS, type NodeSettings, type ConfigSources } from './config.js';
+export { runNode } from './run.js';
+export { loadSettings, DEFAULTS, type NodeSettings, type ConfigSources } from './config.js';
+export { StartupError, ConfigError } from './errors.js';

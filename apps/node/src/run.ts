@@ -6,15 +6,11 @@ import { type ChorusNode, startChorusNode } from '@chorus/node';
 import { createWsTransport } from '@chorus/wire';
 import { Level } from 'level';
 import pino from 'pino';
-import { type ConfigSources, ConfigError, type NodeSettings, loadSettings } from './config.js';
+import { type ConfigSources, type NodeSettings, loadSettings } from './config.js';
 import { attachClientApi } from './client-api.js';
+import { ConfigError, StartupError } from './errors.js';
 import { buildApi } from './http-api.js';
 import { type MetricSources, createMetrics } from './metrics.js';
-
-/** A reason the node cannot start, printed as one line. */
-export class StartupError extends Error {
-  override name = 'StartupError';
-}
 
 /**
  * Runs one node until SIGTERM or SIGINT: settings, the real environment

@@ -1,6 +1,7 @@
 import { type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type ChorusClient, Unavailable, connect, protocol } from '@chorus/client';
+import { type ChorusClient, Unavailable, connect } from '@chorus/client';
+import * as protocol from '@chorus/client-protocol';
 import { ChorusError } from '@chorus/core';
 import type { ChorusNode } from '@chorus/node';
 import pino from 'pino';

@@ -2,7 +2,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadSettings } from '../src/config.js';
+import { loadSettings } from '../src/config.js';
+import { ConfigError } from '../src/errors.js';
 
 const required = { name: 'n1', listen_address: '127.0.0.1:7100', data_dir: '/tmp/x', secret: 'sesame-sesame' };
 

@@ -1,5 +1,5 @@
 import { ChorusError } from '@chorus/core';
-import type { WireError } from './protocol.js';
+import type { WireError } from '@chorus/client-protocol';
 
 const num = (x: unknown): number => (typeof x === 'number' ? x : Number.NaN);
 const str = (x: unknown): string => (typeof x === 'string' ? x : '');

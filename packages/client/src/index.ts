@@ -1,21 +1,6 @@
-export {
-  connect,
-  type ChorusClient,
-  type ClientOptions,
-  type ClientEnv,
-  type ClientStats,
-  type HostStats,
-  type HostState,
-  type Bytes,
-  type PutOptions,
-  type ReadOptions,
-  type DelOptions,
-  type SliceOptions,
-  type SliceResult,
-  type Row,
-  type LocalCell,
-  type RingInfo,
-} from './client.js';
+export { connect, type ChorusClient, type ClientStats, type HostStats, type SliceResult, type ClientRow, type LocalCell } from './client.js';
+export { type ClientOptions, type ClientEnv, type Bytes, type GetOptions, type PutOptions, type DelOptions, type SliceOptions } from './options.js';
+export { type HostState, type RingInfo } from './routing.js';
 export {
   Unavailable,
   WriteTimeout,
@@ -30,5 +15,3 @@ export {
   READ_RETRIED_SERVER_ERRORS,
   errorFromWire,
 } from './errors.js';
-/** The wire protocol, for servers and tools that speak it. */
-export * as protocol from './protocol.js';

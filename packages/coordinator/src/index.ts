@@ -1,24 +1,20 @@
-export {
-  spawnCoordinator,
-  COORDINATOR_ACTOR,
-  DEFAULT_WRITE_TIMEOUT_MS,
-  DEFAULT_READ_TIMEOUT_MS,
-  DEFAULT_SPECULATIVE_DELAY_MS,
-  DEFAULT_MAX_IN_FLIGHT,
-  type CoordinatorHandle,
-  type CoordinatorOptions,
-  type CoordinatorTopology,
-  type CoordinatorStats,
-  type CoordinatorMsg,
-  type OpStats,
-  type Key,
-  type WriteOptions,
-  type ReadOptions,
-  type SliceOptions,
-  type SliceResult,
-  type Row,
-  type ReadMismatch,
-} from './coordinator.js';
+export { spawnCoordinator, COORDINATOR_ACTOR, DEFAULT_WRITE_TIMEOUT_MS, DEFAULT_READ_TIMEOUT_MS, DEFAULT_SPECULATIVE_DELAY_MS, DEFAULT_MAX_IN_FLIGHT, type CoordinatorMsg } from './actor.js';
+export type {
+  CoordinatorHandle,
+  CoordinatorOptions,
+  CoordinatorTopology,
+  CoordinatorMembership,
+  CoordinatorStats,
+  LocalReplicaReader,
+  OpStats,
+  Key,
+  WriteOptions,
+  ReadOptions,
+  SliceRequest,
+  SliceResult,
+  SliceResultRow,
+  ReadRepairRequest,
+} from './types.js';
 export {
   CONSISTENCY_LEVELS,
   DEFAULT_CONSISTENCY,
@@ -31,9 +27,7 @@ export {
   validateForRead,
 } from './levels.js';
 export { type ReplicaPlan, type Scope, type PlanInput, planRead, planWrite, countsToward, countAnswers, isSatisfied } from './plan.js';
-export { HybridLogicalClock, SkewTracker, DEFAULT_MAX_CLOCK_SKEW_MS, type PeerSkew, type RoundTripSample, type SkewTrackerOptions } from './hlc.js';
-export { resolveCells, digestsAgree, staleReplicas, mergeSlicePages, type ReplicaPage, type MergedPage } from './resolve.js';
+export { mergeSlicePages, type ReplicaPage, type MergedPage, type PageRow } from './slice-merge.js';
 export { sortByProximity, type Proximity } from './snitch.js';
 export { LatencyWindow, PeerLatencies, LatencyHistogram } from './latency.js';
-export { REPLICA_ACTOR, REPLICA_SKEW_FACTOR, SLICE_ANSWER_BUDGET_BYTES, spawnReplica, type ReplicaMsg, type ReplicaOptions } from './replica.js';
 export { Unavailable, WriteTimeout, ReadTimeout, ClockSkewed, RequestFailed, type WriteType } from './errors.js';

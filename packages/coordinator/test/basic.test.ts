@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { type Cluster, settle, startCluster, str, text } from './helpers.js';
+import type { ReadRepairRequest } from '../src/index.js';
 
 const ks = { name: 'app', replication: { class: 'SimpleStrategy', rf: 3 } } as const;
 
@@ -69,12 +70,12 @@ describe('coordinator basics', () => {
   });
 
   it('digest mismatch: resolves the newest version across replicas and reports the stale ones to the repair hook', async () => {
-    const mismatches: Array<{ stale: string[] }> = [];
+    const mismatches: Array<{ stale: string[]; repairs: ReadRepairRequest['repairs']; resolved: ReadRepairRequest['resolved'] }> = [];
     const c = await startCluster({
       seed: 9,
       nodes: [{ name: 'n1' }, { name: 'n2' }, { name: 'n3' }, { name: 'n4' }],
       keyspaces: [ks],
-      coordinator: { onReadMismatch: (m) => void mismatches.push({ stale: m.stale }) },
+      coordinator: { readRepair: (m) => void mismatches.push({ stale: m.stale, repairs: m.repairs, resolved: m.resolved }) },
     });
     const { tokenOf } = await import('@chorus/ring');
     const { nodeId } = await import('@chorus/core');
@@ -94,5 +95,8 @@ describe('coordinator basics', () => {
     expect(h.stats().digestMismatches).toBe(1);
     expect(mismatches).toHaveLength(1);
     expect([...mismatches[0]!.stale].sort()).toEqual([replicas[1], replicas[2]].sort());
+    // The repair phase is handed the resolved version, unchanged, for each stale replica.
+    expect(mismatches[0]!.repairs.map((r) => r.target)).toEqual(mismatches[0]!.stale);
+    for (const r of mismatches[0]!.repairs) expect(r.mutation.cell).toBe(mismatches[0]!.resolved);
   });
 });

@@ -1,11 +1,12 @@
 import { ActorSystem } from '@chorus/actors';
-import { type MembershipView, type NodeId, SeededRandom, nodeId } from '@chorus/core';
+import { type NodeId, SeededRandom, nodeId } from '@chorus/core';
+import { DEFAULT_MAX_CLOCK_SKEW_MS, HybridLogicalClock, SkewTracker, spawnReplica } from '@chorus/replica';
 import { type KeyspaceDef, RingView, type RingMember, allocateTokens, tokenOf } from '@chorus/ring';
 import { type LinkFaults, Simulation } from '@chorus/sim';
 import { spawnStorage } from '@chorus/storage';
 import { wireCodec } from '@chorus/wire';
 import { MemoryLevel } from 'memory-level';
-import { type CoordinatorHandle, type CoordinatorOptions, type CoordinatorTopology, spawnCoordinator } from '../src/index.js';
+import { type CoordinatorHandle, type CoordinatorMembership, type CoordinatorOptions, type CoordinatorTopology, spawnCoordinator } from '../src/index.js';
 
 export interface NodeSpec {
   name: string;
@@ -19,7 +20,7 @@ export interface ClusterOptions {
   keyspaces: KeyspaceDef[];
   network?: Partial<LinkFaults>;
   numTokens?: number;
-  coordinator?: Partial<Pick<CoordinatorOptions, 'writeTimeoutMs' | 'readTimeoutMs' | 'maxClockSkewMs' | 'defaultSpeculativeDelayMs' | 'onReadMismatch'>>;
+  coordinator?: Partial<Pick<CoordinatorOptions, 'writeTimeoutMs' | 'readTimeoutMs' | 'defaultSpeculativeDelayMs' | 'readRepair' | 'hints'>> & { maxClockSkewMs?: number };
   /** Nodes every membership view reports alive even while crashed: a failure detector that has not noticed yet. */
   believedUp?: readonly string[];
   /** Replaces a node's topology (say, with one whose ring() throws). */
@@ -31,7 +32,7 @@ export interface ClusterOptions {
  * node counts a peer as dead while a partition cuts the link between them.
  * (The gossiper's failure detector would learn the same, only later.)
  */
-export class SimMembership implements MembershipView {
+export class SimMembership implements CoordinatorMembership {
   constructor(private readonly sim: Simulation, private readonly self: NodeId, private readonly ring: RingView, private readonly believedUp: ReadonlySet<string> = new Set()) {}
   isAlive(node: NodeId): boolean {
     if (this.believedUp.has(node)) return true;
@@ -87,12 +88,19 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       }
       const storage = spawnStorage(system, { db, env, commitSync: 'none' });
       const topology: CoordinatorTopology = { ring: () => ring, keyspace: (n) => keyspaces.get(n), localDc: spec.dc ?? 'dc1', localRack: spec.rack ?? 'r1' };
+      // As a node wires them: one clock shared by the replica actor and the coordinator.
+      const { maxClockSkewMs = DEFAULT_MAX_CLOCK_SKEW_MS, ...coordinatorOptions } = options.coordinator ?? {};
+      const hlc = new HybridLogicalClock(() => env.clock.nowMicros(), maxClockSkewMs * 1000);
+      const skew = new SkewTracker(maxClockSkewMs, env.logger);
+      spawnReplica(system, { env, storage, hlc, skew });
       const handle = spawnCoordinator(system, {
         env,
         membership: new SimMembership(sim, env.node, ring, new Set(options.believedUp ?? [])),
         topology: options.topology ? options.topology(spec.name, topology) : topology,
-        storage,
-        ...options.coordinator,
+        hlc,
+        skew,
+        localReplica: storage.reader,
+        ...coordinatorOptions,
       });
       handles.set(spec.name, handle);
     });

@@ -1,6 +1,7 @@
 // The README's example, kept runnable.
 import { ActorSystem } from '@chorus/actors';
 import { type NodeId, SeededRandom, nodeId } from '@chorus/core';
+import { DEFAULT_MAX_CLOCK_SKEW_MS, HybridLogicalClock, SkewTracker, spawnReplica } from '@chorus/replica';
 import { RingView, allocateTokens } from '@chorus/ring';
 import { Simulation } from '@chorus/sim';
 import { spawnStorage } from '@chorus/storage';
@@ -21,12 +22,19 @@ it('README example', async () => {
       const system = new ActorSystem({ env, transport, codec: wireCodec() });
       const db = (disk.get('db') ?? new MemoryLevel({ keyEncoding: 'view', valueEncoding: 'view' })) as MemoryLevel<Uint8Array, Uint8Array>;
       disk.set('db', db);
+      // What packages/node wires: storage, this node's replica actor, and one clock they share with the coordinator.
+      const storage = spawnStorage(system, { db, env });
+      const hlc = new HybridLogicalClock(() => env.clock.nowMicros());
+      const skew = new SkewTracker(DEFAULT_MAX_CLOCK_SKEW_MS, env.logger);
+      spawnReplica(system, { env, storage, hlc, skew });
       nodes.set(name, spawnCoordinator(system, {
         env,
         // Membership comes from gossip in a real node; here the simulation knows who is up.
         membership: { isAlive: (n: NodeId) => sim.isUp(n), locationOf: () => ({ dc: 'dc1', rack: 'r1' }) },
         topology: { ring: () => ring, keyspace: (n) => (n === 'app' ? keyspace : undefined), localDc: 'dc1', localRack: 'r1' },
-        storage: spawnStorage(system, { db, env }),
+        hlc,
+        skew,
+        localReplica: storage.reader,
       }));
     });
   }

@@ -3,13 +3,13 @@ import { type KeyspaceDef, tokenOf } from '@chorus/ring';
 import { MAX_FRAME_BYTES, wireCodec } from '@chorus/wire';
 import { describe, expect, it } from 'vitest';
 import { LIMITS } from '@chorus/model';
-import type { CoordinatorHandle, SliceOptions } from '../src/index.js';
+import type { CoordinatorHandle, SliceRequest } from '../src/index.js';
 import { type Cluster, findKey, settle, startCluster, str } from './helpers.js';
 
 const ks: KeyspaceDef = { name: 'app', replication: { class: 'SimpleStrategy', rf: 3 } };
 const ck = (i: number) => `row${String(i).padStart(3, '0')}`;
 
-async function readAll(c: Cluster, h: CoordinatorHandle, partition: string, options: SliceOptions) {
+async function readAll(c: Cluster, h: CoordinatorHandle, partition: string, options: SliceRequest) {
   const rows: string[] = [];
   let page: Uint8Array | undefined;
   let pages = 0;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { InvalidRequest, MAX_TOKEN, MIN_TOKEN, hostId, nodeId, token, uuidFromBytes } from '../src/index.js';
+import { InvalidRequest, MAX_TOKEN, MIN_TOKEN, NO_HINTS, hostId, nodeId, token, uuidFromBytes } from '../src/index.js';
 
 describe('ids', () => {
   it('accepts node names and addresses, refuses junk', () => {
@@ -43,5 +43,11 @@ describe('realEnv', () => {
     expect(env.clock.nowMicros()).toBeGreaterThan(a);
     expect(Math.abs(a / 1000 - Date.now())).toBeLessThan(1000);
     expect(hostId(env.random.uuid())).toBeTruthy();
+  });
+});
+
+describe('NO_HINTS', () => {
+  it('refuses every hint without throwing', async () => {
+    await expect(NO_HINTS.offer(nodeId('n2'), { anything: true })).resolves.toBe(false);
   });
 });

@@ -1,5 +1,5 @@
 import type { ActorAddress, ActorContext, ActorRef, Behavior, ReplyTo, SpawnOptions } from '@chorus/actors';
-import type { NodeId } from '@chorus/core';
+import type { DownReason, MembershipChange as CoreMembershipChange, MembershipEvents, NodeId, SchemaGossip, SchemaMismatch } from '@chorus/core';
 import { MESSAGE_KINDS, type WireMessage } from '@chorus/wire';
 import { CannotRemoveNode } from './errors.js';
 import { PhiAccrualFailureDetector, type PhiOptions } from './failure-detector.js';
@@ -54,23 +54,12 @@ export interface GossipOptions {
   previousGeneration?: number;
 }
 
-/** Why an endpoint went DOWN. */
-export type DownReason = 'convicted' | 'shutdown' | 'left' | 'removed';
-
-/** One change of membership, as seen by one node. */
+/**
+ * One change of membership, as seen by one node: core's changes, plus one
+ * that only the schema's gossip interface (`schemaGossipOf`) hands on.
+ */
 export type MembershipChange =
-  /** First sight of an endpoint; it is DOWN until a newer heartbeat of it arrives. */
-  | { readonly kind: 'joined'; readonly node: NodeId }
-  | { readonly kind: 'up'; readonly node: NodeId }
-  | { readonly kind: 'down'; readonly node: NodeId; readonly reason: DownReason }
-  /** A newer generation replaced the endpoint's state: the node restarted. */
-  | { readonly kind: 'restarted'; readonly node: NodeId; readonly generation: number; readonly previousGeneration: number }
-  | { readonly kind: 'left'; readonly node: NodeId }
-  | { readonly kind: 'removed'; readonly node: NodeId }
-  /** A LEFT or REMOVED endpoint was dropped after its quarantine. */
-  | { readonly kind: 'evicted'; readonly node: NodeId }
-  /** An application state's value changed (this node's own included). Not sent for an endpoint's first sight: see `joined`. */
-  | { readonly kind: 'changed'; readonly node: NodeId; readonly key: string; readonly oldValue: string | undefined; readonly newValue: string }
+  | CoreMembershipChange
   /** An UP peer publishes a SCHEMA digest that differs from this node's: time to pull its schema. */
   | { readonly kind: 'schemaMismatch'; readonly node: NodeId; readonly theirs: string; readonly ours: string };
 
@@ -94,10 +83,10 @@ export interface GossipStats {
 type Ack = WireMessage<'gossip.ack'>;
 type Syn = WireMessage<'gossip.syn'> & { replyTo?: ReplyTo<Ack> };
 
-interface Subscription {
-  readonly ref: ActorRef<never>;
-  readonly adapt: (event: MembershipEvent) => unknown;
-}
+type Listener = (event: MembershipEvent) => void;
+
+/** An actor told one message per event, or a listener called in the gossiper's turn (the core interfaces). */
+type Subscription = { readonly ref: ActorRef<never>; readonly adapt: (event: MembershipEvent) => unknown } | { readonly listener: Listener };
 
 /**
  * The gossiper's messages. The `gossip.syn/ack2/shutdown` ones come from
@@ -112,6 +101,7 @@ export type GossipMsg =
   | { type: 'gossip.local.ack'; from: NodeId; ack: Ack }
   | { type: 'gossip.local.subscribe'; subscription: Subscription }
   | { type: 'gossip.local.unsubscribe'; address: ActorAddress }
+  | { type: 'gossip.local.unlisten'; listener: Listener }
   | { type: 'gossip.local.set'; entries: ReadonlyArray<readonly [string, string]> }
   | { type: 'gossip.local.membership'; replyTo: ReplyTo<MembershipSnapshot> }
   | { type: 'gossip.local.remove'; node: NodeId; replyTo: ReplyTo<boolean> }
@@ -221,6 +211,40 @@ export function unsubscribe(gossiper: ActorRef<GossipMsg>, subscriber: ActorRef<
   gossiper.tell({ type: 'gossip.local.unsubscribe', address: subscriber.address });
 }
 
+function listen(gossiper: ActorRef<GossipMsg>, listener: Listener): () => void {
+  gossiper.tell({ type: 'gossip.local.subscribe', subscription: { listener } });
+  return () => gossiper.tell({ type: 'gossip.local.unlisten', listener });
+}
+
+/**
+ * The gossiper as core's `MembershipEvents`, for features that must not
+ * import gossip. The listener is called in the gossiper's turn (the contract
+ * is written on the interface); it gets every event but `schemaMismatch`.
+ */
+export function membershipEventsOf(gossiper: ActorRef<GossipMsg>): MembershipEvents {
+  return {
+    subscribe: (listener) =>
+      listen(gossiper, (event) => {
+        if (event.kind !== 'schemaMismatch') listener(event);
+      }),
+  };
+}
+
+/**
+ * The gossiper as core's `SchemaGossip`: the version travels as this node's
+ * SCHEMA application state, and `schemaMismatch` events reach the listener,
+ * in the gossiper's turn.
+ */
+export function schemaGossipOf(gossiper: ActorRef<GossipMsg>): SchemaGossip {
+  return {
+    publishVersion: (version) => setApplicationState(gossiper, { schema: version }),
+    onVersionMismatch: (listener: (mismatch: SchemaMismatch) => void) =>
+      listen(gossiper, (event) => {
+        if (event.kind === 'schemaMismatch') listener({ peer: event.node, theirs: event.theirs, ours: event.ours });
+      }),
+  };
+}
+
 /** Publishes this node's application states; each gets a fresh version. Throws InvalidAppState before sending anything if a value is bad. */
 export function setApplicationState(gossiper: ActorRef<GossipMsg>, values: AppStateValues): void {
   const entries = encodeAppState(values);
@@ -316,7 +340,10 @@ class Gossiper {
         this.deliver(msg.subscription, { kind: 'snapshot', view: this.snapshot() });
         break;
       case 'gossip.local.unsubscribe':
-        this.subscriptions = this.subscriptions.filter((s) => s.ref.address.node !== msg.address.node || s.ref.address.name !== msg.address.name);
+        this.subscriptions = this.subscriptions.filter((s) => !('ref' in s) || s.ref.address.node !== msg.address.node || s.ref.address.name !== msg.address.name);
+        break;
+      case 'gossip.local.unlisten':
+        this.subscriptions = this.subscriptions.filter((s) => !('listener' in s) || s.listener !== msg.listener);
         break;
       case 'gossip.local.set':
         this.setLocal(msg.entries);
@@ -625,9 +652,10 @@ class Gossiper {
 
   private deliver(subscription: Subscription, event: MembershipEvent): void {
     try {
-      subscription.ref.tell(subscription.adapt(event) as never);
+      if ('listener' in subscription) subscription.listener(event);
+      else subscription.ref.tell(subscription.adapt(event) as never);
     } catch (error) {
-      this.ctx.log.warn({ subscriber: subscription.ref.address, kind: event.kind, err: error }, 'dropped a membership event');
+      this.ctx.log.warn({ subscriber: 'ref' in subscription ? subscription.ref.address : 'listener', kind: event.kind, err: error }, 'dropped a membership event');
     }
   }
 

@@ -3,6 +3,8 @@ export {
   gossiperBehavior,
   subscribe,
   unsubscribe,
+  membershipEventsOf,
+  schemaGossipOf,
   setApplicationState,
   membership,
   removeNode,
@@ -14,9 +16,8 @@ export {
   type GossipStats,
   type MembershipChange,
   type MembershipEvent,
-  type DownReason,
 } from './gossiper.js';
-export { MembershipSnapshot, type MembershipView, type EndpointInfo, type Liveness } from './view.js';
+export { MembershipSnapshot, LatestMembership, type EndpointInfo, type Liveness } from './view.js';
 export { PhiAccrualFailureDetector, DEFAULT_PHI_OPTIONS, type PhiOptions } from './failure-detector.js';
 export {
   type EndpointState,

@@ -1,4 +1,4 @@
-import type { HostId, NodeId, Token } from '@chorus/core';
+import type { HostId, MembershipView, NodeId, Token } from '@chorus/core';
 import type { Status } from './values.js';
 
 export type Liveness = 'UP' | 'DOWN';
@@ -24,21 +24,10 @@ export interface EndpointInfo {
 }
 
 /**
- * The read side of membership that other features need (coordinator,
- * hints, repair). Meant to move to @chorus/core; a snapshot implements it,
- * and so can a holder that swaps in each new snapshot pushed by the gossiper.
+ * An immutable copy of one gossiper's membership at one instant. It is
+ * core's `MembershipView` (what coordinators, hints and repair read), plus
+ * everything gossip knows of each endpoint.
  */
-export interface MembershipView {
-  readonly self: NodeId;
-  endpoint(node: NodeId): EndpointInfo | undefined;
-  /** Every known endpoint, self included, ordered by node id. */
-  endpoints(): readonly EndpointInfo[];
-  isAlive(node: NodeId): boolean;
-  /** UP endpoints, self included, ordered by node id. */
-  liveNodes(): readonly NodeId[];
-}
-
-/** An immutable copy of one gossiper's membership at one instant. */
 export class MembershipSnapshot implements MembershipView {
   private readonly byNode: ReadonlyMap<NodeId, EndpointInfo>;
   private readonly ordered: readonly EndpointInfo[];
@@ -54,10 +43,12 @@ export class MembershipSnapshot implements MembershipView {
     Object.freeze(this);
   }
 
+  /** What this node knows of `node`, if anything. */
   endpoint(node: NodeId): EndpointInfo | undefined {
     return this.byNode.get(node);
   }
 
+  /** Every known endpoint, self included, ordered by node id. */
   endpoints(): readonly EndpointInfo[] {
     return this.ordered;
   }
@@ -70,8 +61,51 @@ export class MembershipSnapshot implements MembershipView {
     return this.ordered.filter((e) => e.liveness === 'UP').map((e) => e.node);
   }
 
+  locationOf(node: NodeId): { dc: string; rack: string } | undefined {
+    const e = this.byNode.get(node);
+    return e?.dc && e.rack ? { dc: e.dc, rack: e.rack } : undefined;
+  }
+
+  hostIdOf(node: NodeId): HostId | undefined {
+    return this.byNode.get(node)?.hostId;
+  }
+
   /** Plain data for logs and JSON answers; tokens as decimal strings. */
   toJSON(): { self: NodeId; takenAtMs: number; endpoints: Array<Record<string, unknown>> } {
     return { self: this.self, takenAtMs: this.takenAtMs, endpoints: this.ordered.map((e) => ({ ...e, tokens: e.tokens.map(String) })) };
+  }
+}
+
+/**
+ * A `MembershipView` that answers from the newest snapshot it was handed:
+ * what a long-lived reader (the coordinator) holds, while the owner of the
+ * subscription swaps in each snapshot the gossiper pushes.
+ */
+export class LatestMembership implements MembershipView {
+  constructor(private current: MembershipSnapshot) {}
+
+  /** Called by the subscriber with each snapshot the gossiper pushes. */
+  update(view: MembershipSnapshot): void {
+    this.current = view;
+  }
+
+  snapshot(): MembershipSnapshot {
+    return this.current;
+  }
+
+  isAlive(node: NodeId): boolean {
+    return this.current.isAlive(node);
+  }
+
+  locationOf(node: NodeId): { dc: string; rack: string } | undefined {
+    return this.current.locationOf(node);
+  }
+
+  liveNodes(): readonly NodeId[] {
+    return this.current.liveNodes();
+  }
+
+  hostIdOf(node: NodeId): HostId | undefined {
+    return this.current.hostIdOf(node);
   }
 }

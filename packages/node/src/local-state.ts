@@ -1,6 +1,5 @@
 import { type Env, type HostId, type Token, hostId, token } from '@chorus/core';
-import { type StorageHandle, write } from '@chorus/storage';
-import { LOCAL } from './system-keyspace.js';
+import { LOCAL, type StorageHandle, write } from '@chorus/storage';
 
 export interface LocalState {
   hostId: HostId;

@@ -1,13 +1,13 @@
 import { type ActorRef, ActorSystem } from '@chorus/actors';
 import { type CoordinatorHandle, spawnCoordinator } from '@chorus/coordinator';
-import { ChorusError, type Env, type HostId, InvalidRequest, type NodeId, type Token, type Transport, token } from '@chorus/core';
-import { type GossipMsg, type MembershipEvent, type MembershipSnapshot, membership, reportLink, setApplicationState, spawnGossiper, subscribe } from '@chorus/gossip';
-import { type KeyspaceDef, type ReplicationSpec, RingView, allocateTokens, validateKeyspace } from '@chorus/ring';
-import { type CommitSyncMode, type StorageDb, type StorageHandle, spawnStorage } from '@chorus/storage';
+import { ChorusError, type Env, type HostId, type NodeId, type Token, type Transport, token } from '@chorus/core';
+import { type GossipMsg, LatestMembership, type MembershipEvent, type MembershipSnapshot, membership, reportLink, schemaGossipOf, setApplicationState, spawnGossiper, subscribe } from '@chorus/gossip';
+import { HybridLogicalClock, type ReplicaMsg, SkewTracker, spawnReplica } from '@chorus/replica';
+import { type KeyspaceDef, type ReplicationSpec, RingView, allocateTokens } from '@chorus/ring';
+import { type SchemaSnapshot, loadSchema, putKeyspace, spawnSchema, validateKeyspaceRequest } from '@chorus/schema';
+import { type CommitSyncMode, SYSTEM_KEYSPACE, type StorageDb, type StorageHandle, spawnStorage } from '@chorus/storage';
 import { wireCodec } from '@chorus/wire';
 import { loadLocalState, saveTokens } from './local-state.js';
-import { SYSTEM_KEYSPACE } from './system-keyspace.js';
-import { type SchemaMsg, type SchemaSnapshot, loadSchema, putKeyspace, schemaDiffers, spawnSchema } from './schema.js';
 import { type RingEntry, type StatusEntry, ringEntries, ringOf, statusView } from './views.js';
 
 export interface NodeSettings {
@@ -98,8 +98,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
   if (tokens.length === 0 && startsAlone) tokens = allocateTokens(RingView.empty(), { node: env.node, dc: settings.dc }, settings.numTokens, 1, env.random);
   if (tokens.length > 0 && local.tokens.length === 0) await saveTokens(storage, env, tokens, LOCAL_TIMEOUT_MS);
 
-  let latest: MembershipSnapshot | undefined;
-  let schemaRef: ActorRef<SchemaMsg> | undefined;
+  let current: LatestMembership | undefined;
   const gossiper: ActorRef<GossipMsg> = spawnGossiper(system, {
     clusterName: settings.clusterName,
     seeds: settings.seeds,
@@ -125,14 +124,14 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     }
   });
   let schema: ReadonlyMap<string, KeyspaceDef> = new Map();
-  schemaRef = spawnSchema(system, {
+  const schemaRef = spawnSchema(system, {
     storage,
     initial: await loadSchema(storage),
+    gossip: schemaGossipOf(gossiper),
     timeoutMs: LOCAL_TIMEOUT_MS,
     listener: {
       schemaChanged(snapshot: SchemaSnapshot) {
         schema = snapshot.keyspaces;
-        setApplicationState(gossiper, { schema: snapshot.version });
       },
     },
   });
@@ -150,17 +149,18 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
         );
         return;
       }
-      latest = msg.event.view;
-      if (msg.event.kind === 'schemaMismatch' && schemaRef) schemaDiffers(schemaRef, msg.event.node);
+      // Until the first snapshot is asked for below, events bring nothing newer than it.
+      current?.update(msg.event.view);
     },
   }));
   subscribe(gossiper, listener, (event): ListenerMsg => ({ type: 'membership', event }));
-  latest = await membership(gossiper, LOCAL_TIMEOUT_MS);
+  current = new LatestMembership(await membership(gossiper, LOCAL_TIMEOUT_MS));
+  const latest = current.snapshot.bind(current);
 
   if (tokens.length === 0) {
     // Not in the ring yet: learn it from the seeds first, then choose tokens that balance it.
     try {
-      tokens = await joinRing(env, settings, () => latest!);
+      tokens = await joinRing(env, settings, latest);
     } catch (error) {
       await system.stop(gossiper as ActorRef<unknown>);
       await storage.close();
@@ -175,26 +175,25 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
   // Rebuild it (and its per-range replica caches) only then.
   let ringFor: { view: MembershipSnapshot; key: string; ring: RingView } | undefined;
   const currentRing = (): RingView => {
-    const view = latest!;
+    const view = latest();
     if (ringFor?.view === view) return ringFor.ring;
     const key = view.endpoints().map((e) => `${e.node}|${e.status}|${e.dc}|${e.rack}|${e.tokens.join(',')}`).join(';');
     ringFor = { view, key, ring: ringFor?.key === key ? ringFor.ring : ringOf(view) };
     return ringFor.ring;
   };
+  // One clock for this node's replica actor and its coordinator: writes it stamps move past every timestamp either has seen.
+  const hlc = new HybridLogicalClock(() => env.clock.nowMicros(), settings.maxClockSkewMs * 1000);
+  const skew = new SkewTracker(settings.maxClockSkewMs, env.logger);
+  const replica: ActorRef<ReplicaMsg> = spawnReplica(system, { env, storage, hlc, skew });
   const coordinator = spawnCoordinator(system, {
     env,
-    storage,
-    membership: {
-      isAlive: (node) => node === env.node || latest!.isAlive(node),
-      locationOf(node) {
-        const e = latest!.endpoint(node);
-        return e?.dc && e.rack ? { dc: e.dc, rack: e.rack } : undefined;
-      },
-    },
+    hlc,
+    skew,
+    localReplica: storage.reader,
+    membership: current,
     topology: { ring: currentRing, keyspace: (name) => (name === SYSTEM_KEYSPACE ? undefined : schema.get(name)), localDc: settings.dc, localRack: settings.rack },
     writeTimeoutMs: settings.writeTimeoutMs,
     readTimeoutMs: settings.readTimeoutMs,
-    maxClockSkewMs: settings.maxClockSkewMs,
   });
 
   let stopped = false;
@@ -204,22 +203,21 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     hostId: local.hostId,
     system,
     coordinator,
-    membership: () => latest!,
-    status: async () => statusView(latest!, schema.get(DEFAULT_KEYSPACE)?.replication, coordinator.clockSkew()),
-    ring: async () => ringEntries(latest!),
+    membership: latest,
+    status: async () => statusView(latest(), schema.get(DEFAULT_KEYSPACE)?.replication, coordinator.clockSkew()),
+    ring: async () => ringEntries(latest()),
     async keyspaces() {
       return { keyspaces: [...schema.values()].map((k) => ({ name: k.name, replication: k.replication })).sort((a, b) => a.name.localeCompare(b.name)) };
     },
     async putKeyspace(name, replication) {
-      const known = new Set(latest!.endpoints().map((e) => e.dc).filter((dc): dc is string => dc !== undefined));
-      const keyspace = validateKeyspace({ name, replication }, known);
-      if (keyspace.replication.class === 'NetworkTopologyStrategy' && Object.keys(keyspace.replication.dcs).length === 0) throw new InvalidRequest('NetworkTopologyStrategy needs at least one datacenter');
-      await putKeyspace(schemaRef!, keyspace, LOCAL_TIMEOUT_MS);
+      const known = new Set(latest().endpoints().map((e) => e.dc).filter((dc): dc is string => dc !== undefined));
+      const keyspace = validateKeyspaceRequest(name, replication, known);
+      await putKeyspace(schemaRef, keyspace, LOCAL_TIMEOUT_MS);
       return { name: keyspace.name, replication: keyspace.replication };
     },
     counters() {
       const stats = system.stats();
-      const endpoints = latest?.endpoints().filter((e) => !e.isSelf) ?? [];
+      const endpoints = latest().endpoints().filter((e) => !e.isSelf);
       return {
         peersUp: endpoints.filter((e) => e.liveness === 'UP').length,
         peersDown: endpoints.filter((e) => e.liveness === 'DOWN').length,
@@ -236,6 +234,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
       // Gossip first, so peers hear the shutdown and mark us down at once; storage last, so nothing acknowledged is lost.
       await system.stop(gossiper as ActorRef<unknown>);
       await coordinator.stop();
+      await system.stop(replica as ActorRef<unknown>);
       await system.stop(listener as ActorRef<unknown>);
       await system.stop(schemaRef as ActorRef<unknown>);
       await storage.close();

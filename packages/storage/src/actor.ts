@@ -1,7 +1,9 @@
 import type { ActorContext, ActorRef, ActorSystem, Behavior, ReplyTo } from '@chorus/actors';
 import type { Env, Timer } from '@chorus/core';
-import { type Cell, type Mutation, type RowAddress, validateAddress, validateMutation } from '@chorus/model';
-import { type StorageDb, Store, type StoreOptions, type SweepCursor } from './store.js';
+import { type Cell, type Mutation, type RowAddress, validateAddress } from '@chorus/model';
+import type { StorageDb } from './db.js';
+import type { SweepCursor } from './gc.js';
+import { Store, type StoreOptions } from './store.js';
 
 /**
  * How acknowledged writes reach the disk.
@@ -47,7 +49,7 @@ export interface StorageActorOptions {
  * than what the row held (`applied`); writes no longer read, so nobody knows
  * at write time — reads reconcile, and an older write never wins there.
  */
-export type WriteAck = null;
+type WriteAck = null;
 
 /** The storage actor's messages. Build them only through the functions below. */
 export type StorageMsg =
@@ -215,14 +217,11 @@ export function spawnStorage(system: ActorSystem, options: StorageActorOptions):
 /**
  * Writes one mutation through the storage actor; resolves once it is stored
  * and durable per the commit mode. Resolving says nothing about whether the
- * write was newer than what the row held (see `WriteAck`).
+ * write was newer than what the row held (see `WriteAck`). A malformed
+ * mutation is rejected with its typed validation error by the store's
+ * encoder, which validates every mutation of a batch on its own.
  */
 export function write(ref: ActorRef<StorageMsg>, mutation: Mutation, timeoutMs: number): Promise<void> {
-  try {
-    validateMutation(mutation);
-  } catch (error) {
-    return Promise.reject(error as Error);
-  }
   // The ask resolves with the (empty) acknowledgment; handing its promise back saves one per write.
   return ref.ask<WriteAck>((replyTo) => ({ type: 'write', mutation, replyTo }), timeoutMs) as Promise<unknown> as Promise<void>;
 }

@@ -14,7 +14,9 @@ import { ActorSystem } from '@chorus/actors';
 import { nodeId, realEnv, token, type Token } from '@chorus/core';
 import { Level } from 'level';
 import type { Mutation } from '@chorus/model';
-import { type CommitSyncMode, Store, rowKeyPrefix, spawnStorage, write } from './index.js';
+import { type CommitSyncMode, spawnStorage, write } from './index.js';
+import { rowKeyPrefix } from './keys.js';
+import { Store } from './store.js';
 
 const HOT_KEYS = 10_000;
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 3);

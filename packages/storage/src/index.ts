@@ -1,21 +1,10 @@
-export {
-  Store,
-  DEFAULT_GC_GRACE_SECONDS,
-  type StorageDb,
-  type StoreOptions,
-  type ApplyOutcome,
-  type SliceOptions,
-  type SliceRow,
-  type SlicePage,
-  type TokenRange,
-  type ScanEntry,
-  type ScanOptions,
-  type SweepCursor,
-  type SweepResult,
-} from './store.js';
+export { DEFAULT_GC_GRACE_SECONDS } from './store.js';
+export type { StorageDb } from './db.js';
+export type { SliceOptions, SliceRow, SlicePage } from './slice.js';
+export type { TokenRange, ScanEntry, ScanOptions } from './scan.js';
 export { DEFAULT_ROW_CACHE_BYTES, type RowCacheStats } from './row-cache.js';
-export { encodeToken, decodeToken, rowKeyPrefix, partitionDeletionKeyPrefix } from './keys.js';
 export { InvalidSlice, StorageClosed } from './errors.js';
+export { SYSTEM_KEYSPACE, SCHEMA_PARTITION, SYSTEM_PARTITION_TOKENS, LOCAL, systemRow, type SystemPartition } from './system-keyspace.js';
 export {
   spawnStorage,
   write,
@@ -29,5 +18,4 @@ export {
   type StorageMsg,
   type StorageHandle,
   type StoreReader,
-  type WriteAck,
 } from './actor.js';

@@ -19,6 +19,17 @@ export interface RowCacheStats {
 /** 64 MiB: a modest default, like Cassandra's row cache when it is turned on. */
 export const DEFAULT_ROW_CACHE_BYTES = 64 * 1024 * 1024;
 
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice(this: Uint8Array, start: number, end: number): string }).latin1Slice;
+
+/**
+ * The row cache's id of a row (its key prefix `P | 01 | esc(clustering) 00 01`)
+ * or of a partition (`P`): the bytes as a latin1 string, one char per byte,
+ * so distinct prefixes give distinct ids (and a string is what a Map hashes fast).
+ */
+export function cacheId(key: Uint8Array, end: number): string {
+  return latin1Slice.call(key, 0, end);
+}
+
 /*
  * Rough heap cost of one entry beside its key and value bytes: the Map slot,
  * the entry and cell objects, the Uint8Array header and the partition index

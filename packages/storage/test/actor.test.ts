@@ -156,7 +156,7 @@ describe('storage actor', () => {
     await until(async () => (await handle.reader.getCell(addr)) === undefined);
   });
 
-  it('rejects bad input before sending, and overload with MailboxFull', async () => {
+  it('rejects bad input with its typed error, and overload with MailboxFull', async () => {
     const { handle, s } = await start({ mailboxCapacity: 10, commitSync: 'none' });
     await expect(write(handle.ref, put('a', 'v', -1), 1000)).rejects.toBeInstanceOf(InvalidTimestamp);
     s.hold();

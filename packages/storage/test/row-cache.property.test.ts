@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { type Cell, type Mutation, cellDigest } from '@chorus/model';
-import { Store } from '../src/index.js';
+import { Store } from '../src/store.js';
 import { enc, memoryBackend, testEnv, tokenOf } from './helpers.js';
 
 /*

@@ -1,6 +1,7 @@
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { type Cell, type Mutation, cellDigest, expiryFromTtl } from '@chorus/model';
-import { type StorageDb, Store } from '../src/index.js';
+import type { StorageDb } from '../src/index.js';
+import { Store } from '../src/store.js';
 import { type Backend, dec, enc, holdBatches, levelBackend, memoryBackend, type TestEnv, testEnv, tokenOf } from './helpers.js';
 
 const KS = 'ks';

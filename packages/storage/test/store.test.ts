@@ -1,7 +1,8 @@
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { ChorusError, InvalidRequest, MAX_TOKEN, MIN_TOKEN, token, type Token } from '@chorus/core';
 import { type Cell, EmptyPartitionKey, InvalidKeyspaceName, InvalidTimestamp, InvalidTtl, KeyTooLarge, LIMITS, type Mutation, ValueTooLarge, expiryFromTtl } from '@chorus/model';
-import { InvalidSlice, type ScanEntry, type StorageDb, Store, StorageClosed } from '../src/index.js';
+import { InvalidSlice, type ScanEntry, type StorageDb, StorageClosed } from '../src/index.js';
+import { Store } from '../src/store.js';
 import { type Backend, dec, enc, holdBatches, levelBackend, memoryBackend, type TestEnv, testEnv, tokenOf } from './helpers.js';
 
 const KS = 'ks';

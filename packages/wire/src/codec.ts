@@ -1,4 +1,5 @@
 import { type Codec, type Envelope, checkEnvelope } from '@chorus/actors';
+import { LIMITS } from '@chorus/model';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import type { TObject } from '@sinclair/typebox';
 import { Packr } from 'msgpackr';
@@ -6,7 +7,7 @@ import { FrameRejected } from './errors.js';
 import { type KindSpec, MESSAGE_KINDS } from './kinds.js';
 
 /** Largest frame accepted, before any decoding. Large enough for a repair stream batch, small enough to bound memory per peer. */
-export const MAX_FRAME_BYTES = 4 * 1024 * 1024;
+export const MAX_FRAME_BYTES = LIMITS.maxFrameBytes;
 
 export interface WireCodecOptions {
   maxFrameBytes?: number;

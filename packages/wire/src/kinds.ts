@@ -34,7 +34,7 @@ const KeyspaceDefinition = Type.Object(
   { additionalProperties: false },
 );
 
-// Coordinator <-> replica (ids 200-299, packages/coordinator). Sizes follow the storage limits.
+// Coordinator <-> replica (ids 200-299, packages/replica). Sizes follow the model's LIMITS.
 const ReplicaKeyspace = Type.String({ minLength: 1, maxLength: 48, pattern: '^[A-Za-z][A-Za-z0-9_]*$' });
 const ReplicaToken = Type.BigInt({ minimum: -(2n ** 63n), maximum: 2n ** 63n - 1n });
 const ReplicaPartitionKey = Type.Uint8Array({ minByteLength: 1, maxByteLength: 8_192 });
@@ -51,6 +51,36 @@ const ReplicaCell = {
   expiresAtMicros: Type.Optional(Counter),
 };
 const ReplicaSliceRow = Type.Object({ clustering: ReplicaClusteringKey, ...ReplicaCell }, { additionalProperties: false });
+/**
+ * A mutation exactly as the data model holds it (`Mutation` of packages/model):
+ * a cell written into a row (a value, or a row tombstone), or a partition
+ * deletion. The replica applies it as decoded, and a local replica gets the
+ * coordinator's object itself.
+ */
+const ReplicaMutation = Type.Union([
+  Type.Object(
+    {
+      keyspace: ReplicaKeyspace,
+      token: ReplicaToken,
+      partition: ReplicaPartitionKey,
+      clustering: Type.Optional(ReplicaClusteringKey),
+      cell: Type.Union([
+        Type.Object({ value: ReplicaValue, timestampMicros: Counter, expiresAtMicros: Type.Optional(Counter) }, { additionalProperties: false }),
+        Type.Object({ tombstone: Type.Literal(true), timestampMicros: Counter }, { additionalProperties: false }),
+      ]),
+    },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    {
+      keyspace: ReplicaKeyspace,
+      token: ReplicaToken,
+      partition: ReplicaPartitionKey,
+      partitionDeletion: Type.Object({ timestampMicros: Counter }, { additionalProperties: false }),
+    },
+    { additionalProperties: false },
+  ),
+]);
 
 export interface KindSpec {
   readonly id: number;
@@ -82,22 +112,12 @@ export const MESSAGE_KINDS = {
     id: 101,
     schema: Type.Object({ keyspaces: Type.Array(KeyspaceDefinition, { maxItems: 10_000 }) }, { additionalProperties: false }),
   },
-  // 200–299: coordinator and replicas (packages/coordinator)
+  // 200–299: coordinator and replicas (packages/replica)
   'replica.mutate': {
     id: 200,
     timeoutMs: 2_000,
     reply: 'replica.mutated',
-    schema: Type.Object(
-      {
-        ...ReplicaRowAddress,
-        op: Type.Union([Type.Literal('write'), Type.Literal('delete-row'), Type.Literal('delete-partition')]),
-        value: Type.Optional(ReplicaValue),
-        timestampMicros: Counter,
-        expiresAtMicros: Type.Optional(Counter),
-        ...ReplicaClocks,
-      },
-      { additionalProperties: false },
-    ),
+    schema: Type.Object({ mutation: ReplicaMutation, ...ReplicaClocks }, { additionalProperties: false }),
   },
   'replica.mutated': { id: 201, schema: Type.Object({ ...ReplicaClocks }, { additionalProperties: false }) },
   'replica.read': { id: 202, timeoutMs: 5_000, reply: 'replica.data', schema: Type.Object({ ...ReplicaRowAddress, ...ReplicaClocks }, { additionalProperties: false }) },

@@ -1,10 +1,11 @@
 import { type Static, type TObject, type TSchema, Type } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
+import { LIMITS } from '@chorus/model';
 import { Packr } from 'msgpackr';
 
 /**
  * The client protocol, version 1: what travels on the `/client` WebSocket of
- * a node's port. Both ends import this file, so the server validates exactly
+ * a node's port. Both ends import this package, so the server validates exactly
  * what the client is typed to send.
  *
  * - Every WebSocket message is binary msgpack with plain maps (no records).
@@ -35,8 +36,8 @@ import { Packr } from 'msgpackr';
 export const CLIENT_PATH = '/client';
 export const PROTOCOL_VERSION = 1;
 export const SUPPORTED_VERSIONS: readonly number[] = [1];
-/** Largest WebSocket message either end accepts. */
-export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+/** Largest WebSocket message the server accepts: one frame, as for peers. */
+export const MAX_MESSAGE_BYTES = LIMITS.maxFrameBytes;
 /** Most requests (or answers) in one message. */
 export const MAX_BATCH = 1024;
 /** Requests in flight on one connection before the server answers Overloaded. */
@@ -45,10 +46,14 @@ export const MAX_REQUEST_ID = 0xffff_ffff;
 /** Close codes the server uses, as RFC 6455 names them. */
 export const CLOSE_CODES = { goingAway: 1001, unsupportedData: 1003, invalidPayload: 1007, tooBig: 1009 } as const;
 
-// Generous edge bounds; the coordinator and storage apply the exact limits (8 KiB keys, 1 MiB values).
-const MAX_KEY_BYTES = 64 * 1024;
-const MAX_VALUE_BYTES = 2 * 1024 * 1024;
-const MAX_TTL_SECONDS = 630_720_000;
+// Edge bounds looser than the model's LIMITS on purpose: a key or value somewhat
+// over its limit reaches the coordinator, whose answer names the size and the
+// limit (InvalidRequest with reason KEY_TOO_LARGE, ValueTooLarge) rather than
+// a bare schema error. String lengths count UTF-16 units, not bytes, so they
+// could not be exact here anyway. The bounds still cap what one request holds.
+const MAX_KEY_BYTES = 8 * Math.max(LIMITS.maxPartitionKeyBytes, LIMITS.maxClusteringKeyBytes);
+const MAX_VALUE_BYTES = 2 * LIMITS.maxValueBytes;
+const MAX_TTL_SECONDS = LIMITS.maxTtlSeconds;
 
 const Id = Type.Integer({ minimum: 1, maximum: MAX_REQUEST_ID });
 const Keyspace = Type.String({ minLength: 1, maxLength: 64 });
@@ -84,7 +89,7 @@ export const REQUEST_SCHEMAS = {
       key: Key,
       from: Type.Optional(Key),
       to: Type.Optional(Key),
-      limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
+      limit: Type.Optional(Type.Integer({ minimum: 1, maximum: LIMITS.maxSliceLimit })),
       page: Type.Optional(Type.Uint8Array({ maxByteLength: MAX_KEY_BYTES * 2 })),
       reverse: Type.Optional(Type.Boolean()),
       cl: Type.Optional(Consistency),

@@ -1,10 +1,9 @@
 import { createHash } from 'node:crypto';
 import type { ActorRef, ActorSystem, ReplyTo } from '@chorus/actors';
-import { type NodeId, InvalidRequest } from '@chorus/core';
+import { InvalidRequest, type NodeId, type SchemaGossip } from '@chorus/core';
 import { type KeyspaceDef, type ReplicationSpec, validateKeyspace } from '@chorus/ring';
-import { type StorageHandle, write } from '@chorus/storage';
+import { SCHEMA_PARTITION, SYSTEM_KEYSPACE, type StorageHandle, systemRow, write } from '@chorus/storage';
 import type { KeyspaceDefinitionWire, WireMessage } from '@chorus/wire';
-import { SCHEMA_PARTITION, SYSTEM_KEYSPACE, systemRow } from './system-keyspace.js';
 
 export interface StoredKeyspace extends KeyspaceDef {
   readonly timestampMicros: number;
@@ -27,10 +26,20 @@ export type SchemaMsg =
 
 /**
  * Who hears about schema changes. Called by the schema actor, inside its
- * turn, after each change is stored; must not block.
+ * turn, after each change is stored (and once when it starts); must not block.
  */
 export interface SchemaListener {
   schemaChanged(snapshot: SchemaSnapshot): void;
+}
+
+export interface SchemaOptions {
+  storage: StorageHandle;
+  /** The definitions stored on this node (`loadSchema`). */
+  initial: StoredKeyspace[];
+  /** Where this node's schema version goes out, and where peers that publish another one are heard of. */
+  gossip: SchemaGossip;
+  listener: SchemaListener;
+  timeoutMs: number;
 }
 
 const decoder = new TextDecoder();
@@ -80,11 +89,22 @@ export async function loadSchema(storage: StorageHandle): Promise<StoredKeyspace
 }
 
 /**
+ * Checks a keyspace definition asked for by a user: a valid name and
+ * replication, datacenters that exist (`knownDcs`: those membership knows),
+ * and at least one datacenter for NetworkTopologyStrategy.
+ */
+export function validateKeyspaceRequest(name: string, replication: unknown, knownDcs: ReadonlySet<string>): KeyspaceDef {
+  const keyspace = validateKeyspace({ name, replication }, knownDcs);
+  if (keyspace.replication.class === 'NetworkTopologyStrategy' && Object.keys(keyspace.replication.dcs).length === 0) throw new InvalidRequest('NetworkTopologyStrategy needs at least one datacenter');
+  return keyspace;
+}
+
+/**
  * Owns this node's keyspace definitions. A change made here is stored, then
  * its new version goes out by gossip; a node that sees another version pulls
  * the other node's definitions and keeps the newest of each.
  */
-export function spawnSchema(system: ActorSystem, options: { storage: StorageHandle; initial: StoredKeyspace[]; listener: SchemaListener; timeoutMs: number }): ActorRef<SchemaMsg> {
+export function spawnSchema(system: ActorSystem, options: SchemaOptions): ActorRef<SchemaMsg> {
   // Outside the behavior: a supervised restart must keep every definition stored since the node started.
   const keyspaces = new Map(options.initial.map((k) => [k.name, k]));
   let snapshot: SchemaSnapshot = { version: schemaVersion(keyspaces.values()), keyspaces: new Map(keyspaces) };
@@ -98,12 +118,31 @@ export function spawnSchema(system: ActorSystem, options: { storage: StorageHand
       }
       if (changes.length === 0) return false;
       snapshot = { version: schemaVersion(keyspaces.values()), keyspaces: new Map(keyspaces) };
-      options.listener.schemaChanged(snapshot);
+      announce();
       return true;
     }
 
+    function announce(): void {
+      options.listener.schemaChanged(snapshot);
+      options.gossip.publishVersion(snapshot.version);
+    }
+
+    let unsubscribe: (() => void) | undefined;
     return {
-      started: () => options.listener.schemaChanged(snapshot),
+      started(ctx) {
+        announce();
+        unsubscribe = options.gossip.onVersionMismatch(({ peer }) => {
+          // Called in the gossiper's turn: hand the pull to this actor and return.
+          try {
+            schemaDiffers(ctx.self, peer);
+          } catch (error) {
+            ctx.log.warn({ peer, err: error }, 'dropped a schema mismatch; the next version change reports it again');
+          }
+        });
+      },
+      stopping() {
+        unsubscribe?.();
+      },
       async receive(msg, ctx) {
         switch (msg.type) {
           case 'schema.put': {

@@ -4,7 +4,6 @@ import { type StoreReader, type SlicePage, type SliceRow, type StorageHandle, wr
 import type { MessageKind, WireMessage } from '@chorus/wire';
 import { type Cell, type Mutation, type RowAddress, cellDigest, isPartitionDelete, isTombstone } from '@chorus/model';
 import type { HybridLogicalClock, SkewTracker } from './hlc.js';
-import type { ReplicaPage } from './resolve.js';
 
 /** The name of the replica actor on every node. */
 export const REPLICA_ACTOR = 'replica';
@@ -40,12 +39,21 @@ export type DigestMsg = WireMessage<'replica.digest'>;
 export type RowsMsg = WireMessage<'replica.rows'>;
 
 /**
+ * `replica.mutate` carries the model's `Mutation` itself: a local replica
+ * applies the coordinator's object as is, a remote one what the wire schema
+ * checked (which admits exactly the mutations the model can express). The
+ * intersection keeps the two in step: `mutate` stops compiling if a
+ * `Mutation` ever holds something the schema does not admit.
+ */
+type MutateMsg = WithReply<'replica.mutate', MutatedMsg> & { mutation: Mutation };
+
+/**
  * What the replica actor handles: the coordinator-to-replica verbs (as
  * Cassandra's MutationVerbHandler and ReadCommandVerbHandler). Build them only
  * through the functions below.
  */
 export type ReplicaMsg =
-  | WithReply<'replica.mutate', MutatedMsg>
+  | MutateMsg
   | WithReply<'replica.read', DataMsg>
   | WithReply<'replica.read-digest', DigestMsg>
   | WithReply<'replica.slice', RowsMsg>;
@@ -102,17 +110,18 @@ export interface SliceQuery {
   reverse: boolean;
 }
 
-/** Sends a mutation to a replica; resolves with the replica's clocks once it is applied there. */
+/**
+ * Sends a mutation to a replica; resolves with the replica's clocks once it is
+ * applied there. The message holds `m` itself (no copy), so `m` must not be
+ * changed afterwards.
+ */
 export function mutate(ref: ActorRef<ReplicaMsg>, m: Mutation, clocks: Clocks, timeoutMs: number): Promise<MutatedMsg> {
-  const address = { keyspace: m.keyspace, token: m.token, partition: m.partition };
-  let body: Omit<WireMessage<'replica.mutate'>, 'type' | 'keyspace' | 'token' | 'partition' | 'hlc' | 'wallMicros'>;
-  if (isPartitionDelete(m)) body = { clustering: EMPTY, op: 'delete-partition', timestampMicros: m.partitionDeletion.timestampMicros };
-  else if (isTombstone(m.cell)) body = { clustering: m.clustering ?? EMPTY, op: 'delete-row', timestampMicros: m.cell.timestampMicros };
-  else {
-    body = { clustering: m.clustering ?? EMPTY, op: 'write', value: m.cell.value, timestampMicros: m.cell.timestampMicros };
-    if (m.cell.expiresAtMicros !== undefined) body.expiresAtMicros = m.cell.expiresAtMicros;
-  }
-  return ref.ask<MutatedMsg>((replyTo) => ({ type: 'replica.mutate', ...address, ...body, ...clocks, replyTo }), timeoutMs);
+  return ref.ask<MutatedMsg>((replyTo) => ({ type: 'replica.mutate', mutation: m, ...clocks, replyTo }), timeoutMs);
+}
+
+/** The write timestamp a mutation carries: its cell's, or its partition deletion's. */
+function timestampOf(m: Mutation): number {
+  return isPartitionDelete(m) ? m.partitionDeletion.timestampMicros : m.cell.timestampMicros;
 }
 
 export function readData(ref: ActorRef<ReplicaMsg>, row: RowKey, clocks: Clocks, timeoutMs: number): Promise<DataMsg> {
@@ -143,28 +152,14 @@ export function readSlice(ref: ActorRef<ReplicaMsg>, q: SliceQuery, clocks: Cloc
   return ref.ask<RowsMsg>((replyTo) => ({ type: 'replica.slice', ...msg, replyTo }), timeoutMs);
 }
 
-export function pageOf(rows: RowsMsg): ReplicaPage {
-  const page: ReplicaPage = {
+/** A replica's slice answer as the page it read (dead rows included). */
+export function pageOf(rows: RowsMsg): SlicePage {
+  const page: SlicePage = {
     rows: rows.rows.map((r): SliceRow => ({ clustering: r.clustering, cell: fromWireCell(r) ?? { tombstone: true, timestampMicros: 0 } })),
   };
   if (rows.nextPage !== undefined) page.nextPage = rows.nextPage;
   if (rows.partitionDeletedAtMicros !== undefined) page.partitionDeletedAtMicros = rows.partitionDeletedAtMicros;
   return page;
-}
-
-function toMutation(m: WireMessage<'replica.mutate'>): Mutation {
-  const address = { keyspace: m.keyspace, token: m.token as Token, partition: m.partition };
-  switch (m.op) {
-    case 'delete-partition':
-      return { ...address, partitionDeletion: { timestampMicros: m.timestampMicros } };
-    case 'delete-row':
-      return { ...address, clustering: m.clustering, cell: { tombstone: true, timestampMicros: m.timestampMicros } };
-    case 'write': {
-      const value = m.value ?? new Uint8Array(0);
-      const cell = m.expiresAtMicros === undefined ? { value, timestampMicros: m.timestampMicros } : { value, timestampMicros: m.timestampMicros, expiresAtMicros: m.expiresAtMicros };
-      return { ...address, clustering: m.clustering, cell };
-    }
-  }
 }
 
 function addressOf(m: WireMessage<'replica.read'> | WireMessage<'replica.read-digest'>): RowAddress {
@@ -251,16 +246,16 @@ export function spawnReplica(system: ActorSystem, options: ReplicaOptions): Acto
       };
       switch (msg.type) {
         case 'replica.mutate': {
-          let mutation: Mutation;
+          const mutation = msg.mutation;
+          const timestampMicros = timestampOf(mutation);
           try {
             // A coordinator whose clock runs ahead must not plant writes that beat every honest later one.
-            hlc.checkNotTooFarAhead(msg.timestampMicros, 'write timestamp', mutationBoundMicros);
-            mutation = toMutation(msg);
+            hlc.checkNotTooFarAhead(timestampMicros, 'write timestamp', mutationBoundMicros);
           } catch (error) {
             ctx.fail(msg.replyTo, error as Error);
             return;
           }
-          hlc.observe(msg.timestampMicros);
+          hlc.observe(timestampMicros);
           answer(write(storage.ref, mutation, storageTimeoutMs), (): MutatedMsg => ({ type: 'replica.mutated', ...clocks() }));
           return;
         }

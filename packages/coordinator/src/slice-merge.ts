@@ -1,42 +1,14 @@
-import type { NodeId } from '@chorus/core';
-import { type SliceRow } from '@chorus/storage';
-import { type Cell, cellDigest, compareBytes, isDead, mergeCells } from '@chorus/model';
+import { type Cell, compareBytes, isDead, mergeCells } from '@chorus/model';
 
-/** The newest version among replica answers (last-write-wins, the storage package's order); undefined when none holds the row. */
-export function resolveCells(cells: Iterable<Cell | undefined>): Cell | undefined {
-  let winner: Cell | undefined;
-  for (const c of cells) winner = mergeCells(winner, c);
-  return winner;
-}
-
-export function sameDigest(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-/** Whether every digest is the same; an empty or single list agrees. */
-export function digestsAgree(digests: readonly Uint8Array[]): boolean {
-  return digests.every((d) => sameDigest(d, digests[0]!));
-}
-
-function sameCell(a: Cell | undefined, b: Cell | undefined): boolean {
-  return sameDigest(cellDigest(a), cellDigest(b));
-}
-
-/**
- * The replicas whose answer is older than the resolved version, with what
- * each should be sent: the input of read repair. Pure, so the repair policy
- * (blocking, async, none) stays the coordinator's choice.
- */
-export function staleReplicas(resolved: Cell | undefined, answers: ReadonlyMap<NodeId, Cell | undefined>): NodeId[] {
-  if (resolved === undefined) return [];
-  return [...answers].filter(([, cell]) => !sameCell(cell, resolved)).map(([node]) => node);
+/** One row of a slice page: its clustering key and its cell (dead rows included until the merge drops them). */
+export interface PageRow {
+  clustering: Uint8Array;
+  cell: Cell;
 }
 
 /** One replica's page of a slice, dead rows included so they can shadow other replicas' rows. */
 export interface ReplicaPage {
-  rows: readonly SliceRow[];
+  rows: readonly PageRow[];
   /** Present when the replica's page was full. */
   nextPage?: Uint8Array;
   partitionDeletedAtMicros?: number;
@@ -44,7 +16,7 @@ export interface ReplicaPage {
 
 export interface MergedPage {
   /** Live rows in scan order, at most `limit`. */
-  rows: SliceRow[];
+  rows: PageRow[];
   /** Resume after this clustering key; absent when the slice is exhausted. */
   nextPage?: Uint8Array;
 }
@@ -72,7 +44,7 @@ export function mergeSlicePages(pages: readonly ReplicaPage[], limit: number, re
     if (p.nextPage !== undefined && (cut === undefined || order(p.nextPage, cut) < 0)) cut = p.nextPage;
     if (p.partitionDeletedAtMicros !== undefined && (deletedAt === undefined || p.partitionDeletedAtMicros > deletedAt)) deletedAt = p.partitionDeletedAtMicros;
   }
-  const merged = new Map<string, SliceRow>();
+  const merged = new Map<string, PageRow>();
   for (const p of pages) {
     for (const row of p.rows) {
       if (cut !== undefined && order(row.clustering, cut) > 0) continue;
@@ -82,7 +54,7 @@ export function mergeSlicePages(pages: readonly ReplicaPage[], limit: number, re
     }
   }
   const sorted = [...merged.values()].sort((a, b) => order(a.clustering, b.clustering));
-  const rows: SliceRow[] = [];
+  const rows: PageRow[] = [];
   for (const row of sorted) {
     const cell: Cell =
       deletedAt !== undefined && row.cell.timestampMicros <= deletedAt ? { tombstone: true, timestampMicros: deletedAt } : row.cell;

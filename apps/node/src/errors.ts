@@ -1,0 +1,66 @@
+import type { WireError } from '@chorus/client-protocol';
+import { ChorusError, isChorusError } from '@chorus/core';
+
+/** A bad setting, with a one-line message that names it. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** A reason the node cannot start, printed as one line. */
+export class StartupError extends Error {
+  override name = 'StartupError';
+}
+
+/** What a request that met a starting node is told to wait before asking it again (HTTP `Retry-After`). */
+export const STARTING_RETRY_AFTER_SECONDS = 1;
+
+/**
+ * The node has not finished starting, so it serves nothing yet. Nothing was
+ * done: any other node can take the request, and the client sends it to one.
+ */
+export class NodeStarting extends ChorusError {
+  constructor() {
+    super('NodeStarting', 'NODE_STARTING', 'the node is starting; try another node', {}, 503);
+  }
+}
+
+/** The node is stopping: requests in flight get their answers, new ones this. Nothing was done. */
+export class NodeStopping extends ChorusError {
+  constructor() {
+    super('NodeStopping', 'NODE_STOPPING', 'the node is stopping; try another node', {}, 503);
+  }
+}
+
+/** The HTTP answer to an error a route threw. */
+export interface HttpError {
+  status: number;
+  body: Record<string, unknown>;
+  headers: Record<string, string>;
+  /** Neither a ChorusError nor the client's mistake: a bug or an I/O failure, worth a log line with the stack. */
+  unexpected: boolean;
+}
+
+/**
+ * Errors to HTTP answers: a ChorusError keeps its status, name and numbers; a
+ * body over `bodyLimit` is a 413; fastify's own 4xx (a malformed request)
+ * become InvalidRequest; anything else is a 500.
+ */
+export function httpErrorOf(error: unknown, bodyLimit: number): HttpError {
+  if (isChorusError(error)) {
+    const headers: Record<string, string> = error instanceof NodeStarting ? { 'retry-after': String(STARTING_RETRY_AFTER_SECONDS) } : {};
+    return { status: error.httpStatus, body: error.toJSON(), headers, unexpected: false };
+  }
+  const fastifyError = error as { code?: string; statusCode?: number; message: string };
+  if (fastifyError.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+    return { status: 413, body: { error: 'ValueTooLarge', message: `request body over ${bodyLimit} bytes`, limit: bodyLimit }, headers: {}, unexpected: false };
+  }
+  if (fastifyError.statusCode && fastifyError.statusCode < 500) {
+    return { status: fastifyError.statusCode, body: { error: 'InvalidRequest', message: fastifyError.message }, headers: {}, unexpected: false };
+  }
+  return { status: 500, body: { error: 'InternalError', message: fastifyError.message }, headers: {}, unexpected: true };
+}
+
+/** The client protocol's `error` of an answer: the same name and numbers as over HTTP. */
+export function wireErrorOf(error: ChorusError): WireError {
+  return { name: error.name, message: error.message, ...error.fields };
+}

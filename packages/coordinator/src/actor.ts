@@ -1,0 +1,525 @@
+import type { ActorContext, ActorRef, ActorSystem, Behavior, ReplyTo } from '@chorus/actors';
+import { InvalidRequest, type NodeId, Overloaded, type Timer, isChorusError } from '@chorus/core';
+import { type Cell, EmptyPartitionKey, KeyTooLarge, LIMITS, type Mutation, expiryFromTtl, isDead, isTombstone, validateMutation } from '@chorus/model';
+import { repairMutations, staleReplicas } from '@chorus/read-repair';
+import { type Clocks, type HybridLogicalClock, REPLICA_ACTOR, type ReplicaMsg, type RowKey, type SkewTracker, type SliceQuery } from '@chorus/replica';
+import { type KeyspaceDef, type RingView, tokenOf } from '@chorus/ring';
+import { ClockSkewed, ReadTimeout, RequestFailed, WriteTimeout } from './errors.js';
+import { LatencyHistogram, PeerLatencies } from './latency.js';
+import { type ConsistencyLevel, DEFAULT_CONSISTENCY, parseConsistency, validateForRead } from './levels.js';
+import { type ReplicaPlan, planRead, planWrite } from './plan.js';
+import { ReadRequest } from './read.js';
+import { type Op, type Outcome, type ReplicaAnswer, type Request, type RequestIo, type Tick } from './request.js';
+import { SliceRequest } from './slice.js';
+import type { MergedPage } from './slice-merge.js';
+import { sortByProximity } from './snitch.js';
+import type { CoordinatorHandle, CoordinatorOptions, Key, OpStats, ReadOptions, SliceResultRow, WriteOptions } from './types.js';
+import { WriteRequest } from './write.js';
+
+export const DEFAULT_WRITE_TIMEOUT_MS = 2_000;
+export const DEFAULT_READ_TIMEOUT_MS = 5_000;
+/** Speculative-retry delay for a replica with no latency samples yet. */
+export const DEFAULT_SPECULATIVE_DELAY_MS = 50;
+export const DEFAULT_MAX_IN_FLIGHT = 10_000;
+export const COORDINATOR_ACTOR = 'coordinator';
+
+type WriteAnswer = { timestampMicros: number };
+type ReadAnswer = { cell: Cell | undefined };
+
+/** The coordinator actor's messages. Only this module builds them. */
+export type CoordinatorMsg =
+  | { type: 'write'; keyspace: KeyspaceDef; consistency: ConsistencyLevel; mutation: Mutation; timestampMicros: number; replyTo: ReplyTo<WriteAnswer> }
+  | { type: 'read'; keyspace: KeyspaceDef; consistency: ConsistencyLevel; row: RowKey; replyTo: ReplyTo<ReadAnswer> }
+  | { type: 'slice'; keyspace: KeyspaceDef; consistency: ConsistencyLevel; query: SliceQuery; replyTo: ReplyTo<MergedPage> }
+  | {
+      type: 'answer';
+      id: number;
+      from: NodeId;
+      /** Our monotonic clock when the ask went out and when its answer arrived (before any wait in this mailbox). */
+      sentAtMs: number;
+      receivedAtMs: number;
+      /** Our wall clock when the ask went out: with the peer's reading in the answer, an NTP-style offset sample. */
+      sentWallMicros: number;
+      outcome: Outcome;
+    }
+  | { type: 'tick'; id: number; tag: Tick };
+
+interface OpCounters {
+  ok: number;
+  unavailable: number;
+  timeouts: number;
+  failed: number;
+  latency: LatencyHistogram;
+}
+
+function newCounters(): OpCounters {
+  return { ok: 0, unavailable: 0, timeouts: 0, failed: 0, latency: new LatencyHistogram() };
+}
+
+interface Shared {
+  hlc: HybridLogicalClock;
+  skew: SkewTracker;
+  latencies: PeerLatencies;
+  counters: Record<Op, OpCounters>;
+  speculativeRetries: number;
+  digestMismatches: number;
+}
+
+/** The options with their defaults filled in; the hooks stay optional. */
+type Settings = Required<Omit<CoordinatorOptions, 'hints' | 'readRepair' | 'names' | 'localReplica' | 'hlc' | 'skew'>> & Pick<CoordinatorOptions, 'hints' | 'readRepair'>;
+
+function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, replicaName: string) {
+  const { env, membership, topology } = o;
+  const { hlc, skew, latencies } = shared;
+  // Asks to replicas carry their operation's whole budget, so none outlives
+  // the request that made it by more than that (a write's asks are not kept
+  // for the longer read timeout); the request's own timer decides its outcome.
+  const askTimeoutMs: Record<Op, number> = { write: o.writeTimeoutMs, read: o.readTimeoutMs, slice: o.readTimeoutMs };
+  // Request ids outlive the behavior: a restarted actor must never reuse one,
+  // or an answer to an ask sent before the restart would be counted for the
+  // new request that got the same id (a wrong value, a false acknowledgement).
+  let nextId = 1;
+
+  return (): Behavior<CoordinatorMsg> => {
+    const requests = new Map<number, { op: Op; request: Request; io: RequestIo; timers: Timer[] }>();
+
+    const clocks = (): Clocks => ({ hlc: hlc.peek(), wallMicros: env.clock.nowMicros() });
+
+    function deliver(ctx: ActorContext<CoordinatorMsg>, msg: CoordinatorMsg): void {
+      try {
+        ctx.self.tell(msg);
+      } catch (error) {
+        ctx.log.warn({ err: error }, 'coordinator mailbox refused a replica answer');
+      }
+    }
+
+    function proximity(ring: RingView) {
+      return (nodes: readonly NodeId[]) =>
+        sortByProximity(nodes, {
+          self: env.node,
+          localDc: topology.localDc,
+          localRack: topology.localRack,
+          locate: (n) => ring.member(n) ?? membership.locationOf(n),
+          latencyMs: (n) => latencies.ewma(n),
+        });
+    }
+
+    function speculationDelay(plan: ReplicaPlan): number {
+      let delay = 0;
+      for (const n of plan.contacts) delay = Math.max(delay, latencies.p99(n) ?? o.defaultSpeculativeDelayMs);
+      return Math.min(Math.max(1, delay), o.readTimeoutMs / 2);
+    }
+
+    /** What a write calls for each replica that missed it; undefined without a hint sink. */
+    function offerHint(ctx: ActorContext<CoordinatorMsg>, mutation: Mutation): ((target: NodeId) => void) | undefined {
+      const hints = o.hints;
+      if (hints === undefined) return undefined;
+      return (target) => {
+        try {
+          hints.offer(target, mutation).catch((error: unknown) => ctx.log.warn({ err: error, target }, 'hint sink failed'));
+        } catch (error) {
+          ctx.log.warn({ err: error, target }, 'hint sink failed');
+        }
+      };
+    }
+
+    /** The read-repair phase of a read whose replicas disagreed; undefined without a hook. */
+    function readRepair(ctx: ActorContext<CoordinatorMsg>, row: RowKey): ((resolved: Cell | undefined, answers: Map<NodeId, Cell | undefined>) => void) | undefined {
+      const hook = o.readRepair;
+      if (hook === undefined) return undefined;
+      return (resolved, answers) => {
+        try {
+          const stale = staleReplicas(resolved, answers);
+          const repairs = repairMutations(resolved, stale, row);
+          const done = hook({ keyspace: row.keyspace, token: row.token, partition: row.partition, clustering: row.clustering ?? new Uint8Array(0), resolved, answers, stale, repairs });
+          // Not awaited: the read's answer does not wait for its repair.
+          Promise.resolve(done).catch((error: unknown) => ctx.log.warn({ err: error }, 'read repair failed'));
+        } catch (error) {
+          ctx.log.warn({ err: error }, 'read repair failed');
+        }
+      };
+    }
+
+    function startRequest<R>(ctx: ActorContext<CoordinatorMsg>, op: Op, replyTo: ReplyTo<R>, makePlan: () => ReplicaPlan, make: (io: RequestIo) => Request): void {
+      const counters = shared.counters[op];
+      const startedAt = env.clock.monotonicMs();
+      let plan: ReplicaPlan;
+      try {
+        // Everything the plan reads (ring, membership, keyspace) may throw; that fails this request, never the actor.
+        plan = makePlan();
+      } catch (error) {
+        if (isChorusError(error) && error.code === 'UNAVAILABLE') counters.unavailable++;
+        else counters.failed++;
+        ctx.fail(replyTo, error instanceof Error ? error : new Error(String(error)));
+        return;
+      }
+      const id = nextId++;
+      const timers: Timer[] = [];
+      let request: Request | undefined;
+      let answered = false;
+      let ended = false;
+      const end = (): void => {
+        if (ended) return;
+        ended = true;
+        for (const t of timers) t.cancel();
+        requests.delete(id);
+      };
+      // The caller's answer ends the request, unless it still has work after it (a write that owes hints).
+      const settle = (): boolean => {
+        if (answered) return false;
+        answered = true;
+        if (request?.open?.() !== true) end();
+        counters.latency.record(env.clock.monotonicMs() - startedAt);
+        return true;
+      };
+      const io: RequestIo = {
+        plan,
+        ask(node, send) {
+          const sentAtMs = env.clock.monotonicMs();
+          const c = clocks();
+          let answer: Promise<ReplicaAnswer>;
+          try {
+            answer = send(system.ref<ReplicaMsg>({ node, name: replicaName }), c, askTimeoutMs[op]);
+          } catch (error) {
+            answer = Promise.reject(error as Error);
+          }
+          // The arrival time is taken here, not when the actor gets to the answer, so a backlog in this mailbox is not counted as network time.
+          const base = { type: 'answer', id, from: node, sentAtMs, sentWallMicros: c.wallMicros } as const;
+          answer.then(
+            (msg) => deliver(ctx, { ...base, receivedAtMs: env.clock.monotonicMs(), outcome: { ok: true, msg } }),
+            (error: unknown) =>
+              deliver(ctx, { ...base, receivedAtMs: env.clock.monotonicMs(), outcome: { ok: false, error: error instanceof Error ? error : new Error(String(error)) } }),
+          );
+        },
+        after(ms, tag) {
+          timers.push(ctx.after(ms, { type: 'tick', id, tag }));
+        },
+        succeed(value) {
+          if (!settle()) return;
+          counters.ok++;
+          ctx.reply(replyTo, value as R);
+        },
+        fail(error) {
+          if (!settle()) return;
+          if (error instanceof WriteTimeout || error instanceof ReadTimeout) counters.timeouts++;
+          else counters.failed++;
+          ctx.fail(replyTo, error);
+        },
+        end,
+        speculated() {
+          shared.speculativeRetries++;
+        },
+        mismatch() {
+          shared.digestMismatches++;
+        },
+      };
+      let made: Request;
+      try {
+        made = make(io);
+      } catch (error) {
+        ctx.log.error({ err: error, request: id }, 'request state machine failed');
+        io.fail(new RequestFailed(op, error));
+        return;
+      }
+      request = made;
+      requests.set(id, { op, request: made, io, timers });
+      guarded(ctx, id, () => made.start());
+    }
+
+    /**
+     * A bug in one request's state machine fails that request, not the actor
+     * and every other request with it; the caller hears at once rather than
+     * at its ask timeout.
+     */
+    function guarded(ctx: ActorContext<CoordinatorMsg>, id: number, work: () => void): void {
+      try {
+        work();
+      } catch (error) {
+        ctx.log.error({ err: error, request: id }, 'request state machine failed');
+        const entry = requests.get(id);
+        entry?.io.fail(new RequestFailed(entry.op, error));
+        // A broken state machine has no work left that can be trusted, even after its answer.
+        entry?.io.end();
+      }
+    }
+
+    return {
+      /**
+       * The runtime calls this before a restart and when the actor stops: the
+       * requests in flight die with this incarnation, so their callers are
+       * told now, not at their ask timeout. Their asks are already out, so a
+       * write may have been applied; the timeout errors say so.
+       */
+      stopping() {
+        for (const entry of [...requests.values()]) {
+          entry.io.fail(entry.request.interrupted('the coordinator restarted or stopped before enough replicas answered'));
+          entry.request.abandoned?.();
+          entry.io.end();
+        }
+      },
+      receive(msg: CoordinatorMsg, ctx: ActorContext<CoordinatorMsg>) {
+        switch (msg.type) {
+          case 'write': {
+            const { keyspace, consistency, mutation, timestampMicros } = msg;
+            startRequest(
+              ctx,
+              'write',
+              msg.replyTo,
+              () => {
+                const ring = topology.ring();
+                return planWrite({
+                  consistency,
+                  token: mutation.token,
+                  replication: keyspace.replication,
+                  ring,
+                  localDc: topology.localDc,
+                  isAlive: (n) => n === env.node || membership.isAlive(n),
+                  dcOf: (n) => ring.member(n)?.dc ?? membership.locationOf(n)?.dc,
+                });
+              },
+              (io) => new WriteRequest(io, mutation, timestampMicros, o.writeTimeoutMs, offerHint(ctx, mutation)),
+            );
+            return;
+          }
+          case 'read':
+          case 'slice': {
+            const token = msg.type === 'read' ? msg.row.token : msg.query.token;
+            const makePlan = () => {
+              const ring = topology.ring();
+              return planRead({
+                consistency: msg.consistency,
+                token,
+                replication: msg.keyspace.replication,
+                ring,
+                localDc: topology.localDc,
+                isAlive: (n) => n === env.node || membership.isAlive(n),
+                dcOf: (n) => ring.member(n)?.dc ?? membership.locationOf(n)?.dc,
+                byProximity: proximity(ring),
+              });
+            };
+            if (msg.type === 'read') {
+              const row = msg.row;
+              startRequest(ctx, 'read', msg.replyTo, makePlan, (io) => new ReadRequest(io, row, o.readTimeoutMs, speculationDelay(io.plan), readRepair(ctx, row)));
+            } else {
+              const query = msg.query;
+              startRequest(ctx, 'slice', msg.replyTo, makePlan, (io) => new SliceRequest(io, query, o.readTimeoutMs, speculationDelay(io.plan), () => env.clock.nowMicros()));
+            }
+            return;
+          }
+          case 'answer': {
+            if (msg.outcome.ok) {
+              const answer = msg.outcome.msg;
+              const rttMs = msg.receivedAtMs - msg.sentAtMs;
+              latencies.record(msg.from, rttMs);
+              hlc.observe(answer.hlc);
+              if (msg.from !== env.node) skew.observeRoundTrip(msg.from, { sentWallMicros: msg.sentWallMicros, peerWallMicros: answer.wallMicros, rttMs, atMs: msg.receivedAtMs });
+            }
+            const entry = requests.get(msg.id);
+            if (entry) guarded(ctx, msg.id, () => entry.request.onAnswer(msg.from, msg.outcome));
+            return;
+          }
+          case 'tick': {
+            const entry = requests.get(msg.id);
+            if (entry) guarded(ctx, msg.id, () => entry.request.onTick(msg.tag));
+            return;
+          }
+        }
+      },
+    };
+  };
+}
+
+const utf8 = new TextEncoder();
+
+function bytesOf(k: Key): Uint8Array {
+  return typeof k === 'string' ? utf8.encode(k) : k;
+}
+
+function validateRowKey(partition: Uint8Array, clustering: Uint8Array | undefined): void {
+  if (partition.length === 0) throw new EmptyPartitionKey();
+  if (partition.length > LIMITS.maxPartitionKeyBytes) throw new KeyTooLarge('partition', partition.length, LIMITS.maxPartitionKeyBytes);
+  if (clustering !== undefined && clustering.length > LIMITS.maxClusteringKeyBytes) throw new KeyTooLarge('clustering', clustering.length, LIMITS.maxClusteringKeyBytes);
+}
+
+/**
+ * Spawns this node's coordinator actor and returns the API the node and the
+ * HTTP layer call. The replica actors it addresses (this node's included) are
+ * spawned by each node, sharing the clock given here. Everything a request needs (keyspace, level,
+ * timestamp, mutation) is validated here, on the caller's side, before the
+ * coordinator actor sees it.
+ */
+export function spawnCoordinator(system: ActorSystem, options: CoordinatorOptions): CoordinatorHandle {
+  const env = options.env;
+  const o: Settings = {
+    env,
+    membership: options.membership,
+    topology: options.topology,
+    writeTimeoutMs: options.writeTimeoutMs ?? DEFAULT_WRITE_TIMEOUT_MS,
+    readTimeoutMs: options.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS,
+    defaultSpeculativeDelayMs: options.defaultSpeculativeDelayMs ?? DEFAULT_SPECULATIVE_DELAY_MS,
+    maxInFlight: options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT,
+  };
+  if (options.hints !== undefined) o.hints = options.hints;
+  if (options.readRepair !== undefined) o.readRepair = options.readRepair;
+  const hlc = options.hlc;
+  const maxClockSkewMs = hlc.maxSkewMicros / 1000;
+  const shared: Shared = {
+    hlc,
+    skew: options.skew,
+    latencies: new PeerLatencies(),
+    counters: { write: newCounters(), read: newCounters(), slice: newCounters() },
+    speculativeRetries: 0,
+    digestMismatches: 0,
+  };
+  const replicaName = options.names?.replica ?? REPLICA_ACTOR;
+  const ref = system.spawn<CoordinatorMsg>(options.names?.coordinator ?? COORDINATOR_ACTOR, coordinatorBehavior(system, o, shared, replicaName), {
+    mailbox: { capacity: 10 * o.maxInFlight + 1_000, overflow: 'reject' },
+  });
+  let inFlight = 0;
+
+  function keyspaceDef(name: string): KeyspaceDef {
+    const ks = options.topology.keyspace(name);
+    if (ks === undefined) throw new InvalidRequest(`unknown keyspace ${JSON.stringify(name).slice(0, 80)}`, { field: 'keyspace', reason: 'UNKNOWN_KEYSPACE' });
+    return ks;
+  }
+
+  async function run<R>(timeoutMs: number, build: (replyTo: ReplyTo<R>) => CoordinatorMsg): Promise<R> {
+    if (inFlight >= o.maxInFlight) throw new Overloaded('coordinator in-flight requests', o.maxInFlight);
+    inFlight++;
+    try {
+      // The actor always answers by the request's own deadline; the margin only covers a lost actor.
+      return await ref.ask<R>(build, timeoutMs + 5_000);
+    } finally {
+      inFlight--;
+    }
+  }
+
+  async function write(keyspace: string, partitionKey: Key, clustering: Key | undefined, what: { value?: Uint8Array | string; ttlSeconds?: number; partition?: boolean }, options: WriteOptions = {}): Promise<WriteAnswer> {
+    const ks = keyspaceDef(keyspace);
+    const consistency = options.consistency === undefined ? DEFAULT_CONSISTENCY : parseConsistency(options.consistency);
+    const partition = bytesOf(partitionKey);
+    const ck = clustering === undefined ? undefined : bytesOf(clustering);
+    validateRowKey(partition, ck);
+    let timestampMicros: number;
+    if (options.timestampMicros !== undefined) {
+      const ts = options.timestampMicros;
+      if (typeof ts !== 'number' || !Number.isSafeInteger(ts) || ts < 0) throw new InvalidRequest(`timestamp must be a non-negative integer of microseconds, got ${String(ts)}`, { field: 'timestamp' });
+      hlc.checkNotTooFarAhead(ts, 'client timestamp');
+      timestampMicros = ts;
+    } else {
+      const ahead = shared.skew.selfAheadMs();
+      if (ahead !== undefined) throw new ClockSkewed(ahead, maxClockSkewMs);
+      timestampMicros = hlc.now();
+    }
+    const token = tokenOf(partition);
+    let mutation: Mutation;
+    if (what.partition) mutation = { keyspace, token, partition, partitionDeletion: { timestampMicros } };
+    else {
+      const row = ck === undefined ? { keyspace, token, partition } : { keyspace, token, partition, clustering: ck };
+      if (what.value === undefined) mutation = { ...row, cell: { tombstone: true, timestampMicros } };
+      else {
+        const value = bytesOf(what.value);
+        const cell =
+          what.ttlSeconds === undefined ? { value, timestampMicros } : { value, timestampMicros, expiresAtMicros: expiryFromTtl(env.clock.nowMicros(), what.ttlSeconds) };
+        mutation = { ...row, cell };
+      }
+    }
+    validateMutation(mutation);
+    const clientStamped = options.timestampMicros !== undefined;
+    try {
+      const answer = await run<WriteAnswer>(o.writeTimeoutMs, (replyTo) => ({ type: 'write', keyspace: ks, consistency, mutation, timestampMicros, replyTo }));
+      if (clientStamped) adoptClientTimestamp(timestampMicros);
+      return answer;
+    } catch (error) {
+      // A timed-out write may exist on some replica and win later; one refused or never sent does not.
+      if (clientStamped && error instanceof WriteTimeout) adoptClientTimestamp(timestampMicros);
+      throw error;
+    }
+  }
+
+  /**
+   * This node's later writes must supersede a client-stamped write it
+   * coordinated (the client expects its next write through us to win), so the
+   * clock moves past the client's timestamp, but only once the write may
+   * exist: adopting it before sending would stamp this node's own writes up to
+   * max_clock_skew ahead for a while even when the client's write was refused.
+   * Writes racing the client's are concurrent, and either order is right.
+   */
+  function adoptClientTimestamp(ts: number): void {
+    hlc.observe(ts);
+  }
+
+  async function readCellAt(keyspace: string, key: Key, clustering: Key | undefined, options: ReadOptions = {}): Promise<Cell | undefined> {
+    const ks = keyspaceDef(keyspace);
+    const consistency = options.consistency === undefined ? DEFAULT_CONSISTENCY : parseConsistency(options.consistency);
+    validateForRead(consistency);
+    const partition = bytesOf(key);
+    const ck = clustering === undefined ? undefined : bytesOf(clustering);
+    validateRowKey(partition, ck);
+    const row: RowKey = { keyspace: ks.name, token: tokenOf(partition), partition };
+    if (ck !== undefined) row.clustering = ck;
+    const answer = await run<ReadAnswer>(o.readTimeoutMs, (replyTo) => ({ type: 'read', keyspace: ks, consistency, row, replyTo }));
+    return answer.cell;
+  }
+
+  return {
+    ref,
+    clock: hlc,
+    put: (keyspace, key, clustering, value, opts = {}) => write(keyspace, key, clustering, opts.ttlSeconds === undefined ? { value } : { value, ttlSeconds: opts.ttlSeconds }, opts),
+    del: (keyspace, key, clustering, opts = {}) => write(keyspace, key, clustering, {}, opts),
+    deletePartition: (keyspace, partition, opts = {}) => write(keyspace, partition, undefined, { partition: true }, opts),
+    getCell: readCellAt,
+    async get(keyspace, key, clustering, opts) {
+      const cell = await readCellAt(keyspace, key, clustering, opts);
+      if (cell === undefined || isDead(cell, env.clock.nowMicros()) || isTombstone(cell)) return undefined;
+      return { value: cell.value, timestampMicros: cell.timestampMicros };
+    },
+    async slice(keyspace, partitionKey, opts = {}) {
+      const ks = keyspaceDef(keyspace);
+      const consistency = opts.consistency === undefined ? DEFAULT_CONSISTENCY : parseConsistency(opts.consistency);
+      validateForRead(consistency);
+      const partition = bytesOf(partitionKey);
+      validateRowKey(partition, undefined);
+      const limit = opts.limit ?? 1000;
+      if (!Number.isInteger(limit) || limit < 1 || limit > LIMITS.maxSliceLimit) throw new InvalidRequest(`limit must be an integer in [1, ${LIMITS.maxSliceLimit}]`, { reason: 'INVALID_SLICE' });
+      const query: SliceQuery = { keyspace: ks.name, token: tokenOf(partition), partition, limit, reverse: opts.reverse === true };
+      for (const [field, k] of [['from', opts.from], ['to', opts.to], ['after', opts.page]] as const) {
+        if (k === undefined) continue;
+        const b = bytesOf(k);
+        if (b.length > LIMITS.maxClusteringKeyBytes) throw new KeyTooLarge('clustering', b.length, LIMITS.maxClusteringKeyBytes);
+        query[field] = b;
+      }
+      const page = await run<MergedPage>(o.readTimeoutMs, (replyTo) => ({ type: 'slice', keyspace: ks, consistency, query, replyTo }));
+      const rows = page.rows.map((r): SliceResultRow => {
+        const cell = r.cell as Exclude<Cell, { tombstone: true }>;
+        const row: SliceResultRow = { clustering: r.clustering, value: cell.value, timestampMicros: cell.timestampMicros };
+        if (cell.expiresAtMicros !== undefined) row.expiresAtMicros = cell.expiresAtMicros;
+        return row;
+      });
+      return page.nextPage === undefined ? { rows } : { rows, nextPage: page.nextPage };
+    },
+    async local(keyspace, key, clustering) {
+      const partition = bytesOf(key);
+      const ck = clustering === undefined ? undefined : bytesOf(clustering);
+      validateRowKey(partition, ck);
+      return options.localReplica.getCell(ck === undefined ? { keyspace, token: tokenOf(partition), partition } : { keyspace, token: tokenOf(partition), partition, clustering: ck });
+    },
+    stats() {
+      const op = (c: OpCounters): OpStats => ({ ok: c.ok, unavailable: c.unavailable, timeouts: c.timeouts, failed: c.failed, latency: c.latency.summary() });
+      return {
+        write: op(shared.counters.write),
+        read: op(shared.counters.read),
+        slice: op(shared.counters.slice),
+        inFlight,
+        speculativeRetries: shared.speculativeRetries,
+        digestMismatches: shared.digestMismatches,
+        refusedPeerTimestamps: hlc.rejected,
+        peers: shared.latencies.snapshot(),
+      };
+    },
+    clockSkew: () => shared.skew.snapshot(),
+    async stop() {
+      await system.stop(ref as ActorRef<unknown>);
+    },
+  };
+}

@@ -1,0 +1,144 @@
+import type { NodeId } from '@chorus/core';
+import { type Cell, cellDigest } from '@chorus/model';
+import { digestsAgree, resolveCells } from '@chorus/read-repair';
+import { type RowKey, fromWireCell, readData, readDigest } from '@chorus/replica';
+import { ReadTimeout } from './errors.js';
+import { countAnswers, isSatisfied, takeExtra } from './plan.js';
+import { type Outcome, type Request, type RequestIo, type Tick, clientError } from './request.js';
+
+interface ReadAnswerState {
+  digest: Uint8Array;
+  /** Set once the replica sent data (not just a digest). */
+  data?: { cell: Cell | undefined };
+}
+
+/**
+ * One read: data from the closest replica, digests from the others the level
+ * needs. Matching digests answer at once; a mismatch asks every answering
+ * replica for data and resolves last-write-wins, then hands the resolution
+ * to `onMismatch` (the read-repair phase) before answering. Replicas that
+ * fail are replaced from the plan's extras; one speculative request goes out
+ * when the contacts are slower than their recent p99.
+ */
+export class ReadRequest implements Request {
+  private readonly answers = new Map<NodeId, ReadAnswerState>();
+  private readonly outstanding = new Map<NodeId, 'data' | 'digest'>();
+  private readonly extras: NodeId[];
+  private readonly errors: Error[] = [];
+  private phase: 'digests' | 'resolve' = 'digests';
+  private speculated = false;
+
+  constructor(
+    private readonly io: RequestIo,
+    private readonly row: RowKey,
+    private readonly timeoutMs: number,
+    private readonly speculateAfterMs: number | undefined,
+    private readonly onMismatch: ((resolved: Cell | undefined, answers: Map<NodeId, Cell | undefined>) => void) | undefined,
+  ) {
+    this.extras = [...io.plan.extras];
+  }
+
+  start(): void {
+    this.io.after(this.timeoutMs, 'timeout');
+    this.io.plan.contacts.forEach((node, i) => this.request(node, i === 0 ? 'data' : 'digest'));
+    if (this.speculateAfterMs !== undefined && this.extras.length > 0) this.io.after(this.speculateAfterMs, 'speculate');
+  }
+
+  private request(node: NodeId, kind: 'data' | 'digest'): void {
+    this.outstanding.set(node, kind);
+    if (kind === 'data') this.io.ask(node, (ref, clocks, t) => readData(ref, this.row, clocks, t));
+    else this.io.ask(node, (ref, clocks, t) => readDigest(ref, this.row, clocks, t));
+  }
+
+  private get dataPresent(): boolean {
+    for (const a of this.answers.values()) if (a.data) return true;
+    return false;
+  }
+
+  private get dataOutstanding(): boolean {
+    for (const kind of this.outstanding.values()) if (kind === 'data') return true;
+    return false;
+  }
+
+  onAnswer(from: NodeId, outcome: Outcome): void {
+    if (!this.outstanding.has(from)) return;
+    this.outstanding.delete(from);
+    if (!outcome.ok) {
+      this.errors.push(outcome.error);
+      this.answers.delete(from);
+      const replacement = takeExtra(this.io.plan, this.extras, [...this.answers.keys(), ...this.outstanding.keys()], this.io.plan.dcOf.get(from));
+      if (replacement !== undefined) this.request(replacement, this.phase === 'resolve' || (!this.dataPresent && !this.dataOutstanding) ? 'data' : 'digest');
+      this.progress();
+      return;
+    }
+    const msg = outcome.msg;
+    if (msg.type === 'replica.data') {
+      const cell = fromWireCell(msg);
+      this.answers.set(from, { digest: cellDigest(cell), data: { cell } });
+    } else if (msg.type === 'replica.digest') {
+      this.answers.set(from, { digest: msg.digest });
+      // Already resolving: this late (speculative) replica must send data to count.
+      if (this.phase === 'resolve') this.request(from, 'data');
+    }
+    this.progress();
+  }
+
+  onTick(tag: Tick): void {
+    if (tag === 'timeout') {
+      this.io.fail(this.interrupted());
+      return;
+    }
+    if (this.speculated || this.phase !== 'digests' || isSatisfied(this.io.plan, this.answers.keys())) return;
+    // For the datacenter still short of answers (EACH_QUORUM): a slow remote contact is not helped by a local extra.
+    const extra = takeExtra(this.io.plan, this.extras, this.answers.keys());
+    if (extra === undefined) return;
+    this.speculated = true;
+    this.io.speculated();
+    this.request(extra, this.dataPresent ? 'digest' : 'data');
+  }
+
+  private progress(): void {
+    const plan = this.io.plan;
+    if (this.phase === 'digests') {
+      if (!isSatisfied(plan, this.answers.keys())) return this.failIfHopeless([...this.answers.keys()]);
+      if (!this.dataPresent) {
+        // Enough digests but the data replica failed: ask one of the digest replicas for data.
+        if (!this.dataOutstanding) this.request(this.answers.keys().next().value!, 'data');
+        return;
+      }
+      const digests = [...this.answers.values()].map((a) => a.digest);
+      if (digestsAgree(digests)) {
+        const withData = [...this.answers.values()].find((a) => a.data)!;
+        this.io.succeed({ cell: withData.data!.cell });
+        return;
+      }
+      this.io.mismatch();
+      this.phase = 'resolve';
+      for (const [node, a] of this.answers) if (!a.data && !this.outstanding.has(node)) this.request(node, 'data');
+    }
+    const withData = [...this.answers].filter(([, a]) => a.data).map(([n]) => n);
+    if (!isSatisfied(plan, withData)) return this.failIfHopeless(withData);
+    const cells = new Map<NodeId, Cell | undefined>();
+    for (const [node, a] of this.answers) if (a.data) cells.set(node, a.data.cell);
+    const resolved = resolveCells(cells.values());
+    this.onMismatch?.(resolved, cells);
+    this.io.succeed({ cell: resolved });
+  }
+
+  interrupted(detail?: string): Error {
+    const responders = this.phase === 'digests' ? [...this.answers.keys()] : [...this.answers].filter(([, a]) => a.data).map(([n]) => n);
+    return new ReadTimeout(this.io.plan.consistency, this.io.plan.blockFor, countAnswers(this.io.plan, responders), this.dataPresent, detail);
+  }
+
+  /**
+   * Fails at once when the answers still possible cannot meet the level any
+   * more (the replicas left are known dead). Every extra left counts as
+   * possible: a failure is replaced from the failed replica's own scope
+   * (`takeExtra`), so an extra is asked whenever its datacenter runs short.
+   */
+  private failIfHopeless(answered: NodeId[]): void {
+    const possible = [...answered, ...this.outstanding.keys(), ...this.extras];
+    if (isSatisfied(this.io.plan, possible)) return;
+    this.io.fail(clientError(this.errors) ?? new ReadTimeout(this.io.plan.consistency, this.io.plan.blockFor, countAnswers(this.io.plan, answered), this.dataPresent));
+  }
+}

@@ -1,0 +1,45 @@
+import type { ActorRef } from '@chorus/actors';
+import { type NodeId, isChorusError } from '@chorus/core';
+import type { Clocks, DataMsg, DigestMsg, MutatedMsg, ReplicaMsg, RowsMsg } from '@chorus/replica';
+import type { ReplicaPlan } from './plan.js';
+
+export type ReplicaAnswer = MutatedMsg | DataMsg | DigestMsg | RowsMsg;
+export type Outcome = { ok: true; msg: ReplicaAnswer } | { ok: false; error: Error };
+export type Tick = 'timeout' | 'speculate';
+export type Op = 'write' | 'read' | 'slice';
+
+/** What a request's state machine may do; provided by the actor. */
+export interface RequestIo {
+  readonly plan: ReplicaPlan;
+  ask(node: NodeId, send: (ref: ActorRef<ReplicaMsg>, clocks: Clocks, timeoutMs: number) => Promise<ReplicaAnswer>): void;
+  after(ms: number, tag: Tick): void;
+  /** Answers the caller (only the first answer counts) and ends the request, unless the request is still `open`. */
+  succeed(value: unknown): void;
+  fail(error: Error): void;
+  /** Ends a request that stayed open after its caller was answered: its timers are cancelled, later answers dropped. */
+  end(): void;
+  speculated(): void;
+  mismatch(): void;
+}
+
+/** One request's state machine, driven by the coordinator actor. */
+export interface Request {
+  start(): void;
+  onAnswer(from: NodeId, outcome: Outcome): void;
+  onTick(tag: Tick): void;
+  /** The error for a request cut short before its deadline (the coordinator is restarting or stopping), with the counts so far. */
+  interrupted(detail: string): Error;
+  /**
+   * Whether the request still has work once its caller is answered (a write
+   * waiting to see which replicas miss it); it then calls `io.end()` itself.
+   * Absent: the request ends with its answer.
+   */
+  open?(): boolean;
+  /** The coordinator is stopping or restarting: last chance for work the request owes after its answer. */
+  abandoned?(): void;
+}
+
+/** A client error from a replica (say, a timestamp too far ahead) explains a failure better than a timeout. */
+export function clientError(errors: readonly Error[]): Error | undefined {
+  return errors.find((e) => isChorusError(e) && e.httpStatus >= 400 && e.httpStatus < 500);
+}

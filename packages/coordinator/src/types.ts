@@ -1,0 +1,165 @@
+import type { ActorRef } from '@chorus/actors';
+import type { Env, HintSink, MembershipView, NodeId, Token } from '@chorus/core';
+import type { Cell, Mutation, RowAddress } from '@chorus/model';
+import type { RepairMutation } from '@chorus/read-repair';
+import type { HybridLogicalClock, PeerSkew, SkewTracker } from '@chorus/replica';
+import type { KeyspaceDef, RingView } from '@chorus/ring';
+import type { CoordinatorMsg } from './actor.js';
+import type { ConsistencyLevel } from './levels.js';
+
+/** Keys are bytes, or strings taken as UTF-8. */
+export type Key = Uint8Array | string;
+
+/** What the coordinator reads of the cluster's layout; every request takes one snapshot of it. */
+export interface CoordinatorTopology {
+  ring(): RingView;
+  keyspace(name: string): KeyspaceDef | undefined;
+  readonly localDc: string;
+  readonly localRack: string;
+}
+
+/** What the coordinator reads of membership: who is up, and where a node lives when the ring does not say. */
+export type CoordinatorMembership = Pick<MembershipView, 'isAlive' | 'locationOf'>;
+
+/** This node's own replica, read without coordination (`local()`); the store's reader in a node. */
+export interface LocalReplicaReader {
+  getCell(address: RowAddress): Promise<Cell | undefined>;
+}
+
+export interface CoordinatorOptions {
+  env: Env;
+  membership: CoordinatorMembership;
+  topology: CoordinatorTopology;
+  /**
+   * This node's hybrid logical clock and peer clock estimates, shared with its
+   * replica actor (the node builds them once). The clock's `maxSkewMicros`
+   * is max_clock_skew: client timestamps further ahead are refused.
+   */
+  hlc: HybridLogicalClock;
+  skew: SkewTracker;
+  /** Serves `local()`. */
+  localReplica: LocalReplicaReader;
+  /** `write_request_timeout` (default 2000 ms). */
+  writeTimeoutMs?: number;
+  /** `read_request_timeout` (default 5000 ms, as Cassandra). */
+  readTimeoutMs?: number;
+  /** Speculative-retry delay before a replica has latency samples (default 50 ms). */
+  defaultSpeculativeDelayMs?: number;
+  /** Requests coordinated at once before new ones fail with Overloaded (default 10000). */
+  maxInFlight?: number;
+  /**
+   * Where writes that a replica missed are offered (hinted handoff). Absent:
+   * nothing is offered, and a write ends with its answer. Present: a write
+   * stays open after its answer until every contact answered or its deadline
+   * passed, then offers the mutation for each replica of its plan that did
+   * not acknowledge. Called from the coordinator actor's turn (see the
+   * contract of `HintSink`); the outcome is not awaited, and the consistency
+   * levels count only replica acknowledgements (ANY as ONE).
+   */
+  hints?: HintSink<Mutation>;
+  /**
+   * The read-repair phase: called when a read's replicas disagreed, with the
+   * resolved version, the stale replicas and the mutations that would bring
+   * them up to date. Called from the coordinator actor's turn, just before
+   * the read is answered; not awaited (the answer does not wait for repair;
+   * a blocking repair would be awaited at the same place). A throw or a
+   * rejection is logged. Absent: nothing is repaired.
+   */
+  readRepair?: (repair: ReadRepairRequest) => Promise<void> | void;
+  /** Actor names, for several coordinators in one system (tests): this node's coordinator, and the replica actor it addresses on every node. */
+  names?: { coordinator?: string; replica?: string };
+}
+
+/** A read whose replicas disagreed, resolved: what read repair gets. */
+export interface ReadRepairRequest {
+  keyspace: string;
+  token: Token;
+  partition: Uint8Array;
+  clustering: Uint8Array;
+  resolved: Cell | undefined;
+  /** What each replica that sent data held. */
+  answers: ReadonlyMap<NodeId, Cell | undefined>;
+  /** The replicas whose version is older than `resolved`. */
+  stale: NodeId[];
+  /** One per stale replica: `resolved` as is, at the read's row. */
+  repairs: RepairMutation[];
+}
+
+export interface WriteOptions {
+  consistency?: ConsistencyLevel | string;
+  ttlSeconds?: number;
+  /** The client's own write timestamp (µs); refused when further ahead than max_clock_skew. */
+  timestampMicros?: number;
+}
+
+export interface ReadOptions {
+  consistency?: ConsistencyLevel | string;
+}
+
+/** One page of a slice: what to read, and at which level. */
+export interface SliceRequest extends ReadOptions {
+  /** Inclusive clustering bounds. */
+  from?: Key;
+  to?: Key;
+  /** Live rows per page (default 1000, at most 10000). */
+  limit?: number;
+  /** The `nextPage` of the previous page. */
+  page?: Uint8Array;
+  reverse?: boolean;
+}
+
+/** A live row of a slice's answer. */
+export interface SliceResultRow {
+  clustering: Uint8Array;
+  value: Uint8Array;
+  timestampMicros: number;
+  expiresAtMicros?: number;
+}
+
+export interface SliceResult {
+  rows: SliceResultRow[];
+  /** Pass as `page` for the next page; absent at the end of the slice. */
+  nextPage?: Uint8Array;
+}
+
+export interface OpStats {
+  ok: number;
+  unavailable: number;
+  timeouts: number;
+  failed: number;
+  latency: { count: number; p50Ms: number; p99Ms: number; maxMs: number };
+}
+
+export interface CoordinatorStats {
+  write: OpStats;
+  read: OpStats;
+  slice: OpStats;
+  inFlight: number;
+  speculativeRetries: number;
+  digestMismatches: number;
+  /** Peer timestamps not adopted by the clock because they lay beyond max_clock_skew. */
+  refusedPeerTimestamps: number;
+  peers: Record<string, { ewmaMs: number; p99Ms: number; samples: number }>;
+}
+
+export interface CoordinatorHandle {
+  readonly ref: ActorRef<CoordinatorMsg>;
+  put(keyspace: string, key: Key, clustering: Key | undefined, value: Uint8Array | string, options?: WriteOptions): Promise<{ timestampMicros: number }>;
+  /** The live value; undefined when absent, deleted or expired. */
+  get(keyspace: string, key: Key, clustering?: Key, options?: ReadOptions): Promise<{ value: Uint8Array; timestampMicros: number } | undefined>;
+  /** The resolved cell, tombstones and expired values included: for tools and tests that need the version a read saw. */
+  getCell(keyspace: string, key: Key, clustering?: Key, options?: ReadOptions): Promise<Cell | undefined>;
+  /** Writes a row tombstone. */
+  del(keyspace: string, key: Key, clustering?: Key, options?: Omit<WriteOptions, 'ttlSeconds'>): Promise<{ timestampMicros: number }>;
+  /** Deletes every row of the partition written at or before the deletion's timestamp. */
+  deletePartition(keyspace: string, partition: Key, options?: Omit<WriteOptions, 'ttlSeconds'>): Promise<{ timestampMicros: number }>;
+  slice(keyspace: string, partition: Key, options?: SliceRequest): Promise<SliceResult>;
+  /** This node's own replica's raw cell (tombstones included), without coordination. */
+  local(keyspace: string, key: Key, clustering?: Key): Promise<Cell | undefined>;
+  stats(): CoordinatorStats;
+  /** Per-peer clock offset estimates; `flagged` beyond max_clock_skew. */
+  clockSkew(): Record<string, PeerSkew>;
+  readonly clock: HybridLogicalClock;
+  /** Stops the coordinator actor (the replica actor is the node's to stop). */
+  stop(): Promise<void>;
+}

@@ -1,0 +1,135 @@
+import { type ActorRef, ActorSystem } from '@chorus/actors';
+import { type Env, nodeId, token } from '@chorus/core';
+import { LIMITS, type Mutation } from '@chorus/model';
+import { Simulation } from '@chorus/sim';
+import { type StorageHandle, spawnStorage } from '@chorus/storage';
+import { FrameRejected, wireCodec } from '@chorus/wire';
+import { MemoryLevel } from 'memory-level';
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_MAX_CLOCK_SKEW_MS, HybridLogicalClock, REPLICA_ACTOR, type ReplicaMsg, SkewTracker, mutate, spawnReplica } from '../src/index.js';
+
+const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
+const address = { keyspace: 'app', token: token(-7n), partition: bytes('p') };
+const MUTATIONS: Record<string, Mutation> = {
+  value: { ...address, cell: { value: bytes('v'), timestampMicros: 1_000 } },
+  'expiring value in a row': { ...address, clustering: bytes('c'), cell: { value: bytes('v'), timestampMicros: 1_000, expiresAtMicros: 9_000 } },
+  'row tombstone': { ...address, clustering: bytes('c'), cell: { tombstone: true, timestampMicros: 2_000 } },
+  'partition deletion': { ...address, partitionDeletion: { timestampMicros: 3_000 } },
+};
+const clocks = { hlc: 1, wallMicros: 1 };
+
+/** Plain arrays for bytes, so a decoded Buffer and the Uint8Array it came from compare equal. */
+function plain(v: unknown): unknown {
+  if (v instanceof Uint8Array) return [...v];
+  if (typeof v === 'object' && v !== null) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]));
+  return v;
+}
+
+function decodeMutate(mutation: unknown): unknown {
+  const codec = wireCodec();
+  const envelope = codec.decode(codec.encode({ t: 'msg', to: REPLICA_ACTOR, msg: { type: 'replica.mutate', mutation, ...clocks } }));
+  if (envelope.t !== 'msg') throw new Error('not a message');
+  return (envelope.msg as { mutation: unknown }).mutation;
+}
+
+async function settled<T>(sim: Simulation, p: Promise<T>): Promise<T> {
+  let done = false;
+  void p.finally(() => (done = true)).catch(() => undefined);
+  await sim.run({ stopWhen: () => done, untilMs: sim.now + 10_000 });
+  return p;
+}
+
+describe('replica.mutate on the wire', () => {
+  for (const [what, m] of Object.entries(MUTATIONS)) {
+    it(`carries a ${what} as the model's Mutation`, () => {
+      expect(plain(decodeMutate(m))).toEqual(plain(m));
+    });
+  }
+
+  it('refuses what is not a Mutation, with the model limits', () => {
+    const bad: unknown[] = [
+      { ...address, cell: { value: new Uint8Array(LIMITS.maxValueBytes + 1), timestampMicros: 1 } },
+      { ...address, partition: new Uint8Array(0), cell: { value: bytes('v'), timestampMicros: 1 } },
+      { ...address, partition: new Uint8Array(LIMITS.maxPartitionKeyBytes + 1), cell: { value: bytes('v'), timestampMicros: 1 } },
+      { ...address, clustering: new Uint8Array(LIMITS.maxClusteringKeyBytes + 1), cell: { value: bytes('v'), timestampMicros: 1 } },
+      { ...address, keyspace: 'no spaces', cell: { value: bytes('v'), timestampMicros: 1 } },
+      { ...address, cell: { tombstone: true, value: bytes('v'), timestampMicros: 1 } },
+      { ...address, cell: { tombstone: true, timestampMicros: 1, expiresAtMicros: 5 } },
+      { ...address, cell: { value: bytes('v'), timestampMicros: -1 } },
+      { ...address, cell: { timestampMicros: 1 } },
+      { ...address, cell: { value: bytes('v'), timestampMicros: 1 }, partitionDeletion: { timestampMicros: 1 } },
+      { ...address, clustering: bytes('c'), partitionDeletion: { timestampMicros: 1 } },
+      { ...address, cell: { value: bytes('v'), timestampMicros: 1 }, extra: 1 },
+      { ...address },
+    ];
+    for (const [i, m] of bad.entries()) {
+      let error: unknown;
+      try {
+        decodeMutate(m);
+      } catch (e) {
+        error = e;
+      }
+      expect(error, `bad mutation #${i}`).toBeInstanceOf(FrameRejected);
+      expect((error as FrameRejected).reason).toBe('invalid-fields');
+    }
+  });
+});
+
+describe('replica actor', () => {
+  it('hands a local mutation to storage as is: no flattening, no copy', async () => {
+    const sim = new Simulation({ seed: 11 });
+    const received: Mutation[] = [];
+    let replica!: ActorRef<ReplicaMsg>;
+    let env!: Env;
+    await sim.addNode('n1', (boot) => {
+      env = boot.env;
+      const system = new ActorSystem({ env: boot.env, transport: boot.transport, codec: wireCodec() });
+      // Stands in for the storage actor: records the mutation it is asked to write.
+      const storageRef = system.spawn<{ type: 'write'; mutation: Mutation; replyTo: never }>('fake-storage', () => ({
+        receive(msg, ctx) {
+          received.push(msg.mutation);
+          ctx.reply(msg.replyTo, null);
+        },
+      }));
+      const storage = { ref: storageRef, reader: {}, close: async () => undefined } as unknown as StorageHandle;
+      const hlc = new HybridLogicalClock(() => boot.env.clock.nowMicros());
+      replica = spawnReplica(system, { env: boot.env, storage, hlc, skew: new SkewTracker(DEFAULT_MAX_CLOCK_SKEW_MS, boot.env.logger) });
+    });
+    const m: Mutation = { ...address, cell: { value: bytes('v'), timestampMicros: env.clock.nowMicros() } };
+    await settled(sim, mutate(replica, m, clocks, 1_000));
+    expect(received).toHaveLength(1);
+    expect(received[0]).toBe(m);
+  });
+
+  it('applies every kind of mutation from a remote coordinator', async () => {
+    const sim = new Simulation({ seed: 12, network: { latencyMs: 1, jitterMs: 1 } });
+    const systems = new Map<string, ActorSystem>();
+    let storage!: StorageHandle;
+    let now!: () => number;
+    for (const name of ['n1', 'n2']) {
+      await sim.addNode(name, ({ env, transport }) => {
+        const system = new ActorSystem({ env, transport, codec: wireCodec() });
+        systems.set(name, system);
+        const s = spawnStorage(system, { db: new MemoryLevel<Uint8Array, Uint8Array>({ keyEncoding: 'view', valueEncoding: 'view' }), env });
+        const hlc = new HybridLogicalClock(() => env.clock.nowMicros());
+        spawnReplica(system, { env, storage: s, hlc, skew: new SkewTracker(DEFAULT_MAX_CLOCK_SKEW_MS, env.logger) });
+        if (name === 'n2') {
+          storage = s;
+          now = () => env.clock.nowMicros();
+        }
+      });
+    }
+    const remote = systems.get('n1')!.ref<ReplicaMsg>({ node: nodeId('n2'), name: REPLICA_ACTOR });
+    const t = now();
+    const row = { ...address, clustering: bytes('c') };
+    await settled(sim, mutate(remote, { ...row, cell: { value: bytes('v1'), timestampMicros: t, expiresAtMicros: t + 60_000_000 } }, clocks, 1_000));
+    expect(plain(await settled(sim, storage.reader.getCell(row)))).toEqual(plain({ value: bytes('v1'), timestampMicros: t, expiresAtMicros: t + 60_000_000 }));
+    await settled(sim, mutate(remote, { ...row, cell: { tombstone: true, timestampMicros: t + 1 } }, clocks, 1_000));
+    expect(await settled(sim, storage.reader.getCell(row))).toEqual({ tombstone: true, timestampMicros: t + 1 });
+    await settled(sim, mutate(remote, { ...address, clustering: bytes('d'), cell: { value: bytes('v2'), timestampMicros: t + 2 } }, clocks, 1_000));
+    await settled(sim, mutate(remote, { ...address, partitionDeletion: { timestampMicros: t + 3 } }, clocks, 1_000));
+    const after = await settled(sim, storage.reader.getCell({ ...address, clustering: bytes('d') }));
+    expect(after === undefined || ('tombstone' in after && after.tombstone)).toBe(true);
+    expect(systems.get('n2')!.stats().rejectedFrames).toBe(0);
+  });
+});

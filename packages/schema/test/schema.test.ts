@@ -1,0 +1,116 @@
+import { type ActorRef, ActorSystem } from '@chorus/actors';
+import { type NodeId, nodeId } from '@chorus/core';
+import { Simulation } from '@chorus/sim';
+import { type StorageHandle, spawnStorage } from '@chorus/storage';
+import { wireCodec } from '@chorus/wire';
+import { MemoryLevel } from 'memory-level';
+import { describe, expect, it } from 'vitest';
+import { type SchemaMsg, type SchemaSnapshot, type StoredKeyspace, loadSchema, putKeyspace, schemaVersion, spawnSchema, validateKeyspaceRequest } from '../src/index.js';
+import { VersionBus } from './helpers.js';
+
+const simple = (name: string, rf: number, timestampMicros: number): StoredKeyspace => ({ name, replication: { class: 'SimpleStrategy', rf }, timestampMicros });
+
+describe('schemaVersion', () => {
+  it('depends on the definitions, not on their order or the order of datacenters', () => {
+    const a = simple('a', 3, 10);
+    const b: StoredKeyspace = { name: 'b', replication: { class: 'NetworkTopologyStrategy', dcs: { dc1: 3, dc2: 2 } }, timestampMicros: 20 };
+    const bReordered: StoredKeyspace = { ...b, replication: { class: 'NetworkTopologyStrategy', dcs: { dc2: 2, dc1: 3 } } };
+    expect(schemaVersion([a, b])).toBe(schemaVersion([bReordered, a]));
+    expect(schemaVersion([a, b])).not.toBe(schemaVersion([a]));
+    expect(schemaVersion([a])).not.toBe(schemaVersion([simple('a', 3, 11)]));
+    expect(schemaVersion([a])).not.toBe(schemaVersion([simple('a', 2, 10)]));
+    expect(schemaVersion([])).toMatch(/^[0-9a-f]{32}$/);
+  });
+});
+
+describe('validateKeyspaceRequest', () => {
+  it('accepts a valid definition and refuses a bad name or an empty NetworkTopologyStrategy', () => {
+    expect(validateKeyspaceRequest('app', { class: 'SimpleStrategy', rf: 3 }, new Set(['dc1']))).toEqual({ name: 'app', replication: { class: 'SimpleStrategy', rf: 3 } });
+    expect(() => validateKeyspaceRequest('bad name', { class: 'SimpleStrategy', rf: 3 }, new Set())).toThrow(expect.objectContaining({ name: 'InvalidRequest' }));
+    expect(() => validateKeyspaceRequest('app', { class: 'NetworkTopologyStrategy' }, new Set(['dc1']))).toThrow(expect.objectContaining({ name: 'InvalidRequest' }));
+  });
+});
+
+interface Node {
+  ref: ActorRef<SchemaMsg>;
+  storage: StorageHandle;
+  system: ActorSystem;
+  latest: SchemaSnapshot | undefined;
+}
+
+/** Schema actors on simulated nodes, each on its own memory-level disk that survives restarts, meeting through a VersionBus. */
+async function cluster(seed: number, names: string[]) {
+  const sim = new Simulation({ seed, network: { latencyMs: 2, jitterMs: 2 } });
+  const bus = new VersionBus();
+  const nodes = new Map<string, Node>();
+  for (const name of names) {
+    await sim.addNode(name, async ({ env, transport, disk }) => {
+      let db = disk.get('db') as MemoryLevel<Uint8Array, Uint8Array> | undefined;
+      if (!db) {
+        db = new MemoryLevel<Uint8Array, Uint8Array>({ keyEncoding: 'view', valueEncoding: 'view' });
+        disk.set('db', db);
+      }
+      const system = new ActorSystem({ env, transport, codec: wireCodec() });
+      const storage = spawnStorage(system, { db, env });
+      const node: Node = { system, storage, latest: undefined, ref: undefined as unknown as ActorRef<SchemaMsg> };
+      node.ref = spawnSchema(system, { storage, initial: await loadSchema(storage), gossip: bus.gossipOf(env.node), timeoutMs: 5_000, listener: { schemaChanged: (s) => (node.latest = s) } });
+      nodes.set(name, node);
+    });
+  }
+  /** Asks inside the simulation are answered only while it runs. */
+  const during = async <T>(promise: Promise<T>): Promise<T> => {
+    let done = false;
+    const settled = promise.finally(() => (done = true));
+    settled.catch(() => {});
+    await sim.run({ stopWhen: () => done, untilMs: sim.now + 30_000 });
+    return settled;
+  };
+  await sim.runFor(100);
+  return { sim, bus, nodes, during };
+}
+
+describe('the schema actor', () => {
+  it('stores a change, publishes its version, and keeps it across a restart (seed 21)', async () => {
+    const { sim, bus, nodes, during } = await cluster(21, ['n1']);
+    const empty = nodes.get('n1')!.latest!.version;
+    expect(bus.versions.get(nodeId('n1'))).toBe(empty);
+    const snapshot = await during(putKeyspace(nodes.get('n1')!.ref, validateKeyspaceRequest('app', { class: 'SimpleStrategy', rf: 1 }, new Set()), 5_000));
+    expect([...snapshot.keyspaces.keys()]).toEqual(['app']);
+    expect(snapshot.version).not.toBe(empty);
+    expect(bus.versions.get(nodeId('n1'))).toBe(snapshot.version);
+
+    sim.crash('n1');
+    await sim.restart('n1');
+    await sim.runFor(100);
+    expect(nodes.get('n1')!.latest!.version).toBe(snapshot.version);
+    expect(nodes.get('n1')!.latest!.keyspaces.get('app')).toEqual(snapshot.keyspaces.get('app'));
+  });
+
+  it('refuses to define the system keyspace (seed 22)', async () => {
+    const { nodes, during } = await cluster(22, ['n1']);
+    await expect(during(putKeyspace(nodes.get('n1')!.ref, { name: 'system', replication: { class: 'SimpleStrategy', rf: 1 } }, 5_000))).rejects.toMatchObject({ name: 'InvalidRequest' });
+  });
+
+  it('pulls from a peer that publishes another version and keeps the newest definition of each keyspace (seed 23)', async () => {
+    const { sim, nodes, during } = await cluster(23, ['n1', 'n2', 'n3']);
+    await during(putKeyspace(nodes.get('n1')!.ref, validateKeyspaceRequest('app', { class: 'SimpleStrategy', rf: 1 }, new Set()), 5_000));
+    await sim.runFor(10);
+    await during(putKeyspace(nodes.get('n2')!.ref, validateKeyspaceRequest('app', { class: 'SimpleStrategy', rf: 3 }, new Set()), 5_000));
+    await during(putKeyspace(nodes.get('n3')!.ref, validateKeyspaceRequest('other', { class: 'SimpleStrategy', rf: 2 }, new Set()), 5_000));
+    await sim.runFor(1_000);
+    const versions = new Set([...nodes.values()].map((n) => n.latest!.version));
+    expect(versions.size).toBe(1);
+    for (const node of nodes.values()) {
+      expect(node.latest!.keyspaces.get('app')!.replication).toEqual({ class: 'SimpleStrategy', rf: 3 });
+      expect(node.latest!.keyspaces.get('other')!.replication).toEqual({ class: 'SimpleStrategy', rf: 2 });
+    }
+  });
+
+  it('stops listening for mismatches when it stops (seed 24)', async () => {
+    const { bus, nodes, during } = await cluster(24, ['n1']);
+    const n1: NodeId = nodeId('n1');
+    expect(bus.listenerCount(n1)).toBe(1);
+    await during(nodes.get('n1')!.system.stop(nodes.get('n1')!.ref as ActorRef<unknown>));
+    expect(bus.listenerCount(n1)).toBe(0);
+  });
+});

@@ -1,0 +1,216 @@
+import { isTombstone } from '@chorus/model';
+import { type StoredCell, decodeStored } from './cell.js';
+import { ENC, type Entry } from './db.js';
+import {
+  DATA_END,
+  DATA_START,
+  DELETION_VERSION_BYTES,
+  KIND_PARTITION_DELETION,
+  KIND_ROW,
+  ROW_VERSION_BYTES,
+  copyBytes,
+  escapedFieldLength,
+  hasPrefix,
+  kindPrefix,
+  partitionPrefixLength,
+  prefixEnd,
+  readInvertedMicros,
+} from './keys.js';
+import type { StoreParts } from './parts.js';
+import { cacheId } from './row-cache.js';
+import { RowVersions, versionTs } from './row-versions.js';
+
+/** Where a sweep stopped; pass it back to continue. Opaque to callers. */
+export interface SweepCursor {
+  readonly after: Uint8Array;
+  /** Partition prefix being swept, and its newest deletion. */
+  readonly partition?: Uint8Array;
+  readonly deletion?: { readonly timestampMicros: number; readonly deletionTimeMicros: number };
+  /** The row being swept: its newest version so far. */
+  readonly row?: { readonly key: Uint8Array; readonly raw: Uint8Array };
+}
+
+export interface SweepResult {
+  /** Entries removed in this step (shadowed versions and purged tombstones). */
+  purged: number;
+  /** Undefined when the sweep reached the end of the data. */
+  next?: SweepCursor;
+}
+
+/**
+ * One step of the gc sweep over at most `maxKeys` entries; it is also the
+ * compaction. It deletes every shadowed version: versions that lose to a
+ * newer one of their row, rows shadowed by a partition deletion (which stays
+ * and keeps shadowing), and all but the newest deletion of a partition. Those
+ * deletions go through the write path in any order with writes, since a
+ * shadowed version stays shadowed. It purges what gc grace allows — a row
+ * whose winner is a tombstone stored (or a value expired) more than grace
+ * ago, a partition deletion stored more than grace ago — only after
+ * re-reading the row (the partition) alone, with no batch in flight, and
+ * deletes it together with every version it shadows, so no older version can
+ * reappear.
+ */
+export async function sweep(s: StoreParts, cursor: SweepCursor | undefined, maxKeys: number): Promise<SweepResult> {
+  if (s.commits.closed) return { purged: 0 };
+  const horizon = s.env.clock.nowMicros() - s.gcGraceMicros;
+  const shadowed: Uint8Array[] = [];
+  const rowPurges: Uint8Array[] = [];
+  const partitionPurges: Uint8Array[] = [];
+  let part = cursor?.partition;
+  let deletion = cursor?.deletion;
+  const group = new RowVersions(false);
+  if (cursor?.row !== undefined) group.start(cursor.row.key, cursor.row.raw);
+  const finishRow = (): void => {
+    if (group.count === 0) return;
+    group.count = 0;
+    const best = group.best();
+    if (deletion !== undefined && best.cell.timestampMicros <= deletion.timestampMicros) shadowed.push(group.bestKey);
+    else if (purgeable(best, horizon)) rowPurges.push(copyBytes(group.first, 0, group.prefixLength));
+  };
+  const finishPartition = (): void => {
+    if (part !== undefined && deletion !== undefined && deletion.deletionTimeMicros <= horizon) partitionPurges.push(part);
+  };
+  let last: Uint8Array | undefined;
+  let seen = 0;
+  const it = s.db.iterator({ ...(cursor ? { gt: cursor.after } : { gte: DATA_START }), lt: DATA_END, ...ENC });
+  try {
+    while (seen < maxKeys) {
+      const entries = (await it.nextv(Math.min(256, maxKeys - seen))) as Entry[];
+      if (entries.length === 0) break;
+      for (const [key, raw] of entries) {
+        seen++;
+        last = key;
+        if (group.belongs(key)) {
+          const loser = group.add(key, raw);
+          shadowed.push(loser);
+          continue;
+        }
+        finishRow();
+        const p = partitionPrefixLength(key);
+        if (p < 0 || p >= key.length) continue;
+        if (part === undefined || p !== part.length || !hasPrefix(key, part)) {
+          finishPartition();
+          part = copyBytes(key, 0, p);
+          deletion = undefined;
+        }
+        const kind = key[p];
+        if (kind === KIND_PARTITION_DELETION && key.length === p + 1 + DELETION_VERSION_BYTES) {
+          if (deletion !== undefined) shadowed.push(key);
+          else deletion = { timestampMicros: readInvertedMicros(key, p + 1), deletionTimeMicros: decodeStored(raw).deletionTimeMicros ?? 0 };
+          continue;
+        }
+        const c = escapedFieldLength(key, p + 1);
+        if (kind !== KIND_ROW || c < 0 || key.length !== p + 1 + c + ROW_VERSION_BYTES) continue;
+        group.start(key, raw);
+      }
+    }
+  } finally {
+    await it.close();
+  }
+  const done = seen < maxKeys;
+  let next: SweepCursor | undefined;
+  if (done) {
+    finishRow();
+    finishPartition();
+  } else {
+    const c: { -readonly [K in keyof SweepCursor]: SweepCursor[K] } = { after: last! };
+    if (part !== undefined) c.partition = part;
+    if (deletion !== undefined) c.deletion = deletion;
+    if (group.count > 0) c.row = { key: group.bestKey, raw: group.bestRaw };
+    next = c;
+  }
+  let purged = 0;
+  if (shadowed.length > 0 && !s.commits.closed) {
+    const batch = s.commits.batch();
+    for (const k of shadowed) batch.del(k);
+    await s.commits.commit(batch, false);
+    purged += shadowed.length;
+  }
+  if ((rowPurges.length > 0 || partitionPurges.length > 0) && !s.commits.closed) {
+    purged += await s.commits.exclusive(() => purgeAlone(s, rowPurges, partitionPurges, horizon));
+  }
+  return next === undefined ? { purged } : { purged, next };
+}
+
+/** Runs a whole sweep to the end; returns the number of entries removed. */
+export async function purge(s: StoreParts): Promise<number> {
+  let total = 0;
+  let r = await sweep(s, undefined, 1000);
+  total += r.purged;
+  while (r.next !== undefined) {
+    r = await sweep(s, r.next, 1000);
+    total += r.purged;
+  }
+  return total;
+}
+
+/** Reads every entry under `prefix` (run inside an exclusive section). */
+async function readAll(s: StoreParts, prefix: Uint8Array, upper: Uint8Array = prefixEnd(prefix)!): Promise<Entry[]> {
+  const out: Entry[] = [];
+  const it = s.db.iterator({ gte: prefix, lt: upper, ...ENC });
+  try {
+    for (;;) {
+      const entries = (await it.nextv(1000)) as Entry[];
+      if (entries.length === 0) break;
+      for (const e of entries) out.push(e);
+    }
+  } finally {
+    await it.close();
+  }
+  return out;
+}
+
+/** Re-reads gc candidates with nothing in flight and deletes what is still purgeable, with all it shadows, in one batch. */
+async function purgeAlone(s: StoreParts, rows: readonly Uint8Array[], partitions: readonly Uint8Array[], horizon: number): Promise<number> {
+  if (s.commits.closed) return 0;
+  const dels: Uint8Array[] = [];
+  for (const rowPrefix of rows) {
+    const versions = await readAll(s, rowPrefix);
+    if (versions.length === 0) continue;
+    const p = partitionPrefixLength(rowPrefix);
+    const deletions = await readAll(s, kindPrefix(rowPrefix.subarray(0, p), KIND_PARTITION_DELETION));
+    const deletionTs = deletions.length > 0 ? readInvertedMicros(deletions[0]![0], p + 1) : undefined;
+    const group = new RowVersions(true);
+    group.start(versions[0]![0], versions[0]![1]);
+    for (let i = 1; i < versions.length; i++) group.add(versions[i]![0], versions[i]![1]);
+    const best = group.best();
+    if (purgeable(best, horizon) || (deletionTs !== undefined && best.cell.timestampMicros <= deletionTs)) for (const [k] of versions) dels.push(k);
+    else for (const k of group.losers) dels.push(k);
+  }
+  for (const pk of partitions) {
+    const deletions = await readAll(s, kindPrefix(pk, KIND_PARTITION_DELETION));
+    if (deletions.length === 0) continue;
+    const newest = deletions[0]!;
+    const stored = decodeStored(newest[1]);
+    if ((stored.deletionTimeMicros ?? 0) > horizon) {
+      for (let i = 1; i < deletions.length; i++) dels.push(deletions[i]![0]);
+      continue;
+    }
+    // The deletion goes, and with it every row version it shadows (late writes included).
+    const ts = stored.cell.timestampMicros;
+    for (const [k] of deletions) dels.push(k);
+    for (const [k] of await readAll(s, kindPrefix(pk, KIND_ROW))) if (versionTs(k) <= ts) dels.push(k);
+  }
+  if (dels.length === 0 || s.commits.closed) return 0;
+  const batch = s.commits.batch();
+  for (const k of dels) batch.del(k);
+  const cache = s.cache;
+  try {
+    await batch.write(false);
+  } finally {
+    // A purged row reads as absent, not as the tombstone the cache may hold: forget the candidates (kept or not).
+    const seq = cache.nextBatch();
+    if (cache.tracking) {
+      for (const rowPrefix of rows) cache.invalidateRow(seq, cacheId(rowPrefix, rowPrefix.length));
+      for (const pk of partitions) cache.invalidatePartition(seq, cacheId(pk, pk.length));
+    }
+  }
+  return dels.length;
+}
+
+/** A winner gc may purge: a tombstone stored, or a value expired, more than grace ago (`horizon`). */
+function purgeable(stored: StoredCell, horizon: number): boolean {
+  const c = stored.cell;
+  if (isTombstone(c)) return (stored.deletionTimeMicros ?? 0) <= horizon;
+  return c.expiresAtMicros !== undefined && c.expiresAtMicros <= horizon;
+}
