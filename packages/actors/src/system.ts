@@ -91,11 +91,11 @@ interface PendingAsk {
 
 type CellState = 'starting' | 'running' | 'restarting' | 'stopping' | 'stopped';
 
-class Cell<M> {
+class ActorCell<M> {
   state: CellState = 'starting';
   behavior!: Behavior<M>;
   readonly mailbox: Mailbox<M>;
-  readonly children = new Map<string, Cell<unknown>>();
+  readonly children = new Map<string, ActorCell<unknown>>();
   readonly ref: ActorRef<M>;
   readonly ctx: ActorContext<M>;
   readonly log: Logger;
@@ -111,7 +111,7 @@ class Cell<M> {
   constructor(
     readonly system: ActorSystem,
     readonly path: string,
-    readonly parent: Cell<unknown> | undefined,
+    readonly parent: ActorCell<unknown> | undefined,
     private readonly factory: () => Behavior<M>,
     options: SpawnOptions,
     private readonly internals: SystemInternals,
@@ -154,7 +154,7 @@ class Cell<M> {
 
   spawnChild<C>(name: string, factory: () => Behavior<C>, options: SpawnOptions = {}): ActorRef<C> {
     if (this.state === 'stopping' || this.state === 'stopped') throw new ActorStopped(this.path);
-    return this.internals.spawn(this as Cell<unknown>, name, factory, options);
+    return this.internals.spawn(this as ActorCell<unknown>, name, factory, options);
   }
 
   /** Returns false when the mailbox refused the letter. */
@@ -296,7 +296,7 @@ class Cell<M> {
       this.internals.deadLetter(this.path, letter, new ActorStopped(this.path));
     }
     this.state = 'stopped';
-    this.internals.unregister(this as Cell<unknown>);
+    this.internals.unregister(this as ActorCell<unknown>);
   }
 
   private async stopChildren(): Promise<void> {
@@ -323,8 +323,8 @@ interface SystemInternals {
   defaultMailbox: MailboxOptions;
   defaultSupervision: SupervisionOptions;
   restarts: number;
-  spawn<C>(parent: Cell<unknown> | undefined, name: string, factory: () => Behavior<C>, options: SpawnOptions): ActorRef<C>;
-  unregister(cell: Cell<unknown>): void;
+  spawn<C>(parent: ActorCell<unknown> | undefined, name: string, factory: () => Behavior<C>, options: SpawnOptions): ActorRef<C>;
+  unregister(cell: ActorCell<unknown>): void;
   reply(to: ReplyTo<unknown>, value: unknown): void;
   replyError(to: ReplyTo<unknown>, error: Error): void;
   deadLetter(actor: string, letter: Letter<unknown>, reason: Error): void;
@@ -333,7 +333,7 @@ interface SystemInternals {
 
 class LocalRef<M> implements ActorRef<M> {
   readonly address: ActorAddress;
-  constructor(private readonly cell: Cell<M>, private readonly internals: SystemInternals) {
+  constructor(private readonly cell: ActorCell<M>, private readonly internals: SystemInternals) {
     this.address = { node: internals.env.node, name: cell.path };
   }
   tell(msg: M): void {
@@ -370,8 +370,8 @@ export class ActorSystem {
   private readonly env: Env;
   private readonly codec: Codec;
   private readonly transport: Transport | undefined;
-  private readonly cells = new Map<string, Cell<unknown>>();
-  private readonly topLevel = new Map<string, Cell<unknown>>();
+  private readonly cells = new Map<string, ActorCell<unknown>>();
+  private readonly topLevel = new Map<string, ActorCell<unknown>>();
   private readonly pending = new Map<number, PendingAsk>();
   private readonly down = new Set<NodeId>();
   private nextAskId = 1;
@@ -465,15 +465,15 @@ export class ActorSystem {
     this.transport.send(to, this.codec.encode(envelope));
   }
 
-  private spawnCell<M>(parent: Cell<unknown> | undefined, name: string, factory: () => Behavior<M>, options: SpawnOptions): ActorRef<M> {
+  private spawnCell<M>(parent: ActorCell<unknown> | undefined, name: string, factory: () => Behavior<M>, options: SpawnOptions): ActorRef<M> {
     if (this.shuttingDown) throw new ActorStopped(name);
     const local = name === '' ? `$${this.nextAnonymous++}` : name;
     if (!NAME.test(local)) throw new TypeError(`invalid actor name ${JSON.stringify(name)}`);
     const path = parent ? `${parent.path}/${local}` : local;
     if (this.cells.has(path)) throw new TypeError(`an actor named ${path} already exists`);
-    const cell = new Cell<M>(this, path, parent, factory, options, this.internals);
-    this.cells.set(path, cell as Cell<unknown>);
-    (parent ? parent.children : this.topLevel).set(path, cell as Cell<unknown>);
+    const cell = new ActorCell<M>(this, path, parent, factory, options, this.internals);
+    this.cells.set(path, cell as ActorCell<unknown>);
+    (parent ? parent.children : this.topLevel).set(path, cell as ActorCell<unknown>);
     cell.start();
     return cell.ref;
   }

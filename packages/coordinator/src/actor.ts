@@ -13,7 +13,7 @@ import { type Op, type Outcome, type ReplicaAnswer, type Request, type RequestIo
 import { SliceRequest } from './slice.js';
 import type { MergedPage } from './slice-merge.js';
 import { sortByProximity } from './snitch.js';
-import type { CoordinatorHandle, CoordinatorOptions, Key, OpStats, ReadOptions, SliceResultRow, WriteOptions } from './types.js';
+import type { CoordinatorHandle, CoordinatorOptions, Key, OpStats, ReadOptions, SliceResponseRow, WriteOptions } from './types.js';
 import { WriteRequest } from './write.js';
 
 export const DEFAULT_WRITE_TIMEOUT_MS = 2_000;
@@ -490,9 +490,9 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
         query[field] = b;
       }
       const page = await run<MergedPage>(o.readTimeoutMs, (replyTo) => ({ type: 'slice', keyspace: ks, consistency, query, replyTo }));
-      const rows = page.rows.map((r): SliceResultRow => {
+      const rows = page.rows.map((r): SliceResponseRow => {
         const cell = r.cell as Exclude<Cell, { tombstone: true }>;
-        const row: SliceResultRow = { clustering: r.clustering, value: cell.value, timestampMicros: cell.timestampMicros };
+        const row: SliceResponseRow = { clustering: r.clustering, value: cell.value, timestampMicros: cell.timestampMicros };
         if (cell.expiresAtMicros !== undefined) row.expiresAtMicros = cell.expiresAtMicros;
         return row;
       });

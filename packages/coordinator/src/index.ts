@@ -11,8 +11,8 @@ export type {
   WriteOptions,
   ReadOptions,
   SliceRequest,
-  SliceResult,
-  SliceResultRow,
+  SliceResponse,
+  SliceResponseRow,
   ReadRepairRequest,
 } from './types.js';
 export {

@@ -109,15 +109,15 @@ export interface SliceRequest extends ReadOptions {
 }
 
 /** A live row of a slice's answer. */
-export interface SliceResultRow {
+export interface SliceResponseRow {
   clustering: Uint8Array;
   value: Uint8Array;
   timestampMicros: number;
   expiresAtMicros?: number;
 }
 
-export interface SliceResult {
-  rows: SliceResultRow[];
+export interface SliceResponse {
+  rows: SliceResponseRow[];
   /** Pass as `page` for the next page; absent at the end of the slice. */
   nextPage?: Uint8Array;
 }
@@ -153,7 +153,7 @@ export interface CoordinatorHandle {
   del(keyspace: string, key: Key, clustering?: Key, options?: Omit<WriteOptions, 'ttlSeconds'>): Promise<{ timestampMicros: number }>;
   /** Deletes every row of the partition written at or before the deletion's timestamp. */
   deletePartition(keyspace: string, partition: Key, options?: Omit<WriteOptions, 'ttlSeconds'>): Promise<{ timestampMicros: number }>;
-  slice(keyspace: string, partition: Key, options?: SliceRequest): Promise<SliceResult>;
+  slice(keyspace: string, partition: Key, options?: SliceRequest): Promise<SliceResponse>;
   /** This node's own replica's raw cell (tombstones included), without coordination. */
   local(keyspace: string, key: Key, clustering?: Key): Promise<Cell | undefined>;
   stats(): CoordinatorStats;

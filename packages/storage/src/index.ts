@@ -1,6 +1,6 @@
 export { DEFAULT_GC_GRACE_SECONDS } from './store.js';
 export type { StorageDb } from './db.js';
-export type { SliceOptions, SliceRow, SlicePage } from './slice.js';
+export type { StoreSliceOptions, SliceRow, SlicePage } from './slice.js';
 export type { TokenRange, ScanEntry, ScanOptions } from './scan.js';
 export { DEFAULT_ROW_CACHE_BYTES, type RowCacheStats } from './row-cache.js';
 export { InvalidSlice, StorageClosed } from './errors.js';

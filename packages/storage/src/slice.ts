@@ -8,7 +8,7 @@ import type { StoreParts } from './parts.js';
 import { newestDeletion } from './point-read.js';
 import { RowVersions, effective } from './row-versions.js';
 
-export interface SliceOptions {
+export interface StoreSliceOptions {
   /** Inclusive lower clustering bound. */
   from?: Uint8Array;
   /** Inclusive upper clustering bound. */
@@ -37,7 +37,7 @@ export interface SlicePage {
 }
 
 /** One page of a partition's rows in clustering order: one ordered iterator scan, reconciling each row's versions. */
-export async function slice(s: StoreParts, keyspace: string, t: Token, partition: Uint8Array, options: SliceOptions): Promise<SlicePage> {
+export async function slice(s: StoreParts, keyspace: string, t: Token, partition: Uint8Array, options: StoreSliceOptions): Promise<SlicePage> {
   validateAddress({ keyspace, token: t, partition });
   const limit = options.limit ?? 1000;
   if (!Number.isInteger(limit) || limit < 1 || limit > LIMITS.maxSliceLimit) throw new InvalidSlice(`limit must be an integer in [1, ${LIMITS.maxSliceLimit}]`);

@@ -12,7 +12,7 @@ import type { StoreParts } from './parts.js';
 import { readRow } from './point-read.js';
 import { DEFAULT_ROW_CACHE_BYTES, RowCache, type RowCacheStats } from './row-cache.js';
 import { type ScanEntry, type ScanOptions, type TokenRange, scanRange } from './scan.js';
-import { type SliceOptions, type SlicePage, slice } from './slice.js';
+import { type SlicePage, type StoreSliceOptions, slice } from './slice.js';
 
 /** Cassandra's default gc_grace_seconds: 10 days. */
 export const DEFAULT_GC_GRACE_SECONDS = 864_000;
@@ -156,7 +156,7 @@ export class Store {
   }
 
   /** One page of a partition's rows in clustering order: one ordered iterator scan, reconciling each row's versions. */
-  slice(keyspace: string, t: Token, partition: Uint8Array, options: SliceOptions = {}): Promise<SlicePage> {
+  slice(keyspace: string, t: Token, partition: Uint8Array, options: StoreSliceOptions = {}): Promise<SlicePage> {
     return slice(this.parts, keyspace, t, partition, options);
   }
 

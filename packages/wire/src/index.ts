@@ -4,12 +4,12 @@ export { FrameRejected, type RejectReason, HandshakeRefused, type HandshakeFailu
 export {
   createWsTransport,
   listenWsTransport,
-  PEER_PATH,
   type WsTransport,
   type WsTransportOptions,
   type WsListenOptions,
   type WsTransportStats,
   type PeerLinkStats,
-  type OutboundPhase,
 } from './ws-transport.js';
+export { PEER_PATH } from './ws-peer-address.js';
+export type { OutboundPhase } from './ws-outbound.js';
 export { PEER_PROTOCOL_VERSION, PEER_CLOSE_CODES, type PeerCloseReason } from './handshake.js';

@@ -1,3 +1,5 @@
+import { MAX_TOKEN, MIN_TOKEN } from '@chorus/core';
+import { LIMITS } from '@chorus/model';
 import { type Static, type TObject, Type } from '@sinclair/typebox';
 
 /**
@@ -35,11 +37,12 @@ const KeyspaceDefinition = Type.Object(
 );
 
 // Coordinator <-> replica (ids 200-299, packages/replica). Sizes follow the model's LIMITS.
+// The model's validateKeyspace rule (1–48 characters); LIMITS has no number for it.
 const ReplicaKeyspace = Type.String({ minLength: 1, maxLength: 48, pattern: '^[A-Za-z][A-Za-z0-9_]*$' });
-const ReplicaToken = Type.BigInt({ minimum: -(2n ** 63n), maximum: 2n ** 63n - 1n });
-const ReplicaPartitionKey = Type.Uint8Array({ minByteLength: 1, maxByteLength: 8_192 });
-const ReplicaClusteringKey = Type.Uint8Array({ maxByteLength: 8_192 });
-const ReplicaValue = Type.Uint8Array({ maxByteLength: 1_048_576 });
+const ReplicaToken = Type.BigInt({ minimum: MIN_TOKEN, maximum: MAX_TOKEN });
+const ReplicaPartitionKey = Type.Uint8Array({ minByteLength: 1, maxByteLength: LIMITS.maxPartitionKeyBytes });
+const ReplicaClusteringKey = Type.Uint8Array({ maxByteLength: LIMITS.maxClusteringKeyBytes });
+const ReplicaValue = Type.Uint8Array({ maxByteLength: LIMITS.maxValueBytes });
 /** Every coordinator/replica message carries the sender's hybrid-logical-clock reading and its wall clock (skew estimates). */
 const ReplicaClocks = { hlc: Counter, wallMicros: Counter };
 const ReplicaRowAddress = { keyspace: ReplicaKeyspace, token: ReplicaToken, partition: ReplicaPartitionKey, clustering: ReplicaClusteringKey };
@@ -141,7 +144,7 @@ export const MESSAGE_KINDS = {
         from: Type.Optional(ReplicaClusteringKey),
         to: Type.Optional(ReplicaClusteringKey),
         after: Type.Optional(ReplicaClusteringKey),
-        limit: Type.Integer({ minimum: 1, maximum: 10_000 }),
+        limit: Type.Integer({ minimum: 1, maximum: LIMITS.maxSliceLimit }),
         reverse: Type.Boolean(),
         ...ReplicaClocks,
       },
@@ -152,7 +155,7 @@ export const MESSAGE_KINDS = {
     id: 207,
     schema: Type.Object(
       {
-        rows: Type.Array(ReplicaSliceRow, { maxItems: 10_000 }),
+        rows: Type.Array(ReplicaSliceRow, { maxItems: LIMITS.maxSliceLimit }),
         nextPage: Type.Optional(ReplicaClusteringKey),
         partitionDeletedAtMicros: Type.Optional(Counter),
         ...ReplicaClocks,
