@@ -157,6 +157,9 @@ export async function startCluster(options: StartOptions): Promise<StatusNode[]>
     writeFileSync(layoutPath(dir), `${JSON.stringify(layout, null, 2)}\n`, { mode: 0o600 });
   } else if (options.nodes !== undefined && options.nodes !== layout.nodes.length) {
     throw new CliError(`${dir} holds a ${layout.nodes.length}-node cluster; use chorus cluster add to grow it, or another --dir`);
+  } else if (options.basePort !== undefined && options.basePort !== layout.basePort) {
+    // Its nodes know each other by address: the ports of an existing cluster cannot move.
+    throw new CliError(`${dir} holds a cluster on base port ${layout.basePort}, not ${options.basePort}; drop --base-port, or use another --dir`);
   }
   // Only a node without data takes initial tokens; a restart keeps the tokens it stored.
   const tokens = layout.nodes.some((n) => !existsSync(join(dir, n))) ? initialTokens(layout.nodes, layout.numTokens, layout.rf) : new Map<string, string[]>();

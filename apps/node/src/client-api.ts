@@ -6,6 +6,7 @@ import type { ChorusNode } from '@chorus/node';
 import type { Logger } from 'pino';
 import WebSocket, { WebSocketServer } from 'ws';
 import { NodeStarting, NodeStopping, wireErrorOf } from './errors.js';
+import type { RequestOp, RequestTimer } from './metrics.js';
 
 type Request = protocol.Request;
 type Answer = protocol.Answer;
@@ -30,6 +31,8 @@ export interface ClientApiOptions {
   coalesce?: boolean;
   /** Connections at once before new ones are refused (default 4096). */
   maxConnections?: number;
+  /** Times the data requests (put, get, del, slice). */
+  timeRequest?: RequestTimer;
 }
 
 export interface ClientApiStats {
@@ -64,6 +67,7 @@ const LOG_FIRST = 5;
 const LOG_EVERY = 1000;
 /** A coalesced message is cut at about this many bytes of values. */
 const SOFT_MESSAGE_BYTES = 1024 * 1024;
+const DATA_OPS: Partial<Record<Request['op'], RequestOp>> = { put: 'write', del: 'write', get: 'read', slice: 'slice' };
 
 class ClientConnection {
   inFlight = 0;
@@ -239,9 +243,12 @@ class ClientApiImpl implements ClientApi {
     }
     const request = checked.request;
     this.ops.set(request.op, (this.ops.get(request.op) ?? 0) + 1);
+    const dataOp = DATA_OPS[request.op];
     if (connection.inFlight >= this.maxInFlight) {
       this.counters.overloaded++;
       this.countError('Overloaded');
+      // Shed requests are answered errors like any other: they show beside the timeouts of their level.
+      if (dataOp) this.options.timeRequest?.(dataOp, consistencyOf(request))({ name: 'Overloaded' });
       connection.answer({ id: request.id, error: { name: 'Overloaded', message: `client connection in-flight requests is full (capacity ${this.maxInFlight})`, capacity: this.maxInFlight } });
       return;
     }
@@ -257,6 +264,7 @@ class ClientApiImpl implements ClientApi {
       return;
     }
     connection.inFlight++;
+    const done = dataOp ? this.options.timeRequest?.(dataOp, consistencyOf(request)) : undefined;
     let promise: Promise<{ ok: unknown; bytes: number }>;
     try {
       promise = this.execute(node, request);
@@ -266,10 +274,12 @@ class ClientApiImpl implements ClientApi {
     promise.then(
       ({ ok, bytes }) => {
         connection.inFlight--;
+        done?.();
         connection.answer({ id: request.id, ok }, bytes);
       },
       (error: unknown) => {
         connection.inFlight--;
+        done?.(error);
         connection.answer({ id: request.id, error: this.wireError(error, request) });
       },
     );
@@ -410,6 +420,10 @@ class ClientApiImpl implements ClientApi {
     this.connections.clear();
     await Promise.all(closing);
   }
+}
+
+function consistencyOf(request: Request): string | undefined {
+  return 'cl' in request && typeof request.cl === 'string' ? request.cl : undefined;
 }
 
 function toBuffer(data: WebSocket.RawData): Buffer {

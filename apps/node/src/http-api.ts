@@ -4,7 +4,7 @@ import type { ChorusNode } from '@chorus/node';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { NodeStarting, httpErrorOf } from './errors.js';
-import type { Metrics } from './metrics.js';
+import type { Metrics, RequestOp, RequestTimer } from './metrics.js';
 
 /**
  * Largest request body read. Looser than the value limit on purpose: a value
@@ -56,7 +56,7 @@ export function buildApi(options: ApiOptions) {
     if (typeof body !== 'object' || body === null || !('replication' in body)) throw new InvalidRequest('body must be {"replication": {...}}');
     return ready().putKeyspace(request.params.name, (body as { replication: unknown }).replication);
   });
-  registerDataRoutes(app, ready);
+  registerDataRoutes(app, ready, options.metrics.timeRequest);
   return app;
 }
 
@@ -76,33 +76,46 @@ function consistencyOf(query: Query): { consistency?: string } {
 }
 
 /** Values of the one-row and slice APIs. Keys come from the path, UTF-8; values are the raw body bytes. */
-function registerDataRoutes(app: FastifyInstance, ready: () => ChorusNode): void {
+function registerDataRoutes(app: FastifyInstance, ready: () => ChorusNode, timeRequest: RequestTimer): void {
+  // Requests before the node serves are not timed: they say nothing about the cluster.
+  const timed = async <T>(op: RequestOp, query: Query, work: (node: ChorusNode) => Promise<T>): Promise<T> => {
+    const node = ready();
+    const done = timeRequest(op, query.consistency);
+    try {
+      const result = await work(node);
+      done();
+      return result;
+    } catch (error) {
+      done(error);
+      throw error;
+    }
+  };
   const kvPaths = ['/v1/kv/:ks/:key', '/v1/kv/:ks/:key/:clustering'];
   for (const path of kvPaths) {
-    app.put<{ Params: KvParams; Querystring: Query }>(path, async (request) => {
+    app.put<{ Params: KvParams; Querystring: Query }>(path, (request) => timed('write', request.query, async (node) => {
       const { ks, key, clustering } = request.params;
       const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
       const ttlSeconds = integerParam(request.query, 'ttl', 1);
       const timestampMicros = integerParam(request.query, 'timestamp', 0);
-      const result = await ready().coordinator.put(ks, key, clustering, new Uint8Array(body.buffer, body.byteOffset, body.byteLength), {
+      const result = await node.coordinator.put(ks, key, clustering, new Uint8Array(body.buffer, body.byteOffset, body.byteLength), {
         ...consistencyOf(request.query),
         ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
         ...(timestampMicros !== undefined ? { timestampMicros } : {}),
       });
       return { timestamp: result.timestampMicros };
-    });
+    }));
     app.get<{ Params: KvParams; Querystring: Query }>(path, async (request, reply) => {
       const { ks, key, clustering } = request.params;
-      const found = await ready().coordinator.get(ks, key, clustering, consistencyOf(request.query));
+      const found = await timed('read', request.query, (node) => node.coordinator.get(ks, key, clustering, consistencyOf(request.query)));
       if (!found) return reply.status(404).send({ error: 'NotFound', message: `no value for ${key}${clustering === undefined ? '' : `/${clustering}`} in ${ks}` });
       return reply.header('x-chorus-timestamp', String(found.timestampMicros)).type('application/octet-stream').send(Buffer.from(found.value));
     });
-    app.delete<{ Params: KvParams; Querystring: Query }>(path, async (request) => {
+    app.delete<{ Params: KvParams; Querystring: Query }>(path, (request) => timed('write', request.query, async (node) => {
       const { ks, key, clustering } = request.params;
       const timestampMicros = integerParam(request.query, 'timestamp', 0);
-      const result = await ready().coordinator.del(ks, key, clustering, { ...consistencyOf(request.query), ...(timestampMicros !== undefined ? { timestampMicros } : {}) });
+      const result = await node.coordinator.del(ks, key, clustering, { ...consistencyOf(request.query), ...(timestampMicros !== undefined ? { timestampMicros } : {}) });
       return { timestamp: result.timestampMicros };
-    });
+    }));
   }
   for (const path of ['/v1/local/:ks/:key', '/v1/local/:ks/:key/:clustering']) {
     app.get<{ Params: KvParams }>(path, async (request, reply) => {
@@ -118,7 +131,7 @@ function registerDataRoutes(app: FastifyInstance, ready: () => ChorusNode): void
       };
     });
   }
-  app.get<{ Params: { ks: string; partition: string }; Querystring: Query }>('/v1/rows/:ks/:partition', async (request) => {
+  app.get<{ Params: { ks: string; partition: string }; Querystring: Query }>('/v1/rows/:ks/:partition', (request) => timed('slice', request.query, async (node) => {
     const { ks, partition } = request.params;
     const q = request.query;
     const limit = integerParam(q, 'limit', 1);
@@ -127,7 +140,7 @@ function registerDataRoutes(app: FastifyInstance, ready: () => ChorusNode): void
       if (!/^[A-Za-z0-9_-]*$/.test(q.page)) throw new InvalidRequest('page must be the nextPage token of a previous answer', { field: 'page' });
       page = new Uint8Array(Buffer.from(q.page, 'base64url'));
     }
-    const result = await ready().coordinator.slice(ks, partition, {
+    const result = await node.coordinator.slice(ks, partition, {
       ...consistencyOf(q),
       ...(q.from !== undefined ? { from: q.from } : {}),
       ...(q.to !== undefined ? { to: q.to } : {}),
@@ -139,7 +152,7 @@ function registerDataRoutes(app: FastifyInstance, ready: () => ChorusNode): void
       rows: result.rows.map((r) => ({ clustering: Buffer.from(r.clustering).toString('utf8'), value: Buffer.from(r.value).toString('base64'), timestamp: r.timestampMicros, ...(r.expiresAtMicros !== undefined ? { expiresAt: r.expiresAtMicros } : {}) })),
       ...(result.nextPage ? { nextPage: Buffer.from(result.nextPage).toString('base64url') } : {}),
     };
-  });
+  }));
 }
 
 function parseJsonBody(body: unknown): unknown {

@@ -1,12 +1,24 @@
-import type { ChorusNode } from '@chorus/node';
+import { performance } from 'node:perf_hooks';
+import { isChorusError } from '@chorus/core';
+import { type ChorusNode, stateOf } from '@chorus/node';
 import type { WsTransport } from '@chorus/wire';
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ClientApi } from './client-api.js';
+
+/** Data requests as the coordinator groups them: a delete is a write, as in Cassandra. */
+export type RequestOp = 'read' | 'write' | 'slice';
+
+/**
+ * Starts timing one data request when it arrives; the returned function is
+ * called once, when the request is answered, with the error it failed with.
+ */
+export type RequestTimer = (op: RequestOp, consistency: string | undefined) => (error?: unknown) => void;
 
 export interface Metrics {
   readonly contentType: string;
   render(): Promise<string>;
   readonly registry: Registry;
+  readonly timeRequest: RequestTimer;
 }
 
 export interface MetricSources {
@@ -19,12 +31,45 @@ type Labels = Record<string, string>;
 type Reading = Array<[Labels, number]>;
 
 /**
- * Prometheus metrics of one node. The components keep their own counters;
- * these read them at scrape time, so the hot paths never touch prom-client.
+ * 1-2-5 steps from 100 µs to 10 s: a loopback request takes a few hundred
+ * microseconds and a timed-out one seconds, and histogram_quantile
+ * interpolates within a bucket, so each step must stay within about 2.5×.
+ */
+export const LATENCY_BUCKETS_SECONDS = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10];
+
+// Label values must stay a small fixed set whatever a client sends (DESIGN.md section 4 lists the levels).
+const LEVELS = new Set(['ANY', 'ONE', 'TWO', 'THREE', 'QUORUM', 'ALL', 'LOCAL_ONE', 'LOCAL_QUORUM', 'EACH_QUORUM']);
+const DEFAULT_LEVEL = 'QUORUM';
+
+// Typed loosely on purpose: a repeated query parameter arrives as an array, and the coordinator refuses it as an unknown level.
+function levelLabel(consistency: unknown): string {
+  if (consistency === undefined) return DEFAULT_LEVEL;
+  if (typeof consistency !== 'string') return 'invalid';
+  const upper = consistency.trim().toUpperCase();
+  return LEVELS.has(upper) ? upper : 'invalid';
+}
+
+/** Errors are named by what an operator does about them; error names stay in the logs and answers. */
+function outcomeOf(error: unknown): string {
+  const name = typeof error === 'object' && error !== null ? (error as { name?: unknown }).name : undefined;
+  if (name === 'Unavailable') return 'unavailable';
+  if (name === 'WriteTimeout' || name === 'ReadTimeout') return 'timeout';
+  if (name === 'Overloaded') return 'overloaded';
+  const status = isChorusError(error) ? error.httpStatus : (error as { statusCode?: unknown } | undefined)?.statusCode;
+  if (name === 'InvalidRequest' || (typeof status === 'number' && status >= 400 && status < 500)) return 'invalid';
+  return 'failed';
+}
+
+/**
+ * Prometheus metrics of one node. Request latencies are observed where
+ * requests are answered; everything else comes from the components' own
+ * counters, read at scrape time, so their hot paths never touch prom-client.
  */
 export function createMetrics(sources: MetricSources): Metrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'chorus_process_' });
+  collectDefaultMetrics({ register: registry, prefix: 'chorus_' });
+  // prom-client exports these sums of the labelled nodejs_active_* gauges as gauges ending in _total, which the naming guide reserves for counters.
+  for (const name of ['chorus_nodejs_active_handles_total', 'chorus_nodejs_active_requests_total', 'chorus_nodejs_active_resources_total']) registry.removeSingleMetric(name);
 
   const gauge = (name: string, help: string, labelNames: string[], read: () => Reading | undefined) =>
     new Gauge({
@@ -63,27 +108,48 @@ export function createMetrics(sources: MetricSources): Metrics {
   };
   const one = (value: number): Reading => [[{}, value]];
 
+  const latency = new Histogram({
+    name: 'chorus_request_duration_seconds',
+    help: 'Time to answer data requests (HTTP and client protocol), by operation, consistency level and outcome',
+    labelNames: ['op', 'consistency', 'outcome'],
+    buckets: LATENCY_BUCKETS_SECONDS,
+    registers: [registry],
+  });
+  const timeRequest: RequestTimer = (op, consistency) => {
+    const started = performance.now();
+    return (error) => latency.observe({ op, consistency: levelLabel(consistency), outcome: error === undefined ? 'ok' : outcomeOf(error) }, (performance.now() - started) / 1000);
+  };
+
   gauge('chorus_peers', 'Peers this node sees, by state', ['state'], fromNode((n) => [[{ state: 'up' }, n.counters().peersUp], [{ state: 'down' }, n.counters().peersDown]]));
+  gauge('chorus_node_state', 'Each node of the cluster as this node sees it: 1 for its current state (UN, DN, UJ, UL, ...)', ['node', 'address', 'state'], fromNode((n) =>
+    n.membership().endpoints()
+      .filter((e) => e.status !== 'LEFT' && e.status !== 'REMOVED')
+      .map((e): [Labels, number] => [{ node: e.name ?? e.node, address: e.node, state: stateOf(e) }, 1]),
+  ));
+  gauge('chorus_storage_load_bytes', 'Bytes of this node\'s data on disk, as last published to the cluster (LOAD)', [], fromNode((n) => {
+    const load = n.membership().endpoints().find((e) => e.isSelf)?.load;
+    return load === undefined ? [] : one(load);
+  }));
   gauge('chorus_actors', 'Live actors', [], fromNode((n) => one(n.counters().actors)));
   gauge('chorus_pending_asks', 'Asks waiting for a reply', [], fromNode((n) => one(n.counters().pendingAsks)));
   counter('chorus_frames_rejected_total', 'Peer frames dropped at the edge as malformed', [], fromNode((n) => one(n.counters().rejectedFrames)));
   counter('chorus_actor_restarts_total', 'Actor restarts by supervisors', [], fromNode((n) => one(n.counters().restarts)));
 
   const OPS = ['read', 'write', 'slice'] as const;
-  counter('chorus_requests_total', 'Coordinated requests by operation and outcome', ['op', 'outcome'], fromNode((n) => {
+  const OUTCOMES = [['ok', 'ok'], ['unavailable', 'unavailable'], ['timeouts', 'timeout'], ['failed', 'failed']] as const;
+  counter('chorus_requests_total', 'Requests the coordinator ran, by operation and outcome', ['op', 'outcome'], fromNode((n) => {
     const stats = n.coordinator.stats();
-    return OPS.flatMap((op) => (['ok', 'unavailable', 'timeouts', 'failed'] as const).map((outcome): [Labels, number] => [{ op, outcome }, stats[op][outcome]]));
-  }));
-  gauge('chorus_request_latency_ms', 'Coordinated request latency by operation (recent window)', ['op', 'quantile'], fromNode((n) => {
-    const stats = n.coordinator.stats();
-    return OPS.flatMap((op) => [[{ op, quantile: '0.5' }, stats[op].latency.p50Ms], [{ op, quantile: '0.99' }, stats[op].latency.p99Ms], [{ op, quantile: '1' }, stats[op].latency.maxMs]] as Reading);
+    return OPS.flatMap((op) => OUTCOMES.map(([field, outcome]): [Labels, number] => [{ op, outcome }, stats[op][field]]));
   }));
   gauge('chorus_requests_in_flight', 'Requests this node is coordinating', [], fromNode((n) => one(n.coordinator.stats().inFlight)));
   counter('chorus_speculative_retries_total', 'Reads sent to one more replica because one was slow', [], fromNode((n) => one(n.coordinator.stats().speculativeRetries)));
   counter('chorus_digest_mismatches_total', 'Reads whose replicas disagreed', [], fromNode((n) => one(n.coordinator.stats().digestMismatches)));
-  gauge('chorus_peer_clock_skew_ms', "Estimated offset of each peer's clock from this node's", ['peer'], fromNode((n) => Object.entries(n.coordinator.clockSkew()).map(([peer, s]): [Labels, number] => [{ peer }, s.skewMs])));
+  gauge('chorus_peer_clock_skew_seconds', "Estimated offset of each peer's clock from this node's (positive: the peer is ahead)", ['peer'], fromNode((n) => Object.entries(n.coordinator.clockSkew()).map(([peer, s]): [Labels, number] => [{ peer }, s.skewMs / 1000])));
+  counter('chorus_peer_timestamps_refused_total', 'Peer timestamps the clock did not adopt because they lay beyond max_clock_skew', [], fromNode((n) => one(n.coordinator.stats().refusedPeerTimestamps)));
 
   counter('chorus_row_cache_requests_total', 'Point reads by row cache result', ['result'], fromNode((n) => [[{ result: 'hit' }, n.counters().rowCache.hits], [{ result: 'miss' }, n.counters().rowCache.misses]]));
+  counter('chorus_row_cache_evictions_total', 'Row cache entries dropped to stay within row_cache_size', [], fromNode((n) => one(n.counters().rowCache.evictions)));
+  gauge('chorus_row_cache_entries', 'Rows held by the row cache', [], fromNode((n) => one(n.counters().rowCache.entries)));
   gauge('chorus_row_cache_bytes', 'Estimated bytes held by the row cache', [], fromNode((n) => one(n.counters().rowCache.bytes)));
 
   // Read through `sources` at scrape time: the transport and the client API are made after the metrics.
@@ -94,6 +160,7 @@ export function createMetrics(sources: MetricSources): Metrics {
   counter('chorus_peer_frames_total', 'Peer frames by direction', ['direction'], peer((t) => [[{ direction: 'sent' }, t.framesSent], [{ direction: 'received' }, t.framesReceived], [{ direction: 'dropped' }, t.framesDropped]]));
   counter('chorus_peer_bytes_total', 'Peer bytes by direction', ['direction'], peer((t) => [[{ direction: 'sent' }, t.bytesSent], [{ direction: 'received' }, t.bytesReceived]]));
   counter('chorus_peer_messages_total', 'WebSocket messages to and from peers (frames are coalesced into them)', ['direction'], peer((t) => [[{ direction: 'sent' }, t.messagesSent], [{ direction: 'received' }, t.messagesReceived]]));
+  gauge('chorus_peer_queued_bytes', 'Bytes waiting to be sent to each peer, queued or in the socket buffer', ['peer'], peer((t) => Object.entries(t.peers).map(([p, s]): [Labels, number] => [{ peer: p }, s.queuedBytes + s.bufferedBytes])));
   counter('chorus_peer_handshakes_rejected_total', 'Peer connections refused at the handshake (wrong secret, cluster or version)', [], peer((t) => one(t.rejectedHandshakes)));
   counter('chorus_peer_reconnects_total', 'Peer links that came back after being down', [], peer((t) => one(t.reconnects)));
   const client = (read: (c: ReturnType<ClientApi['stats']>) => Reading) => () => {
@@ -103,5 +170,5 @@ export function createMetrics(sources: MetricSources): Metrics {
   gauge('chorus_client_connections', 'Open client WebSocket connections', [], client((c) => one(c.connections)));
   counter('chorus_client_requests_total', 'Client protocol requests', [], client((c) => one(c.requests)));
   counter('chorus_client_bad_requests_total', 'Client protocol requests or messages refused as malformed', [], client((c) => one(c.badRequests + c.badFrames)));
-  return { registry, contentType: registry.contentType, render: () => registry.metrics() };
+  return { registry, contentType: registry.contentType, render: () => registry.metrics(), timeRequest };
 }

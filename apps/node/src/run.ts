@@ -1,4 +1,4 @@
-import { accessSync, constants, mkdirSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, readFileSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isChorusError, nodeId, realEnv } from '@chorus/core';
@@ -25,6 +25,7 @@ export async function runNode(sources: ConfigSources): Promise<void> {
     throw error;
   }
   const logger = pino({ level: settings.log_level, base: { node: settings.name } });
+  stopWithWatchedProcesses((pid) => logger.warn({ pid }, 'a process this node stops with has exited; stopping'));
   const [host, portText] = splitAddress(settings.listen_address);
   const self = nodeId(settings.listen_address);
   const env = realEnv(self, logger);
@@ -46,9 +47,10 @@ export async function runNode(sources: ConfigSources): Promise<void> {
   let node: ChorusNode | undefined;
   // The metrics read the transport and client API made below; nothing is scraped before the port listens.
   const metricSources: MetricSources = { node: () => node };
-  const api = buildApi({ logger, metrics: createMetrics(metricSources), node: () => node });
+  const metrics = createMetrics(metricSources);
+  const api = buildApi({ logger, metrics, node: () => node });
   const transport = createWsTransport({ env, clusterName: settings.cluster_name, secret: settings.secret, server: api.server });
-  const clientApi = attachClientApi({ app: api, node: () => node, logger });
+  const clientApi = attachClientApi({ app: api, node: () => node, logger, timeRequest: metrics.timeRequest });
   metricSources.transport = transport;
   metricSources.clientApi = clientApi;
   try {
@@ -90,6 +92,42 @@ export async function runNode(sources: ConfigSources): Promise<void> {
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+/**
+ * Opt-in, for test runs: CHORUS_STOP_WITH_PIDS names processes (a test runner) whose exit stops this node as
+ * SIGTERM does. A node started detached by `chorus cluster start` would otherwise outlive a runner killed
+ * before it could stop the node.
+ */
+function stopWithWatchedProcesses(onGone: (pid: number) => void): void {
+  const pids = (process.env.CHORUS_STOP_WITH_PIDS ?? '').split(',').map(Number).filter((pid) => Number.isInteger(pid) && pid > 0);
+  if (pids.length === 0) return;
+  const timer = setInterval(() => {
+    const gone = pids.find((pid) => !processAlive(pid));
+    if (gone === undefined) return;
+    clearInterval(timer);
+    onGone(gone);
+    // Once the node serves, its SIGTERM handler stops it cleanly; before that, SIGTERM's default action ends the process.
+    process.kill(process.pid, 'SIGTERM');
+    // Nobody is left to SIGKILL a stop that hangs.
+    setTimeout(() => process.exit(1), 30_000).unref();
+  }, 1_000);
+  timer.unref();
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  // A process that died but was not reaped yet is a zombie: gone all the same.
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat[stat.lastIndexOf(')') + 2] !== 'Z';
+  } catch {
+    return true;
+  }
 }
 
 /** Bytes of the files under `dir`: the LOAD a node publishes. */

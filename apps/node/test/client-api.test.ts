@@ -17,10 +17,21 @@ interface Fake {
   /** Gets park here while `hold` is set. */
   held: Array<() => void>;
   hold: boolean;
+  /** Resolves once `count` gets are parked: the requests reached the coordinator. */
+  whenHeld(count: number): Promise<void>;
 }
 
 function fakeNode(address: string): Fake {
-  const fake: Fake = { node: undefined as unknown as ChorusNode, data: new Map(), held: [], hold: false };
+  const heldWaiters: Array<() => void> = [];
+  const fake: Fake = {
+    node: undefined as unknown as ChorusNode,
+    data: new Map(),
+    held: [],
+    hold: false,
+    async whenHeld(count) {
+      while (fake.held.length < count) await new Promise<void>((r) => heldWaiters.push(r));
+    },
+  };
   let clock = 1_000;
   const keyOf = (k: Uint8Array | string) => (typeof k === 'string' ? k : Buffer.from(k).toString('utf8'));
   const coordinator = {
@@ -31,7 +42,11 @@ function fakeNode(address: string): Fake {
       return { timestampMicros: ts };
     },
     async get(_ks: string, key: Uint8Array | string) {
-      if (fake.hold) await new Promise<void>((release) => fake.held.push(release));
+      if (fake.hold) {
+        const parked = new Promise<void>((release) => fake.held.push(release));
+        for (const wake of heldWaiters.splice(0)) wake();
+        await parked;
+      }
       const found = fake.data.get(keyOf(key));
       return found ? { value: found.value, timestampMicros: found.ts } : undefined;
     },
@@ -216,6 +231,8 @@ describe('the client API on /client', () => {
     const first = answers(await s.next());
     expect(first.map((a) => a.id).sort()).toEqual([3, 4, 5]);
     for (const a of first) expect(a.error).toMatchObject({ name: 'Overloaded', capacity: 2 });
+    await fake.whenHeld(2);
+    expect(fake.held).toHaveLength(2);
     fake.hold = false;
     for (const release of fake.held.splice(0)) release();
     const rest = answers(await s.next());
@@ -257,7 +274,8 @@ describe('the client API on /client', () => {
     fake.hold = true;
     const s = await rawSocket(address);
     s.ws.send(packr.pack({ id: 1, op: 'get', ks: 'default', key: 'k' }));
-    await new Promise((r) => setTimeout(r, 20));
+    // Request 1 must be in flight when the drain starts, or it would be answered NodeStopping too.
+    await fake.whenHeld(1);
     const drained = api.drain(5_000);
     s.ws.send(packr.pack({ id: 2, op: 'get', ks: 'default', key: 'k' }));
     expect(answers(await s.next())[0]).toMatchObject({ id: 2, error: { name: 'NodeStopping' } });

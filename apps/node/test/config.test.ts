@@ -1,20 +1,30 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { loadSettings } from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
 
 const required = { name: 'n1', listen_address: '127.0.0.1:7100', data_dir: '/tmp/x', secret: 'sesame-sesame' };
 
 describe('settings', () => {
+  const dirs: string[] = [];
+  const tempDir = () => {
+    const dir = mkdtempSync(join(tmpdir(), 'chorus-config-'));
+    dirs.push(dir);
+    return dir;
+  };
+  afterEach(() => {
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+
   it('fills in documented defaults', () => {
     const s = loadSettings({ flags: required });
     expect(s).toMatchObject({ cluster_name: 'chorus', num_tokens: 16, phi_convict_threshold: 8, write_request_timeout: 2_000, commit_sync: 'periodic', gc_grace_seconds: 864_000 });
   });
 
   it('layers file < environment < flags < --set, and parses durations and lists', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'chorus-config-'));
+    const dir = tempDir();
     const file = join(dir, 'chorus.yaml');
     writeFileSync(file, 'name: from-file\nseeds: [127.0.0.1:7100, 127.0.0.1:7101]\nwrite_request_timeout: 5s\nnum_tokens: 8\n');
     const s = loadSettings({
@@ -55,7 +65,7 @@ describe('settings', () => {
   });
 
   it('refuses a config file that is not a map', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'chorus-config-'));
+    const dir = tempDir();
     const file = join(dir, 'bad.yaml');
     writeFileSync(file, '- just\n- a list\n');
     expect(() => loadSettings({ file, flags: required })).toThrow(/must hold a map/);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { type ActorRef, ActorSystem, type ReplyTo } from '../src/index.js';
-import { env, gate, sleep } from './helpers.js';
+import { TEST_TIMEOUT_MS, WAIT_MS, env, gate, sleep, timerCountingEnv, until } from './helpers.js';
 
 type Counter = { type: 'add'; n: number } | { type: 'get'; replyTo: ReplyTo<number> };
 
@@ -14,12 +14,12 @@ const counter = () => {
   };
 };
 
-describe('tell and ask', () => {
+describe('tell and ask', { timeout: TEST_TIMEOUT_MS }, () => {
   it('answers an ask after every earlier tell from the same sender', async () => {
     const system = new ActorSystem({ env: env() });
     const ref = system.spawn<Counter>('counter', counter);
     for (let i = 1; i <= 100; i++) ref.tell({ type: 'add', n: i });
-    expect(await ref.ask<number>((replyTo) => ({ type: 'get', replyTo }), 1_000)).toBe(5050);
+    expect(await ref.ask<number>((replyTo) => ({ type: 'get', replyTo }), WAIT_MS)).toBe(5050);
     await system.shutdown();
   });
 
@@ -38,7 +38,8 @@ describe('tell and ask', () => {
       },
     }));
     for (let i = 0; i < 5; i++) ref.tell({ i });
-    await sleep(50);
+    // The last message ending means every earlier one has started and ended: any overlap has happened by then.
+    expect(await until(() => seen.includes('end 4'))).toBe(true);
     expect(overlapped).toBe(false);
     expect(seen).toEqual([0, 1, 2, 3, 4].flatMap((i) => [`start ${i}`, `end ${i}`]));
     await system.shutdown();
@@ -55,16 +56,20 @@ describe('tell and ask', () => {
   });
 });
 
-describe('bounded mailboxes', () => {
+describe('bounded mailboxes', { timeout: TEST_TIMEOUT_MS }, () => {
   it('rejects past capacity with MailboxFull, which the sender sees', async () => {
     const system = new ActorSystem({ env: env() });
     const hold = gate();
+    let holding = false;
     const handled: number[] = [];
     const ref = system.spawn<{ i: number; replyTo?: ReplyTo<number> }>(
       'busy',
       () => ({
         async receive(msg, ctx) {
-          if (msg.i === 0) await hold.promise;
+          if (msg.i === 0) {
+            holding = true;
+            await hold.promise;
+          }
           handled.push(msg.i);
           if (msg.replyTo) ctx.reply(msg.replyTo, msg.i);
         },
@@ -72,46 +77,53 @@ describe('bounded mailboxes', () => {
       { mailbox: { capacity: 3, overflow: 'reject' } },
     );
     ref.tell({ i: 0 });
-    await sleep(5); // message 0 is now being handled and holds the actor
+    expect(await until(() => holding)).toBe(true); // message 0 is being handled and holds the actor, so the mailbox fills
     ref.tell({ i: 1 });
     ref.tell({ i: 2 });
     ref.tell({ i: 3 });
     expect(() => ref.tell({ i: 4 })).toThrow(expect.objectContaining({ name: 'MailboxFull', fields: { capacity: 3 } }));
-    await expect(ref.ask<number>((replyTo) => ({ i: 5, replyTo }), 1_000)).rejects.toMatchObject({ name: 'MailboxFull' });
+    await expect(ref.ask<number>((replyTo) => ({ i: 5, replyTo }), WAIT_MS)).rejects.toMatchObject({ name: 'MailboxFull' });
     hold.open();
-    await sleep(10);
-    expect(handled).toEqual([0, 1, 2, 3]);
+    expect(await until(() => handled.includes(3))).toBe(true);
+    // Had 4 or 5 been queued after all, they would be handled before a later message through the same mailbox.
+    expect(await ref.ask<number>((replyTo) => ({ i: 6, replyTo }), WAIT_MS)).toBe(6);
+    expect(handled).toEqual([0, 1, 2, 3, 6]);
     await system.shutdown();
   });
 
   it('drop-oldest keeps the newest messages and fails the asks it drops', async () => {
     const system = new ActorSystem({ env: env() });
     const hold = gate();
+    let holding = false;
     const handled: number[] = [];
     const ref = system.spawn<{ i: number; replyTo?: ReplyTo<number> }>(
       'gossipy',
       () => ({
         async receive(msg) {
-          if (msg.i === 0) await hold.promise;
+          if (msg.i === 0) {
+            holding = true;
+            await hold.promise;
+          }
           handled.push(msg.i);
         },
       }),
       { mailbox: { capacity: 2, overflow: 'drop-oldest' } },
     );
     ref.tell({ i: 0 });
-    await sleep(5);
-    const dropped = ref.ask<number>((replyTo) => ({ i: 1, replyTo }), 1_000);
+    expect(await until(() => holding)).toBe(true);
+    const dropped = ref.ask<number>((replyTo) => ({ i: 1, replyTo }), WAIT_MS);
     ref.tell({ i: 2 });
     ref.tell({ i: 3 });
     await expect(dropped).rejects.toMatchObject({ name: 'MailboxFull' });
     hold.open();
-    await sleep(10);
+    // The mailbox is in order, so 1, had it been kept, would be handled before 3.
+    expect(await until(() => handled.includes(3))).toBe(true);
     expect(handled).toEqual([0, 2, 3]);
     await system.shutdown();
   });
 });
 
-describe('batch drain', () => {
+describe('batch drain', { timeout: TEST_TIMEOUT_MS }, () => {
   it('hands 10,000 messages told in one tick to far fewer turns, in order', async () => {
     const system = new ActorSystem({ env: env() });
     const batches: number[] = [];
@@ -127,14 +139,14 @@ describe('batch drain', () => {
       { mailbox: { capacity: 20_000 }, batchLimit: 20_000 },
     );
     for (let i = 0; i < 10_000; i++) ref.tell(i);
-    await sleep(20);
+    expect(await until(() => seen.length === 10_000)).toBe(true);
     expect(seen).toEqual(Array.from({ length: 10_000 }, (_, i) => i));
     expect(batches.length).toBeLessThanOrEqual(2);
     await system.shutdown();
   });
 });
 
-describe('supervision', () => {
+describe('supervision', { timeout: TEST_TIMEOUT_MS }, () => {
   it('restarts a failing actor with fresh state and fails the ask that crashed it', async () => {
     const system = new ActorSystem({ env: env(), defaultSupervision: { minBackoffMs: 1, maxBackoffMs: 5 } });
     let starts = 0;
@@ -151,9 +163,9 @@ describe('supervision', () => {
       };
     });
     ref.tell({ type: 'add', n: 5 });
-    await expect(ref.ask<void>((replyTo) => ({ type: 'boom', replyTo }), 1_000)).rejects.toMatchObject({ name: 'ActorCrashed' });
+    await expect(ref.ask<void>((replyTo) => ({ type: 'boom', replyTo }), WAIT_MS)).rejects.toMatchObject({ name: 'ActorCrashed' });
     ref.tell({ type: 'add', n: 2 });
-    expect(await ref.ask<number>((replyTo) => ({ type: 'get', replyTo }), 1_000)).toBe(2);
+    expect(await ref.ask<number>((replyTo) => ({ type: 'get', replyTo }), WAIT_MS)).toBe(2);
     expect(starts).toBe(2);
     expect(system.stats().restarts).toBe(1);
     await system.shutdown();
@@ -167,16 +179,18 @@ describe('supervision', () => {
       started(ctx) {
         parentStarts++;
         childRef = ctx.spawn<string>('child', () => ({ receive() { throw new Error('always'); } }), {
-          supervision: { maxRestarts: 2, windowMs: 10_000, minBackoffMs: 1, maxBackoffMs: 2 },
+          // A window as long as the test, so however slowly the failures come they count together.
+          supervision: { maxRestarts: 2, windowMs: TEST_TIMEOUT_MS, minBackoffMs: 1, maxBackoffMs: 2 },
         });
       },
     }), { supervision: { minBackoffMs: 1, maxBackoffMs: 2 } });
     const first = childRef!;
     for (let i = 0; i < 3; i++) {
       first.tell('fail');
-      await sleep(15);
+      // Two restarts of the child, then the third failure escalates and the parent's restart counts.
+      expect(await until(() => system.stats().restarts === i + 1)).toBe(true);
     }
-    expect(parentStarts).toBe(2);
+    expect(await until(() => parentStarts === 2)).toBe(true);
     expect(childRef).not.toBe(first);
     expect(childRef!.address.name).toBe('parent/child');
     await system.shutdown();
@@ -185,19 +199,18 @@ describe('supervision', () => {
   it('stops a top-level actor that exceeds its restart intensity', async () => {
     const system = new ActorSystem({ env: env() });
     const ref = system.spawn<string>('doomed', () => ({ receive() { throw new Error('always'); } }), {
-      supervision: { maxRestarts: 1, windowMs: 10_000, minBackoffMs: 1, maxBackoffMs: 1 },
+      supervision: { maxRestarts: 1, windowMs: TEST_TIMEOUT_MS, minBackoffMs: 1, maxBackoffMs: 1 },
     });
     ref.tell('a');
-    await sleep(10);
+    expect(await until(() => system.stats().restarts === 1)).toBe(true);
     ref.tell('b');
-    await sleep(10);
-    expect(system.stats().actors).toBe(0);
+    expect(await until(() => system.stats().actors === 0)).toBe(true);
     await expect(ref.ask((replyTo) => `${replyTo.id}`, 100)).rejects.toMatchObject({ name: 'ActorStopped' });
     await system.shutdown();
   });
 });
 
-describe('lifecycle', () => {
+describe('lifecycle', { timeout: TEST_TIMEOUT_MS }, () => {
   it('stops children before their parent, runs hooks, and fails what was queued', async () => {
     const system = new ActorSystem({ env: env() });
     const events: string[] = [];
@@ -209,6 +222,7 @@ describe('lifecycle', () => {
         child = ctx.spawn('c', () => ({
           started: () => void events.push('c started'),
           async receive() {
+            events.push('c busy');
             await hold.promise;
           },
           stopping: () => void events.push('c stopping'),
@@ -217,26 +231,36 @@ describe('lifecycle', () => {
       stopping: () => void events.push('p stopping'),
     }));
     child.tell({});
-    await sleep(5);
-    const queued = child.ask<void>((replyTo) => ({ replyTo }), 1_000);
+    expect(await until(() => events.includes('c busy'))).toBe(true);
+    const queued = child.ask<void>((replyTo) => ({ replyTo }), WAIT_MS);
     const stopped = system.stop(parent);
     hold.open();
     await stopped;
     await expect(queued).rejects.toMatchObject({ name: 'ActorStopped' });
-    expect(events).toEqual(['p started', 'c started', 'c stopping', 'p stopping']);
+    expect(events).toEqual(['p started', 'c started', 'c busy', 'c stopping', 'p stopping']);
     expect(system.stats().actors).toBe(0);
   });
 
   it('cancels timers set with ctx.after when the actor stops', async () => {
-    const system = new ActorSystem({ env: env() });
+    const { env: timed, liveTimers } = timerCountingEnv();
+    const system = new ActorSystem({ env: timed });
     let ticks = 0;
     const ref = system.spawn<'tick'>('ticker', () => ({
       started: (ctx) => void ctx.after(20, 'tick'),
       receive: () => void ticks++,
     }));
+    expect(liveTimers()).toBe(1);
     await system.stop(ref);
-    await sleep(40);
+    expect(liveTimers()).toBe(0);
+    // A timer set later for as long fires later: once the witness has its tick, the ticker's would have come.
+    let witnessed = false;
+    system.spawn<'tick'>('witness', () => ({
+      started: (ctx) => void ctx.after(20, 'tick'),
+      receive: () => void (witnessed = true),
+    }));
+    expect(await until(() => witnessed)).toBe(true);
     expect(ticks).toBe(0);
+    await system.shutdown();
   });
 
   it('refuses two actors with one name', async () => {

@@ -1,8 +1,53 @@
-import { type Env, type LinkState, type NodeId, type Transport, nodeId, realEnv } from '@chorus/core';
+import { type Env, type LinkState, type NodeId, type Scheduler, type Transport, nodeId, realEnv } from '@chorus/core';
 
 export const env = (name = 'n1'): Env => realEnv(nodeId(name));
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * One knob for every deadline of these tests: a slow or busy machine sets
+ * CHORUS_TEST_TIME_SCALE (e.g. 3) and every wait grows by that factor.
+ */
+export const TIME_SCALE = Math.max(1, Number(process.env.CHORUS_TEST_TIME_SCALE ?? 1) || 1);
+export const scaled = (ms: number) => Math.round(ms * TIME_SCALE);
+/** How long something that should happen promptly may take; waits end as soon as their condition holds. */
+export const WAIT_MS = scaled(10_000);
+/** A test's own budget: several waits in a row fit in it. */
+export const TEST_TIMEOUT_MS = scaled(60_000);
+
+/** Polls `condition` until it holds; false if `timeoutMs` passed first. */
+export async function until(condition: () => boolean, timeoutMs = WAIT_MS): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() >= deadline) return false;
+    await sleep(1);
+  }
+  return true;
+}
+
+/** The real environment, with a count of the timers set through it that have neither fired nor been cancelled. */
+export function timerCountingEnv(name = 'n1'): { env: Env; liveTimers: () => number } {
+  const base = env(name);
+  const live = new Set<object>();
+  const scheduler: Scheduler = {
+    ...base.scheduler,
+    setTimer(delayMs, fn) {
+      const token = {};
+      live.add(token);
+      const timer = base.scheduler.setTimer(delayMs, () => {
+        live.delete(token);
+        fn();
+      });
+      return {
+        cancel: () => {
+          live.delete(token);
+          timer.cancel();
+        },
+      };
+    },
+  };
+  return { env: { ...base, scheduler }, liveTimers: () => live.size };
+}
 
 /** A promise with its resolver outside, to hold an actor inside a turn. */
 export function gate(): { promise: Promise<void>; open: () => void } {

@@ -6,7 +6,7 @@ import WebSocket from 'ws';
 import { encodeBatch } from '../src/batch.js';
 import { ClientHandshake, NONCE_BYTES, PEER_CLOSE_CODES, ServerHandshake } from '../src/handshake.js';
 import { HandshakeRefused, PEER_PROTOCOL_VERSION, type WsTransport } from '../src/index.js';
-import { CLUSTER, SECRET, type LogLine, recordingLogger, startNode, until } from './net-helpers.js';
+import { CLUSTER, SECRET, type LogLine, TEST_TIMEOUT_MS, WAIT_MS, recordingLogger, settles, startNode, until } from './net-helpers.js';
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true });
 const A = nodeId('127.0.0.1:7100');
@@ -44,7 +44,7 @@ function refusal(run: () => unknown): HandshakeRefused {
   throw new Error('handshake was accepted');
 }
 
-describe('handshake, in memory', () => {
+describe('handshake, in memory', { timeout: TEST_TIMEOUT_MS }, () => {
   it('authenticates both sides with the same secret and names each peer', () => {
     const { wire, peers } = converse(new ClientHandshake(identity(A), B), new ServerHandshake(identity(B, { seed: 2 })));
     expect(peers).toEqual([A, B]);
@@ -118,7 +118,7 @@ async function rawPeer(node: NodeId): Promise<{ ws: WebSocket; closed: Promise<n
 
 const withReason = (lines: LogLine[], reason: string) => lines.filter((l) => l.level === 'warn' && l.obj.reason === reason);
 
-describe('handshake over the network', () => {
+describe('handshake over the network', { timeout: TEST_TIMEOUT_MS }, () => {
   const open: WsTransport[] = [];
   const raw: WebSocket[] = [];
   const started = async (...args: Parameters<typeof startNode>) => {
@@ -129,7 +129,7 @@ describe('handshake over the network', () => {
   afterEach(async () => {
     for (const ws of raw.splice(0)) ws.terminate();
     await Promise.all(open.splice(0).map((t) => t.close()));
-  });
+  }, TEST_TIMEOUT_MS);
 
   for (const [what, override, reason] of [
     ['a wrong secret', { secret: 'not the secret' }, 'bad secret'],
@@ -145,8 +145,8 @@ describe('handshake over the network', () => {
       let delivered = 0;
       b.onFrame(() => delivered++);
       a.send(b.localNode, new Uint8Array([1]));
-      expect(await until(() => links.includes('down') && withReason(aLog.lines, reason).length > 0 && withReason(bLog.lines, reason).length > 0, 5_000)).toBe(true);
-      expect(await until(() => a.stats().rejectedHandshakes >= 2, 5_000)).toBe(true); // it keeps retrying
+      expect(await until(() => links.includes('down') && withReason(aLog.lines, reason).length > 0 && withReason(bLog.lines, reason).length > 0)).toBe(true);
+      expect(await until(() => a.stats().rejectedHandshakes >= 2)).toBe(true); // it keeps retrying
       expect(links).toEqual(['down']);
       expect(delivered).toBe(0);
       expect(b.stats().rejectedHandshakes).toBeGreaterThan(0);
@@ -160,7 +160,7 @@ describe('handshake over the network', () => {
     const links: string[] = [];
     a.onLinkState((_peer, state) => links.push(state));
     a.send(b.localNode, new Uint8Array([1]));
-    expect(await until(() => links.includes('up'), 5_000)).toBe(true);
+    expect(await until(() => links.includes('up'))).toBe(true);
     expect(b.stats().peers[a.localNode]?.inbound).toBe(true);
     expect(a.stats().rejectedHandshakes + b.stats().rejectedHandshakes).toBe(0);
   });
@@ -203,15 +203,15 @@ describe('handshake over the network', () => {
     const b = await started({ logger: bLog, handshakeTimeoutMs: 200 });
     const { ws, closed } = await rawPeer(b.localNode);
     raw.push(ws);
-    const startedAt = Date.now();
     ws.send(new ClientHandshake(identity(nodeId('127.0.0.1:3')), b.localNode).hello()); // and never the proof
+    // The close code and the log line say it was the timeout that closed it; how soon after 200 ms depends on the machine.
     expect(await closed).toBe(PEER_CLOSE_CODES['handshake timeout']);
-    expect(Date.now() - startedAt).toBeLessThan(2_000);
     expect(withReason(bLog.lines, 'handshake timeout')).toHaveLength(1);
   });
 
   it('survives garbage, oversized payloads, half-open and mutated handshakes, and keeps serving real peers (live fuzz)', async () => {
-    const b = await started({ maxPendingHandshakes: 16, handshakeTimeoutMs: 300, penaltyThreshold: 5 });
+    // Short enough that half-open connections are closed within the test, long enough for the real handshakes below on a busy machine.
+    const b = await started({ maxPendingHandshakes: 16, handshakeTimeoutMs: 1_000, penaltyThreshold: 5 });
     const a = await started();
     const got: string[] = [];
     b.onFrame((from, f) => got.push(`${from} ${Buffer.from(f).toString()}`));
@@ -245,19 +245,21 @@ describe('handshake over the network', () => {
       const peer = await connect();
       peer?.ws.send(new Uint8Array(size));
     }
-    await Promise.race([Promise.all(closes), new Promise((resolve) => setTimeout(resolve, 3_000))]);
+    // Each of these is closed by a refusal or the handshake timeout; once they are, the handshake budget is free again.
+    expect(await settles(Promise.all(closes))).toBe(true);
     // An authenticated peer that sends garbage containers until it is cut off.
     const liar = await connect();
     expect(liar).toBeDefined();
     if (liar) {
       const client = new ClientHandshake(identity(nodeId('127.0.0.1:5')), b.localNode);
-      const done = new Promise<void>((resolve) =>
+      const done = new Promise<void>((resolve, reject) => {
         liar.ws.on('message', (data) => {
           const step = client.receive(data as Buffer);
           if (step.reply) liar.ws.send(step.reply);
           if (step.done) resolve();
-        }),
-      );
+        });
+        void liar.closed.then((code) => reject(new Error(`closed before authenticating, with code ${code}`)));
+      });
       liar.ws.send(client.hello());
       await done;
       for (let i = 0; i < 10; i++) liar.ws.send(random.bytes(1 + random.int(100)));
@@ -271,19 +273,17 @@ describe('handshake over the network', () => {
     const junk = tcp(port, host, () => junk.end(Buffer.from(random.bytes(300))));
     junk.on('error', () => {});
 
-    await Promise.race([Promise.all(closes), new Promise((resolve) => setTimeout(resolve, 3_000))]);
-    const codes = await Promise.all(closes.map((c) => Promise.race([c, Promise.resolve(-1)])));
-    expect(codes.filter((c) => c === -1)).toEqual([]); // every hostile connection was closed
+    expect(await settles(Promise.all(closes))).toBe(true); // every hostile connection was closed
     expect(b.stats().badMessages).toBeGreaterThan(0);
     expect(b.stats().penalizedClosures).toBe(1);
     expect(got).toEqual([]);
 
     a.send(b.localNode, new TextEncoder().encode('still here'));
-    expect(await until(() => got.length === 1, 5_000)).toBe(true);
+    expect(await until(() => got.length === 1)).toBe(true);
     expect(got).toEqual([`${a.localNode} still here`]);
     b.send(a.localNode, new TextEncoder().encode('and back'));
     let back = false;
     a.onFrame(() => (back = true));
-    expect(await until(() => back, 5_000)).toBe(true);
+    expect(await until(() => back)).toBe(true);
   });
 });

@@ -1,0 +1,50 @@
+import { ChorusError, InvalidRequest, Overloaded } from '@chorus/core';
+import { describe, expect, it } from 'vitest';
+import { LATENCY_BUCKETS_SECONDS, createMetrics } from '../src/metrics.js';
+
+const countOf = (text: string, labels: string) => Number(new RegExp(`^chorus_request_duration_seconds_count\\{${labels}\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+
+describe('node metrics', () => {
+  it('times requests into a seconds histogram, with the level as the server reads it and a small fixed set of outcomes', async () => {
+    const metrics = createMetrics({ node: () => undefined });
+    metrics.timeRequest('write', undefined)();
+    metrics.timeRequest('write', 'quorum')();
+    metrics.timeRequest('read', ' local_one ')();
+    metrics.timeRequest('write', 'sometimes')(new InvalidRequest('unknown consistency level'));
+    // ?consistency=ONE&consistency=ALL reaches the route as an array.
+    metrics.timeRequest('write', ['ONE', 'ALL'] as unknown as string)(new InvalidRequest('unknown consistency level'));
+    metrics.timeRequest('write', 'TWO')(new ChorusError('Unavailable', 'UNAVAILABLE', 'cannot achieve TWO', {}, 503));
+    metrics.timeRequest('write', 'ALL')(new ChorusError('WriteTimeout', 'WRITE_TIMEOUT', 'timed out', {}, 504));
+    metrics.timeRequest('read', 'ALL')(new ChorusError('ReadTimeout', 'READ_TIMEOUT', 'timed out', {}, 504));
+    metrics.timeRequest('slice', 'ONE')(new Overloaded('client connection in-flight requests', 8));
+    metrics.timeRequest('slice', 'ONE')({ name: 'Overloaded', message: 'shed' });
+    metrics.timeRequest('read', 'ONE')(Object.assign(new Error('too large'), { statusCode: 413 }));
+    metrics.timeRequest('read', 'ONE')(new Error('bug'));
+    const text = await metrics.render();
+
+    expect(text).toMatch(/^# TYPE chorus_request_duration_seconds histogram$/m);
+    expect(countOf(text, 'op="write",consistency="QUORUM",outcome="ok"')).toBe(2);
+    expect(countOf(text, 'op="read",consistency="LOCAL_ONE",outcome="ok"')).toBe(1);
+    expect(countOf(text, 'op="write",consistency="invalid",outcome="invalid"')).toBe(2);
+    expect(countOf(text, 'op="write",consistency="TWO",outcome="unavailable"')).toBe(1);
+    expect(countOf(text, 'op="write",consistency="ALL",outcome="timeout"')).toBe(1);
+    expect(countOf(text, 'op="read",consistency="ALL",outcome="timeout"')).toBe(1);
+    expect(countOf(text, 'op="slice",consistency="ONE",outcome="overloaded"')).toBe(2);
+    expect(countOf(text, 'op="read",consistency="ONE",outcome="invalid"')).toBe(1);
+    expect(countOf(text, 'op="read",consistency="ONE",outcome="failed"')).toBe(1);
+    const les = [...text.matchAll(/^chorus_request_duration_seconds_bucket\{le="([^"]+)",op="write",consistency="QUORUM",outcome="ok"\}/gm)].map((m) => m[1]);
+    expect(les).toEqual([...LATENCY_BUCKETS_SECONDS.map(String), '+Inf']);
+    expect(LATENCY_BUCKETS_SECONDS[0]).toBe(0.0001);
+    expect(LATENCY_BUCKETS_SECONDS.at(-1)).toBe(10);
+  });
+
+  it("keeps prom-client's process and Node.js names under the one chorus_ prefix, with no gauge ending in _total", async () => {
+    const text = await createMetrics({ node: () => undefined }).render();
+    expect(text).toMatch(/^# TYPE chorus_process_cpu_seconds_total counter$/m);
+    expect(text).toMatch(/^# TYPE chorus_process_start_time_seconds gauge$/m);
+    expect(text).toMatch(/^# TYPE chorus_nodejs_heap_size_used_bytes gauge$/m);
+    expect(text).not.toMatch(/chorus_process_process_/);
+    expect(text).not.toMatch(/^# TYPE \S+_total (gauge|histogram|summary)$/m);
+    expect(text).not.toMatch(/^# TYPE \S*_ms\S* /m);
+  });
+});
