@@ -1,8 +1,8 @@
-import type { RingEntry, StatusEntry } from '@chorus/node';
+import type { HintsEntry, RingEntry, StatusEntry } from '@chorus/node';
 
 /** One node of `GET /v1/status`; older nodes may omit the newer fields. */
 export type StatusNode = Pick<StatusEntry, 'name' | 'address' | 'hostId' | 'state' | 'dc' | 'rack' | 'tokens' | 'owns' | 'load'> & Partial<StatusEntry>;
-export type { RingEntry };
+export type { RingEntry, HintsEntry };
 
 export function formatBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -26,9 +26,13 @@ export function formatStatus(nodes: StatusNode[]): string {
   for (const n of nodes) byDc.set(n.dc, [...(byDc.get(n.dc) ?? []), n]);
   const blocks: string[] = [];
   for (const [dc, members] of [...byDc].sort(([a], [b]) => a.localeCompare(b))) {
-    const rows = [['--', 'Name', 'Address', 'Load', 'Tokens', 'Owns', 'Host ID', 'Rack']];
+    // A last column only when a node needs a repair (the asked node refused hints for it), so the usual layout stays nodetool's.
+    const notes = members.some((n) => n.needsRepair === true);
+    const rows = [['--', 'Name', 'Address', 'Load', 'Tokens', 'Owns', 'Host ID', 'Rack', ...(notes ? ['Notes'] : [])]];
     for (const n of members.sort((a, b) => a.address.localeCompare(b.address, undefined, { numeric: true }))) {
-      rows.push([n.state, n.name, n.address, formatBytes(n.load), String(n.tokens), n.owns === null ? '?' : `${(n.owns * 100).toFixed(1)}%`, n.hostId, n.rack]);
+      const row = [n.state, n.name, n.address, formatBytes(n.load), String(n.tokens), n.owns === null ? '?' : `${(n.owns * 100).toFixed(1)}%`, n.hostId, n.rack];
+      if (notes) row.push(n.needsRepair === true ? 'needs repair' : '');
+      rows.push(row);
     }
     blocks.push([`Datacenter: ${dc}`, '='.repeat(12 + dc.length), 'Status=Up/Down', '|/ State=Normal/Leaving/Joining/Moving', table(rows)].join('\n'));
   }
@@ -37,4 +41,22 @@ export function formatStatus(nodes: StatusNode[]): string {
 
 export function formatRing(entries: RingEntry[]): string {
   return table([['Address', 'Name', 'DC', 'Rack', 'State', 'Token'], ...entries.map((e) => [e.address, e.name, e.dc, e.rack, e.state, e.token])]);
+}
+
+/** Age of a microsecond timestamp, as `3h12m`, `4m05s` or `12s`. */
+export function formatAge(micros: number, nowMicros: number): string {
+  const s = Math.max(0, Math.floor((nowMicros - micros) / 1_000_000));
+  if (s >= 3600) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+  if (s >= 60) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${s}s`;
+}
+
+/** `chorus hints`: one line per target the asked node holds hints for (or refused hints for). */
+export function formatHints(targets: HintsEntry[], nowMicros: number): string {
+  if (targets.length === 0) return 'no hints pending';
+  const rows = [['Name', 'Address', 'Host ID', 'Hints', 'Bytes', 'Oldest', 'Needs repair']];
+  for (const t of targets) {
+    rows.push([t.name, t.address, t.hostId, String(t.hints), formatBytes(t.bytes), t.oldestMicros === null ? '-' : formatAge(t.oldestMicros, nowMicros), t.needsRepair ? 'yes' : 'no']);
+  }
+  return table(rows);
 }

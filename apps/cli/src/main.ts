@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
 import { CliError, DEFAULT_HOST, errorLine, getJson, request } from './http.js';
-import { type RingEntry, type StatusNode, formatRing, formatStatus } from './format.js';
+import { type HintsEntry, type RingEntry, type StatusNode, formatHints, formatRing, formatStatus } from './format.js';
 import { registerBench } from './bench.js';
 import { killNode, startCluster, stopCluster } from './cluster.js';
 
@@ -105,31 +105,45 @@ program
     else print(formatRing(ring.tokens));
   });
 
+program
+  .command('hints')
+  .description('hints the asked node holds for other nodes: count, bytes, age of the oldest, and whether the node needs a repair')
+  .addOption(hostOption())
+  .option('--json', 'one JSON document')
+  .action(async (o: { host: string; json?: boolean }) => {
+    const hints = await getJson<{ targets: HintsEntry[] }>(o.host, '/v1/hints');
+    if (o.json) json(hints);
+    else print(formatHints(hints.targets, Date.now() * 1000));
+  });
+
 const keyspace = program.command('keyspace').description('schema');
 keyspace
   .command('create <name>')
   .description('create a keyspace (or change its replication)')
   .option('--rf <r>', 'SimpleStrategy replication factor', integer('--rf'))
   .option('--replication <dc:rf,…>', 'NetworkTopologyStrategy factors, e.g. dc1:3,dc2:2')
+  .option('--read-repair <mode>', 'blocking (default for a new keyspace) or none; left out, an existing keyspace keeps its own')
   .addOption(hostOption())
-  .action(async (name: string, o: { rf?: number; replication?: string; host: string }) => {
+  .action(async (name: string, o: { rf?: number; replication?: string; readRepair?: string; host: string }) => {
     if ((o.rf === undefined) === (o.replication === undefined)) throw new CliError('give exactly one of --rf or --replication');
     const replication =
       o.rf !== undefined
         ? { class: 'SimpleStrategy', rf: o.rf }
         : { class: 'NetworkTopologyStrategy', ...Object.fromEntries(o.replication!.split(',').map((p) => { const [dc, rf] = p.split(':'); if (!dc || !rf) throw new CliError(`--replication expects dc:rf pairs, got ${JSON.stringify(p)}`); return [dc.trim(), Number(rf)]; })) };
-    const answer = await request(o.host, 'PUT', `/v1/keyspaces/${encodeURIComponent(name)}`, { body: JSON.stringify({ replication }) });
+    // The node checks the mode and answers a bad one with a reason.
+    const body = o.readRepair === undefined ? { replication } : { replication, read_repair: o.readRepair };
+    const answer = await request(o.host, 'PUT', `/v1/keyspaces/${encodeURIComponent(name)}`, { body: JSON.stringify(body) });
     if (answer.status !== 200) throw new CliError(errorLine(answer));
   });
 keyspace
   .command('list')
-  .description('keyspaces and their replication')
+  .description('keyspaces, their replication and read repair')
   .addOption(hostOption())
   .option('--json', 'one JSON document')
   .action(async (o: { host: string; json?: boolean }) => {
-    const list = await getJson<{ keyspaces: Array<{ name: string; replication: Record<string, unknown> }> }>(o.host, '/v1/keyspaces');
+    const list = await getJson<{ keyspaces: Array<{ name: string; replication: Record<string, unknown>; read_repair?: string }> }>(o.host, '/v1/keyspaces');
     if (o.json) json(list);
-    else for (const k of list.keyspaces) print(`${k.name}  ${JSON.stringify(k.replication)}`);
+    else for (const k of list.keyspaces) print(`${k.name}  ${JSON.stringify(k.replication)}  read_repair=${k.read_repair ?? 'blocking'}`);
   });
 
 const dataPath = (keyspace: string, key: string, clustering?: string) =>

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatBytes, formatStatus } from '../src/format.js';
+import { formatBytes, formatHints, formatStatus } from '../src/format.js';
 import { errorLine } from '../src/http.js';
 
 describe('chorus output', () => {
@@ -19,6 +19,26 @@ describe('chorus output', () => {
     expect(lines[n2]).toContain('2.00 KiB');
     expect(lines[n2]).toContain('50.0%');
     expect(lines.find((l) => l.startsWith('UJ'))).toContain('?');
+  });
+
+  it('marks a node that needs a repair in a last column, and only then adds it', () => {
+    const nodes = [
+      { name: 'n1', address: '127.0.0.1:7100', hostId: 'a', state: 'UN', dc: 'dc1', rack: 'r1', tokens: 16, owns: 0.5, load: 10, needsRepair: false },
+      { name: 'n2', address: '127.0.0.1:7101', hostId: 'b', state: 'DN', dc: 'dc1', rack: 'r1', tokens: 16, owns: 0.5, load: 10, needsRepair: true },
+    ];
+    const marked = formatStatus(nodes).split('\n');
+    expect(marked.find((l) => l.startsWith('--'))).toMatch(/Rack\s+Notes$/);
+    expect(marked.find((l) => l.startsWith('DN  n2'))).toMatch(/needs repair$/);
+    expect(marked.find((l) => l.startsWith('UN  n1'))).not.toMatch(/needs repair/);
+    expect(formatStatus(nodes.map((n) => ({ ...n, needsRepair: false })))).not.toContain('Notes');
+  });
+
+  it('prints hints per target with the age of the oldest', () => {
+    const now = 1_700_000_000_000_000;
+    const text = formatHints([{ hostId: 'b', name: 'n2', address: '127.0.0.1:7101', hints: 1200, bytes: 3 * 1024 * 1024, oldestMicros: now - 3_725_000_000, needsRepair: true }], now);
+    const line = text.split('\n')[1]!;
+    expect(line).toMatch(/^n2\s+127\.0\.0\.1:7101\s+b\s+1200\s+3\.00 MiB\s+1h02m\s+yes$/);
+    expect(formatHints([], now)).toBe('no hints pending');
   });
 
   it('formats sizes and turns a JSON error answer into one line with its numbers', () => {

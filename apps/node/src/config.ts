@@ -33,6 +33,14 @@ export interface NodeSettings {
   /** MiB of reconciled rows kept in memory for point reads; 0 turns the cache off. */
   row_cache_size: number;
   max_clock_skew: number;
+  /** Store hints for replicas that miss writes, and replay them when they are back; false: no hints, and ANY behaves as ONE. */
+  hinted_handoff_enabled: boolean;
+  /** No hints are stored for a node whose oldest undelivered hint is older than this (ms); it needs a repair instead. */
+  max_hint_window: number;
+  /** MiB of hints kept per target node before it needs a repair instead; 0: no cap. */
+  max_hints_size_per_host: number;
+  /** KiB/s of hint replay over all targets; 0: unpaced. */
+  hinted_handoff_throttle: number;
   log_level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
 }
 
@@ -53,14 +61,18 @@ export const DEFAULTS: Omit<NodeSettings, 'name' | 'listen_address' | 'data_dir'
   gc_grace_seconds: 864_000,
   row_cache_size: 64,
   max_clock_skew: 1_000,
+  hinted_handoff_enabled: true,
+  max_hint_window: 3 * 3_600_000,
+  max_hints_size_per_host: 1024,
+  hinted_handoff_throttle: 1024,
   log_level: 'info',
 };
 
-const DURATIONS = new Set(['gossip_interval', 'write_request_timeout', 'read_request_timeout', 'commit_sync_period', 'max_clock_skew']);
+const DURATIONS = new Set(['gossip_interval', 'write_request_timeout', 'read_request_timeout', 'commit_sync_period', 'max_clock_skew', 'max_hint_window']);
 const LISTS = new Set(['seeds', 'initial_tokens']);
-const INTEGERS = new Set(['num_tokens', 'gc_grace_seconds', 'row_cache_size']);
+const INTEGERS = new Set(['num_tokens', 'gc_grace_seconds', 'row_cache_size', 'max_hints_size_per_host', 'hinted_handoff_throttle']);
 const NUMBERS = new Set(['phi_convict_threshold']);
-const BOOLEANS = new Set(['auto_bootstrap']);
+const BOOLEANS = new Set(['auto_bootstrap', 'hinted_handoff_enabled']);
 
 const Address = Type.String({ pattern: '^[A-Za-z0-9.\\-]+:[0-9]{1,5}$' });
 const Duration = Type.Integer({ minimum: 1, maximum: 86_400_000 });
@@ -86,6 +98,11 @@ const Schema = Type.Object(
     gc_grace_seconds: Type.Integer({ minimum: 0, maximum: 315_360_000 }),
     row_cache_size: Type.Integer({ minimum: 0, maximum: 1_048_576 }),
     max_clock_skew: Duration,
+    hinted_handoff_enabled: Type.Boolean(),
+    // Up to gc_grace_seconds' own bound would be meaningless: a hint never outlives gc grace anyway. A year is plenty.
+    max_hint_window: Type.Integer({ minimum: 1, maximum: 365 * 86_400_000 }),
+    max_hints_size_per_host: Type.Integer({ minimum: 0, maximum: 1_048_576 }),
+    hinted_handoff_throttle: Type.Integer({ minimum: 0, maximum: 10_485_760 }),
     log_level: Type.Union(['trace', 'debug', 'info', 'warn', 'error', 'fatal'].map((l) => Type.Literal(l))),
   },
   { additionalProperties: false },

@@ -1,6 +1,6 @@
 import { InvalidRequest } from '@chorus/core';
 import { LIMITS } from '@chorus/model';
-import type { ChorusNode } from '@chorus/node';
+import type { ChorusNode, KeyspaceView } from '@chorus/node';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { NodeStarting, httpErrorOf } from './errors.js';
@@ -50,14 +50,22 @@ export function buildApi(options: ApiOptions) {
   app.get('/metrics', async (_req, reply) => reply.type(options.metrics.contentType).send(await options.metrics.render()));
   app.get('/v1/status', async () => ready().status());
   app.get('/v1/ring', async () => ready().ring());
-  app.get('/v1/keyspaces', async () => ready().keyspaces());
+  app.get('/v1/hints', async () => ready().hints());
+  app.get('/v1/keyspaces', async () => ({ keyspaces: (await ready().keyspaces()).keyspaces.map(keyspaceJson) }));
   app.put<{ Params: { name: string } }>('/v1/keyspaces/:name', async (request) => {
     const body = parseJsonBody(request.body);
-    if (typeof body !== 'object' || body === null || !('replication' in body)) throw new InvalidRequest('body must be {"replication": {...}}');
-    return ready().putKeyspace(request.params.name, (body as { replication: unknown }).replication);
+    if (typeof body !== 'object' || body === null || !('replication' in body)) throw new InvalidRequest('body must be {"replication": {...}, "read_repair"?: "blocking" | "none"}');
+    const b = body as { replication: unknown; read_repair?: unknown; readRepair?: unknown };
+    // Left out, read_repair keeps the keyspace's current setting (blocking for a new keyspace).
+    return keyspaceJson(await ready().putKeyspace(request.params.name, b.replication, 'read_repair' in b ? b.read_repair : b.readRepair));
   });
   registerDataRoutes(app, ready, options.metrics.timeRequest);
   return app;
+}
+
+/** A keyspace as the HTTP API shows it: the option named as in the request body (and Cassandra's table option). */
+function keyspaceJson(k: KeyspaceView): { name: string; replication: KeyspaceView['replication']; read_repair: KeyspaceView['readRepair'] } {
+  return { name: k.name, replication: k.replication, read_repair: k.readRepair };
 }
 
 type Query = Record<string, string | undefined>;

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { isChorusError } from '@chorus/core';
-import { type ChorusNode, stateOf } from '@chorus/node';
+import { type ChorusNode, hintsView, stateOf } from '@chorus/node';
 import type { WsTransport } from '@chorus/wire';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ClientApi } from './client-api.js';
@@ -144,6 +144,9 @@ export function createMetrics(sources: MetricSources): Metrics {
   gauge('chorus_requests_in_flight', 'Requests this node is coordinating', [], fromNode((n) => one(n.coordinator.stats().inFlight)));
   counter('chorus_speculative_retries_total', 'Reads sent to one more replica because one was slow', [], fromNode((n) => one(n.coordinator.stats().speculativeRetries)));
   counter('chorus_digest_mismatches_total', 'Reads whose replicas disagreed', [], fromNode((n) => one(n.coordinator.stats().digestMismatches)));
+  counter('chorus_read_repair_mismatches_total', 'Reads and slices that found replicas holding an older version among those that answered', [], fromNode((n) => one(n.coordinator.stats().readRepair.mismatches)));
+  counter('chorus_read_repair_rows_repaired_total', 'Rows written to stale replicas by read repair (one per row and replica)', [], fromNode((n) => one(n.coordinator.stats().readRepair.rowsRepaired)));
+  counter('chorus_read_repair_timeouts_total', 'Reads failed with ReadTimeout because their read repair did not reach the consistency level in time', [], fromNode((n) => one(n.coordinator.stats().readRepair.timeouts)));
   gauge('chorus_peer_clock_skew_seconds', "Estimated offset of each peer's clock from this node's (positive: the peer is ahead)", ['peer'], fromNode((n) => Object.entries(n.coordinator.clockSkew()).map(([peer, s]): [Labels, number] => [{ peer }, s.skewMs / 1000])));
   counter('chorus_peer_timestamps_refused_total', 'Peer timestamps the clock did not adopt because they lay beyond max_clock_skew', [], fromNode((n) => one(n.coordinator.stats().refusedPeerTimestamps)));
 
@@ -151,6 +154,27 @@ export function createMetrics(sources: MetricSources): Metrics {
   counter('chorus_row_cache_evictions_total', 'Row cache entries dropped to stay within row_cache_size', [], fromNode((n) => one(n.counters().rowCache.evictions)));
   gauge('chorus_row_cache_entries', 'Rows held by the row cache', [], fromNode((n) => one(n.counters().rowCache.entries)));
   gauge('chorus_row_cache_bytes', 'Estimated bytes held by the row cache', [], fromNode((n) => one(n.counters().rowCache.bytes)));
+
+  const hints = (read: (stats: NonNullable<ReturnType<ChorusNode['hintStats']>>) => Reading) => fromNode((n) => {
+    const stats = n.hintStats();
+    return stats ? read(stats) : [];
+  });
+  const hintTargets = (read: (t: ReturnType<typeof hintsView>['targets'][number]) => number | undefined) => fromNode((n) => {
+    const handoff = n.hintedHandoff;
+    if (!handoff) return [];
+    return hintsView(n.membership(), handoff.targets()).targets.flatMap((t): Array<[Labels, number]> => {
+      const value = read(t);
+      return value === undefined ? [] : [[{ target: t.name, host_id: t.hostId }, value]];
+    });
+  });
+  counter('chorus_hints_stored_total', 'Hints this node stored for replicas that missed a write', [], hints((h) => one(h.stored)));
+  counter('chorus_hints_delivered_total', 'Hints replayed to their target and acknowledged', [], hints((h) => one(h.delivered)));
+  counter('chorus_hints_replayed_bytes_total', 'Bytes of the hints delivered', [], hints((h) => one(h.replayedBytes)));
+  counter('chorus_hint_replay_failures_total', 'Hint replays that failed (the target timed out or went away) and were retried later', [], hints((h) => one(h.deliveryFailures)));
+  counter('chorus_hints_dropped_total', 'Hints refused or discarded, by reason: window and size (the target needs a repair), overloaded, unknown (no host id), removed (the host id left), expired (older than gc grace), rejected, corrupt', ['reason'], hints((h) => Object.entries(h.dropped).map(([reason, n]): [Labels, number] => [{ reason }, n])));
+  gauge('chorus_hints_pending', 'Hints waiting for each target', ['target', 'host_id'], hintTargets((t) => t.hints));
+  gauge('chorus_hints_pending_bytes', 'Bytes of the hints waiting for each target', ['target', 'host_id'], hintTargets((t) => t.bytes));
+  gauge('chorus_hints_needs_repair', '1 for each target for which hints were refused (window passed or size cap reached): it needs a repair', ['target', 'host_id'], hintTargets((t) => (t.needsRepair ? 1 : undefined)));
 
   // Read through `sources` at scrape time: the transport and the client API are made after the metrics.
   const peer = (read: (t: ReturnType<WsTransport['stats']>) => Reading) => () => {

@@ -36,12 +36,14 @@ export async function runNode(sources: ConfigSources): Promise<void> {
   } catch (error) {
     fail(`data directory ${settings.data_dir} is not writable (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
   }
-  const db = new Level<Uint8Array, Uint8Array>(join(settings.data_dir, 'data'), { keyEncoding: 'view', valueEncoding: 'view' });
+  const db = await openLevel(settings.data_dir, 'data');
+  // Hints live in a database of their own, so replaying and deleting them never competes with the data's compaction.
+  let hintsDb: Level<Uint8Array, Uint8Array>;
   try {
-    await db.open();
+    hintsDb = await openLevel(settings.data_dir, 'hints');
   } catch (error) {
-    const cause = (error as { cause?: Error }).cause?.message ?? (error as Error).message;
-    fail(/lock/i.test(cause) ? `data directory ${settings.data_dir} is in use by another node` : `cannot open the database in ${settings.data_dir}: ${cause}`);
+    await db.close();
+    throw error;
   }
 
   let node: ChorusNode | undefined;
@@ -58,13 +60,14 @@ export async function runNode(sources: ConfigSources): Promise<void> {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     await db.close();
+    await hintsDb.close();
     if (code === 'EADDRINUSE') fail(`port ${portText} on ${host} is in use`);
     if (code === 'EADDRNOTAVAIL') fail(`address ${host} is not available on this machine`);
     throw error;
   }
 
   try {
-    node = await startChorusNode({ env, transport, db, settings: nodeSettingsOf(settings), loadBytes: () => directoryBytes(join(settings.data_dir, 'data')) });
+    node = await startChorusNode({ env, transport, db, hintsDb, settings: nodeSettingsOf(settings), loadBytes: () => directoryBytes(join(settings.data_dir, 'data')) });
   } catch (error) {
     await transport.close();
     await api.close();
@@ -140,6 +143,18 @@ async function directoryBytes(dir: string): Promise<number> {
   return total;
 }
 
+/** Opens (creating it if needed) one LevelDB directory under the data directory; a lock held by another process is a one-line reason. */
+async function openLevel(dataDir: string, name: string): Promise<Level<Uint8Array, Uint8Array>> {
+  const db = new Level<Uint8Array, Uint8Array>(join(dataDir, name), { keyEncoding: 'view', valueEncoding: 'view' });
+  try {
+    await db.open();
+  } catch (error) {
+    const cause = (error as { cause?: Error }).cause?.message ?? (error as Error).message;
+    fail(/lock/i.test(cause) ? `data directory ${dataDir} is in use by another node` : `cannot open the ${name} database in ${dataDir}: ${cause}`);
+  }
+  return db;
+}
+
 function splitAddress(address: string): [string, string] {
   const at = address.lastIndexOf(':');
   return [address.slice(0, at), address.slice(at + 1)];
@@ -168,5 +183,9 @@ function nodeSettingsOf(s: NodeSettings) {
     gcGraceSeconds: s.gc_grace_seconds,
     rowCacheBytes: s.row_cache_size * 1024 * 1024,
     maxClockSkewMs: s.max_clock_skew,
+    hintedHandoffEnabled: s.hinted_handoff_enabled,
+    maxHintWindowMs: s.max_hint_window,
+    maxHintsSizePerHostBytes: s.max_hints_size_per_host * 1024 * 1024,
+    hintedHandoffThrottleKiBps: s.hinted_handoff_throttle,
   };
 }

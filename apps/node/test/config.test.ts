@@ -23,6 +23,16 @@ describe('settings', () => {
     expect(s).toMatchObject({ cluster_name: 'chorus', num_tokens: 16, phi_convict_threshold: 8, write_request_timeout: 2_000, commit_sync: 'periodic', gc_grace_seconds: 864_000 });
   });
 
+  it('has hinted handoff on by default, and reads its settings as cassandra.yaml names them', () => {
+    expect(loadSettings({ flags: required })).toMatchObject({ hinted_handoff_enabled: true, max_hint_window: 3 * 3_600_000, max_hints_size_per_host: 1024, hinted_handoff_throttle: 1024 });
+    const s = loadSettings({ flags: required, overrides: ['hinted_handoff_enabled=false', 'max_hint_window=30m', 'max_hints_size_per_host=0', 'hinted_handoff_throttle=256'] });
+    expect(s).toMatchObject({ hinted_handoff_enabled: false, max_hint_window: 1_800_000, max_hints_size_per_host: 0, hinted_handoff_throttle: 256 });
+    expect(loadSettings({ flags: required, environment: { CHORUS_MAX_HINT_WINDOW: '48h' } }).max_hint_window).toBe(48 * 3_600_000);
+    expect(() => loadSettings({ flags: required, overrides: ['max_hint_window=soon'] })).toThrow(/max_hint_window must be a duration/);
+    expect(() => loadSettings({ flags: required, overrides: ['hinted_handoff_throttle=-1'] })).toThrow(/hinted_handoff_throttle/);
+    expect(() => loadSettings({ flags: required, overrides: ['hinted_handoff_enabled=maybe'] })).toThrow(/hinted_handoff_enabled must be true or false/);
+  });
+
   it('layers file < environment < flags < --set, and parses durations and lists', () => {
     const dir = tempDir();
     const file = join(dir, 'chorus.yaml');

@@ -34,6 +34,7 @@ describe('the HTTP API', () => {
     const requests = [
       { method: 'GET', url: '/v1/status' },
       { method: 'GET', url: '/v1/ring' },
+      { method: 'GET', url: '/v1/hints' },
       { method: 'GET', url: '/v1/keyspaces' },
       { method: 'PUT', url: '/v1/keyspaces/ks', payload: JSON.stringify({ replication: { class: 'SimpleStrategy', rf: 1 } }) },
       { method: 'PUT', url: '/v1/kv/default/k?consistency=ONE', payload: 'v' },
@@ -64,6 +65,16 @@ describe('the HTTP API', () => {
     expect(answer.statusCode).toBe(200);
     expect(answer.headers['retry-after']).toBeUndefined();
     expect(answer.json()).toEqual({ nodes: [] });
+  });
+
+  it('serves the hints the node holds per target', async () => {
+    const targets = [{ hostId: 'b0000000-0000-4000-8000-000000000000', name: 'n2', address: '127.0.0.1:7101', hints: 3, bytes: 420, oldestMicros: 1_700_000_000_000_000, needsRepair: false }];
+    const node = { hints: async () => ({ targets }) } as unknown as ChorusNode;
+    const { app } = api(() => node);
+    apps.push(app);
+    const answer = await app.inject({ method: 'GET', url: '/v1/hints' });
+    expect(answer.statusCode).toBe(200);
+    expect(answer.json()).toEqual({ targets });
   });
 
   it('answers a body over its limit with 413 ValueTooLarge, and an unexpected failure with a logged 500', async () => {

@@ -1,14 +1,15 @@
 import type { ActorContext, ActorRef, ActorSystem, Behavior, ReplyTo } from '@chorus/actors';
-import { InvalidRequest, type NodeId, Overloaded, type Timer, isChorusError } from '@chorus/core';
+import { InvalidRequest, type NodeId, Overloaded, type Timer, type Token, isChorusError } from '@chorus/core';
 import { type Cell, EmptyPartitionKey, KeyTooLarge, LIMITS, type Mutation, expiryFromTtl, isDead, isTombstone, validateMutation } from '@chorus/model';
-import { repairMutations, staleReplicas } from '@chorus/read-repair';
+import type { ReplicaRepair } from '@chorus/read-repair';
 import { type Clocks, type HybridLogicalClock, REPLICA_ACTOR, type ReplicaMsg, type RowKey, type SkewTracker, type SliceQuery } from '@chorus/replica';
-import { type KeyspaceDef, type RingView, tokenOf } from '@chorus/ring';
-import { ClockSkewed, ReadTimeout, RequestFailed, WriteTimeout } from './errors.js';
+import { type KeyspaceDef, type RingView, readRepairOf, tokenOf } from '@chorus/ring';
+import { ClockSkewed, ReadTimeout, RequestFailed, Unavailable, WriteTimeout } from './errors.js';
 import { LatencyHistogram, PeerLatencies } from './latency.js';
 import { type ConsistencyLevel, DEFAULT_CONSISTENCY, parseConsistency, validateForRead } from './levels.js';
 import { type ReplicaPlan, planRead, planWrite } from './plan.js';
 import { ReadRequest } from './read.js';
+import type { RepairPolicy } from './repair.js';
 import { type Op, type Outcome, type ReplicaAnswer, type Request, type RequestIo, type Tick } from './request.js';
 import { SliceRequest } from './slice.js';
 import type { MergedPage } from './slice-merge.js';
@@ -42,7 +43,9 @@ export type CoordinatorMsg =
       sentWallMicros: number;
       outcome: Outcome;
     }
-  | { type: 'tick'; id: number; tag: Tick };
+  | { type: 'tick'; id: number; tag: Tick }
+  /** Whether a hint a write offered was stored (see `RequestIo.hint`). */
+  | { type: 'hinted'; id: number; target: NodeId; stored: boolean };
 
 interface OpCounters {
   ok: number;
@@ -63,6 +66,7 @@ interface Shared {
   counters: Record<Op, OpCounters>;
   speculativeRetries: number;
   digestMismatches: number;
+  readRepair: { mismatches: number; rowsRepaired: number; timeouts: number };
 }
 
 /** The options with their defaults filled in; the hooks stay optional. */
@@ -110,33 +114,43 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
       return Math.min(Math.max(1, delay), o.readTimeoutMs / 2);
     }
 
-    /** What a write calls for each replica that missed it; undefined without a hint sink. */
-    function offerHint(ctx: ActorContext<CoordinatorMsg>, mutation: Mutation): ((target: NodeId) => void) | undefined {
+    /** What a write calls for each replica that missed it; undefined without a hint sink. The outcome comes back as a message, in a turn of its own. */
+    function offerHint(ctx: ActorContext<CoordinatorMsg>, id: number): RequestIo['hint'] {
       const hints = o.hints;
       if (hints === undefined) return undefined;
-      return (target) => {
+      return (target, mutation, report) => {
+        let outcome: Promise<boolean>;
         try {
-          hints.offer(target, mutation).catch((error: unknown) => ctx.log.warn({ err: error, target }, 'hint sink failed'));
+          outcome = hints.offer(target, mutation);
         } catch (error) {
-          ctx.log.warn({ err: error, target }, 'hint sink failed');
+          outcome = Promise.reject(error as Error);
         }
+        outcome.then(
+          (stored) => {
+            if (report) deliver(ctx, { type: 'hinted', id, target, stored });
+          },
+          (error: unknown) => {
+            ctx.log.warn({ err: error, target }, 'hint sink failed');
+            if (report) deliver(ctx, { type: 'hinted', id, target, stored: false });
+          },
+        );
       };
     }
 
-    /** The read-repair phase of a read whose replicas disagreed; undefined without a hook. */
-    function readRepair(ctx: ActorContext<CoordinatorMsg>, row: RowKey): ((resolved: Cell | undefined, answers: Map<NodeId, Cell | undefined>) => void) | undefined {
+    /** What a read or slice of `keyspace` does when its replicas disagree: the keyspace's read_repair, and the observer hook. */
+    function repairPolicy(ctx: ActorContext<CoordinatorMsg>, keyspace: KeyspaceDef, op: 'read' | 'slice', at: { token: Token; partition: Uint8Array }): RepairPolicy {
+      const mode = readRepairOf(keyspace);
       const hook = o.readRepair;
-      if (hook === undefined) return undefined;
-      return (resolved, answers) => {
-        try {
-          const stale = staleReplicas(resolved, answers);
-          const repairs = repairMutations(resolved, stale, row);
-          const done = hook({ keyspace: row.keyspace, token: row.token, partition: row.partition, clustering: row.clustering ?? new Uint8Array(0), resolved, answers, stale, repairs });
-          // Not awaited: the read's answer does not wait for its repair.
-          Promise.resolve(done).catch((error: unknown) => ctx.log.warn({ err: error }, 'read repair failed'));
-        } catch (error) {
-          ctx.log.warn({ err: error }, 'read repair failed');
-        }
+      return {
+        mode,
+        observe(repairs: ReplicaRepair[]) {
+          if (hook === undefined) return;
+          try {
+            hook({ op, keyspace: keyspace.name, token: at.token, partition: at.partition, mode, repairs });
+          } catch (error) {
+            ctx.log.warn({ err: error }, 'read repair observer failed');
+          }
+        },
       };
     }
 
@@ -202,6 +216,7 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
         fail(error) {
           if (!settle()) return;
           if (error instanceof WriteTimeout || error instanceof ReadTimeout) counters.timeouts++;
+          else if (error instanceof Unavailable) counters.unavailable++;
           else counters.failed++;
           ctx.fail(replyTo, error);
         },
@@ -212,7 +227,20 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
         mismatch() {
           shared.digestMismatches++;
         },
+        repair: {
+          found() {
+            shared.readRepair.mismatches++;
+          },
+          sent(rows) {
+            shared.readRepair.rowsRepaired += rows;
+          },
+          timedOut() {
+            shared.readRepair.timeouts++;
+          },
+        },
       };
+      const hint = offerHint(ctx, id);
+      if (hint !== undefined) io.hint = hint;
       let made: Request;
       try {
         made = make(io);
@@ -275,9 +303,10 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
                   localDc: topology.localDc,
                   isAlive: (n) => n === env.node || membership.isAlive(n),
                   dcOf: (n) => ring.member(n)?.dc ?? membership.locationOf(n)?.dc,
+                  hintsAvailable: o.hints !== undefined,
                 });
               },
-              (io) => new WriteRequest(io, mutation, timestampMicros, o.writeTimeoutMs, offerHint(ctx, mutation)),
+              (io) => new WriteRequest(io, mutation, timestampMicros, o.writeTimeoutMs),
             );
             return;
           }
@@ -299,10 +328,12 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
             };
             if (msg.type === 'read') {
               const row = msg.row;
-              startRequest(ctx, 'read', msg.replyTo, makePlan, (io) => new ReadRequest(io, row, o.readTimeoutMs, speculationDelay(io.plan), readRepair(ctx, row)));
+              const policy = repairPolicy(ctx, msg.keyspace, 'read', row);
+              startRequest(ctx, 'read', msg.replyTo, makePlan, (io) => new ReadRequest(io, row, o.readTimeoutMs, speculationDelay(io.plan), policy));
             } else {
               const query = msg.query;
-              startRequest(ctx, 'slice', msg.replyTo, makePlan, (io) => new SliceRequest(io, query, o.readTimeoutMs, speculationDelay(io.plan), () => env.clock.nowMicros()));
+              const policy = repairPolicy(ctx, msg.keyspace, 'slice', query);
+              startRequest(ctx, 'slice', msg.replyTo, makePlan, (io) => new SliceRequest(io, query, o.readTimeoutMs, speculationDelay(io.plan), () => env.clock.nowMicros(), policy));
             }
             return;
           }
@@ -321,6 +352,11 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
           case 'tick': {
             const entry = requests.get(msg.id);
             if (entry) guarded(ctx, msg.id, () => entry.request.onTick(msg.tag));
+            return;
+          }
+          case 'hinted': {
+            const entry = requests.get(msg.id);
+            if (entry) guarded(ctx, msg.id, () => entry.request.onHinted?.(msg.target, msg.stored));
             return;
           }
         }
@@ -370,6 +406,7 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
     counters: { write: newCounters(), read: newCounters(), slice: newCounters() },
     speculativeRetries: 0,
     digestMismatches: 0,
+    readRepair: { mismatches: 0, rowsRepaired: 0, timeouts: 0 },
   };
   const replicaName = options.names?.replica ?? REPLICA_ACTOR;
   const ref = system.spawn<CoordinatorMsg>(options.names?.coordinator ?? COORDINATOR_ACTOR, coordinatorBehavior(system, o, shared, replicaName), {
@@ -513,6 +550,7 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
         inFlight,
         speculativeRetries: shared.speculativeRetries,
         digestMismatches: shared.digestMismatches,
+        readRepair: { ...shared.readRepair },
         refusedPeerTimestamps: hlc.rejected,
         peers: shared.latencies.snapshot(),
       };

@@ -13,7 +13,7 @@ export type {
   SliceRequest,
   SliceResponse,
   SliceResponseRow,
-  ReadRepairRequest,
+  ReadRepairEvent,
 } from './types.js';
 export {
   CONSISTENCY_LEVELS,

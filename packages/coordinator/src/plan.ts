@@ -48,6 +48,12 @@ export interface PlanInput {
   dcOf(node: NodeId): string | undefined;
   /** Sorts replicas closest first (reads only). */
   byProximity?(nodes: readonly NodeId[]): NodeId[];
+  /**
+   * Writes only: the coordinator stores hints, so a write at ANY may be met by
+   * a stored hint alone and needs no live replica (Cassandra's ANY). Without
+   * hints ANY needs one live replica, as ONE.
+   */
+  hintsAvailable?: boolean;
 }
 
 const UNKNOWN_DC = '';
@@ -93,7 +99,8 @@ function dcMap(nodes: readonly NodeId[], dcOf: (n: NodeId) => string | undefined
  * The plan of a write: every live natural and pending replica is sent the
  * mutation; the level's count plus the pending replicas in scope must
  * acknowledge it (a node that is joining must not let a write count as
- * durable on the ring it is about to leave behind).
+ * durable on the ring it is about to leave behind). At ANY with hints, a
+ * plan may have no live replica at all: a stored hint is its acknowledgement.
  */
 export function planWrite(input: PlanInput): ReplicaPlan {
   const { consistency, token, replication, ring, localDc } = input;
@@ -112,7 +119,7 @@ export function planWrite(input: PlanInput): ReplicaPlan {
     required = blockFor(consistency, replication, localDc) + pendingInScope;
   }
   const live = all.filter((n) => input.isAlive(n));
-  assureSufficient(consistency, scope, perDc ?? required, live, dcOf);
+  if (!(consistency === 'ANY' && input.hintsAvailable === true)) assureSufficient(consistency, scope, perDc ?? required, live, dcOf);
   return freezePlan({
     op: 'write',
     consistency,

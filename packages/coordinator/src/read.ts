@@ -1,9 +1,10 @@
 import type { NodeId } from '@chorus/core';
 import { type Cell, cellDigest } from '@chorus/model';
-import { digestsAgree, resolveCells } from '@chorus/read-repair';
+import { digestsAgree, repairMutations, resolveCells, staleReplicas } from '@chorus/read-repair';
 import { type RowKey, fromWireCell, readData, readDigest } from '@chorus/replica';
 import { ReadTimeout } from './errors.js';
 import { countAnswers, isSatisfied, takeExtra } from './plan.js';
+import { BlockingRepair, type RepairPolicy } from './repair.js';
 import { type Outcome, type Request, type RequestIo, type Tick, clientError } from './request.js';
 
 interface ReadAnswerState {
@@ -15,25 +16,30 @@ interface ReadAnswerState {
 /**
  * One read: data from the closest replica, digests from the others the level
  * needs. Matching digests answer at once; a mismatch asks every answering
- * replica for data and resolves last-write-wins, then hands the resolution
- * to `onMismatch` (the read-repair phase) before answering. Replicas that
- * fail are replaced from the plan's extras; one speculative request goes out
- * when the contacts are slower than their recent p99.
+ * replica for data and resolves last-write-wins. When some of them answered
+ * an older version, the read-repair phase (blocking, unless the keyspace's
+ * read_repair is none) writes the resolved version to them and answers only
+ * once the replicas holding it meet the level, so no later read at the level
+ * can return anything older; a repair that cannot get there in time fails
+ * the read with ReadTimeout. Replicas that fail are replaced from the plan's
+ * extras; one speculative request goes out when the contacts are slower than
+ * their recent p99.
  */
 export class ReadRequest implements Request {
   private readonly answers = new Map<NodeId, ReadAnswerState>();
   private readonly outstanding = new Map<NodeId, 'data' | 'digest'>();
   private readonly extras: NodeId[];
   private readonly errors: Error[] = [];
-  private phase: 'digests' | 'resolve' = 'digests';
+  private phase: 'digests' | 'resolve' | 'repair' = 'digests';
   private speculated = false;
+  private repair: { blocking: BlockingRepair; resolved: Cell | undefined } | undefined;
 
   constructor(
     private readonly io: RequestIo,
     private readonly row: RowKey,
     private readonly timeoutMs: number,
     private readonly speculateAfterMs: number | undefined,
-    private readonly onMismatch: ((resolved: Cell | undefined, answers: Map<NodeId, Cell | undefined>) => void) | undefined,
+    private readonly policy: RepairPolicy,
   ) {
     this.extras = [...io.plan.extras];
   }
@@ -61,6 +67,14 @@ export class ReadRequest implements Request {
   }
 
   onAnswer(from: NodeId, outcome: Outcome): void {
+    if (this.repair !== undefined) {
+      // Read answers still under way (a speculative replica) no longer matter: the version to answer is chosen.
+      if (this.repair.blocking.owns(from)) {
+        this.repair.blocking.onAnswer(from, outcome);
+        this.settleRepair();
+      }
+      return;
+    }
     if (!this.outstanding.has(from)) return;
     this.outstanding.delete(from);
     if (!outcome.ok) {
@@ -85,6 +99,7 @@ export class ReadRequest implements Request {
 
   onTick(tag: Tick): void {
     if (tag === 'timeout') {
+      if (this.repair !== undefined) this.io.repair.timedOut();
       this.io.fail(this.interrupted());
       return;
     }
@@ -121,11 +136,37 @@ export class ReadRequest implements Request {
     const cells = new Map<NodeId, Cell | undefined>();
     for (const [node, a] of this.answers) if (a.data) cells.set(node, a.data.cell);
     const resolved = resolveCells(cells.values());
-    this.onMismatch?.(resolved, cells);
-    this.io.succeed({ cell: resolved });
+    const stale = staleReplicas(resolved, cells);
+    if (stale.length === 0) {
+      // The digests differed, but by the time data was read the replicas agreed (a write landed in between).
+      this.io.succeed({ cell: resolved });
+      return;
+    }
+    this.io.repair.found();
+    const repairs = repairMutations(resolved, stale, this.row).map(({ target, mutation }) => ({ target, mutations: [mutation], rows: 1 }));
+    this.policy.observe(repairs);
+    if (this.policy.mode === 'none') {
+      this.io.succeed({ cell: resolved });
+      return;
+    }
+    this.phase = 'repair';
+    this.repair = { blocking: new BlockingRepair(this.io, cells.keys(), repairs), resolved };
+    this.repair.blocking.start();
+    this.settleRepair();
+  }
+
+  /** Answers once the replicas holding the resolved version meet the level; fails at once when they no longer can. */
+  private settleRepair(): void {
+    const { blocking, resolved } = this.repair!;
+    if (blocking.satisfied) this.io.succeed({ cell: resolved });
+    else if (blocking.hopeless) {
+      this.io.repair.timedOut();
+      this.io.fail(blocking.timeout('read repair: a stale replica failed to take the newest version'));
+    }
   }
 
   interrupted(detail?: string): Error {
+    if (this.repair !== undefined) return this.repair.blocking.timeout(detail);
     const responders = this.phase === 'digests' ? [...this.answers.keys()] : [...this.answers].filter(([, a]) => a.data).map(([n]) => n);
     return new ReadTimeout(this.io.plan.consistency, this.io.plan.blockFor, countAnswers(this.io.plan, responders), this.dataPresent, detail);
   }

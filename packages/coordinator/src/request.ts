@@ -1,5 +1,6 @@
 import type { ActorRef } from '@chorus/actors';
 import { type NodeId, isChorusError } from '@chorus/core';
+import type { Mutation } from '@chorus/model';
 import type { Clocks, DataMsg, DigestMsg, MutatedMsg, ReplicaMsg, RowsMsg } from '@chorus/replica';
 import type { ReplicaPlan } from './plan.js';
 
@@ -20,6 +21,14 @@ export interface RequestIo {
   end(): void;
   speculated(): void;
   mismatch(): void;
+  /** Read-repair counts: a request that found stale replicas, the row writes it sent them, a repair that did not reach the level. */
+  readonly repair: { found(): void; sent(rows: number): void; timedOut(): void };
+  /**
+   * Present when the node has a hint sink: offers `mutation` for `target`
+   * (hinted handoff). With `report`, the request's `onHinted` later hears
+   * whether the hint was stored (durably), in a turn of its own.
+   */
+  hint?: (target: NodeId, mutation: Mutation, report: boolean) => void;
 }
 
 /** One request's state machine, driven by the coordinator actor. */
@@ -37,6 +46,8 @@ export interface Request {
   open?(): boolean;
   /** The coordinator is stopping or restarting: last chance for work the request owes after its answer. */
   abandoned?(): void;
+  /** The outcome of a hint offered with `report` (see `RequestIo.hint`); called only while the request is open. */
+  onHinted?(target: NodeId, stored: boolean): void;
 }
 
 /** A client error from a replica (say, a timestamp too far ahead) explains a failure better than a timeout. */

@@ -1,9 +1,9 @@
 import type { ActorRef } from '@chorus/actors';
 import type { Env, HintSink, MembershipView, NodeId, Token } from '@chorus/core';
 import type { Cell, Mutation, RowAddress } from '@chorus/model';
-import type { RepairMutation } from '@chorus/read-repair';
+import type { ReplicaRepair } from '@chorus/read-repair';
 import type { HybridLogicalClock, PeerSkew, SkewTracker } from '@chorus/replica';
-import type { KeyspaceDef, RingView } from '@chorus/ring';
+import type { KeyspaceDef, ReadRepairMode, RingView } from '@chorus/ring';
 import type { CoordinatorMsg } from './actor.js';
 import type { ConsistencyLevel } from './levels.js';
 
@@ -49,40 +49,42 @@ export interface CoordinatorOptions {
   maxInFlight?: number;
   /**
    * Where writes that a replica missed are offered (hinted handoff). Absent:
-   * nothing is offered, and a write ends with its answer. Present: a write
-   * stays open after its answer until every contact answered or its deadline
-   * passed, then offers the mutation for each replica of its plan that did
-   * not acknowledge. Called from the coordinator actor's turn (see the
-   * contract of `HintSink`); the outcome is not awaited, and the consistency
-   * levels count only replica acknowledgements (ANY as ONE).
+   * nothing is offered, a write ends with its answer, and ANY needs a live
+   * replica as ONE does. Present: a replica down when the write started is
+   * offered once the write exists on another replica (at ANY at once); a
+   * contact that failed or stayed silent once every contact answered or the
+   * deadline passed (the write stays open after its answer until then).
+   * Called from the coordinator actor's turn (see the contract of
+   * `HintSink`). Only ANY awaits the outcome: a stored hint is its
+   * acknowledgement, so it needs no live replica.
    */
   hints?: HintSink<Mutation>;
   /**
-   * The read-repair phase: called when a read's replicas disagreed, with the
-   * resolved version, the stale replicas and the mutations that would bring
-   * them up to date. Called from the coordinator actor's turn, just before
-   * the read is answered; not awaited (the answer does not wait for repair;
-   * a blocking repair would be awaited at the same place). A throw or a
-   * rejection is logged. Absent: nothing is repaired.
+   * Observes read repair (the coordinator runs it itself, as the keyspace's
+   * `readRepair` says): called once for each read or slice whose replicas
+   * answered different versions, with what each stale replica is sent,
+   * before anything is sent. Called from the coordinator actor's turn; must
+   * not block. A throw is logged.
    */
-  readRepair?: (repair: ReadRepairRequest) => Promise<void> | void;
+  readRepair?: (repair: ReadRepairEvent) => void;
   /** Actor names, for several coordinators in one system (tests): this node's coordinator, and the replica actor it addresses on every node. */
   names?: { coordinator?: string; replica?: string };
 }
 
-/** A read whose replicas disagreed, resolved: what read repair gets. */
-export interface ReadRepairRequest {
+/** A read or slice whose replicas disagreed: what read repair sends (or, with read_repair none, would send). */
+export interface ReadRepairEvent {
+  op: 'read' | 'slice';
   keyspace: string;
   token: Token;
   partition: Uint8Array;
-  clustering: Uint8Array;
-  resolved: Cell | undefined;
-  /** What each replica that sent data held. */
-  answers: ReadonlyMap<NodeId, Cell | undefined>;
-  /** The replicas whose version is older than `resolved`. */
-  stale: NodeId[];
-  /** One per stale replica: `resolved` as is, at the read's row. */
-  repairs: RepairMutation[];
+  /** The keyspace's read repair: `none` sends nothing. */
+  mode: ReadRepairMode;
+  /**
+   * One per stale replica that answered (others are never repaired): the
+   * resolved versions at their rows, unchanged (their own timestamps and
+   * expiries), and for a slice the newest partition deletion if it lacks it.
+   */
+  repairs: ReplicaRepair[];
 }
 
 export interface WriteOptions {
@@ -137,6 +139,12 @@ export interface CoordinatorStats {
   inFlight: number;
   speculativeRetries: number;
   digestMismatches: number;
+  /**
+   * Read repair: reads and slices that found stale replicas among those that
+   * answered, row writes sent to repair them (one per row and replica), and
+   * reads failed with ReadTimeout because the repair did not reach the level.
+   */
+  readRepair: { mismatches: number; rowsRepaired: number; timeouts: number };
   /** Peer timestamps not adopted by the clock because they lay beyond max_clock_skew. */
   refusedPeerTimestamps: number;
   peers: Record<string, { ewmaMs: number; p99Ms: number; samples: number }>;

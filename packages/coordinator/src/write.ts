@@ -1,7 +1,7 @@
 import type { NodeId } from '@chorus/core';
 import type { Mutation } from '@chorus/model';
 import { mutate } from '@chorus/replica';
-import { WriteTimeout } from './errors.js';
+import { Unavailable, WriteTimeout } from './errors.js';
 import { countAnswers, isSatisfied } from './plan.js';
 import { type Outcome, type Request, type RequestIo, clientError } from './request.js';
 
@@ -9,17 +9,30 @@ import { type Outcome, type Request, type RequestIo, clientError } from './reque
  * One write: the mutation goes to every contact of the plan, and the caller
  * is answered as soon as the acknowledgements in scope meet the level.
  *
- * With `offerHint`, the request stays open after its answer until every
- * contact has answered or the deadline has passed, and then offers the
- * mutation for each replica of the plan that did not acknowledge (down when
- * the request started, failed, or silent until the deadline). A write that
- * the replicas refused (the caller got their client error) exists nowhere,
- * so nothing is offered for it.
+ * With hints (`io.hint`), the mutation is offered for every replica of the
+ * plan that misses it:
+ * - a replica down when the request started is offered as soon as the write
+ *   exists somewhere (its first acknowledgement), without waiting for the
+ *   deadline; at ANY at once, since a stored hint is what ANY may count;
+ * - a contact that failed or stayed silent is offered once every contact has
+ *   answered or the deadline has passed: the request stays open after its
+ *   answer until then.
+ * A write that the replicas refused (the caller got their client error)
+ * exists nowhere, so nothing is offered for it.
+ *
+ * At ANY a stored hint counts as the acknowledgement (Cassandra's ANY): the
+ * write succeeds when a replica acknowledges or a hint is durably stored. If
+ * no replica was live and every hint was refused, it is Unavailable: nothing
+ * was written anywhere.
  */
 export class WriteRequest implements Request {
   private readonly acks = new Set<NodeId>();
   private readonly outstanding = new Set<NodeId>();
   private readonly errors: Error[] = [];
+  /** Replicas the mutation was offered for, so none is offered twice. */
+  private readonly hinted = new Set<NodeId>();
+  /** Offers whose outcome a write at ANY still waits for. */
+  private hintsAwaited = 0;
   private refused = false;
   private finished = false;
 
@@ -28,15 +41,43 @@ export class WriteRequest implements Request {
     private readonly mutation: Mutation,
     private readonly timestampMicros: number,
     private readonly timeoutMs: number,
-    private readonly offerHint?: (target: NodeId) => void,
   ) {}
 
+  private get hinting(): boolean {
+    return this.io.hint !== undefined;
+  }
+
+  private get any(): boolean {
+    return this.io.plan.consistency === 'ANY';
+  }
+
   start(): void {
+    const plan = this.io.plan;
     this.io.after(this.timeoutMs, 'timeout');
-    for (const node of this.io.plan.contacts) {
+    for (const node of plan.contacts) {
       this.outstanding.add(node);
       this.io.ask(node, (ref, clocks, t) => mutate(ref, this.mutation, clocks, t));
     }
+    if (this.any && this.hinting) {
+      this.hintDown();
+      // No live replica and nobody to hint (a ring without replicas for the token): nothing can ever acknowledge.
+      if (plan.contacts.length === 0 && this.hintsAwaited === 0) this.io.fail(new Unavailable(plan.consistency, plan.blockFor, 0));
+      this.finishIfSettled();
+    }
+  }
+
+  /** Offers the mutation for each replica of the plan that was down when the request started. */
+  private hintDown(): void {
+    const plan = this.io.plan;
+    for (const node of [...plan.natural, ...plan.pending]) if (!plan.live.includes(node)) this.offer(node, this.any);
+  }
+
+  private offer(node: NodeId, report: boolean): void {
+    const hint = this.io.hint;
+    if (hint === undefined || this.hinted.has(node)) return;
+    this.hinted.add(node);
+    if (report) this.hintsAwaited++;
+    hint(node, this.mutation, report);
   }
 
   onAnswer(from: NodeId, outcome: Outcome): void {
@@ -44,12 +85,21 @@ export class WriteRequest implements Request {
     const plan = this.io.plan;
     if (outcome.ok) {
       this.acks.add(from);
+      // The write exists now: the replicas that were down get it later.
+      if (this.acks.size === 1) this.hintDown();
       if (isSatisfied(plan, this.acks)) this.io.succeed({ timestampMicros: this.timestampMicros });
       else this.settleIfHopeless();
     } else {
       this.errors.push(outcome.error);
       this.settleIfHopeless();
     }
+    this.finishIfSettled();
+  }
+
+  onHinted(_target: NodeId, stored: boolean): void {
+    if (this.hintsAwaited > 0) this.hintsAwaited--;
+    if (stored && this.any) this.io.succeed({ timestampMicros: this.timestampMicros });
+    else this.settleIfHopeless();
     this.finishIfSettled();
   }
 
@@ -64,6 +114,8 @@ export class WriteRequest implements Request {
   private settleIfHopeless(): void {
     const plan = this.io.plan;
     if (isSatisfied(plan, [...this.acks, ...this.outstanding])) return;
+    // At ANY a hint still being stored may yet be the acknowledgement.
+    if (this.any && this.hintsAwaited > 0) return;
     const refusal = clientError(this.errors);
     if (this.acks.size > 0) {
       this.io.fail(this.timeout(refusal && `refused by a replica: ${refusal.message}`));
@@ -71,6 +123,11 @@ export class WriteRequest implements Request {
     }
     // Wait for the replicas still asked: whether any applies the write decides which error is true.
     if (this.outstanding.size > 0) return;
+    if (plan.contacts.length === 0) {
+      // ANY with every replica down, and every hint refused: nothing was written anywhere.
+      this.io.fail(new Unavailable(plan.consistency, plan.blockFor, 0));
+      return;
+    }
     if (refusal !== undefined) this.refused = true;
     this.io.fail(refusal ?? this.timeout());
   }
@@ -85,7 +142,7 @@ export class WriteRequest implements Request {
   }
 
   open(): boolean {
-    return this.offerHint !== undefined && !this.finished;
+    return this.hinting && !this.finished;
   }
 
   abandoned(): void {
@@ -93,16 +150,16 @@ export class WriteRequest implements Request {
   }
 
   private finishIfSettled(): void {
-    if (this.offerHint !== undefined && this.outstanding.size === 0) this.finish();
+    if (this.hinting && this.outstanding.size === 0 && this.hintsAwaited === 0) this.finish();
   }
 
   /** Every contact answered, or the deadline passed: the replicas that have not acknowledged by now missed the write. */
   private finish(): void {
-    if (this.finished || this.offerHint === undefined) return;
+    if (this.finished || !this.hinting) return;
     this.finished = true;
     if (!this.refused) {
       const plan = this.io.plan;
-      for (const node of [...plan.natural, ...plan.pending]) if (!this.acks.has(node)) this.offerHint(node);
+      for (const node of [...plan.natural, ...plan.pending]) if (!this.acks.has(node)) this.offer(node, false);
     }
     this.io.end();
   }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { type Cluster, settle, startCluster, str, text } from './helpers.js';
-import type { ReadRepairRequest } from '../src/index.js';
+import type { ReadRepairEvent } from '../src/index.js';
 
 const ks = { name: 'app', replication: { class: 'SimpleStrategy', rf: 3 } } as const;
 
@@ -69,13 +69,13 @@ describe('coordinator basics', () => {
     void text;
   });
 
-  it('digest mismatch: resolves the newest version across replicas and reports the stale ones to the repair hook', async () => {
-    const mismatches: Array<{ stale: string[]; repairs: ReadRepairRequest['repairs']; resolved: ReadRepairRequest['resolved'] }> = [];
+  it('digest mismatch: resolves the newest version across replicas, repairs the stale ones and tells the observer', async () => {
+    const mismatches: ReadRepairEvent[] = [];
     const c = await startCluster({
       seed: 9,
       nodes: [{ name: 'n1' }, { name: 'n2' }, { name: 'n3' }, { name: 'n4' }],
       keyspaces: [ks],
-      coordinator: { readRepair: (m) => void mismatches.push({ stale: m.stale, repairs: m.repairs, resolved: m.resolved }) },
+      coordinator: { readRepair: (m) => void mismatches.push(m) },
     });
     const { tokenOf } = await import('@chorus/ring');
     const { nodeId } = await import('@chorus/core');
@@ -86,17 +86,29 @@ describe('coordinator basics', () => {
     c.sim.crash(replicas[1]!);
     c.sim.crash(replicas[2]!);
     await c.sim.runFor(5);
-    expect((await settle(c.sim, h.put('app', 'dm', undefined, 'new', { consistency: 'ONE' }))).ok).toBe(true);
+    const written = await settle(c.sim, h.put('app', 'dm', undefined, 'new', { consistency: 'ONE' }));
+    if (!written.ok) throw written.error;
     await c.sim.restart(replicas[1]!);
     await c.sim.restart(replicas[2]!);
     await c.sim.runFor(5);
     const r = await settle(c.sim, h.get('app', 'dm', undefined, { consistency: 'ALL' }));
     expect(r.ok && str(r.value?.value)).toBe('new');
     expect(h.stats().digestMismatches).toBe(1);
+    expect(h.stats().readRepair).toEqual({ mismatches: 1, rowsRepaired: 2, timeouts: 0 });
     expect(mismatches).toHaveLength(1);
-    expect([...mismatches[0]!.stale].sort()).toEqual([replicas[1], replicas[2]].sort());
-    // The repair phase is handed the resolved version, unchanged, for each stale replica.
-    expect(mismatches[0]!.repairs.map((r) => r.target)).toEqual(mismatches[0]!.stale);
-    for (const r of mismatches[0]!.repairs) expect(r.mutation.cell).toBe(mismatches[0]!.resolved);
+    expect(mismatches[0]).toMatchObject({ op: 'read', keyspace: 'app', mode: 'blocking' });
+    expect(mismatches[0]!.repairs.map((r) => r.target).sort()).toEqual([replicas[1], replicas[2]].sort());
+    // Each stale replica is sent the resolved version, unchanged: the write of 'new' with its own timestamp.
+    for (const r of mismatches[0]!.repairs) {
+      expect(r.mutations).toHaveLength(1);
+      const m = r.mutations[0]!;
+      expect('cell' in m && 'value' in m.cell && [str(m.cell.value), m.cell.timestampMicros]).toEqual(['new', written.value.timestampMicros]);
+      expect(m).toMatchObject({ keyspace: 'app', token: tokenOf('dm') });
+    }
+    // Blocking: the read answered only after the stale replicas held it.
+    for (const n of [replicas[1]!, replicas[2]!]) {
+      const local = await settle(c.sim, c.handle(n).local('app', 'dm'));
+      expect(local.ok && str(local.value && 'value' in local.value ? local.value.value : undefined)).toBe('new');
+    }
   });
 });

@@ -13,14 +13,14 @@ interface Offer {
   atMs: number;
 }
 
-/** Four nodes whose coordinators record what they offer to their hint sink. */
-async function cluster(seed: number) {
+/** Four nodes whose coordinators record what they offer to their hint sink; `accept` decides what the sink answers. */
+async function cluster(seed: number, accept: (target: NodeId) => boolean = () => true) {
   const offers: Offer[] = [];
   let now = () => 0;
   const hints: HintSink<Mutation> = {
     offer: (target, mutation) => {
       offers.push({ target, mutation, atMs: now() });
-      return Promise.resolve(true);
+      return Promise.resolve(accept(target));
     },
   };
   const c = await startCluster({ seed, nodes: NODES, keyspaces: [ks], coordinator: { hints } });
@@ -80,5 +80,62 @@ describe('hint sink', () => {
     expect(refused).toMatchObject({ ok: false, error: { name: 'InvalidRequest', fields: { reason: 'TIMESTAMP_IN_FUTURE' } } });
     await c.sim.runFor(3_000);
     expect(offers).toEqual([]);
+  });
+
+  it('seed 903: a replica down at the start is offered as soon as the write exists, not at the deadline', async () => {
+    const { c, offers, coordinatorFor } = await cluster(903);
+    const key = findKey(c.ring, ks, () => true);
+    const replicas = c.ring.naturalReplicas(tokenOf(key), ks.replication);
+    c.sim.crash(replicas[0]!);
+    await c.sim.runFor(5);
+    const startedAt = c.sim.now;
+    const w = await settle(c.sim, c.handle(coordinatorFor(key)).put('app', key, undefined, 'v', { consistency: 'ONE' }));
+    expect(w.ok).toBe(true);
+    await c.sim.runFor(50);
+    expect(offers.map((o) => o.target)).toEqual([replicas[0]]);
+    expect(offers[0]!.atMs - startedAt).toBeLessThan(100);
+  });
+
+  it('seed 904: ANY with every replica down succeeds once a hint is stored, and offers one for each replica', async () => {
+    const { c, offers, coordinatorFor } = await cluster(904);
+    const key = findKey(c.ring, ks, () => true);
+    const replicas = c.ring.naturalReplicas(tokenOf(key), ks.replication);
+    for (const r of replicas) c.sim.crash(r);
+    await c.sim.runFor(5);
+    const h = c.handle(coordinatorFor(key));
+    expect(await settle(c.sim, h.put('app', key, undefined, 'v', { consistency: 'ONE' }))).toMatchObject({ ok: false, error: { name: 'Unavailable' } });
+    expect(offers).toEqual([]);
+    const startedAt = c.sim.now;
+    const w = await settle(c.sim, h.put('app', key, undefined, 'v', { consistency: 'ANY' }));
+    expect(w.ok).toBe(true);
+    expect(c.sim.now - startedAt).toBeLessThan(100);
+    expect(new Set(offers.map((o) => o.target))).toEqual(new Set(replicas));
+    const ts = w.ok ? w.value.timestampMicros : 0;
+    expect(offers.every((o) => 'cell' in o.mutation && o.mutation.cell.timestampMicros === ts)).toBe(true);
+  });
+
+  it('seed 905: ANY with every replica down is Unavailable when no hint can be stored', async () => {
+    const { c, offers, coordinatorFor } = await cluster(905, () => false);
+    const key = findKey(c.ring, ks, () => true);
+    const replicas = c.ring.naturalReplicas(tokenOf(key), ks.replication);
+    for (const r of replicas) c.sim.crash(r);
+    await c.sim.runFor(5);
+    const w = await settle(c.sim, c.handle(coordinatorFor(key)).put('app', key, undefined, 'v', { consistency: 'ANY' }));
+    expect(w).toMatchObject({ ok: false, error: { name: 'Unavailable', fields: { consistency: 'ANY', required: 1, alive: 0 } } });
+    expect(offers).toHaveLength(3);
+    expect(c.handle(coordinatorFor(key)).stats().write.unavailable).toBe(1);
+  });
+
+  it('seed 906: without a hint sink, ANY needs a live replica, as ONE', async () => {
+    const c = await startCluster({ seed: 906, nodes: NODES, keyspaces: [ks] });
+    const key = findKey(c.ring, ks, () => true);
+    const replicas = c.ring.naturalReplicas(tokenOf(key), ks.replication);
+    const coordinator = NODES.map((n) => n.name).find((n) => !replicas.includes(nodeId(n)))!;
+    for (const r of replicas.slice(1)) c.sim.crash(r);
+    await c.sim.runFor(5);
+    expect(await settle(c.sim, c.handle(coordinator).put('app', key, undefined, 'v', { consistency: 'ANY' }))).toMatchObject({ ok: true });
+    c.sim.crash(replicas[0]!);
+    await c.sim.runFor(5);
+    expect(await settle(c.sim, c.handle(coordinator).put('app', key, undefined, 'v', { consistency: 'ANY' }))).toMatchObject({ ok: false, error: { name: 'Unavailable', fields: { required: 1, alive: 0 } } });
   });
 });

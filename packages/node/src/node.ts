@@ -1,14 +1,15 @@
 import { type ActorRef, ActorSystem } from '@chorus/actors';
 import { type CoordinatorHandle, spawnCoordinator } from '@chorus/coordinator';
 import { ChorusError, type Env, type HostId, type NodeId, type Token, type Transport, token } from '@chorus/core';
-import { type GossipMsg, LatestMembership, type MembershipEvent, type MembershipSnapshot, membership, reportLink, schemaGossipOf, setApplicationState, spawnGossiper, subscribe } from '@chorus/gossip';
+import { type GossipMsg, LatestMembership, type MembershipEvent, type MembershipSnapshot, membership, membershipEventsOf, reportLink, schemaGossipOf, setApplicationState, spawnGossiper, subscribe } from '@chorus/gossip';
+import { type HintStats, type HintsHandle, startHints } from '@chorus/hints';
 import { HybridLogicalClock, type ReplicaMsg, SkewTracker, spawnReplica } from '@chorus/replica';
-import { type KeyspaceDef, type ReplicationSpec, RingView, allocateTokens } from '@chorus/ring';
+import { type KeyspaceDef, type ReadRepairMode, type ReplicationSpec, RingView, allocateTokens, readRepairOf } from '@chorus/ring';
 import { type SchemaSnapshot, loadSchema, putKeyspace, spawnSchema, validateKeyspaceRequest } from '@chorus/schema';
 import { type CommitSyncMode, SYSTEM_KEYSPACE, type StorageDb, type StorageHandle, spawnStorage } from '@chorus/storage';
 import { wireCodec } from '@chorus/wire';
 import { loadLocalState, saveTokens } from './local-state.js';
-import { type RingEntry, type StatusEntry, ringEntries, ringOf, statusView } from './views.js';
+import { type HintsEntry, type RingEntry, type StatusEntry, hintsView, ringEntries, ringOf, statusView } from './views.js';
 
 export interface NodeSettings {
   name: string;
@@ -36,12 +37,26 @@ export interface NodeSettings {
   /** Bytes of reconciled rows cached for point reads (0: off); the storage default when absent. */
   rowCacheBytes?: number;
   maxClockSkewMs: number;
+  /** hinted_handoff_enabled (default true): store hints for replicas that miss writes; off, ANY behaves as ONE. */
+  hintedHandoffEnabled?: boolean;
+  /** max_hint_window (default 3 h), from the target's oldest undelivered hint. */
+  maxHintWindowMs?: number;
+  /** max_hints_size_per_host in bytes (default 1 GiB; 0: no cap). */
+  maxHintsSizePerHostBytes?: number;
+  /** hinted_handoff_throttle in KiB/s (default 1024; 0: unpaced). */
+  hintedHandoffThrottleKiBps?: number;
 }
 
 export interface StartNodeOptions {
   env: Env;
   transport: Transport;
   db: StorageDb;
+  /**
+   * The hints' own database (`<data_dir>/hints`; memory-level in the
+   * simulator). Without it the node keeps no hints: replicas that miss a
+   * write wait for repair, and ANY behaves as ONE.
+   */
+  hintsDb?: StorageDb;
   settings: NodeSettings;
   /** Bytes the node's data takes on disk, published as LOAD; the node does no I/O of its own. */
   loadBytes?: () => Promise<number>;
@@ -58,6 +73,13 @@ export interface NodeCounters {
   rowCache: { hits: number; misses: number; evictions: number; entries: number; bytes: number };
 }
 
+/** A keyspace as the node's API shows it. */
+export interface KeyspaceView {
+  name: string;
+  replication: ReplicationSpec;
+  readRepair: ReadRepairMode;
+}
+
 /** A running node: what the server process and the simulator drive it through. */
 export interface ChorusNode {
   readonly address: NodeId;
@@ -70,8 +92,15 @@ export interface ChorusNode {
   membership(): MembershipSnapshot;
   status(): Promise<{ nodes: StatusEntry[] }>;
   ring(): Promise<{ tokens: RingEntry[] }>;
-  keyspaces(): Promise<{ keyspaces: Array<{ name: string; replication: ReplicationSpec }> }>;
-  putKeyspace(name: string, replication: unknown): Promise<{ name: string; replication: ReplicationSpec }>;
+  keyspaces(): Promise<{ keyspaces: KeyspaceView[] }>;
+  /** Creates or changes a keyspace; without `readRepair` it keeps the keyspace's current one (blocking for a new keyspace). */
+  putKeyspace(name: string, replication: unknown, readRepair?: unknown): Promise<KeyspaceView>;
+  /** Hints this node holds, per target host id (`GET /v1/hints`); empty without a hints database. */
+  hints(): Promise<{ targets: HintsEntry[] }>;
+  /** Hinted handoff's counters; undefined without a hints database. */
+  hintStats(): HintStats | undefined;
+  /** Hinted handoff itself, for topology work (dropping a removed host id's hints); undefined without a hints database. */
+  readonly hintedHandoff: HintsHandle | undefined;
   counters(): NodeCounters;
   stop(): Promise<void>;
 }
@@ -185,6 +214,24 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
   const hlc = new HybridLogicalClock(() => env.clock.nowMicros(), settings.maxClockSkewMs * 1000);
   const skew = new SkewTracker(settings.maxClockSkewMs, env.logger);
   const replica: ActorRef<ReplicaMsg> = spawnReplica(system, { env, storage, hlc, skew });
+  const hints: HintsHandle | undefined =
+    options.hintsDb === undefined
+      ? undefined
+      : await startHints(system, {
+          env,
+          db: options.hintsDb,
+          membership: current,
+          events: membershipEventsOf(gossiper),
+          hlc,
+          enabled: settings.hintedHandoffEnabled ?? true,
+          ...(settings.maxHintWindowMs !== undefined ? { maxHintWindowMs: settings.maxHintWindowMs } : {}),
+          ...(settings.maxHintsSizePerHostBytes !== undefined ? { maxHintsSizePerHostBytes: settings.maxHintsSizePerHostBytes } : {}),
+          ...(settings.hintedHandoffThrottleKiBps !== undefined ? { throttleKiBps: settings.hintedHandoffThrottleKiBps } : {}),
+          commitSync: settings.commitSync,
+          commitSyncPeriodMs: settings.commitSyncPeriodMs,
+          gcGraceSecondsOf: () => settings.gcGraceSeconds,
+          deliveryTimeoutMs: settings.writeTimeoutMs * 5,
+        });
   const coordinator = spawnCoordinator(system, {
     env,
     hlc,
@@ -194,6 +241,14 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     topology: { ring: currentRing, keyspace: (name) => (name === SYSTEM_KEYSPACE ? undefined : schema.get(name)), localDc: settings.dc, localRack: settings.rack },
     writeTimeoutMs: settings.writeTimeoutMs,
     readTimeoutMs: settings.readTimeoutMs,
+    // Read repair runs in the coordinator, as each keyspace's read_repair says; the node only tells the log.
+    readRepair: (e) =>
+      env.logger.debug(
+        { op: e.op, keyspace: e.keyspace, token: e.token.toString(), mode: e.mode, stale: e.repairs.map((r) => r.target), rows: e.repairs.reduce((n, r) => n + r.rows, 0) },
+        e.mode === 'none' ? 'replicas disagreed (read_repair none: not repaired)' : 'read repair',
+      ),
+    // Disabled hinted handoff gives the coordinator no sink at all: nothing is offered, and ANY needs a replica as ONE does.
+    ...(hints?.enabled ? { hints } : {}),
   });
 
   let stopped = false;
@@ -204,16 +259,19 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     system,
     coordinator,
     membership: latest,
-    status: async () => statusView(latest(), schema.get(DEFAULT_KEYSPACE)?.replication, coordinator.clockSkew()),
+    status: async () => statusView(latest(), schema.get(DEFAULT_KEYSPACE)?.replication, coordinator.clockSkew(), (id) => hints?.needsRepair(id) ?? false),
+    hints: async () => hintsView(latest(), hints?.targets() ?? []),
+    hintStats: () => hints?.stats(),
+    hintedHandoff: hints,
     ring: async () => ringEntries(latest()),
     async keyspaces() {
-      return { keyspaces: [...schema.values()].map((k) => ({ name: k.name, replication: k.replication })).sort((a, b) => a.name.localeCompare(b.name)) };
+      return { keyspaces: [...schema.values()].map((k) => ({ name: k.name, replication: k.replication, readRepair: readRepairOf(k) })).sort((a, b) => a.name.localeCompare(b.name)) };
     },
-    async putKeyspace(name, replication) {
+    async putKeyspace(name, replication, readRepair) {
       const known = new Set(latest().endpoints().map((e) => e.dc).filter((dc): dc is string => dc !== undefined));
-      const keyspace = validateKeyspaceRequest(name, replication, known);
-      await putKeyspace(schemaRef, keyspace, LOCAL_TIMEOUT_MS);
-      return { name: keyspace.name, replication: keyspace.replication };
+      const keyspace = validateKeyspaceRequest(name, replication, known, readRepair);
+      const stored = (await putKeyspace(schemaRef, keyspace, LOCAL_TIMEOUT_MS)).keyspaces.get(keyspace.name)!;
+      return { name: stored.name, replication: stored.replication, readRepair: stored.readRepair };
     },
     counters() {
       const stats = system.stats();
@@ -234,6 +292,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
       // Gossip first, so peers hear the shutdown and mark us down at once; storage last, so nothing acknowledged is lost.
       await system.stop(gossiper as ActorRef<unknown>);
       await coordinator.stop();
+      await hints?.stop();
       await system.stop(replica as ActorRef<unknown>);
       await system.stop(listener as ActorRef<unknown>);
       await system.stop(schemaRef as ActorRef<unknown>);

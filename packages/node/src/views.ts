@@ -1,4 +1,4 @@
-import type { NodeId } from '@chorus/core';
+import type { HostId, NodeId } from '@chorus/core';
 import type { EndpointInfo, MembershipSnapshot } from '@chorus/gossip';
 import { type ReplicationSpec, type RingMember, RingView } from '@chorus/ring';
 
@@ -20,6 +20,21 @@ export interface StatusEntry {
   clockSkewMs?: number;
   /** The offset is beyond max_clock_skew: its timestamps are refused. */
   clockSkewed?: boolean;
+  /** The asked node refused hints for this node (its hint window passed, or its hints reached their cap): it missed writes only a repair brings back. */
+  needsRepair: boolean;
+}
+
+/** One target of `GET /v1/hints`: the hints the asked node holds for one host id. */
+export interface HintsEntry {
+  hostId: string;
+  /** The node's name as gossip announces it; its address when it is no longer known. */
+  name: string;
+  address: string;
+  hints: number;
+  bytes: number;
+  /** When the oldest undelivered hint was written (µs); null without hints. */
+  oldestMicros: number | null;
+  needsRepair: boolean;
 }
 
 export interface RingEntry {
@@ -57,7 +72,12 @@ export function ringOf(view: MembershipSnapshot): RingView {
   }
 }
 
-export function statusView(view: MembershipSnapshot, replication: ReplicationSpec | undefined, skew: Readonly<Record<string, { skewMs: number; flagged: boolean }>> = {}): { nodes: StatusEntry[] } {
+export function statusView(
+  view: MembershipSnapshot,
+  replication: ReplicationSpec | undefined,
+  skew: Readonly<Record<string, { skewMs: number; flagged: boolean }>> = {},
+  needsRepair: (hostId: HostId) => boolean = () => false,
+): { nodes: StatusEntry[] } {
   const ring = ringOf(view);
   const ownership = ring.members.length > 0 ? ring.ownership(replication ?? { class: 'SimpleStrategy', rf: 1 }) : new Map<NodeId, number>();
   const nodes = view
@@ -76,8 +96,20 @@ export function statusView(view: MembershipSnapshot, replication: ReplicationSpe
       generation: e.generation,
       status: e.status ?? 'unknown',
       ...(skew[e.node] ? { clockSkewMs: Math.round(skew[e.node]!.skewMs), clockSkewed: skew[e.node]!.flagged } : {}),
+      needsRepair: e.hostId !== undefined && needsRepair(e.hostId),
     }));
   return { nodes };
+}
+
+/** The hint store's targets, named as membership knows them now. */
+export function hintsView(view: MembershipSnapshot, targets: ReadonlyArray<{ hostId: HostId; node: NodeId; hints: number; bytes: number; oldestMicros?: number; needsRepair: boolean }>): { targets: HintsEntry[] } {
+  const byHostId = new Map(view.endpoints().filter((e) => e.hostId !== undefined).map((e) => [e.hostId!, e]));
+  return {
+    targets: targets.map((t) => {
+      const e = byHostId.get(t.hostId);
+      return { hostId: t.hostId, name: e?.name ?? e?.node ?? t.node, address: e?.node ?? t.node, hints: t.hints, bytes: t.bytes, oldestMicros: t.oldestMicros ?? null, needsRepair: t.needsRepair };
+    }),
+  };
 }
 
 export function ringEntries(view: MembershipSnapshot): { tokens: RingEntry[] } {

@@ -2,7 +2,11 @@ export { murmur3Hash64, tokenOf } from './murmur3.js';
 export {
   type ReplicationSpec,
   type KeyspaceDef,
+  type ReadRepairMode,
+  DEFAULT_READ_REPAIR,
   parseReplication,
+  parseReadRepair,
+  readRepairOf,
   validateKeyspace,
   replicationKey,
   totalReplicationFactor,

@@ -4,9 +4,20 @@ export type ReplicationSpec =
   | { readonly class: 'SimpleStrategy'; readonly rf: number }
   | { readonly class: 'NetworkTopologyStrategy'; readonly dcs: Readonly<Record<string, number>> };
 
+/**
+ * What a read does when the replicas it asked disagree (Cassandra's
+ * `read_repair` table option): `blocking` writes the newest version to the
+ * stale replicas that answered and waits for the level before answering;
+ * `none` answers with the newest version and repairs nothing.
+ */
+export type ReadRepairMode = 'blocking' | 'none';
+export const DEFAULT_READ_REPAIR: ReadRepairMode = 'blocking';
+
 export interface KeyspaceDef {
   readonly name: string;
   readonly replication: ReplicationSpec;
+  /** Absent: `blocking` (definitions stored before the option existed read so). */
+  readonly readRepair?: ReadRepairMode;
 }
 
 const KEYSPACE_NAME = /^[A-Za-z][A-Za-z0-9_]{0,47}$/;
@@ -75,7 +86,23 @@ export function parseReplication(input: unknown, knownDcs?: Iterable<string>): R
   return { class: 'NetworkTopologyStrategy', dcs };
 }
 
-/** Checks a keyspace definition from outside and returns it in canonical form. */
+/** Reads a `read_repair` setting, case-insensitive; absent (undefined) is the default, `blocking`. */
+export function parseReadRepair(value: unknown): ReadRepairMode {
+  if (value === undefined) return DEFAULT_READ_REPAIR;
+  const mode = typeof value === 'string' ? value.trim().toLowerCase() : value;
+  if (mode === 'blocking' || mode === 'none') return mode;
+  throw new InvalidRequest(`read_repair must be blocking or none, got ${JSON.stringify(value)?.slice(0, 40)}`, { field: 'read_repair' });
+}
+
+/** A keyspace's read repair, absent meaning the default. */
+export function readRepairOf(keyspace: Pick<KeyspaceDef, 'readRepair'>): ReadRepairMode {
+  return keyspace.readRepair ?? DEFAULT_READ_REPAIR;
+}
+
+/**
+ * Checks a keyspace definition from outside and returns it in canonical form
+ * (`readRepair` always set). The read repair is `read_repair` or `readRepair`.
+ */
 export function validateKeyspace(input: unknown, knownDcs?: Iterable<string>): KeyspaceDef {
   if (!isRecord(input)) throw new InvalidRequest('keyspace must be an object with name and replication', { field: 'keyspace' });
   const name = input['name'];
@@ -85,7 +112,8 @@ export function validateKeyspace(input: unknown, knownDcs?: Iterable<string>): K
       { field: 'name' },
     );
   }
-  return { name, replication: parseReplication(input['replication'], knownDcs) };
+  if (input['read_repair'] !== undefined && input['readRepair'] !== undefined) throw new InvalidRequest('give read_repair once', { field: 'read_repair' });
+  return { name, replication: parseReplication(input['replication'], knownDcs), readRepair: parseReadRepair(input['read_repair'] !== undefined ? input['read_repair'] : input['readRepair']) };
 }
 
 /** A stable text form, equal for equal settings: the key of per-strategy caches. */

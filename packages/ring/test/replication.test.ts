@@ -1,6 +1,6 @@
 import { InvalidRequest } from '@chorus/core';
 import { describe, expect, it } from 'vitest';
-import { parseReplication, replicationKey, totalReplicationFactor, validateKeyspace } from '../src/index.js';
+import { type KeyspaceDef, parseReadRepair, parseReplication, readRepairOf, replicationKey, totalReplicationFactor, validateKeyspace } from '../src/index.js';
 
 describe('replication settings', () => {
   it('reads the shapes users write', () => {
@@ -45,8 +45,23 @@ describe('keyspace definitions', () => {
     expect(validateKeyspace({ name: 'default', replication: { class: 'SimpleStrategy', rf: 3 } })).toEqual({
       name: 'default',
       replication: { class: 'SimpleStrategy', rf: 3 },
+      readRepair: 'blocking',
     });
     expect(validateKeyspace({ name: 'A'.repeat(48), replication: { class: 'SimpleStrategy', rf: 1 } }).name).toHaveLength(48);
+  });
+
+  it('reads read_repair (blocking by default, or none), in either spelling and any case', () => {
+    const replication = { class: 'SimpleStrategy', rf: 3 };
+    expect(validateKeyspace({ name: 'ks', replication, read_repair: 'none' }).readRepair).toBe('none');
+    expect(validateKeyspace({ name: 'ks', replication, readRepair: 'BLOCKING' }).readRepair).toBe('blocking');
+    expect(parseReadRepair(undefined)).toBe('blocking');
+    // A definition made before the option existed (or by hand, without it) reads as blocking.
+    const older: KeyspaceDef = { name: 'ks', replication: { class: 'SimpleStrategy', rf: 1 } };
+    expect(readRepairOf(older)).toBe('blocking');
+    for (const bad of ['async', '', 1, null]) {
+      expect(() => validateKeyspace({ name: 'ks', replication, read_repair: bad })).toThrow(/read_repair must be blocking or none/);
+    }
+    expect(() => validateKeyspace({ name: 'ks', replication, read_repair: 'none', readRepair: 'none' })).toThrow(InvalidRequest);
   });
 
   it.each(['', '1abc', '_x', 'has-dash', 'A'.repeat(49), 42])('refuses the name %j', (name) => {

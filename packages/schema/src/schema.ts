@@ -1,11 +1,13 @@
 import { createHash } from 'node:crypto';
 import type { ActorRef, ActorSystem, ReplyTo } from '@chorus/actors';
 import { InvalidRequest, type NodeId, type SchemaGossip } from '@chorus/core';
-import { type KeyspaceDef, type ReplicationSpec, validateKeyspace } from '@chorus/ring';
+import { DEFAULT_READ_REPAIR, type KeyspaceDef, type ReadRepairMode, type ReplicationSpec, readRepairOf, validateKeyspace } from '@chorus/ring';
 import { SCHEMA_PARTITION, SYSTEM_KEYSPACE, type StorageHandle, systemRow, write } from '@chorus/storage';
 import type { KeyspaceDefinitionWire, WireMessage } from '@chorus/wire';
 
+/** A definition as the schema keeps it: `readRepair` always set (a stored row without it reads as blocking). */
 export interface StoredKeyspace extends KeyspaceDef {
+  readonly readRepair: ReadRepairMode;
   readonly timestampMicros: number;
 }
 
@@ -48,8 +50,17 @@ const encoder = new TextEncoder();
 /** A digest of every definition, so two nodes can tell at a glance (in gossip) whether they agree. */
 export function schemaVersion(keyspaces: Iterable<StoredKeyspace>): string {
   const hash = createHash('sha256');
-  for (const k of [...keyspaces].sort((a, b) => a.name.localeCompare(b.name))) hash.update(`${k.name}\u0000${canonical(k.replication)}\u0000${k.timestampMicros}\n`);
+  for (const k of [...keyspaces].sort((a, b) => a.name.localeCompare(b.name))) hash.update(`${k.name}\u0000${canonicalDef(k)}\u0000${k.timestampMicros}\n`);
   return hash.digest('hex').slice(0, 32);
+}
+
+/**
+ * Replication and, when it is not the default, read repair: definitions made
+ * before the option existed keep the version (and the stored form) they had.
+ */
+function canonicalDef(k: KeyspaceDef): string {
+  const readRepair = readRepairOf(k);
+  return readRepair === DEFAULT_READ_REPAIR ? canonical(k.replication) : `${canonical(k.replication)}\u0000read_repair=${readRepair}`;
 }
 
 function canonical(replication: ReplicationSpec): string {
@@ -62,19 +73,25 @@ function canonical(replication: ReplicationSpec): string {
 function newer(candidate: StoredKeyspace, current: StoredKeyspace | undefined): boolean {
   if (!current) return true;
   if (candidate.timestampMicros !== current.timestampMicros) return candidate.timestampMicros > current.timestampMicros;
-  return canonical(candidate.replication) > canonical(current.replication);
+  return canonicalDef(candidate) > canonicalDef(current);
 }
 
 function fromWire(k: KeyspaceDefinitionWire): StoredKeyspace | undefined {
   try {
-    const def = validateKeyspace({ name: k.name, replication: JSON.parse(k.replication) as unknown });
-    return { ...def, timestampMicros: k.timestampMicros };
+    // Rows and peers from before the option have no readRepair: blocking.
+    const def = validateKeyspace({ name: k.name, replication: JSON.parse(k.replication) as unknown, readRepair: k.readRepair });
+    return { ...def, readRepair: readRepairOf(def), timestampMicros: k.timestampMicros };
   } catch {
     return undefined;
   }
 }
 
-const toWire = (k: StoredKeyspace): KeyspaceDefinitionWire => ({ name: k.name, replication: canonical(k.replication), timestampMicros: k.timestampMicros });
+/** The default read repair is left out, so a definition that does not change it looks as it did before the option. */
+function toWire(k: StoredKeyspace): KeyspaceDefinitionWire {
+  const wire: KeyspaceDefinitionWire = { name: k.name, replication: canonical(k.replication), timestampMicros: k.timestampMicros };
+  if (k.readRepair !== DEFAULT_READ_REPAIR) wire.readRepair = k.readRepair;
+  return wire;
+}
 
 /** Reads the stored definitions of a node's schema. */
 export async function loadSchema(storage: StorageHandle): Promise<StoredKeyspace[]> {
@@ -91,12 +108,14 @@ export async function loadSchema(storage: StorageHandle): Promise<StoredKeyspace
 /**
  * Checks a keyspace definition asked for by a user: a valid name and
  * replication, datacenters that exist (`knownDcs`: those membership knows),
- * and at least one datacenter for NetworkTopologyStrategy.
+ * at least one datacenter for NetworkTopologyStrategy, and a valid
+ * `read_repair`. Without `readRepair` the definition has none, and
+ * `putKeyspace` keeps the keyspace's current one (blocking for a new keyspace).
  */
-export function validateKeyspaceRequest(name: string, replication: unknown, knownDcs: ReadonlySet<string>): KeyspaceDef {
-  const keyspace = validateKeyspace({ name, replication }, knownDcs);
+export function validateKeyspaceRequest(name: string, replication: unknown, knownDcs: ReadonlySet<string>, readRepair?: unknown): KeyspaceDef {
+  const keyspace = validateKeyspace({ name, replication, readRepair }, knownDcs);
   if (keyspace.replication.class === 'NetworkTopologyStrategy' && Object.keys(keyspace.replication.dcs).length === 0) throw new InvalidRequest('NetworkTopologyStrategy needs at least one datacenter');
-  return keyspace;
+  return readRepair === undefined ? { name: keyspace.name, replication: keyspace.replication } : keyspace;
 }
 
 /**
@@ -153,7 +172,9 @@ export function spawnSchema(system: ActorSystem, options: SchemaOptions): ActorR
             // A change must beat the current definition even if this node's clock lags the one that wrote it.
             const current = keyspaces.get(msg.keyspace.name);
             const timestampMicros = Math.max(ctx.env.clock.nowMicros(), (current?.timestampMicros ?? 0) + 1);
-            await store([{ ...msg.keyspace, timestampMicros }]);
+            // A change that does not name the read repair (say, of replication only) keeps the current one.
+            const readRepair = msg.keyspace.readRepair ?? current?.readRepair ?? DEFAULT_READ_REPAIR;
+            await store([{ ...msg.keyspace, readRepair, timestampMicros }]);
             ctx.reply(msg.replyTo, snapshot);
             return;
           }

@@ -1,31 +1,35 @@
 import { type ActorRef, ActorSystem } from '@chorus/actors';
 import { type NodeId, nodeId } from '@chorus/core';
 import { Simulation } from '@chorus/sim';
-import { type StorageHandle, spawnStorage } from '@chorus/storage';
+import { SCHEMA_PARTITION, type StorageHandle, spawnStorage, systemRow, write } from '@chorus/storage';
 import { wireCodec } from '@chorus/wire';
 import { MemoryLevel } from 'memory-level';
 import { describe, expect, it } from 'vitest';
 import { type SchemaMsg, type SchemaSnapshot, type StoredKeyspace, loadSchema, putKeyspace, schemaVersion, spawnSchema, validateKeyspaceRequest } from '../src/index.js';
 import { VersionBus } from './helpers.js';
 
-const simple = (name: string, rf: number, timestampMicros: number): StoredKeyspace => ({ name, replication: { class: 'SimpleStrategy', rf }, timestampMicros });
+const simple = (name: string, rf: number, timestampMicros: number): StoredKeyspace => ({ name, replication: { class: 'SimpleStrategy', rf }, readRepair: 'blocking', timestampMicros });
 
 describe('schemaVersion', () => {
   it('depends on the definitions, not on their order or the order of datacenters', () => {
     const a = simple('a', 3, 10);
-    const b: StoredKeyspace = { name: 'b', replication: { class: 'NetworkTopologyStrategy', dcs: { dc1: 3, dc2: 2 } }, timestampMicros: 20 };
+    const b: StoredKeyspace = { name: 'b', replication: { class: 'NetworkTopologyStrategy', dcs: { dc1: 3, dc2: 2 } }, readRepair: 'blocking', timestampMicros: 20 };
     const bReordered: StoredKeyspace = { ...b, replication: { class: 'NetworkTopologyStrategy', dcs: { dc2: 2, dc1: 3 } } };
     expect(schemaVersion([a, b])).toBe(schemaVersion([bReordered, a]));
     expect(schemaVersion([a, b])).not.toBe(schemaVersion([a]));
     expect(schemaVersion([a])).not.toBe(schemaVersion([simple('a', 3, 11)]));
     expect(schemaVersion([a])).not.toBe(schemaVersion([simple('a', 2, 10)]));
     expect(schemaVersion([])).toMatch(/^[0-9a-f]{32}$/);
+    // Read repair is part of the definition: turning it off is a new version, which gossip spreads.
+    expect(schemaVersion([a])).not.toBe(schemaVersion([{ ...a, readRepair: 'none' }]));
   });
 });
 
 describe('validateKeyspaceRequest', () => {
   it('accepts a valid definition and refuses a bad name or an empty NetworkTopologyStrategy', () => {
     expect(validateKeyspaceRequest('app', { class: 'SimpleStrategy', rf: 3 }, new Set(['dc1']))).toEqual({ name: 'app', replication: { class: 'SimpleStrategy', rf: 3 } });
+    expect(validateKeyspaceRequest('app', { class: 'SimpleStrategy', rf: 3 }, new Set(['dc1']), 'none')).toEqual({ name: 'app', replication: { class: 'SimpleStrategy', rf: 3 }, readRepair: 'none' });
+    expect(() => validateKeyspaceRequest('app', { class: 'SimpleStrategy', rf: 3 }, new Set(['dc1']), 'sometimes')).toThrow(expect.objectContaining({ name: 'InvalidRequest' }));
     expect(() => validateKeyspaceRequest('bad name', { class: 'SimpleStrategy', rf: 3 }, new Set())).toThrow(expect.objectContaining({ name: 'InvalidRequest' }));
     expect(() => validateKeyspaceRequest('app', { class: 'NetworkTopologyStrategy' }, new Set(['dc1']))).toThrow(expect.objectContaining({ name: 'InvalidRequest' }));
   });
@@ -104,6 +108,37 @@ describe('the schema actor', () => {
       expect(node.latest!.keyspaces.get('app')!.replication).toEqual({ class: 'SimpleStrategy', rf: 3 });
       expect(node.latest!.keyspaces.get('other')!.replication).toEqual({ class: 'SimpleStrategy', rf: 2 });
     }
+  });
+
+  it('spreads read_repair with the definition; a change that does not name it keeps it (seed 25)', async () => {
+    const { sim, nodes, during } = await cluster(25, ['n1', 'n2']);
+    const n1 = nodes.get('n1')!;
+    const created = await during(putKeyspace(n1.ref, validateKeyspaceRequest('app', { class: 'SimpleStrategy', rf: 1 }, new Set()), 5_000));
+    expect(created.keyspaces.get('app')!.readRepair).toBe('blocking');
+    await during(putKeyspace(n1.ref, validateKeyspaceRequest('app', { class: 'SimpleStrategy', rf: 1 }, new Set(), 'none'), 5_000));
+    await sim.runFor(1_000);
+    expect(nodes.get('n2')!.latest!.keyspaces.get('app')).toMatchObject({ readRepair: 'none' });
+    // Replication changed without read_repair: the keyspace keeps none, everywhere.
+    await during(putKeyspace(nodes.get('n2')!.ref, validateKeyspaceRequest('app', { class: 'SimpleStrategy', rf: 2 }, new Set()), 5_000));
+    await sim.runFor(1_000);
+    for (const node of nodes.values()) expect(node.latest!.keyspaces.get('app')).toMatchObject({ replication: { class: 'SimpleStrategy', rf: 2 }, readRepair: 'none' });
+    sim.crash('n2');
+    await sim.restart('n2');
+    await sim.runFor(100);
+    expect(nodes.get('n2')!.latest!.keyspaces.get('app')).toMatchObject({ readRepair: 'none' });
+  });
+
+  it('reads a definition stored before read_repair existed as blocking (seed 26)', async () => {
+    const { sim, nodes, during } = await cluster(26, ['n1']);
+    const n1 = nodes.get('n1')!;
+    // A stored row as older versions wrote it: no readRepair field.
+    const old = { name: 'legacy', replication: JSON.stringify({ class: 'SimpleStrategy', rf: 1 }), timestampMicros: 5 };
+    await during(write(n1.storage.ref, { ...systemRow(SCHEMA_PARTITION, 'legacy'), cell: { value: new TextEncoder().encode(JSON.stringify(old)), timestampMicros: 5 } }, 5_000));
+    sim.crash('n1');
+    await sim.restart('n1');
+    await sim.runFor(100);
+    expect(nodes.get('n1')!.latest!.keyspaces.get('legacy')).toEqual({ name: 'legacy', replication: { class: 'SimpleStrategy', rf: 1 }, readRepair: 'blocking', timestampMicros: 5 });
+    expect(await during(loadSchema(nodes.get('n1')!.storage))).toEqual([{ name: 'legacy', replication: { class: 'SimpleStrategy', rf: 1 }, readRepair: 'blocking', timestampMicros: 5 }]);
   });
 
   it('stops listening for mismatches when it stops (seed 24)', async () => {

@@ -1,0 +1,15 @@
+export {
+  startHints,
+  HINTS_ACTOR,
+  HINT_DROP_REASONS,
+  DEFAULT_MAX_HINT_WINDOW_MS,
+  DEFAULT_MAX_HINTS_SIZE_PER_HOST_BYTES,
+  DEFAULT_HINTED_HANDOFF_THROTTLE_KIB,
+  DEFAULT_HINT_DISPATCH_INTERVAL_MS,
+  type HintsOptions,
+  type HintsHandle,
+  type HintStats,
+  type HintTarget,
+  type HintDropReason,
+} from './service.js';
+export { HintStoreClosed, CorruptHint } from './errors.js';

@@ -1,0 +1,464 @@
+import type { ActorContext, ActorRef, ActorSystem, ReplyTo } from '@chorus/actors';
+import { type Env, type HintSink, type HostId, type MembershipEvent, type MembershipEvents, type MembershipView, type NodeId, type Timer, isChorusError } from '@chorus/core';
+import type { Mutation } from '@chorus/model';
+import { type HybridLogicalClock, REPLICA_ACTOR, type ReplicaMsg, mutate } from '@chorus/replica';
+import { type CommitSyncMode, DEFAULT_GC_GRACE_SECONDS, type StorageDb } from '@chorus/storage';
+import { type AppendItem, type AppendOutcome, HintStore, type StoredHint, type TargetSummary } from './store.js';
+import { Throttle } from './throttle.js';
+
+/** max_hint_window: 3 hours, as Cassandra. */
+export const DEFAULT_MAX_HINT_WINDOW_MS = 3 * 3_600_000;
+/** max_hints_size_per_host: 1 GiB of hints per target, then the target needs a repair instead. */
+export const DEFAULT_MAX_HINTS_SIZE_PER_HOST_BYTES = 1024 * 1024 * 1024;
+/** hinted_handoff_throttle: 1024 KiB/s, as Cassandra. */
+export const DEFAULT_HINTED_HANDOFF_THROTTLE_KIB = 1024;
+/** How often targets are checked for hints to deliver (a replica that was up but missed a write), as Cassandra's dispatch. */
+export const DEFAULT_HINT_DISPATCH_INTERVAL_MS = 10_000;
+export const HINTS_ACTOR = 'hints';
+
+const PAGE_HINTS = 128;
+const PAGE_BYTES = 1024 * 1024;
+/** Hints of one target sent at once while replaying. */
+const DELIVERY_WINDOW = 16;
+const MIN_BACKOFF_MS = 1_000;
+const MAX_BACKOFF_MS = 60_000;
+const OFFER_TIMEOUT_MS = 60_000;
+const DEFAULT_DELIVERY_TIMEOUT_MS = 10_000;
+
+/**
+ * Why a hint was not stored or not delivered: refused when offered (the
+ * target's `window` passed, its hints reached the `size` cap, this node was
+ * `overloaded`, the target's host id is `unknown`), or discarded from the store
+ * (its host id was `removed`, it outlived gc grace: `expired`, the target
+ * `rejected` it as malformed, or its record is `corrupt`).
+ */
+export type HintDropReason = 'window' | 'size' | 'overloaded' | 'unknown' | 'removed' | 'expired' | 'rejected' | 'corrupt';
+export const HINT_DROP_REASONS: readonly HintDropReason[] = ['window', 'size', 'overloaded', 'unknown', 'removed', 'expired', 'rejected', 'corrupt'];
+
+/** Counters since the node started; pending figures are the store's current ones. */
+export interface HintStats {
+  stored: number;
+  delivered: number;
+  /** Bytes of the hints delivered (key and record, as stored). */
+  replayedBytes: number;
+  /** Replay attempts that failed and were retried later (the target timed out or went away). */
+  deliveryFailures: number;
+  dropped: Record<HintDropReason, number>;
+  pendingHints: number;
+  pendingBytes: number;
+}
+
+/** One target of `targets()`: a host id with hints pending or a needs-repair mark. */
+export type HintTarget = TargetSummary;
+
+export interface HintsOptions {
+  env: Env;
+  /** The hints' own database (`<data_dir>/hints` in production; memory-level in tests and the simulator). */
+  db: StorageDb;
+  /** Who is up, and the host id of each node. */
+  membership: MembershipView;
+  /** Replay starts when a target is seen UP; hints of a host id that left or was removed are dropped. */
+  events: MembershipEvents;
+  /** This node's clock, shared with its replica and coordinator: replayed mutations carry its readings as every replica message does. */
+  hlc: HybridLogicalClock;
+  /** hinted_handoff_enabled (default true). Off: every offer is refused; hints already stored are still delivered. */
+  enabled?: boolean;
+  /** max_hint_window, measured from the target's oldest undelivered hint. */
+  maxHintWindowMs?: number;
+  /** max_hints_size_per_host in bytes; 0 for no cap. */
+  maxHintsSizePerHostBytes?: number;
+  /** hinted_handoff_throttle in KiB/s over every target; 0 for no pacing. */
+  throttleKiBps?: number;
+  /** The node's commit_sync: a hint counts as stored when it is as durable as the node's own writes. */
+  commitSync?: CommitSyncMode;
+  commitSyncPeriodMs?: number;
+  /** The gc grace of a keyspace: a hint older than that is never delivered (it could bring back data whose tombstone was purged). */
+  gcGraceSecondsOf?: (keyspace: string) => number;
+  /** How long a target has to acknowledge one replayed hint. */
+  deliveryTimeoutMs?: number;
+  dispatchIntervalMs?: number;
+  /** Actor names, for several nodes in one system (tests). */
+  names?: { hints?: string; replica?: string };
+}
+
+/**
+ * Hinted handoff on one node: the coordinator's `HintSink`, the durable store
+ * behind it, and replay to targets that come back.
+ */
+export interface HintsHandle extends HintSink<Mutation> {
+  /** Whether new hints are stored (hinted_handoff_enabled). */
+  readonly enabled: boolean;
+  /** Targets with hints pending or marked as needing repair, by host id. */
+  targets(): HintTarget[];
+  /** Whether hints for the host id were refused (window or size cap): only a repair brings it up to date. */
+  needsRepair(hostId: HostId): boolean;
+  stats(): HintStats;
+  /**
+   * Drops every hint for the host id and forgets it: for a node that left or
+   * was removed (membership events do this already) or that topology work
+   * retires. Resolves with what was dropped.
+   */
+  dropHintsFor(hostId: HostId): Promise<{ hints: number; bytes: number }>;
+  /** Clears the needs-repair mark once a repair of the target finished. */
+  clearNeedsRepair(hostId: HostId): Promise<void>;
+  /** Looks for targets to replay to now instead of at the next dispatch. */
+  dispatch(): void;
+  /** Stops replay, syncs and closes the store. */
+  stop(): Promise<void>;
+}
+
+type HintsMsg =
+  | { type: 'offer'; item: AppendItem; replyTo: ReplyTo<boolean> }
+  | { type: 'membership'; event: MembershipEvent }
+  /** `periodic`: the actor's own timer, which re-arms itself; otherwise an extra look asked for by `dispatch()`. */
+  | { type: 'dispatch'; periodic: boolean }
+  | { type: 'sync' };
+
+interface Delivery {
+  running: boolean;
+  cancelled: boolean;
+  /** Wakes a replay sleeping in its backoff when it is cancelled. */
+  wake?: () => void;
+}
+
+/**
+ * Opens the hint store and spawns the hints actor: it stores offered hints in
+ * group-committed batches and starts a replay for each target seen UP with
+ * hints pending. Each replay reads the target's hints a page at a time, oldest
+ * first, sends each mutation unchanged through the replica layer's `mutate`,
+ * paced by the throttle, and deletes each hint the target acknowledged. A
+ * failed replay retries with a doubling backoff while the target stays up.
+ */
+export async function startHints(system: ActorSystem, options: HintsOptions): Promise<HintsHandle> {
+  const { env, membership } = options;
+  const enabled = options.enabled ?? true;
+  const commitSync = options.commitSync ?? 'periodic';
+  const store = await env.scheduler.track(HintStore.open(options.db, env, { syncEach: commitSync === 'batch' }));
+  const limits = {
+    windowMicros: (options.maxHintWindowMs ?? DEFAULT_MAX_HINT_WINDOW_MS) * 1000,
+    maxBytesPerHost: options.maxHintsSizePerHostBytes ?? DEFAULT_MAX_HINTS_SIZE_PER_HOST_BYTES,
+  };
+  const throttle = new Throttle((options.throttleKiBps ?? DEFAULT_HINTED_HANDOFF_THROTTLE_KIB) * 1024, env.clock, env.scheduler);
+  const gcGraceOf = options.gcGraceSecondsOf ?? (() => DEFAULT_GC_GRACE_SECONDS);
+  const deliveryTimeoutMs = options.deliveryTimeoutMs ?? DEFAULT_DELIVERY_TIMEOUT_MS;
+  const dispatchIntervalMs = options.dispatchIntervalMs ?? DEFAULT_HINT_DISPATCH_INTERVAL_MS;
+  const replicaName = options.names?.replica ?? REPLICA_ACTOR;
+  const log = env.logger.child({ component: 'hints' });
+  const dropped = Object.fromEntries(HINT_DROP_REASONS.map((r) => [r, 0])) as Record<HintDropReason, number>;
+  const counters = { stored: 0, delivered: 0, replayedBytes: 0, deliveryFailures: 0 };
+  const deliveries = new Map<HostId, Delivery>();
+  let stopped = false;
+  // Each membership event carries the view right after its change: at least as fresh as the shared view, which another actor updates.
+  let view: MembershipView = membership;
+
+  const sleep = (d: Delivery, ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer: Timer = env.scheduler.setTimer(ms, () => {
+        d.wake = undefined;
+        resolve();
+      });
+      d.wake = () => {
+        timer.cancel();
+        d.wake = undefined;
+        resolve();
+      };
+    });
+
+  /** The live node that announces the host id now; a node replaced at the same address has another host id and gets none of these hints. */
+  function nodeOf(hostId: HostId): NodeId | undefined {
+    return view.liveNodes().find((n) => n !== env.node && view.hostIdOf(n) === hostId);
+  }
+
+  function expired(hint: StoredHint, nowMicros: number): boolean {
+    return hint.mutation !== undefined && nowMicros - hint.createdAtMicros >= gcGraceOf(hint.mutation.keyspace) * 1_000_000;
+  }
+
+  /** A refusal by the target that no retry will change; a timestamp too far ahead of its clock is not one (its clock catches up). */
+  function permanentRefusal(error: unknown): boolean {
+    return isChorusError(error) && error.httpStatus >= 400 && error.httpStatus < 500 && error.fields['reason'] !== 'TIMESTAMP_IN_FUTURE';
+  }
+
+  /** Sends one page, DELIVERY_WINDOW hints at a time; collects what may be deleted, and whether a send failed. */
+  async function sendPage(node: NodeId, page: StoredHint[], d: Delivery, done: number[]): Promise<Error | undefined> {
+    const ref = system.ref<ReplicaMsg>({ node, name: replicaName });
+    const now = env.clock.nowMicros();
+    let next = 0;
+    let failure: Error | undefined;
+    const worker = async () => {
+      while (failure === undefined && !d.cancelled && !stopped) {
+        const hint = page[next++];
+        if (hint === undefined) return;
+        if (hint.mutation === undefined) {
+          log.warn({ err: hint.corrupt, seq: hint.seq }, 'dropping a hint that cannot be read');
+          dropped.corrupt++;
+          done.push(hint.seq);
+          continue;
+        }
+        if (expired(hint, now)) {
+          dropped.expired++;
+          done.push(hint.seq);
+          continue;
+        }
+        await throttle.take(hint.bytes);
+        if (failure !== undefined || d.cancelled || stopped) return;
+        try {
+          const answer = await mutate(ref, hint.mutation, { hlc: options.hlc.peek(), wallMicros: env.clock.nowMicros() }, deliveryTimeoutMs);
+          options.hlc.observe(answer.hlc);
+          counters.delivered++;
+          counters.replayedBytes += hint.bytes;
+          done.push(hint.seq);
+        } catch (error) {
+          if (permanentRefusal(error)) {
+            log.warn({ err: error, target: node, seq: hint.seq }, 'the target refused a hint; dropping it');
+            dropped.rejected++;
+            done.push(hint.seq);
+          } else failure = error instanceof Error ? error : new Error(String(error));
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: DELIVERY_WINDOW }, worker));
+    return failure;
+  }
+
+  async function replay(hostId: HostId, d: Delivery): Promise<void> {
+    let backoffMs = MIN_BACKOFF_MS;
+    let delivered = 0;
+    const startedMs = env.clock.monotonicMs();
+    while (!d.cancelled && !stopped) {
+      const node = nodeOf(hostId);
+      if (node === undefined) break;
+      const page = await env.scheduler.track(store.page(hostId, PAGE_HINTS, PAGE_BYTES));
+      if (page.length === 0) break;
+      const done: number[] = [];
+      const before = counters.delivered;
+      const failure = await sendPage(node, page, d, done);
+      delivered += counters.delivered - before;
+      await env.scheduler.track(store.remove(hostId, done));
+      if (failure === undefined) {
+        backoffMs = MIN_BACKOFF_MS;
+        continue;
+      }
+      counters.deliveryFailures++;
+      log.debug({ err: failure, target: node, hostId, retryInMs: backoffMs }, 'hint replay failed; retrying');
+      // Jitter keeps the replays of many coordinators from hammering a target that just came back in step.
+      await sleep(d, backoffMs / 2 + env.random.int(Math.max(1, backoffMs / 2)));
+      backoffMs = Math.min(MAX_BACKOFF_MS, backoffMs * 2);
+    }
+    if (delivered > 0) {
+      const left = store.summary(hostId)?.hints ?? 0;
+      log.info({ hostId, delivered, pending: left, ms: env.clock.monotonicMs() - startedMs }, left === 0 ? 'delivered every hint to a target' : 'hint replay paused');
+    }
+  }
+
+  function kick(hostId: HostId): void {
+    if (stopped) return;
+    const current = deliveries.get(hostId);
+    if (current?.running) return;
+    if ((store.summary(hostId)?.hints ?? 0) === 0) return;
+    if (nodeOf(hostId) === undefined) return;
+    const d: Delivery = { running: true, cancelled: false };
+    deliveries.set(hostId, d);
+    replay(hostId, d)
+      .catch((error: unknown) => {
+        if (!stopped) log.warn({ err: error, hostId }, 'hint replay stopped');
+      })
+      .finally(() => {
+        d.running = false;
+        if (deliveries.get(hostId) === d) deliveries.delete(hostId);
+      });
+  }
+
+  /** Drops the hints of a target whose replay is not running: those past gc grace, oldest first, up to the first live one. */
+  async function purgeExpired(hostId: HostId): Promise<void> {
+    const now = env.clock.nowMicros();
+    const oldest = store.summary(hostId)?.oldestMicros;
+    if (oldest === undefined) return;
+    let after: number | undefined;
+    // The oldest hint alone first: while it is within its grace (the usual case) that one read is all this costs.
+    for (let limit = 1; ; limit = PAGE_HINTS) {
+      const page = await env.scheduler.track(store.page(hostId, limit, PAGE_BYTES, after));
+      if (page.length === 0) return;
+      const gone = page.filter((h) => h.mutation !== undefined && expired(h, now)).map((h) => h.seq);
+      if (gone.length > 0) dropped.expired += (await env.scheduler.track(store.remove(hostId, gone))).hints;
+      // Hints are in write order: once one is within its grace, later ones of the same keyspace are too.
+      if (gone.length < page.length) return;
+      after = page.at(-1)!.seq;
+    }
+  }
+
+  async function drop(hostId: HostId, why: string): Promise<{ hints: number; bytes: number }> {
+    const d = deliveries.get(hostId);
+    if (d) {
+      d.cancelled = true;
+      d.wake?.();
+    }
+    const result = await env.scheduler.track(store.drop(hostId));
+    dropped.removed += result.hints;
+    if (result.hints > 0) log.info({ hostId, hints: result.hints, bytes: result.bytes, why }, 'dropped the hints of a host id that is gone');
+    return result;
+  }
+
+  function onMembership(event: MembershipEvent): void {
+    view = event.view;
+    switch (event.kind) {
+      case 'snapshot':
+        for (const t of store.summaries()) kick(t.hostId);
+        return;
+      case 'up':
+      case 'restarted': {
+        const hostId = event.view.hostIdOf(event.node);
+        if (hostId !== undefined) kick(hostId);
+        return;
+      }
+      case 'left':
+      case 'removed': {
+        const hostId = event.view.hostIdOf(event.node);
+        if (hostId !== undefined && store.summary(hostId) !== undefined) void drop(hostId, event.kind).catch((error: unknown) => log.warn({ err: error, hostId }, 'could not drop hints'));
+        return;
+      }
+      case 'changed':
+        // A new host id at a known address: the node there was replaced, and the old host id's hints must not reach the new one.
+        if (event.key === 'HOST_ID' && event.oldValue !== undefined && event.oldValue !== event.newValue && store.summary(event.oldValue as HostId) !== undefined) {
+          void drop(event.oldValue as HostId, 'replaced').catch((error: unknown) => log.warn({ err: error }, 'could not drop hints'));
+        }
+        if (event.key === 'HOST_ID') kick(event.newValue as HostId);
+        return;
+      default:
+        return;
+    }
+  }
+
+  function logRefusal(item: AppendItem, outcome: Extract<AppendOutcome, { stored: false }>): void {
+    if (!outcome.newlyMarked) return;
+    const summary = store.summary(item.hostId);
+    const fields = { target: item.node, hostId: item.hostId, oldestMicros: summary?.oldestMicros, pendingHints: summary?.hints, pendingBytes: summary?.bytes };
+    if (outcome.reason === 'window') {
+      log.warn({ ...fields, maxHintWindowMs: limits.windowMicros / 1000 }, 'max_hint_window passed for this target: no more hints are stored for it, and it needs a repair once it is back');
+    } else {
+      log.warn({ ...fields, maxHintsSizePerHost: limits.maxBytesPerHost }, 'max_hints_size_per_host reached for this target: no more hints are stored for it, and it needs a repair once it is back');
+    }
+  }
+
+  async function storeOffers(offers: Array<Extract<HintsMsg, { type: 'offer' }>>, ctx: ActorContext<HintsMsg>): Promise<void> {
+    let outcomes: AppendOutcome[];
+    try {
+      outcomes = await env.scheduler.track(store.append(offers.map((o) => o.item), limits));
+    } catch (error) {
+      if (!stopped) log.error({ err: error, hints: offers.length }, 'could not store hints');
+      for (const o of offers) ctx.reply(o.replyTo, false);
+      return;
+    }
+    offers.forEach((o, i) => {
+      const outcome = outcomes[i]!;
+      if (outcome.stored) counters.stored++;
+      else {
+        dropped[outcome.reason]++;
+        logRefusal(o.item, outcome);
+      }
+      ctx.reply(o.replyTo, outcome.stored);
+    });
+  }
+
+  const ref: ActorRef<HintsMsg> = system.spawn<HintsMsg>(
+    options.names?.hints ?? HINTS_ACTOR,
+    () => ({
+      started(ctx) {
+        ctx.after(dispatchIntervalMs, { type: 'dispatch', periodic: true });
+        if (commitSync === 'periodic') ctx.after(options.commitSyncPeriodMs ?? 10_000, { type: 'sync' });
+      },
+      // Every offer queued when the turn began becomes one batch: group commit, as the storage actor's.
+      async receiveBatch(msgs, ctx) {
+        const offers: Array<Extract<HintsMsg, { type: 'offer' }>> = [];
+        for (const msg of msgs) {
+          switch (msg.type) {
+            case 'offer':
+              offers.push(msg);
+              break;
+            case 'membership':
+              onMembership(msg.event);
+              break;
+            case 'dispatch':
+              if (msg.periodic) ctx.after(dispatchIntervalMs, { type: 'dispatch', periodic: true });
+              for (const t of store.summaries()) {
+                if (t.hints === 0) continue;
+                if (nodeOf(t.hostId) !== undefined) kick(t.hostId);
+                else if (!deliveries.get(t.hostId)?.running) await purgeExpired(t.hostId).catch((error: unknown) => log.warn({ err: error }, 'could not purge expired hints'));
+              }
+              break;
+            case 'sync':
+              ctx.after(options.commitSyncPeriodMs ?? 10_000, { type: 'sync' });
+              await env.scheduler.track(store.sync()).catch((error: unknown) => {
+                if (!stopped) log.error({ err: error }, 'periodic sync of the hint store failed');
+              });
+              break;
+          }
+        }
+        if (offers.length > 0) await storeOffers(offers, ctx);
+      },
+    }),
+    { mailbox: { capacity: 20_000, overflow: 'reject' }, batchLimit: 2_000 },
+  );
+  const unsubscribe = options.events.subscribe((event) => {
+    try {
+      ref.tell({ type: 'membership', event });
+    } catch (error) {
+      log.warn({ err: error, kind: event.kind }, 'the hints actor refused a membership event');
+    }
+  });
+
+  return {
+    enabled,
+    offer(target: NodeId, mutation: Mutation): Promise<boolean> {
+      if (!enabled || stopped) return Promise.resolve(false);
+      // This node's own replica never needs a hint: it is always up to itself.
+      if (target === env.node) return Promise.resolve(false);
+      const hostId = membership.hostIdOf(target);
+      if (hostId === undefined) {
+        dropped.unknown++;
+        return Promise.resolve(false);
+      }
+      const item: AppendItem = { hostId, node: target, mutation };
+      try {
+        return ref.ask<boolean>((replyTo) => ({ type: 'offer', item, replyTo }), OFFER_TIMEOUT_MS).catch(() => {
+          dropped.overloaded++;
+          return false;
+        });
+      } catch {
+        dropped.overloaded++;
+        return Promise.resolve(false);
+      }
+    },
+    targets: () => store.summaries(),
+    needsRepair: (hostId) => store.summary(hostId)?.needsRepair ?? false,
+    stats() {
+      let pendingHints = 0;
+      let pendingBytes = 0;
+      for (const t of store.summaries()) {
+        pendingHints += t.hints;
+        pendingBytes += t.bytes;
+      }
+      return { ...counters, dropped: { ...dropped }, pendingHints, pendingBytes };
+    },
+    dropHintsFor: (hostId) => drop(hostId, 'asked'),
+    clearNeedsRepair: (hostId) => env.scheduler.track(store.clearNeedsRepair(hostId)),
+    dispatch() {
+      try {
+        ref.tell({ type: 'dispatch', periodic: false });
+      } catch {
+        // A full mailbox has a dispatch of its own coming.
+      }
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      unsubscribe();
+      for (const d of deliveries.values()) {
+        d.cancelled = true;
+        d.wake?.();
+      }
+      await system.stop(ref as ActorRef<unknown>);
+      if (commitSync !== 'none') await store.sync().catch(() => undefined);
+      await store.close();
+    },
+  };
+}
