@@ -34,8 +34,10 @@ export interface Counters {
   messagesSent: number;
   messagesReceived: number;
   connectAttempts: number;
+  /** Links that came back up after having been reported down. */
   reconnects: number;
   rejectedHandshakes: number;
+  /** Received messages that were not a valid container. */
   badMessages: number;
   penalties: number;
   penalizedClosures: number;

@@ -72,22 +72,7 @@ export interface PeerLinkStats {
   framesReceived: number;
 }
 
-export interface WsTransportStats {
-  framesSent: number;
-  framesReceived: number;
-  framesDropped: number;
-  bytesSent: number;
-  bytesReceived: number;
-  messagesSent: number;
-  messagesReceived: number;
-  connectAttempts: number;
-  /** Links that came back up after having been reported down. */
-  reconnects: number;
-  rejectedHandshakes: number;
-  /** Received messages that were not a valid container. */
-  badMessages: number;
-  penalties: number;
-  penalizedClosures: number;
+export interface WsTransportStats extends Counters {
   peers: Record<string, PeerLinkStats>;
 }
 
