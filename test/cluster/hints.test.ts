@@ -6,6 +6,9 @@ const KEYS = Number(process.env.CHORUS_HINTS_TEST_KEYS ?? 10_000);
 /** Keys whose hints are pending when their coordinator is SIGKILLed. */
 const KILL_KEYS = Math.min(2_000, KEYS);
 const CONCURRENCY = 32;
+/** Foreground writes measured before n3's restart and while hints replay to it. */
+const FOREGROUND_CONCURRENCY = 4;
+const FOREGROUND_BASELINE = 500;
 
 interface HintTarget {
   hostId: string;
@@ -32,6 +35,48 @@ async function pool(n: number, work: (i: number) => Promise<void>): Promise<void
 async function hintsFor(cluster: TestCluster, observer: string, target: string): Promise<HintTarget | undefined> {
   const out = JSON.parse(await chorus(['hints', '--json', '--host', cluster.address(observer)])) as { targets: HintTarget[] };
   return out.targets.find((t) => t.name === target);
+}
+
+/** One foreground write: when it started (epoch ms, as the nodes' logs count) and how long it took. */
+interface Sample {
+  startedAt: number;
+  ms: number;
+}
+
+/**
+ * Foreground QUORUM writes through one node, FOREGROUND_CONCURRENCY at a time, until `stop()` says so or
+ * `max` were written. Their latencies are only printed: nothing timed is asserted.
+ */
+async function foregroundWrites(cluster: TestCluster, node: string, prefix: string, stop: () => boolean, max: number): Promise<Sample[]> {
+  const samples: Sample[] = [];
+  let next = 0;
+  await Promise.all(Array.from({ length: FOREGROUND_CONCURRENCY }, async () => {
+    while (!stop() && next < max) {
+      const key = `${prefix}-${next++}`;
+      const startedAt = Date.now();
+      const started = performance.now();
+      const put = await http(cluster, node, 'PUT', `/v1/kv/default/${key}?consistency=QUORUM`, `value-of-${key}`);
+      samples.push({ startedAt, ms: performance.now() - started });
+      expect(put.status, put.text).toBe(200);
+    }
+  }));
+  return samples;
+}
+
+function p99(samples: Sample[]): string {
+  if (samples.length === 0) return 'n/a (no write)';
+  const sorted = samples.map((s) => s.ms).sort((a, b) => a - b);
+  return `${sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * 0.99) - 1)]!.toFixed(1)} ms (p50 ${sorted[Math.floor(sorted.length / 2)]!.toFixed(1)} ms, ${sorted.length} writes)`;
+}
+
+/** The replays a coordinator logged as finished: each one's last page read to its last hint acknowledged, in epoch ms. */
+function replays(cluster: TestCluster, node: string): Array<{ from: number; to: number; delivered: number; ms: number }> {
+  return cluster
+    .log(node)
+    .split('\n')
+    .filter((l) => l.includes('delivered every hint to a target'))
+    .map((l) => JSON.parse(l) as { time: number; delivered: number; ms: number })
+    .map((r) => ({ from: r.time - r.ms, to: r.time, delivered: r.delivered, ms: r.ms }));
 }
 
 /** Every key of the list is on the node's own replica with its value; answers the keys missing. */
@@ -80,21 +125,40 @@ describe('hinted handoff with real processes', () => {
     expect(n1View!.oldestMicros).toBeGreaterThan(0);
     console.log(`hints: ${pending} hints pending for n3 (n1 ${n1View!.hints}, ${n1View!.bytes} bytes)`);
 
+    // What replay costs the foreground: QUORUM writes through n2 before n3's restart, and while hints replay to it.
+    const before = await foregroundWrites(cluster, 'n2', 'foreground-before', () => false, FOREGROUND_BASELINE);
+
+    // From the restart on, until every hint is delivered; the writes that overlap a replay the coordinators logged are the ones compared.
+    let draining = true;
+    const duringRestart = foregroundWrites(cluster, 'n2', 'foreground-during', () => !draining, 100_000);
+    duringRestart.catch(() => {}); // awaited below; a failure must not count as unhandled meanwhile
     const restarting = Date.now();
-    await cluster.restart();
-    const upMs = Date.now() - restarting;
-    const drainMs = await cluster.waitFor(
-      'the hints for n3 delivered',
-      async () => (await Promise.all(['n1', 'n2'].map((n) => hintsFor(cluster, n, 'n3')))).every((t) => t === undefined || t.hints === 0),
-      scaled(180_000),
-    );
+    let upMs: number;
+    let drainMs: number;
+    try {
+      await cluster.restart();
+      upMs = Date.now() - restarting;
+      drainMs = await cluster.waitFor(
+        'the hints for n3 delivered',
+        async () => (await Promise.all(['n1', 'n2'].map((n) => hintsFor(cluster, n, 'n3')))).every((t) => t === undefined || t.hints === 0),
+        scaled(180_000),
+      );
+    } finally {
+      draining = false;
+    }
+    const during = await duringRestart;
     console.log(`hints: n3 back (every node UN) after ${upMs} ms; every hint delivered ${drainMs} ms later (polled), ${upMs + drainMs} ms after the restart began`);
     // The replay itself, as each coordinator logged it: from the first page read to the last hint acknowledged.
-    for (const n of ['n1', 'n2']) {
-      const replays = cluster.log(n).split('\n').filter((l) => l.includes('delivered every hint to a target')).map((l) => JSON.parse(l) as { delivered: number; ms: number });
-      const last = replays.at(-1);
+    const windows = ['n1', 'n2'].flatMap((n) => {
+      const last = replays(cluster, n).at(-1);
       if (last) console.log(`hints: ${n} replayed ${last.delivered} hints in ${Math.round(last.ms)} ms: ${Math.round(last.delivered / Math.max(0.001, last.ms / 1000))} hints/s (hinted_handoff_throttle 1024 KiB/s per coordinator)`);
-    }
+      return last ? [last] : [];
+    });
+    const overlapping = during.filter((s) => windows.some((w) => s.startedAt <= w.to && s.startedAt + s.ms >= w.from));
+    console.log(
+      `hints: foreground QUORUM writes through n2, ${FOREGROUND_CONCURRENCY} at a time: p99 ${p99(before)} before n3's restart (n3 down, each write hinted); ` +
+        `p99 ${p99(overlapping)} while hints replayed to n3; p99 ${p99(during.filter((s) => !overlapping.includes(s)))} for the rest of the restart and drain`,
+    );
     const missing = await missingOn(cluster, 'n3', keys);
     expect(missing, `not on n3's replica: ${missing.slice(0, 10).join(', ')}`).toEqual([]);
     const metrics = (await http(cluster, 'n1', 'GET', '/metrics')).text;

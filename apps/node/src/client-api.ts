@@ -305,15 +305,20 @@ class ClientApiImpl implements ClientApi {
           ...(r.cl !== undefined ? { consistency: r.cl } : {}),
           ...(r.ttl !== undefined ? { ttlSeconds: r.ttl } : {}),
           ...(r.ts !== undefined ? { timestampMicros: r.ts } : {}),
+          ...(r.after !== undefined ? { afterMicros: r.after } : {}),
         });
         return { ok: { ts: result.timestampMicros }, bytes: 24 };
       }
       case 'get': {
-        const found = await node!.coordinator.get(r.ks, r.key, r.ck, r.cl !== undefined ? { consistency: r.cl } : {});
+        const found = await node!.coordinator.get(r.ks, r.key, r.ck, { ...(r.cl !== undefined ? { consistency: r.cl } : {}), ...(r.floor !== undefined ? { floorMicros: r.floor } : {}) });
         return found ? { ok: { value: found.value, ts: found.timestampMicros }, bytes: 32 + found.value.byteLength } : { ok: null, bytes: 16 };
       }
       case 'del': {
-        const result = await node!.coordinator.del(r.ks, r.key, r.ck, { ...(r.cl !== undefined ? { consistency: r.cl } : {}), ...(r.ts !== undefined ? { timestampMicros: r.ts } : {}) });
+        const result = await node!.coordinator.del(r.ks, r.key, r.ck, {
+          ...(r.cl !== undefined ? { consistency: r.cl } : {}),
+          ...(r.ts !== undefined ? { timestampMicros: r.ts } : {}),
+          ...(r.after !== undefined ? { afterMicros: r.after } : {}),
+        });
         return { ok: { ts: result.timestampMicros }, bytes: 24 };
       }
       case 'slice': {
@@ -324,6 +329,7 @@ class ClientApiImpl implements ClientApi {
           ...(r.limit !== undefined ? { limit: r.limit } : {}),
           ...(r.page !== undefined ? { page: r.page } : {}),
           ...(r.reverse !== undefined ? { reverse: r.reverse } : {}),
+          ...(r.floors !== undefined ? { floors: r.floors.map((f) => ({ clustering: f.ck, timestampMicros: f.ts })) } : {}),
         });
         let bytes = 32;
         const rows = result.rows.map((row) => {

@@ -1,10 +1,11 @@
-import { InvalidRequest } from '@chorus/core';
+import { InvalidRequest, isChorusError } from '@chorus/core';
 import { LIMITS } from '@chorus/model';
 import type { ChorusNode, KeyspaceView } from '@chorus/node';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { NodeStarting, httpErrorOf } from './errors.js';
 import type { Metrics, RequestOp, RequestTimer } from './metrics.js';
+import { type RowId, SESSION_HEADER, type SessionToken, floorOf, formatSessionToken, observe, parseSessionToken, recordWrite, rowIdOf, sliceFloorsOf } from './session-token.js';
 
 /**
  * Largest request body read. Looser than the value limit on purpose: a value
@@ -83,6 +84,33 @@ function consistencyOf(query: Query): { consistency?: string } {
   return query.consistency ? { consistency: query.consistency } : {};
 }
 
+/**
+ * Runs a data request in the session its `x-chorus-session` header carries,
+ * if any: the answer, an error included, carries the session's new value.
+ */
+async function inSession<T>(request: FastifyRequest, reply: FastifyReply, work: (session: SessionToken | undefined) => Promise<T>): Promise<T> {
+  const session = parseSessionToken(request.headers[SESSION_HEADER]);
+  try {
+    return await work(session);
+  } finally {
+    if (session !== undefined) void reply.header(SESSION_HEADER, formatSessionToken(session));
+  }
+}
+
+/** A write in a session: stamped above its high-water mark (unless the client gave the timestamp), and its row's floor recorded once acknowledged. */
+async function writeInSession(session: SessionToken | undefined, row: () => RowId, clientTimestamp: boolean, write: (after: { afterMicros?: number }) => Promise<{ timestampMicros: number }>): Promise<{ timestamp: number }> {
+  try {
+    const result = await write(session !== undefined && !clientTimestamp ? { afterMicros: session.highWater } : {});
+    if (session !== undefined) recordWrite(session, row(), result.timestampMicros);
+    return { timestamp: result.timestampMicros };
+  } catch (error) {
+    // A timed-out write may still win later with its timestamp: the session's next write must go above it.
+    const ts = isChorusError(error) && error.name === 'WriteTimeout' ? error.fields.timestampMicros : undefined;
+    if (session !== undefined && typeof ts === 'number') observe(session, ts);
+    throw error;
+  }
+}
+
 /** Values of the one-row and slice APIs. Keys come from the path, UTF-8; values are the raw body bytes. */
 function registerDataRoutes(app: FastifyInstance, ready: () => ChorusNode, timeRequest: RequestTimer): void {
   // Requests before the node serves are not timed: they say nothing about the cluster.
@@ -100,30 +128,38 @@ function registerDataRoutes(app: FastifyInstance, ready: () => ChorusNode, timeR
   };
   const kvPaths = ['/v1/kv/:ks/:key', '/v1/kv/:ks/:key/:clustering'];
   for (const path of kvPaths) {
-    app.put<{ Params: KvParams; Querystring: Query }>(path, (request) => timed('write', request.query, async (node) => {
+    app.put<{ Params: KvParams; Querystring: Query }>(path, (request, reply) => timed('write', request.query, (node) => inSession(request, reply, (session) => {
       const { ks, key, clustering } = request.params;
       const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
       const ttlSeconds = integerParam(request.query, 'ttl', 1);
       const timestampMicros = integerParam(request.query, 'timestamp', 0);
-      const result = await node.coordinator.put(ks, key, clustering, new Uint8Array(body.buffer, body.byteOffset, body.byteLength), {
-        ...consistencyOf(request.query),
-        ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
-        ...(timestampMicros !== undefined ? { timestampMicros } : {}),
-      });
-      return { timestamp: result.timestampMicros };
-    }));
+      return writeInSession(session, () => rowIdOf(ks, key, clustering), timestampMicros !== undefined, (after) =>
+        node.coordinator.put(ks, key, clustering, new Uint8Array(body.buffer, body.byteOffset, body.byteLength), {
+          ...consistencyOf(request.query),
+          ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
+          ...(timestampMicros !== undefined ? { timestampMicros } : {}),
+          ...after,
+        }),
+      );
+    })));
     app.get<{ Params: KvParams; Querystring: Query }>(path, async (request, reply) => {
       const { ks, key, clustering } = request.params;
-      const found = await timed('read', request.query, (node) => node.coordinator.get(ks, key, clustering, consistencyOf(request.query)));
+      const found = await timed('read', request.query, (node) => inSession(request, reply, async (session) => {
+        const floor = session === undefined ? undefined : floorOf(session, rowIdOf(ks, key, clustering));
+        const value = await node.coordinator.get(ks, key, clustering, { ...consistencyOf(request.query), ...(floor !== undefined ? { floorMicros: floor } : {}) });
+        if (session !== undefined && value !== undefined) observe(session, value.timestampMicros);
+        return value;
+      }));
       if (!found) return reply.status(404).send({ error: 'NotFound', message: `no value for ${key}${clustering === undefined ? '' : `/${clustering}`} in ${ks}` });
       return reply.header('x-chorus-timestamp', String(found.timestampMicros)).type('application/octet-stream').send(Buffer.from(found.value));
     });
-    app.delete<{ Params: KvParams; Querystring: Query }>(path, (request) => timed('write', request.query, async (node) => {
+    app.delete<{ Params: KvParams; Querystring: Query }>(path, (request, reply) => timed('write', request.query, (node) => inSession(request, reply, (session) => {
       const { ks, key, clustering } = request.params;
       const timestampMicros = integerParam(request.query, 'timestamp', 0);
-      const result = await node.coordinator.del(ks, key, clustering, { ...consistencyOf(request.query), ...(timestampMicros !== undefined ? { timestampMicros } : {}) });
-      return { timestamp: result.timestampMicros };
-    }));
+      return writeInSession(session, () => rowIdOf(ks, key, clustering), timestampMicros !== undefined, (after) =>
+        node.coordinator.del(ks, key, clustering, { ...consistencyOf(request.query), ...(timestampMicros !== undefined ? { timestampMicros } : {}), ...after }),
+      );
+    })));
   }
   for (const path of ['/v1/local/:ks/:key', '/v1/local/:ks/:key/:clustering']) {
     app.get<{ Params: KvParams }>(path, async (request, reply) => {
@@ -139,7 +175,7 @@ function registerDataRoutes(app: FastifyInstance, ready: () => ChorusNode, timeR
       };
     });
   }
-  app.get<{ Params: { ks: string; partition: string }; Querystring: Query }>('/v1/rows/:ks/:partition', (request) => timed('slice', request.query, async (node) => {
+  app.get<{ Params: { ks: string; partition: string }; Querystring: Query }>('/v1/rows/:ks/:partition', (request, reply) => timed('slice', request.query, (node) => inSession(request, reply, async (session) => {
     const { ks, partition } = request.params;
     const q = request.query;
     const limit = integerParam(q, 'limit', 1);
@@ -155,12 +191,14 @@ function registerDataRoutes(app: FastifyInstance, ready: () => ChorusNode, timeR
       ...(limit !== undefined ? { limit } : {}),
       ...(page ? { page } : {}),
       ...(q.reverse === 'true' ? { reverse: true } : {}),
+      ...(session !== undefined ? { floors: sliceFloorsOf(session, ks, partition) } : {}),
     });
+    if (session !== undefined) for (const r of result.rows) observe(session, r.timestampMicros);
     return {
       rows: result.rows.map((r) => ({ clustering: Buffer.from(r.clustering).toString('utf8'), value: Buffer.from(r.value).toString('base64'), timestamp: r.timestampMicros, ...(r.expiresAtMicros !== undefined ? { expiresAt: r.expiresAtMicros } : {}) })),
       ...(result.nextPage ? { nextPage: Buffer.from(result.nextPage).toString('base64url') } : {}),
     };
-  }));
+  })));
 }
 
 function parseJsonBody(body: unknown): unknown {

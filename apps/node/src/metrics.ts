@@ -52,7 +52,7 @@ function levelLabel(consistency: unknown): string {
 /** Errors are named by what an operator does about them; error names stay in the logs and answers. */
 function outcomeOf(error: unknown): string {
   const name = typeof error === 'object' && error !== null ? (error as { name?: unknown }).name : undefined;
-  if (name === 'Unavailable') return 'unavailable';
+  if (name === 'Unavailable' || name === 'SessionFloorNotMet') return 'unavailable';
   if (name === 'WriteTimeout' || name === 'ReadTimeout') return 'timeout';
   if (name === 'Overloaded') return 'overloaded';
   const status = isChorusError(error) ? error.httpStatus : (error as { statusCode?: unknown } | undefined)?.statusCode;
@@ -147,6 +147,8 @@ export function createMetrics(sources: MetricSources): Metrics {
   counter('chorus_read_repair_mismatches_total', 'Reads and slices that found replicas holding an older version among those that answered', [], fromNode((n) => one(n.coordinator.stats().readRepair.mismatches)));
   counter('chorus_read_repair_rows_repaired_total', 'Rows written to stale replicas by read repair (one per row and replica)', [], fromNode((n) => one(n.coordinator.stats().readRepair.rowsRepaired)));
   counter('chorus_read_repair_timeouts_total', 'Reads failed with ReadTimeout because their read repair did not reach the consistency level in time', [], fromNode((n) => one(n.coordinator.stats().readRepair.timeouts)));
+  counter('chorus_session_floor_escalations_total', "Session reads and slices whose first answers were older than the session's own write, so every live replica was asked", [], fromNode((n) => one(n.coordinator.stats().sessionFloor.escalations)));
+  counter('chorus_session_floor_not_met_total', "Session reads and slices failed with SessionFloorNotMet: no live replica answered with the session's own write", [], fromNode((n) => one(n.coordinator.stats().sessionFloor.notMet)));
   gauge('chorus_peer_clock_skew_seconds', "Estimated offset of each peer's clock from this node's (positive: the peer is ahead)", ['peer'], fromNode((n) => Object.entries(n.coordinator.clockSkew()).map(([peer, s]): [Labels, number] => [{ peer }, s.skewMs / 1000])));
   counter('chorus_peer_timestamps_refused_total', 'Peer timestamps the clock did not adopt because they lay beyond max_clock_skew', [], fromNode((n) => one(n.coordinator.stats().refusedPeerTimestamps)));
 

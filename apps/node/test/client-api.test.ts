@@ -17,6 +17,8 @@ interface Fake {
   /** Gets park here while `hold` is set. */
   held: Array<() => void>;
   hold: boolean;
+  /** The options each data call reached the coordinator with. */
+  options: Array<[string, unknown]>;
   /** Resolves once `count` gets are parked: the requests reached the coordinator. */
   whenHeld(count: number): Promise<void>;
 }
@@ -28,6 +30,7 @@ function fakeNode(address: string): Fake {
     data: new Map(),
     held: [],
     hold: false,
+    options: [],
     async whenHeld(count) {
       while (fake.held.length < count) await new Promise<void>((r) => heldWaiters.push(r));
     },
@@ -36,12 +39,14 @@ function fakeNode(address: string): Fake {
   const keyOf = (k: Uint8Array | string) => (typeof k === 'string' ? k : Buffer.from(k).toString('utf8'));
   const coordinator = {
     async put(_ks: string, key: Uint8Array | string, _ck: unknown, value: Uint8Array | string, options: { consistency?: string; timestampMicros?: number } = {}) {
+      fake.options.push(['put', options]);
       if (options.consistency === 'ALL') throw new ChorusError('Unavailable', 'UNAVAILABLE', 'cannot achieve consistency level ALL', { consistency: 'ALL', required: 3, alive: 2 }, 503);
       const ts = options.timestampMicros ?? ++clock;
       fake.data.set(keyOf(key), { value: typeof value === 'string' ? Buffer.from(value) : value, ts });
       return { timestampMicros: ts };
     },
-    async get(_ks: string, key: Uint8Array | string) {
+    async get(_ks: string, key: Uint8Array | string, _ck: unknown, options: unknown) {
+      fake.options.push(['get', options]);
       if (fake.hold) {
         const parked = new Promise<void>((release) => fake.held.push(release));
         for (const wake of heldWaiters.splice(0)) wake();
@@ -50,11 +55,13 @@ function fakeNode(address: string): Fake {
       const found = fake.data.get(keyOf(key));
       return found ? { value: found.value, timestampMicros: found.ts } : undefined;
     },
-    async del(_ks: string, key: Uint8Array | string) {
+    async del(_ks: string, key: Uint8Array | string, _ck: unknown, options: unknown) {
+      fake.options.push(['del', options]);
       fake.data.delete(keyOf(key));
       return { timestampMicros: ++clock };
     },
-    async slice() {
+    async slice(_ks: string, _key: unknown, options: unknown) {
+      fake.options.push(['slice', options]);
       return { rows: [{ clustering: Buffer.from('c1'), value: Buffer.from('v1'), timestampMicros: 5 }], nextPage: Buffer.from('p') };
     },
     async local(_ks: string, key: Uint8Array | string) {
@@ -150,6 +157,26 @@ describe('the client API on /client', () => {
     expect(stats.tokenAware).toBeGreaterThanOrEqual(5);
     expect(stats.nonReplica).toBe(0);
     expect(api.stats().ops).toMatchObject({ hello: 1, put: 1, get: 3, del: 1, slice: 1, local: 1 });
+  });
+
+  it("passes a session's fields to the coordinator: the high-water mark with writes, the floors with reads", async () => {
+    await start();
+    const client = connect([address]);
+    clients.push(client);
+    const session = client.session();
+    const a = await session.put('default', 'k1', 'v', { consistency: 'ONE' });
+    const b = await session.put('default', 'p', 'v', { clustering: 'c' });
+    await session.get('default', 'k1');
+    await session.slice('default', 'p', { limit: 10 });
+    await session.del('default', 'k1');
+    expect(fake.options).toEqual([
+      ['put', { consistency: 'ONE', afterMicros: 0 }],
+      ['put', { afterMicros: a.timestamp }],
+      ['get', { floorMicros: a.timestamp }],
+      ['slice', { limit: 10, floors: [{ clustering: Buffer.from('c'), timestampMicros: b.timestamp }] }],
+      // The slice read a row written at 5: below the high-water mark, which stays.
+      ['del', { afterMicros: b.timestamp }],
+    ]);
   });
 
   it("turns the coordinator's errors into typed errors with their numbers", async () => {

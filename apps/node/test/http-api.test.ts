@@ -3,11 +3,13 @@ import { LIMITS } from '@chorus/model';
 import type { ChorusNode } from '@chorus/node';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ChorusError } from '@chorus/core';
 import { STARTING_RETRY_AFTER_SECONDS } from '../src/errors.js';
 import { buildApi } from '../src/http-api.js';
 import type { Metrics } from '../src/metrics.js';
+import { MAX_SESSION_CHARS, MAX_SESSION_ROWS, floorOf, formatSessionToken, parseSessionToken, recordWrite, rowIdOf, sliceFloorsOf } from '../src/session-token.js';
 
-const metrics = { contentType: 'text/plain; version=0.0.4', render: async () => '' } as unknown as Metrics;
+const metrics = { contentType: 'text/plain; version=0.0.4', render: async () => '', timeRequest: () => () => undefined } as unknown as Metrics;
 
 /** The HTTP API over a node that `node()` hands out, with the log lines it writes. */
 function api(node: () => ChorusNode | undefined) {
@@ -95,5 +97,139 @@ describe('the HTTP API', () => {
     expect(failed.statusCode).toBe(500);
     expect(failed.json()).toEqual({ error: 'InternalError', message: 'disk on fire' });
     expect(errors().map((l) => l.msg)).toEqual(['request failed']);
+  });
+});
+
+/** A node whose coordinator keeps rows in memory, stamps with a counter, and records the options of every call. */
+function sessionNode() {
+  const calls: Array<{ op: string; key: string; options: Record<string, unknown> }> = [];
+  const rows = new Map<string, { value: Uint8Array; ts: number }>();
+  let clock = 1_000;
+  let fail: Error | undefined;
+  const id = (key: string, ck?: string) => `${key}/${ck ?? ''}`;
+  const write = (op: string) => async (_ks: string, key: string, ck: string | undefined, ...rest: unknown[]) => {
+    const options = (op === 'put' ? rest[1] : rest[0]) as Record<string, unknown>;
+    calls.push({ op, key: id(key, ck), options });
+    if (fail) throw fail;
+    const ts = (options.timestampMicros as number | undefined) ?? Math.max(++clock, ((options.afterMicros as number | undefined) ?? 0) + 1);
+    rows.set(id(key, ck), { value: new TextEncoder().encode(op), ts });
+    return { timestampMicros: ts };
+  };
+  const coordinator = {
+    put: write('put'),
+    del: write('del'),
+    async get(_ks: string, key: string, ck: string | undefined, options: Record<string, unknown>) {
+      calls.push({ op: 'get', key: id(key, ck), options });
+      if (fail) throw fail;
+      const row = rows.get(id(key, ck));
+      return row && { value: row.value, timestampMicros: row.ts };
+    },
+    async slice(_ks: string, partition: string, options: Record<string, unknown>) {
+      calls.push({ op: 'slice', key: partition, options });
+      return { rows: [{ clustering: new TextEncoder().encode('c'), value: new Uint8Array([1]), timestampMicros: 50_000 }] };
+    },
+  };
+  return {
+    node: { coordinator } as unknown as ChorusNode,
+    calls,
+    failWith(error: Error | undefined) {
+      fail = error;
+    },
+  };
+}
+
+describe('sessions over HTTP (x-chorus-session)', () => {
+  const apps: Array<{ close(): Promise<unknown> }> = [];
+  afterEach(async () => {
+    for (const app of apps.splice(0)) await app.close();
+  });
+
+  it('a write is stamped above the high-water mark; a read of a row the session wrote carries its floor', async () => {
+    const fake = sessionNode();
+    const { app } = api(() => fake.node);
+    apps.push(app);
+    // Without the header nothing changes.
+    const plain = await app.inject({ method: 'PUT', url: '/v1/kv/default/a', payload: 'v' });
+    expect(plain.headers['x-chorus-session']).toBeUndefined();
+    expect(fake.calls.at(-1)!.options).not.toHaveProperty('afterMicros');
+
+    const put = await app.inject({ method: 'PUT', url: '/v1/kv/default/a?consistency=ONE', payload: 'v', headers: { 'x-chorus-session': '0' } });
+    expect(put.statusCode).toBe(200);
+    const ts = put.json<{ timestamp: number }>().timestamp;
+    let session = put.headers['x-chorus-session'] as string;
+    expect(fake.calls.at(-1)!.options).toMatchObject({ consistency: 'ONE', afterMicros: 0 });
+    expect(parseSessionToken(session)).toMatchObject({ highWater: ts, rows: [{ clustering: '', micros: ts }] });
+
+    const get = await app.inject({ method: 'GET', url: '/v1/kv/default/a', headers: { 'x-chorus-session': session } });
+    expect(get.statusCode).toBe(200);
+    expect(fake.calls.at(-1)!.options).toEqual({ floorMicros: ts });
+    // Another row: no floor; absent, and the answer still carries the session.
+    const other = await app.inject({ method: 'GET', url: '/v1/kv/default/a/x', headers: { 'x-chorus-session': session } });
+    expect(other.statusCode).toBe(404);
+    expect(fake.calls.at(-1)!.options).toEqual({});
+    expect(other.headers['x-chorus-session']).toBe(session);
+
+    const del = await app.inject({ method: 'DELETE', url: '/v1/kv/default/p/c', headers: { 'x-chorus-session': session } });
+    expect(fake.calls.at(-1)!.options).toEqual({ afterMicros: ts });
+    session = del.headers['x-chorus-session'] as string;
+    const slice = await app.inject({ method: 'GET', url: '/v1/rows/default/p?from=a', headers: { 'x-chorus-session': session } });
+    expect(slice.statusCode).toBe(200);
+    expect(fake.calls.at(-1)!.options).toMatchObject({ from: 'a', floors: [{ clustering: new TextEncoder().encode('c'), timestampMicros: del.json<{ timestamp: number }>().timestamp }] });
+    // The rows read move the high-water mark.
+    expect(parseSessionToken(slice.headers['x-chorus-session'] as string)!.highWater).toBe(50_000);
+    // A client timestamp is the client's order, not the session's.
+    await app.inject({ method: 'PUT', url: '/v1/kv/default/b?timestamp=5', payload: 'v', headers: { 'x-chorus-session': session } });
+    expect(fake.calls.at(-1)!.options).toEqual({ timestampMicros: 5 });
+  });
+
+  it('errors carry the session too: SessionFloorNotMet is a 503, a timed-out write moves the high-water mark to its timestamp', async () => {
+    const fake = sessionNode();
+    const { app } = api(() => fake.node);
+    apps.push(app);
+    fake.failWith(new ChorusError('SessionFloorNotMet', 'SESSION_FLOOR_NOT_MET', 'too old', { consistency: 'ONE', floorMicros: 9, foundMicros: 3, answered: 2, alive: 2 }, 503));
+    const read = await app.inject({ method: 'GET', url: '/v1/kv/default/a', headers: { 'x-chorus-session': '7' } });
+    expect(read.statusCode).toBe(503);
+    expect(read.json()).toMatchObject({ error: 'SessionFloorNotMet', floorMicros: 9, foundMicros: 3 });
+    expect(read.headers['x-chorus-session']).toBe('7');
+    fake.failWith(new ChorusError('WriteTimeout', 'WRITE_TIMEOUT', 'timed out', { consistency: 'QUORUM', required: 2, received: 1, timestampMicros: 123_456 }, 504));
+    const write = await app.inject({ method: 'PUT', url: '/v1/kv/default/a', payload: 'v', headers: { 'x-chorus-session': '7' } });
+    expect(write.statusCode).toBe(504);
+    expect(write.headers['x-chorus-session']).toBe('123456');
+  });
+
+  it('refuses a malformed session with 400, and keeps the session within its bounds', async () => {
+    const fake = sessionNode();
+    const { app } = api(() => fake.node);
+    apps.push(app);
+    for (const bad of ['', 'x', '-1', '1,abc', '1,AAAAAAAAAAAAAAA..5', '1,AAAAAAAAAAAAAAAA..', `1,${'A'.repeat(16)}.x.1.2`, '9'.repeat(17), 'x'.repeat(MAX_SESSION_CHARS + 1)]) {
+      const answer = await app.inject({ method: 'GET', url: '/v1/kv/default/a', headers: { 'x-chorus-session': bad } });
+      expect(answer.statusCode, bad.slice(0, 40)).toBe(400);
+      expect(answer.json()).toMatchObject({ error: 'InvalidRequest', field: 'x-chorus-session' });
+    }
+    let session = '0';
+    for (let i = 0; i < MAX_SESSION_ROWS + 10; i++) {
+      const answer = await app.inject({ method: 'PUT', url: `/v1/kv/default/p/${'c'.repeat(90)}${i}`, payload: 'v', headers: { 'x-chorus-session': session } });
+      expect(answer.statusCode).toBe(200);
+      session = answer.headers['x-chorus-session'] as string;
+      expect(session.length).toBeLessThanOrEqual(MAX_SESSION_CHARS);
+    }
+    const token = parseSessionToken(session)!;
+    expect(token.rows.length).toBeGreaterThan(5);
+    expect(token.rows.length).toBeLessThan(MAX_SESSION_ROWS);
+    // The most recent write is first, and its floor is the high-water mark.
+    expect(token.rows[0]!.micros).toBe(token.highWater);
+    // Short keys: the row count is the bound.
+    const short = parseSessionToken('0')!;
+    for (let i = 0; i < MAX_SESSION_ROWS + 6; i++) recordWrite(short, rowIdOf('default', `k${i}`), 10 + i);
+    expect(short.rows).toHaveLength(MAX_SESSION_ROWS);
+    expect(short.rows.at(-1)!.micros).toBe(16);
+    // A row with a clustering key over 256 bytes is kept by its hash: a floor for point reads, not for slices.
+    const t = parseSessionToken('0')!;
+    const long = rowIdOf('default', 'q', 'l'.repeat(300));
+    recordWrite(t, long, 77);
+    expect(long.clustering).toMatch(/^~[A-Za-z0-9_-]{16}$/);
+    expect(floorOf(parseSessionToken(formatSessionToken(t))!, rowIdOf('default', 'q', 'l'.repeat(300)))).toBe(77);
+    expect(floorOf(t, rowIdOf('default', 'q', 'l'.repeat(301)))).toBeUndefined();
+    expect(sliceFloorsOf(t, 'default', 'q')).toEqual([]);
   });
 });

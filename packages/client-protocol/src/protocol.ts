@@ -23,6 +23,12 @@ import { Packr } from 'msgpackr';
  * - Version: a client sends `{op: 'hello', v: 1}` first; the server answers
  *   with the versions it speaks. New versions may add ops and fields; a
  *   version-1 server refuses fields it does not know (InvalidRequest).
+ * - Sessions (read your writes): `after` on put/del is the session's
+ *   high-water mark, which the write is stamped above; `floor` on get and
+ *   `floors` on slice are the timestamps of the session's own writes of the
+ *   rows read, which the answer is never older than (else the error
+ *   `SessionFloorNotMet`). They are optional fields of version 1: a server
+ *   without sessions refuses them as unknown fields.
  *
  * Garbage (see DESIGN.md, untrusted input stops at the edge):
  * - a text message: one `{id: 0, error: InvalidRequest}` answer, then close 1003;
@@ -43,6 +49,8 @@ export const MAX_BATCH = 1024;
 /** Requests in flight on one connection before the server answers Overloaded. */
 export const DEFAULT_MAX_IN_FLIGHT = 1024;
 export const MAX_REQUEST_ID = 0xffff_ffff;
+/** Most session floors in one slice request. */
+export const MAX_SLICE_FLOORS = LIMITS.maxSliceFloors;
 /** Close codes the server uses, as RFC 6455 names them. */
 export const CLOSE_CODES = { goingAway: 1001, unsupportedData: 1003, invalidPayload: 1007, tooBig: 1009 } as const;
 
@@ -62,6 +70,8 @@ const Value = Type.Union([Type.String({ maxLength: MAX_VALUE_BYTES }), Type.Uint
 const Consistency = Type.String({ minLength: 1, maxLength: 16 });
 const Micros = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 const strict = { additionalProperties: false } as const;
+/** A session's floors for rows of the sliced partition: each row's clustering key and the timestamp of the session's last write of it. */
+const Floors = Type.Array(Type.Object({ ck: Key, ts: Micros }, strict), { maxItems: MAX_SLICE_FLOORS });
 
 export const REQUEST_SCHEMAS = {
   hello: Type.Object({ id: Id, op: Type.Literal('hello'), v: Type.Integer({ minimum: 1, maximum: 1000 }), client: Type.Optional(Type.String({ maxLength: 128 })) }, strict),
@@ -76,11 +86,15 @@ export const REQUEST_SCHEMAS = {
       cl: Type.Optional(Consistency),
       ttl: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_TTL_SECONDS })),
       ts: Type.Optional(Micros),
+      after: Type.Optional(Micros),
     },
     strict,
   ),
-  get: Type.Object({ id: Id, op: Type.Literal('get'), ks: Keyspace, key: Key, ck: Type.Optional(Key), cl: Type.Optional(Consistency) }, strict),
-  del: Type.Object({ id: Id, op: Type.Literal('del'), ks: Keyspace, key: Key, ck: Type.Optional(Key), cl: Type.Optional(Consistency), ts: Type.Optional(Micros) }, strict),
+  get: Type.Object({ id: Id, op: Type.Literal('get'), ks: Keyspace, key: Key, ck: Type.Optional(Key), cl: Type.Optional(Consistency), floor: Type.Optional(Micros) }, strict),
+  del: Type.Object(
+    { id: Id, op: Type.Literal('del'), ks: Keyspace, key: Key, ck: Type.Optional(Key), cl: Type.Optional(Consistency), ts: Type.Optional(Micros), after: Type.Optional(Micros) },
+    strict,
+  ),
   slice: Type.Object(
     {
       id: Id,
@@ -93,6 +107,7 @@ export const REQUEST_SCHEMAS = {
       page: Type.Optional(Type.Uint8Array({ maxByteLength: MAX_KEY_BYTES * 2 })),
       reverse: Type.Optional(Type.Boolean()),
       cl: Type.Optional(Consistency),
+      floors: Type.Optional(Floors),
     },
     strict,
   ),

@@ -11,6 +11,10 @@ describe('protocol validation', () => {
       { id: 5, op: 'slice', ks: 'default', key: 'p', from: 'a', to: 'z', limit: 10, page: new Uint8Array(3), reverse: true, cl: 'ONE' },
       { id: 6, op: 'local', ks: 'default', key: 'k' },
       { id: 7, op: 'ring' },
+      { id: 8, op: 'put', ks: 'default', key: 'k', value: 'v', after: 1_700_000_000_000_000 },
+      { id: 9, op: 'del', ks: 'default', key: 'k', after: 0 },
+      { id: 10, op: 'get', ks: 'default', key: 'k', floor: 1_700_000_000_000_000 },
+      { id: 11, op: 'slice', ks: 'default', key: 'p', floors: [{ ck: 'a', ts: 1 }, { ck: new Uint8Array([1]), ts: 2 }] },
       { id: protocol.MAX_REQUEST_ID, op: 'stats' },
     ];
     for (const item of good) expect(protocol.validateRequest(item)).toMatchObject({ ok: true });
@@ -30,6 +34,11 @@ describe('protocol validation', () => {
       [{ id: 9, op: 'put', ks: 'default', key: 'k', value: 'v', ttl: 0 }, 9, 'ttl'],
       [{ id: 9, op: 'put', ks: 'default', key: 'k', value: 'v', ts: -1 }, 9, 'ts'],
       [{ id: 9, op: 'slice', ks: 'default', key: 'k', limit: 100_000 }, 9, 'limit'],
+      [{ id: 9, op: 'put', ks: 'default', key: 'k', value: 'v', after: -1 }, 9, 'after'],
+      [{ id: 9, op: 'get', ks: 'default', key: 'k', floor: 1.5 }, 9, 'floor'],
+      [{ id: 9, op: 'get', ks: 'default', key: 'k', after: 1 }, 9, undefined],
+      [{ id: 9, op: 'slice', ks: 'default', key: 'k', floors: [{ ck: 'a' }] }, 9, 'floors'],
+      [{ id: 9, op: 'slice', ks: 'default', key: 'k', floors: Array.from({ length: 1001 }, () => ({ ck: 'a', ts: 1 })) }, 9, 'floors'],
       [{ id: 9, op: 'get', ks: 'default', key: new Uint8Array(70_000) }, 9, 'key'],
       ['text', 0, undefined],
       [null, 0, undefined],

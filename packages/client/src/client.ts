@@ -4,6 +4,7 @@ import type { Call, Connection, Route } from './connection.js';
 import { ClientClosed, type ConnectionError, InvalidRequest, Overloaded, RequestTimeout, errorFromWire } from './errors.js';
 import { type Bytes, type ClientEnv, type ClientOptions, type DelOptions, type GetOptions, type PutOptions, type Settings, type SliceOptions, settingsOf } from './options.js';
 import { type HostState, HostPool, type RingInfo, type RoutingOwner, exhaustedError, failsOver, resendsAfterConnectionLoss } from './routing.js';
+import { type ChorusSession, Session, type SessionOptions } from './session.js';
 
 /** One row of a slice, as the client returns it. */
 export interface ClientRow {
@@ -64,6 +65,13 @@ export interface ChorusClient {
   get(keyspace: string, key: Bytes, options?: GetOptions): Promise<{ value: Uint8Array; timestamp: number } | undefined>;
   del(keyspace: string, key: Bytes, options?: DelOptions): Promise<{ timestamp: number }>;
   slice(keyspace: string, partition: Bytes, options?: SliceOptions): Promise<SliceResult>;
+  /**
+   * A session over this client's connections: its reads never return a row
+   * older than the session's own last write of it, at any level, and its
+   * writes are stamped above every timestamp it wrote or read (see the
+   * README's Sessions).
+   */
+  session(options?: SessionOptions): ChorusSession;
   /** What `host`'s own replica holds, without coordination (tombstones included): inspection and tests. */
   local(host: string, keyspace: string, key: Bytes, options?: { clustering?: Bytes }): Promise<LocalCell | undefined>;
   /** Fetches the ring now and returns it. */
@@ -115,16 +123,38 @@ class Client implements ChorusClient, RoutingOwner {
 
   // ——— public API ———
 
-  async put(keyspace: string, key: Bytes, value: Bytes, options: PutOptions = {}): Promise<{ timestamp: number }> {
+  put(keyspace: string, key: Bytes, value: Bytes, options: PutOptions = {}): Promise<{ timestamp: number }> {
+    return this.putIn(keyspace, key, value, options, undefined);
+  }
+
+  get(keyspace: string, key: Bytes, options: GetOptions = {}): Promise<{ value: Uint8Array; timestamp: number } | undefined> {
+    return this.getIn(keyspace, key, options, undefined);
+  }
+
+  del(keyspace: string, key: Bytes, options: DelOptions = {}): Promise<{ timestamp: number }> {
+    return this.delIn(keyspace, key, options, undefined);
+  }
+
+  slice(keyspace: string, partition: Bytes, options: SliceOptions = {}): Promise<SliceResult> {
+    return this.sliceIn(keyspace, partition, options, undefined);
+  }
+
+  session(options: SessionOptions = {}): ChorusSession {
+    return new Session(this, options);
+  }
+
+  // ——— the calls, with a session's fields (see session.ts) ———
+
+  async putIn(keyspace: string, key: Bytes, value: Bytes, options: PutOptions, after: number | undefined): Promise<{ timestamp: number }> {
     const result = (await this.call(
-      strip({ op: 'put', ks: keyspace, key, value, ck: options.clustering, cl: options.consistency ?? this.settings.consistency, ttl: options.ttl, ts: options.timestamp }) as RequestBody,
+      strip({ op: 'put', ks: keyspace, key, value, ck: options.clustering, cl: options.consistency ?? this.settings.consistency, ttl: options.ttl, ts: options.timestamp, after }) as RequestBody,
       { kind: 'token', keyspace, key },
     )) as WriteResult;
     return { timestamp: result.ts };
   }
 
-  async get(keyspace: string, key: Bytes, options: GetOptions = {}): Promise<{ value: Uint8Array; timestamp: number } | undefined> {
-    const result = (await this.call(strip({ op: 'get', ks: keyspace, key, ck: options.clustering, cl: options.consistency ?? this.settings.consistency }) as RequestBody, {
+  async getIn(keyspace: string, key: Bytes, options: GetOptions, floor: number | undefined): Promise<{ value: Uint8Array; timestamp: number } | undefined> {
+    const result = (await this.call(strip({ op: 'get', ks: keyspace, key, ck: options.clustering, cl: options.consistency ?? this.settings.consistency, floor }) as RequestBody, {
       kind: 'token',
       keyspace,
       key,
@@ -132,15 +162,15 @@ class Client implements ChorusClient, RoutingOwner {
     return result ? { value: result.value, timestamp: result.ts } : undefined;
   }
 
-  async del(keyspace: string, key: Bytes, options: DelOptions = {}): Promise<{ timestamp: number }> {
+  async delIn(keyspace: string, key: Bytes, options: DelOptions, after: number | undefined): Promise<{ timestamp: number }> {
     const result = (await this.call(
-      strip({ op: 'del', ks: keyspace, key, ck: options.clustering, cl: options.consistency ?? this.settings.consistency, ts: options.timestamp }) as RequestBody,
+      strip({ op: 'del', ks: keyspace, key, ck: options.clustering, cl: options.consistency ?? this.settings.consistency, ts: options.timestamp, after }) as RequestBody,
       { kind: 'token', keyspace, key },
     )) as WriteResult;
     return { timestamp: result.ts };
   }
 
-  async slice(keyspace: string, partition: Bytes, options: SliceOptions = {}): Promise<SliceResult> {
+  async sliceIn(keyspace: string, partition: Bytes, options: SliceOptions, floors: Array<{ ck: Uint8Array; ts: number }> | undefined): Promise<SliceResult> {
     const result = (await this.call(
       strip({
         op: 'slice',
@@ -152,6 +182,7 @@ class Client implements ChorusClient, RoutingOwner {
         page: options.page,
         reverse: options.reverse,
         cl: options.consistency ?? this.settings.consistency,
+        floors,
       }) as RequestBody,
       { kind: 'token', keyspace, key: partition },
     )) as SliceResultWire;

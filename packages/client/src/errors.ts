@@ -25,16 +25,41 @@ export class Unavailable extends ChorusError {
   }
 }
 
-/** Too few replicas acknowledged in time. The write may have been applied on some replicas. */
+/**
+ * Too few replicas acknowledged in time. The write may have been applied on
+ * some replicas, with `timestampMicros` (when the server says it): a
+ * session's next write is stamped above it.
+ */
 export class WriteTimeout extends ChorusError {
   readonly consistency: string;
   readonly required: number;
   readonly received: number;
+  readonly timestampMicros: number | undefined;
   constructor(message: string, fields: Record<string, unknown>) {
     super('WriteTimeout', 'WRITE_TIMEOUT', message, fields, 504);
     this.consistency = str(fields.consistency);
     this.required = num(fields.required);
     this.received = num(fields.received);
+    this.timestampMicros = typeof fields.timestampMicros === 'number' ? fields.timestampMicros : undefined;
+  }
+}
+
+/**
+ * A read in a session found no version of a row as new as the session's own
+ * last write of it (`floorMicros`), even after asking every live replica:
+ * the replicas holding that write are down or slow. The read would have
+ * gone back in time, so it failed; retry later. `foundMicros` is the newest
+ * timestamp found (0 for none).
+ */
+export class SessionFloorNotMet extends ChorusError {
+  readonly consistency: string;
+  readonly floorMicros: number;
+  readonly foundMicros: number;
+  constructor(message: string, fields: Record<string, unknown>) {
+    super('SessionFloorNotMet', 'SESSION_FLOOR_NOT_MET', message, fields, 503);
+    this.consistency = str(fields.consistency);
+    this.floorMicros = num(fields.floorMicros);
+    this.foundMicros = num(fields.foundMicros);
   }
 }
 
@@ -144,6 +169,8 @@ export function errorFromWire(wire: WireError): ChorusError {
       return new InvalidRequest(message, fields);
     case 'Overloaded':
       return new Overloaded(message, fields);
+    case 'SessionFloorNotMet':
+      return new SessionFloorNotMet(message, fields);
     default: {
       const name = typeof wire.name === 'string' && wire.name.length > 0 ? wire.name.slice(0, 64) : 'ServerError';
       return new ChorusError(name, name.replace(/([a-z])([A-Z])/g, '$1_$2').toUpperCase(), message, fields, 500);

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import * as protocol from '@chorus/client-protocol';
-import { ConnectionError, NoHostAvailable, Overloaded, ReadTimeout, RequestTimeout, type ChorusClient, connect, errorFromWire } from '../src/index.js';
+import { ConnectionError, NoHostAvailable, Overloaded, ReadTimeout, RequestTimeout, SessionFloorNotMet, type ChorusClient, connect, errorFromWire } from '../src/index.js';
 
 const packr = protocol.createPackr();
 
@@ -112,6 +112,28 @@ describe('the client against fake nodes', () => {
     const stats = c.stats();
     expect(stats.succeeded).toBe(401); // and the ring
     expect(stats.messagesSent).toBeLessThan(20);
+  });
+
+  it('a session sends its high-water mark with writes and the floor with reads, and a read that cannot meet it fails with SessionFloorNotMet', async () => {
+    const a = await node();
+    const c = client([a.address]);
+    await c.ready();
+    const s = c.session({ maxKeys: 100 });
+    await s.put('ks', 'k', 'v1');
+    await s.get('ks', 'k');
+    a.behaviour = (r) => (r.op === 'get' ? { error: { name: 'SessionFloorNotMet', message: 'too old', consistency: 'ONE', floorMicros: 7, foundMicros: 3 } } : 'answer');
+    const error = await s.get('ks', 'k', { consistency: 'ONE' }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SessionFloorNotMet);
+    expect(error).toMatchObject({ consistency: 'ONE', floorMicros: 7, foundMicros: 3, httpStatus: 503 });
+    await s.del('ks', 'k');
+    await c.get('ks', 'k').catch(() => undefined);
+    expect(a.seen.map((r) => [r.op, r.after, r.floor])).toEqual([
+      ['put', 0, undefined],
+      ['get', undefined, 7],
+      ['get', undefined, 7],
+      ['del', 7, undefined],
+      ['get', undefined, undefined],
+    ]);
   });
 
   it('sends a key to its replica', async () => {

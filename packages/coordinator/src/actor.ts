@@ -4,17 +4,17 @@ import { type Cell, EmptyPartitionKey, KeyTooLarge, LIMITS, type Mutation, expir
 import type { ReplicaRepair } from '@chorus/read-repair';
 import { type Clocks, type HybridLogicalClock, REPLICA_ACTOR, type ReplicaMsg, type RowKey, type SkewTracker, type SliceQuery } from '@chorus/replica';
 import { type KeyspaceDef, type RingView, readRepairOf, tokenOf } from '@chorus/ring';
-import { ClockSkewed, ReadTimeout, RequestFailed, Unavailable, WriteTimeout } from './errors.js';
+import { ClockSkewed, ReadTimeout, RequestFailed, SessionFloorNotMet, Unavailable, WriteTimeout } from './errors.js';
 import { LatencyHistogram, PeerLatencies } from './latency.js';
 import { type ConsistencyLevel, DEFAULT_CONSISTENCY, parseConsistency, validateForRead } from './levels.js';
 import { type ReplicaPlan, planRead, planWrite } from './plan.js';
 import { ReadRequest } from './read.js';
 import type { RepairPolicy } from './repair.js';
 import { type Op, type Outcome, type ReplicaAnswer, type Request, type RequestIo, type Tick } from './request.js';
-import { SliceRequest } from './slice.js';
+import { type RowFloor, SliceRequest } from './slice.js';
 import type { MergedPage } from './slice-merge.js';
 import { sortByProximity } from './snitch.js';
-import type { CoordinatorHandle, CoordinatorOptions, Key, OpStats, ReadOptions, SliceResponseRow, WriteOptions } from './types.js';
+import type { CoordinatorHandle, CoordinatorOptions, Key, OpStats, RowReadOptions, SliceResponseRow, WriteOptions } from './types.js';
 import { WriteRequest } from './write.js';
 
 export const DEFAULT_WRITE_TIMEOUT_MS = 2_000;
@@ -30,8 +30,8 @@ type ReadAnswer = { cell: Cell | undefined };
 /** The coordinator actor's messages. Only this module builds them. */
 export type CoordinatorMsg =
   | { type: 'write'; keyspace: KeyspaceDef; consistency: ConsistencyLevel; mutation: Mutation; timestampMicros: number; replyTo: ReplyTo<WriteAnswer> }
-  | { type: 'read'; keyspace: KeyspaceDef; consistency: ConsistencyLevel; row: RowKey; replyTo: ReplyTo<ReadAnswer> }
-  | { type: 'slice'; keyspace: KeyspaceDef; consistency: ConsistencyLevel; query: SliceQuery; replyTo: ReplyTo<MergedPage> }
+  | { type: 'read'; keyspace: KeyspaceDef; consistency: ConsistencyLevel; row: RowKey; floorMicros?: number; replyTo: ReplyTo<ReadAnswer> }
+  | { type: 'slice'; keyspace: KeyspaceDef; consistency: ConsistencyLevel; query: SliceQuery; floors: RowFloor[]; replyTo: ReplyTo<MergedPage> }
   | {
       type: 'answer';
       id: number;
@@ -67,6 +67,7 @@ interface Shared {
   speculativeRetries: number;
   digestMismatches: number;
   readRepair: { mismatches: number; rowsRepaired: number; timeouts: number };
+  sessionFloor: { escalations: number; notMet: number };
 }
 
 /** The options with their defaults filled in; the hooks stay optional. */
@@ -216,7 +217,8 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
         fail(error) {
           if (!settle()) return;
           if (error instanceof WriteTimeout || error instanceof ReadTimeout) counters.timeouts++;
-          else if (error instanceof Unavailable) counters.unavailable++;
+          // The replicas holding a session's write are down or silent: the cluster cannot serve it now, as with Unavailable.
+          else if (error instanceof Unavailable || error instanceof SessionFloorNotMet) counters.unavailable++;
           else counters.failed++;
           ctx.fail(replyTo, error);
         },
@@ -236,6 +238,14 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
           },
           timedOut() {
             shared.readRepair.timeouts++;
+          },
+        },
+        session: {
+          escalated() {
+            shared.sessionFloor.escalations++;
+          },
+          notMet() {
+            shared.sessionFloor.notMet++;
           },
         },
       };
@@ -329,11 +339,13 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
             if (msg.type === 'read') {
               const row = msg.row;
               const policy = repairPolicy(ctx, msg.keyspace, 'read', row);
-              startRequest(ctx, 'read', msg.replyTo, makePlan, (io) => new ReadRequest(io, row, o.readTimeoutMs, speculationDelay(io.plan), policy));
+              const floor = msg.floorMicros;
+              startRequest(ctx, 'read', msg.replyTo, makePlan, (io) => new ReadRequest(io, row, o.readTimeoutMs, speculationDelay(io.plan), policy, floor));
             } else {
               const query = msg.query;
               const policy = repairPolicy(ctx, msg.keyspace, 'slice', query);
-              startRequest(ctx, 'slice', msg.replyTo, makePlan, (io) => new SliceRequest(io, query, o.readTimeoutMs, speculationDelay(io.plan), () => env.clock.nowMicros(), policy));
+              const floors = msg.floors;
+              startRequest(ctx, 'slice', msg.replyTo, makePlan, (io) => new SliceRequest(io, query, o.readTimeoutMs, speculationDelay(io.plan), () => env.clock.nowMicros(), policy, floors));
             }
             return;
           }
@@ -369,6 +381,12 @@ const utf8 = new TextEncoder();
 
 function bytesOf(k: Key): Uint8Array {
   return typeof k === 'string' ? utf8.encode(k) : k;
+}
+
+/** A session timestamp from the caller: a non-negative integer of microseconds. */
+function micros(value: unknown, field: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) throw new InvalidRequest(`${field} must be a non-negative integer of microseconds, got ${String(value).slice(0, 40)}`, { field });
+  return value;
 }
 
 function validateRowKey(partition: Uint8Array, clustering: Uint8Array | undefined): void {
@@ -407,6 +425,7 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
     speculativeRetries: 0,
     digestMismatches: 0,
     readRepair: { mismatches: 0, rowsRepaired: 0, timeouts: 0 },
+    sessionFloor: { escalations: 0, notMet: 0 },
   };
   const replicaName = options.names?.replica ?? REPLICA_ACTOR;
   const ref = system.spawn<CoordinatorMsg>(options.names?.coordinator ?? COORDINATOR_ACTOR, coordinatorBehavior(system, o, shared, replicaName), {
@@ -439,14 +458,22 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
     validateRowKey(partition, ck);
     let timestampMicros: number;
     if (options.timestampMicros !== undefined) {
+      if (options.afterMicros !== undefined) throw new InvalidRequest('a write takes a timestamp or a session high-water mark (after), not both', { field: 'after' });
       const ts = options.timestampMicros;
       if (typeof ts !== 'number' || !Number.isSafeInteger(ts) || ts < 0) throw new InvalidRequest(`timestamp must be a non-negative integer of microseconds, got ${String(ts)}`, { field: 'timestamp' });
       hlc.checkNotTooFarAhead(ts, 'client timestamp');
       timestampMicros = ts;
     } else {
+      const after = options.afterMicros;
+      if (after !== undefined) {
+        micros(after, 'after');
+        // The same bound as a client timestamp: a session cannot push this node's clock further than a client may.
+        hlc.checkNotTooFarAhead(after, 'session high-water mark');
+      }
       const ahead = shared.skew.selfAheadMs();
       if (ahead !== undefined) throw new ClockSkewed(ahead, maxClockSkewMs);
-      timestampMicros = hlc.now();
+      // The session saw `after`, so its write must sort above it even if this node's clock lags whoever stamped it.
+      timestampMicros = after === undefined ? hlc.now() : Math.max(hlc.now(), after + 1);
     }
     const token = tokenOf(partition);
     let mutation: Mutation;
@@ -462,7 +489,8 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
       }
     }
     validateMutation(mutation);
-    const clientStamped = options.timestampMicros !== undefined;
+    // A timestamp not taken from the clock (the client's, or above a session's mark) is adopted once the write may exist.
+    const clientStamped = options.timestampMicros !== undefined || options.afterMicros !== undefined;
     try {
       const answer = await run<WriteAnswer>(o.writeTimeoutMs, (replyTo) => ({ type: 'write', keyspace: ks, consistency, mutation, timestampMicros, replyTo }));
       if (clientStamped) adoptClientTimestamp(timestampMicros);
@@ -476,17 +504,18 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
 
   /**
    * This node's later writes must supersede a client-stamped write it
-   * coordinated (the client expects its next write through us to win), so the
-   * clock moves past the client's timestamp, but only once the write may
-   * exist: adopting it before sending would stamp this node's own writes up to
-   * max_clock_skew ahead for a while even when the client's write was refused.
-   * Writes racing the client's are concurrent, and either order is right.
+   * coordinated (the client expects its next write through us to win), or
+   * one stamped above a session's high-water mark, so the clock moves past
+   * that timestamp, but only once the write may exist: adopting it before
+   * sending would stamp this node's own writes up to max_clock_skew ahead for
+   * a while even when the client's write was refused. Writes racing the
+   * client's are concurrent, and either order is right.
    */
   function adoptClientTimestamp(ts: number): void {
     hlc.observe(ts);
   }
 
-  async function readCellAt(keyspace: string, key: Key, clustering: Key | undefined, options: ReadOptions = {}): Promise<Cell | undefined> {
+  async function readCellAt(keyspace: string, key: Key, clustering: Key | undefined, options: RowReadOptions = {}): Promise<Cell | undefined> {
     const ks = keyspaceDef(keyspace);
     const consistency = options.consistency === undefined ? DEFAULT_CONSISTENCY : parseConsistency(options.consistency);
     validateForRead(consistency);
@@ -495,7 +524,11 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
     validateRowKey(partition, ck);
     const row: RowKey = { keyspace: ks.name, token: tokenOf(partition), partition };
     if (ck !== undefined) row.clustering = ck;
-    const answer = await run<ReadAnswer>(o.readTimeoutMs, (replyTo) => ({ type: 'read', keyspace: ks, consistency, row, replyTo }));
+    const floorMicros = options.floorMicros;
+    if (floorMicros !== undefined) micros(floorMicros, 'floor');
+    const answer = await run<ReadAnswer>(o.readTimeoutMs, (replyTo) =>
+      floorMicros === undefined ? { type: 'read', keyspace: ks, consistency, row, replyTo } : { type: 'read', keyspace: ks, consistency, row, floorMicros, replyTo },
+    );
     return answer.cell;
   }
 
@@ -526,7 +559,16 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
         if (b.length > LIMITS.maxClusteringKeyBytes) throw new KeyTooLarge('clustering', b.length, LIMITS.maxClusteringKeyBytes);
         query[field] = b;
       }
-      const page = await run<MergedPage>(o.readTimeoutMs, (replyTo) => ({ type: 'slice', keyspace: ks, consistency, query, replyTo }));
+      const floors: RowFloor[] = [];
+      if (opts.floors !== undefined) {
+        if (!Array.isArray(opts.floors) || opts.floors.length > LIMITS.maxSliceFloors) throw new InvalidRequest(`floors must be a list of at most ${LIMITS.maxSliceFloors} rows`, { field: 'floors' });
+        for (const f of opts.floors) {
+          const clustering = bytesOf(f.clustering);
+          if (clustering.length > LIMITS.maxClusteringKeyBytes) throw new KeyTooLarge('clustering', clustering.length, LIMITS.maxClusteringKeyBytes);
+          floors.push({ clustering, timestampMicros: micros(f.timestampMicros, 'floors') });
+        }
+      }
+      const page = await run<MergedPage>(o.readTimeoutMs, (replyTo) => ({ type: 'slice', keyspace: ks, consistency, query, floors, replyTo }));
       const rows = page.rows.map((r): SliceResponseRow => {
         const cell = r.cell as Exclude<Cell, { tombstone: true }>;
         const row: SliceResponseRow = { clustering: r.clustering, value: cell.value, timestampMicros: cell.timestampMicros };
@@ -551,6 +593,7 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
         speculativeRetries: shared.speculativeRetries,
         digestMismatches: shared.digestMismatches,
         readRepair: { ...shared.readRepair },
+        sessionFloor: { ...shared.sessionFloor },
         refusedPeerTimestamps: hlc.rejected,
         peers: shared.latencies.snapshot(),
       };

@@ -37,21 +37,28 @@ export class WriteTimeout extends ChorusError {
   readonly required: number;
   readonly received: number;
   readonly writeType: WriteType;
+  /**
+   * The timestamp the write carried, when known: if it was applied somewhere
+   * it may win later with this timestamp, so a session moves its high-water
+   * mark past it (its next write must not be ordered before this one).
+   */
+  readonly timestampMicros: number | undefined;
   /** `detail` says why, when it was not the deadline (a replica refused, the coordinator restarted). */
-  constructor(consistency: string, required: number, received: number, writeType: WriteType = 'SIMPLE', detail?: string) {
+  constructor(consistency: string, required: number, received: number, writeType: WriteType = 'SIMPLE', detail?: string, timestampMicros?: number) {
     super(
       'WriteTimeout',
       'WRITE_TIMEOUT',
       `write timed out at consistency level ${consistency}: ${received} of ${required} required replicas acknowledged` +
         (detail === undefined ? '' : ` (${detail})`) +
         '; the write may have been applied on some replicas',
-      { consistency, required, received, writeType },
+      timestampMicros === undefined ? { consistency, required, received, writeType } : { consistency, required, received, writeType, timestampMicros },
       504,
     );
     this.consistency = consistency;
     this.required = required;
     this.received = received;
     this.writeType = writeType;
+    this.timestampMicros = timestampMicros;
   }
 }
 
@@ -75,6 +82,42 @@ export class ReadTimeout extends ChorusError {
     this.required = required;
     this.received = received;
     this.dataPresent = dataPresent;
+  }
+}
+
+/**
+ * A read in a session found no version of the row as new as the session's
+ * own last write of it (`floorMicros`), even after asking every live replica
+ * and not only those the level needs: the replicas holding that write are
+ * down or did not answer in time. Returning what was found would show the
+ * session an older value than it wrote, so the read fails instead. A problem
+ * of the cluster, never of the request: retry once the replicas are back (or
+ * hints and repair have caught the others up). `foundMicros` is the newest
+ * timestamp found, 0 when no replica had a version at all.
+ */
+export class SessionFloorNotMet extends ChorusError {
+  readonly floorMicros: number;
+  readonly foundMicros: number;
+  readonly consistency: string;
+  readonly answered: number;
+  readonly alive: number;
+  constructor(consistency: string, floorMicros: number, foundMicros: number, answered: number, alive: number, detail?: string) {
+    super(
+      'SessionFloorNotMet',
+      'SESSION_FLOOR_NOT_MET',
+      `read at ${consistency} in a session found nothing as new as the session's own write of this row (${floorMicros} µs): ` +
+        `the newest version from ${answered} of ${alive} live replicas is ` +
+        (foundMicros === 0 ? 'none' : `at ${foundMicros} µs`) +
+        (detail === undefined ? '' : ` (${detail})`) +
+        '; the replicas holding the write are down or slow, retry later',
+      { consistency, floorMicros, foundMicros, answered, alive },
+      503,
+    );
+    this.floorMicros = floorMicros;
+    this.foundMicros = foundMicros;
+    this.consistency = consistency;
+    this.answered = answered;
+    this.alive = alive;
   }
 }
 

@@ -2,7 +2,7 @@ import type { NodeId } from '@chorus/core';
 import { type Cell, cellDigest } from '@chorus/model';
 import { digestsAgree, repairMutations, resolveCells, staleReplicas } from '@chorus/read-repair';
 import { type RowKey, fromWireCell, readData, readDigest } from '@chorus/replica';
-import { ReadTimeout } from './errors.js';
+import { ReadTimeout, SessionFloorNotMet } from './errors.js';
 import { countAnswers, isSatisfied, takeExtra } from './plan.js';
 import { BlockingRepair, type RepairPolicy } from './repair.js';
 import { type Outcome, type Request, type RequestIo, type Tick, clientError } from './request.js';
@@ -24,13 +24,24 @@ interface ReadAnswerState {
  * the read with ReadTimeout. Replicas that fail are replaced from the plan's
  * extras; one speculative request goes out when the contacts are slower than
  * their recent p99.
+ *
+ * In a session, a read carries the row's floor (the timestamp of the
+ * session's own last write of it). When the version the level's replicas
+ * resolve to is older, the read asks every other live replica for data, in
+ * any datacenter (the second round trip), and goes on as soon as the
+ * answers resolve to a version at or above the floor: the usual repair
+ * phase then writes it to the stale replicas that answered, so the level's
+ * replicas hold it before the read answers. When every live replica has
+ * answered (or the deadline passed) and none has such a version, the read
+ * fails with SessionFloorNotMet rather than show the session an older value
+ * than it wrote.
  */
 export class ReadRequest implements Request {
   private readonly answers = new Map<NodeId, ReadAnswerState>();
   private readonly outstanding = new Map<NodeId, 'data' | 'digest'>();
   private readonly extras: NodeId[];
   private readonly errors: Error[] = [];
-  private phase: 'digests' | 'resolve' | 'repair' = 'digests';
+  private phase: 'digests' | 'resolve' | 'floor' | 'repair' = 'digests';
   private speculated = false;
   private repair: { blocking: BlockingRepair; resolved: Cell | undefined } | undefined;
 
@@ -40,6 +51,8 @@ export class ReadRequest implements Request {
     private readonly timeoutMs: number,
     private readonly speculateAfterMs: number | undefined,
     private readonly policy: RepairPolicy,
+    /** The session's floor for this row (µs), when the read is in a session. */
+    private readonly floorMicros?: number,
   ) {
     this.extras = [...io.plan.extras];
   }
@@ -80,6 +93,8 @@ export class ReadRequest implements Request {
     if (!outcome.ok) {
       this.errors.push(outcome.error);
       this.answers.delete(from);
+      // Every live replica is already asked: nothing is left to replace it with.
+      if (this.phase === 'floor') return this.progressFloor();
       const replacement = takeExtra(this.io.plan, this.extras, [...this.answers.keys(), ...this.outstanding.keys()], this.io.plan.dcOf.get(from));
       if (replacement !== undefined) this.request(replacement, this.phase === 'resolve' || (!this.dataPresent && !this.dataOutstanding) ? 'data' : 'digest');
       this.progress();
@@ -92,14 +107,20 @@ export class ReadRequest implements Request {
     } else if (msg.type === 'replica.digest') {
       this.answers.set(from, { digest: msg.digest });
       // Already resolving: this late (speculative) replica must send data to count.
-      if (this.phase === 'resolve') this.request(from, 'data');
+      if (this.phase !== 'digests') this.request(from, 'data');
     }
-    this.progress();
+    if (this.phase === 'floor') this.progressFloor();
+    else this.progress();
   }
 
   onTick(tag: Tick): void {
     if (tag === 'timeout') {
       if (this.repair !== undefined) this.io.repair.timedOut();
+      else if (this.phase === 'floor') {
+        this.io.session.notMet();
+        this.io.fail(this.interrupted('not every live replica answered in time'));
+        return;
+      }
       this.io.fail(this.interrupted());
       return;
     }
@@ -123,8 +144,13 @@ export class ReadRequest implements Request {
       }
       const digests = [...this.answers.values()].map((a) => a.digest);
       if (digestsAgree(digests)) {
-        const withData = [...this.answers.values()].find((a) => a.data)!;
-        this.io.succeed({ cell: withData.data!.cell });
+        const agreed = [...this.answers.values()].find((a) => a.data)!.data!.cell;
+        if (this.belowFloor(agreed)) {
+          // The digests say every answer holds this same version.
+          for (const a of this.answers.values()) a.data ??= { cell: agreed };
+          return this.escalate();
+        }
+        this.io.succeed({ cell: agreed });
         return;
       }
       this.io.mismatch();
@@ -133,9 +159,51 @@ export class ReadRequest implements Request {
     }
     const withData = [...this.answers].filter(([, a]) => a.data).map(([n]) => n);
     if (!isSatisfied(plan, withData)) return this.failIfHopeless(withData);
+    const cells = this.dataCells();
+    const resolved = resolveCells(cells.values());
+    if (this.belowFloor(resolved)) return this.escalate();
+    this.answerResolved(cells, resolved);
+  }
+
+  private dataCells(): Map<NodeId, Cell | undefined> {
     const cells = new Map<NodeId, Cell | undefined>();
     for (const [node, a] of this.answers) if (a.data) cells.set(node, a.data.cell);
+    return cells;
+  }
+
+  private belowFloor(cell: Cell | undefined): boolean {
+    return this.floorMicros !== undefined && (cell?.timestampMicros ?? 0) < this.floorMicros;
+  }
+
+  /** The answers (enough for the level) are older than the session's floor: every other live replica is asked for data. */
+  private escalate(): void {
+    this.phase = 'floor';
+    this.io.session.escalated();
+    for (const node of this.io.plan.live) {
+      if (this.answers.has(node) || this.outstanding.has(node)) continue;
+      const i = this.extras.indexOf(node);
+      if (i >= 0) this.extras.splice(i, 1);
+      this.request(node, 'data');
+    }
+    this.progressFloor();
+  }
+
+  /** Goes on once the data answers reach the floor; fails once no live replica is left to ask. */
+  private progressFloor(): void {
+    const cells = this.dataCells();
     const resolved = resolveCells(cells.values());
+    if (!this.belowFloor(resolved)) return this.answerResolved(cells, resolved);
+    if (this.outstanding.size > 0) return;
+    this.io.session.notMet();
+    this.io.fail(this.floorNotMet(resolved, cells.size));
+  }
+
+  private floorNotMet(resolved: Cell | undefined, answered: number, detail?: string): SessionFloorNotMet {
+    return new SessionFloorNotMet(this.io.plan.consistency, this.floorMicros!, resolved?.timestampMicros ?? 0, answered, this.io.plan.live.length, detail);
+  }
+
+  /** Answers the resolved version, after the blocking repair of the stale replicas that answered (unless read_repair is none). */
+  private answerResolved(cells: Map<NodeId, Cell | undefined>, resolved: Cell | undefined): void {
     const stale = staleReplicas(resolved, cells);
     if (stale.length === 0) {
       // The digests differed, but by the time data was read the replicas agreed (a write landed in between).
@@ -167,6 +235,10 @@ export class ReadRequest implements Request {
 
   interrupted(detail?: string): Error {
     if (this.repair !== undefined) return this.repair.blocking.timeout(detail);
+    if (this.phase === 'floor') {
+      const cells = this.dataCells();
+      return this.floorNotMet(resolveCells(cells.values()), cells.size, detail);
+    }
     const responders = this.phase === 'digests' ? [...this.answers.keys()] : [...this.answers].filter(([, a]) => a.data).map(([n]) => n);
     return new ReadTimeout(this.io.plan.consistency, this.io.plan.blockFor, countAnswers(this.io.plan, responders), this.dataPresent, detail);
   }

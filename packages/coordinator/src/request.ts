@@ -23,6 +23,8 @@ export interface RequestIo {
   mismatch(): void;
   /** Read-repair counts: a request that found stale replicas, the row writes it sent them, a repair that did not reach the level. */
   readonly repair: { found(): void; sent(rows: number): void; timedOut(): void };
+  /** Session-floor counts: a read that asked the remaining live replicas because its answers were older than the floor, and one that failed with SessionFloorNotMet. */
+  readonly session: { escalated(): void; notMet(): void };
   /**
    * Present when the node has a hint sink: offers `mutation` for `target`
    * (hinted handoff). With `report`, the request's `onHinted` later hears

@@ -92,10 +92,37 @@ export interface WriteOptions {
   ttlSeconds?: number;
   /** The client's own write timestamp (µs); refused when further ahead than max_clock_skew. */
   timestampMicros?: number;
+  /**
+   * A session's high-water mark (µs): the largest timestamp the session
+   * wrote or read. The write is stamped above it (at least `afterMicros + 1`)
+   * whatever this node's clock says, so a session's writes keep their order
+   * across coordinators whose clocks disagree. Refused, as a client
+   * timestamp is, when further ahead than max_clock_skew; not allowed with
+   * `timestampMicros`.
+   */
+  afterMicros?: number;
 }
 
 export interface ReadOptions {
   consistency?: ConsistencyLevel | string;
+}
+
+/** A point read's options: its level and, in a session, the row's floor. */
+export interface RowReadOptions extends ReadOptions {
+  /**
+   * A session's floor for this row (µs): the timestamp of its own last
+   * acknowledged write of it. A resolved version older than that is never
+   * returned: the coordinator asks every live replica, answers (after read
+   * repair) once one holds a version at least this new, and otherwise fails
+   * with SessionFloorNotMet.
+   */
+  floorMicros?: number;
+}
+
+/** A session's floor for one row of a slice: its clustering key and the timestamp of the session's last write of it. */
+export interface SliceFloor {
+  clustering: Key;
+  timestampMicros: number;
 }
 
 /** One page of a slice: what to read, and at which level. */
@@ -108,6 +135,14 @@ export interface SliceRequest extends ReadOptions {
   /** The `nextPage` of the previous page. */
   page?: Uint8Array;
   reverse?: boolean;
+  /**
+   * A session's floors for rows of this partition (at most
+   * MAX_SLICE_FLOORS): each row the page covers (in its bounds and up to its
+   * next page) must resolve to a version at least as new as its floor, as for
+   * `RowReadOptions.floorMicros`; floors of rows the page does not reach are
+   * left for a later page.
+   */
+  floors?: readonly SliceFloor[];
 }
 
 /** A live row of a slice's answer. */
@@ -145,6 +180,12 @@ export interface CoordinatorStats {
    * reads failed with ReadTimeout because the repair did not reach the level.
    */
   readRepair: { mismatches: number; rowsRepaired: number; timeouts: number };
+  /**
+   * Session floors: reads and slices whose first answers were older than a
+   * session's floor and that asked the remaining live replicas (the second
+   * round trip), and those that still failed with SessionFloorNotMet.
+   */
+  sessionFloor: { escalations: number; notMet: number };
   /** Peer timestamps not adopted by the clock because they lay beyond max_clock_skew. */
   refusedPeerTimestamps: number;
   peers: Record<string, { ewmaMs: number; p99Ms: number; samples: number }>;
@@ -154,9 +195,9 @@ export interface CoordinatorHandle {
   readonly ref: ActorRef<CoordinatorMsg>;
   put(keyspace: string, key: Key, clustering: Key | undefined, value: Uint8Array | string, options?: WriteOptions): Promise<{ timestampMicros: number }>;
   /** The live value; undefined when absent, deleted or expired. */
-  get(keyspace: string, key: Key, clustering?: Key, options?: ReadOptions): Promise<{ value: Uint8Array; timestampMicros: number } | undefined>;
+  get(keyspace: string, key: Key, clustering?: Key, options?: RowReadOptions): Promise<{ value: Uint8Array; timestampMicros: number } | undefined>;
   /** The resolved cell, tombstones and expired values included: for tools and tests that need the version a read saw. */
-  getCell(keyspace: string, key: Key, clustering?: Key, options?: ReadOptions): Promise<Cell | undefined>;
+  getCell(keyspace: string, key: Key, clustering?: Key, options?: RowReadOptions): Promise<Cell | undefined>;
   /** Writes a row tombstone. */
   del(keyspace: string, key: Key, clustering?: Key, options?: Omit<WriteOptions, 'ttlSeconds'>): Promise<{ timestampMicros: number }>;
   /** Deletes every row of the partition written at or before the deletion's timestamp. */

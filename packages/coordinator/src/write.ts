@@ -166,6 +166,6 @@ export class WriteRequest implements Request {
 
   private timeout(detail?: string): WriteTimeout {
     const plan = this.io.plan;
-    return new WriteTimeout(plan.consistency, plan.blockFor, countAnswers(plan, this.acks), 'SIMPLE', detail);
+    return new WriteTimeout(plan.consistency, plan.blockFor, countAnswers(plan, this.acks), 'SIMPLE', detail, this.timestampMicros);
   }
 }

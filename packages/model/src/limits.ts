@@ -22,6 +22,8 @@ export const LIMITS = Object.freeze({
   /** Cassandra's cap: 20 years. */
   maxTtlSeconds: 630_720_000,
   maxSliceLimit: 10_000,
+  /** A session's per-row floors sent with one slice page; a session with more rows in the range narrows the page instead. */
+  maxSliceFloors: 1_000,
   /** One peer or client message after encoding; a value at its limit still fits with room for the envelope. */
   maxFrameBytes: 4 * 1024 * 1024,
 });

@@ -8,8 +8,8 @@ import { type KeyspaceDef, type ReadRepairMode, type ReplicationSpec, RingView, 
 import { type SchemaSnapshot, loadSchema, putKeyspace, spawnSchema, validateKeyspaceRequest } from '@chorus/schema';
 import { type CommitSyncMode, SYSTEM_KEYSPACE, type StorageDb, type StorageHandle, spawnStorage } from '@chorus/storage';
 import { wireCodec } from '@chorus/wire';
-import { loadLocalState, saveTokens } from './local-state.js';
-import { type HintsEntry, type RingEntry, type StatusEntry, hintsView, ringEntries, ringOf, statusView } from './views.js';
+import { loadLocalState, savePeers, saveTokens } from './local-state.js';
+import { type HintsEntry, type RingEntry, type StatusEntry, hintsView, ringEntries, ringOf, ringPeersOf, statusView } from './views.js';
 
 export interface NodeSettings {
   name: string;
@@ -107,6 +107,8 @@ export interface ChorusNode {
 
 const LOAD_INTERVAL_MS = 10_000;
 const LOCAL_TIMEOUT_MS = 10_000;
+/** Gossip intervals a restarted node waits to hear of the ring's other members again before it coordinates regardless. */
+const RING_WAIT_ROUNDS = 30;
 export const DEFAULT_KEYSPACE = 'default';
 
 type ListenerMsg = { type: 'membership'; event: MembershipEvent } | { type: 'load' };
@@ -152,6 +154,24 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
       env.logger.warn({ peer, state, err: error }, 'could not pass a link report to gossip');
     }
   });
+  // The ring's other members are kept on disk, for the next start to wait for (see awaitRingPeers). Until gossip
+  // knows again every peer saved by the last run, what it knows is partial and must not replace them.
+  let peersKnown = false;
+  let savedPeers = local.peers.join(',');
+  let savingPeers: Promise<void> = Promise.resolve();
+  const keepPeers = (view: MembershipSnapshot): void => {
+    if (!peersKnown) {
+      if (!knowsAll(view, local.peers)) return;
+      peersKnown = true;
+    }
+    const peers = ringPeersOf(view);
+    const text = peers.join(',');
+    if (text === savedPeers) return;
+    savedPeers = text;
+    savingPeers = savingPeers
+      .then(() => savePeers(storage, env, peers, LOCAL_TIMEOUT_MS))
+      .catch((error: unknown) => env.logger.warn({ err: error }, 'could not save the ring members'));
+  };
   let schema: ReadonlyMap<string, KeyspaceDef> = new Map();
   const schemaRef = spawnSchema(system, {
     storage,
@@ -179,7 +199,9 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
         return;
       }
       // Until the first snapshot is asked for below, events bring nothing newer than it.
-      current?.update(msg.event.view);
+      if (current === undefined) return;
+      current.update(msg.event.view);
+      keepPeers(current.snapshot());
     },
   }));
   subscribe(gossiper, listener, (event): ListenerMsg => ({ type: 'membership', event }));
@@ -251,6 +273,9 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     ...(hints?.enabled ? { hints } : {}),
   });
 
+  await awaitRingPeers(env, settings, latest, local.peers);
+  keepPeers(latest());
+
   let stopped = false;
   return {
     address: env.node,
@@ -296,10 +321,40 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
       await system.stop(replica as ActorRef<unknown>);
       await system.stop(listener as ActorRef<unknown>);
       await system.stop(schemaRef as ActorRef<unknown>);
+      await savingPeers;
       await storage.close();
       await system.shutdown();
     },
   };
+}
+
+/** Whether gossip has told this node the state of every one of `peers` (a node gossip knows by name only has no status yet). */
+function knowsAll(view: MembershipSnapshot, peers: readonly NodeId[]): boolean {
+  return peers.every((p) => view.endpoint(p)?.status !== undefined);
+}
+
+/**
+ * A restarted node knows only its own tokens until gossip tells it the rest
+ * of the ring. A coordinator working from that ring takes the node for the
+ * only replica of every key: a write at ONE or ANY would be stored here
+ * alone (on a node that may be no replica of the key) and hinted to no one,
+ * and a read at ONE would answer from here. So before the node coordinates
+ * it waits until gossip knows again every peer of the ring it last saw
+ * (Cassandra loads the ring from system.peers instead). The wait is bounded:
+ * with every peer down the node starts all the same, and says so.
+ */
+async function awaitRingPeers(env: Env, settings: NodeSettings, current: () => MembershipSnapshot, peers: readonly NodeId[]): Promise<void> {
+  if (peers.length === 0) return;
+  const sleep = (ms: number) => new Promise<void>((resolve) => env.scheduler.setTimer(ms, resolve));
+  const deadline = env.clock.monotonicMs() + RING_WAIT_ROUNDS * settings.gossipIntervalMs;
+  while (!knowsAll(current(), peers)) {
+    if (env.clock.monotonicMs() >= deadline) {
+      const missing = peers.filter((p) => current().endpoint(p)?.status === undefined);
+      env.logger.warn({ missing, waitedMs: RING_WAIT_ROUNDS * settings.gossipIntervalMs }, 'gossip has not told this node of every ring member it knew before its restart; coordinating with a partial ring');
+      return;
+    }
+    await sleep(Math.max(1, settings.gossipIntervalMs / 4));
+  }
 }
 
 /** Joining a ring that holds data needs bootstrap streaming, which this version does not have. */

@@ -72,6 +72,15 @@ export function ringOf(view: MembershipSnapshot): RingView {
   }
 }
 
+/** The other nodes that hold tokens in the ring as membership describes it, sorted. */
+export function ringPeersOf(view: MembershipSnapshot): NodeId[] {
+  return view
+    .endpoints()
+    .filter((e) => !e.isSelf && e.tokens.length > 0 && RING_STATUS[e.status ?? ''] !== undefined)
+    .map((e) => e.node)
+    .sort();
+}
+
 export function statusView(
   view: MembershipSnapshot,
   replication: ReplicationSpec | undefined,

@@ -1,80 +1,13 @@
 import { type HostId, nodeId } from '@chorus/core';
-import { Simulation } from '@chorus/sim';
-import { MemoryLevel } from 'memory-level';
 import { describe, expect, it } from 'vitest';
-import { type ChorusNode, type NodeSettings, startChorusNode } from '../src/index.js';
+import type { ChorusNode, NodeSettings } from '../src/index.js';
+import { simCluster } from './sim-cluster.js';
 
 const NAMES = ['n1', 'n2', 'n3'];
 
-function settings(name: string, extra: Partial<NodeSettings>): NodeSettings {
-  return {
-    name,
-    clusterName: 'sim',
-    seeds: [nodeId('n1')],
-    dc: 'dc1',
-    rack: 'rack1',
-    numTokens: 16,
-    initialTokens: [],
-    phiConvictThreshold: 8,
-    gossipIntervalMs: 1_000,
-    writeTimeoutMs: 2_000,
-    readTimeoutMs: 2_000,
-    commitSync: 'none',
-    commitSyncPeriodMs: 10_000,
-    gcGraceSeconds: 864_000,
-    maxClockSkewMs: 1_000,
-    autoBootstrap: false,
-    ...extra,
-  };
-}
-
-type Db = MemoryLevel<Uint8Array, Uint8Array>;
-
-/**
- * Three node compositions with hinted handoff in the simulator. Each keeps its
- * data and hints databases (memory-level) across crashes and restarts, as a
- * disk would.
- */
 async function cluster(seed: number, extra: Partial<NodeSettings> = {}) {
-  const sim = new Simulation({ seed, network: { latencyMs: 2, jitterMs: 3 } });
-  const nodes = new Map<string, ChorusNode>();
-  const disk = <T>(store: Map<string, unknown>, name: string, make: () => T): T => {
-    let value = store.get(name) as T | undefined;
-    if (value === undefined) {
-      value = make();
-      store.set(name, value);
-    }
-    return value;
-  };
-  const newDb = (): Db => new MemoryLevel<Uint8Array, Uint8Array>({ keyEncoding: 'view', valueEncoding: 'view' });
-  for (const name of NAMES) {
-    await sim.addNode(name, async (ctx) => {
-      const db = disk(ctx.disk, 'db', newDb);
-      const hintsDb = disk(ctx.disk, 'hints', newDb);
-      startChorusNode({ env: ctx.env, transport: ctx.transport, db, hintsDb, settings: settings(name, extra) }).then((n) => nodes.set(name, n));
-    });
-  }
-  const during = async <T>(promise: Promise<T> | T): Promise<T> => {
-    let done = false;
-    const settled = Promise.resolve(promise).finally(() => (done = true));
-    settled.catch(() => {});
-    await sim.run({ stopWhen: () => done, untilMs: sim.now + 60_000 });
-    return settled;
-  };
-  const settle = async (what: string, check: () => boolean | Promise<boolean>, limitMs = 120_000) => {
-    const deadline = sim.now + limitMs;
-    while (!(await during(check()))) {
-      if (sim.now > deadline) throw new Error(`seed ${seed}: ${what} did not happen within ${limitMs} ms of virtual time`);
-      await sim.runFor(250);
-    }
-  };
-  const node = (name: string) => {
-    const n = nodes.get(name);
-    if (!n) throw new Error(`${name} is not running`);
-    return n;
-  };
+  const { sim, nodes, node, during, settle, allUp } = await simCluster(seed, NAMES, { settings: extra, hints: true });
   const stateSeenBy = async (observer: string, target: string) => (await node(observer).status()).nodes.find((e) => e.name === target)?.state;
-  const allUp = async () => nodes.size === NAMES.length && (await Promise.all(NAMES.map(async (o) => (await node(o).status()).nodes.filter((e) => e.state === 'UN').length))).every((n) => n === NAMES.length);
   await settle('all UN', allUp);
   await during(node('n1').putKeyspace('app', { class: 'SimpleStrategy', rf: 3 }));
   await settle('schema everywhere', async () => (await Promise.all(NAMES.map((n) => node(n).keyspaces()))).every((k) => k.keyspaces.some((x) => x.name === 'app')));

@@ -1,63 +1,11 @@
-import { nodeId } from '@chorus/core';
 import { Simulation } from '@chorus/sim';
 import { MemoryLevel } from 'memory-level';
 import { describe, expect, it } from 'vitest';
-import { type ChorusNode, type NodeSettings, startChorusNode } from '../src/index.js';
+import { tokenOf } from '@chorus/ring';
+import { type ChorusNode, type NodeSettings, ringOf, startChorusNode } from '../src/index.js';
+import { simCluster, simSettings } from './sim-cluster.js';
 
-function settings(name: string, seeds: string[], extra: Partial<NodeSettings> = {}): NodeSettings {
-  return {
-    name,
-    clusterName: 'sim',
-    seeds: seeds.map(nodeId),
-    dc: 'dc1',
-    rack: 'rack1',
-    numTokens: 16,
-    initialTokens: [],
-    phiConvictThreshold: 8,
-    gossipIntervalMs: 1_000,
-    writeTimeoutMs: 2_000,
-    readTimeoutMs: 2_000,
-    commitSync: 'none',
-    commitSyncPeriodMs: 10_000,
-    gcGraceSeconds: 864_000,
-    maxClockSkewMs: 1_000,
-    // These clusters are new and empty: their nodes join without streaming.
-    autoBootstrap: false,
-    ...extra,
-  };
-}
-
-/** Boots real node compositions inside the simulator; each keeps its memory-level disk across restarts. */
-async function cluster(seed: number, names: string[]) {
-  const sim = new Simulation({ seed, network: { latencyMs: 2, jitterMs: 3 } });
-  const nodes = new Map<string, ChorusNode>();
-  const boot = (name: string) => async ({ env, transport, disk }: Parameters<Parameters<Simulation['addNode']>[1]>[0]) => {
-    let db = disk.get('db') as MemoryLevel<Uint8Array, Uint8Array> | undefined;
-    if (!db) {
-      db = new MemoryLevel<Uint8Array, Uint8Array>({ keyEncoding: 'view', valueEncoding: 'view' });
-      disk.set('db', db);
-    }
-    // A crash leaves the in-memory database open; a restart reuses it as a disk that survived.
-    startChorusNode({ env, transport, db, settings: settings(name, [names[0]!]) }).then((n) => nodes.set(name, n));
-  };
-  for (const name of names) await sim.addNode(name, boot(name));
-  /** Asks inside the simulation are answered only while it runs: run it until the promise settles. */
-  const during = async <T>(promise: Promise<T> | T): Promise<T> => {
-    let done = false;
-    const settled = Promise.resolve(promise).finally(() => (done = true));
-    settled.catch(() => {}); // the caller sees the rejection; it must not count as unhandled while the simulation runs
-    await sim.run({ stopWhen: () => done, untilMs: sim.now + 30_000 });
-    return settled;
-  };
-  const settle = async (what: string, check: () => boolean | Promise<boolean>, limitMs = 60_000) => {
-    const deadline = sim.now + limitMs;
-    while (!(await during(check()))) {
-      if (sim.now > deadline) throw new Error(`seed ${seed}: ${what} did not happen within ${limitMs} ms of virtual time`);
-      await sim.runFor(100);
-    }
-  };
-  return { sim, nodes, settle, during };
-}
+const cluster = (seed: number, names: string[]) => simCluster(seed, names, { runLimitMs: 30_000, pollMs: 100 });
 
 describe('a node composition in the simulator', () => {
   it('three nodes join the ring, see each other UN, and agree on ownership (seed 11)', async () => {
@@ -136,6 +84,37 @@ describe('coordination through gossip membership in the simulator', () => {
   });
 });
 
+describe('restarting a node of a ring', () => {
+  // Found by the convergence simulation (seed 18 and others): a restarted node coordinated with a ring of itself alone
+  // until gossip told it the rest, so a write at ONE or ANY was stored on it alone and hinted to no one.
+  it('coordinates only once gossip has told it the whole ring again, the seed node included (seed 16)', async () => {
+    const names = ['n1', 'n2', 'n3', 'n4'];
+    const { sim, nodes, settle, during } = await cluster(16, names);
+    await settle('all UN', async () => nodes.size === 4 && (await nodes.get('n1')!.status()).nodes.filter((n) => n.state === 'UN').length === 4);
+    await during(nodes.get('n1')!.putKeyspace('default', { class: 'SimpleStrategy', rf: 3 }));
+    await settle('schema everywhere', async () => (await Promise.all([...nodes.values()].map((n) => n.keyspaces()))).every((k) => k.keyspaces.length === 1));
+    const replication = { class: 'SimpleStrategy', rf: 3 } as const;
+    // n4 lists n1 as its seed; n1 lists only itself, so it would otherwise think it starts a cluster of its own.
+    for (const name of ['n4', 'n1']) {
+      sim.crash(name);
+      nodes.delete(name);
+      await sim.runFor(3_000);
+      await sim.restart(name);
+      await settle(`${name} restarted`, () => nodes.has(name));
+      const restarted = nodes.get(name)!;
+      expect(ringOf(restarted.membership()).members.map((m) => m.node).sort(), `seed 16: the ring ${name} coordinates with`).toEqual(names);
+      // A key the restarted node holds no replica of: a write through it must reach the key's replicas, not stay on it.
+      const ring = ringOf(nodes.get(name === 'n1' ? 'n2' : 'n1')!.membership());
+      const key = Array.from({ length: 100 }, (_, i) => `key-${i}`).find((k) => !ring.naturalReplicas(tokenOf(k), replication).includes(name as never))!;
+      const replicas = ring.naturalReplicas(tokenOf(key), replication);
+      await settle(`${name} sees the replicas of ${key} up`, () => replicas.every((r) => restarted.membership().isAlive(r)));
+      await during(restarted.coordinator.put('default', key, undefined, 'v', { consistency: 'ONE' }));
+      await settle(`${key} on its replicas`, async () => (await Promise.all(replicas.map((r) => nodes.get(r)!.coordinator.local('default', key)))).every((c) => c !== undefined));
+      expect(await during(restarted.coordinator.local('default', key))).toBeUndefined();
+    }
+  });
+});
+
 describe('joining a ring that has members', () => {
   it('is refused while bootstrap streaming is unavailable, unless auto_bootstrap is off (seed 15)', async () => {
     const sim = new Simulation({ seed: 15, network: { latencyMs: 2 } });
@@ -143,7 +122,7 @@ describe('joining a ring that has members', () => {
     let refusal: unknown;
     const boot = (name: string, extra: Partial<NodeSettings>, done: (n: ChorusNode) => void) => async ({ env, transport }: Parameters<Parameters<Simulation['addNode']>[1]>[0]) => {
       const db = new MemoryLevel<Uint8Array, Uint8Array>({ keyEncoding: 'view', valueEncoding: 'view' });
-      startChorusNode({ env, transport, db, settings: settings(name, ['n1'], extra) }).then(done, (error: unknown) => (refusal = error));
+      startChorusNode({ env, transport, db, settings: simSettings(name, extra) }).then(done, (error: unknown) => (refusal = error));
     };
     await sim.addNode('n1', boot('n1', {}, (n) => (first = n)));
     await sim.run({ stopWhen: () => first !== undefined, untilMs: 10_000 });

@@ -1,0 +1,83 @@
+import type { Cell } from '@chorus/model';
+import { describe, expect, it } from 'vitest';
+import { type KeyOnReplicas, type ReadRecord, type WriteRecord, checkConvergence, checkQuorumReads, writesWithLostHints } from './history.js';
+
+// The checker must be able to fail: each case below is a history it has to reject, next to the nearest one it must accept.
+
+let seq = 0;
+const utf8 = new TextEncoder();
+
+function put(id: number, key: string, ts: number | undefined, extra: Partial<WriteRecord> = {}): WriteRecord {
+  const startSeq = ++seq;
+  return { id, op: 'put', key, value: `${key}#${id}`, consistency: 'QUORUM', via: 'n1', startMs: startSeq, startSeq, endMs: startSeq + 1, endSeq: ++seq, outcome: ts === undefined ? 'failed' : 'ok', ...(ts === undefined ? { error: 'WriteTimeout' } : { timestampMicros: ts }), ...extra };
+}
+
+function read(id: number, key: string, cell: Cell | undefined, extra: Partial<ReadRecord> = {}): ReadRecord {
+  const startSeq = ++seq;
+  return { id, key, consistency: 'QUORUM', via: 'n2', startMs: startSeq, startSeq, endMs: startSeq + 1, endSeq: ++seq, outcome: 'ok', cell, ...extra };
+}
+
+const value = (key: string, id: number, ts: number): Cell => ({ value: utf8.encode(`${key}#${id}`), timestampMicros: ts });
+
+function onReplicas(cells: Record<string, Cell | undefined>, replicas = ['n1', 'n2', 'n3']): Map<string, KeyOnReplicas> {
+  return new Map([['k', { replicas, cells: new Map(Object.entries(cells)) }]]);
+}
+
+describe('the convergence check', () => {
+  const writes = [put(1, 'k', 100), put(2, 'k', undefined), put(3, 'k', 300, { consistency: 'ONE' })];
+
+  it('accepts replicas that agree on the newest acknowledged version, or on a newer unacknowledged one', () => {
+    expect(checkConvergence(writes, onReplicas({ n1: value('k', 3, 300), n2: value('k', 3, 300), n3: value('k', 3, 300) })).problems).toEqual([]);
+    expect(checkConvergence(writes, onReplicas({ n1: value('k', 2, 400), n2: value('k', 2, 400), n3: value('k', 2, 400) })).problems).toEqual([]);
+  });
+
+  it('rejects replicas that differ, one that is behind, a non-replica holding the key, and a value never written', () => {
+    expect(checkConvergence(writes, onReplicas({ n1: value('k', 3, 300), n2: value('k', 3, 300), n3: value('k', 1, 100) })).problems.join('\n')).toMatch(/replicas differ[\s\S]*n3 holds .* older than the acknowledged/);
+    expect(checkConvergence(writes, onReplicas({ n1: value('k', 1, 100), n2: value('k', 1, 100), n3: value('k', 1, 100) })).problems.join('\n')).toMatch(/older than the acknowledged #3/);
+    expect(checkConvergence(writes, onReplicas({ n1: value('k', 3, 300), n2: value('k', 3, 300), n3: value('k', 3, 300), n4: value('k', 3, 300) })).problems.join('\n')).toMatch(/n4 is no replica/);
+    expect(checkConvergence(writes, onReplicas({ n1: value('k', 9, 900), n2: value('k', 9, 900), n3: value('k', 9, 900) })).problems.join('\n')).toMatch(/never written/);
+    expect(checkConvergence(writes, onReplicas({ n1: value('k', 1, 150), n2: value('k', 3, 300), n3: value('k', 3, 300) })).problems.join('\n')).toMatch(/another timestamp than its write/);
+  });
+
+  it('lets replicas differ only by the writes whose coordinator crashed while they were open', () => {
+    const history = [put(1, 'k', 100), put(2, 'k', 200, { consistency: 'ONE', via: 'n4' }), put(3, 'k', 300, { consistency: 'ONE', via: 'n5' })];
+    const lost = writesWithLostHints(history, [{ node: 'n4', atMs: history[1]!.startMs + 500 }], 3_000);
+    expect([...lost.keys()]).toEqual([2]);
+    // The lost write may be on one replica only: accepted, and reported as left apart.
+    const apart = checkConvergence(history.slice(0, 2), onReplicas({ n1: value('k', 2, 200), n2: value('k', 1, 100), n3: value('k', 1, 100) }), new Set(lost.keys()));
+    expect(apart).toEqual({ problems: [], divergedByLostHints: ['k'] });
+    // But the newest acknowledged write not among them must be everywhere, and only a lost write explains a difference.
+    expect(checkConvergence(history, onReplicas({ n1: value('k', 2, 200), n2: value('k', 3, 300), n3: value('k', 3, 300) }), new Set(lost.keys())).problems.join('\n')).toMatch(/n1 holds .* older than the acknowledged #3/);
+    expect(checkConvergence(history, onReplicas({ n1: value('k', 3, 300), n2: value('k', 1, 100), n3: value('k', 1, 100) }), new Set(lost.keys())).problems.join('\n')).toMatch(/replicas differ/);
+    // A crash long after the write was over loses nothing.
+    expect(writesWithLostHints(history, [{ node: 'n4', atMs: history[1]!.startMs + 5_000 }], 3_000).size).toBe(0);
+  });
+});
+
+describe('the quorum read check', () => {
+  it('rejects a quorum read older than an earlier completed quorum read or acknowledged QUORUM write, and nothing concurrent', () => {
+    const w1 = put(1, 'k', 100);
+    const r1 = read(10, 'k', value('k', 2, 200));
+    const w2 = put(2, 'k', undefined);
+    const older = read(11, 'k', value('k', 1, 100));
+    expect(checkQuorumReads([w1, w2], [r1, older]).join('\n')).toMatch(/read #11 .* older than .* earlier read #10/);
+
+    const w3 = put(3, 'k', 300);
+    const stale = read(12, 'k', value('k', 1, 100));
+    expect(checkQuorumReads([w1, w2, w3], [stale]).join('\n')).toMatch(/read #12 .* older than .* #3 put/);
+
+    // A read that started before the newer one completed may return either.
+    const concurrent: ReadRecord = { ...read(13, 'k', value('k', 1, 100)), startSeq: w3.endSeq! - 1 };
+    expect(checkQuorumReads([w1, w3], [concurrent])).toEqual([]);
+    // A write at ONE promises nothing to a later quorum read; a read at ONE is held to nothing.
+    const one = put(4, 'k', 400, { consistency: 'ONE' });
+    expect(checkQuorumReads([w1, one], [read(14, 'k', value('k', 1, 100))])).toEqual([]);
+    expect(checkQuorumReads([w1, w3], [read(15, 'k', value('k', 1, 100), { consistency: 'ONE' })])).toEqual([]);
+  });
+
+  it('rejects a read of a value no write made, or of a write refused before any replica saw it', () => {
+    expect(checkQuorumReads([], [read(20, 'k', value('k', 7, 700))]).join('\n')).toMatch(/never written/);
+    const refused = put(8, 'k', undefined, { error: 'Unavailable' });
+    expect(checkQuorumReads([refused], [read(21, 'k', value('k', 8, 800))]).join('\n')).toMatch(/refused before any replica saw it/);
+  });
+});

@@ -1,0 +1,259 @@
+import { type Cell, compareCells, isTombstone } from '@chorus/model';
+
+/**
+ * A history of client operations against a cluster, and the checks run over
+ * it. Pure: the simulation records, these functions judge.
+ *
+ * Ordering uses a sequence number taken when the client issues an operation
+ * and when it hears the outcome, not virtual milliseconds: two events at the
+ * same virtual instant still happen one after the other, and "completed
+ * before it started" must mean exactly that.
+ */
+
+/** `ok`: acknowledged; `failed`: an error answer (`error` names it); `unknown`: the coordinator crashed before answering. */
+export type Outcome = 'ok' | 'failed' | 'unknown';
+
+export interface WriteRecord {
+  id: number;
+  op: 'put' | 'del';
+  key: string;
+  /** Unique per write, so every cell seen anywhere can be traced to the write that made it. */
+  value?: string;
+  ttlSeconds?: number;
+  /** The expiry the coordinator gives a TTL write: its wall clock when called, plus the TTL. */
+  expiresAtMicros?: number;
+  consistency: string;
+  /** The coordinating node. */
+  via: string;
+  startMs: number;
+  startSeq: number;
+  endMs?: number;
+  endSeq?: number;
+  outcome: Outcome;
+  error?: string;
+  /** The write's timestamp, when acknowledged. */
+  timestampMicros?: number;
+}
+
+export interface ReadRecord {
+  id: number;
+  key: string;
+  consistency: string;
+  via: string;
+  startMs: number;
+  startSeq: number;
+  endMs?: number;
+  endSeq?: number;
+  outcome: Outcome;
+  error?: string;
+  /** The resolved cell a successful read returned (undefined: nothing there). */
+  cell?: Cell | undefined;
+}
+
+export interface Crash {
+  node: string;
+  atMs: number;
+}
+
+/**
+ * Errors that say nothing was written anywhere: Unavailable is decided before
+ * any replica is contacted; InvalidRequest before the coordinator sees the
+ * write. A WriteTimeout (or an unknown outcome) may have been applied.
+ */
+const NOT_WRITTEN = new Set(['Unavailable', 'InvalidRequest', 'Overloaded', 'ClockSkewed']);
+
+export function mayExist(w: WriteRecord): boolean {
+  return w.outcome !== 'failed' || !NOT_WRITTEN.has(w.error ?? '');
+}
+
+/** Levels whose acknowledgement overlaps every quorum read at rf 3 (w + 2 > 3): TWO, QUORUM, ALL, and LOCAL_QUORUM in one datacenter. */
+export const QUORUM_OVERLAPPING_WRITES = new Set(['TWO', 'THREE', 'QUORUM', 'LOCAL_QUORUM', 'ALL', 'EACH_QUORUM']);
+/** Quorum reads; with one datacenter LOCAL_QUORUM is QUORUM. */
+export const QUORUM_READS = new Set(['QUORUM', 'LOCAL_QUORUM']);
+
+const utf8 = new TextEncoder();
+const fromUtf8 = new TextDecoder();
+
+/** The cell an acknowledged write stored. */
+export function cellOf(w: WriteRecord): Cell {
+  if (w.timestampMicros === undefined) throw new Error(`write ${w.id} has no timestamp: it was not acknowledged`);
+  if (w.op === 'del') return { tombstone: true, timestampMicros: w.timestampMicros };
+  const cell: { value: Uint8Array; timestampMicros: number; expiresAtMicros?: number } = { value: utf8.encode(w.value!), timestampMicros: w.timestampMicros };
+  if (w.expiresAtMicros !== undefined) cell.expiresAtMicros = w.expiresAtMicros;
+  return cell;
+}
+
+/** Last-write-wins order with "nothing" below every version. */
+export function compareVersions(a: Cell | undefined, b: Cell | undefined): number {
+  if (a === undefined) return b === undefined ? 0 : -1;
+  if (b === undefined) return 1;
+  return compareCells(a, b);
+}
+
+export function describeCell(cell: Cell | undefined): string {
+  if (cell === undefined) return 'nothing';
+  if (isTombstone(cell)) return `tombstone@${cell.timestampMicros}`;
+  const exp = cell.expiresAtMicros === undefined ? '' : ` expires ${cell.expiresAtMicros}`;
+  return `${JSON.stringify(fromUtf8.decode(cell.value))}@${cell.timestampMicros}${exp}`;
+}
+
+function describeWrite(w: WriteRecord): string {
+  const what = w.op === 'del' ? 'delete' : `put ${JSON.stringify(w.value)}${w.ttlSeconds === undefined ? '' : ` ttl ${w.ttlSeconds}s`}`;
+  const result = w.outcome === 'ok' ? `ok@${w.timestampMicros}` : w.outcome === 'failed' ? w.error : 'unknown';
+  return `#${w.id} ${what} at ${w.consistency} via ${w.via} [${w.startMs.toFixed(1)}..${w.endMs?.toFixed(1) ?? '?'} ms] ${result}`;
+}
+
+/** The newest acknowledged version of each key, with the write that made it. */
+export function newestAcknowledged(writes: readonly WriteRecord[]): Map<string, { cell: Cell; write: WriteRecord }> {
+  const out = new Map<string, { cell: Cell; write: WriteRecord }>();
+  for (const w of writes) {
+    if (w.outcome !== 'ok') continue;
+    const cell = cellOf(w);
+    const best = out.get(w.key);
+    if (best === undefined || compareCells(cell, best.cell) > 0) out.set(w.key, { cell, write: w });
+  }
+  return out;
+}
+
+/**
+ * Traces a cell seen on a replica or in a read back to a write of its key:
+ * a value to the write of that value (same key; its timestamp if it was
+ * acknowledged; its expiry if it had a TTL), a tombstone to an acknowledged
+ * delete with its timestamp or to a delete whose outcome is not known. A
+ * cell no write explains, or one from a write that was refused before any
+ * replica saw it, is a violation.
+ */
+export function untraceable(writes: readonly WriteRecord[], key: string, cell: Cell | undefined): string | undefined {
+  if (cell === undefined) return undefined;
+  if (isTombstone(cell)) {
+    const deletes = writes.filter((w) => w.key === key && w.op === 'del' && mayExist(w));
+    if (deletes.some((w) => w.timestampMicros === cell.timestampMicros || (w.outcome !== 'ok' && w.timestampMicros === undefined))) return undefined;
+    return `${key}: ${describeCell(cell)} matches no delete of the key that may have been applied`;
+  }
+  const value = fromUtf8.decode(cell.value);
+  const w = writes.find((x) => x.op === 'put' && x.value === value);
+  if (w === undefined) return `${key}: ${describeCell(cell)} was never written`;
+  if (w.key !== key) return `${key}: ${describeCell(cell)} was written to ${w.key}`;
+  if (!mayExist(w)) return `${key}: ${describeCell(cell)} comes from a write refused before any replica saw it (${describeWrite(w)})`;
+  if (w.timestampMicros !== undefined && w.timestampMicros !== cell.timestampMicros) return `${key}: ${describeCell(cell)} carries another timestamp than its write (${describeWrite(w)})`;
+  if (w.expiresAtMicros !== cell.expiresAtMicros) return `${key}: ${describeCell(cell)} carries another expiry than its write (${w.expiresAtMicros ?? 'none'}; ${describeWrite(w)})`;
+  return undefined;
+}
+
+/**
+ * Writes whose hints may have been lost, for a reason the design accepts (as
+ * Cassandra does; anti-entropy repair closes it): the coordinator crashed
+ * while the write was open. Its hints are offered only when it ends (every
+ * contact answered, or the write timeout passed) and stored a moment later;
+ * a crash before that loses them, so a replica that missed the write (or a
+ * timed-out write that reached only some replicas) stays behind until a read
+ * repairs it. `openMs` is the write timeout plus a margin for storing the
+ * hints. A write acknowledged at ALL reached every replica and owes no hint.
+ */
+export function writesWithLostHints(writes: readonly WriteRecord[], crashes: readonly Crash[], openMs: number): Map<number, string> {
+  const out = new Map<number, string>();
+  for (const w of writes) {
+    if (!mayExist(w) || (w.outcome === 'ok' && w.consistency === 'ALL')) continue;
+    const crash = crashes.find((c) => c.node === w.via && c.atMs >= w.startMs && c.atMs <= w.startMs + openMs);
+    if (crash) out.set(w.id, `${describeWrite(w)}; ${w.via} crashed at ${crash.atMs.toFixed(1)} ms`);
+  }
+  return out;
+}
+
+/** What each node's own replica holds for one key, and which nodes are its replicas. */
+export interface KeyOnReplicas {
+  replicas: readonly string[];
+  cells: ReadonlyMap<string, Cell | undefined>;
+}
+
+/** The write a cell came from, if the history can tell (its value, or an acknowledged delete's timestamp). */
+function writeOf(writes: readonly WriteRecord[], key: string, cell: Cell): WriteRecord | undefined {
+  if (isTombstone(cell)) return writes.find((w) => w.key === key && w.op === 'del' && w.timestampMicros === cell.timestampMicros);
+  const value = fromUtf8.decode(cell.value);
+  return writes.find((w) => w.op === 'put' && w.value === value);
+}
+
+/**
+ * After convergence, for every key: each replica holds a version at least
+ * as new as the newest acknowledged write (an unacknowledged write may have
+ * landed too, and be newer), and all replicas hold the same version; nodes
+ * that are not replicas hold nothing; every cell traces back to a write.
+ *
+ * `lost` (see `writesWithLostHints`) names the writes that may have reached
+ * only some replicas. Each of them loosens the check for its key exactly as
+ * far as it can explain: the floor is the newest acknowledged write not
+ * among them, and replicas may differ only when the newest version held
+ * comes from one of them (any other write is hinted to every replica that
+ * missed it, so the newest version held, if from such a write, would be on
+ * all of them). A delete whose outcome is unknown cannot be told from
+ * another delete by its tombstone, so it counts as lost when any delete of
+ * the key is.
+ */
+export function checkConvergence(writes: readonly WriteRecord[], state: ReadonlyMap<string, KeyOnReplicas>, lost: ReadonlySet<number> = new Set()): { problems: string[]; divergedByLostHints: string[] } {
+  const problems: string[] = [];
+  const divergedByLostHints: string[] = [];
+  const newest = newestAcknowledged(writes.filter((w) => !lost.has(w.id)));
+  for (const [key, { replicas, cells }] of state) {
+    const acked = newest.get(key);
+    const held = replicas.map((n) => [n, cells.get(n)] as const);
+    let top: Cell | undefined;
+    for (const [, c] of held) if (compareVersions(c, top) > 0) top = c;
+    if (held.some(([, c]) => compareVersions(c, top) !== 0)) {
+      const from = top === undefined ? undefined : writeOf(writes, key, top);
+      const explained =
+        top !== undefined &&
+        (from !== undefined ? lost.has(from.id) : isTombstone(top) && writes.some((w) => w.key === key && w.op === 'del' && lost.has(w.id)));
+      if (explained) divergedByLostHints.push(key);
+      else problems.push(`${key}: replicas differ: ${held.map(([n, c]) => `${n}=${describeCell(c)}`).join(', ')}${acked ? `; newest acknowledged ${describeWrite(acked.write)}` : ''}`);
+    }
+    if (acked) {
+      for (const [n, c] of held) {
+        if (compareVersions(c, acked.cell) < 0) problems.push(`${key}: ${n} holds ${describeCell(c)}, older than the acknowledged ${describeWrite(acked.write)}`);
+      }
+    }
+    for (const [n, c] of cells) {
+      if (!replicas.includes(n) && c !== undefined) problems.push(`${key}: ${n} is no replica of it but holds ${describeCell(c)}`);
+      const why = untraceable(writes, key, c);
+      if (why !== undefined) problems.push(`${why} (on ${n})`);
+    }
+  }
+  return { problems, divergedByLostHints };
+}
+
+/**
+ * Monotonic quorum reads: no quorum read returns a version older than one
+ * returned by a quorum read of the same key that completed before it
+ * started, nor older than an acknowledged write at a level that overlaps
+ * every quorum read (QUORUM, TWO, ALL) that completed before it started.
+ * Every value a read returns must trace back to a write.
+ */
+export function checkQuorumReads(writes: readonly WriteRecord[], reads: readonly ReadRecord[]): string[] {
+  const problems: string[] = [];
+  type Floor = { seq: number; cell: Cell | undefined; what: string };
+  const floors = new Map<string, Floor[]>();
+  const push = (key: string, floor: Floor) => {
+    const list = floors.get(key) ?? [];
+    list.push(floor);
+    floors.set(key, list);
+  };
+  for (const w of writes) {
+    if (w.outcome === 'ok' && QUORUM_OVERLAPPING_WRITES.has(w.consistency)) push(w.key, { seq: w.endSeq!, cell: cellOf(w), what: describeWrite(w) });
+  }
+  const done = reads.filter((r) => r.outcome === 'ok');
+  for (const r of done) {
+    if (QUORUM_READS.has(r.consistency)) push(r.key, { seq: r.endSeq!, cell: r.cell, what: `read #${r.id} at ${r.consistency} via ${r.via} [${r.startMs.toFixed(1)}..${r.endMs!.toFixed(1)} ms] -> ${describeCell(r.cell)}` });
+  }
+  for (const r of done) {
+    const why = untraceable(writes, r.key, r.cell);
+    if (why !== undefined) problems.push(`read #${r.id}: ${why}`);
+    if (!QUORUM_READS.has(r.consistency)) continue;
+    let floor: Floor | undefined;
+    for (const f of floors.get(r.key) ?? []) {
+      if (f.seq < r.startSeq && (floor === undefined || compareVersions(f.cell, floor.cell) > 0)) floor = f;
+    }
+    if (floor !== undefined && compareVersions(r.cell, floor.cell) < 0) {
+      problems.push(`${r.key}: read #${r.id} at ${r.consistency} via ${r.via} [${r.startMs.toFixed(1)}..${r.endMs!.toFixed(1)} ms] returned ${describeCell(r.cell)}, older than ${describeCell(floor.cell)} of the earlier ${floor.what}`);
+    }
+  }
+  return problems;
+}
