@@ -232,6 +232,18 @@ export class TestCluster {
     throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${lastError})` : ''}`);
   }
 
+  /** Waits until each of `observers` sees every node of its view UN. */
+  async waitForAllUp(observers: readonly string[], timeoutMs = scaled(60_000)): Promise<number> {
+    return this.waitFor(
+      'every node UN everywhere',
+      async () => {
+        for (const observer of observers) if (!(await this.status(observer)).every((n) => n.state === 'UN')) return false;
+        return true;
+      },
+      timeoutMs,
+    );
+  }
+
   /**
    * Polls `check` for `forMs` and throws at the first answer that is false. A check that throws (a status
    * request timing out on a busy machine) observes nothing, but at least one answer must come.

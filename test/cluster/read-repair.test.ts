@@ -70,14 +70,7 @@ describe('blocking read repair on a three-node cluster (rf 3)', () => {
     } finally {
       process.kill(pid, 'SIGCONT');
     }
-    await cluster.waitFor(
-      'every node UN everywhere',
-      async () => {
-        for (const observer of ['n1', 'n2', 'n3']) if (!(await cluster.status(observer)).every((n) => n.state === 'UN')) return false;
-        return true;
-      },
-      scaled(60_000),
-    );
+    await cluster.waitForAllUp(['n1', 'n2', 'n3']);
     for (const k of KEYS) expect(await local(cluster, 'n3', 'default', k)).toBe(`${k}-old`);
 
     // Through n3, a QUORUM read takes data from n3 itself (stale) and a digest from n1 or n2: a mismatch every time.

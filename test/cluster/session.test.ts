@@ -34,14 +34,7 @@ describe('sessions over HTTP on a three-node cluster (rf 3)', () => {
     } finally {
       process.kill(pid, 'SIGCONT');
     }
-    await cluster.waitFor(
-      'every node UN everywhere',
-      async () => {
-        for (const observer of ['n1', 'n2', 'n3']) if (!(await cluster.status(observer)).every((n) => n.state === 'UN')) return false;
-        return true;
-      },
-      scaled(60_000),
-    );
+    await cluster.waitForAllUp(['n1', 'n2', 'n3']);
 
     // n3 coordinates, and a read at ONE asks its own replica first: without the session, that is the answer.
     const local = await http(cluster, 'n3', 'GET', '/v1/local/default/cart');

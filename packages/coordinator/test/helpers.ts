@@ -152,3 +152,29 @@ export function findKey(ring: RingView, ks: KeyspaceDef, predicate: (replicas: r
 
 export const text = (s: string): Uint8Array => new TextEncoder().encode(s);
 export const str = (b: Uint8Array | undefined): string | undefined => (b === undefined ? undefined : new TextDecoder().decode(b));
+
+/**
+ * Seeded faults for history tests: every `everyMs` from `fromMs` to `untilMs`, a crash (when no node is down),
+ * a restart of the node that is down, or one node cut off from the rest for `cutMs`.
+ */
+export function scheduleFaults(sim: Simulation, rnd: SeededRandom, nodes: readonly string[], o: { fromMs: number; untilMs: number; everyMs: number; cutMs: number }): void {
+  const down = new Set<string>();
+  for (let t = o.fromMs; t < o.untilMs; t += o.everyMs) {
+    sim.at(t, 'fault', async () => {
+      const roll = rnd.next();
+      if (roll < 0.3 && down.size === 0) {
+        const victim = nodes[rnd.int(nodes.length)]!;
+        down.add(victim);
+        sim.crash(victim);
+      } else if (roll < 0.6 && down.size > 0) {
+        const back = [...down][0]!;
+        down.delete(back);
+        await sim.restart(back);
+      } else {
+        const cut = nodes[rnd.int(nodes.length)]!;
+        sim.network.partition([nodeId(cut)], nodes.filter((n) => n !== cut).map(nodeId));
+        sim.at(sim.now + o.cutMs, 'heal', () => sim.network.heal());
+      }
+    });
+  }
+}

@@ -1,8 +1,8 @@
-import { type NodeId, SeededRandom, nodeId } from '@chorus/core';
+import { SeededRandom } from '@chorus/core';
 import { describe, expect, it } from 'vitest';
 import { type Cell, compareCells } from '@chorus/model';
 import type { ReadRepairMode } from '@chorus/ring';
-import { startCluster } from './helpers.js';
+import { scheduleFaults, startCluster } from './helpers.js';
 
 /**
  * Randomized history check: random coordinators, QUORUM writes, deletes and
@@ -57,7 +57,6 @@ async function runHistory(seed: number, ops: number, readRepair: ReadRepairMode 
   const keys = Array.from({ length: 8 }, (_, i) => `key${i}`);
   const t0 = sim.now;
   const spacing = 4;
-  const down = new Set<string>();
 
   for (let i = 0; i < ops; i++) {
     sim.at(t0 + 10 + i * spacing, `op ${i}`, () => {
@@ -99,24 +98,7 @@ async function runHistory(seed: number, ops: number, readRepair: ReadRepairMode 
   }
   // Faults: every 500 ms a crash, a restart or a partition (one node cut off for 250 ms).
   const horizon = t0 + 10 + ops * spacing;
-  for (let t = t0 + 300; t < horizon; t += 500) {
-    sim.at(t, 'fault', async () => {
-      const roll = rnd.next();
-      if (roll < 0.3 && down.size === 0) {
-        const victim = NODES[rnd.int(NODES.length)]!;
-        down.add(victim);
-        sim.crash(victim);
-      } else if (roll < 0.6 && down.size > 0) {
-        const back = [...down][0]!;
-        down.delete(back);
-        await sim.restart(back);
-      } else {
-        const cut = NODES[rnd.int(NODES.length)]! as NodeId;
-        sim.network.partition([cut], NODES.filter((n) => n !== cut).map(nodeId));
-        sim.at(sim.now + 250, 'heal', () => sim.network.heal());
-      }
-    });
-  }
+  scheduleFaults(sim, rnd, NODES, { fromMs: t0 + 300, untilMs: horizon, everyMs: 500, cutMs: 250 });
   await sim.run({ untilMs: horizon + 2_000 });
 
   // Check.

@@ -1,7 +1,7 @@
-import { SeededRandom, nodeId } from '@chorus/core';
+import { SeededRandom } from '@chorus/core';
 import type { Cell } from '@chorus/model';
 import { describe, expect, it } from 'vitest';
-import { startCluster, str } from './helpers.js';
+import { scheduleFaults, startCluster, str } from './helpers.js';
 
 /**
  * Randomized session history: four clients, each one session doing one
@@ -125,25 +125,8 @@ async function runSessions(seed: number, opsPerSession: number, withSession: boo
     sim.at(t0 + 10 + id, `session ${id}`, () => step(id, s, opsPerSession));
   }
   // Faults: every 400 ms a crash, a restart or a partition (one node cut off for 300 ms).
-  const down = new Set<string>();
-  for (let t = t0 + 200; t < t0 + 200 + opsPerSession * 12; t += 400) {
-    sim.at(t, 'fault', async () => {
-      const roll = rnd.next();
-      if (roll < 0.3 && down.size === 0) {
-        const victim = NODES[rnd.int(NODES.length)]!;
-        down.add(victim);
-        sim.crash(victim);
-      } else if (roll < 0.6 && down.size > 0) {
-        const back = [...down][0]!;
-        down.delete(back);
-        await sim.restart(back);
-      } else {
-        const cut = NODES[rnd.int(NODES.length)]!;
-        sim.network.partition([nodeId(cut)], NODES.filter((n) => n !== cut).map(nodeId));
-        sim.at(sim.now + 300, 'heal', () => sim.network.heal());
-      }
-    });
-  }
+  scheduleFaults(sim, rnd, NODES, { fromMs: t0 + 200, untilMs: t0 + 200 + opsPerSession * 12, everyMs: 400, cutMs: 300 });
+
   await sim.run({ stopWhen: () => running === 0, untilMs: t0 + 600_000 });
   const escalations = [...c.handles.values()].reduce((n, h) => n + h.stats().sessionFloor.escalations, 0);
   return { violations, outcomes, escalations, rejected: c.rejectedFrames(), done: running === 0 };
