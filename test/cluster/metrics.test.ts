@@ -1,9 +1,26 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ChorusClient, Unavailable, connect } from '@chorus/client';
-import { TestCluster, scaled } from './harness.js';
+import { TestCluster, scaled, stateOf } from './harness.js';
 
 const NODES = ['n1', 'n2', 'n3'];
+/** How replicas catch up: hinted handoff, read repair and session reads, each exported from the start. */
+const CONVERGENCE_FAMILIES: Record<string, string> = {
+  chorus_hints_stored_total: 'counter',
+  chorus_hints_delivered_total: 'counter',
+  chorus_hints_replayed_bytes_total: 'counter',
+  chorus_hint_replay_failures_total: 'counter',
+  chorus_hints_dropped_total: 'counter',
+  chorus_hints_pending: 'gauge',
+  chorus_hints_pending_bytes: 'gauge',
+  chorus_hints_oldest_age_seconds: 'gauge',
+  chorus_hints_needs_repair: 'gauge',
+  chorus_read_repair_mismatches_total: 'counter',
+  chorus_read_repair_rows_repaired_total: 'counter',
+  chorus_read_repair_timeouts_total: 'counter',
+  chorus_session_floor_escalations_total: 'counter',
+  chorus_session_floor_not_met_total: 'counter',
+};
 /** 100 µs to 10 s in 1-2-5 steps, as the node exports them. */
 const BUCKETS = ['0.0001', '0.0002', '0.0005', '0.001', '0.002', '0.005', '0.01', '0.02', '0.05', '0.1', '0.2', '0.5', '1', '2', '5', '10', '+Inf'];
 
@@ -151,6 +168,9 @@ describe('Prometheus metrics of a three-node cluster', () => {
       expect(samples.filter((s) => s.name === 'chorus_peer_clock_skew_seconds').length, node).toBe(2);
       expect(total(samples, 'chorus_storage_load_bytes'), node).toBeGreaterThan(0);
       expect(types.get('chorus_row_cache_requests_total'), node).toBe('counter');
+      for (const [name, type] of Object.entries(CONVERGENCE_FAMILIES)) expect(types.get(name), `${node} ${name}`).toBe(type);
+      // Nothing was missed, so no target has hints waiting.
+      expect(samples.filter((s) => s.name.startsWith('chorus_hints_pending') || s.name === 'chorus_hints_oldest_age_seconds'), node).toEqual([]);
     }
   });
 
@@ -161,4 +181,44 @@ describe('Prometheus metrics of a three-node cluster', () => {
       expect(code, node).toBe(0);
     }
   }, scaled(60_000));
+
+  // Last: it takes n3 down and back, which the scrapes above must not see.
+  it('shows hints waiting for a node that is down, how far their replay is behind, and their delivery once it is back', async () => {
+    const HINTED = 20;
+    const scrape = async () => {
+      const response = await fetch(`http://${cluster.address('n1')}/metrics`, { signal: AbortSignal.timeout(scaled(10_000)) });
+      const text = await response.text();
+      return { text, samples: parse(text).samples };
+    };
+    const forN3 = { target: 'n3' };
+    await cluster.kill('n3');
+    await cluster.waitFor('n1 to see n3 down', async () => (await stateOf(cluster, 'n1', 'n3'))?.state === 'DN', scaled(60_000));
+    // rf 3 on three nodes: every key has a replica on n3, so n1 hints each write for it.
+    for (let i = 0; i < HINTED; i++) expect(await http('n1', 'PUT', `/v1/kv/default/hinted-${i}?consistency=ONE`, `value ${i}`)).toBe(200);
+    let waiting = await scrape();
+    await cluster.waitFor(`${HINTED} hints pending for n3 on n1`, async () => total((waiting = await scrape()).samples, 'chorus_hints_pending', forN3) >= HINTED, scaled(30_000));
+    expect(total(waiting.samples, 'chorus_hints_pending_bytes', forN3)).toBeGreaterThan(0);
+    expect(total(waiting.samples, 'chorus_hints_stored_total')).toBeGreaterThanOrEqual(HINTED);
+    const hostIds = waiting.samples.filter((s) => s.name === 'chorus_hints_oldest_age_seconds').map((s) => `${s.labels.target} ${s.labels.host_id}`);
+    expect(hostIds).toEqual([`n3 ${(await stateOf(cluster, 'n1', 'n3'))?.hostId}`]);
+    const lag = total(waiting.samples, 'chorus_hints_oldest_age_seconds', forN3);
+    expect(lag).toBeGreaterThanOrEqual(0);
+    // The oldest hint stays the same while n3 is down, so its age only grows.
+    const later = await scrape();
+    expect(total(later.samples, 'chorus_hints_oldest_age_seconds', forN3)).toBeGreaterThanOrEqual(lag);
+
+    await cluster.restart();
+    let delivered = await scrape();
+    await cluster.waitFor('n1 to deliver its hints to n3', async () => total((delivered = await scrape()).samples, 'chorus_hints_delivered_total') >= HINTED, scaled(60_000));
+    await cluster.waitFor('no hint pending on n1', async () => (delivered = await scrape()).samples.every((s) => s.labels.target !== 'n3' || s.name === 'chorus_hints_needs_repair'), scaled(30_000));
+    expect(total(delivered.samples, 'chorus_hints_replayed_bytes_total')).toBeGreaterThan(0);
+    expect(delivered.samples.filter((s) => s.name === 'chorus_hints_needs_repair')).toEqual([]);
+
+    if (promtoolMissing) return;
+    for (const [when, { text }] of [['with hints pending', waiting], ['after delivery', delivered]] as const) {
+      const { code, output } = await promtoolCheck(text);
+      expect(output, `promtool findings on n1 ${when}`).toBe('');
+      expect(code, when).toBe(0);
+    }
+  }, scaled(240_000));
 });

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { isChorusError } from '@chorus/core';
+import { type Clock, isChorusError } from '@chorus/core';
 import { type ChorusNode, hintsView, stateOf } from '@chorus/node';
 import type { WsTransport } from '@chorus/wire';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -25,6 +25,8 @@ export interface MetricSources {
   node(): ChorusNode | undefined;
   transport?: WsTransport;
   clientApi?: ClientApi;
+  /** The node's own clock (its Env's), which dates hints; the system clock when absent. */
+  clock?: Pick<Clock, 'nowMicros'>;
 }
 
 type Labels = Record<string, string>;
@@ -40,6 +42,7 @@ export const LATENCY_BUCKETS_SECONDS = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.
 // Label values must stay a small fixed set whatever a client sends (DESIGN.md section 4 lists the levels).
 const LEVELS = new Set(['ANY', 'ONE', 'TWO', 'THREE', 'QUORUM', 'ALL', 'LOCAL_ONE', 'LOCAL_QUORUM', 'EACH_QUORUM']);
 const DEFAULT_LEVEL = 'QUORUM';
+const SYSTEM_CLOCK: Pick<Clock, 'nowMicros'> = { nowMicros: () => Date.now() * 1000 };
 
 // Typed loosely on purpose: a repeated query parameter arrives as an array, and the coordinator refuses it as an unknown level.
 function levelLabel(consistency: unknown): string {
@@ -176,6 +179,9 @@ export function createMetrics(sources: MetricSources): Metrics {
   counter('chorus_hints_dropped_total', 'Hints refused or discarded, by reason: window and size (the target needs a repair), overloaded, unknown (no host id), removed (the host id left), expired (older than gc grace), rejected, corrupt', ['reason'], hints((h) => Object.entries(h.dropped).map(([reason, n]): [Labels, number] => [{ reason }, n])));
   gauge('chorus_hints_pending', 'Hints waiting for each target', ['target', 'host_id'], hintTargets((t) => t.hints));
   gauge('chorus_hints_pending_bytes', 'Bytes of the hints waiting for each target', ['target', 'host_id'], hintTargets((t) => t.bytes));
+  // Measured by the clock that dated the hints and judges max_hint_window, so the scraper's clock and its skew never enter.
+  const clock = sources.clock ?? SYSTEM_CLOCK;
+  gauge('chorus_hints_oldest_age_seconds', "Age of each target's oldest undelivered hint: how far hint delivery to it is behind (0 when none is pending). Past max_hint_window the target gets no more hints", ['target', 'host_id'], hintTargets((t) => (t.oldestMicros === null ? 0 : Math.max(0, clock.nowMicros() - t.oldestMicros) / 1_000_000)));
   gauge('chorus_hints_needs_repair', '1 for each target for which hints were refused (window passed or size cap reached): it needs a repair', ['target', 'host_id'], hintTargets((t) => (t.needsRepair ? 1 : undefined)));
 
   // Read through `sources` at scrape time: the transport and the client API are made after the metrics.

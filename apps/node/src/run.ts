@@ -48,7 +48,7 @@ export async function runNode(sources: ConfigSources): Promise<void> {
 
   let node: ChorusNode | undefined;
   // The metrics read the transport and client API made below; nothing is scraped before the port listens.
-  const metricSources: MetricSources = { node: () => node };
+  const metricSources: MetricSources = { node: () => node, clock: env.clock };
   const metrics = createMetrics(metricSources);
   const api = buildApi({ logger, metrics, node: () => node });
   const transport = createWsTransport({ env, clusterName: settings.cluster_name, secret: settings.secret, server: api.server });

@@ -1,6 +1,29 @@
 import { ChorusError, InvalidRequest, Overloaded } from '@chorus/core';
+import type { ChorusNode } from '@chorus/node';
 import { describe, expect, it } from 'vitest';
 import { LATENCY_BUCKETS_SECONDS, createMetrics } from '../src/metrics.js';
+
+const requests = { ok: 0, unavailable: 0, timeouts: 0, failed: 0 };
+
+/** A node holding hints for n2 (oldest written at `oldestMicros`), none for n3 but marked as needing a repair. */
+function nodeWithHints(oldestMicros: number): ChorusNode {
+  const endpoint = (name: string, hostId: string) => ({ node: `127.0.0.1:${name}`, name, hostId, liveness: 'DOWN', status: 'NORMAL', tokens: [], isSelf: false });
+  return {
+    counters: () => ({ peersUp: 0, peersDown: 2, actors: 1, pendingAsks: 0, rejectedFrames: 0, restarts: 0, rowCache: { hits: 0, misses: 0, evictions: 0, entries: 0, bytes: 0 } }),
+    membership: () => ({ endpoints: () => [endpoint('n2', 'host-2'), endpoint('n3', 'host-3')] }),
+    coordinator: {
+      stats: () => ({ read: requests, write: requests, slice: requests, inFlight: 0, speculativeRetries: 0, digestMismatches: 0, readRepair: { mismatches: 0, rowsRepaired: 0, timeouts: 0 }, sessionFloor: { escalations: 0, notMet: 0 }, refusedPeerTimestamps: 0 }),
+      clockSkew: () => ({}),
+    },
+    hintStats: () => ({ stored: 5, delivered: 2, replayedBytes: 100, deliveryFailures: 0, dropped: { window: 1 }, pendingHints: 3, pendingBytes: 150 }),
+    hintedHandoff: {
+      targets: () => [
+        { hostId: 'host-2', node: '127.0.0.1:n2', hints: 3, bytes: 150, oldestMicros, needsRepair: false },
+        { hostId: 'host-3', node: '127.0.0.1:n3', hints: 0, bytes: 0, needsRepair: true },
+      ],
+    },
+  } as unknown as ChorusNode;
+}
 
 const countOf = (text: string, labels: string) => Number(new RegExp(`^chorus_request_duration_seconds_count\\{${labels}\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
 
@@ -46,5 +69,20 @@ describe('node metrics', () => {
     expect(text).not.toMatch(/chorus_process_process_/);
     expect(text).not.toMatch(/^# TYPE \S+_total (gauge|histogram|summary)$/m);
     expect(text).not.toMatch(/^# TYPE \S*_ms\S* /m);
+  });
+
+  it("shows how far hint replay is behind each target, by the node's own clock", async () => {
+    let nowMicros = 10_000_000;
+    const metrics = createMetrics({ node: () => nodeWithHints(4_000_000), clock: { nowMicros: () => nowMicros } });
+    const sample = (text: string, name: string, target: string) => Number(new RegExp(`^${name}\\{target="${target}",host_id="host-\\d"\\} (\\S+)$`, 'm').exec(text)?.[1]);
+    let text = await metrics.render();
+    expect(text).toMatch(/^# TYPE chorus_hints_oldest_age_seconds gauge$/m);
+    expect(sample(text, 'chorus_hints_oldest_age_seconds', 'n2')).toBe(6);
+    expect(sample(text, 'chorus_hints_oldest_age_seconds', 'n3')).toBe(0);
+    expect(sample(text, 'chorus_hints_pending', 'n2')).toBe(3);
+    expect(sample(text, 'chorus_hints_needs_repair', 'n3')).toBe(1);
+    nowMicros += 90_000_000;
+    text = await metrics.render();
+    expect(sample(text, 'chorus_hints_oldest_age_seconds', 'n2')).toBe(96);
   });
 });
