@@ -4,24 +4,30 @@ import { CorruptHint } from './errors.js';
 
 /**
  * The on-disk form of hints. One LevelDB key per hint, grouped by the target's
- * host id and ordered by a store-wide sequence number, so a target's hints are
- * one ordered scan, oldest first:
+ * host id and ordered by when the hint was first written, then by a
+ * store-wide sequence number, so a target's hints are one ordered scan,
+ * oldest first, even when some came from another node's store (a hand-off
+ * keeps each hint's original creation time):
  *
- *   01 | host id (36 ASCII bytes) | seq (8 bytes, big-endian)  -> hint record
- *   02 | host id                                               -> target record (JSON)
- *   03                                                         -> next sequence number
- *   04                                                         -> sync marker
+ *   05 | host id (36 ASCII bytes) | created (8 bytes) | seq (8 bytes) -> hint record
+ *   01 | host id | seq (8 bytes)                                     -> hint record of the first layout, moved under 05 on open
+ *   02 | host id                                                     -> target record (JSON)
+ *   03                                                               -> next sequence number
+ *   04                                                               -> sync marker
  *
- * A hint record holds the mutation exactly as the coordinator built it (its
- * timestamp and expiry are never rewritten), when the hint was written, and
- * the target's address at that time.
+ * Numbers in keys are unsigned big-endian. A hint record holds the mutation
+ * exactly as the coordinator built it (its timestamp and expiry are never
+ * rewritten), when the hint was written, and the target's address at that time.
  */
-const HINT = 0x01;
+const HINT = 0x05;
+const LEGACY_HINT = 0x01;
 const TARGET = 0x02;
 const HOST_ID_BYTES = 36;
+const CREATED_BYTES = 8;
 const SEQ_BYTES = 8;
 const RECORD_VERSION = 1;
-export const HINT_KEY_BYTES = 1 + HOST_ID_BYTES + SEQ_BYTES;
+export const HINT_KEY_BYTES = 1 + HOST_ID_BYTES + CREATED_BYTES + SEQ_BYTES;
+const LEGACY_HINT_KEY_BYTES = 1 + HOST_ID_BYTES + SEQ_BYTES;
 
 export const NEXT_SEQ_KEY = Uint8Array.of(0x03);
 export const SYNC_MARKER_KEY = Uint8Array.of(0x04);
@@ -35,29 +41,61 @@ function hostBytes(hostId: HostId): Uint8Array {
   return b;
 }
 
-export function hintKey(hostId: HostId, seq: number): Uint8Array {
-  const key = new Uint8Array(1 + HOST_ID_BYTES + SEQ_BYTES);
+/** Where a hint sits in its target's order: when it was first written, then its sequence number. */
+export interface HintPosition {
+  createdAtMicros: number;
+  seq: number;
+}
+
+export function hintKey(hostId: HostId, at: HintPosition): Uint8Array {
+  const key = new Uint8Array(HINT_KEY_BYTES);
   key[0] = HINT;
   key.set(hostBytes(hostId), 1);
-  new DataView(key.buffer).setBigUint64(1 + HOST_ID_BYTES, BigInt(seq));
+  const view = new DataView(key.buffer);
+  // A creation time before the epoch (a clock gone badly wrong) sorts first rather than wrapping around.
+  view.setBigUint64(1 + HOST_ID_BYTES, BigInt(Math.max(0, Math.trunc(at.createdAtMicros))));
+  view.setBigUint64(1 + HOST_ID_BYTES + CREATED_BYTES, BigInt(at.seq));
   return key;
 }
 
-/** Bounds of every hint key of one target: `gte` and `lt`. */
-export function hintRange(hostId: HostId, afterSeq?: number): { gte?: Uint8Array; gt?: Uint8Array; lt: Uint8Array } {
+/** Bounds of every hint key of one target, or of those after `after`. */
+export function hintRange(hostId: HostId, after?: HintPosition): { gte?: Uint8Array; gt?: Uint8Array; lt: Uint8Array } {
   const lt = new Uint8Array(1 + HOST_ID_BYTES);
   lt[0] = HINT;
   lt.set(hostBytes(hostId), 1);
   // The prefix followed by anything sorts below the prefix with its last byte raised.
   const upper = Uint8Array.from(lt);
   upper[HOST_ID_BYTES] = upper[HOST_ID_BYTES]! + 1;
-  if (afterSeq !== undefined) return { gt: hintKey(hostId, afterSeq), lt: upper };
+  if (after !== undefined) return { gt: hintKey(hostId, after), lt: upper };
   return { gte: lt, lt: upper };
 }
 
-export function seqOfHintKey(key: Uint8Array): number {
-  if (key.length !== 1 + HOST_ID_BYTES + SEQ_BYTES || key[0] !== HINT) throw new CorruptHint('malformed hint key');
+export function positionOfHintKey(key: Uint8Array): HintPosition {
+  if (key.length !== HINT_KEY_BYTES || key[0] !== HINT) throw new CorruptHint('malformed hint key');
+  const view = new DataView(key.buffer, key.byteOffset, key.byteLength);
+  return { createdAtMicros: Number(view.getBigUint64(1 + HOST_ID_BYTES)), seq: Number(view.getBigUint64(1 + HOST_ID_BYTES + CREATED_BYTES)) };
+}
+
+export function hostIdOfHintKey(key: Uint8Array): HostId {
+  if ((key.length !== HINT_KEY_BYTES && key.length !== LEGACY_HINT_KEY_BYTES) || (key[0] !== HINT && key[0] !== LEGACY_HINT)) throw new CorruptHint('malformed hint key');
+  return fromUtf8.decode(key.subarray(1, 1 + HOST_ID_BYTES)) as HostId;
+}
+
+/** Every key of the first layout (ordered by sequence number alone), which a store moves to the current one when it opens. */
+export const LEGACY_HINT_RANGE = { gte: Uint8Array.of(LEGACY_HINT), lt: Uint8Array.of(LEGACY_HINT + 1) };
+
+export function seqOfLegacyHintKey(key: Uint8Array): number {
+  if (key.length !== LEGACY_HINT_KEY_BYTES || key[0] !== LEGACY_HINT) throw new CorruptHint('malformed hint key');
   return Number(new DataView(key.buffer, key.byteOffset, key.byteLength).getBigUint64(1 + HOST_ID_BYTES));
+}
+
+/** A key of the first layout, for tests of the move. */
+export function legacyHintKey(hostId: HostId, seq: number): Uint8Array {
+  const key = new Uint8Array(LEGACY_HINT_KEY_BYTES);
+  key[0] = LEGACY_HINT;
+  key.set(hostBytes(hostId), 1);
+  new DataView(key.buffer).setBigUint64(1 + HOST_ID_BYTES, BigInt(seq));
+  return key;
 }
 
 export function targetKey(hostId: HostId): Uint8Array {

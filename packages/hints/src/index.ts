@@ -11,5 +11,6 @@ export {
   type HintStats,
   type HintTarget,
   type HintDropReason,
+  type HandOffResult,
 } from './service.js';
-export { HintStoreClosed, CorruptHint } from './errors.js';
+export { HintStoreClosed, CorruptHint, HintHandOffFailed, HintHandOffRefused } from './errors.js';

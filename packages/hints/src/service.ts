@@ -3,7 +3,10 @@ import { type Env, type HintSink, type HostId, type MembershipEvent, type Member
 import type { Mutation } from '@chorus/model';
 import { type HybridLogicalClock, REPLICA_ACTOR, type ReplicaMsg, mutate } from '@chorus/replica';
 import { type CommitSyncMode, DEFAULT_GC_GRACE_SECONDS, type StorageDb } from '@chorus/storage';
-import { type AppendItem, type AppendOutcome, HintStore, type StoredHint, type TargetSummary } from './store.js';
+import { MAX_HANDOFF_HINTS, MESSAGE_KINDS, type WireMessage } from '@chorus/wire';
+import type { HintPosition } from './codec.js';
+import { HintHandOffFailed, HintHandOffRefused, HintStoreClosed } from './errors.js';
+import { type AdoptItem, type AppendItem, type AppendOutcome, HintStore, type StoredHint, type TargetSummary } from './store.js';
 import { Throttle } from './throttle.js';
 
 /** max_hint_window: 3 hours, as Cassandra. */
@@ -24,6 +27,8 @@ const MIN_BACKOFF_MS = 1_000;
 const MAX_BACKOFF_MS = 60_000;
 const OFFER_TIMEOUT_MS = 60_000;
 const DEFAULT_DELIVERY_TIMEOUT_MS = 10_000;
+/** Bytes of hints (as stored) in one hand-off message; a single larger hint travels alone, still well inside a frame. */
+const HANDOFF_BATCH_BYTES = 1024 * 1024;
 
 /**
  * Why a hint was not stored or not delivered: refused when offered (the
@@ -43,6 +48,10 @@ export interface HintStats {
   replayedBytes: number;
   /** Replay attempts that failed and were retried later (the target timed out or went away). */
   deliveryFailures: number;
+  /** Hints this node handed off to another node's store, which acknowledged them. */
+  handedOff: number;
+  /** Hints other nodes handed off to this node's store. */
+  received: number;
   dropped: Record<HintDropReason, number>;
   pendingHints: number;
   pendingBytes: number;
@@ -50,6 +59,19 @@ export interface HintStats {
 
 /** One target of `targets()`: a host id with hints pending or a needs-repair mark. */
 export type HintTarget = TargetSummary;
+
+/** What a completed `handOff(to)` moved. */
+export interface HandOffResult {
+  to: NodeId;
+  /** Hints now in `to`'s store, for other targets. */
+  handedOff: number;
+  /** Bytes of those hints, as stored. */
+  bytes: number;
+  /** Hints addressed to `to` itself, applied there as mutations instead. */
+  delivered: number;
+  /** Hints met on the way that were past gc grace, unreadable, or refused by `to` as malformed: dropped, never sent. */
+  dropped: number;
+}
 
 export interface HintsOptions {
   env: Env;
@@ -101,18 +123,43 @@ export interface HintsHandle extends HintSink<Mutation> {
   dropHintsFor(hostId: HostId): Promise<{ hints: number; bytes: number }>;
   /** Clears the needs-repair mark once a repair of the target finished. */
   clearNeedsRepair(hostId: HostId): Promise<void>;
+  /**
+   * Moves every hint this node holds to the live node `to`, for a node that
+   * is leaving the cluster (decommission). Hints for other targets go to
+   * `to`'s store in bounded batches, oldest first, paced by the throttle,
+   * each batch stored there durably with the hints' original creation times
+   * before it is deleted here; hints addressed to `to` itself are applied on
+   * it as mutations, as a replay would. One hand-off runs at a time (a second
+   * call waits for the first). Rejects with `HintHandOffFailed` (how many
+   * moved) when `to` fails or refuses: what was not acknowledged stays here,
+   * and calling again resumes.
+   */
+  handOff(to: NodeId): Promise<HandOffResult>;
   /** Looks for targets to replay to now instead of at the next dispatch. */
   dispatch(): void;
   /** Stops replay, syncs and closes the store. */
   stop(): Promise<void>;
 }
 
+type StoredMsg = WireMessage<'hints.stored'>;
+/** A hint as `hints.handoff` carries it; the intersection keeps the model's `Mutation` and the wire schema in step, as the replica's `mutate` does. */
+type HandOffHint = WireMessage<'hints.handoff'>['hints'][number] & { mutation: Mutation };
+type HandOffMsg = WireMessage<'hints.handoff'> & { hints: HandOffHint[]; replyTo: ReplyTo<StoredMsg> };
+
 type HintsMsg =
+  | HandOffMsg
   | { type: 'offer'; item: AppendItem; replyTo: ReplyTo<boolean> }
   | { type: 'membership'; event: MembershipEvent }
   /** `periodic`: the actor's own timer, which re-arms itself; otherwise an extra look asked for by `dispatch()`. */
   | { type: 'dispatch'; periodic: boolean }
   | { type: 'sync' };
+
+/** What sending one page of hints to their target did: hints it acknowledged, hints dropped instead, and the failure that stopped it. */
+interface PageOutcome {
+  delivered: number;
+  dropped: number;
+  failure?: Error;
+}
 
 interface Delivery {
   running: boolean;
@@ -143,11 +190,14 @@ export async function startHints(system: ActorSystem, options: HintsOptions): Pr
   const deliveryTimeoutMs = options.deliveryTimeoutMs ?? DEFAULT_DELIVERY_TIMEOUT_MS;
   const dispatchIntervalMs = options.dispatchIntervalMs ?? DEFAULT_HINT_DISPATCH_INTERVAL_MS;
   const replicaName = options.names?.replica ?? REPLICA_ACTOR;
+  const hintsName = options.names?.hints ?? HINTS_ACTOR;
   const log = env.logger.child({ component: 'hints' });
   const dropped = Object.fromEntries(HINT_DROP_REASONS.map((r) => [r, 0])) as Record<HintDropReason, number>;
-  const counters = { stored: 0, delivered: 0, replayedBytes: 0, deliveryFailures: 0 };
+  const counters = { stored: 0, delivered: 0, replayedBytes: 0, deliveryFailures: 0, handedOff: 0, received: 0 };
   const deliveries = new Map<HostId, Delivery>();
   let stopped = false;
+  // One hand-off at a time: two would send the same hints twice.
+  let handingOff: Promise<unknown> = Promise.resolve();
   // Each membership event carries the view right after its change: at least as fresh as the shared view, which another actor updates.
   let view: MembershipView = membership;
 
@@ -179,11 +229,13 @@ export async function startHints(system: ActorSystem, options: HintsOptions): Pr
   }
 
   /** Sends one page, DELIVERY_WINDOW hints at a time; collects what may be deleted, and whether a send failed. */
-  async function sendPage(node: NodeId, page: StoredHint[], d: Delivery, done: number[]): Promise<Error | undefined> {
+  async function sendPage(node: NodeId, page: StoredHint[], d: Delivery, done: HintPosition[]): Promise<PageOutcome> {
     const ref = system.ref<ReplicaMsg>({ node, name: replicaName });
     const now = env.clock.nowMicros();
     let next = 0;
     let failure: Error | undefined;
+    let delivered = 0;
+    let droppedHere = 0;
     const worker = async () => {
       while (failure === undefined && !d.cancelled && !stopped) {
         const hint = page[next++];
@@ -191,12 +243,14 @@ export async function startHints(system: ActorSystem, options: HintsOptions): Pr
         if (hint.mutation === undefined) {
           log.warn({ err: hint.corrupt, seq: hint.seq }, 'dropping a hint that cannot be read');
           dropped.corrupt++;
-          done.push(hint.seq);
+          droppedHere++;
+          done.push(hint);
           continue;
         }
         if (expired(hint, now)) {
           dropped.expired++;
-          done.push(hint.seq);
+          droppedHere++;
+          done.push(hint);
           continue;
         }
         await throttle.take(hint.bytes);
@@ -206,18 +260,20 @@ export async function startHints(system: ActorSystem, options: HintsOptions): Pr
           options.hlc.observe(answer.hlc);
           counters.delivered++;
           counters.replayedBytes += hint.bytes;
-          done.push(hint.seq);
+          delivered++;
+          done.push(hint);
         } catch (error) {
           if (permanentRefusal(error)) {
             log.warn({ err: error, target: node, seq: hint.seq }, 'the target refused a hint; dropping it');
             dropped.rejected++;
-            done.push(hint.seq);
+            droppedHere++;
+            done.push(hint);
           } else failure = error instanceof Error ? error : new Error(String(error));
         }
       }
     };
     await Promise.all(Array.from({ length: DELIVERY_WINDOW }, worker));
-    return failure;
+    return failure === undefined ? { delivered, dropped: droppedHere } : { delivered, dropped: droppedHere, failure };
   }
 
   async function replay(hostId: HostId, d: Delivery): Promise<void> {
@@ -229,10 +285,9 @@ export async function startHints(system: ActorSystem, options: HintsOptions): Pr
       if (node === undefined) break;
       const page = await env.scheduler.track(store.page(hostId, PAGE_HINTS, PAGE_BYTES));
       if (page.length === 0) break;
-      const done: number[] = [];
-      const before = counters.delivered;
-      const failure = await sendPage(node, page, d, done);
-      delivered += counters.delivered - before;
+      const done: HintPosition[] = [];
+      const { delivered: sent, failure } = await sendPage(node, page, d, done);
+      delivered += sent;
       await env.scheduler.track(store.remove(hostId, done));
       if (failure === undefined) {
         backoffMs = MIN_BACKOFF_MS;
@@ -273,16 +328,16 @@ export async function startHints(system: ActorSystem, options: HintsOptions): Pr
     const now = env.clock.nowMicros();
     const oldest = store.summary(hostId)?.oldestMicros;
     if (oldest === undefined) return;
-    let after: number | undefined;
+    let after: HintPosition | undefined;
     // The oldest hint alone first: while it is within its grace (the usual case) that one read is all this costs.
     for (let limit = 1; ; limit = PAGE_HINTS) {
       const page = await env.scheduler.track(store.page(hostId, limit, PAGE_BYTES, after));
       if (page.length === 0) return;
-      const gone = page.filter((h) => h.mutation !== undefined && expired(h, now)).map((h) => h.seq);
+      const gone = page.filter((h) => h.mutation !== undefined && expired(h, now));
       if (gone.length > 0) dropped.expired += (await env.scheduler.track(store.remove(hostId, gone))).hints;
       // Hints are in write order: once one is within its grace, later ones of the same keyspace are too.
       if (gone.length < page.length) return;
-      after = page.at(-1)!.seq;
+      after = page.at(-1)!;
     }
   }
 
@@ -328,6 +383,132 @@ export async function startHints(system: ActorSystem, options: HintsOptions): Pr
     }
   }
 
+  /**
+   * Stores the hints another node hands off, in one batch as durable as an
+   * offer's, each with the time it was first written there (or now, if that
+   * is in this node's future: a sender's clock ahead must not lengthen a
+   * hint's life), then acknowledges them. Hints addressed to this node itself
+   * are refused, the whole message with them: a sender applies those as
+   * mutations, and a node never keeps hints for itself.
+   */
+  async function receiveHandOff(msg: HandOffMsg, ctx: ActorContext<HintsMsg>): Promise<void> {
+    const hints: readonly HandOffHint[] = msg.hints;
+    const own = view.hostIdOf(env.node);
+    if (own !== undefined && hints.some((h) => h.targetHostId === own)) {
+      log.warn({ from: msg.replyTo.node, hints: hints.length }, 'refused hints handed off to this node that are addressed to itself');
+      ctx.fail(msg.replyTo, new HintHandOffRefused('some hints are addressed to the receiving node itself'));
+      return;
+    }
+    if (stopped) {
+      ctx.fail(msg.replyTo, new HintStoreClosed());
+      return;
+    }
+    const now = env.clock.nowMicros();
+    const items: AdoptItem[] = hints.map((h) => ({ hostId: h.targetHostId as HostId, node: h.targetNode as NodeId, createdAtMicros: Math.min(h.createdAtMicros, now), mutation: h.mutation }));
+    let stored: number;
+    try {
+      stored = await env.scheduler.track(store.adopt(items));
+    } catch (error) {
+      if (!stopped) log.error({ err: error, from: msg.replyTo.node, hints: items.length }, 'could not store hints handed off to this node');
+      ctx.fail(msg.replyTo, error instanceof Error ? error : new Error(String(error)));
+      return;
+    }
+    counters.received += stored;
+    ctx.reply(msg.replyTo, { type: 'hints.stored', stored });
+    for (const hostId of new Set(items.map((i) => i.hostId))) kick(hostId);
+  }
+
+  function describe(error: unknown): string {
+    return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  }
+
+  async function runHandOff(to: NodeId): Promise<HandOffResult> {
+    const result: HandOffResult = { to, handedOff: 0, bytes: 0, delivered: 0, dropped: 0 };
+    const remaining = () => store.summaries().reduce((n, t) => n + t.hints, 0);
+    const failed = (reason: string) => new HintHandOffFailed(to, result.handedOff + result.delivered, remaining(), reason);
+    if (stopped) throw failed('this node is stopping');
+    if (to === env.node) throw failed('hints cannot be handed off to the node that holds them');
+    const toHostId = view.hostIdOf(to);
+    if (toHostId === undefined || !view.isAlive(to)) throw failed(`${to} is not a live member of the cluster`);
+    const startedMs = env.clock.monotonicMs();
+    const ref = system.ref<HintsMsg>({ node: to, name: hintsName });
+    const timeoutMs = MESSAGE_KINDS['hints.handoff'].timeoutMs;
+
+    /** Hints for `to` itself: applied on it as a replay would, each deleted here once it acknowledged. Resolves with how many it read. */
+    const deliverToItself = async (): Promise<number> => {
+      const d: Delivery = { running: true, cancelled: false };
+      for (let seen = 0; ; ) {
+        if (stopped) throw failed('this node is stopping');
+        const page = await env.scheduler.track(store.page(toHostId, PAGE_HINTS, PAGE_BYTES));
+        if (page.length === 0) return seen;
+        seen += page.length;
+        const done: HintPosition[] = [];
+        const outcome = await sendPage(to, page, d, done);
+        await env.scheduler.track(store.remove(toHostId, done));
+        result.delivered += outcome.delivered;
+        result.dropped += outcome.dropped;
+        if (outcome.failure !== undefined) throw failed(`applying its own hints failed: ${describe(outcome.failure)}`);
+      }
+    };
+
+    /** Hints for another target: stored in `to`'s store, a message at a time, each batch deleted here once acknowledged. Resolves with how many it read. */
+    const handOffTarget = async (hostId: HostId): Promise<number> => {
+      for (let seen = 0; ; ) {
+        if (stopped) throw failed('this node is stopping');
+        const page = await env.scheduler.track(store.page(hostId, MAX_HANDOFF_HINTS, HANDOFF_BATCH_BYTES));
+        if (page.length === 0) return seen;
+        seen += page.length;
+        const now = env.clock.nowMicros();
+        const discard: HintPosition[] = [];
+        const live: StoredHint[] = [];
+        for (const hint of page) {
+          if (hint.mutation === undefined) {
+            log.warn({ err: hint.corrupt, seq: hint.seq }, 'dropping a hint that cannot be read');
+            dropped.corrupt++;
+            discard.push(hint);
+          } else if (expired(hint, now)) {
+            dropped.expired++;
+            discard.push(hint);
+          } else live.push(hint);
+        }
+        if (discard.length > 0) result.dropped += (await env.scheduler.track(store.remove(hostId, discard))).hints;
+        if (live.length === 0) continue;
+        // The page is already within a message's bounds (MAX_HANDOFF_HINTS, HANDOFF_BATCH_BYTES).
+        const batch = live;
+        const bytes = batch.reduce((n, h) => n + h.bytes, 0);
+        await throttle.take(bytes);
+        if (stopped) throw failed('this node is stopping');
+        const fallbackNode = store.summary(hostId)?.node ?? to;
+        const hints: HandOffHint[] = batch.map((h) => ({ targetHostId: hostId, targetNode: h.node ?? fallbackNode, createdAtMicros: h.createdAtMicros, mutation: h.mutation! }));
+        let stored: number;
+        try {
+          stored = (await ref.ask<StoredMsg>((replyTo) => ({ type: 'hints.handoff', hints, replyTo }), timeoutMs)).stored;
+        } catch (error) {
+          throw failed(describe(error));
+        }
+        // Only what `to` says it stored is deleted here; the rest stays for the next call.
+        const acknowledged = batch.slice(0, Math.min(stored, batch.length));
+        await env.scheduler.track(store.remove(hostId, acknowledged));
+        result.handedOff += acknowledged.length;
+        result.bytes += acknowledged.reduce((n, h) => n + h.bytes, 0);
+        counters.handedOff += acknowledged.length;
+        if (acknowledged.length < batch.length) throw failed(`${to} stored ${stored} of ${batch.length} hints`);
+      }
+    };
+
+    // Every target with hints, those stored meanwhile included, until none is left: each pass drains a target or throws.
+    // A target whose count says hints but whose scan finds none is not read again, so a drifted count cannot spin this.
+    const empty = new Set<HostId>();
+    for (;;) {
+      const next = store.summaries().find((t) => t.hints > 0 && !empty.has(t.hostId));
+      if (next === undefined) break;
+      const seen = next.hostId === toHostId ? await deliverToItself() : await handOffTarget(next.hostId);
+      if (seen === 0) empty.add(next.hostId);
+    }
+    log.info({ ...result, ms: env.clock.monotonicMs() - startedMs }, 'handed off every hint');
+    return result;
+  }
+
   function logRefusal(item: AppendItem, outcome: Extract<AppendOutcome, { stored: false }>): void {
     if (!outcome.newlyMarked) return;
     const summary = store.summary(item.hostId);
@@ -360,7 +541,7 @@ export async function startHints(system: ActorSystem, options: HintsOptions): Pr
   }
 
   const ref: ActorRef<HintsMsg> = system.spawn<HintsMsg>(
-    options.names?.hints ?? HINTS_ACTOR,
+    hintsName,
     () => ({
       started(ctx) {
         ctx.after(dispatchIntervalMs, { type: 'dispatch', periodic: true });
@@ -369,10 +550,14 @@ export async function startHints(system: ActorSystem, options: HintsOptions): Pr
       // Every offer queued when the turn began becomes one batch: group commit, as the storage actor's.
       async receiveBatch(msgs, ctx) {
         const offers: Array<Extract<HintsMsg, { type: 'offer' }>> = [];
+        const handOffs: HandOffMsg[] = [];
         for (const msg of msgs) {
           switch (msg.type) {
             case 'offer':
               offers.push(msg);
+              break;
+            case 'hints.handoff':
+              handOffs.push(msg);
               break;
             case 'membership':
               onMembership(msg.event);
@@ -394,6 +579,7 @@ export async function startHints(system: ActorSystem, options: HintsOptions): Pr
           }
         }
         if (offers.length > 0) await storeOffers(offers, ctx);
+        for (const msg of handOffs) await receiveHandOff(msg, ctx);
       },
     }),
     { mailbox: { capacity: 20_000, overflow: 'reject' }, batchLimit: 2_000 },
@@ -440,6 +626,11 @@ export async function startHints(system: ActorSystem, options: HintsOptions): Pr
       return { ...counters, dropped: { ...dropped }, pendingHints, pendingBytes };
     },
     dropHintsFor: (hostId) => drop(hostId, 'asked'),
+    handOff(to: NodeId): Promise<HandOffResult> {
+      const run = handingOff.then(() => runHandOff(to));
+      handingOff = run.catch(() => undefined);
+      return run;
+    },
     clearNeedsRepair: (hostId) => env.scheduler.track(store.clearNeedsRepair(hostId)),
     dispatch() {
       try {

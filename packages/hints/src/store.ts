@@ -3,6 +3,8 @@ import type { Mutation } from '@chorus/model';
 import type { StorageDb } from '@chorus/storage';
 import {
   HINT_KEY_BYTES,
+  type HintPosition,
+  LEGACY_HINT_RANGE,
   NEXT_SEQ_KEY,
   SYNC_MARKER_KEY,
   TARGET_RANGE,
@@ -15,8 +17,10 @@ import {
   encodeTarget,
   hintKey,
   hintRange,
+  hostIdOfHintKey,
   hostIdOfTargetKey,
-  seqOfHintKey,
+  positionOfHintKey,
+  seqOfLegacyHintKey,
   targetKey,
 } from './codec.js';
 import { CorruptHint, HintStoreClosed } from './errors.js';
@@ -26,12 +30,12 @@ const ENC = { keyEncoding: 'view', valueEncoding: 'view' } as const;
 type Op = { type: 'put'; key: Uint8Array; value: Uint8Array } | { type: 'del'; key: Uint8Array };
 
 /** One hint read back: the mutation exactly as offered, or `corrupt` when its record could not be decoded. */
-export interface StoredHint {
-  seq: number;
-  createdAtMicros: number;
+export interface StoredHint extends HintPosition {
   /** Key and record bytes: what the hint costs on disk and in replay pacing. */
   bytes: number;
   mutation?: Mutation;
+  /** The target's address when the hint was written. */
+  node?: NodeId;
   corrupt?: CorruptHint;
 }
 
@@ -55,6 +59,11 @@ export interface AppendItem {
   hostId: HostId;
   node: NodeId;
   mutation: Mutation;
+}
+
+/** A hint taken over from another node's store: kept with the time it was first written there. */
+export interface AdoptItem extends AppendItem {
+  createdAtMicros: number;
 }
 
 export type AppendOutcome = { stored: true } | { stored: false; reason: RefusalReason; /** The target was not marked before this refusal. */ newlyMarked: boolean };
@@ -118,21 +127,58 @@ export class HintStore {
     } finally {
       await it.close();
     }
+    await this.moveLegacyHints();
     for (const [hostId, t] of this.targets) t.oldestMicros = await this.readOldest(hostId);
+  }
+
+  /**
+   * Moves hints stored under the first key layout (ordered by sequence number
+   * alone) to the current one, ordered by creation time, in bounded batches.
+   * Each batch moves its hints and their targets' byte counts (keys grew)
+   * together, so a crash in the middle leaves every hint under exactly one key.
+   */
+  private async moveLegacyHints(): Promise<void> {
+    for (;;) {
+      const entries: Array<[Uint8Array, Uint8Array]> = await this.db.iterator({ ...LEGACY_HINT_RANGE, limit: 1000, ...ENC }).all();
+      if (entries.length === 0) return;
+      const ops: Op[] = [];
+      const changed = new Set<HostId>();
+      for (const [key, value] of entries) {
+        ops.push({ type: 'del', key });
+        let hostId: HostId;
+        let seq: number;
+        try {
+          hostId = hostIdOfHintKey(key);
+          seq = seqOfLegacyHintKey(key);
+        } catch {
+          // A key that is not even a hint's cannot be addressed to anyone.
+          continue;
+        }
+        let createdAtMicros: number;
+        try {
+          createdAtMicros = decodeHint(value).createdAtMicros;
+        } catch {
+          // A record that cannot be read still counts from the moment this store met it; replay drops it as corrupt.
+          createdAtMicros = this.env.clock.nowMicros();
+        }
+        const newKey = hintKey(hostId, { createdAtMicros, seq });
+        ops.push({ type: 'put', key: newKey, value });
+        const t = this.targets.get(hostId);
+        if (t === undefined) continue;
+        t.bytes += newKey.length - key.length;
+        changed.add(hostId);
+      }
+      for (const hostId of changed) ops.push(this.targetOp(hostId, this.targets.get(hostId)!));
+      await this.write(ops, true);
+    }
   }
 
   /** When the first (oldest) remaining hint of the target was written. */
   private async readOldest(hostId: HostId): Promise<number | undefined> {
-    const it = this.db.iterator({ ...hintRange(hostId), limit: 1, ...ENC });
+    const it = this.db.iterator({ ...hintRange(hostId), limit: 1, ...ENC, values: false });
     try {
       const first = await it.next();
-      if (first === undefined) return undefined;
-      try {
-        return decodeHint(first[1]).createdAtMicros;
-      } catch {
-        // A record that cannot be read still counts from the moment this store met it.
-        return this.env.clock.nowMicros();
-      }
+      return first === undefined ? undefined : positionOfHintKey(first[0]).createdAtMicros;
     } finally {
       await it.close();
     }
@@ -201,11 +247,11 @@ export class HintStore {
           changed.set(item.hostId, t);
           continue;
         }
-        ops.push({ type: 'put', key: hintKey(item.hostId, this.nextSeq++), value });
+        ops.push({ type: 'put', key: hintKey(item.hostId, { createdAtMicros: now, seq: this.nextSeq++ }), value });
         t.hints++;
         t.bytes += bytes;
         t.node = item.node;
-        t.oldestMicros ??= now;
+        t.oldestMicros = Math.min(t.oldestMicros ?? now, now);
         changed.set(item.hostId, t);
         outcomes.push({ stored: true });
       }
@@ -214,6 +260,40 @@ export class HintStore {
       await this.write(ops);
       for (const [hostId, t] of staged) this.targets.set(hostId, t);
       return outcomes;
+    });
+  }
+
+  /**
+   * Stores hints taken over from another node's store, as one batch as
+   * durable as `append`'s, each with the time it was first written there: it
+   * sorts among this store's hints by that time, and the target's window and
+   * every hint's gc grace keep counting from it. Neither the window nor the
+   * byte cap refuses them: they were accepted when written, and refusing them
+   * now would lose them. Resolves with how many were stored (all of them).
+   */
+  adopt(items: readonly AdoptItem[]): Promise<number> {
+    return this.serial(async () => {
+      const ops: Op[] = [];
+      const staged = new Map<HostId, TargetState>();
+      for (const item of items) {
+        let t = staged.get(item.hostId);
+        if (t === undefined) {
+          const current = this.targets.get(item.hostId);
+          t = current ? { ...current } : { node: item.node, hints: 0, bytes: 0, needsRepair: false, oldestMicros: undefined };
+          staged.set(item.hostId, t);
+        }
+        const value = encodeHint({ createdAtMicros: item.createdAtMicros, target: item.node, mutation: item.mutation });
+        const key = hintKey(item.hostId, { createdAtMicros: item.createdAtMicros, seq: this.nextSeq++ });
+        ops.push({ type: 'put', key, value });
+        t.hints++;
+        t.bytes += key.length + value.length;
+        t.oldestMicros = Math.min(t.oldestMicros ?? item.createdAtMicros, item.createdAtMicros);
+      }
+      for (const [hostId, t] of staged) ops.push(this.targetOp(hostId, t));
+      ops.push({ type: 'put', key: NEXT_SEQ_KEY, value: encodeSeq(this.nextSeq) });
+      await this.write(ops);
+      for (const [hostId, t] of staged) this.targets.set(hostId, t);
+      return items.length;
     });
   }
 
@@ -226,28 +306,34 @@ export class HintStore {
   }
 
   /**
-   * Up to `limit` hints of the target (and about `maxBytes`), oldest first,
-   * after `afterSeq` if given. Reads only: what it returns may be removed
-   * meanwhile, which `remove` notices.
+   * Up to `limit` hints of the target and at most `maxBytes` of them (the
+   * first one always, whatever its size), oldest first, after `after` if
+   * given. Reads only: what it returns may be removed meanwhile, which
+   * `remove` notices.
    */
-  async page(hostId: HostId, limit: number, maxBytes: number, afterSeq?: number): Promise<StoredHint[]> {
+  async page(hostId: HostId, limit: number, maxBytes: number, after?: HintPosition): Promise<StoredHint[]> {
     if (this.closed) throw new HintStoreClosed();
-    const it = this.db.iterator({ ...hintRange(hostId, afterSeq), ...ENC });
+    const it = this.db.iterator({ ...hintRange(hostId, after), ...ENC });
     const out: StoredHint[] = [];
     let bytes = 0;
     try {
-      while (out.length < limit && bytes < maxBytes) {
+      for (let full = false; !full && out.length < limit; ) {
         const entries = await it.nextv(Math.min(64, limit - out.length));
         if (entries.length === 0) break;
         for (const [key, value] of entries) {
-          const seq = seqOfHintKey(key);
+          const at = positionOfHintKey(key);
           const size = key.length + value.length;
+          if (out.length > 0 && bytes + size > maxBytes) {
+            full = true;
+            break;
+          }
           bytes += size;
           try {
             const record = decodeHint(value);
-            out.push({ seq, createdAtMicros: record.createdAtMicros, bytes: size, mutation: record.mutation });
+            // The key's creation time orders the hint; a hand-off keeps it equal to the record's.
+            out.push({ ...at, bytes: size, mutation: record.mutation, node: record.target });
           } catch (error) {
-            out.push({ seq, createdAtMicros: 0, bytes: size, corrupt: error instanceof CorruptHint ? error : new CorruptHint(String(error)) });
+            out.push({ ...at, bytes: size, corrupt: error instanceof CorruptHint ? error : new CorruptHint(String(error)) });
           }
         }
       }
@@ -257,12 +343,12 @@ export class HintStore {
     return out;
   }
 
-  /** Deletes hints by sequence number (delivered, expired or undeliverable); those already gone are skipped. Resolves with what was removed. */
-  remove(hostId: HostId, seqs: readonly number[]): Promise<{ hints: number; bytes: number }> {
+  /** Deletes hints (delivered, handed off, expired or undeliverable); those already gone are skipped. Resolves with what was removed. */
+  remove(hostId: HostId, positions: readonly HintPosition[]): Promise<{ hints: number; bytes: number }> {
     return this.serial(async () => {
       const t = this.targets.get(hostId);
-      if (t === undefined || seqs.length === 0) return { hints: 0, bytes: 0 };
-      const keys = seqs.map((s) => hintKey(hostId, s));
+      if (t === undefined || positions.length === 0) return { hints: 0, bytes: 0 };
+      const keys = positions.map((h) => hintKey(hostId, h));
       const values = await this.db.getMany(keys, ENC);
       const ops: Op[] = [];
       let hints = 0;

@@ -1,7 +1,7 @@
 import { token } from '@chorus/core';
 import type { Mutation } from '@chorus/model';
 import { describe, expect, it } from 'vitest';
-import { decodeHint, encodeHint } from '../src/codec.js';
+import { NEXT_SEQ_KEY, decodeHint, encodeHint, encodeSeq, encodeTarget, legacyHintKey, targetKey } from '../src/codec.js';
 import { HintStore } from '../src/store.js';
 import { HOST_A, HOST_B, NODE_A, NODE_B, manualEnv, memoryDb, write } from './helpers.js';
 
@@ -43,7 +43,7 @@ describe('HintStore', () => {
     expect(a.map((h) => text(h.mutation))).toEqual(['v0', 'v2', 'v4', 'v6', 'v8']);
     expect(a.map((h) => h.mutation && 'cell' in h.mutation && h.mutation.cell.timestampMicros)).toEqual([1000, 1002, 1004, 1006, 1008]);
     const firstTwo = await store.page(HOST_A, 2, 1 << 20);
-    expect((await store.page(HOST_A, 100, 1 << 20, firstTwo.at(-1)!.seq)).map((h) => text(h.mutation))).toEqual(['v4', 'v6', 'v8']);
+    expect((await store.page(HOST_A, 100, 1 << 20, firstTwo.at(-1))).map((h) => text(h.mutation))).toEqual(['v4', 'v6', 'v8']);
     expect(store.summaries().map((t) => [t.hostId, t.hints])).toEqual([[HOST_A, 5], [HOST_B, 5]]);
   });
 
@@ -70,11 +70,11 @@ describe('HintStore', () => {
 
     // Delivering the oldest hint moves the window's start to the next one.
     const [oldest] = await store.page(HOST_A, 1, 1 << 20);
-    await store.remove(HOST_A, [oldest!.seq]);
+    await store.remove(HOST_A, [oldest!]);
     expect(store.summary(HOST_A)).toMatchObject({ hints: 1, oldestMicros: first + 2 * HOUR_MS * 1000 });
     // Once every hint is delivered, the mark stays: what was refused is missing until a repair.
     const rest = await store.page(HOST_A, 10, 1 << 20);
-    await store.remove(HOST_A, rest.map((h) => h.seq));
+    await store.remove(HOST_A, rest);
     expect(store.summary(HOST_A)).toMatchObject({ hints: 0, needsRepair: true });
     expect(store.summary(HOST_A)?.oldestMicros).toBeUndefined();
     expect(await store.append([{ hostId: HOST_A, node: NODE_A, mutation: write('f', '6', 6) }], limits)).toEqual([{ stored: true }]);
@@ -105,11 +105,12 @@ describe('HintStore', () => {
     let store = await HintStore.open(db, env, { syncEach: true });
     await store.append(Array.from({ length: 50 }, (_, i) => ({ hostId: HOST_A, node: NODE_A, mutation: write(`k${i}`, `v${i}`, i) })), limits);
     const before = store.summary(HOST_A)!;
-    const seqs = (await store.page(HOST_A, 100, 1 << 20)).map((h) => h.seq);
+    const hints = await store.page(HOST_A, 100, 1 << 20);
+    const seqs = hints.map((h) => h.seq);
     await store.close();
     store = await HintStore.open(db, env, { syncEach: true });
     expect(store.summary(HOST_A)).toEqual(before);
-    await store.remove(HOST_A, seqs);
+    await store.remove(HOST_A, hints);
     await store.append([{ hostId: HOST_A, node: NODE_A, mutation: write('again', 'v', 1) }], limits);
     const [again] = await store.page(HOST_A, 10, 1 << 20);
     expect(again!.seq).toBeGreaterThan(Math.max(...seqs));
@@ -121,8 +122,8 @@ describe('HintStore', () => {
     const store = await HintStore.open(memoryDb(), env, { syncEach: false });
     await store.append([1, 2, 3].map((i) => ({ hostId: HOST_A, node: NODE_A, mutation: write(`k${i}`, 'v', i) })), limits);
     const page = await store.page(HOST_A, 10, 1 << 20);
-    expect(await store.remove(HOST_A, [page[0]!.seq])).toMatchObject({ hints: 1 });
-    expect(await store.remove(HOST_A, page.map((h) => h.seq))).toMatchObject({ hints: 2 });
+    expect(await store.remove(HOST_A, [page[0]!])).toMatchObject({ hints: 1 });
+    expect(await store.remove(HOST_A, page)).toMatchObject({ hints: 2 });
     expect(store.summary(HOST_A)).toBeUndefined();
   });
 
@@ -140,5 +141,72 @@ describe('HintStore', () => {
     await store.close();
     const reopened = await HintStore.open(db, env, { syncEach: false });
     expect(reopened.summaries().map((t) => t.hostId)).toEqual([HOST_B]);
+  });
+
+  it('keeps hints taken over from another node with their original creation time, in creation order among its own, window and caps aside', async () => {
+    const env = manualEnv();
+    const db = memoryDb();
+    let store = await HintStore.open(db, env, { syncEach: true });
+    const t0 = env.clock.nowMicros();
+    env.advanceMs(10 * HOUR_MS);
+    const now = env.clock.nowMicros();
+    await store.append([{ hostId: HOST_A, node: NODE_A, mutation: write('own', 'own', 5) }], limits);
+    // Older than the window: they were accepted when written, so they are kept all the same.
+    const adopted = await store.adopt([
+      { hostId: HOST_A, node: NODE_A, createdAtMicros: t0 + 2, mutation: write('second', 'second', 2) },
+      { hostId: HOST_A, node: NODE_A, createdAtMicros: t0 + 1, mutation: write('first', 'first', 1) },
+      { hostId: HOST_B, node: NODE_B, createdAtMicros: t0, mutation: write('b', 'b', 1) },
+    ]);
+    expect(adopted).toBe(3);
+    expect((await store.page(HOST_A, 10, 1 << 20)).map((h) => [text(h.mutation), h.createdAtMicros])).toEqual([['first', t0 + 1], ['second', t0 + 2], ['own', now]]);
+    expect(store.summary(HOST_A)).toMatchObject({ hints: 3, oldestMicros: t0 + 1, needsRepair: false });
+    const before = store.summaries();
+    await store.close();
+    store = await HintStore.open(db, env, { syncEach: true });
+    expect(store.summaries()).toEqual(before);
+    // The window runs from the oldest hint, adopted or not: past it, nothing new is stored.
+    expect(await store.append([{ hostId: HOST_A, node: NODE_A, mutation: write('late', 'v', 9) }], limits)).toEqual([{ stored: false, reason: 'window', newlyMarked: true }]);
+    const bytes = (await store.page(HOST_A, 10, 1 << 20)).reduce((n, h) => n + h.bytes, 0);
+    expect(store.summary(HOST_A)?.bytes).toBe(bytes);
+  });
+
+  it('returns pages within their byte bound, a larger hint alone', async () => {
+    const env = manualEnv();
+    const store = await HintStore.open(memoryDb(), env, { syncEach: false });
+    await store.append(Array.from({ length: 10 }, (_, i) => ({ hostId: HOST_A, node: NODE_A, mutation: write(`k${i}`, 'x'.repeat(i === 0 ? 5_000 : 100), i) })), limits);
+    const all = await store.page(HOST_A, 100, 1 << 20);
+    expect(all).toHaveLength(10);
+    expect((await store.page(HOST_A, 100, 1_000)).map((h) => h.seq)).toEqual([all[0]!.seq]);
+    const after = await store.page(HOST_A, 100, 1_000, all[0]);
+    expect(after.reduce((n, h) => n + h.bytes, 0)).toBeLessThanOrEqual(1_000);
+    expect(after.length).toBe(Math.floor(1_000 / all[1]!.bytes));
+  });
+
+  it('moves hints of the first key layout (ordered by sequence number) to creation order when it opens', async () => {
+    const env = manualEnv();
+    const db = memoryDb();
+    const put = (key: Uint8Array, value: Uint8Array) => db.put(key, value, { keyEncoding: 'view', valueEncoding: 'view' });
+    const t0 = env.clock.nowMicros();
+    // Sequence order disagrees with creation order here, as it could after a clock stepped back.
+    const records = [
+      { seq: 1, createdAtMicros: t0 + 5, mutation: write('later', 'later', 2) },
+      { seq: 2, createdAtMicros: t0 + 1, mutation: write('earlier', 'earlier', 1) },
+    ];
+    let legacyBytes = 0;
+    for (const r of records) {
+      const key = legacyHintKey(HOST_A, r.seq);
+      const value = encodeHint({ createdAtMicros: r.createdAtMicros, target: NODE_A, mutation: r.mutation });
+      legacyBytes += key.length + value.length;
+      await put(key, value);
+    }
+    await put(targetKey(HOST_A), encodeTarget({ node: NODE_A, hints: 2, bytes: legacyBytes, needsRepair: false }));
+    await put(NEXT_SEQ_KEY, encodeSeq(3));
+    const store = await HintStore.open(db, env, { syncEach: false });
+    const page = await store.page(HOST_A, 10, 1 << 20);
+    expect(page.map((h) => [text(h.mutation), h.createdAtMicros, h.seq])).toEqual([['earlier', t0 + 1, 2], ['later', t0 + 5, 1]]);
+    expect(store.summary(HOST_A)).toMatchObject({ hints: 2, oldestMicros: t0 + 1, bytes: page.reduce((n, h) => n + h.bytes, 0) });
+    expect(await db.keys({ lt: Uint8Array.of(0x02), keyEncoding: 'view' }).all()).toEqual([]);
+    await store.remove(HOST_A, page);
+    expect(store.summary(HOST_A)).toBeUndefined();
   });
 });

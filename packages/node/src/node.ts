@@ -99,7 +99,7 @@ export interface ChorusNode {
   hints(): Promise<{ targets: HintsEntry[] }>;
   /** Hinted handoff's counters; undefined without a hints database. */
   hintStats(): HintStats | undefined;
-  /** Hinted handoff itself, for topology work (dropping a removed host id's hints); undefined without a hints database. */
+  /** Hinted handoff itself, for topology work (dropping a removed host id's hints; `handOff(to)`, which decommission calls to move this node's hints before it leaves); undefined without a hints database. */
   readonly hintedHandoff: HintsHandle | undefined;
   counters(): NodeCounters;
   stop(): Promise<void>;

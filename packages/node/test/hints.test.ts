@@ -5,12 +5,12 @@ import { simCluster } from './sim-cluster.js';
 
 const NAMES = ['n1', 'n2', 'n3'];
 
-async function cluster(seed: number, extra: Partial<NodeSettings> = {}) {
-  const { sim, nodes, node, during, settle, allUp } = await simCluster(seed, NAMES, { settings: extra, hints: true });
+async function cluster(seed: number, extra: Partial<NodeSettings> = {}, names: readonly string[] = NAMES) {
+  const { sim, nodes, node, during, settle, allUp } = await simCluster(seed, names, { settings: extra, hints: true });
   const stateSeenBy = async (observer: string, target: string) => (await node(observer).status()).nodes.find((e) => e.name === target)?.state;
   await settle('all UN', allUp);
   await during(node('n1').putKeyspace('app', { class: 'SimpleStrategy', rf: 3 }));
-  await settle('schema everywhere', async () => (await Promise.all(NAMES.map((n) => node(n).keyspaces()))).every((k) => k.keyspaces.some((x) => x.name === 'app')));
+  await settle('schema everywhere', async () => (await Promise.all(names.map((n) => node(n).keyspaces()))).every((k) => k.keyspaces.some((x) => x.name === 'app')));
   const crash = (name: string) => {
     sim.crash(name);
     nodes.delete(name);
@@ -178,5 +178,135 @@ describe('hinted handoff in the simulator', () => {
     await c.restart('n3');
     await c.settle('hints drained', () => (c.node('n1').hintedHandoff!.targets().every((t) => t.hints === 0)));
     for (const name of ['n2', 'n3']) expect((await c.during(c.node(name).coordinator.local('app', 'a')))?.timestampMicros).toBe(r.timestampMicros);
+  });
+});
+
+const FOUR = ['n1', 'n2', 'n3', 'n4'];
+
+describe('hint hand-off in the simulator (what decommission calls)', () => {
+  type Acknowledged = Map<string, { value: string | undefined; timestampMicros: number }>;
+
+  /** Writes through n1 while n4 is down, so n1 holds hints for n4: values, overwrites and deletes. */
+  async function hintedWrites(c: Awaited<ReturnType<typeof cluster>>, keys: number, prefix = 'h'): Promise<Acknowledged> {
+    const acknowledged: Acknowledged = new Map();
+    const writes: Array<Promise<void>> = [];
+    for (let i = 0; i < keys; i++) {
+      const key = `${prefix}${i}`;
+      writes.push(c.node('n1').coordinator.put('app', key, undefined, `v${i}`, { consistency: 'QUORUM' }).then((r) => void acknowledged.set(key, { value: `v${i}`, timestampMicros: r.timestampMicros })));
+    }
+    await c.during(Promise.all(writes));
+    for (let i = 0; i < keys; i += 7) {
+      const key = `${prefix}${i}`;
+      const r = i % 2 === 0 ? await c.during(c.node('n1').coordinator.put('app', key, undefined, `w${i}`, { consistency: 'QUORUM' })) : await c.during(c.node('n1').coordinator.del('app', key, undefined, { consistency: 'QUORUM' }));
+      acknowledged.set(key, { value: i % 2 === 0 ? `w${i}` : undefined, timestampMicros: r.timestampMicros });
+    }
+    // A hint is stored just after its write is answered.
+    await c.sim.runFor(500);
+    return acknowledged;
+  }
+
+  /** Every key is held by exactly rf = 3 nodes, each with the version the cluster acknowledged last, and by no other node in any version. */
+  async function expectConverged(c: Awaited<ReturnType<typeof cluster>>, seed: number, acknowledged: Acknowledged): Promise<void> {
+    for (const [key, expected] of acknowledged) {
+      let copies = 0;
+      for (const name of FOUR) {
+        const cell = await c.during(c.node(name).coordinator.local('app', key));
+        if (cell === undefined) continue;
+        expect(cell.timestampMicros, `seed ${seed}: ${key} on ${name}`).toBe(expected.timestampMicros);
+        expect(text(cell), `seed ${seed}: ${key} on ${name}`).toBe(expected.value);
+        copies++;
+      }
+      expect(copies, `seed ${seed}: replicas holding ${key}`).toBe(3);
+    }
+  }
+
+  it('seed 25: n1 hands its hints for n4 to n2, which keeps their ages and delivers them when n4 is back', async () => {
+    const c = await cluster(25, {}, FOUR);
+    const n4HostId = c.node('n4').hostId;
+    c.crash('n4');
+    await c.settle('n4 DN on n1 and n2', async () => (await c.stateSeenBy('n1', 'n4')) === 'DN' && (await c.stateSeenBy('n2', 'n4')) === 'DN');
+    const acknowledged = await hintedWrites(c, 200);
+    const before = c.node('n1').hintedHandoff!.targets();
+    expect(before).toEqual([expect.objectContaining({ hostId: n4HostId, needsRepair: false })]);
+    expect(before[0]!.hints).toBeGreaterThan(100);
+    expect(c.node('n2').hintedHandoff!.targets()).toEqual([]);
+
+    // Later than the writes: the hints must arrive with the ages they already have.
+    await c.sim.runFor(5_000);
+    const result = await c.during(c.node('n1').hintedHandoff!.handOff(nodeId('n2')));
+    expect(result).toEqual({ to: nodeId('n2'), handedOff: before[0]!.hints, bytes: before[0]!.bytes, delivered: 0, dropped: 0 });
+    expect(c.node('n1').hintedHandoff!.targets()).toEqual([]);
+    expect(c.node('n2').hintedHandoff!.targets()).toEqual(before);
+    expect((await c.during(c.node('n2').hints())).targets).toEqual([expect.objectContaining({ hostId: n4HostId, name: 'n4', hints: before[0]!.hints, oldestMicros: before[0]!.oldestMicros })]);
+
+    await c.restart('n4');
+    await c.settle('n2 delivered the hints', () => c.pending('n2', n4HostId) === 0);
+    expect(c.node('n2').hintStats()!.delivered).toBe(before[0]!.hints);
+    expect(c.node('n1').hintStats()!.delivered).toBe(0);
+    await expectConverged(c, 25, acknowledged);
+  });
+
+  it('seed 26: the receiver crashes mid-hand-off; the sender keeps what was not acknowledged, a second call finishes, and no hint is lost', async () => {
+    // Slow enough (8 KiB/s) that the hand-off spans several batches of 128 hints.
+    const c = await cluster(26, { hintedHandoffThrottleKiBps: 8 }, FOUR);
+    const n4HostId = c.node('n4').hostId;
+    c.crash('n4');
+    await c.settle('n4 DN on n1 and n2', async () => (await c.stateSeenBy('n1', 'n4')) === 'DN' && (await c.stateSeenBy('n2', 'n4')) === 'DN');
+    const acknowledged = await hintedWrites(c, 600);
+    const total = c.pending('n1', n4HostId);
+    expect(total).toBeGreaterThan(3 * 128);
+
+    const first = c.node('n1').hintedHandoff!.handOff(nodeId('n2'));
+    first.catch(() => {});
+    // Once n2 stored its second batch, it crashes: the first was acknowledged, the second's acknowledgement may not have reached n1.
+    await c.sim.run({ stopWhen: () => c.pending('n2', n4HostId) >= 2 * 128, untilMs: c.sim.now + 60_000 });
+    expect(c.pending('n2', n4HostId)).toBe(2 * 128);
+    c.crash('n2');
+    const failure = await c.during(first).then(
+      () => undefined,
+      (error: unknown) => error as { name: string; fields: { moved: number; remaining: number } },
+    );
+    expect(failure).toMatchObject({ name: 'HintHandOffFailed' });
+    const moved = failure!.fields.moved;
+    expect(moved).toBeGreaterThanOrEqual(128);
+    expect(moved).toBeLessThanOrEqual(2 * 128);
+    expect(failure!.fields.remaining).toBe(total - moved);
+    expect(c.pending('n1', n4HostId), 'seed 26: n1 keeps every hint n2 did not acknowledge').toBe(total - moved);
+
+    await c.restart('n2');
+    // What n2 stored before it crashed is still there, acknowledged or not.
+    expect(c.pending('n2', n4HostId)).toBeGreaterThanOrEqual(moved);
+    const storedBefore = c.pending('n2', n4HostId);
+    await c.settle('n2 UN on n1', async () => (await c.stateSeenBy('n1', 'n2')) === 'UN');
+    const second = await c.during(c.node('n1').hintedHandoff!.handOff(nodeId('n2')));
+    expect(second.handedOff).toBe(total - moved);
+    expect(c.node('n1').hintedHandoff!.targets()).toEqual([]);
+    // At most the one unacknowledged batch arrives twice; replaying it twice changes nothing.
+    expect(c.pending('n2', n4HostId)).toBe(storedBefore + total - moved);
+    expect(c.pending('n2', n4HostId)).toBeGreaterThanOrEqual(total);
+    expect(c.pending('n2', n4HostId)).toBeLessThanOrEqual(total + 128);
+
+    await c.restart('n4');
+    await c.settle('n2 delivered the hints', () => c.pending('n2', n4HostId) === 0);
+    expect(c.node('n2').hintStats()!.delivered).toBeGreaterThanOrEqual(total);
+    await expectConverged(c, 26, acknowledged);
+  });
+
+  it('seed 27: gc grace keeps counting from when a hint was first written, not from its hand-off', async () => {
+    const c = await cluster(27, { gcGraceSeconds: 30 }, FOUR);
+    const n4HostId = c.node('n4').hostId;
+    c.crash('n4');
+    await c.settle('n4 DN on n1', async () => (await c.stateSeenBy('n1', 'n4')) === 'DN');
+    await hintedWrites(c, 20, 'g');
+    const hinted = c.pending('n1', n4HostId);
+    expect(hinted).toBeGreaterThan(0);
+    await c.sim.runFor(20_000);
+    expect((await c.during(c.node('n1').hintedHandoff!.handOff(nodeId('n2')))).handedOff).toBe(hinted);
+    // 35 s after the writes, 15 s after the hand-off: past gc grace, so never delivered.
+    await c.sim.runFor(15_000);
+    await c.restart('n4');
+    await c.settle('expired hints gone from n2', () => c.pending('n2', n4HostId) === 0);
+    expect(c.node('n2').hintStats()).toMatchObject({ delivered: 0, dropped: expect.objectContaining({ expired: hinted }) });
+    for (let i = 0; i < 20; i++) expect(await c.during(c.node('n4').coordinator.local('app', `g${i}`))).toBeUndefined();
   });
 });

@@ -94,6 +94,20 @@ const ReplicaMutation = Type.Union([
   ),
 ]);
 
+/**
+ * Hints one `hints.handoff` message may carry. The sender also keeps each
+ * message to about a MiB of hints (one larger hint travels alone), well
+ * inside the frame limit.
+ */
+export const MAX_HANDOFF_HINTS = 128;
+// The core's host id: a lowercase UUID.
+const HostIdWire = Type.String({ minLength: 36, maxLength: 36, pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' });
+/** A hint moved from one node's store to another's: its target, when it was first written, and the mutation unchanged. */
+const HandOffHint = Type.Object(
+  { targetHostId: HostIdWire, targetNode: NodeName, createdAtMicros: Counter, mutation: ReplicaMutation },
+  { additionalProperties: false },
+);
+
 export interface KindSpec {
   readonly id: number;
   readonly schema: TObject;
@@ -172,6 +186,16 @@ export const MESSAGE_KINDS = {
       { additionalProperties: false },
     ),
   },
+
+  // 300–319: hinted handoff (packages/hints)
+  'hints.handoff': {
+    id: 300,
+    timeoutMs: 30_000,
+    reply: 'hints.stored',
+    schema: Type.Object({ hints: Type.Array(HandOffHint, { minItems: 1, maxItems: MAX_HANDOFF_HINTS }) }, { additionalProperties: false }),
+  },
+  /** How many hints of the message, from its first, the receiver stored durably. */
+  'hints.stored': { id: 301, schema: Type.Object({ stored: Type.Integer({ minimum: 0, maximum: MAX_HANDOFF_HINTS }) }, { additionalProperties: false }) },
 } as const satisfies Record<string, KindSpec>;
 
 export type MessageKind = keyof typeof MESSAGE_KINDS;

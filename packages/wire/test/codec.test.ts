@@ -5,7 +5,8 @@ import { Type } from '@sinclair/typebox';
 import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
-import { FrameRejected, MESSAGE_KINDS, wireCodec } from '../src/index.js';
+import { LIMITS } from '@chorus/model';
+import { FrameRejected, MAX_HANDOFF_HINTS, MESSAGE_KINDS, wireCodec } from '../src/index.js';
 
 const syn = { type: 'gossip.syn', cluster: 'test', digests: [{ node: '127.0.0.1:7100', generation: 1_767_225_600, maxVersion: 42 }] };
 const raw = new Packr({ useRecords: false, mapsAsObjects: true });
@@ -42,6 +43,31 @@ describe('wire codec', () => {
     expect(rejection(wireCodec().encode({ t: 'msg', to: 'g', msg: syn }).subarray(0, 12)).reason).toBe('undecodable');
     expect(rejection(raw.pack('just a string')).reason).toBe('not-an-envelope');
     expect(rejection(raw.pack({ t: 'what' })).reason).toBe('not-an-envelope');
+  });
+
+  it('checks a hint hand-off at the edge: how many hints, their target host ids and the mutations\' sizes', () => {
+    const codec = wireCodec();
+    const hint = (value: Uint8Array, targetHostId = 'aaaaaaaa-0000-4000-8000-000000000001') => ({
+      targetHostId,
+      targetNode: '127.0.0.1:7102',
+      createdAtMicros: 1_767_225_600_000_000,
+      mutation: { keyspace: 'app', token: -42n, partition: Uint8Array.of(1), cell: { value, timestampMicros: 1_767_225_600_000_000 } },
+    });
+    const msg = (hints: unknown[]) => ({ type: 'hints.handoff', hints });
+    const frame = (hints: unknown[]) => raw.pack({ t: 'msg', to: 'hints', k: MESSAGE_KINDS['hints.handoff'].id, b: { hints } });
+    const first = hint(Uint8Array.of(7));
+    const ok = msg([first]);
+    const decoded = codec.decode(codec.encode({ t: 'msg', to: 'hints', msg: ok }));
+    const [back] = (decoded as { msg: { hints: Array<ReturnType<typeof hint>> } }).msg.hints;
+    expect(back).toMatchObject({ targetHostId: first.targetHostId, createdAtMicros: first.createdAtMicros, mutation: { token: -42n } });
+    expect([...back!.mutation.cell.value]).toEqual([7]);
+    expect(codec.decode(codec.encode({ t: 'ok', id: 1, v: { type: 'hints.stored', stored: 3 } }))).toEqual({ t: 'ok', id: 1, v: { type: 'hints.stored', stored: 3 } });
+    expect(codec.decode(frame(Array.from({ length: MAX_HANDOFF_HINTS }, () => hint(Uint8Array.of(7))))).t).toBe('msg');
+    expect(rejection(frame(Array.from({ length: MAX_HANDOFF_HINTS + 1 }, () => hint(Uint8Array.of(7))))).reason).toBe('invalid-fields');
+    expect(rejection(frame([])).reason).toBe('invalid-fields');
+    expect(rejection(frame([hint(Uint8Array.of(7), 'n3')])).reason).toBe('invalid-fields');
+    expect(rejection(frame([hint(new Uint8Array(LIMITS.maxValueBytes + 1))])).reason).toBe('invalid-fields');
+    expect(rejection(raw.pack({ t: 'ok', id: 1, k: MESSAGE_KINDS['hints.stored'].id, b: { stored: -1 } })).reason).toBe('invalid-fields');
   });
 
   it('survives hostile nesting depth', () => {
