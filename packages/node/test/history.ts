@@ -13,15 +13,10 @@ import { type Cell, compareCells, isTombstone } from '@chorus/model';
 /** `ok`: acknowledged; `failed`: an error answer (`error` names it); `unknown`: the coordinator crashed before answering. */
 export type Outcome = 'ok' | 'failed' | 'unknown';
 
-export interface WriteRecord {
+/** What every recorded operation has: which key, at which level, through which node, when, and how it ended. */
+interface OperationRecord {
   id: number;
-  op: 'put' | 'del';
   key: string;
-  /** Unique per write, so every cell seen anywhere can be traced to the write that made it. */
-  value?: string;
-  ttlSeconds?: number;
-  /** The expiry the coordinator gives a TTL write: its wall clock when called, plus the TTL. */
-  expiresAtMicros?: number;
   consistency: string;
   /** The coordinating node. */
   via: string;
@@ -31,21 +26,20 @@ export interface WriteRecord {
   endSeq?: number;
   outcome: Outcome;
   error?: string;
+}
+
+export interface WriteRecord extends OperationRecord {
+  op: 'put' | 'del';
+  /** Unique per write, so every cell seen anywhere can be traced to the write that made it. */
+  value?: string;
+  ttlSeconds?: number;
+  /** The expiry the coordinator gives a TTL write: its wall clock when called, plus the TTL. */
+  expiresAtMicros?: number;
   /** The write's timestamp, when acknowledged. */
   timestampMicros?: number;
 }
 
-export interface ReadRecord {
-  id: number;
-  key: string;
-  consistency: string;
-  via: string;
-  startMs: number;
-  startSeq: number;
-  endMs?: number;
-  endSeq?: number;
-  outcome: Outcome;
-  error?: string;
+export interface ReadRecord extends OperationRecord {
   /** The resolved cell a successful read returned (undefined: nothing there). */
   cell?: Cell | undefined;
 }
