@@ -82,10 +82,7 @@ export class ReadRequest implements Request {
   onAnswer(from: NodeId, outcome: Outcome): void {
     if (this.repair !== undefined) {
       // Read answers still under way (a speculative replica) no longer matter: the version to answer is chosen.
-      if (this.repair.blocking.owns(from)) {
-        this.repair.blocking.onAnswer(from, outcome);
-        this.settleRepair();
-      }
+      if (this.repair.blocking.onAnswer(from, outcome)) this.settleRepair();
       return;
     }
     if (!this.outstanding.has(from)) return;

@@ -47,24 +47,19 @@ export class BlockingRepair {
     this.io.repair.sent(rows);
   }
 
-  /** Whether an answer from `from` belongs to this phase (a repair write's acknowledgement or failure). */
-  owns(from: NodeId): boolean {
-    return this.pending.has(from);
-  }
-
-  onAnswer(from: NodeId, outcome: Outcome): void {
+  /** Takes an answer if it is a repair write's acknowledgement or failure; false when it belongs to the read phase. */
+  onAnswer(from: NodeId, outcome: Outcome): boolean {
     const left = this.pending.get(from);
-    if (left === undefined) return;
+    if (left === undefined) return false;
     if (!outcome.ok) {
       // One lost repair write leaves this replica short of the resolved version: it no longer counts.
       this.pending.delete(from);
-      return;
-    }
-    if (left > 1) this.pending.set(from, left - 1);
+    } else if (left > 1) this.pending.set(from, left - 1);
     else {
       this.pending.delete(from);
       this.holding.add(from);
     }
+    return true;
   }
 
   /** The replicas holding the resolved version meet the read's level. */

@@ -72,10 +72,7 @@ export class SliceRequest implements Request {
   onAnswer(from: NodeId, outcome: Outcome): void {
     if (this.repair !== undefined) {
       // Pages still under way (a speculative replica) no longer matter: the answer is chosen.
-      if (this.repair.blocking.owns(from)) {
-        this.repair.blocking.onAnswer(from, outcome);
-        this.settleRepair();
-      }
+      if (this.repair.blocking.onAnswer(from, outcome)) this.settleRepair();
       return;
     }
     if (!this.outstanding.delete(from)) return;
