@@ -1,7 +1,8 @@
 export { DEFAULT_GC_GRACE_SECONDS } from './store.js';
 export type { StorageDb } from './db.js';
 export type { StoreSliceOptions, SliceRow, SlicePage } from './slice.js';
-export type { TokenRange, ScanEntry, ScanOptions } from './scan.js';
+export type { TokenRange, ScanEntry, ScanOptions, ScanPosition } from './scan.js';
+export { positionOf } from './scan.js';
 export { DEFAULT_ROW_CACHE_BYTES, type RowCacheStats } from './row-cache.js';
 export { InvalidSlice, StorageClosed } from './errors.js';
 export { SYSTEM_KEYSPACE, SCHEMA_PARTITION, SYSTEM_PARTITION_TOKENS, LOCAL, systemRow, type SystemPartition } from './system-keyspace.js';

@@ -11,8 +11,11 @@ import {
   decodeToken,
   escapedFieldLength,
   hasPrefix,
+  kindPrefix,
   partitionPrefixLength,
+  prefixEnd,
   readInvertedMicros,
+  rowPrefixFromPartition,
   tokenLowerBound,
   tokenUpperBound,
   unescape,
@@ -35,6 +38,36 @@ export interface ScanOptions {
   includeDead?: boolean;
   /** Entries fetched from LevelDB per step; bounds the memory a scan holds. */
   chunkSize?: number;
+  /**
+   * Resume strictly after this entry of an earlier scan of the same range:
+   * a row (with `clustering`) or a partition's deletion (without). Paged
+   * readers (repair, streaming) use it instead of holding an iterator open
+   * across messages.
+   */
+  after?: ScanPosition;
+}
+
+/** Where an entry sits in a scan: its partition, and its row's clustering key (none for the partition's deletion). */
+export interface ScanPosition {
+  token: Token;
+  partition: Uint8Array;
+  clustering?: Uint8Array;
+}
+
+/** The entry's position, to resume a scan after it. */
+export function positionOf(e: ScanEntry): ScanPosition {
+  return e.type === 'row' ? { token: e.token, partition: e.partition, clustering: e.clustering } : { token: e.token, partition: e.partition };
+}
+
+/** The newest deletion of a partition (its timestamp), read alone: a scan resumed inside the partition needs it to shadow the rest of its rows. */
+async function partitionDeletionOf(s: StoreParts, partitionPrefix: Uint8Array): Promise<number | undefined> {
+  const it = s.db.iterator({ gte: kindPrefix(partitionPrefix, KIND_PARTITION_DELETION), lt: kindPrefix(partitionPrefix, KIND_ROW), limit: 1, ...ENC });
+  try {
+    const [first] = (await it.nextv(1)) as Entry[];
+    return first === undefined || first[0].length !== partitionPrefix.length + 1 + DELETION_VERSION_BYTES ? undefined : readInvertedMicros(first[0], partitionPrefix.length + 1);
+  } finally {
+    await it.close();
+  }
 }
 
 /**
@@ -55,13 +88,29 @@ export async function* scanRange(s: StoreParts, keyspace: string, range: TokenRa
     if (range.start < MAX_TOKEN) segments.push([range.start + 1n, MAX_TOKEN]);
     segments.push([MIN_TOKEN, range.end]);
   }
-  for (const [lo, hi] of segments) {
-    const it = s.db.iterator({ gte: tokenLowerBound(ks, lo), lt: tokenUpperBound(ks, hi), ...ENC });
+  const after = options.after;
+  if (after !== undefined) {
+    validateToken(after.token);
+    // Segments wholly before the resume point were done by the earlier scan.
+    const at = segments.findIndex(([lo, hi]) => lo <= after.token && after.token <= hi);
+    if (at < 0) throw new RangeError(`scan resume token ${after.token} lies outside the range (${range.start}, ${range.end}]`);
+    segments.splice(0, at);
+  }
+  for (const [index, [lo, hi]] of segments.entries()) {
     // The partition being scanned: its prefix, token, raw key and newest deletion.
     let part: Uint8Array | undefined;
     let partToken: Token = MIN_TOKEN as Token;
     let partKey: Uint8Array = EMPTY;
     let deletionTs: number | undefined;
+    let lower = tokenLowerBound(ks, lo);
+    if (after !== undefined && index === 0) {
+      part = s.keyspaces.partitionKey(keyspace, after.token, after.partition);
+      partToken = after.token;
+      partKey = after.partition;
+      deletionTs = await partitionDeletionOf(s, part);
+      lower = after.clustering === undefined ? kindPrefix(part, KIND_ROW) : (prefixEnd(rowPrefixFromPartition(part, after.clustering)) ?? lower);
+    }
+    const it = s.db.iterator({ gte: lower, lt: tokenUpperBound(ks, hi), ...ENC });
     const staleDeletions: Uint8Array[] = [];
     const group = new RowVersions(true);
     const finish = (): ScanEntry | undefined => {
