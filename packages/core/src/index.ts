@@ -7,3 +7,4 @@ export { type SchemaGossip, type SchemaMismatch } from './schema-gossip.js';
 export { realEnv } from './real-env.js';
 export { SeededRandom, hashString } from './seeded-random.js';
 export { ChorusError, InvalidRequest, Overloaded, isChorusError } from './errors.js';
+export { Throttle } from './throttle.js';

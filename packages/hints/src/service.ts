@@ -1,5 +1,5 @@
 import type { ActorContext, ActorRef, ActorSystem, ReplyTo } from '@chorus/actors';
-import { type Env, type HintSink, type HostId, type MembershipEvent, type MembershipEvents, type MembershipView, type NodeId, type Timer, isChorusError } from '@chorus/core';
+import { type Env, type HintSink, type HostId, type MembershipEvent, type MembershipEvents, type MembershipView, type NodeId, type Timer, isChorusError, Throttle } from '@chorus/core';
 import type { Mutation } from '@chorus/model';
 import { type HybridLogicalClock, REPLICA_ACTOR, type ReplicaMsg, mutate } from '@chorus/replica';
 import { type CommitSyncMode, DEFAULT_GC_GRACE_SECONDS, type StorageDb } from '@chorus/storage';
@@ -7,7 +7,7 @@ import { MAX_HANDOFF_HINTS, MESSAGE_KINDS, type WireMessage } from '@chorus/wire
 import type { HintPosition } from './codec.js';
 import { HintHandOffFailed, HintHandOffRefused, HintStoreClosed } from './errors.js';
 import { type AdoptItem, type AppendItem, type AppendOutcome, HintStore, type StoredHint, type TargetSummary } from './store.js';
-import { Throttle } from './throttle.js';
+
 
 /** max_hint_window: 3 hours, as Cassandra. */
 export const DEFAULT_MAX_HINT_WINDOW_MS = 3 * 3_600_000;

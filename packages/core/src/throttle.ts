@@ -1,8 +1,8 @@
-import type { Clock, Scheduler } from '@chorus/core';
+import type { Clock, Scheduler } from './env.js';
 
 /**
- * Paces hint replay to `hinted_handoff_throttle` (bytes per second) over every
- * target of this node, as a token bucket holding at most one second of
+ * Paces a flow of bytes (hint replay, repair streaming) to a rate over every
+ * sender sharing it, as a token bucket holding at most one second of
  * budget. A take may overdraw the bucket; the taker then waits until the
  * overdraft has been paid back, so concurrent takers queue up behind it.
  */
