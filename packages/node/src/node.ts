@@ -1,4 +1,5 @@
 import { type ActorRef, ActorSystem } from '@chorus/actors';
+import { type AntiEntropyHandle, type RepairService, startAntiEntropy } from '@chorus/anti-entropy';
 import { type CoordinatorHandle, spawnCoordinator } from '@chorus/coordinator';
 import { ChorusError, type Env, type HostId, type NodeId, type Token, type Transport, token } from '@chorus/core';
 import { type GossipMsg, LatestMembership, type MembershipEvent, type MembershipSnapshot, membership, membershipEventsOf, reportLink, schemaGossipOf, setApplicationState, spawnGossiper, subscribe } from '@chorus/gossip';
@@ -45,6 +46,14 @@ export interface NodeSettings {
   maxHintsSizePerHostBytes?: number;
   /** hinted_handoff_throttle in KiB/s (default 1024; 0: unpaced). */
   hintedHandoffThrottleKiBps?: number;
+  /** repair_throttle: bytes per second this node streams for repair (default 64 MiB/s; 0: unpaced). */
+  repairThrottleBytesPerSec?: number;
+  /** repair_max_sessions: range sessions this node coordinates at once (default 2). */
+  repairMaxSessions?: number;
+  /** repair_schedule_interval: a `--pr` repair of every keyspace this often, staggered across nodes (off when absent). */
+  repairScheduleIntervalMs?: number;
+  /** repair_history_size: finished repair jobs kept (default 100). */
+  repairHistorySize?: number;
 }
 
 export interface StartNodeOptions {
@@ -101,6 +110,8 @@ export interface ChorusNode {
   hintStats(): HintStats | undefined;
   /** Hinted handoff itself, for topology work (dropping a removed host id's hints; `handOff(to)`, which decommission calls to move this node's hints before it leaves); undefined without a hints database. */
   readonly hintedHandoff: HintsHandle | undefined;
+  /** Anti-entropy repair jobs coordinated by this node (`chorus repair`, `/v1/repair`). */
+  readonly repair: RepairService;
   counters(): NodeCounters;
   stop(): Promise<void>;
 }
@@ -273,7 +284,25 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     ...(hints?.enabled ? { hints } : {}),
   });
 
+  let ringKnown!: () => void;
+  const ringReady = new Promise<void>((resolve) => (ringKnown = resolve));
+  const antiEntropy: AntiEntropyHandle = await startAntiEntropy(system, {
+    env,
+    ringReady,
+    storage,
+    membership: current,
+    ring: currentRing,
+    keyspaces: () => [...schema.values()],
+    clocks: () => ({ hlc: hlc.peek(), wallMicros: env.clock.nowMicros() }),
+    purgeBefore: () => env.clock.nowMicros() - settings.gcGraceSeconds * 1_000_000,
+    ...(settings.repairThrottleBytesPerSec !== undefined ? { throttleBytesPerSec: settings.repairThrottleBytesPerSec } : {}),
+    ...(settings.repairMaxSessions !== undefined ? { maxSessions: settings.repairMaxSessions } : {}),
+    ...(settings.repairScheduleIntervalMs !== undefined ? { scheduleIntervalMs: settings.repairScheduleIntervalMs } : {}),
+    ...(settings.repairHistorySize !== undefined ? { historySize: settings.repairHistorySize } : {}),
+  });
+
   await awaitRingPeers(env, settings, latest, local.peers);
+  ringKnown();
   keepPeers(latest());
 
   let stopped = false;
@@ -288,6 +317,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     hints: async () => hintsView(latest(), hints?.targets() ?? []),
     hintStats: () => hints?.stats(),
     hintedHandoff: hints,
+    repair: antiEntropy,
     ring: async () => ringEntries(latest()),
     async keyspaces() {
       return { keyspaces: [...schema.values()].map((k) => ({ name: k.name, replication: k.replication, readRepair: readRepairOf(k) })).sort((a, b) => a.name.localeCompare(b.name)) };
@@ -318,6 +348,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
       await system.stop(gossiper as ActorRef<unknown>);
       await coordinator.stop();
       await hints?.stop();
+      await antiEntropy.stop();
       await system.stop(replica as ActorRef<unknown>);
       await system.stop(listener as ActorRef<unknown>);
       await system.stop(schemaRef as ActorRef<unknown>);

@@ -30,7 +30,8 @@ export interface TokenRange {
 }
 
 export type ScanEntry =
-  | { type: 'row'; token: Token; partition: Uint8Array; clustering: Uint8Array; cell: Cell }
+  /** `shadowed`: the row's own versions are all older than its partition's deletion, so `cell` is that deletion. */
+  | { type: 'row'; token: Token; partition: Uint8Array; clustering: Uint8Array; cell: Cell; shadowed?: true }
   | { type: 'partition-deletion'; token: Token; partition: Uint8Array; timestampMicros: number };
 
 export interface ScanOptions {
@@ -116,11 +117,12 @@ export async function* scanRange(s: StoreParts, keyspace: string, range: TokenRa
     const finish = (): ScanEntry | undefined => {
       if (group.count === 0) return undefined;
       if (group.count >= COMPACT_MIN_VERSIONS) s.compactions.enqueue(group.losers);
-      const cell = effective(group.best().cell, deletionTs)!;
+      const own = group.best().cell;
+      const cell = effective(own, deletionTs)!;
       const clustering = group.clustering();
       group.count = 0;
       if (!includeDead && isDead(cell, s.env.clock.nowMicros())) return undefined;
-      return { type: 'row', token: partToken, partition: partKey, clustering, cell };
+      return cell === own ? { type: 'row', token: partToken, partition: partKey, clustering, cell } : { type: 'row', token: partToken, partition: partKey, clustering, cell, shadowed: true };
     };
     try {
       for (;;) {

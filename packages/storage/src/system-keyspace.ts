@@ -17,9 +17,10 @@ export const SCHEMA_PARTITION = 'schema';
  * wrote, so rows already on disk keep reading. Storage does not depend on the
  * ring; a test in the node package checks these against it.
  */
-export const SYSTEM_PARTITION_TOKENS: Readonly<Record<'local' | typeof SCHEMA_PARTITION, Token>> = Object.freeze({
+export const SYSTEM_PARTITION_TOKENS: Readonly<Record<'local' | typeof SCHEMA_PARTITION | 'repair', Token>> = Object.freeze({
   local: token(-7564491331177403445n),
   schema: token(-1472852311895967843n),
+  repair: token(-8606083262265237234n),
 });
 
 export type SystemPartition = keyof typeof SYSTEM_PARTITION_TOKENS;

@@ -108,6 +108,23 @@ const HandOffHint = Type.Object(
   { additionalProperties: false },
 );
 
+// Anti-entropy repair (packages/anti-entropy): a repair session is named by an id its coordinator chose.
+const RepairSessionId = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_.:-]+$' });
+const RepairRange = { keyspace: ReplicaKeyspace, start: ReplicaToken, end: ReplicaToken };
+/** Tree nodes one `repair.tree` may ask for (a message of hashes stays under a MiB). */
+export const MAX_REPAIR_TREE_NODES = 16_384;
+/** Deepest Merkle tree a repair compares (2^16 leaves per range). */
+export const MAX_REPAIR_TREE_DEPTH = 16;
+/** Row summaries one `repair.row-summaries` may carry; the sender also stops a page at about a MiB of keys. */
+export const MAX_REPAIR_ROWS = 4_096;
+const TreeDepth = Type.Integer({ minimum: 0, maximum: MAX_REPAIR_TREE_DEPTH });
+const RepairScanPosition = Type.Object({ token: ReplicaToken, partition: ReplicaPartitionKey, clustering: Type.Optional(ReplicaClusteringKey) }, { additionalProperties: false });
+/** A row (or, without clustering, a partition deletion) as repair compares it: key, version timestamp, version digest. */
+const RepairRowSummary = Type.Object(
+  { token: ReplicaToken, partition: ReplicaPartitionKey, clustering: Type.Optional(ReplicaClusteringKey), timestampMicros: Counter, digest: Type.Uint8Array({ maxByteLength: 32 }) },
+  { additionalProperties: false },
+);
+
 export interface KindSpec {
   readonly id: number;
   readonly schema: TObject;
@@ -196,6 +213,62 @@ export const MESSAGE_KINDS = {
   },
   /** How many hints of the message, from its first, the receiver stored durably. */
   'hints.stored': { id: 301, schema: Type.Object({ stored: Type.Integer({ minimum: 0, maximum: MAX_HANDOFF_HINTS }) }, { additionalProperties: false }) },
+
+  // 400–419: anti-entropy repair (packages/anti-entropy)
+  /**
+   * Build this replica's Merkle tree of the range for the session. Asked again
+   * until `ready`: each answer comes once the tree is built or after a few
+   * seconds, with the rows hashed so far, so a lost message or a long scan
+   * never holds an ask open for minutes.
+   */
+  'repair.validate': {
+    id: 400,
+    timeoutMs: 30_000,
+    reply: 'repair.validated',
+    schema: Type.Object({ session: RepairSessionId, ...RepairRange, purgeBeforeMicros: Counter }, { additionalProperties: false }),
+  },
+  'repair.validated': { id: 401, schema: Type.Object({ rows: Counter, ready: Type.Boolean() }, { additionalProperties: false }) },
+  /** Nodes of one level of the session's tree cut at `depth`. */
+  'repair.tree': {
+    id: 402,
+    timeoutMs: 30_000,
+    reply: 'repair.tree-nodes',
+    schema: Type.Object(
+      { session: RepairSessionId, depth: TreeDepth, level: TreeDepth, nodes: Type.Array(Type.Integer({ minimum: 0, maximum: 2 ** MAX_REPAIR_TREE_DEPTH - 1 }), { maxItems: MAX_REPAIR_TREE_NODES }) },
+      { additionalProperties: false },
+    ),
+  },
+  'repair.tree-nodes': {
+    id: 403,
+    schema: Type.Object(
+      { hashes: Type.Array(Type.Uint8Array({ maxByteLength: 32 }), { maxItems: MAX_REPAIR_TREE_NODES }), rows: Type.Array(Counter, { maxItems: MAX_REPAIR_TREE_NODES }) },
+      { additionalProperties: false },
+    ),
+  },
+  /** A page of row summaries of a part of the session's range, after `after`. */
+  'repair.rows': {
+    id: 404,
+    timeoutMs: 30_000,
+    reply: 'repair.row-summaries',
+    schema: Type.Object(
+      { session: RepairSessionId, start: ReplicaToken, end: ReplicaToken, after: Type.Optional(RepairScanPosition), limit: Type.Integer({ minimum: 1, maximum: MAX_REPAIR_ROWS }) },
+      { additionalProperties: false },
+    ),
+  },
+  'repair.row-summaries': {
+    id: 405,
+    schema: Type.Object({ rows: Type.Array(RepairRowSummary, { maxItems: MAX_REPAIR_ROWS }), done: Type.Boolean() }, { additionalProperties: false }),
+  },
+  /** The session is over: drop its tree. */
+  'repair.release': { id: 406, timeoutMs: 10_000, reply: 'repair.ok', schema: Type.Object({ session: RepairSessionId }, { additionalProperties: false }) },
+  /** Every replica of the range took part in a repair that started at `repairedAtMicros` and succeeded: record it (repair-based tombstone GC trusts it). */
+  'repair.completed': {
+    id: 407,
+    timeoutMs: 10_000,
+    reply: 'repair.ok',
+    schema: Type.Object({ ...RepairRange, repairedAtMicros: Counter }, { additionalProperties: false }),
+  },
+  'repair.ok': { id: 408, schema: Type.Object({}, { additionalProperties: false }) },
 } as const satisfies Record<string, KindSpec>;
 
 export type MessageKind = keyof typeof MESSAGE_KINDS;
