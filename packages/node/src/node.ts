@@ -45,6 +45,14 @@ export interface NodeSettings {
   maxHintsSizePerHostBytes?: number;
   /** hinted_handoff_throttle in KiB/s (default 1024; 0: unpaced). */
   hintedHandoffThrottleKiBps?: number;
+  /** repair_throttle: bytes per second this node streams for repair (default 64 MiB/s; 0: unthrottled). */
+  repairThrottleBytesPerSec?: number;
+  /** repair_max_sessions: range sessions this node coordinates or validates at once (default 2). */
+  repairMaxSessions?: number;
+  /** repair_schedule_interval: how often this node repairs its primary ranges on its own; absent: never. */
+  repairScheduleIntervalMs?: number;
+  /** repair_history_size: finished repair jobs kept for status (default 100). */
+  repairHistorySize?: number;
 }
 
 export interface StartNodeOptions {
