@@ -10,12 +10,13 @@ export function fakeRepair() {
   const jobs: RepairJobStatus[] = [];
   const started: RepairRequest[] = [];
   let busy = false;
+  let made = 0;
   const service: RepairService = {
     async start(request) {
       if (request.keyspace === 'missing') throw new ChorusError('UnknownKeyspace', 'UNKNOWN_KEYSPACE', 'no keyspace missing', { keyspace: 'missing' }, 400);
       if (busy) throw new ChorusError('TooManyRepairJobs', 'TOO_MANY_REPAIR_JOBS', 'a repair job is already running', { running: 1, limit: 1 }, 503);
       started.push(request);
-      const id = `job-${jobs.length + 1}`;
+      const id = `job-${++made}`;
       jobs.unshift({ id, state: 'running', keyspaces: [request.keyspace ?? 'default'], rangesTotal: 48, rangesDone: 0, rangesFailed: 0, rowsCompared: 0, rowsStreamed: 0, bytesStreamed: 0, elapsedMs: 0, startedAtMicros: 1_700_000_000_000_000 });
       return { id };
     },
