@@ -1,4 +1,5 @@
 import type { HintsEntry, RingEntry, StatusEntry } from '@chorus/node';
+import type { RepairJobStatus } from '@chorus/server';
 
 /** One node of `GET /v1/status`; older nodes may omit the newer fields. */
 export type StatusNode = Pick<StatusEntry, 'name' | 'address' | 'hostId' | 'state' | 'dc' | 'rack' | 'tokens' | 'owns' | 'load'> & Partial<StatusEntry>;
@@ -45,7 +46,12 @@ export function formatRing(entries: RingEntry[]): string {
 
 /** Age of a microsecond timestamp, as `3h12m`, `4m05s` or `12s`. */
 export function formatAge(micros: number, nowMicros: number): string {
-  const s = Math.max(0, Math.floor((nowMicros - micros) / 1_000_000));
+  return formatSeconds((nowMicros - micros) / 1_000_000);
+}
+
+/** A duration as `3h12m`, `4m05s` or `12s`. */
+export function formatSeconds(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds));
   if (s >= 3600) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
   if (s >= 60) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
   return `${s}s`;
@@ -59,4 +65,64 @@ export function formatHints(targets: HintsEntry[], nowMicros: number): string {
     rows.push([t.name, t.address, t.hostId, String(t.hints), formatBytes(t.bytes), t.oldestMicros === null ? '-' : formatAge(t.oldestMicros, nowMicros), t.needsRepair ? 'yes' : 'no']);
   }
   return table(rows);
+}
+
+/** Ranges a job has finished with, repaired or failed. */
+const finishedRanges = (job: RepairJobStatus) => job.rangesDone + job.rangesFailed;
+/** Node-supplied text on one line. */
+const oneLine = (text: string) => text.replace(/\s+/g, ' ').trim();
+
+/** Seconds a running job still needs at the pace of the ranges finished so far; undefined before the first. */
+export function repairEtaSeconds(job: RepairJobStatus): number | undefined {
+  if (job.state !== 'running') return 0;
+  const finished = finishedRanges(job);
+  if (finished === 0) return undefined;
+  return Math.round(((job.elapsedMs / finished) * Math.max(0, job.rangesTotal - finished)) / 1000);
+}
+
+/** A running job in one line, for `--wait` when stderr is not a terminal. */
+export function repairProgressLine(job: RepairJobStatus): string {
+  const eta = repairEtaSeconds(job);
+  return `repair ${job.id}: ${finishedRanges(job)}/${job.rangesTotal} ranges${job.rangesFailed ? ` (${job.rangesFailed} failed)` : ''}, ${job.rowsStreamed} rows streamed (${formatBytes(job.bytesStreamed)})${eta === undefined ? '' : `, ETA ${formatSeconds(eta)}`}`;
+}
+
+/** How a job ended, in one line: a summary when done, the reason and the first failed ranges when not. */
+export function repairOutcome(job: RepairJobStatus): string {
+  const ranges = `${finishedRanges(job)}/${job.rangesTotal} ranges`;
+  if (job.state === 'done') return `repair ${job.id} done: ${ranges}, ${job.rowsCompared} rows compared, ${job.rowsStreamed} rows streamed (${formatBytes(job.bytesStreamed)}) in ${formatSeconds(job.elapsedMs / 1000)}`;
+  if (job.state === 'cancelled') return `repair ${job.id} cancelled after ${ranges}`;
+  if (job.state === 'running') return repairProgressLine(job);
+  const failures = job.failures ?? [];
+  const shown = failures.slice(0, 3).map((f) => `; ${f.keyspace} (${f.start},${f.end}]: ${oneLine(f.reason)}`).join('');
+  const more = failures.length > 3 ? `; and ${failures.length - 3} more` : '';
+  return `repair ${job.id} failed: ${oneLine(job.error ?? `${job.rangesFailed} of ${job.rangesTotal} ranges failed`)}${shown}${more}`;
+}
+
+/** `chorus repair status`: the jobs the node runs or keeps, newest first. */
+export function formatRepairJobs(jobs: RepairJobStatus[]): string {
+  if (jobs.length === 0) return 'no repair jobs';
+  const rows = [['ID', 'State', 'Keyspaces', 'Ranges', 'Failed', 'Compared', 'Streamed', 'Bytes', 'Elapsed']];
+  for (const j of jobs) {
+    rows.push([j.id, j.state, j.keyspaces.join(','), `${finishedRanges(j)}/${j.rangesTotal}`, String(j.rangesFailed), String(j.rowsCompared), String(j.rowsStreamed), formatBytes(j.bytesStreamed), formatSeconds(j.elapsedMs / 1000)]);
+  }
+  return table(rows);
+}
+
+/** `chorus repair status JOB`: one job, field by field, with every failed range. */
+export function formatRepairJob(job: RepairJobStatus): string {
+  const line = (label: string, value: string) => `${`${label}:`.padEnd(16)}${value}`;
+  const lines = [
+    line('id', job.id),
+    line('state', job.state),
+    line('keyspaces', job.keyspaces.join(', ') || '-'),
+    line('ranges', `${finishedRanges(job)}/${job.rangesTotal}${job.rangesFailed ? ` (${job.rangesFailed} failed)` : ''}`),
+    line('rows compared', String(job.rowsCompared)),
+    line('rows streamed', String(job.rowsStreamed)),
+    line('bytes streamed', formatBytes(job.bytesStreamed)),
+    line('elapsed', formatSeconds(job.elapsedMs / 1000)),
+    line('started', new Date(job.startedAtMicros / 1000).toISOString()),
+  ];
+  if (job.error !== undefined) lines.push(line('error', oneLine(job.error)));
+  if (job.failures?.length) lines.push('failed ranges:', ...job.failures.map((f) => `  ${f.keyspace} (${f.start},${f.end}]: ${oneLine(f.reason)}`));
+  return lines.join('\n');
 }

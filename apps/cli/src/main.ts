@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { CliError, DEFAULT_HOST, errorLine, getJson, request } from './http.js';
 import { type HintsEntry, type RingEntry, type StatusNode, formatHints, formatRing, formatStatus } from './format.js';
 import { registerBench } from './bench.js';
+import { registerRepair } from './repair.js';
 import { killNode, startCluster, stopCluster } from './cluster.js';
 
 const DEFAULT_DIR = '.chorus/cluster';
@@ -15,7 +16,8 @@ const integer = (name: string) => (value: string) => {
 const print = (text: string) => process.stdout.write(`${text}\n`);
 const json = (value: unknown) => print(JSON.stringify(value, null, 2));
 
-const program = new Command('chorus').description('Chorus: a leaderless replicated key-value store').showHelpAfterError();
+// Positional options: a command's options stop at its subcommand, so `repair status --host H` is the subcommand's --host, not repair's.
+const program = new Command('chorus').description('Chorus: a leaderless replicated key-value store').showHelpAfterError().enablePositionalOptions();
 
 const cluster = program.command('cluster').description('run a local cluster of real node processes on 127.0.0.1');
 cluster
@@ -192,6 +194,7 @@ dataCommand('del <key>', 'delete a value (a tombstone, kept for gc_grace_seconds
 });
 
 registerBench(program);
+registerRepair(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   const message = error instanceof Error ? error.message : String(error);

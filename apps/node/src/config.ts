@@ -1,13 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { type Static, Type } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
+import bytes from 'bytes-iec';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from './errors.js';
 
 /**
  * Every setting of a node, named as in the config file (snake_case, after
  * cassandra.yaml). Durations are milliseconds here; in a file, flag or
- * environment variable they may be written `2000`, `2000ms`, `2s`, `10m`, `3h`.
+ * environment variable they may be written `2000`, `2000ms`, `2s`, `10m`, `3h`, `7d`.
+ * Sizes are bytes here; there they may be written `1048576`, `512KiB`, `64MiB`, `1GB`.
  */
 export interface NodeSettings {
   cluster_name: string;
@@ -41,6 +43,14 @@ export interface NodeSettings {
   max_hints_size_per_host: number;
   /** KiB/s of hint replay over all targets; 0: unpaced. */
   hinted_handoff_throttle: number;
+  /** Bytes per second this node streams for repair; 0: unthrottled. */
+  repair_throttle: number;
+  /** Range sessions this node coordinates or validates at once. */
+  repair_max_sessions: number;
+  /** Run a repair of this node's primary ranges this often (ms); 0: off. */
+  repair_schedule_interval: number;
+  /** Finished repair jobs kept for `chorus repair status`. */
+  repair_history_size: number;
   log_level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
 }
 
@@ -65,12 +75,20 @@ export const DEFAULTS: Omit<NodeSettings, 'name' | 'listen_address' | 'data_dir'
   max_hint_window: 3 * 3_600_000,
   max_hints_size_per_host: 1024,
   hinted_handoff_throttle: 1024,
+  repair_throttle: 64 * 1024 * 1024,
+  repair_max_sessions: 2,
+  repair_schedule_interval: 0,
+  repair_history_size: 100,
   log_level: 'info',
 };
 
 const DURATIONS = new Set(['gossip_interval', 'write_request_timeout', 'read_request_timeout', 'commit_sync_period', 'max_clock_skew', 'max_hint_window']);
 const LISTS = new Set(['seeds', 'initial_tokens']);
-const INTEGERS = new Set(['num_tokens', 'gc_grace_seconds', 'row_cache_size', 'max_hints_size_per_host', 'hinted_handoff_throttle']);
+const INTEGERS = new Set(['num_tokens', 'gc_grace_seconds', 'row_cache_size', 'max_hints_size_per_host', 'hinted_handoff_throttle', 'repair_max_sessions', 'repair_history_size']);
+/** Throughputs: a size, optionally per second as cassandra.yaml writes them (`64MiB/s`). */
+const RATES = new Set(['repair_throttle']);
+/** Durations that may be off: `0` or `off`. */
+const OPTIONAL_DURATIONS = new Set(['repair_schedule_interval']);
 const NUMBERS = new Set(['phi_convict_threshold']);
 const BOOLEANS = new Set(['auto_bootstrap', 'hinted_handoff_enabled']);
 
@@ -103,6 +121,10 @@ const Schema = Type.Object(
     max_hint_window: Type.Integer({ minimum: 1, maximum: 365 * 86_400_000 }),
     max_hints_size_per_host: Type.Integer({ minimum: 0, maximum: 1_048_576 }),
     hinted_handoff_throttle: Type.Integer({ minimum: 0, maximum: 10_485_760 }),
+    repair_throttle: Type.Integer({ minimum: 0, maximum: 1024 ** 4 }),
+    repair_max_sessions: Type.Integer({ minimum: 1, maximum: 64 }),
+    repair_schedule_interval: Type.Integer({ minimum: 0, maximum: 365 * 86_400_000 }),
+    repair_history_size: Type.Integer({ minimum: 1, maximum: 10_000 }),
     log_level: Type.Union(['trace', 'debug', 'info', 'warn', 'error', 'fatal'].map((l) => Type.Literal(l))),
   },
   { additionalProperties: false },
@@ -182,6 +204,16 @@ function normalizeAll(values: Record<string, unknown>, where: string): Record<st
 function normalize(setting: string, value: unknown, where: string): unknown {
   if (!KNOWN.has(setting)) throw new ConfigError(`unknown setting ${JSON.stringify(setting)} (${where})`);
   if (DURATIONS.has(setting)) return parseDuration(setting, value);
+  if (OPTIONAL_DURATIONS.has(setting)) {
+    const text = String(value).trim().toLowerCase();
+    if (text === 'off' || text === '0') return 0;
+    try {
+      return parseDuration(setting, value);
+    } catch {
+      throw new ConfigError(`${setting} must be a duration like 7d, 12h or off, got ${JSON.stringify(value)}`);
+    }
+  }
+  if (RATES.has(setting)) return parseRate(setting, value);
   if (LISTS.has(setting)) {
     if (Array.isArray(value)) return value.map(String);
     return String(value).split(',').map((s) => s.trim()).filter(Boolean);
@@ -198,11 +230,19 @@ function normalize(setting: string, value: unknown, where: string): unknown {
   return typeof value === 'number' || typeof value === 'boolean' ? value : String(value);
 }
 
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 export function parseDuration(setting: string, value: unknown): number {
   if (typeof value === 'number' && Number.isInteger(value) && value > 0) return value;
-  const match = /^\s*(\d+)\s*(ms|s|m|h)?\s*$/.exec(String(value));
+  const match = /^\s*(\d+)\s*(ms|s|m|h|d)?\s*$/.exec(String(value));
   if (!match) throw new ConfigError(`${setting} must be a duration like 2000ms, 2s, 10m or 3h, got ${JSON.stringify(value)}`);
   return Number(match[1]) * UNIT_MS[match[2] ?? 'ms']!;
+}
+
+/** Bytes per second: `67108864`, `64MiB`, `64MiB/s`, `1GB` (IEC units are powers of 1024, SI units of 1000). */
+export function parseRate(setting: string, value: unknown): number {
+  const text = String(value).trim().replace(/\s*\/\s*s$/i, '');
+  const parsed = bytes.parse(text);
+  if (parsed === null || !Number.isSafeInteger(parsed) || parsed < 0) throw new ConfigError(`${setting} must be a size per second like 64MiB, 512KiB/s or 0, got ${JSON.stringify(value)}`);
+  return parsed;
 }

@@ -31,6 +31,13 @@ export class NodeStopping extends ChorusError {
   }
 }
 
+/** This node was built without a repair service, so it starts no repair job; nothing was done. */
+export class RepairNotAvailable extends ChorusError {
+  constructor() {
+    super('RepairNotAvailable', 'REPAIR_NOT_AVAILABLE', 'this node runs no repair service', {}, 501);
+  }
+}
+
 /** The HTTP answer to an error a route threw. */
 export interface HttpError {
   status: number;

@@ -3,8 +3,9 @@ import { LIMITS } from '@chorus/model';
 import type { ChorusNode, KeyspaceView } from '@chorus/node';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import type { Logger } from 'pino';
-import { NodeStarting, httpErrorOf } from './errors.js';
+import { NodeStarting, RepairNotAvailable, httpErrorOf } from './errors.js';
 import type { Metrics, RequestOp, RequestTimer } from './metrics.js';
+import { type RepairService, parseRepairRequest, repairServiceOf } from './repair-api.js';
 import { type RowId, SESSION_HEADER, type SessionToken, floorOf, formatSessionToken, observe, parseSessionToken, recordWrite, rowIdOf, sliceFloorsOf } from './session-token.js';
 
 /**
@@ -20,6 +21,8 @@ export interface ApiOptions {
   metrics: Metrics;
   /** Undefined until the node has finished starting; requests meanwhile get 503 NodeStarting. */
   node: () => ChorusNode | undefined;
+  /** The node's repair jobs; by default its own repair service, if it runs one. */
+  repair?: (node: ChorusNode) => RepairService | undefined;
 }
 
 /** The HTTP API of DESIGN.md section 4 on this node's one port. */
@@ -61,6 +64,7 @@ export function buildApi(options: ApiOptions) {
     return keyspaceJson(await ready().putKeyspace(request.params.name, b.replication, 'read_repair' in b ? b.read_repair : b.readRepair));
   });
   registerDataRoutes(app, ready, options.metrics.timeRequest);
+  registerRepairRoutes(app, ready, options.repair ?? repairServiceOf);
   return app;
 }
 
@@ -199,6 +203,24 @@ function registerDataRoutes(app: FastifyInstance, ready: () => ChorusNode, timeR
       ...(result.nextPage ? { nextPage: Buffer.from(result.nextPage).toString('base64url') } : {}),
     };
   })));
+}
+
+/** Repair jobs: start one, list them, show or cancel one. Status bodies are the service's own. */
+function registerRepairRoutes(app: FastifyInstance, ready: () => ChorusNode, serviceOf: (node: ChorusNode) => RepairService | undefined): void {
+  const repair = (): RepairService => {
+    const service = serviceOf(ready());
+    if (!service) throw new RepairNotAvailable();
+    return service;
+  };
+  const notFound = (reply: FastifyReply, job: string) => reply.status(404).send({ error: 'NotFound', message: `no repair job ${job.slice(0, 80)} on this node` });
+  app.post('/v1/repair', async (request) => {
+    const body = parseRepairRequest(request.body);
+    const { id } = await repair().start(body);
+    return { id };
+  });
+  app.get('/v1/repair', async () => ({ jobs: repair().jobs() }));
+  app.get<{ Params: { job: string } }>('/v1/repair/:job', async (request, reply) => repair().status(request.params.job) ?? notFound(reply, request.params.job));
+  app.delete<{ Params: { job: string } }>('/v1/repair/:job', async (request, reply) => (await repair().cancel(request.params.job)) ?? notFound(reply, request.params.job));
 }
 
 function parseJsonBody(body: unknown): unknown {

@@ -1,3 +1,4 @@
 export { runNode } from './run.js';
 export { loadSettings, DEFAULTS, type NodeSettings, type ConfigSources } from './config.js';
 export { StartupError, ConfigError } from './errors.js';
+export type { RepairRequest, RepairJobState, RepairJobStatus, RepairService } from './repair-api.js';

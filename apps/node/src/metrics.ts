@@ -4,6 +4,7 @@ import { type ChorusNode, hintsView, stateOf } from '@chorus/node';
 import type { WsTransport } from '@chorus/wire';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ClientApi } from './client-api.js';
+import { type RepairJobState, type RepairJobStatus, repairServiceOf } from './repair-api.js';
 
 /** Data requests as the coordinator groups them: a delete is a write, as in Cassandra. */
 export type RequestOp = 'read' | 'write' | 'slice';
@@ -199,8 +200,55 @@ export function createMetrics(sources: MetricSources): Metrics {
     const stats = sources.clientApi?.stats();
     return stats ? read(stats) : undefined;
   };
+  const repairJobs = fromNode((n) => {
+    const jobs = repairServiceOf(n)?.jobs() ?? [];
+    return REPAIR_STATES.map((state): [Labels, number] => [{ state }, jobs.filter((j) => j.state === state).length]);
+  });
+  gauge('chorus_repair_jobs', 'Repair jobs this node runs or keeps in its history, by state', ['state'], repairJobs);
+  const repairTotals = repairWorkTotals();
+  const repairWork = (field: RepairCount) => fromNode((n) => {
+    const service = repairServiceOf(n);
+    return service ? one(repairTotals(service.jobs())[field]) : [];
+  });
+  counter('chorus_repair_rows_compared_total', 'Rows compared by repair jobs this node started', [], repairWork('rowsCompared'));
+  counter('chorus_repair_rows_streamed_total', 'Rows streamed between replicas by repair jobs this node started', [], repairWork('rowsStreamed'));
+  counter('chorus_repair_bytes_streamed_total', 'Bytes streamed between replicas by repair jobs this node started', [], repairWork('bytesStreamed'));
+  counter('chorus_repair_ranges_failed_total', 'Token ranges that repair jobs this node started could not repair (a replica down, a timeout, ...)', [], repairWork('rangesFailed'));
+
   gauge('chorus_client_connections', 'Open client WebSocket connections', [], client((c) => one(c.connections)));
   counter('chorus_client_requests_total', 'Client protocol requests', [], client((c) => one(c.requests)));
   counter('chorus_client_bad_requests_total', 'Client protocol requests or messages refused as malformed', [], client((c) => one(c.badRequests + c.badFrames)));
   return { registry, contentType: registry.contentType, render: () => registry.metrics(), timeRequest };
+}
+
+const REPAIR_STATES: RepairJobState[] = ['running', 'done', 'failed', 'cancelled'];
+type RepairCount = 'rowsCompared' | 'rowsStreamed' | 'bytesStreamed' | 'rangesFailed';
+const REPAIR_COUNTS: RepairCount[] = ['rowsCompared', 'rowsStreamed', 'bytesStreamed', 'rangesFailed'];
+
+/**
+ * Running totals of the work of repair jobs. A job's numbers only grow, but
+ * finished jobs leave the service's bounded history: each reading adds what
+ * every job it lists grew since it was last seen, so a job's share stays in
+ * the totals after it is gone. Only jobs still listed are remembered.
+ */
+function repairWorkTotals(): (jobs: RepairJobStatus[]) => Readonly<Record<RepairCount, number>> {
+  const totals: Record<RepairCount, number> = { rowsCompared: 0, rowsStreamed: 0, bytesStreamed: 0, rangesFailed: 0 };
+  let seen = new Map<string, Record<RepairCount, number>>();
+  return (jobs) => {
+    const next = new Map<string, Record<RepairCount, number>>();
+    for (const job of jobs) {
+      const last = seen.get(job.id) ?? { rowsCompared: 0, rowsStreamed: 0, bytesStreamed: 0, rangesFailed: 0 };
+      const now = { ...last };
+      for (const field of REPAIR_COUNTS) {
+        const value = Number.isFinite(job[field]) ? job[field] : 0;
+        if (value > last[field]) {
+          totals[field] += value - last[field];
+          now[field] = value;
+        }
+      }
+      next.set(job.id, now);
+    }
+    seen = next;
+    return totals;
+  };
 }

@@ -33,6 +33,36 @@ describe('settings', () => {
     expect(() => loadSettings({ flags: required, overrides: ['hinted_handoff_enabled=maybe'] })).toThrow(/hinted_handoff_enabled must be true or false/);
   });
 
+  it('reads the repair settings: a throttle in bytes per second with IEC sizes, sessions, a schedule off by default, the history kept', () => {
+    expect(loadSettings({ flags: required })).toMatchObject({ repair_throttle: 64 * 1024 * 1024, repair_max_sessions: 2, repair_schedule_interval: 0, repair_history_size: 100 });
+    const s = loadSettings({ flags: required, overrides: ['repair_throttle=16MiB', 'repair_max_sessions=4', 'repair_schedule_interval=7d', 'repair_history_size=10'] });
+    expect(s).toMatchObject({ repair_throttle: 16 * 1024 * 1024, repair_max_sessions: 4, repair_schedule_interval: 7 * 86_400_000, repair_history_size: 10 });
+    // cassandra.yaml writes throughputs per second; a bare number is bytes; 0 is unthrottled.
+    expect(loadSettings({ flags: required, overrides: ['repair_throttle=512KiB/s'] }).repair_throttle).toBe(512 * 1024);
+    expect(loadSettings({ flags: required, overrides: ['repair_throttle=1GB'] }).repair_throttle).toBe(1_000_000_000);
+    expect(loadSettings({ flags: required, overrides: ['repair_throttle=0'] }).repair_throttle).toBe(0);
+    expect(loadSettings({ flags: required, environment: { CHORUS_REPAIR_THROTTLE: '1048576' } }).repair_throttle).toBe(1_048_576);
+    expect(loadSettings({ flags: required, overrides: ['repair_schedule_interval=off'] }).repair_schedule_interval).toBe(0);
+    expect(loadSettings({ flags: required, overrides: ['repair_schedule_interval=36h'] }).repair_schedule_interval).toBe(36 * 3_600_000);
+    const dir = tempDir();
+    const file = join(dir, 'chorus.yaml');
+    writeFileSync(file, 'repair_throttle: 8MiB/s\nrepair_schedule_interval: 1d\nrepair_max_sessions: 3\n');
+    expect(loadSettings({ file, flags: required })).toMatchObject({ repair_throttle: 8 * 1024 * 1024, repair_schedule_interval: 86_400_000, repair_max_sessions: 3 });
+  });
+
+  it.each([
+    ['repair_throttle=fast', /repair_throttle must be a size per second like 64MiB, 512KiB\/s or 0, got "fast"/],
+    ['repair_throttle=-1MiB', /repair_throttle must be a size per second/],
+    ['repair_throttle=16M', /repair_throttle must be a size per second/],
+    ['repair_max_sessions=0', /repair_max_sessions/],
+    ['repair_max_sessions=65', /repair_max_sessions/],
+    ['repair_schedule_interval=weekly', /repair_schedule_interval must be a duration like 7d, 12h or off/],
+    ['repair_schedule_interval=400d', /repair_schedule_interval/],
+    ['repair_history_size=0', /repair_history_size/],
+  ])('refuses a bad repair setting with a one-line reason: %s', (pair, message) => {
+    expect(() => loadSettings({ flags: required, overrides: [pair] })).toThrow(message);
+  });
+
   it('layers file < environment < flags < --set, and parses durations and lists', () => {
     const dir = tempDir();
     const file = join(dir, 'chorus.yaml');

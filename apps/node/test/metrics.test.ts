@@ -2,6 +2,7 @@ import { ChorusError, InvalidRequest, Overloaded } from '@chorus/core';
 import type { ChorusNode } from '@chorus/node';
 import { describe, expect, it } from 'vitest';
 import { LATENCY_BUCKETS_SECONDS, createMetrics } from '../src/metrics.js';
+import { fakeRepair } from './fake-repair.js';
 
 const requests = { ok: 0, unavailable: 0, timeouts: 0, failed: 0 };
 
@@ -84,5 +85,51 @@ describe('node metrics', () => {
     nowMicros += 90_000_000;
     text = await metrics.render();
     expect(sample(text, 'chorus_hints_oldest_age_seconds', 'n2')).toBe(96);
+  });
+
+  it('counts repair work from the jobs at scrape time, and the counters never go down when finished jobs leave the history', async () => {
+    const fake = fakeRepair();
+    const node = Object.assign(nodeWithHints(0), { repair: fake.service });
+    const metrics = createMetrics({ node: () => node });
+    const value = (text: string, sample: string) => Number(new RegExp(`^${sample.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1]);
+    const progress = (i: number, fields: Record<string, unknown>) => Object.assign(fake.jobs.find((j) => j.id === `job-${i}`)!, fields);
+
+    let text = await metrics.render();
+    expect(text).toMatch(/^# TYPE chorus_repair_jobs gauge$/m);
+    for (const state of ['running', 'done', 'failed', 'cancelled']) expect(value(text, `chorus_repair_jobs{state="${state}"}`)).toBe(0);
+    for (const name of ['rows_compared', 'rows_streamed', 'bytes_streamed', 'ranges_failed']) expect(text).toMatch(new RegExp(`^# TYPE chorus_repair_${name}_total counter$`, 'm'));
+
+    await fake.service.start({ keyspace: 'a' });
+    await fake.service.start({ keyspace: 'b' });
+    progress(1, { state: 'done', rowsCompared: 1000, rowsStreamed: 10, bytesStreamed: 2000 });
+    progress(2, { rowsCompared: 500, rowsStreamed: 5, bytesStreamed: 1000, rangesFailed: 1 });
+    text = await metrics.render();
+    expect(value(text, 'chorus_repair_jobs{state="running"}')).toBe(1);
+    expect(value(text, 'chorus_repair_jobs{state="done"}')).toBe(1);
+    expect(value(text, 'chorus_repair_rows_compared_total')).toBe(1500);
+    expect(value(text, 'chorus_repair_rows_streamed_total')).toBe(15);
+    expect(value(text, 'chorus_repair_bytes_streamed_total')).toBe(3000);
+    expect(value(text, 'chorus_repair_ranges_failed_total')).toBe(1);
+
+    // Job 2 goes on and fails; job 1 is trimmed from the history; job 3 starts.
+    progress(2, { state: 'failed', rowsCompared: 800, rowsStreamed: 6, bytesStreamed: 1200, rangesFailed: 2 });
+    fake.jobs.splice(fake.jobs.findIndex((j) => j.id === 'job-1'), 1);
+    await fake.service.start({ keyspace: 'c' });
+    progress(3, { rowsCompared: 7 });
+    text = await metrics.render();
+    expect(value(text, 'chorus_repair_jobs{state="done"}')).toBe(0);
+    expect(value(text, 'chorus_repair_jobs{state="failed"}')).toBe(1);
+    expect(value(text, 'chorus_repair_jobs{state="running"}')).toBe(1);
+    expect(value(text, 'chorus_repair_rows_compared_total')).toBe(1807);
+    expect(value(text, 'chorus_repair_rows_streamed_total')).toBe(16);
+    expect(value(text, 'chorus_repair_bytes_streamed_total')).toBe(3200);
+    expect(value(text, 'chorus_repair_ranges_failed_total')).toBe(2);
+
+    // Everything trimmed: the totals stay.
+    fake.jobs.splice(0);
+    text = await metrics.render();
+    expect(value(text, 'chorus_repair_jobs{state="failed"}')).toBe(0);
+    expect(value(text, 'chorus_repair_rows_compared_total')).toBe(1807);
+    expect(value(text, 'chorus_repair_ranges_failed_total')).toBe(2);
   });
 });
