@@ -45,7 +45,7 @@ describe('blocking read repair on a three-node cluster (rf 3)', () => {
     );
     const listed = JSON.parse(await chorus(['keyspace', 'list', '--json', '--host', cluster.address('n2')])) as { keyspaces: Array<{ name: string; read_repair: string }> };
     expect(listed.keyspaces.map((k) => [k.name, k.read_repair])).toEqual([['default', 'blocking'], ['norepair', 'none']]);
-    expect(await chorus(['keyspace', 'list', '--host', cluster.address('n3')])).toMatch(/^norepair .*read_repair=none$/m);
+    expect(await chorus(['keyspace', 'list', '--host', cluster.address('n3')])).toMatch(/^norepair .*read_repair=none  tombstone_gc=repair$/m);
     const bad = await http(cluster, 'n1', 'PUT', '/v1/keyspaces/other', JSON.stringify({ replication: { class: 'SimpleStrategy', rf: 3 }, read_repair: 'sometimes' }));
     expect(bad.status).toBe(400);
     expect(bad.json()).toMatchObject({ error: 'InvalidRequest' });

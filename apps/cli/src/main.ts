@@ -125,27 +125,29 @@ keyspace
   .option('--rf <r>', 'SimpleStrategy replication factor', integer('--rf'))
   .option('--replication <dc:rf,…>', 'NetworkTopologyStrategy factors, e.g. dc1:3,dc2:2')
   .option('--read-repair <mode>', 'blocking (default for a new keyspace) or none; left out, an existing keyspace keeps its own')
+  .option('--tombstone-gc <mode>', 'repair (default for a new keyspace: purge tombstones only once a repair has put them on every replica) or grace (purge after gc_grace_seconds); left out, an existing keyspace keeps its own')
   .addOption(hostOption())
-  .action(async (name: string, o: { rf?: number; replication?: string; readRepair?: string; host: string }) => {
+  .action(async (name: string, o: { rf?: number; replication?: string; readRepair?: string; tombstoneGc?: string; host: string }) => {
     if ((o.rf === undefined) === (o.replication === undefined)) throw new CliError('give exactly one of --rf or --replication');
     const replication =
       o.rf !== undefined
         ? { class: 'SimpleStrategy', rf: o.rf }
         : { class: 'NetworkTopologyStrategy', ...Object.fromEntries(o.replication!.split(',').map((p) => { const [dc, rf] = p.split(':'); if (!dc || !rf) throw new CliError(`--replication expects dc:rf pairs, got ${JSON.stringify(p)}`); return [dc.trim(), Number(rf)]; })) };
-    // The node checks the mode and answers a bad one with a reason.
-    const body = o.readRepair === undefined ? { replication } : { replication, read_repair: o.readRepair };
+    // The node checks the modes and answers a bad one with a reason.
+    const body = { replication, ...(o.readRepair === undefined ? {} : { read_repair: o.readRepair }), ...(o.tombstoneGc === undefined ? {} : { tombstone_gc: o.tombstoneGc }) };
     const answer = await request(o.host, 'PUT', `/v1/keyspaces/${encodeURIComponent(name)}`, { body: JSON.stringify(body) });
     if (answer.status !== 200) throw new CliError(errorLine(answer));
   });
 keyspace
   .command('list')
-  .description('keyspaces, their replication and read repair')
+  .description('keyspaces, their replication, read repair and tombstone gc')
   .addOption(hostOption())
   .option('--json', 'one JSON document')
   .action(async (o: { host: string; json?: boolean }) => {
-    const list = await getJson<{ keyspaces: Array<{ name: string; replication: Record<string, unknown>; read_repair?: string }> }>(o.host, '/v1/keyspaces');
+    const list = await getJson<{ keyspaces: Array<{ name: string; replication: Record<string, unknown>; read_repair?: string; tombstone_gc?: string }> }>(o.host, '/v1/keyspaces');
     if (o.json) json(list);
-    else for (const k of list.keyspaces) print(`${k.name}  ${JSON.stringify(k.replication)}  read_repair=${k.read_repair ?? 'blocking'}`);
+    // A node from before an option shows none: it behaves as the option's default.
+    else for (const k of list.keyspaces) print(`${k.name}  ${JSON.stringify(k.replication)}  read_repair=${k.read_repair ?? 'blocking'}  tombstone_gc=${k.tombstone_gc ?? 'repair'}`);
   });
 
 const dataPath = (keyspace: string, key: string, clustering?: string) =>

@@ -32,6 +32,8 @@ export interface NodeSettings {
   commit_sync: 'batch' | 'periodic' | 'none';
   commit_sync_period: number;
   gc_grace_seconds: number;
+  /** Pause between two gc sweeps of the store (each walks all data, compacting and purging what tombstone_gc allows). */
+  gc_sweep_interval: number;
   /** MiB of reconciled rows kept in memory for point reads; 0 turns the cache off. */
   row_cache_size: number;
   max_clock_skew: number;
@@ -69,6 +71,7 @@ export const DEFAULTS: Omit<NodeSettings, 'name' | 'listen_address' | 'data_dir'
   commit_sync: 'periodic',
   commit_sync_period: 10_000,
   gc_grace_seconds: 864_000,
+  gc_sweep_interval: 3_600_000,
   row_cache_size: 64,
   max_clock_skew: 1_000,
   hinted_handoff_enabled: true,
@@ -82,7 +85,7 @@ export const DEFAULTS: Omit<NodeSettings, 'name' | 'listen_address' | 'data_dir'
   log_level: 'info',
 };
 
-const DURATIONS = new Set(['gossip_interval', 'write_request_timeout', 'read_request_timeout', 'commit_sync_period', 'max_clock_skew', 'max_hint_window']);
+const DURATIONS = new Set(['gossip_interval', 'write_request_timeout', 'read_request_timeout', 'commit_sync_period', 'max_clock_skew', 'max_hint_window', 'gc_sweep_interval']);
 const LISTS = new Set(['seeds', 'initial_tokens']);
 const INTEGERS = new Set(['num_tokens', 'gc_grace_seconds', 'row_cache_size', 'max_hints_size_per_host', 'hinted_handoff_throttle', 'repair_max_sessions', 'repair_history_size']);
 /** Throughputs: a size, optionally per second as cassandra.yaml writes them (`64MiB/s`). */
@@ -114,6 +117,7 @@ const Schema = Type.Object(
     commit_sync: Type.Union([Type.Literal('batch'), Type.Literal('periodic'), Type.Literal('none')]),
     commit_sync_period: Duration,
     gc_grace_seconds: Type.Integer({ minimum: 0, maximum: 315_360_000 }),
+    gc_sweep_interval: Duration,
     row_cache_size: Type.Integer({ minimum: 0, maximum: 1_048_576 }),
     max_clock_skew: Duration,
     hinted_handoff_enabled: Type.Boolean(),

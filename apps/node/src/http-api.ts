@@ -58,19 +58,19 @@ export function buildApi(options: ApiOptions) {
   app.get('/v1/keyspaces', async () => ({ keyspaces: (await ready().keyspaces()).keyspaces.map(keyspaceJson) }));
   app.put<{ Params: { name: string } }>('/v1/keyspaces/:name', async (request) => {
     const body = parseJsonBody(request.body);
-    if (typeof body !== 'object' || body === null || !('replication' in body)) throw new InvalidRequest('body must be {"replication": {...}, "read_repair"?: "blocking" | "none"}');
-    const b = body as { replication: unknown; read_repair?: unknown; readRepair?: unknown };
-    // Left out, read_repair keeps the keyspace's current setting (blocking for a new keyspace).
-    return keyspaceJson(await ready().putKeyspace(request.params.name, b.replication, 'read_repair' in b ? b.read_repair : b.readRepair));
+    if (typeof body !== 'object' || body === null || !('replication' in body)) throw new InvalidRequest('body must be {"replication": {...}, "read_repair"?: "blocking" | "none", "tombstone_gc"?: "repair" | "grace"}');
+    const b = body as { replication: unknown; read_repair?: unknown; readRepair?: unknown; tombstone_gc?: unknown; tombstoneGc?: unknown };
+    // Left out, an option keeps the keyspace's current setting (blocking, repair for a new keyspace).
+    return keyspaceJson(await ready().putKeyspace(request.params.name, b.replication, 'read_repair' in b ? b.read_repair : b.readRepair, 'tombstone_gc' in b ? b.tombstone_gc : b.tombstoneGc));
   });
   registerDataRoutes(app, ready, options.metrics.timeRequest);
   registerRepairRoutes(app, ready, options.repair ?? repairServiceOf);
   return app;
 }
 
-/** A keyspace as the HTTP API shows it: the option named as in the request body (and Cassandra's table option). */
-function keyspaceJson(k: KeyspaceView): { name: string; replication: KeyspaceView['replication']; read_repair: KeyspaceView['readRepair'] } {
-  return { name: k.name, replication: k.replication, read_repair: k.readRepair };
+/** A keyspace as the HTTP API shows it: options named as in the request body (and Cassandra's table options). */
+function keyspaceJson(k: KeyspaceView): { name: string; replication: KeyspaceView['replication']; read_repair: KeyspaceView['readRepair']; tombstone_gc: KeyspaceView['tombstoneGc'] } {
+  return { name: k.name, replication: k.replication, read_repair: k.readRepair, tombstone_gc: k.tombstoneGc };
 }
 
 type Query = Record<string, string | undefined>;

@@ -181,6 +181,7 @@ function nodeSettingsOf(s: NodeSettings) {
     commitSync: s.commit_sync,
     commitSyncPeriodMs: s.commit_sync_period,
     gcGraceSeconds: s.gc_grace_seconds,
+    gcSweepIntervalMs: s.gc_sweep_interval,
     rowCacheBytes: s.row_cache_size * 1024 * 1024,
     maxClockSkewMs: s.max_clock_skew,
     hintedHandoffEnabled: s.hinted_handoff_enabled,

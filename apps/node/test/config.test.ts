@@ -63,6 +63,12 @@ describe('settings', () => {
     expect(() => loadSettings({ flags: required, overrides: [pair] })).toThrow(message);
   });
 
+  it('sweeps for gc every hour by default; gc_sweep_interval is a duration', () => {
+    expect(loadSettings({ flags: required }).gc_sweep_interval).toBe(3_600_000);
+    expect(loadSettings({ flags: required, overrides: ['gc_sweep_interval=500ms', 'gc_grace_seconds=2'] })).toMatchObject({ gc_sweep_interval: 500, gc_grace_seconds: 2 });
+    expect(() => loadSettings({ flags: required, overrides: ['gc_sweep_interval=often'] })).toThrow(/gc_sweep_interval must be a duration/);
+  });
+
   it('layers file < environment < flags < --set, and parses durations and lists', () => {
     const dir = tempDir();
     const file = join(dir, 'chorus.yaml');

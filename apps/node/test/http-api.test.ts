@@ -69,6 +69,27 @@ describe('the HTTP API', () => {
     expect(answer.json()).toEqual({ nodes: [] });
   });
 
+  it('takes tombstone_gc and read_repair in a keyspace body, passes a left-out option on as left out, and shows both', async () => {
+    const calls: unknown[][] = [];
+    const view = { name: 'ks', replication: { class: 'SimpleStrategy', rf: 3 }, readRepair: 'blocking', tombstoneGc: 'grace' };
+    const node = {
+      putKeyspace: async (...args: unknown[]) => (calls.push(args), view),
+      keyspaces: async () => ({ keyspaces: [view] }),
+    } as unknown as ChorusNode;
+    const { app } = api(() => node);
+    apps.push(app);
+    const put = await app.inject({ method: 'PUT', url: '/v1/keyspaces/ks', payload: JSON.stringify({ replication: { class: 'SimpleStrategy', rf: 3 }, tombstone_gc: 'grace' }) });
+    expect(put.statusCode).toBe(200);
+    expect(put.json()).toEqual({ name: 'ks', replication: { class: 'SimpleStrategy', rf: 3 }, read_repair: 'blocking', tombstone_gc: 'grace' });
+    await app.inject({ method: 'PUT', url: '/v1/keyspaces/ks', payload: JSON.stringify({ replication: { class: 'SimpleStrategy', rf: 3 }, read_repair: 'none' }) });
+    expect(calls).toEqual([
+      ['ks', { class: 'SimpleStrategy', rf: 3 }, undefined, 'grace'],
+      ['ks', { class: 'SimpleStrategy', rf: 3 }, 'none', undefined],
+    ]);
+    const list = await app.inject({ method: 'GET', url: '/v1/keyspaces' });
+    expect(list.json()).toEqual({ keyspaces: [{ name: 'ks', replication: { class: 'SimpleStrategy', rf: 3 }, read_repair: 'blocking', tombstone_gc: 'grace' }] });
+  });
+
   it('serves the hints the node holds per target', async () => {
     const targets = [{ hostId: 'b0000000-0000-4000-8000-000000000000', name: 'n2', address: '127.0.0.1:7101', hints: 3, bytes: 420, oldestMicros: 1_700_000_000_000_000, needsRepair: false }];
     const node = { hints: async () => ({ targets }) } as unknown as ChorusNode;

@@ -1,15 +1,16 @@
 import { type ActorRef, ActorSystem } from '@chorus/actors';
-import { type AntiEntropyHandle, type RepairService, startAntiEntropy } from '@chorus/anti-entropy';
+import { type AntiEntropyHandle, type RepairService, repairedAtRange, startAntiEntropy } from '@chorus/anti-entropy';
 import { type CoordinatorHandle, spawnCoordinator } from '@chorus/coordinator';
 import { ChorusError, type Env, type HostId, type NodeId, type Token, type Transport, token } from '@chorus/core';
 import { type GossipMsg, LatestMembership, type MembershipEvent, type MembershipSnapshot, membership, membershipEventsOf, reportLink, schemaGossipOf, setApplicationState, spawnGossiper, subscribe } from '@chorus/gossip';
 import { type HintStats, type HintsHandle, startHints } from '@chorus/hints';
 import { HybridLogicalClock, type ReplicaMsg, SkewTracker, spawnReplica } from '@chorus/replica';
-import { type KeyspaceDef, type ReadRepairMode, type ReplicationSpec, RingView, allocateTokens, readRepairOf } from '@chorus/ring';
+import { type KeyspaceDef, type ReadRepairMode, type ReplicationSpec, RingView, type TombstoneGcMode, allocateTokens, readRepairOf, tombstoneGcOf } from '@chorus/ring';
 import { type SchemaSnapshot, loadSchema, putKeyspace, spawnSchema, validateKeyspaceRequest } from '@chorus/schema';
 import { type CommitSyncMode, SYSTEM_KEYSPACE, type StorageDb, type StorageHandle, spawnStorage } from '@chorus/storage';
 import { wireCodec } from '@chorus/wire';
 import { loadLocalState, savePeers, saveTokens } from './local-state.js';
+import { purgeHorizonOf } from './purge-horizon.js';
 import { type HintsEntry, type RingEntry, type StatusEntry, hintsView, ringEntries, ringOf, ringPeersOf, statusView } from './views.js';
 
 export interface NodeSettings {
@@ -35,6 +36,8 @@ export interface NodeSettings {
   commitSync: CommitSyncMode;
   commitSyncPeriodMs: number;
   gcGraceSeconds: number;
+  /** Pause between two gc sweeps of the store (gc_sweep_interval); the storage default (1 h) when absent. */
+  gcSweepIntervalMs?: number;
   /** Bytes of reconciled rows cached for point reads (0: off); the storage default when absent. */
   rowCacheBytes?: number;
   maxClockSkewMs: number;
@@ -87,6 +90,7 @@ export interface KeyspaceView {
   name: string;
   replication: ReplicationSpec;
   readRepair: ReadRepairMode;
+  tombstoneGc: TombstoneGcMode;
 }
 
 /** A running node: what the server process and the simulator drive it through. */
@@ -102,8 +106,11 @@ export interface ChorusNode {
   status(): Promise<{ nodes: StatusEntry[] }>;
   ring(): Promise<{ tokens: RingEntry[] }>;
   keyspaces(): Promise<{ keyspaces: KeyspaceView[] }>;
-  /** Creates or changes a keyspace; without `readRepair` it keeps the keyspace's current one (blocking for a new keyspace). */
-  putKeyspace(name: string, replication: unknown, readRepair?: unknown): Promise<KeyspaceView>;
+  /**
+   * Creates or changes a keyspace; an option left out (`readRepair`,
+   * `tombstoneGc`) keeps the keyspace's current one (blocking, repair for a new keyspace).
+   */
+  putKeyspace(name: string, replication: unknown, readRepair?: unknown, tombstoneGc?: unknown): Promise<KeyspaceView>;
   /** Hints this node holds, per target host id (`GET /v1/hints`); empty without a hints database. */
   hints(): Promise<{ targets: HintsEntry[] }>;
   /** Hinted handoff's counters; undefined without a hints database. */
@@ -132,7 +139,27 @@ type ListenerMsg = { type: 'membership'; event: MembershipEvent } | { type: 'loa
 export async function startChorusNode(options: StartNodeOptions): Promise<ChorusNode> {
   const { env, transport, settings } = options;
   const system = new ActorSystem({ env, transport, codec: wireCodec() });
-  const storage: StorageHandle = spawnStorage(system, { db: options.db, env, commitSync: settings.commitSync, commitSyncPeriodMs: settings.commitSyncPeriodMs, gcGraceSeconds: settings.gcGraceSeconds, ...(settings.rowCacheBytes !== undefined ? { rowCacheBytes: settings.rowCacheBytes } : {}) });
+  // Before the storage: its sweep reads the schema, and until the definitions are loaded a keyspace reads as repair (purges nothing).
+  let schema: ReadonlyMap<string, KeyspaceDef> = new Map();
+  let antiEntropy: AntiEntropyHandle | undefined;
+  const purgeHorizon = purgeHorizonOf({
+    clock: env.clock,
+    gcGraceSeconds: settings.gcGraceSeconds,
+    maxClockSkewMs: settings.maxClockSkewMs,
+    keyspace: (name) => schema.get(name),
+    // Until anti-entropy has loaded its history, no repair is known: a repair keyspace purges nothing.
+    repairedAt: (keyspace, t) => antiEntropy?.repairedAt(keyspace, t),
+  });
+  const storage: StorageHandle = spawnStorage(system, {
+    db: options.db,
+    env,
+    commitSync: settings.commitSync,
+    commitSyncPeriodMs: settings.commitSyncPeriodMs,
+    gcGraceSeconds: settings.gcGraceSeconds,
+    purgeHorizon,
+    ...(settings.gcSweepIntervalMs !== undefined ? { sweepIntervalMs: settings.gcSweepIntervalMs } : {}),
+    ...(settings.rowCacheBytes !== undefined ? { rowCacheBytes: settings.rowCacheBytes } : {}),
+  });
   const local = await loadLocalState(storage, env, LOCAL_TIMEOUT_MS);
   const startsAlone = settings.seeds.length === 0 || settings.seeds.every((s) => s === env.node);
   let tokens: Token[] = local.tokens;
@@ -183,7 +210,6 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
       .then(() => savePeers(storage, env, peers, LOCAL_TIMEOUT_MS))
       .catch((error: unknown) => env.logger.warn({ err: error }, 'could not save the ring members'));
   };
-  let schema: ReadonlyMap<string, KeyspaceDef> = new Map();
   const schemaRef = spawnSchema(system, {
     storage,
     initial: await loadSchema(storage),
@@ -286,7 +312,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
 
   let ringKnown!: () => void;
   const ringReady = new Promise<void>((resolve) => (ringKnown = resolve));
-  const antiEntropy: AntiEntropyHandle = await startAntiEntropy(system, {
+  const repairJobs = await startAntiEntropy(system, {
     env,
     ringReady,
     storage,
@@ -294,12 +320,18 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     ring: currentRing,
     keyspaces: () => [...schema.values()],
     clocks: () => ({ hlc: hlc.peek(), wallMicros: env.clock.nowMicros() }),
-    purgeBefore: () => env.clock.nowMicros() - settings.gcGraceSeconds * 1_000_000,
+    // Dead data both sides may already have purged is left out of comparisons: the same rule as the sweep's, for a whole range.
+    purgeBefore: (keyspace, range, history) => {
+      if (tombstoneGcOf(schema.get(keyspace) ?? {}) === 'grace') return env.clock.nowMicros() - settings.gcGraceSeconds * 1_000_000;
+      const repaired = repairedAtRange(history, keyspace, range);
+      return repaired === undefined ? 0 : repaired - settings.maxClockSkewMs * 1_000;
+    },
     ...(settings.repairThrottleBytesPerSec !== undefined ? { throttleBytesPerSec: settings.repairThrottleBytesPerSec } : {}),
     ...(settings.repairMaxSessions !== undefined ? { maxSessions: settings.repairMaxSessions } : {}),
     ...(settings.repairScheduleIntervalMs !== undefined ? { scheduleIntervalMs: settings.repairScheduleIntervalMs } : {}),
     ...(settings.repairHistorySize !== undefined ? { historySize: settings.repairHistorySize } : {}),
   });
+  antiEntropy = repairJobs;
 
   await awaitRingPeers(env, settings, latest, local.peers);
   ringKnown();
@@ -317,16 +349,16 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     hints: async () => hintsView(latest(), hints?.targets() ?? []),
     hintStats: () => hints?.stats(),
     hintedHandoff: hints,
-    repair: antiEntropy,
+    repair: repairJobs,
     ring: async () => ringEntries(latest()),
     async keyspaces() {
-      return { keyspaces: [...schema.values()].map((k) => ({ name: k.name, replication: k.replication, readRepair: readRepairOf(k) })).sort((a, b) => a.name.localeCompare(b.name)) };
+      return { keyspaces: [...schema.values()].map((k) => ({ name: k.name, replication: k.replication, readRepair: readRepairOf(k), tombstoneGc: tombstoneGcOf(k) })).sort((a, b) => a.name.localeCompare(b.name)) };
     },
-    async putKeyspace(name, replication, readRepair) {
+    async putKeyspace(name, replication, readRepair, tombstoneGc) {
       const known = new Set(latest().endpoints().map((e) => e.dc).filter((dc): dc is string => dc !== undefined));
-      const keyspace = validateKeyspaceRequest(name, replication, known, readRepair);
+      const keyspace = validateKeyspaceRequest(name, replication, known, readRepair, tombstoneGc);
       const stored = (await putKeyspace(schemaRef, keyspace, LOCAL_TIMEOUT_MS)).keyspaces.get(keyspace.name)!;
-      return { name: stored.name, replication: stored.replication, readRepair: stored.readRepair };
+      return { name: stored.name, replication: stored.replication, readRepair: stored.readRepair, tombstoneGc: stored.tombstoneGc };
     },
     counters() {
       const stats = system.stats();
@@ -348,7 +380,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
       await system.stop(gossiper as ActorRef<unknown>);
       await coordinator.stop();
       await hints?.stop();
-      await antiEntropy.stop();
+      await repairJobs.stop();
       await system.stop(replica as ActorRef<unknown>);
       await system.stop(listener as ActorRef<unknown>);
       await system.stop(schemaRef as ActorRef<unknown>);

@@ -34,12 +34,15 @@ describe('a node composition in the simulator', () => {
     await settle('schema everywhere', async () => (await Promise.all([...nodes.values()].map((n) => n.keyspaces()))).every((k) => k.keyspaces.some((x) => x.name === 'default')));
     await settle('ownership at rf 3', async () => (await nodes.get('n1')!.status()).nodes.every((n) => Math.abs(n.owns! - 1) < 1e-9)); // rf 3 of 3: everyone holds everything
     await expect(during(nodes.get('n1')!.putKeyspace('bad name', { class: 'SimpleStrategy', rf: 3 }))).rejects.toMatchObject({ name: 'InvalidRequest' });
-    // read_repair is part of the definition: blocking by default, spread like the rest, kept by a change that does not name it.
-    expect((await during(nodes.get('n1')!.keyspaces())).keyspaces).toEqual([{ name: 'default', replication: { class: 'SimpleStrategy', rf: 3 }, readRepair: 'blocking' }]);
+    // read_repair and tombstone_gc are part of the definition: blocking and repair by default, spread like the rest, kept by a change that does not name them.
+    expect((await during(nodes.get('n1')!.keyspaces())).keyspaces).toEqual([{ name: 'default', replication: { class: 'SimpleStrategy', rf: 3 }, readRepair: 'blocking', tombstoneGc: 'repair' }]);
     expect(await during(nodes.get('n1')!.putKeyspace('default', { class: 'SimpleStrategy', rf: 3 }, 'none'))).toMatchObject({ readRepair: 'none' });
     await settle('read_repair none everywhere', async () => (await Promise.all([...nodes.values()].map((n) => n.keyspaces()))).every((k) => k.keyspaces[0]?.readRepair === 'none'));
-    expect(await during(nodes.get('n3')!.putKeyspace('default', { class: 'SimpleStrategy', rf: 2 }))).toEqual({ name: 'default', replication: { class: 'SimpleStrategy', rf: 2 }, readRepair: 'none' });
+    expect(await during(nodes.get('n3')!.putKeyspace('default', { class: 'SimpleStrategy', rf: 2 }))).toEqual({ name: 'default', replication: { class: 'SimpleStrategy', rf: 2 }, readRepair: 'none', tombstoneGc: 'repair' });
     await expect(during(nodes.get('n1')!.putKeyspace('default', { class: 'SimpleStrategy', rf: 3 }, 'later'))).rejects.toMatchObject({ name: 'InvalidRequest' });
+    expect(await during(nodes.get('n2')!.putKeyspace('default', { class: 'SimpleStrategy', rf: 2 }, undefined, 'grace'))).toEqual({ name: 'default', replication: { class: 'SimpleStrategy', rf: 2 }, readRepair: 'none', tombstoneGc: 'grace' });
+    await settle('tombstone_gc grace everywhere', async () => (await Promise.all([...nodes.values()].map((n) => n.keyspaces()))).every((k) => k.keyspaces[0]?.tombstoneGc === 'grace'));
+    await expect(during(nodes.get('n1')!.putKeyspace('default', { class: 'SimpleStrategy', rf: 3 }, undefined, 'soon'))).rejects.toMatchObject({ name: 'InvalidRequest' });
   });
 
   it('marks a crashed node down and up again after a restart with a higher generation and the same host id (seed 13)', async () => {

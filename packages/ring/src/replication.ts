@@ -13,11 +13,25 @@ export type ReplicationSpec =
 export type ReadRepairMode = 'blocking' | 'none';
 export const DEFAULT_READ_REPAIR: ReadRepairMode = 'blocking';
 
+/**
+ * When a replica may purge a keyspace's tombstones (Cassandra's
+ * `tombstone_gc` table option): `grace` once they are older than
+ * gc_grace_seconds, trusting that every replica got them in that time;
+ * `repair` once a full repair of their token range, started after they were
+ * stored, has put them on every replica. `repair` purges nothing in a range
+ * that is never repaired.
+ */
+export type TombstoneGcMode = 'grace' | 'repair';
+/** Also what a definition without the option reads as: purging on grace alone can bring deleted data back. */
+export const DEFAULT_TOMBSTONE_GC: TombstoneGcMode = 'repair';
+
 export interface KeyspaceDef {
   readonly name: string;
   readonly replication: ReplicationSpec;
   /** Absent: `blocking` (definitions stored before the option existed read so). */
   readonly readRepair?: ReadRepairMode;
+  /** Absent: `repair` (definitions stored before the option existed read so). */
+  readonly tombstoneGc?: TombstoneGcMode;
 }
 
 const KEYSPACE_NAME = /^[A-Za-z][A-Za-z0-9_]{0,47}$/;
@@ -99,9 +113,29 @@ export function readRepairOf(keyspace: Pick<KeyspaceDef, 'readRepair'>): ReadRep
   return keyspace.readRepair ?? DEFAULT_READ_REPAIR;
 }
 
+/** Reads a `tombstone_gc` setting, case-insensitive; absent (undefined) is the default, `repair`. */
+export function parseTombstoneGc(value: unknown): TombstoneGcMode {
+  if (value === undefined) return DEFAULT_TOMBSTONE_GC;
+  const mode = typeof value === 'string' ? value.trim().toLowerCase() : value;
+  if (mode === 'grace' || mode === 'repair') return mode;
+  throw new InvalidRequest(`tombstone_gc must be grace or repair, got ${JSON.stringify(value)?.slice(0, 40)}`, { field: 'tombstone_gc' });
+}
+
+/** A keyspace's tombstone gc, absent meaning the default. */
+export function tombstoneGcOf(keyspace: Pick<KeyspaceDef, 'tombstoneGc'>): TombstoneGcMode {
+  return keyspace.tombstoneGc ?? DEFAULT_TOMBSTONE_GC;
+}
+
+/** A setting given as `snake_name` or `camelName`, but not both. */
+function option(input: Record<string, unknown>, snake: string, camel: string): unknown {
+  if (input[snake] !== undefined && input[camel] !== undefined) throw new InvalidRequest(`give ${snake} once`, { field: snake });
+  return input[snake] !== undefined ? input[snake] : input[camel];
+}
+
 /**
  * Checks a keyspace definition from outside and returns it in canonical form
- * (`readRepair` always set). The read repair is `read_repair` or `readRepair`.
+ * (`readRepair` and `tombstoneGc` always set). Options may be spelt
+ * `read_repair` or `readRepair`, `tombstone_gc` or `tombstoneGc`.
  */
 export function validateKeyspace(input: unknown, knownDcs?: Iterable<string>): KeyspaceDef {
   if (!isRecord(input)) throw new InvalidRequest('keyspace must be an object with name and replication', { field: 'keyspace' });
@@ -112,8 +146,12 @@ export function validateKeyspace(input: unknown, knownDcs?: Iterable<string>): K
       { field: 'name' },
     );
   }
-  if (input['read_repair'] !== undefined && input['readRepair'] !== undefined) throw new InvalidRequest('give read_repair once', { field: 'read_repair' });
-  return { name, replication: parseReplication(input['replication'], knownDcs), readRepair: parseReadRepair(input['read_repair'] !== undefined ? input['read_repair'] : input['readRepair']) };
+  return {
+    name,
+    replication: parseReplication(input['replication'], knownDcs),
+    readRepair: parseReadRepair(option(input, 'read_repair', 'readRepair')),
+    tombstoneGc: parseTombstoneGc(option(input, 'tombstone_gc', 'tombstoneGc')),
+  };
 }
 
 /** A stable text form, equal for equal settings: the key of per-strategy caches. */

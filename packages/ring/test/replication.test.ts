@@ -1,6 +1,6 @@
 import { InvalidRequest } from '@chorus/core';
 import { describe, expect, it } from 'vitest';
-import { type KeyspaceDef, parseReadRepair, parseReplication, readRepairOf, replicationKey, totalReplicationFactor, validateKeyspace } from '../src/index.js';
+import { type KeyspaceDef, parseReadRepair, parseReplication, parseTombstoneGc, readRepairOf, replicationKey, tombstoneGcOf, totalReplicationFactor, validateKeyspace } from '../src/index.js';
 
 describe('replication settings', () => {
   it('reads the shapes users write', () => {
@@ -46,6 +46,7 @@ describe('keyspace definitions', () => {
       name: 'default',
       replication: { class: 'SimpleStrategy', rf: 3 },
       readRepair: 'blocking',
+      tombstoneGc: 'repair',
     });
     expect(validateKeyspace({ name: 'A'.repeat(48), replication: { class: 'SimpleStrategy', rf: 1 } }).name).toHaveLength(48);
   });
@@ -62,6 +63,22 @@ describe('keyspace definitions', () => {
       expect(() => validateKeyspace({ name: 'ks', replication, read_repair: bad })).toThrow(/read_repair must be blocking or none/);
     }
     expect(() => validateKeyspace({ name: 'ks', replication, read_repair: 'none', readRepair: 'none' })).toThrow(InvalidRequest);
+  });
+
+  it('reads tombstone_gc (repair by default, or grace), in either spelling and any case', () => {
+    const replication = { class: 'SimpleStrategy', rf: 3 };
+    expect(validateKeyspace({ name: 'ks', replication, tombstone_gc: 'grace' }).tombstoneGc).toBe('grace');
+    expect(validateKeyspace({ name: 'ks', replication, tombstoneGc: ' REPAIR ' }).tombstoneGc).toBe('repair');
+    expect(validateKeyspace({ name: 'ks', replication }).tombstoneGc).toBe('repair');
+    expect(parseTombstoneGc(undefined)).toBe('repair');
+    // A definition made before the option existed reads as repair: purging on gc grace alone is the unsafe reading.
+    const older: KeyspaceDef = { name: 'ks', replication: { class: 'SimpleStrategy', rf: 1 } };
+    expect(tombstoneGcOf(older)).toBe('repair');
+    expect(tombstoneGcOf({ tombstoneGc: 'grace' })).toBe('grace');
+    for (const bad of ['immediate', 'timeout', '', 0, null]) {
+      expect(() => validateKeyspace({ name: 'ks', replication, tombstone_gc: bad })).toThrow(/tombstone_gc must be grace or repair/);
+    }
+    expect(() => validateKeyspace({ name: 'ks', replication, tombstone_gc: 'grace', tombstoneGc: 'grace' })).toThrow(InvalidRequest);
   });
 
   it.each(['', '1abc', '_x', 'has-dash', 'A'.repeat(49), 42])('refuses the name %j', (name) => {

@@ -1,13 +1,17 @@
 import { createHash } from 'node:crypto';
 import type { ActorRef, ActorSystem, ReplyTo } from '@chorus/actors';
 import { InvalidRequest, type NodeId, type SchemaGossip } from '@chorus/core';
-import { DEFAULT_READ_REPAIR, type KeyspaceDef, type ReadRepairMode, type ReplicationSpec, readRepairOf, validateKeyspace } from '@chorus/ring';
+import { DEFAULT_READ_REPAIR, DEFAULT_TOMBSTONE_GC, type KeyspaceDef, type ReadRepairMode, type ReplicationSpec, type TombstoneGcMode, readRepairOf, tombstoneGcOf, validateKeyspace } from '@chorus/ring';
 import { SCHEMA_PARTITION, SYSTEM_KEYSPACE, type StorageHandle, systemRow, write } from '@chorus/storage';
 import type { KeyspaceDefinitionWire, WireMessage } from '@chorus/wire';
 
-/** A definition as the schema keeps it: `readRepair` always set (a stored row without it reads as blocking). */
+/**
+ * A definition as the schema keeps it: `readRepair` and `tombstoneGc` always
+ * set (a stored row without them reads as blocking and repair).
+ */
 export interface StoredKeyspace extends KeyspaceDef {
   readonly readRepair: ReadRepairMode;
+  readonly tombstoneGc: TombstoneGcMode;
   readonly timestampMicros: number;
 }
 
@@ -55,12 +59,16 @@ export function schemaVersion(keyspaces: Iterable<StoredKeyspace>): string {
 }
 
 /**
- * Replication and, when it is not the default, read repair: definitions made
- * before the option existed keep the version (and the stored form) they had.
+ * Replication and each option that is not its default: definitions made
+ * before the options existed keep the version (and the stored form) they had.
  */
 function canonicalDef(k: KeyspaceDef): string {
+  let out = canonical(k.replication);
   const readRepair = readRepairOf(k);
-  return readRepair === DEFAULT_READ_REPAIR ? canonical(k.replication) : `${canonical(k.replication)}\u0000read_repair=${readRepair}`;
+  if (readRepair !== DEFAULT_READ_REPAIR) out += `\u0000read_repair=${readRepair}`;
+  const tombstoneGc = tombstoneGcOf(k);
+  if (tombstoneGc !== DEFAULT_TOMBSTONE_GC) out += `\u0000tombstone_gc=${tombstoneGc}`;
+  return out;
 }
 
 function canonical(replication: ReplicationSpec): string {
@@ -78,18 +86,19 @@ function newer(candidate: StoredKeyspace, current: StoredKeyspace | undefined): 
 
 function fromWire(k: KeyspaceDefinitionWire): StoredKeyspace | undefined {
   try {
-    // Rows and peers from before the option have no readRepair: blocking.
-    const def = validateKeyspace({ name: k.name, replication: JSON.parse(k.replication) as unknown, readRepair: k.readRepair });
-    return { ...def, readRepair: readRepairOf(def), timestampMicros: k.timestampMicros };
+    // Rows and peers from before the options have no readRepair (blocking) nor tombstoneGc (repair).
+    const def = validateKeyspace({ name: k.name, replication: JSON.parse(k.replication) as unknown, readRepair: k.readRepair, tombstoneGc: k.tombstoneGc });
+    return { ...def, readRepair: readRepairOf(def), tombstoneGc: tombstoneGcOf(def), timestampMicros: k.timestampMicros };
   } catch {
     return undefined;
   }
 }
 
-/** The default read repair is left out, so a definition that does not change it looks as it did before the option. */
+/** Default options are left out, so a definition that does not change them looks as it did before the options. */
 function toWire(k: StoredKeyspace): KeyspaceDefinitionWire {
   const wire: KeyspaceDefinitionWire = { name: k.name, replication: canonical(k.replication), timestampMicros: k.timestampMicros };
   if (k.readRepair !== DEFAULT_READ_REPAIR) wire.readRepair = k.readRepair;
+  if (k.tombstoneGc !== DEFAULT_TOMBSTONE_GC) wire.tombstoneGc = k.tombstoneGc;
   return wire;
 }
 
@@ -108,14 +117,20 @@ export async function loadSchema(storage: StorageHandle): Promise<StoredKeyspace
 /**
  * Checks a keyspace definition asked for by a user: a valid name and
  * replication, datacenters that exist (`knownDcs`: those membership knows),
- * at least one datacenter for NetworkTopologyStrategy, and a valid
- * `read_repair`. Without `readRepair` the definition has none, and
- * `putKeyspace` keeps the keyspace's current one (blocking for a new keyspace).
+ * at least one datacenter for NetworkTopologyStrategy, a valid `read_repair`
+ * and `tombstone_gc`. An option left out is left out of the definition, and
+ * `putKeyspace` keeps the keyspace's current one (the default for a new
+ * keyspace: blocking, repair).
  */
-export function validateKeyspaceRequest(name: string, replication: unknown, knownDcs: ReadonlySet<string>, readRepair?: unknown): KeyspaceDef {
-  const keyspace = validateKeyspace({ name, replication, readRepair }, knownDcs);
+export function validateKeyspaceRequest(name: string, replication: unknown, knownDcs: ReadonlySet<string>, readRepair?: unknown, tombstoneGc?: unknown): KeyspaceDef {
+  const keyspace = validateKeyspace({ name, replication, readRepair, tombstoneGc }, knownDcs);
   if (keyspace.replication.class === 'NetworkTopologyStrategy' && Object.keys(keyspace.replication.dcs).length === 0) throw new InvalidRequest('NetworkTopologyStrategy needs at least one datacenter');
-  return readRepair === undefined ? { name: keyspace.name, replication: keyspace.replication } : keyspace;
+  return {
+    name: keyspace.name,
+    replication: keyspace.replication,
+    ...(readRepair === undefined ? {} : { readRepair: keyspace.readRepair! }),
+    ...(tombstoneGc === undefined ? {} : { tombstoneGc: keyspace.tombstoneGc! }),
+  };
 }
 
 /**
@@ -172,9 +187,10 @@ export function spawnSchema(system: ActorSystem, options: SchemaOptions): ActorR
             // A change must beat the current definition even if this node's clock lags the one that wrote it.
             const current = keyspaces.get(msg.keyspace.name);
             const timestampMicros = Math.max(ctx.env.clock.nowMicros(), (current?.timestampMicros ?? 0) + 1);
-            // A change that does not name the read repair (say, of replication only) keeps the current one.
+            // A change that does not name an option (say, of replication only) keeps the current one.
             const readRepair = msg.keyspace.readRepair ?? current?.readRepair ?? DEFAULT_READ_REPAIR;
-            await store([{ ...msg.keyspace, readRepair, timestampMicros }]);
+            const tombstoneGc = msg.keyspace.tombstoneGc ?? current?.tombstoneGc ?? DEFAULT_TOMBSTONE_GC;
+            await store([{ ...msg.keyspace, readRepair, tombstoneGc, timestampMicros }]);
             ctx.reply(msg.replyTo, snapshot);
             return;
           }

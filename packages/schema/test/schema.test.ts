@@ -8,12 +8,12 @@ import { describe, expect, it } from 'vitest';
 import { type SchemaMsg, type SchemaSnapshot, type StoredKeyspace, loadSchema, putKeyspace, schemaVersion, spawnSchema, validateKeyspaceRequest } from '../src/index.js';
 import { VersionBus } from './helpers.js';
 
-const simple = (name: string, rf: number, timestampMicros: number): StoredKeyspace => ({ name, replication: { class: 'SimpleStrategy', rf }, readRepair: 'blocking', timestampMicros });
+const simple = (name: string, rf: number, timestampMicros: number): StoredKeyspace => ({ name, replication: { class: 'SimpleStrategy', rf }, readRepair: 'blocking', tombstoneGc: 'repair', timestampMicros });
 
 describe('schemaVersion', () => {
   it('depends on the definitions, not on their order or the order of datacenters', () => {
     const a = simple('a', 3, 10);
-    const b: StoredKeyspace = { name: 'b', replication: { class: 'NetworkTopologyStrategy', dcs: { dc1: 3, dc2: 2 } }, readRepair: 'blocking', timestampMicros: 20 };
+    const b: StoredKeyspace = { name: 'b', replication: { class: 'NetworkTopologyStrategy', dcs: { dc1: 3, dc2: 2 } }, readRepair: 'blocking', tombstoneGc: 'repair', timestampMicros: 20 };
     const bReordered: StoredKeyspace = { ...b, replication: { class: 'NetworkTopologyStrategy', dcs: { dc2: 2, dc1: 3 } } };
     expect(schemaVersion([a, b])).toBe(schemaVersion([bReordered, a]));
     expect(schemaVersion([a, b])).not.toBe(schemaVersion([a]));
@@ -22,6 +22,9 @@ describe('schemaVersion', () => {
     expect(schemaVersion([])).toMatch(/^[0-9a-f]{32}$/);
     // Read repair is part of the definition: turning it off is a new version, which gossip spreads.
     expect(schemaVersion([a])).not.toBe(schemaVersion([{ ...a, readRepair: 'none' }]));
+    // So is tombstone gc.
+    expect(schemaVersion([a])).not.toBe(schemaVersion([{ ...a, tombstoneGc: 'grace' }]));
+    expect(schemaVersion([{ ...a, readRepair: 'none' }])).not.toBe(schemaVersion([{ ...a, tombstoneGc: 'grace' }]));
   });
 });
 
@@ -30,6 +33,9 @@ describe('validateKeyspaceRequest', () => {
     expect(validateKeyspaceRequest('app', { class: 'SimpleStrategy', rf: 3 }, new Set(['dc1']))).toEqual({ name: 'app', replication: { class: 'SimpleStrategy', rf: 3 } });
     expect(validateKeyspaceRequest('app', { class: 'SimpleStrategy', rf: 3 }, new Set(['dc1']), 'none')).toEqual({ name: 'app', replication: { class: 'SimpleStrategy', rf: 3 }, readRepair: 'none' });
     expect(() => validateKeyspaceRequest('app', { class: 'SimpleStrategy', rf: 3 }, new Set(['dc1']), 'sometimes')).toThrow(expect.objectContaining({ name: 'InvalidRequest' }));
+    expect(validateKeyspaceRequest('app', { class: 'SimpleStrategy', rf: 3 }, new Set(['dc1']), undefined, 'grace')).toEqual({ name: 'app', replication: { class: 'SimpleStrategy', rf: 3 }, tombstoneGc: 'grace' });
+    expect(validateKeyspaceRequest('app', { class: 'SimpleStrategy', rf: 3 }, new Set(['dc1']), 'none', 'Repair')).toEqual({ name: 'app', replication: { class: 'SimpleStrategy', rf: 3 }, readRepair: 'none', tombstoneGc: 'repair' });
+    expect(() => validateKeyspaceRequest('app', { class: 'SimpleStrategy', rf: 3 }, new Set(['dc1']), undefined, 'never')).toThrow(expect.objectContaining({ name: 'InvalidRequest', fields: { field: 'tombstone_gc' } }));
     expect(() => validateKeyspaceRequest('bad name', { class: 'SimpleStrategy', rf: 3 }, new Set())).toThrow(expect.objectContaining({ name: 'InvalidRequest' }));
     expect(() => validateKeyspaceRequest('app', { class: 'NetworkTopologyStrategy' }, new Set(['dc1']))).toThrow(expect.objectContaining({ name: 'InvalidRequest' }));
   });
@@ -128,17 +134,39 @@ describe('the schema actor', () => {
     expect(nodes.get('n2')!.latest!.keyspaces.get('app')).toMatchObject({ readRepair: 'none' });
   });
 
-  it('reads a definition stored before read_repair existed as blocking (seed 26)', async () => {
+  it('spreads tombstone_gc with the definition; a change that does not name it keeps it (seed 27)', async () => {
+    const { sim, nodes, during } = await cluster(27, ['n1', 'n2']);
+    const n1 = nodes.get('n1')!;
+    const created = await during(putKeyspace(n1.ref, validateKeyspaceRequest('app', { class: 'SimpleStrategy', rf: 1 }, new Set()), 5_000));
+    expect(created.keyspaces.get('app')).toMatchObject({ readRepair: 'blocking', tombstoneGc: 'repair' });
+    await during(putKeyspace(n1.ref, validateKeyspaceRequest('app', { class: 'SimpleStrategy', rf: 1 }, new Set(), undefined, 'grace'), 5_000));
+    await sim.runFor(1_000);
+    expect(nodes.get('n2')!.latest!.keyspaces.get('app')).toMatchObject({ readRepair: 'blocking', tombstoneGc: 'grace' });
+    // Read repair changed alone: tombstone gc stays grace.
+    await during(putKeyspace(nodes.get('n2')!.ref, validateKeyspaceRequest('app', { class: 'SimpleStrategy', rf: 2 }, new Set(), 'none'), 5_000));
+    await sim.runFor(1_000);
+    for (const node of nodes.values()) expect(node.latest!.keyspaces.get('app')).toMatchObject({ replication: { class: 'SimpleStrategy', rf: 2 }, readRepair: 'none', tombstoneGc: 'grace' });
+    sim.crash('n1');
+    await sim.restart('n1');
+    await sim.runFor(100);
+    expect(nodes.get('n1')!.latest!.keyspaces.get('app')).toMatchObject({ readRepair: 'none', tombstoneGc: 'grace' });
+    // And back to repair, named explicitly.
+    await during(putKeyspace(nodes.get('n1')!.ref, validateKeyspaceRequest('app', { class: 'SimpleStrategy', rf: 2 }, new Set(), undefined, 'repair'), 5_000));
+    await sim.runFor(1_000);
+    for (const node of nodes.values()) expect(node.latest!.keyspaces.get('app')).toMatchObject({ readRepair: 'none', tombstoneGc: 'repair' });
+  });
+
+  it('reads a definition stored before read_repair and tombstone_gc existed as blocking and repair (seed 26)', async () => {
     const { sim, nodes, during } = await cluster(26, ['n1']);
     const n1 = nodes.get('n1')!;
-    // A stored row as older versions wrote it: no readRepair field.
+    // A stored row as older versions wrote it: no readRepair nor tombstoneGc field.
     const old = { name: 'legacy', replication: JSON.stringify({ class: 'SimpleStrategy', rf: 1 }), timestampMicros: 5 };
     await during(write(n1.storage.ref, { ...systemRow(SCHEMA_PARTITION, 'legacy'), cell: { value: new TextEncoder().encode(JSON.stringify(old)), timestampMicros: 5 } }, 5_000));
     sim.crash('n1');
     await sim.restart('n1');
     await sim.runFor(100);
-    expect(nodes.get('n1')!.latest!.keyspaces.get('legacy')).toEqual({ name: 'legacy', replication: { class: 'SimpleStrategy', rf: 1 }, readRepair: 'blocking', timestampMicros: 5 });
-    expect(await during(loadSchema(nodes.get('n1')!.storage))).toEqual([{ name: 'legacy', replication: { class: 'SimpleStrategy', rf: 1 }, readRepair: 'blocking', timestampMicros: 5 }]);
+    expect(nodes.get('n1')!.latest!.keyspaces.get('legacy')).toEqual({ name: 'legacy', replication: { class: 'SimpleStrategy', rf: 1 }, readRepair: 'blocking', tombstoneGc: 'repair', timestampMicros: 5 });
+    expect(await during(loadSchema(nodes.get('n1')!.storage))).toEqual([{ name: 'legacy', replication: { class: 'SimpleStrategy', rf: 1 }, readRepair: 'blocking', tombstoneGc: 'repair', timestampMicros: 5 }]);
   });
 
   it('stops listening for mismatches when it stops (seed 24)', async () => {

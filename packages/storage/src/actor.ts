@@ -1,5 +1,5 @@
 import type { ActorContext, ActorRef, ActorSystem, Behavior, ReplyTo } from '@chorus/actors';
-import type { Env, Timer } from '@chorus/core';
+import type { Env, Timer, Token } from '@chorus/core';
 import { type Cell, type Mutation, type RowAddress, validateAddress } from '@chorus/model';
 import type { StorageDb } from './db.js';
 import type { SweepCursor } from './gc.js';
@@ -30,6 +30,8 @@ export interface StorageActorOptions {
   /** Actor name (default `storage`). */
   name?: string;
   gcGraceSeconds?: number;
+  /** Per keyspace and token, when dead data may be purged (`StoreOptions.purgeHorizon`); without it, gc grace for every keyspace. */
+  purgeHorizon?: (keyspace: string, t: Token) => number;
   /** Bound of the store's cache of reconciled rows (estimated bytes, default 64 MiB); 0 turns it off. */
   rowCacheBytes?: number;
   commitSync?: CommitSyncMode;
@@ -74,7 +76,7 @@ export interface StorageHandle {
   close(): Promise<void>;
 }
 
-function storageBehavior(store: Store, o: Required<Omit<StorageActorOptions, 'db' | 'env' | 'name' | 'gcGraceSeconds' | 'rowCacheBytes' | 'mailboxCapacity' | 'batchLimit'>>): Behavior<StorageMsg> {
+function storageBehavior(store: Store, o: Required<Omit<StorageActorOptions, 'db' | 'env' | 'name' | 'gcGraceSeconds' | 'purgeHorizon' | 'rowCacheBytes' | 'mailboxCapacity' | 'batchLimit'>>): Behavior<StorageMsg> {
   let syncTimer: Timer | undefined;
   let sweepTimer: Timer | undefined;
   let stopped = false;
@@ -190,6 +192,7 @@ function storageBehavior(store: Store, o: Required<Omit<StorageActorOptions, 'db
 export function spawnStorage(system: ActorSystem, options: StorageActorOptions): StorageHandle {
   const storeOptions: StoreOptions = { env: options.env };
   if (options.gcGraceSeconds !== undefined) storeOptions.gcGraceSeconds = options.gcGraceSeconds;
+  if (options.purgeHorizon !== undefined) storeOptions.purgeHorizon = options.purgeHorizon;
   if (options.rowCacheBytes !== undefined) storeOptions.rowCacheBytes = options.rowCacheBytes;
   const store = new Store(options.db, storeOptions);
   const commitSyncPeriodMs = options.commitSyncPeriodMs ?? DEFAULT_COMMIT_SYNC_PERIOD_MS;

@@ -1,3 +1,4 @@
+import type { Token } from '@chorus/core';
 import { isTombstone } from '@chorus/model';
 import { type StoredCell, decodeStored } from './cell.js';
 import { ENC, type Entry } from './db.js';
@@ -9,6 +10,7 @@ import {
   KIND_ROW,
   ROW_VERSION_BYTES,
   copyBytes,
+  decodeToken,
   escapedFieldLength,
   hasPrefix,
   kindPrefix,
@@ -16,6 +18,7 @@ import {
   prefixEnd,
   readInvertedMicros,
 } from './keys.js';
+import { keyspaceNameOf } from './keyspaces.js';
 import type { StoreParts } from './parts.js';
 import { cacheId } from './row-cache.js';
 import { RowVersions, versionTs } from './row-versions.js';
@@ -37,25 +40,67 @@ export interface SweepResult {
   next?: SweepCursor;
 }
 
+/** A key prefix gc may purge (a row's, or a partition's deletion), with the horizon it was judged by. */
+interface Candidate {
+  readonly prefix: Uint8Array;
+  readonly horizon: number;
+}
+
+/**
+ * The purge horizon of each partition one sweep step meets, asked of the
+ * store's `purgeHorizon` only for partitions that hold dead data (most hold
+ * none, and the sweep walks the whole store) and at most once per partition.
+ * The keyspace name is decoded once per run of partitions of one keyspace.
+ */
+class PartitionHorizons {
+  private keyspacePrefix: Uint8Array | undefined;
+  private keyspace = '';
+  private partition: Uint8Array | undefined;
+  private horizon = 0;
+
+  constructor(
+    private readonly horizonOf: ((keyspace: string, t: Token) => number) | undefined,
+    private readonly now: number,
+    private readonly graceHorizon: number,
+  ) {}
+
+  /** The horizon of the partition with key prefix `part`: dead data stored (or expired) at or before it may go. */
+  of(part: Uint8Array): number {
+    if (this.horizonOf === undefined) return this.graceHorizon;
+    if (part === this.partition) return this.horizon;
+    const ksLength = 2 + part[1]!;
+    if (this.keyspacePrefix === undefined || !hasPrefix(part, this.keyspacePrefix)) {
+      this.keyspacePrefix = copyBytes(part, 0, ksLength);
+      this.keyspace = keyspaceNameOf(part);
+    }
+    // Nothing is dead in the future: a horizon past now would purge a value before its expiry.
+    this.horizon = Math.min(this.horizonOf(this.keyspace, decodeToken(part, ksLength)), this.now);
+    this.partition = part;
+    return this.horizon;
+  }
+}
+
 /**
  * One step of the gc sweep over at most `maxKeys` entries; it is also the
  * compaction. It deletes every shadowed version: versions that lose to a
  * newer one of their row, rows shadowed by a partition deletion (which stays
  * and keeps shadowing), and all but the newest deletion of a partition. Those
  * deletions go through the write path in any order with writes, since a
- * shadowed version stays shadowed. It purges what gc grace allows — a row
- * whose winner is a tombstone stored (or a value expired) more than grace
- * ago, a partition deletion stored more than grace ago — only after
+ * shadowed version stays shadowed. It purges what the purge horizon of the
+ * row's keyspace and token allows (by default gc grace: now − grace) — a row
+ * whose winner is a tombstone stored (or a value expired) at or before the
+ * horizon, a partition deletion stored at or before it — only after
  * re-reading the row (the partition) alone, with no batch in flight, and
  * deletes it together with every version it shadows, so no older version can
  * reappear.
  */
 export async function sweep(s: StoreParts, cursor: SweepCursor | undefined, maxKeys: number): Promise<SweepResult> {
   if (s.commits.closed) return { purged: 0 };
-  const horizon = s.env.clock.nowMicros() - s.gcGraceMicros;
+  const now = s.env.clock.nowMicros();
+  const horizons = new PartitionHorizons(s.purgeHorizon, now, now - s.gcGraceMicros);
   const shadowed: Uint8Array[] = [];
-  const rowPurges: Uint8Array[] = [];
-  const partitionPurges: Uint8Array[] = [];
+  const rowPurges: Candidate[] = [];
+  const partitionPurges: Candidate[] = [];
   let part = cursor?.partition;
   let deletion = cursor?.deletion;
   const group = new RowVersions(false);
@@ -64,11 +109,19 @@ export async function sweep(s: StoreParts, cursor: SweepCursor | undefined, maxK
     if (group.count === 0) return;
     group.count = 0;
     const best = group.best();
-    if (deletion !== undefined && best.cell.timestampMicros <= deletion.timestampMicros) shadowed.push(group.bestKey);
-    else if (purgeable(best, horizon)) rowPurges.push(copyBytes(group.first, 0, group.prefixLength));
+    if (deletion !== undefined && best.cell.timestampMicros <= deletion.timestampMicros) {
+      shadowed.push(group.bestKey);
+      return;
+    }
+    const since = deadSince(best);
+    if (since === undefined || part === undefined) return;
+    const horizon = horizons.of(part);
+    if (since <= horizon) rowPurges.push({ prefix: copyBytes(group.first, 0, group.prefixLength), horizon });
   };
   const finishPartition = (): void => {
-    if (part !== undefined && deletion !== undefined && deletion.deletionTimeMicros <= horizon) partitionPurges.push(part);
+    if (part === undefined || deletion === undefined) return;
+    const horizon = horizons.of(part);
+    if (deletion.deletionTimeMicros <= horizon) partitionPurges.push({ prefix: part, horizon });
   };
   let last: Uint8Array | undefined;
   let seen = 0;
@@ -127,7 +180,7 @@ export async function sweep(s: StoreParts, cursor: SweepCursor | undefined, maxK
     purged += shadowed.length;
   }
   if ((rowPurges.length > 0 || partitionPurges.length > 0) && !s.commits.closed) {
-    purged += await s.commits.exclusive(() => purgeAlone(s, rowPurges, partitionPurges, horizon));
+    purged += await s.commits.exclusive(() => purgeAlone(s, rowPurges, partitionPurges));
   }
   return next === undefined ? { purged } : { purged, next };
 }
@@ -161,10 +214,10 @@ async function readAll(s: StoreParts, prefix: Uint8Array, upper: Uint8Array = pr
 }
 
 /** Re-reads gc candidates with nothing in flight and deletes what is still purgeable, with all it shadows, in one batch. */
-async function purgeAlone(s: StoreParts, rows: readonly Uint8Array[], partitions: readonly Uint8Array[], horizon: number): Promise<number> {
+async function purgeAlone(s: StoreParts, rows: readonly Candidate[], partitions: readonly Candidate[]): Promise<number> {
   if (s.commits.closed) return 0;
   const dels: Uint8Array[] = [];
-  for (const rowPrefix of rows) {
+  for (const { prefix: rowPrefix, horizon } of rows) {
     const versions = await readAll(s, rowPrefix);
     if (versions.length === 0) continue;
     const p = partitionPrefixLength(rowPrefix);
@@ -174,10 +227,11 @@ async function purgeAlone(s: StoreParts, rows: readonly Uint8Array[], partitions
     group.start(versions[0]![0], versions[0]![1]);
     for (let i = 1; i < versions.length; i++) group.add(versions[i]![0], versions[i]![1]);
     const best = group.best();
-    if (purgeable(best, horizon) || (deletionTs !== undefined && best.cell.timestampMicros <= deletionTs)) for (const [k] of versions) dels.push(k);
+    const since = deadSince(best);
+    if ((since !== undefined && since <= horizon) || (deletionTs !== undefined && best.cell.timestampMicros <= deletionTs)) for (const [k] of versions) dels.push(k);
     else for (const k of group.losers) dels.push(k);
   }
-  for (const pk of partitions) {
+  for (const { prefix: pk, horizon } of partitions) {
     const deletions = await readAll(s, kindPrefix(pk, KIND_PARTITION_DELETION));
     if (deletions.length === 0) continue;
     const newest = deletions[0]!;
@@ -201,16 +255,20 @@ async function purgeAlone(s: StoreParts, rows: readonly Uint8Array[], partitions
     // A purged row reads as absent, not as the tombstone the cache may hold: forget the candidates (kept or not).
     const seq = cache.nextBatch();
     if (cache.tracking) {
-      for (const rowPrefix of rows) cache.invalidateRow(seq, cacheId(rowPrefix, rowPrefix.length));
-      for (const pk of partitions) cache.invalidatePartition(seq, cacheId(pk, pk.length));
+      for (const { prefix } of rows) cache.invalidateRow(seq, cacheId(prefix, prefix.length));
+      for (const { prefix } of partitions) cache.invalidatePartition(seq, cacheId(prefix, prefix.length));
     }
   }
   return dels.length;
 }
 
-/** A winner gc may purge: a tombstone stored, or a value expired, more than grace ago (`horizon`). */
-function purgeable(stored: StoredCell, horizon: number): boolean {
+/**
+ * Since when a row's winner has been dead on this replica — when the
+ * tombstone was stored here, or when the value expires — or undefined for a
+ * value that never expires. Gc may purge it once that is at or before the horizon.
+ */
+function deadSince(stored: StoredCell): number | undefined {
   const c = stored.cell;
-  if (isTombstone(c)) return (stored.deletionTimeMicros ?? 0) <= horizon;
-  return c.expiresAtMicros !== undefined && c.expiresAtMicros <= horizon;
+  if (isTombstone(c)) return stored.deletionTimeMicros ?? 0;
+  return c.expiresAtMicros;
 }

@@ -2,6 +2,13 @@ import type { Token } from '@chorus/core';
 import { validateKeyspace } from '@chorus/model';
 import { escapedLength, keyspacePrefix, writeEscaped, writeToken } from './keys.js';
 
+const DECODE = new TextDecoder();
+
+/** The keyspace name of a data key (`'d' | len | keyspace | …`). */
+export function keyspaceNameOf(key: Uint8Array): string {
+  return DECODE.decode(key.subarray(2, 2 + key[1]!));
+}
+
 /** Validated keyspace names and their key prefixes: a name is validated and encoded the first time it is seen. */
 export class KeyspacePrefixes {
   private readonly prefixes = new Map<string, Uint8Array>();

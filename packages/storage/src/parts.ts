@@ -1,4 +1,4 @@
-import type { Env } from '@chorus/core';
+import type { Env, Token } from '@chorus/core';
 import type { GroupCommit } from './commit.js';
 import type { CompactionQueue } from './compaction.js';
 import type { StorageDb } from './db.js';
@@ -11,6 +11,8 @@ export interface StoreParts {
   readonly env: Env;
   /** How long tombstones and expired cells are kept before gc may purge them. */
   readonly gcGraceMicros: number;
+  /** Per keyspace and token, what gc may purge (see `StoreOptions.purgeHorizon`); without it, now − grace. */
+  readonly purgeHorizon?: (keyspace: string, t: Token) => number;
   readonly keyspaces: KeyspacePrefixes;
   readonly commits: GroupCommit;
   readonly compactions: CompactionQueue;

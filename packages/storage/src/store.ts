@@ -19,8 +19,18 @@ export const DEFAULT_GC_GRACE_SECONDS = 864_000;
 
 export interface StoreOptions {
   env: Env;
-  /** How long tombstones and expired cells are kept before a sweep may purge them. */
+  /** How long tombstones and expired cells are kept before a sweep may purge them (unless `purgeHorizon` says otherwise). */
   gcGraceSeconds?: number;
+  /**
+   * When dead data of a keyspace and token may be purged: a time in
+   * microseconds of this node's clock, and a tombstone stored here (its
+   * deletion time), an expired value (its expiry) or a partition deletion
+   * stored here at or before it may go. -Infinity purges nothing. Asked by
+   * the sweep at most once per partition that holds dead data in a sweep
+   * step, so it must be cheap and must not block. Without it every keyspace
+   * purges after gc grace: now − `gcGraceSeconds`.
+   */
+  purgeHorizon?: (keyspace: string, t: Token) => number;
   /**
    * Bound of the in-memory cache of reconciled rows that point reads use
    * (estimated heap bytes; default 64 MiB). 0 turns it off.
@@ -67,6 +77,7 @@ export class Store {
       db,
       env: this.env,
       gcGraceMicros: this.gcGraceMicros,
+      ...(options.purgeHorizon !== undefined ? { purgeHorizon: options.purgeHorizon } : {}),
       keyspaces: this.keyspaces,
       commits: this.commits,
       compactions: this.compactions,

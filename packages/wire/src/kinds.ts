@@ -32,14 +32,15 @@ const MAX_DIGESTS = 10_000;
 
 /**
  * A keyspace as the schema holds it: replication as canonical JSON, its read
- * repair (absent from definitions made before the option: blocking), and the
- * time of its last change (newest wins).
+ * repair (absent from definitions made before the option: blocking), its
+ * tombstone gc (absent: repair), and the time of its last change (newest wins).
  */
 const KeyspaceDefinition = Type.Object(
   {
     name: Type.String({ minLength: 1, maxLength: 48 }),
     replication: Type.String({ maxLength: 4_096 }),
     readRepair: Type.Optional(Type.Union([Type.Literal('blocking'), Type.Literal('none')])),
+    tombstoneGc: Type.Optional(Type.Union([Type.Literal('grace'), Type.Literal('repair')])),
     timestampMicros: Counter,
   },
   { additionalProperties: false },
