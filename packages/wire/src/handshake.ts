@@ -18,8 +18,11 @@ import { HandshakeRefused, type HandshakeFailure } from './errors.js';
  * conversation can be replayed or reflected. The secret never crosses the wire.
  */
 
-/** Bumped when the handshake or the batch format changes incompatibly. */
-export const PEER_PROTOCOL_VERSION = 1;
+/**
+ * Bumped when the handshake, the batch format or the envelope changes
+ * incompatibly. 2: reply addresses and replies carry the asking system's run.
+ */
+export const PEER_PROTOCOL_VERSION = 2;
 /** Any single handshake message above this is refused before it is decoded. */
 export const HANDSHAKE_MAX_BYTES = 4096;
 export const NONCE_BYTES = 32;
