@@ -51,6 +51,13 @@ export interface ActorContext<M> {
   readonly env: Env;
   readonly log: Logger;
   readonly system: ActorSystem;
+  /**
+   * The node that sent the message `receive` is handling: the peer the
+   * transport authenticated for a message from another node (never what the
+   * message says about itself), this node for a local one. Undefined outside
+   * `receive` (in `started`, `stopping` and `receiveBatch`).
+   */
+  readonly sender: NodeId | undefined;
   spawn<C>(name: string, factory: () => Behavior<C>, options?: SpawnOptions): ActorRef<C>;
   reply<R>(to: ReplyTo<R>, value: R): void;
   fail(to: ReplyTo<unknown>, error: Error): void;
@@ -113,6 +120,8 @@ class ActorCell<M> {
   private timers = new Set<Timer>();
   private stopped: Promise<void> | undefined;
   private idle: (() => void) | undefined;
+  /** The letter `receive` is handling, or handled last while its promise is pending: what `ctx.sender` reads. */
+  private current: Letter<M> | undefined;
 
   constructor(
     readonly system: ActorSystem,
@@ -133,6 +142,10 @@ class ActorCell<M> {
       env: internals.env,
       log: this.log,
       system,
+      get sender() {
+        const letter = cell.current;
+        return letter ? (letter.from ?? internals.env.node) : undefined;
+      },
       spawn: (name, f, o) => cell.spawnChild(name, f, o),
       reply: (to, value) => internals.reply(to, value),
       fail: (to, error) => internals.replyError(to, error),
@@ -201,20 +214,24 @@ class ActorCell<M> {
       const letter = this.mailbox.shift();
       if (!letter) break;
       let result: void | Promise<void>;
+      this.current = letter;
       try {
         result = this.behavior.receive?.(letter.msg, this.ctx);
       } catch (error) {
+        this.current = undefined;
         this.failed(error, [letter]);
         return;
       }
       if (result instanceof Promise) {
         this.busy = true;
+        // The letter stays current until the promise settles: the actor takes nothing else meanwhile.
         this.internals.env.scheduler.track(result).then(
           () => this.settled(() => this.receiveSome(budget)),
           (error: unknown) => this.settled(() => this.failed(error, [letter])),
         );
         return;
       }
+      this.current = undefined;
     }
     this.scheduleTurn();
   }
@@ -241,6 +258,7 @@ class ActorCell<M> {
 
   private settled(next: () => void): void {
     this.busy = false;
+    this.current = undefined;
     if (this.idle) {
       const wake = this.idle;
       this.idle = undefined;
@@ -617,7 +635,7 @@ export class ActorSystem {
           if (replyTo) this.deliverReply(replyTo, { ok: false, error: new ActorNotFound(envelope.to) });
           return;
         }
-        if (!cell.enqueue({ msg: envelope.msg, replyTo })) {
+        if (!cell.enqueue({ msg: envelope.msg, replyTo, from: from === this.node ? undefined : from })) {
           const full = new MailboxFull(cell.path, cell.mailbox.options.capacity);
           if (replyTo) this.deliverReply(replyTo, { ok: false, error: full });
           else this.env.logger.warn({ actor: cell.path, peer: from }, 'mailbox full; dropped a message');

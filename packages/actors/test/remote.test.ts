@@ -141,4 +141,21 @@ describe('remote refs', { timeout: TEST_TIMEOUT_MS }, () => {
     expect(sent).toEqual([]);
     await a.shutdown();
   });
+
+  it('tells a handler which node sent the message it handles: the transport\'s peer for a remote one, this node for a local one', async () => {
+    const net = loopbackTransports(['a', 'b']);
+    const a = new ActorSystem({ env: env('a'), transport: net.transports[0] });
+    const b = new ActorSystem({ env: env('b'), transport: net.transports[1] });
+    type Note = { type: 'note'; text: string; node?: string };
+    const heard: string[] = [];
+    const listener = b.spawn<Note>('listener', () => ({ receive: (m, ctx) => void heard.push(`${m.text} from ${String(ctx.sender)}`) }));
+    // What a message says about its origin is not what the handler is told.
+    a.ref<Note>({ node: nodeId('b'), name: 'listener' }).tell({ type: 'note', text: 'remote', node: 'c' });
+    expect(await until(() => heard.length === 1)).toBe(true);
+    listener.tell({ type: 'note', text: 'local' });
+    expect(await until(() => heard.length === 2)).toBe(true);
+    expect(heard).toEqual(['remote from a', 'local from b']);
+    await a.shutdown();
+    await b.shutdown();
+  });
 });

@@ -205,6 +205,8 @@ export class ServerHandshake {
       versionOf(map);
       this.client = nodeOf(map, 'node');
       clusterOf(map, this.me.clusterName);
+      // The secret proves membership, not identity; whatever arrives on a connection is taken as from its peer's id, and this id only this node may use.
+      if (this.client === this.me.localNode) throw new HandshakeRefused('node id mismatch', `peer claims this node's own id ${this.me.localNode}`);
       const to = nodeOf(map, 'to');
       if (to !== this.me.localNode) throw new HandshakeRefused('node id mismatch', `peer dialed ${to} but this node is ${this.me.localNode}`);
       this.clientNonce = bytesOf(map, 'nonce', NONCE_BYTES);
