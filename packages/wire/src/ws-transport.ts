@@ -47,6 +47,11 @@ export interface WsTransportOptions {
   maxBufferedBytes?: number;
   /** Inbound connections still in their handshake beyond which new ones are cut. */
   maxPendingHandshakes?: number;
+  /**
+   * The share of `maxPendingHandshakes` one source address (an IPv6 /64) may
+   * hold, so a flood from one place cannot keep every other peer out.
+   */
+  maxPendingHandshakesPerSource?: number;
   /** Bad frames from one connection within `penaltyWindowMs` that close it. */
   penaltyThreshold?: number;
   penaltyWindowMs?: number;
@@ -73,6 +78,8 @@ export interface PeerLinkStats {
 }
 
 export interface WsTransportStats extends Counters {
+  /** Inbound connections in their handshake right now. */
+  pendingHandshakes: number;
   peers: Record<string, PeerLinkStats>;
 }
 
@@ -91,7 +98,8 @@ export interface WsTransport extends Transport {
 const DEFAULTS: Settings = {
   pingIntervalMs: 1_000,
   pingTimeoutMs: 5_000,
-  handshakeTimeoutMs: 5_000,
+  // A real handshake is two round trips and two HMACs; a stranger's connection holds a slot no longer than this.
+  handshakeTimeoutMs: 2_000,
   minBackoffMs: 100,
   maxBackoffMs: 5_000,
   retryWindowMs: 60_000,
@@ -103,6 +111,7 @@ const DEFAULTS: Settings = {
   maxQueuedBytes: 16 * MiB,
   maxBufferedBytes: 16 * MiB,
   maxPendingHandshakes: 64,
+  maxPendingHandshakesPerSource: 8,
   penaltyThreshold: 10,
   penaltyWindowMs: 60_000,
 };
@@ -165,6 +174,7 @@ class WsTransportImpl implements WsTransport {
     connectAttempts: 0,
     reconnects: 0,
     rejectedHandshakes: 0,
+    sourceLimited: 0,
     badMessages: 0,
     penalties: 0,
     penalizedClosures: 0,
@@ -251,7 +261,7 @@ class WsTransportImpl implements WsTransport {
         framesReceived: inbound?.framesReceived ?? 0,
       };
     }
-    return { ...this.counters, peers };
+    return { ...this.counters, pendingHandshakes: this.inbound.pendingHandshakes, peers };
   }
 
   private async shutdown(): Promise<void> {
