@@ -27,6 +27,7 @@ export interface WsTransportOptions {
   pingIntervalMs?: number;
   /** A link whose pings go unanswered this long is declared down. */
   pingTimeoutMs?: number;
+  /** Time an inbound connection has to complete its handshake; a stranger holds a slot no longer. */
   handshakeTimeoutMs?: number;
   minBackoffMs?: number;
   maxBackoffMs?: number;
