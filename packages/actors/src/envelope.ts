@@ -5,6 +5,12 @@ import type { NodeId } from '@chorus/core';
 export interface ReplyTo<R> {
   readonly node: NodeId;
   readonly id: number;
+  /**
+   * The run of the asking ActorSystem, drawn when it starts. Ask ids restart
+   * at 1 with every process; the run is what keeps a reply owed to a
+   * previous run from settling a new ask of the same number.
+   */
+  readonly run: number;
   /** Never present at run time; carries the reply type for the compiler. */
   readonly __reply?: R;
 }
@@ -25,13 +31,21 @@ export interface WireError {
 /** What the runtime puts on the transport. */
 export type Envelope =
   | { t: 'msg'; to: string; msg: unknown; r?: ReplyTo<unknown> }
-  | { t: 'ok'; id: number; v: unknown }
-  | { t: 'err'; id: number; e: WireError };
+  | { t: 'ok'; id: number; run: number; v: unknown }
+  | { t: 'err'; id: number; run: number; e: WireError };
 
 /** Turns envelopes into frames and back. `decode` throws on anything that is not a well-formed envelope. */
 export interface Codec {
   encode(envelope: Envelope): Uint8Array;
   decode(frame: Uint8Array): Envelope;
+  /**
+   * For a codec that knows its message kinds: the kind a reply to `request`
+   * must have, or null when that kind takes no reply at all. Undefined (or
+   * no method) leaves replies unchecked.
+   */
+  replyKindOf?(request: unknown): string | null | undefined;
+  /** The kind of a decoded message, when the codec knows kinds. */
+  kindOf?(message: unknown): string | undefined;
 }
 
 /**
@@ -63,11 +77,11 @@ export function checkEnvelope(value: unknown): Envelope {
       return value as Envelope;
     }
     case 'ok':
-      if (!Number.isSafeInteger(value.id)) throw new TypeError('reply has a bad id');
+      if (!Number.isSafeInteger(value.id) || !Number.isSafeInteger(value.run)) throw new TypeError('reply has a bad id or run');
       return value as Envelope;
     case 'err': {
       const e = value.e;
-      if (!Number.isSafeInteger(value.id) || !isRecord(e) || typeof e.name !== 'string' || typeof e.code !== 'string' || typeof e.message !== 'string' || !isRecord(e.fields) || typeof e.status !== 'number') {
+      if (!Number.isSafeInteger(value.id) || !Number.isSafeInteger(value.run) || !isRecord(e) || typeof e.name !== 'string' || typeof e.code !== 'string' || typeof e.message !== 'string' || !isRecord(e.fields) || typeof e.status !== 'number') {
         throw new TypeError('error reply is malformed');
       }
       return value as Envelope;
@@ -78,5 +92,5 @@ export function checkEnvelope(value: unknown): Envelope {
 }
 
 function isReplyTo(v: unknown): v is ReplyTo<unknown> {
-  return isRecord(v) && typeof v.node === 'string' && Number.isSafeInteger(v.id);
+  return isRecord(v) && typeof v.node === 'string' && Number.isSafeInteger(v.id) && Number.isSafeInteger(v.run);
 }

@@ -43,6 +43,23 @@ export class ActorCrashed extends ChorusError {
   }
 }
 
+/**
+ * A peer answered an ask with a reply of another kind than the ask's kind
+ * takes (the wire's kind table says which). The answer is not used; the peer
+ * may still have handled the message.
+ */
+export class UnexpectedReply extends ChorusError {
+  constructor(node: string, actor: string, expected: string | null, received: string | undefined) {
+    super(
+      'UnexpectedReply',
+      'UNEXPECTED_REPLY',
+      `${node}/${actor} answered with ${received ?? 'a message of no known kind'} where ${expected === null ? 'no reply' : expected} was due`,
+      { node, actor, expected, received: received ?? null },
+      502,
+    );
+  }
+}
+
 /** The error a remote actor answered with, rebuilt on this side with its name, code and numbers. */
 export class RemoteActorError extends ChorusError {
   constructor(name: string, code: string, message: string, fields: Record<string, unknown>, httpStatus: number) {

@@ -10,4 +10,4 @@ export {
 } from './system.js';
 export { type ReplyTo, type ActorAddress, type Envelope, type Codec, type WireError, msgpackCodec, checkEnvelope } from './envelope.js';
 export { type MailboxOptions, type OverflowPolicy } from './mailbox.js';
-export { MailboxFull, AskTimeout, NodeUnreachable, ActorStopped, ActorNotFound, ActorCrashed, RemoteActorError } from './errors.js';
+export { MailboxFull, AskTimeout, NodeUnreachable, ActorStopped, ActorNotFound, ActorCrashed, RemoteActorError, UnexpectedReply } from './errors.js';

@@ -1,3 +1,4 @@
+import type { NodeId } from '@chorus/core';
 import type { ReplyTo } from './envelope.js';
 
 export type OverflowPolicy = 'reject' | 'drop-oldest';
@@ -13,6 +14,8 @@ export interface Letter<M> {
   msg: M;
   /** Set when the message is part of an ask, so the runtime can fail it if the message is never handled. */
   replyTo: ReplyTo<unknown> | undefined;
+  /** The peer the message came from, as the transport authenticated it; absent for a message sent on this node. */
+  from?: NodeId;
 }
 
 /** A FIFO ring buffer with a hard capacity: memory stays bounded under any load. */

@@ -1,6 +1,6 @@
 import { type Env, type LinkState, type Logger, type NodeId, type Timer, type Transport, isChorusError } from '@chorus/core';
 import { type ActorAddress, type Codec, type Envelope, type ReplyTo, type WireError, msgpackCodec } from './envelope.js';
-import { ActorCrashed, ActorNotFound, ActorStopped, AskTimeout, MailboxFull, NodeUnreachable, RemoteActorError } from './errors.js';
+import { ActorCrashed, ActorNotFound, ActorStopped, AskTimeout, MailboxFull, NodeUnreachable, RemoteActorError, UnexpectedReply } from './errors.js';
 import { DeadlineQueues } from './deadlines.js';
 import { type Letter, Mailbox, type MailboxOptions } from './mailbox.js';
 
@@ -51,6 +51,13 @@ export interface ActorContext<M> {
   readonly env: Env;
   readonly log: Logger;
   readonly system: ActorSystem;
+  /**
+   * The node that sent the message `receive` is handling: the peer the
+   * transport authenticated for a message from another node (never what the
+   * message says about itself), this node for a local one. Undefined outside
+   * `receive` (in `started`, `stopping` and `receiveBatch`).
+   */
+  readonly sender: NodeId | undefined;
   spawn<C>(name: string, factory: () => Behavior<C>, options?: SpawnOptions): ActorRef<C>;
   reply<R>(to: ReplyTo<R>, value: R): void;
   fail(to: ReplyTo<unknown>, error: Error): void;
@@ -75,6 +82,10 @@ export interface SystemStats {
   deadLetters: number;
   rejectedFrames: number;
   restarts: number;
+  /** Replies that matched no pending ask of this run: late, owed to a previous run of this node, or from a node the ask was not sent to. */
+  staleReplies: number;
+  /** Replies of another kind than their ask takes; each failed its ask with UnexpectedReply. */
+  unexpectedReplies: number;
 }
 
 const DEFAULT_MAILBOX: MailboxOptions = { capacity: 10_000, overflow: 'reject' };
@@ -85,6 +96,8 @@ const NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
 interface PendingAsk {
   node: NodeId;
   actor: string;
+  /** The kind the reply must have (null: none is due), when the codec knows kinds; checked on replies from other nodes. */
+  expect: string | null | undefined;
   resolve(value: unknown): void;
   reject(error: Error): void;
 }
@@ -107,6 +120,8 @@ class ActorCell<M> {
   private timers = new Set<Timer>();
   private stopped: Promise<void> | undefined;
   private idle: (() => void) | undefined;
+  /** The letter `receive` is handling, or handled last while its promise is pending: what `ctx.sender` reads. */
+  private current: Letter<M> | undefined;
 
   constructor(
     readonly system: ActorSystem,
@@ -127,6 +142,10 @@ class ActorCell<M> {
       env: internals.env,
       log: this.log,
       system,
+      get sender() {
+        const letter = cell.current;
+        return letter ? (letter.from ?? internals.env.node) : undefined;
+      },
       spawn: (name, f, o) => cell.spawnChild(name, f, o),
       reply: (to, value) => internals.reply(to, value),
       fail: (to, error) => internals.replyError(to, error),
@@ -195,20 +214,24 @@ class ActorCell<M> {
       const letter = this.mailbox.shift();
       if (!letter) break;
       let result: void | Promise<void>;
+      this.current = letter;
       try {
         result = this.behavior.receive?.(letter.msg, this.ctx);
       } catch (error) {
+        this.current = undefined;
         this.failed(error, [letter]);
         return;
       }
       if (result instanceof Promise) {
         this.busy = true;
+        // The letter stays current until the promise settles: the actor takes nothing else meanwhile.
         this.internals.env.scheduler.track(result).then(
           () => this.settled(() => this.receiveSome(budget)),
           (error: unknown) => this.settled(() => this.failed(error, [letter])),
         );
         return;
       }
+      this.current = undefined;
     }
     this.scheduleTurn();
   }
@@ -235,6 +258,7 @@ class ActorCell<M> {
 
   private settled(next: () => void): void {
     this.busy = false;
+    this.current = undefined;
     if (this.idle) {
       const wake = this.idle;
       this.idle = undefined;
@@ -328,7 +352,8 @@ interface SystemInternals {
   reply(to: ReplyTo<unknown>, value: unknown): void;
   replyError(to: ReplyTo<unknown>, error: Error): void;
   deadLetter(actor: string, letter: Letter<unknown>, reason: Error): void;
-  ask<R>(address: ActorAddress, deliver: (replyTo: ReplyTo<R>) => void, timeoutMs: number): Promise<R>;
+  /** `deliver` sends the message and returns the kind its reply must have, when that is known. */
+  ask<R>(address: ActorAddress, deliver: (replyTo: ReplyTo<R>) => string | null | undefined | void, timeoutMs: number): Promise<R>;
 }
 
 class LocalRef<M> implements ActorRef<M> {
@@ -355,7 +380,9 @@ class RemoteRef<M> implements ActorRef<M> {
   }
   ask<R>(build: (replyTo: ReplyTo<R>) => M, timeoutMs: number): Promise<R> {
     return this.internals.ask<R>(this.address, (replyTo) => {
-      this.system.sendEnvelope(this.address.node, { t: 'msg', to: this.address.name, msg: build(replyTo), r: replyTo });
+      const msg = build(replyTo);
+      this.system.sendEnvelope(this.address.node, { t: 'msg', to: this.address.name, msg, r: replyTo });
+      return this.system.replyKindOf(msg);
     }, timeoutMs);
   }
 }
@@ -367,6 +394,12 @@ class RemoteRef<M> implements ActorRef<M> {
  */
 export class ActorSystem {
   readonly node: NodeId;
+  /**
+   * This system's run: 48 random bits drawn from the Env when it starts,
+   * carried in every reply address and echoed in every reply, so a reply
+   * owed to a previous run of this node never settles an ask of this one.
+   */
+  readonly run: number;
   private readonly env: Env;
   private readonly codec: Codec;
   private readonly transport: Transport | undefined;
@@ -378,6 +411,8 @@ export class ActorSystem {
   private nextAnonymous = 1;
   private deadLetters = 0;
   private rejectedFrames = 0;
+  private staleReplies = 0;
+  private unexpectedReplies = 0;
   private shuttingDown = false;
   private readonly internals: SystemInternals;
   private readonly deadlines: DeadlineQueues;
@@ -391,6 +426,7 @@ export class ActorSystem {
       ask.reject(new AskTimeout(`${ask.node}/${ask.actor}`, timeoutMs));
     });
     this.node = options.env.node;
+    this.run = runOf(options.env.random.bytes(6));
     this.codec = options.codec ?? msgpackCodec();
     this.transport = options.transport;
     const system = this;
@@ -414,8 +450,18 @@ export class ActorSystem {
       },
       ask: (address, deliver, timeoutMs) => system.ask(address, deliver, timeoutMs),
     };
-    this.transport?.onFrame((from, frame) => this.receiveFrame(from, frame));
-    this.transport?.onLinkState((peer, state) => this.linkChanged(peer, state));
+    this.transport?.onFrame((from, frame) => {
+      // Messages to this node never cross the transport (sendEnvelope keeps them local), so a frame claiming to be from here is forged.
+      if (from === this.node) {
+        this.rejectedFrames++;
+        this.env.logger.warn({ peer: from, bytes: frame.byteLength }, 'dropped a frame that claims to come from this node');
+        return;
+      }
+      this.receiveFrame(from, frame);
+    });
+    this.transport?.onLinkState((peer, state) => {
+      if (peer !== this.node) this.linkChanged(peer, state);
+    });
   }
 
   spawn<M>(name: string, factory: () => Behavior<M>, options: SpawnOptions = {}): ActorRef<M> {
@@ -453,11 +499,25 @@ export class ActorSystem {
       deadLetters: this.deadLetters,
       rejectedFrames: this.rejectedFrames,
       restarts: this.internals.restarts,
+      staleReplies: this.staleReplies,
+      unexpectedReplies: this.unexpectedReplies,
     };
   }
 
   /** @internal used by remote refs */
   sendEnvelope(to: NodeId, envelope: Envelope): void {
+    if (to === this.node) {
+      // A ref made before its actor was spawned: encoded as it would be for a peer, but delivered here, never over the transport.
+      let frame: Uint8Array;
+      try {
+        frame = this.codec.encode(envelope);
+      } catch (error) {
+        if (envelope.t === 'msg' && envelope.r) this.deliverReply(envelope.r, { ok: false, error: error instanceof Error ? error : new Error(String(error)) });
+        return;
+      }
+      this.env.scheduler.defer(() => this.receiveFrame(this.node, frame));
+      return;
+    }
     if (!this.transport) {
       if (envelope.t === 'msg' && envelope.r) this.deliverReply(envelope.r, { ok: false, error: new NodeUnreachable(to) });
       return;
@@ -478,35 +538,72 @@ export class ActorSystem {
     return cell.ref;
   }
 
-  private ask<R>(address: ActorAddress, deliver: (replyTo: ReplyTo<R>) => void, timeoutMs: number): Promise<R> {
+  /** @internal the kind a reply to `msg` must have, as the codec knows it. */
+  replyKindOf(msg: unknown): string | null | undefined {
+    return this.codec.replyKindOf?.(msg);
+  }
+
+  private ask<R>(address: ActorAddress, deliver: (replyTo: ReplyTo<R>) => string | null | undefined | void, timeoutMs: number): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       if (address.node !== this.node && this.down.has(address.node)) {
         reject(new NodeUnreachable(address.node));
         return;
       }
       const id = this.nextAskId++;
-      this.pending.set(id, { node: address.node, actor: address.name, resolve: resolve as (v: unknown) => void, reject });
+      const ask: PendingAsk = { node: address.node, actor: address.name, expect: undefined, resolve: resolve as (v: unknown) => void, reject };
+      this.pending.set(id, ask);
       this.deadlines.add(id, timeoutMs);
-      deliver({ node: this.node, id });
+      const expect = deliver({ node: this.node, id, run: this.run });
+      if (expect !== undefined) ask.expect = expect;
     });
   }
 
   private deliverReply(to: ReplyTo<unknown>, outcome: { ok: true; value: unknown } | { ok: false; error: Error }): void {
     if (to.node === this.node) {
-      this.settleAsk(this.node, to.id, outcome);
+      this.settleLocal(to, outcome);
       return;
     }
-    const envelope: Envelope = outcome.ok ? { t: 'ok', id: to.id, v: outcome.value } : { t: 'err', id: to.id, e: toWireError(outcome.error) };
+    const envelope: Envelope = outcome.ok ? { t: 'ok', id: to.id, run: to.run, v: outcome.value } : { t: 'err', id: to.id, run: to.run, e: toWireError(outcome.error) };
     this.sendEnvelope(to.node, envelope);
   }
 
-  private settleAsk(from: NodeId, id: number, outcome: { ok: true; value: unknown } | { ok: false; error: Error }): void {
-    const ask = this.pending.get(id);
-    // A reply from a node the ask was not sent to is forged or stale: ignore it.
-    if (!ask || (ask.node !== from && from !== this.node)) return;
-    this.pending.delete(id);
+  /** A reply made in this process: by a local actor, or by the runtime failing an ask (timeout, unreachable, dead letter). */
+  private settleLocal(to: ReplyTo<unknown>, outcome: { ok: true; value: unknown } | { ok: false; error: Error }): void {
+    const ask = to.run === this.run ? this.pending.get(to.id) : undefined;
+    if (!ask) return;
+    this.pending.delete(to.id);
     if (outcome.ok) ask.resolve(outcome.value);
     else ask.reject(outcome.error);
+  }
+
+  /**
+   * A reply that came over the transport. It settles an ask only if it is
+   * owed to this run and comes from the node the ask was sent to, as the
+   * transport authenticated it; a success must also be of the kind the ask
+   * takes.
+   */
+  private settleRemote(from: NodeId, id: number, run: number, outcome: { ok: true; value: unknown } | { ok: false; error: Error }): void {
+    const ask = run === this.run ? this.pending.get(id) : undefined;
+    if (!ask || ask.node !== from) {
+      this.staleReplies++;
+      this.env.logger.debug({ peer: from, id, ownRun: run === this.run }, 'ignored a reply that matches no ask of this run');
+      return;
+    }
+    this.pending.delete(id);
+    if (!outcome.ok) {
+      ask.reject(outcome.error);
+      return;
+    }
+    if (ask.expect !== undefined) {
+      const received = this.codec.kindOf?.(outcome.value);
+      if (ask.expect === null || received !== ask.expect) {
+        this.unexpectedReplies++;
+        this.env.logger.warn({ peer: from, actor: ask.actor, expected: ask.expect, received: received ?? null }, 'a peer answered an ask with a reply of the wrong kind');
+        ask.reject(new UnexpectedReply(from, ask.actor, ask.expect, received));
+        return;
+      }
+    }
+    ask.resolve(outcome.value);
   }
 
   private receiveFrame(from: NodeId, frame: Uint8Array): void {
@@ -521,16 +618,16 @@ export class ActorSystem {
     }
     switch (envelope.t) {
       case 'ok':
-        this.settleAsk(from, envelope.id, { ok: true, value: envelope.v });
+        this.settleRemote(from, envelope.id, envelope.run, { ok: true, value: envelope.v });
         return;
       case 'err': {
         const e = envelope.e;
-        this.settleAsk(from, envelope.id, { ok: false, error: new RemoteActorError(e.name, e.code, e.message, e.fields, e.status) });
+        this.settleRemote(from, envelope.id, envelope.run, { ok: false, error: new RemoteActorError(e.name, e.code, e.message, e.fields, e.status) });
         return;
       }
       case 'msg': {
         // The reply goes to the peer the frame came from, whatever the frame claims.
-        const replyTo = envelope.r && ({ node: from, id: envelope.r.id } as ReplyTo<unknown>);
+        const replyTo = envelope.r && ({ node: from, id: envelope.r.id, run: envelope.r.run } as ReplyTo<unknown>);
         if (replyTo && typeof envelope.msg === 'object' && envelope.msg !== null) (envelope.msg as { replyTo?: unknown }).replyTo = replyTo;
         const cell = this.cells.get(envelope.to);
         if (!cell) {
@@ -538,7 +635,7 @@ export class ActorSystem {
           if (replyTo) this.deliverReply(replyTo, { ok: false, error: new ActorNotFound(envelope.to) });
           return;
         }
-        if (!cell.enqueue({ msg: envelope.msg, replyTo })) {
+        if (!cell.enqueue({ msg: envelope.msg, replyTo, from: from === this.node ? undefined : from })) {
           const full = new MailboxFull(cell.path, cell.mailbox.options.capacity);
           if (replyTo) this.deliverReply(replyTo, { ok: false, error: full });
           else this.env.logger.warn({ actor: cell.path, peer: from }, 'mailbox full; dropped a message');
@@ -559,6 +656,13 @@ export class ActorSystem {
       ask.reject(new NodeUnreachable(peer));
     }
   }
+}
+
+/** 48 random bits as a safe integer: a reply owed to another run carries this run's number with odds of 2^-48. */
+function runOf(bytes: Uint8Array): number {
+  let run = 0;
+  for (const b of bytes.subarray(0, 6)) run = run * 256 + b;
+  return run;
 }
 
 function toWireError(error: Error): WireError {

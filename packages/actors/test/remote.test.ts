@@ -1,7 +1,7 @@
 import { InvalidRequest, nodeId } from '@chorus/core';
 import { describe, expect, it } from 'vitest';
 import { ActorSystem, type ReplyTo } from '../src/index.js';
-import { TEST_TIMEOUT_MS, WAIT_MS, env, loopbackTransports, until } from './helpers.js';
+import { TEST_TIMEOUT_MS, WAIT_MS, env, loopbackTransports, sleep, until } from './helpers.js';
 
 type Echo = { type: 'echo'; text: string; replyTo: ReplyTo<string> } | { type: 'refuse'; replyTo: ReplyTo<string> } | { type: 'note'; text: string } | { type: 'ignore'; replyTo: ReplyTo<string> };
 
@@ -93,10 +93,68 @@ describe('remote refs', { timeout: TEST_TIMEOUT_MS }, () => {
     const asked = sink.ask<string>((replyTo) => ({ type: 'hold', replyTo }), WAIT_MS);
     expect(await until(() => captured !== undefined)).toBe(true);
     const { msgpackCodec } = await import('../src/index.js');
-    net.inject('a', 'c', msgpackCodec().encode({ t: 'ok', id: captured!.id, v: 'forged' }));
+    net.inject('a', 'c', msgpackCodec().encode({ t: 'ok', id: captured!.id, run: captured!.run, v: 'forged' }));
     // The forged reply arrived first; had it been taken, the ask would hold it instead of b's own answer.
     sink.tell({ type: 'answer' });
     expect(await asked).toBe('genuine');
+    await a.shutdown();
+    await b.shutdown();
+  });
+
+  it('ignores a reply that claims to come from this node itself, whatever ask it names', async () => {
+    const { net, a, b, echo, ignored } = pair();
+    const asked = echo.ask<string>((replyTo) => ({ type: 'ignore', replyTo }), WAIT_MS);
+    expect(await until(() => ignored.length === 1)).toBe(true);
+    const { msgpackCodec } = await import('../src/index.js');
+    // Only the runtime itself answers for this node, and never over the transport.
+    net.inject('a', 'a', msgpackCodec().encode({ t: 'ok', id: ignored[0]!, run: a.run, v: 'forged' }));
+    net.inject('a', 'a', msgpackCodec().encode({ t: 'msg', to: 'anyone', msg: { type: 'note', text: 'forged' } }));
+    expect(a.stats()).toMatchObject({ pendingAsks: 1, rejectedFrames: 2 });
+    const late = await Promise.race([asked.then((v) => `settled with ${v}`), sleep(50).then(() => 'still pending')]);
+    expect(late).toBe('still pending');
+    await a.shutdown();
+    await b.shutdown();
+    await expect(asked).rejects.toMatchObject({ name: 'ActorStopped' });
+  });
+
+  it('ignores a reply owed to another run of this node, and counts it', async () => {
+    const { net, a, b, echo, ignored } = pair();
+    const asked = echo.ask<string>((replyTo) => ({ type: 'ignore', replyTo }), WAIT_MS);
+    expect(await until(() => ignored.length === 1)).toBe(true);
+    const { msgpackCodec } = await import('../src/index.js');
+    net.inject('a', 'b', msgpackCodec().encode({ t: 'ok', id: ignored[0]!, run: a.run + 1, v: 'from the last life' }));
+    expect(a.stats()).toMatchObject({ pendingAsks: 1, staleReplies: 1 });
+    net.inject('a', 'b', msgpackCodec().encode({ t: 'ok', id: ignored[0]!, run: a.run, v: 'this life' }));
+    expect(await asked).toBe('this life');
+    await a.shutdown();
+    await b.shutdown();
+  });
+
+  it('delivers messages to this node locally, even through a ref made before the actor existed', async () => {
+    const net = loopbackTransports(['a']);
+    const sent: string[] = [];
+    const transport = { ...net.transports[0]!, send: (to: string) => void sent.push(to) };
+    const a = new ActorSystem({ env: env('a'), transport });
+    const early = a.ref<Echo>({ node: nodeId('a'), name: 'echo' });
+    a.spawn<Echo>('echo', () => ({ receive: (m, ctx) => (m.type === 'echo' ? ctx.reply(m.replyTo, `${m.text} from ${ctx.env.node}`) : undefined) }));
+    expect(await early.ask<string>((replyTo) => ({ type: 'echo', text: 'hi', replyTo }), WAIT_MS)).toBe('hi from a');
+    expect(sent).toEqual([]);
+    await a.shutdown();
+  });
+
+  it('tells a handler which node sent the message it handles: the transport\'s peer for a remote one, this node for a local one', async () => {
+    const net = loopbackTransports(['a', 'b']);
+    const a = new ActorSystem({ env: env('a'), transport: net.transports[0] });
+    const b = new ActorSystem({ env: env('b'), transport: net.transports[1] });
+    type Note = { type: 'note'; text: string; node?: string };
+    const heard: string[] = [];
+    const listener = b.spawn<Note>('listener', () => ({ receive: (m, ctx) => void heard.push(`${m.text} from ${String(ctx.sender)}`) }));
+    // What a message says about its origin is not what the handler is told.
+    a.ref<Note>({ node: nodeId('b'), name: 'listener' }).tell({ type: 'note', text: 'remote', node: 'c' });
+    expect(await until(() => heard.length === 1)).toBe(true);
+    listener.tell({ type: 'note', text: 'local' });
+    expect(await until(() => heard.length === 2)).toBe(true);
+    expect(heard).toEqual(['remote from a', 'local from b']);
     await a.shutdown();
     await b.shutdown();
   });

@@ -100,6 +100,7 @@ describe('slices', () => {
     const frame = codec.encode({
       t: 'ok',
       id: 1,
+      run: 2 ** 48 - 1,
       v: { type: 'replica.data', state: 'value', value: new Uint8Array(LIMITS.maxValueBytes), timestampMicros: 2 ** 52, expiresAtMicros: 2 ** 52, hlc: 2 ** 52, wallMicros: 2 ** 52 },
     });
     expect(frame.byteLength).toBeLessThan(MAX_FRAME_BYTES);

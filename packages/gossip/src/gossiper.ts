@@ -333,7 +333,7 @@ class Gossiper {
         this.applyRemote(msg.states);
         break;
       case 'gossip.shutdown':
-        this.onShutdown(msg.node as NodeId, msg.generation);
+        this.onShutdown(msg, this.ctx.sender);
         break;
       case 'gossip.local.subscribe':
         this.subscriptions.push(msg.subscription);
@@ -468,7 +468,14 @@ class Gossiper {
     if (Object.keys(states).length > 0) this.peer(from).tell({ type: 'gossip.ack2', states });
   }
 
-  private onShutdown(node: NodeId, generation: number): void {
+  /** Only a node itself may say it is going away: the node is the authenticated sender, and the message must agree. */
+  private onShutdown(msg: WireMessage<'gossip.shutdown'>, sender: NodeId | undefined): void {
+    if (sender === undefined || msg.node !== sender) {
+      this.ctx.log.warn({ peer: sender, claimed: msg.node }, 'ignored a shutdown announced for another node');
+      return;
+    }
+    const node = sender;
+    const generation = msg.generation;
     const local = this.states.get(node);
     // Only the generation we know: an older one is stale, a newer one we have not met.
     if (node === this.self || !local || local.heartbeat.generation !== generation) return;

@@ -1,7 +1,7 @@
 import type { Token } from '@chorus/core';
 import type { Simulation } from '@chorus/sim';
 import { describe, expect, it } from 'vitest';
-import { CannotRemoveNode, type EndpointState, type MembershipEvent, gossipStats, membership, removeNode, setApplicationState } from '../src/index.js';
+import { CannotRemoveNode, type EndpointState, type GossipMsg, type MembershipEvent, gossipStats, membership, removeNode, setApplicationState } from '../src/index.js';
 import { INTERVAL, converged, harness, id, names, until } from './helpers.js';
 
 /** Runs the simulation until the promise settles and returns its outcome. */
@@ -129,6 +129,19 @@ describe('restarts, shutdown and removal', () => {
     expect(h.all((v) => !v.isAlive(id('n5')) && v.endpoint(id('n5'))!.status === 'shutdown', names(4)), 'seed 32').toBe(true);
   }, 30_000);
 
+  it('a shutdown announced by one peer for another is ignored: only a node itself can say it is going away (seed 34)', async () => {
+    const h = await converged(34, 4);
+    await h.sim.runFor(5_000);
+    const generation = h.views.get('n2')!.endpoint(id('n1'))!.generation;
+    // n4 is a member (it passed the handshake) but says that n1, which is fine, shut down.
+    h.systems.get('n4')!.ref<GossipMsg>({ node: id('n2'), name: 'gossiper' }).tell({ type: 'gossip.shutdown', node: 'n1', generation });
+    await h.sim.runFor(2_000);
+    expect(h.events.get('n2')!.some((e) => e.kind === 'down' && e.node === 'n1'), 'seed 34: n2 took n4 at its word').toBe(false);
+    expect(h.views.get('n2')!.isAlive(id('n1'))).toBe(true);
+    expect(h.logs.some((l) => l.level === 'warn' && (l.obj as { node?: string; peer?: string }).node === 'n2' && (l.obj as { peer?: string }).peer === 'n4')).toBe(true);
+    expect(h.all((v) => v.liveNodes().length === 4)).toBe(true);
+  }, 30_000);
+
   it('a removed node spreads as REMOVED, is evicted after quarantine, and stale gossip does not resurrect it (seed 33)', async () => {
     const h = await converged(33, 5, undefined, { quarantineMs: 20_000 });
     setApplicationState(h.gossipers.get('n4')!, { status: 'NORMAL' });
@@ -187,7 +200,8 @@ describe('cluster name, events and schema', () => {
     expect(of('schemaMismatch', 'n1')).toEqual([]);
 
     setApplicationState(h.gossipers.get('n1')!, { status: 'LEAVING', load: 99 });
-    expect(await until(h, () => h.views.get('n2')!.endpoint(id('n1'))?.status === 'LEAVING', 30_000)).toBeDefined();
+    // Every node, n3 (asked below) included: n2 hearing first says nothing about n3.
+    expect(await until(h, () => h.all((v) => v.endpoint(id('n1'))?.status === 'LEAVING'), 30_000)).toBeDefined();
     expect(of('changed', 'n1').filter((e) => e.kind === 'changed' && e.key === 'STATUS')).toMatchObject([{ oldValue: 'NORMAL', newValue: 'LEAVING' }]);
 
     const snap = await settle(h.sim, membership(h.gossipers.get('n3')!));

@@ -19,6 +19,8 @@ interface CompiledKind {
   name: string;
   id: number;
   check: TypeCheck<TObject>;
+  /** The kind of its reply; null for a kind that is never asked. */
+  reply: string | null;
 }
 
 /**
@@ -34,7 +36,7 @@ export function wireCodec(options: WireCodecOptions = {}): Codec {
   const byId = new Map<number, CompiledKind>();
   for (const [name, spec] of Object.entries(kinds)) {
     if (byId.has(spec.id)) throw new Error(`message kinds ${byId.get(spec.id)!.name} and ${name} share id ${spec.id}`);
-    const compiled = { name, id: spec.id, check: TypeCompiler.Compile(spec.schema) };
+    const compiled = { name, id: spec.id, check: TypeCompiler.Compile(spec.schema), reply: spec.reply ?? null };
     byName.set(name, compiled);
     byId.set(spec.id, compiled);
   }
@@ -58,13 +60,25 @@ export function wireCodec(options: WireCodecOptions = {}): Codec {
     return { type: kind.name, ...(b as Record<string, unknown>) };
   }
 
+  const typeOf = (message: unknown): string | undefined => {
+    const type = typeof message === 'object' && message !== null ? (message as { type?: unknown }).type : undefined;
+    return typeof type === 'string' ? type : undefined;
+  };
+
   return {
+    // The runtime fails an ask whose reply is not of the kind this table names for it.
+    replyKindOf(request: unknown): string | null | undefined {
+      const type = typeOf(request);
+      const kind = type === undefined ? undefined : byName.get(type);
+      return kind ? kind.reply : undefined;
+    },
+    kindOf: typeOf,
     encode(envelope: Envelope): Uint8Array {
       switch (envelope.t) {
         case 'msg':
-          return packr.pack({ t: 'msg', to: envelope.to, r: envelope.r ? { id: envelope.r.id } : undefined, ...bodyOf(envelope.msg) });
+          return packr.pack({ t: 'msg', to: envelope.to, r: envelope.r ? { id: envelope.r.id, run: envelope.r.run } : undefined, ...bodyOf(envelope.msg) });
         case 'ok':
-          return packr.pack({ t: 'ok', id: envelope.id, ...bodyOf(envelope.v) });
+          return packr.pack({ t: 'ok', id: envelope.id, run: envelope.run, ...bodyOf(envelope.v) });
         case 'err':
           return packr.pack(envelope);
       }
@@ -83,13 +97,14 @@ export function wireCodec(options: WireCodecOptions = {}): Codec {
       try {
         if (r.t === 'msg') {
           const replyTo = r.r === undefined || r.r === null ? undefined : r.r;
-          if (replyTo !== undefined && !(typeof replyTo === 'object' && Number.isSafeInteger((replyTo as { id?: unknown }).id))) {
+          const address = replyTo as { id?: unknown; run?: unknown } | undefined;
+          if (address !== undefined && !(typeof address === 'object' && Number.isSafeInteger(address.id) && Number.isSafeInteger(address.run))) {
             throw new FrameRejected('not-an-envelope', 'bad reply address');
           }
           // The reply address's node is filled in by the runtime from the authenticated peer, never taken from the frame.
-          return checkEnvelope({ t: 'msg', to: r.to, msg: messageOf(r.k, r.b), r: replyTo && { node: '', id: (replyTo as { id: number }).id } });
+          return checkEnvelope({ t: 'msg', to: r.to, msg: messageOf(r.k, r.b), r: address && { node: '', id: address.id, run: address.run } });
         }
-        if (r.t === 'ok') return checkEnvelope({ t: 'ok', id: r.id, v: messageOf(r.k, r.b) });
+        if (r.t === 'ok') return checkEnvelope({ t: 'ok', id: r.id, run: r.run, v: messageOf(r.k, r.b) });
         return checkEnvelope(raw);
       } catch (error) {
         if (error instanceof FrameRejected) throw error;

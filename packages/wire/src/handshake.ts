@@ -18,8 +18,11 @@ import { HandshakeRefused, type HandshakeFailure } from './errors.js';
  * conversation can be replayed or reflected. The secret never crosses the wire.
  */
 
-/** Bumped when the handshake or the batch format changes incompatibly. */
-export const PEER_PROTOCOL_VERSION = 1;
+/**
+ * Bumped when the handshake, the batch format or the envelope changes
+ * incompatibly. 2: reply addresses and replies carry the asking system's run.
+ */
+export const PEER_PROTOCOL_VERSION = 2;
 /** Any single handshake message above this is refused before it is decoded. */
 export const HANDSHAKE_MAX_BYTES = 4096;
 export const NONCE_BYTES = 32;
@@ -202,6 +205,8 @@ export class ServerHandshake {
       versionOf(map);
       this.client = nodeOf(map, 'node');
       clusterOf(map, this.me.clusterName);
+      // The secret proves membership, not identity; whatever arrives on a connection is taken as from its peer's id, and this id only this node may use.
+      if (this.client === this.me.localNode) throw new HandshakeRefused('node id mismatch', `peer claims this node's own id ${this.me.localNode}`);
       const to = nodeOf(map, 'to');
       if (to !== this.me.localNode) throw new HandshakeRefused('node id mismatch', `peer dialed ${to} but this node is ${this.me.localNode}`);
       this.clientNonce = bytesOf(map, 'nonce', NONCE_BYTES);

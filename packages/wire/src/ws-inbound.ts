@@ -5,7 +5,7 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { decodeBatch } from './batch.js';
 import { HandshakeRefused } from './errors.js';
 import { HANDSHAKE_MAX_BYTES, PEER_CLOSE_CODES, type PeerCloseReason, ServerHandshake, handshakeFailureOf } from './handshake.js';
-import { PEER_PATH } from './ws-peer-address.js';
+import { PEER_PATH, sourceOf } from './ws-peer-address.js';
 import { CLOSE_GRACE_MS, type Counters, type LinkContext, type Settings, toBuffer } from './ws-shared.js';
 
 /** Everything a handshake needs fits in a few hundred bytes; a stranger gets this much of our memory and no more. */
@@ -38,7 +38,9 @@ export class InboundConnections {
   private readonly wss: WebSocketServer;
   private readonly inboundByPeer = new Map<NodeId, InboundConnection>();
   private readonly inbound = new Set<InboundConnection>();
-  private pendingHandshakes = 0;
+  private pending = 0;
+  /** Handshakes in progress per source address; an entry goes when its count falls to zero. */
+  private readonly pendingBySource = new Map<string, number>();
 
   constructor(
     private readonly ctx: LinkContext,
@@ -52,6 +54,10 @@ export class InboundConnections {
     this.counters = ctx.counters;
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.settings.maxPayloadBytes, perMessageDeflate: false, clientTracking: false });
     this.wss.on('error', (error) => this.log.warn({ err: error }, 'peer WebSocket server error'));
+  }
+
+  get pendingHandshakes(): number {
+    return this.pending;
   }
 
   /** Whether the peer has an authenticated connection to this node. */
@@ -85,18 +91,32 @@ export class InboundConnections {
       socket.destroy();
       return true;
     }
-    if (this.pendingHandshakes >= this.settings.maxPendingHandshakes) {
-      this.log.debug({ remote: request.socket.remoteAddress, pending: this.pendingHandshakes }, 'too many peer handshakes in progress; cut a new connection');
+    // Cut on arrival, before ws does any work: each source gets a share of the slots, so one flooding address cannot hold them all.
+    const source = sourceOf(request.socket.remoteAddress);
+    const fromSource = this.pendingBySource.get(source) ?? 0;
+    if (fromSource >= this.settings.maxPendingHandshakesPerSource) {
+      this.log.debug({ source, pending: fromSource }, 'too many peer handshakes in progress from one address; cut a new connection');
+      this.counters.rejectedHandshakes++;
+      this.counters.sourceLimited++;
+      socket.destroy();
+      return true;
+    }
+    if (this.pending >= this.settings.maxPendingHandshakes) {
+      this.log.debug({ source, pending: this.pending }, 'too many peer handshakes in progress; cut a new connection');
       this.counters.rejectedHandshakes++;
       socket.destroy();
       return true;
     }
-    this.pendingHandshakes++;
+    this.pending++;
+    this.pendingBySource.set(source, fromSource + 1);
     let budgetHeld = true;
     const releaseBudget = () => {
       if (budgetHeld) {
         budgetHeld = false;
-        this.pendingHandshakes--;
+        this.pending--;
+        const left = (this.pendingBySource.get(source) ?? 1) - 1;
+        if (left > 0) this.pendingBySource.set(source, left);
+        else this.pendingBySource.delete(source);
       }
     };
     // ws buffers a whole message (up to maxPayload) before we see it; a stranger may not make us hold that much.

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import type { NodeId } from '@chorus/core';
+import ipaddr from 'ipaddr.js';
 
 /** The WebSocket path of peer traffic on a node's port. */
 export const PEER_PATH = '/peer';
@@ -23,6 +24,21 @@ export function hostOf(node: NodeId): { host: string; port: number } | undefined
   const host = raw.startsWith('[') && raw.endsWith(']') ? raw.slice(1, -1) : raw;
   const port = Number(node.slice(colon + 1));
   return Number.isInteger(port) && port >= 0 && port <= 65_535 ? { host, port } : undefined;
+}
+
+/**
+ * What limits on unauthenticated connections count by: an IPv4 address
+ * (IPv4-mapped IPv6 included), or the /64 of an IPv6 address, since one IPv6
+ * host commonly holds a whole /64.
+ */
+export function sourceOf(address: string | undefined): string {
+  if (address === undefined) return '?';
+  try {
+    const ip = ipaddr.process(address);
+    return ip.kind() === 'ipv4' ? ip.toString() : `${ipaddr.IPv6.networkAddressFromCIDR(`${ip.toString()}/64`).toString()}/64`;
+  } catch {
+    return address;
+  }
 }
 
 export function defaultLocalAddress(node: NodeId): string | undefined {

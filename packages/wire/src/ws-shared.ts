@@ -20,6 +20,7 @@ export interface Settings {
   maxQueuedBytes: number;
   maxBufferedBytes: number;
   maxPendingHandshakes: number;
+  maxPendingHandshakesPerSource: number;
   penaltyThreshold: number;
   penaltyWindowMs: number;
 }
@@ -37,6 +38,8 @@ export interface Counters {
   /** Links that came back up after having been reported down. */
   reconnects: number;
   rejectedHandshakes: number;
+  /** Connections cut on arrival because their source address already had its share of handshakes in progress. */
+  sourceLimited: number;
   /** Received messages that were not a valid container. */
   badMessages: number;
   penalties: number;

@@ -27,6 +27,7 @@ export interface WsTransportOptions {
   pingIntervalMs?: number;
   /** A link whose pings go unanswered this long is declared down. */
   pingTimeoutMs?: number;
+  /** Time an inbound connection has to complete its handshake; a stranger holds a slot no longer. */
   handshakeTimeoutMs?: number;
   minBackoffMs?: number;
   maxBackoffMs?: number;
@@ -47,6 +48,11 @@ export interface WsTransportOptions {
   maxBufferedBytes?: number;
   /** Inbound connections still in their handshake beyond which new ones are cut. */
   maxPendingHandshakes?: number;
+  /**
+   * The share of `maxPendingHandshakes` one source address (an IPv6 /64) may
+   * hold, so a flood from one place cannot keep every other peer out.
+   */
+  maxPendingHandshakesPerSource?: number;
   /** Bad frames from one connection within `penaltyWindowMs` that close it. */
   penaltyThreshold?: number;
   penaltyWindowMs?: number;
@@ -73,6 +79,8 @@ export interface PeerLinkStats {
 }
 
 export interface WsTransportStats extends Counters {
+  /** Inbound connections in their handshake right now. */
+  pendingHandshakes: number;
   peers: Record<string, PeerLinkStats>;
 }
 
@@ -91,7 +99,8 @@ export interface WsTransport extends Transport {
 const DEFAULTS: Settings = {
   pingIntervalMs: 1_000,
   pingTimeoutMs: 5_000,
-  handshakeTimeoutMs: 5_000,
+  // A real handshake is two round trips and two HMACs; a stranger's connection holds a slot no longer than this.
+  handshakeTimeoutMs: 2_000,
   minBackoffMs: 100,
   maxBackoffMs: 5_000,
   retryWindowMs: 60_000,
@@ -103,6 +112,7 @@ const DEFAULTS: Settings = {
   maxQueuedBytes: 16 * MiB,
   maxBufferedBytes: 16 * MiB,
   maxPendingHandshakes: 64,
+  maxPendingHandshakesPerSource: 8,
   penaltyThreshold: 10,
   penaltyWindowMs: 60_000,
 };
@@ -165,6 +175,7 @@ class WsTransportImpl implements WsTransport {
     connectAttempts: 0,
     reconnects: 0,
     rejectedHandshakes: 0,
+    sourceLimited: 0,
     badMessages: 0,
     penalties: 0,
     penalizedClosures: 0,
@@ -251,7 +262,7 @@ class WsTransportImpl implements WsTransport {
         framesReceived: inbound?.framesReceived ?? 0,
       };
     }
-    return { ...this.counters, peers };
+    return { ...this.counters, pendingHandshakes: this.inbound.pendingHandshakes, peers };
   }
 
   private async shutdown(): Promise<void> {

@@ -61,7 +61,7 @@ describe('wire codec', () => {
     const [back] = (decoded as { msg: { hints: Array<ReturnType<typeof hint>> } }).msg.hints;
     expect(back).toMatchObject({ targetHostId: first.targetHostId, createdAtMicros: first.createdAtMicros, mutation: { token: -42n } });
     expect([...back!.mutation.cell.value]).toEqual([7]);
-    expect(codec.decode(codec.encode({ t: 'ok', id: 1, v: { type: 'hints.stored', stored: 3 } }))).toEqual({ t: 'ok', id: 1, v: { type: 'hints.stored', stored: 3 } });
+    expect(codec.decode(codec.encode({ t: 'ok', id: 1, run: 7, v: { type: 'hints.stored', stored: 3 } }))).toEqual({ t: 'ok', id: 1, run: 7, v: { type: 'hints.stored', stored: 3 } });
     expect(codec.decode(frame(Array.from({ length: MAX_HANDOFF_HINTS }, () => hint(Uint8Array.of(7))))).t).toBe('msg');
     expect(rejection(frame(Array.from({ length: MAX_HANDOFF_HINTS + 1 }, () => hint(Uint8Array.of(7))))).reason).toBe('invalid-fields');
     expect(rejection(frame([])).reason).toBe('invalid-fields');
@@ -80,7 +80,7 @@ describe('wire codec', () => {
     const valid = [
       codec.encode({ t: 'msg', to: 'gossiper', msg: syn }),
       codec.encode({ t: 'msg', to: 'gossiper', msg: { type: 'gossip.ack2', states: { n1: { heartbeat: { generation: 1, version: 2 }, app: { STATUS: { value: 'NORMAL', version: 1 } } } } } }),
-      codec.encode({ t: 'err', id: 3, e: { name: 'X', code: 'X', message: 'm', fields: {}, status: 500 } }),
+      codec.encode({ t: 'err', id: 3, run: 7, e: { name: 'X', code: 'X', message: 'm', fields: {}, status: 500 } }),
     ];
     const mutated = fc.tuple(fc.constantFrom(...valid), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 })).map(([frame, edits]) => {
       const copy = frame.slice();

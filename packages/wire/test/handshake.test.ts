@@ -64,6 +64,13 @@ describe('handshake, in memory', { timeout: TEST_TIMEOUT_MS }, () => {
     expect(refusal(() => new ServerHandshake(identity(B)).receive(packr.pack(hello))).reason).toBe('protocol version');
   });
 
+  it('refuses a peer that claims to be this node, even one that knows the secret', () => {
+    // The secret proves membership of the cluster, not which node: a connection claiming our own id could answer for us.
+    const claim = refusal(() => converse(new ClientHandshake(identity(B), B), new ServerHandshake(identity(B, { seed: 2 }))));
+    expect(claim.reason).toBe('node id mismatch');
+    expect(claim.message).toContain('own id');
+  });
+
   it('refuses a server that cannot prove the secret, even when it accepted ours', () => {
     const client = new ClientHandshake(identity(A), B);
     const server = new ServerHandshake(identity(B));
