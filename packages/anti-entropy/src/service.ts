@@ -7,6 +7,7 @@ import { RepairCancelled, RepairStopped, ReplicaDown, TooManyRepairJobs } from '
 import { RepairHistory } from './history.js';
 import { covers, rangesToRepair, requestedRange } from './ranges.js';
 import { type SessionCounts, type SessionTimeouts, repairRange } from './session.js';
+import { Slots } from './slots.js';
 import { type OkMsg, VALIDATOR_ACTOR, type ValidatorMsg, spawnValidator } from './validator.js';
 
 export interface RepairRequest {
@@ -137,24 +138,6 @@ type JobMsg = { type: 'pump' } | { type: 'range-ended'; index: number; outcome: 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** A counting semaphore: `repair_max_sessions` over every job of this node. */
-class Slots {
-  private waiting: Array<() => void> = [];
-  constructor(private free: number) {}
-  acquire(): Promise<void> {
-    if (this.free > 0) {
-      this.free--;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => this.waiting.push(resolve));
-  }
-  release(): void {
-    const next = this.waiting.shift();
-    if (next) next();
-    else this.free++;
-  }
-}
-
 /**
  * Starts anti-entropy on a node: the validator that answers for this
  * replica's data, the repair history, and the repair jobs this node
@@ -167,9 +150,10 @@ class Slots {
 export async function startAntiEntropy(system: ActorSystem, options: AntiEntropyOptions): Promise<AntiEntropyHandle> {
   const { env, storage, membership } = options;
   const history = await RepairHistory.load(env, storage, LOCAL_TIMEOUT_MS);
-  const validator = spawnValidator(system, { env, reader: storage.reader, history });
+  const maxSessions = Math.max(1, options.maxSessions ?? DEFAULT_REPAIR_MAX_SESSIONS);
+  const validator = spawnValidator(system, { env, reader: storage.reader, history, maxBuilds: maxSessions });
   const throttle = new Throttle(options.throttleBytesPerSec ?? DEFAULT_REPAIR_THROTTLE_BYTES_PER_SEC, env.clock, env.scheduler);
-  const slots = new Slots(Math.max(1, options.maxSessions ?? DEFAULT_REPAIR_MAX_SESSIONS));
+  const slots = new Slots(maxSessions);
   const historySize = Math.max(1, options.historySize ?? DEFAULT_REPAIR_HISTORY_SIZE);
   const attempts = Math.max(1, options.attempts ?? 3);
   const retryDelayMs = options.retryDelayMs ?? 2_000;
@@ -331,13 +315,7 @@ export async function startAntiEntropy(system: ActorSystem, options: AntiEntropy
               if (job.ranges[i]!.state !== 'pending' || inFlight.has(i)) continue;
               inFlight.add(i);
               const task = job.ranges[i]!;
-              const work = slots.acquire().then(async () => {
-                try {
-                  return await runRange(job, task);
-                } finally {
-                  slots.release();
-                }
-              });
+              const work = slots.run(() => runRange(job, task));
               env.scheduler.track(work).then(
                 (r) => ctx.self.tell({ type: 'range-ended', index: i, ...r }),
                 (error: unknown) => ctx.self.tell({ type: 'range-ended', index: i, outcome: 'failed', reason: String(error) }),

@@ -6,6 +6,7 @@ import { MAX_REPAIR_ROWS, type MessageKind, type WireMessage } from '@chorus/wir
 import { UnknownRepairSession } from './errors.js';
 import type { RepairHistory } from './history.js';
 import { RangeTree, rowHash } from './merkle.js';
+import { Slots } from './slots.js';
 import { type RowSummary, summaries } from './rows.js';
 
 /** The name of the repair validator on every node: it answers the repair coordinators' questions about this replica's data. */
@@ -40,6 +41,8 @@ export interface ValidatorOptions {
   reader: Pick<StoreReader, 'scanRange'>;
   history: RepairHistory;
   maxTrees?: number;
+  /** Trees built at once (`repair_max_sessions`): each build is a scan of a whole range. */
+  maxBuilds?: number;
   idleMs?: number;
 }
 
@@ -66,6 +69,8 @@ export function spawnValidator(system: ActorSystem, options: ValidatorOptions): 
   const idleMs = options.idleMs ?? SESSION_IDLE_MS;
   return system.spawn<ValidatorMsg>(VALIDATOR_ACTOR, () => {
     const sessions = new Map<string, HeldSession>();
+    // Trees are built `maxBuilds` at a time; the others wait their turn, and their coordinators keep asking.
+    const builds = new Slots(options.maxBuilds ?? 2);
     return {
       started(ctx) {
         ctx.after(idleMs / 4, { type: 'expire' });
@@ -108,7 +113,7 @@ export function spawnValidator(system: ActorSystem, options: ValidatorOptions): 
               }
               const range = { start: msg.start as Token, end: msg.end as Token };
               const building = new RangeTree(range);
-              const tree = buildTree(reader, msg.keyspace, building, msg.purgeBeforeMicros, () => env.clock.nowMicros());
+              const tree = builds.run(() => buildTree(reader, msg.keyspace, building, msg.purgeBeforeMicros, () => env.clock.nowMicros()));
               // A failed build must not stay held: the coordinator retries with a new session.
               tree.catch(() => sessions.delete(key));
               s = { keyspace: msg.keyspace, range, purgeBeforeMicros: msg.purgeBeforeMicros, tree, building, lastUsedMs: env.clock.monotonicMs() };

@@ -143,6 +143,28 @@ describe('anti-entropy repair in the simulator', () => {
     for (let i = 0; i < 120; i++) expect(show(await c.local('n3', `k${i}`))).toMatch(/^z+@/);
   });
 
+  it('seed 35: scheduled repair runs --pr on every node in turn, and finished jobs are kept up to repair_history_size, across restarts', async () => {
+    const c = await cluster(35, { repairScheduleIntervalMs: 30_000, repairHistorySize: 2 });
+    await c.during(c.node('n1').coordinator.put('app', 'k', undefined, 'v', { consistency: 'ALL' }));
+    await c.sim.runFor(95_000);
+    const scheduled = NAMES.map((name) => c.node(name).repair.jobs().filter((j) => j.scheduled));
+    for (const [i, jobs] of scheduled.entries()) {
+      expect(jobs.length, `seed 35: ${NAMES[i]} ran ${jobs.length} scheduled repairs`).toBe(2);
+      for (const j of jobs) expect(j).toMatchObject({ state: 'done', rangesFailed: 0 });
+    }
+    // Three nodes, one interval: each starts a third of an interval after the one before it.
+    const offsets = scheduled.map((jobs) => Math.round((jobs[0]!.startedAtMicros / 1000) % 30_000)).sort((a, b) => a - b);
+    expect(offsets[1]! - offsets[0]!).toBeGreaterThanOrEqual(9_000);
+    expect(offsets[2]! - offsets[1]!).toBeGreaterThanOrEqual(9_000);
+    // --pr on every node covers each range once: the ranges of one round add up to the ring.
+    expect(scheduled.reduce((n, jobs) => n + jobs[0]!.rangesTotal, 0)).toBe(3 * 16);
+
+    const kept = c.node('n1').repair.jobs().map((j) => j.id);
+    c.crash('n1');
+    await c.restart('n1');
+    expect(c.node('n1').repair.jobs().map((j) => j.id)).toEqual(kept);
+  });
+
   for (const seed of [41, 42, 43]) {
     it(`seed ${seed}: under message loss and a replica crash mid-session, a job completes correctly or fails with reasons, and never leaves a replica older than it was`, async () => {
       const c = await cluster(seed, { repairThrottleBytesPerSec: 20_000 });
