@@ -1,5 +1,6 @@
 import { type Env, type HostId, type NodeId, type Token, hostId, nodeId, token } from '@chorus/core';
-import { LOCAL, type StorageHandle, systemRow, write } from '@chorus/storage';
+import { LOCAL, type StorageHandle, readCell, systemRow, write } from '@chorus/storage';
+import { GenerationNotIncreasing } from './errors.js';
 
 export interface LocalState {
   hostId: HostId;
@@ -19,36 +20,75 @@ const PEERS: LocalRow = systemRow('local', 'peers');
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
-async function readText(storage: StorageHandle, address: LocalRow): Promise<string | undefined> {
-  const cell = await storage.reader.get(address);
-  return cell ? decoder.decode(cell.value) : undefined;
-}
+type StoredCell = Awaited<ReturnType<StorageHandle['reader']['getCell']>>;
 
-async function writeText(storage: StorageHandle, env: Env, address: LocalRow, text: string, timeoutMs: number): Promise<void> {
-  await write(storage.ref, { ...address, cell: { value: encoder.encode(text), timestampMicros: env.clock.nowMicros() } }, timeoutMs);
+const textOf = (cell: StoredCell): string | undefined => (cell && 'value' in cell ? decoder.decode(cell.value) : undefined);
+
+/**
+ * Writes one of the node's own rows so that it replaces what the row holds.
+ * The store keeps the version with the larger timestamp, so a row stamped
+ * with the clock alone would lose to the one written before a clock step
+ * back, and the next start would read the old value again. Returns false
+ * when the stored version is stamped so high that nothing can follow it.
+ */
+async function replaceRow(storage: StorageHandle, env: Env, address: LocalRow, text: string, timeoutMs: number): Promise<boolean> {
+  const stored = await readCell(storage.ref, address, timeoutMs);
+  const timestampMicros = Math.max(env.clock.nowMicros(), stored === undefined ? 0 : stored.timestampMicros + 1);
+  if (!Number.isSafeInteger(timestampMicros)) return false;
+  await write(storage.ref, { ...address, cell: { value: encoder.encode(text), timestampMicros } }, timeoutMs);
+  return true;
 }
 
 const listOf = (text: string | undefined): string[] => (text ? text.split(',').filter(Boolean) : []);
 
 /** Loads (or, on a first start, creates) the node's identity, and records this start's generation. */
 export async function loadLocalState(storage: StorageHandle, env: Env, timeoutMs: number): Promise<LocalState> {
-  let id = await readText(storage, LOCAL.hostId);
+  let id = textOf(await storage.reader.getCell(LOCAL.hostId));
   if (!id) {
     id = env.random.uuid();
-    await writeText(storage, env, LOCAL.hostId, id, timeoutMs);
+    await replaceRow(storage, env, LOCAL.hostId, id, timeoutMs);
   }
-  const tokens = listOf(await readText(storage, LOCAL.tokens)).map((t) => token(t));
-  const previous = Number((await readText(storage, LOCAL.generation)) ?? 0);
-  const generation = Math.max(Math.floor(env.clock.nowMicros() / 1_000_000), previous + 1);
-  await writeText(storage, env, LOCAL.generation, String(generation), timeoutMs);
-  const peers = listOf(await readText(storage, PEERS)).map((p) => nodeId(p));
+  const tokens = listOf(textOf(await storage.reader.getCell(LOCAL.tokens))).map((t) => token(t));
+  const generation = await nextGeneration(storage, env, timeoutMs);
+  const peers = listOf(textOf(await storage.reader.getCell(PEERS))).map((p) => nodeId(p));
   return { hostId: hostId(id), tokens, generation, peers };
 }
 
+/**
+ * This start's gossip generation: the clock's seconds, or one more than the
+ * last recorded generation when the clock is behind it (stepped back, or a
+ * restart within the same second). It is recorded before gossip starts, and
+ * read back: a generation that did not reach the disk would be handed out
+ * again by the next start, which peers would ignore.
+ */
+async function nextGeneration(storage: StorageHandle, env: Env, timeoutMs: number): Promise<number> {
+  const stored = await storage.reader.getCell(LOCAL.generation);
+  const text = textOf(stored);
+  const previous = text === undefined ? 0 : Number(text);
+  if (!Number.isSafeInteger(previous) || previous < 0) {
+    throw new GenerationNotIncreasing('unreadable', `the recorded generation ${JSON.stringify(text).slice(0, 40)} is not a number; the system keyspace is damaged`);
+  }
+  const generation = Math.max(Math.floor(env.clock.nowMicros() / 1_000_000), previous + 1);
+  if (!Number.isSafeInteger(generation)) {
+    throw new GenerationNotIncreasing('exhausted', `the recorded generation ${previous} leaves no larger one`, { previousGeneration: previous });
+  }
+  if (!(await replaceRow(storage, env, LOCAL.generation, String(generation), timeoutMs))) {
+    throw new GenerationNotIncreasing('exhausted', `the recorded generation ${previous} is stamped at ${stored!.timestampMicros} µs, past which nothing can be written`, {
+      previousGeneration: previous,
+      storedAtMicros: stored!.timestampMicros,
+    });
+  }
+  const recorded = textOf(await readCell(storage.ref, LOCAL.generation, timeoutMs));
+  if (recorded !== String(generation)) {
+    throw new GenerationNotIncreasing('not-stored', `generation ${generation} was written but the store holds ${JSON.stringify(recorded).slice(0, 40)}`, { previousGeneration: previous, generation });
+  }
+  return generation;
+}
+
 export async function saveTokens(storage: StorageHandle, env: Env, tokens: readonly Token[], timeoutMs: number): Promise<void> {
-  await writeText(storage, env, LOCAL.tokens, tokens.join(','), timeoutMs);
+  await replaceRow(storage, env, LOCAL.tokens, tokens.join(','), timeoutMs);
 }
 
 export async function savePeers(storage: StorageHandle, env: Env, peers: readonly NodeId[], timeoutMs: number): Promise<void> {
-  await writeText(storage, env, PEERS, peers.join(','), timeoutMs);
+  await replaceRow(storage, env, PEERS, peers.join(','), timeoutMs);
 }

@@ -122,7 +122,14 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
   const { env, transport, settings } = options;
   const system = new ActorSystem({ env, transport, codec: wireCodec() });
   const storage: StorageHandle = spawnStorage(system, { db: options.db, env, commitSync: settings.commitSync, commitSyncPeriodMs: settings.commitSyncPeriodMs, gcGraceSeconds: settings.gcGraceSeconds, ...(settings.rowCacheBytes !== undefined ? { rowCacheBytes: settings.rowCacheBytes } : {}) });
-  const local = await loadLocalState(storage, env, LOCAL_TIMEOUT_MS);
+  let local: Awaited<ReturnType<typeof loadLocalState>>;
+  try {
+    local = await loadLocalState(storage, env, LOCAL_TIMEOUT_MS);
+  } catch (error) {
+    await storage.close();
+    await system.shutdown();
+    throw error;
+  }
   const startsAlone = settings.seeds.length === 0 || settings.seeds.every((s) => s === env.node);
   let tokens: Token[] = local.tokens;
   if (tokens.length === 0 && settings.initialTokens.length > 0) tokens = settings.initialTokens.map((t) => token(t));
