@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { MAX_TOKEN, MIN_TOKEN, token } from '@chorus/core';
 import { compareBytes, type Cell, compareCells } from '@chorus/model';
 import { decodeKey, decodeToken, deletionVersionKey, encodeToken, partitionKey, prefixEnd, rowKeyPrefix, writeInvertedMicros } from '../src/keys.js';
-import { writeTie } from '../src/cell.js';
+import { tieLength, writeTie } from '../src/cell.js';
 
 const tokenArb = fc.bigInt({ min: MIN_TOKEN, max: MAX_TOKEN }).map((t) => token(t));
 // Small alphabets with many zero bytes exercise the escaping.
@@ -28,7 +28,7 @@ describe('token encoding', () => {
 /** The stored key of a row version, as the store writes it. */
 function versionKey(ks: string, t: bigint, p: Uint8Array, c: Uint8Array, cell: Cell): Uint8Array {
   const prefix = rowKeyPrefix(ks, t, p, c);
-  const out = new Uint8Array(prefix.length + 16);
+  const out = new Uint8Array(prefix.length + 8 + tieLength(cell));
   out.set(prefix, 0);
   writeInvertedMicros(out, prefix.length, cell.timestampMicros);
   writeTie(out, prefix.length + 8, cell);
