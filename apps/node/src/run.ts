@@ -183,6 +183,7 @@ function nodeSettingsOf(s: NodeSettings) {
     gcGraceSeconds: s.gc_grace_seconds,
     rowCacheBytes: s.row_cache_size * 1024 * 1024,
     maxClockSkewMs: s.max_clock_skew,
+    clockSkewWarnMs: s.clock_skew_warn,
     hintedHandoffEnabled: s.hinted_handoff_enabled,
     maxHintWindowMs: s.max_hint_window,
     maxHintsSizePerHostBytes: s.max_hints_size_per_host * 1024 * 1024,

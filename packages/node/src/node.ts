@@ -37,6 +37,8 @@ export interface NodeSettings {
   /** Bytes of reconciled rows cached for point reads (0: off); the storage default when absent. */
   rowCacheBytes?: number;
   maxClockSkewMs: number;
+  /** clock_skew_warn (default 20 ms): a peer's clock offset past it is reported (status, log, metric); max_clock_skew stays the refusal bound. */
+  clockSkewWarnMs?: number;
   /** hinted_handoff_enabled (default true): store hints for replicas that miss writes; off, ANY behaves as ONE. */
   hintedHandoffEnabled?: boolean;
   /** max_hint_window (default 3 h), from the target's oldest undelivered hint. */
@@ -241,7 +243,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
   };
   // One clock for this node's replica actor and its coordinator: writes it stamps move past every timestamp either has seen.
   const hlc = new HybridLogicalClock(() => env.clock.nowMicros(), settings.maxClockSkewMs * 1000);
-  const skew = new SkewTracker(settings.maxClockSkewMs, env.logger);
+  const skew = new SkewTracker(settings.maxClockSkewMs, env.logger, settings.clockSkewWarnMs !== undefined ? { warnMs: settings.clockSkewWarnMs } : {});
   const replica: ActorRef<ReplicaMsg> = spawnReplica(system, { env, storage, hlc, skew });
   const hints: HintsHandle | undefined =
     options.hintsDb === undefined
