@@ -10,12 +10,16 @@ export interface LocalState {
   generation: number;
   /** The other members of the ring as this node last knew it; empty on a first start or in a ring of its own. */
   peers: NodeId[];
+  /** The clock's high-water mark the last run recorded (µs); 0 on a first start. */
+  clockMarkMicros: number;
 }
 
 type LocalRow = ReturnType<typeof systemRow>;
 
 /** The ring's other members, kept so that a restart knows whom gossip must tell it about before the node coordinates. */
 const PEERS: LocalRow = systemRow('local', 'peers');
+/** The hybrid logical clock's high-water mark, so that a restart stamps above every timestamp the last run issued. */
+const CLOCK: LocalRow = systemRow('local', 'clock');
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
@@ -51,7 +55,10 @@ export async function loadLocalState(storage: StorageHandle, env: Env, timeoutMs
   const tokens = listOf(textOf(await storage.reader.getCell(LOCAL.tokens))).map((t) => token(t));
   const generation = await nextGeneration(storage, env, timeoutMs);
   const peers = listOf(textOf(await storage.reader.getCell(PEERS))).map((p) => nodeId(p));
-  return { hostId: hostId(id), tokens, generation, peers };
+  const mark = Number(textOf(await storage.reader.getCell(CLOCK)) ?? 0);
+  // A damaged mark only loses the protection it gave: the node starts from its clock, as before marks were kept.
+  if (!Number.isSafeInteger(mark) || mark < 0) env.logger.warn({ mark: String(mark) }, 'the recorded clock high-water mark is unreadable; starting from the wall clock');
+  return { hostId: hostId(id), tokens, generation, peers, clockMarkMicros: Number.isSafeInteger(mark) && mark > 0 ? mark : 0 };
 }
 
 /**
@@ -83,6 +90,45 @@ async function nextGeneration(storage: StorageHandle, env: Env, timeoutMs: numbe
     throw new GenerationNotIncreasing('not-stored', `generation ${generation} was written but the store holds ${JSON.stringify(recorded).slice(0, 40)}`, { previousGeneration: previous, generation });
   }
   return generation;
+}
+
+/** How often the clock's high-water mark is recorded while the node runs. */
+export const CLOCK_MARK_INTERVAL_MS = 1_000;
+
+/**
+ * Records the clock's high-water mark (`peek`) every `CLOCK_MARK_INTERVAL_MS`
+ * when it moved, and once more on `stop()`, after the node has stopped
+ * stamping. A clean stop therefore records the last timestamp issued; a crash
+ * loses at most the last interval, which the wall clock covers unless it
+ * stepped back by more, or the clock had adopted timestamps ahead of it in
+ * that interval.
+ */
+export function keepClockMark(storage: StorageHandle, env: Env, peek: () => number, saved: number, timeoutMs: number): { stop(): Promise<void> } {
+  let stopped = false;
+  let saving: Promise<void> = Promise.resolve();
+  const save = (): Promise<void> => {
+    const mark = peek();
+    if (mark <= saved) return saving;
+    saving = saving
+      .then(() => replaceRow(storage, env, CLOCK, String(mark), timeoutMs))
+      .then(() => {
+        if (mark > saved) saved = mark;
+      })
+      .catch((error: unknown) => env.logger.warn({ err: error }, 'could not record the clock high-water mark'));
+    return saving;
+  };
+  let timer = env.scheduler.setTimer(CLOCK_MARK_INTERVAL_MS, function tick() {
+    if (stopped) return;
+    void save();
+    timer = env.scheduler.setTimer(CLOCK_MARK_INTERVAL_MS, tick);
+  });
+  return {
+    async stop() {
+      stopped = true;
+      timer.cancel();
+      await save();
+    },
+  };
 }
 
 export async function saveTokens(storage: StorageHandle, env: Env, tokens: readonly Token[], timeoutMs: number): Promise<void> {

@@ -8,7 +8,7 @@ import { type KeyspaceDef, type ReadRepairMode, type ReplicationSpec, RingView, 
 import { type SchemaSnapshot, loadSchema, putKeyspace, spawnSchema, validateKeyspaceRequest } from '@chorus/schema';
 import { type CommitSyncMode, SYSTEM_KEYSPACE, type StorageDb, type StorageHandle, spawnStorage } from '@chorus/storage';
 import { wireCodec } from '@chorus/wire';
-import { loadLocalState, savePeers, saveTokens } from './local-state.js';
+import { keepClockMark, loadLocalState, savePeers, saveTokens } from './local-state.js';
 import { type HintsEntry, type RingEntry, type StatusEntry, hintsView, ringEntries, ringOf, ringPeersOf, statusView } from './views.js';
 
 export interface NodeSettings {
@@ -243,6 +243,12 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
   };
   // One clock for this node's replica actor and its coordinator: writes it stamps move past every timestamp either has seen.
   const hlc = new HybridLogicalClock(() => env.clock.nowMicros(), settings.maxClockSkewMs * 1000);
+  // Start above every timestamp the last run issued, and keep recording how far the clock got.
+  hlc.restore(local.clockMarkMicros);
+  if (local.clockMarkMicros > env.clock.nowMicros() + settings.maxClockSkewMs * 1000) {
+    env.logger.warn({ aheadMs: Math.round((local.clockMarkMicros - env.clock.nowMicros()) / 1000) }, "this node's clock is behind the timestamps it issued before its restart; it stamps above them");
+  }
+  const clockMark = keepClockMark(storage, env, () => hlc.peek(), local.clockMarkMicros, LOCAL_TIMEOUT_MS);
   const skew = new SkewTracker(settings.maxClockSkewMs, env.logger, settings.clockSkewWarnMs !== undefined ? { warnMs: settings.clockSkewWarnMs } : {});
   const replica: ActorRef<ReplicaMsg> = spawnReplica(system, { env, storage, hlc, skew });
   const hints: HintsHandle | undefined =
@@ -328,6 +334,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
       await coordinator.stop();
       await hints?.stop();
       await system.stop(replica as ActorRef<unknown>);
+      await clockMark.stop();
       await system.stop(listener as ActorRef<unknown>);
       await system.stop(schemaRef as ActorRef<unknown>);
       await savingPeers;

@@ -31,6 +31,16 @@ export class HybridLogicalClock {
     return this.last;
   }
 
+  /**
+   * Starts the clock above a high-water mark that an earlier run of this node
+   * recorded: after a restart (with the wall clock stepped back, or the clock
+   * having run ahead of the wall before) every new timestamp is larger than
+   * the mark, so this node's new writes win over the ones it made before.
+   */
+  restore(markMicros: number): void {
+    if (markMicros > this.last) this.last = markMicros;
+  }
+
   /** The largest timestamp issued or adopted so far (without ticking). */
   peek(): number {
     return Math.max(this.last, this.wallMicros());
