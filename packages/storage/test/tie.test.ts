@@ -1,5 +1,5 @@
 import { MIN_TOKEN } from '@chorus/core';
-import { type Cell, type Mutation, cellDigest, compareCells } from '@chorus/model';
+import { type Cell, type Mutation, type RowWrite, cellDigest, compareCells } from '@chorus/model';
 import { afterAll, describe, expect, it } from 'vitest';
 import { encodeStored } from '../src/cell.js';
 import type { StorageDb } from '../src/index.js';
@@ -19,7 +19,7 @@ const B = 'd15fb15b7c46a1';
 const KS = 'ks';
 const TS = 1_700_000_000_000_000;
 const row = (key: string) => ({ keyspace: KS, token: tokenOf(key), partition: enc(key) });
-const put = (key: string, value: string, ts = TS, expiresAtMicros?: number): Mutation => ({
+const put = (key: string, value: string, ts = TS, expiresAtMicros?: number): RowWrite => ({
   ...row(key),
   cell: expiresAtMicros === undefined ? { value: enc(value), timestampMicros: ts } : { value: enc(value), timestampMicros: ts, expiresAtMicros },
 });
@@ -78,7 +78,7 @@ function legacyTie(out: Uint8Array, at: number, cell: Cell): void {
 }
 
 /** Writes a row version straight into `db` under the previous key layout (`~timestamp:8 | tie:8`). */
-async function putLegacy(db: StorageDb, m: Mutation & { cell: Cell }, deletionTimeMicros = TS): Promise<void> {
+async function putLegacy(db: StorageDb, m: RowWrite, deletionTimeMicros = TS): Promise<void> {
   const prefix = rowKeyPrefix(m.keyspace, m.token, m.partition, m.clustering ?? new Uint8Array(0));
   const key = new Uint8Array(prefix.length + 16);
   key.set(prefix, 0);
@@ -143,7 +143,7 @@ describe.each(backends.map((b) => [b().name, b] as const))('versions with equal 
   it('reads a store written with the previous key layout, and reconciles its versions with new ones', async () => {
     const db = await backend.create();
     const old = [put('a', 'old-a', TS - 10), put('a', 'old-a2', TS - 5), put('b', 'b-value-longer-than-thirty-two-bytes..', TS), put('c', 'c', TS, TS + 10 ** 12)];
-    for (const m of old) await putLegacy(db, m as Mutation & { cell: Cell });
+    for (const m of old) await putLegacy(db, m);
     await putLegacy(db, { ...row('d'), cell: { tombstone: true, timestampMicros: TS } });
     const store = new Store(db, { env: testEnv(TS) });
     expect(show(await store.get(row('a')))).toBe(`old-a2@${TS - 5}`);
