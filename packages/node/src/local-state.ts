@@ -131,6 +131,17 @@ export function keepClockMark(storage: StorageHandle, env: Env, peek: () => numb
   };
 }
 
+/**
+ * Records a generation gossip took after the one `loadLocalState` recorded (a
+ * start a second later, a supervised restart of the gossiper), so that the
+ * next start of the node goes past it too. Never lowers the recorded one.
+ */
+export async function recordGeneration(storage: StorageHandle, env: Env, generation: number, timeoutMs: number): Promise<void> {
+  const recorded = Number(textOf(await storage.reader.getCell(LOCAL.generation)) ?? 0);
+  if (Number.isSafeInteger(recorded) && recorded >= generation) return;
+  await replaceRow(storage, env, LOCAL.generation, String(generation), timeoutMs);
+}
+
 export async function saveTokens(storage: StorageHandle, env: Env, tokens: readonly Token[], timeoutMs: number): Promise<void> {
   await replaceRow(storage, env, LOCAL.tokens, tokens.join(','), timeoutMs);
 }

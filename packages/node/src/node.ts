@@ -8,7 +8,7 @@ import { type KeyspaceDef, type ReadRepairMode, type ReplicationSpec, RingView, 
 import { type SchemaSnapshot, loadSchema, putKeyspace, spawnSchema, validateKeyspaceRequest } from '@chorus/schema';
 import { type CommitSyncMode, SYSTEM_KEYSPACE, type StorageDb, type StorageHandle, spawnStorage } from '@chorus/storage';
 import { wireCodec } from '@chorus/wire';
-import { keepClockMark, loadLocalState, savePeers, saveTokens } from './local-state.js';
+import { keepClockMark, loadLocalState, recordGeneration, savePeers, saveTokens } from './local-state.js';
 import { type HintsEntry, type RingEntry, type StatusEntry, hintsView, ringEntries, ringOf, ringPeersOf, statusView } from './views.js';
 
 export interface NodeSettings {
@@ -145,6 +145,10 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     gossipIntervalMs: settings.gossipIntervalMs,
     phiConvictThreshold: settings.phiConvictThreshold,
     previousGeneration: local.generation - 1,
+    onGeneration: (generation) => {
+      if (generation === local.generation) return;
+      recordGeneration(storage, env, generation, LOCAL_TIMEOUT_MS).catch((error: unknown) => env.logger.warn({ err: error, generation }, 'could not record the gossip generation'));
+    },
     initialState: {
       name: settings.name,
       hostId: local.hostId,
