@@ -3,7 +3,7 @@ import { type Cell, type Mutation, type RowWrite, cellDigest, compareCells } fro
 import { afterAll, describe, expect, it } from 'vitest';
 import { encodeStored } from '../src/cell.js';
 import type { StorageDb } from '../src/index.js';
-import { rowKeyPrefix, writeInvertedMicros } from '../src/keys.js';
+import { decodeKey, rowKeyPrefix, writeInvertedMicros } from '../src/keys.js';
 import { Store } from '../src/store.js';
 import { type Backend, dec, enc, levelBackend, memoryBackend, testEnv, tokenOf } from './helpers.js';
 
@@ -145,6 +145,9 @@ describe.each(backends.map((b) => [b().name, b] as const))('versions with equal 
     const old = [put('a', 'old-a', TS - 10), put('a', 'old-a2', TS - 5), put('b', 'b-value-longer-than-thirty-two-bytes..', TS), put('c', 'c', TS, TS + 10 ** 12)];
     for (const m of old) await putLegacy(db, m);
     await putLegacy(db, { ...row('d'), cell: { tombstone: true, timestampMicros: TS } });
+    // The key decoder knows the previous layout's keys as row versions.
+    const legacyKeys = await db.keys({ gte: Uint8Array.of(0x64), lt: Uint8Array.of(0x65), keyEncoding: 'view' }).all();
+    expect(legacyKeys.map((k) => decodeKey(k)?.timestampMicros).sort()).toEqual([TS - 10, TS - 5, TS, TS, TS].sort());
     const store = new Store(db, { env: testEnv(TS) });
     expect(show(await store.get(row('a')))).toBe(`old-a2@${TS - 5}`);
     expect(show(await store.get(row('b')))).toBe(`b-value-longer-than-thirty-two-bytes..@${TS}`);
