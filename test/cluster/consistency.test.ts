@@ -77,6 +77,8 @@ describe('tunable consistency on a three-node cluster (rf 3) over HTTP', () => {
     expect((await http(cluster, 'n1', 'PUT', '/v1/kv/default/big', 'x'.repeat(1_100_000))).status).toBe(413);
     expect((await http(cluster, 'n1', 'GET', '/v1/nothing/here')).status).toBe(404);
     expect((await http(cluster, 'n1', 'PUT', '/v1/keyspaces/bad-name', '{"replication":{"class":"SimpleStrategy","rf":1}}')).status).toBe(400);
+    // The node's own records (host id, tokens, generation) are not for clients, nor is a keyspace the schema lacks.
+    for (const url of ['/v1/local/system/local/host_id', '/v1/local/nokeyspace/k']) expect((await http(cluster, 'n1', 'GET', url)).json(), url).toMatchObject({ error: 'InvalidRequest', field: 'keyspace' });
   });
 
   it('with one node killed: ONE and QUORUM still succeed, ALL answers 503 Unavailable with the counts', async () => {

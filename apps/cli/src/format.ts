@@ -27,17 +27,25 @@ export function formatStatus(nodes: StatusNode[]): string {
   for (const n of nodes) byDc.set(n.dc, [...(byDc.get(n.dc) ?? []), n]);
   const blocks: string[] = [];
   for (const [dc, members] of [...byDc].sort(([a], [b]) => a.localeCompare(b))) {
-    // A last column only when a node needs a repair (the asked node refused hints for it), so the usual layout stays nodetool's.
-    const notes = members.some((n) => n.needsRepair === true);
+    // A last column only when there is something to note (a node needs a repair, or its clock is off), so the usual layout stays nodetool's.
+    const notes = members.some((n) => notesOf(n) !== '');
     const rows = [['--', 'Name', 'Address', 'Load', 'Tokens', 'Owns', 'Host ID', 'Rack', ...(notes ? ['Notes'] : [])]];
     for (const n of members.sort((a, b) => a.address.localeCompare(b.address, undefined, { numeric: true }))) {
       const row = [n.state, n.name, n.address, formatBytes(n.load), String(n.tokens), n.owns === null ? '?' : `${(n.owns * 100).toFixed(1)}%`, n.hostId, n.rack];
-      if (notes) row.push(n.needsRepair === true ? 'needs repair' : '');
+      if (notes) row.push(notesOf(n));
       rows.push(row);
     }
     blocks.push([`Datacenter: ${dc}`, '='.repeat(12 + dc.length), 'Status=Up/Down', '|/ State=Normal/Leaving/Joining/Moving', table(rows)].join('\n'));
   }
   return blocks.join('\n\n');
+}
+
+/** The asked node refused hints for it; its clock is off from the asked node's by more than clock_skew_warn (refused: past max_clock_skew). */
+function notesOf(n: StatusNode): string {
+  const notes: string[] = [];
+  if (n.needsRepair === true) notes.push('needs repair');
+  if (n.clockSkewed === true && n.clockSkewMs !== undefined) notes.push(`clock ${n.clockSkewMs >= 0 ? '+' : ''}${n.clockSkewMs} ms${n.clockSkewRefused === true ? ' (refused)' : ''}`);
+  return notes.join(', ');
 }
 
 export function formatRing(entries: RingEntry[]): string {

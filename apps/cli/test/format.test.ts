@@ -33,6 +33,20 @@ describe('chorus output', () => {
     expect(formatStatus(nodes.map((n) => ({ ...n, needsRepair: false })))).not.toContain('Notes');
   });
 
+  it('notes a node whose clock is past clock_skew_warn from the asked node, with the offset, and whether its timestamps are refused', () => {
+    const base = { dc: 'dc1', rack: 'r1', tokens: 16, owns: 0.5, load: 10, needsRepair: false };
+    const lines = formatStatus([
+      { ...base, name: 'n1', address: '127.0.0.1:7100', hostId: 'a', state: 'UN' },
+      { ...base, name: 'n2', address: '127.0.0.1:7101', hostId: 'b', state: 'UN', clockSkewMs: 35, clockSkewed: true, clockSkewRefused: false },
+      { ...base, name: 'n3', address: '127.0.0.1:7102', hostId: 'c', state: 'UN', clockSkewMs: -1800, clockSkewed: true, clockSkewRefused: true, needsRepair: true },
+      { ...base, name: 'n4', address: '127.0.0.1:7103', hostId: 'd', state: 'UN', clockSkewMs: 3, clockSkewed: false, clockSkewRefused: false },
+    ]).split('\n');
+    expect(lines.find((l) => l.startsWith('--'))).toMatch(/Rack\s+Notes$/);
+    expect(lines.find((l) => l.startsWith('UN  n2'))).toMatch(/clock \+35 ms$/);
+    expect(lines.find((l) => l.startsWith('UN  n3'))).toMatch(/needs repair, clock -1800 ms \(refused\)$/);
+    expect(lines.find((l) => l.startsWith('UN  n4'))).toMatch(/ r1$/);
+  });
+
   it('prints hints per target with the age of the oldest', () => {
     const now = 1_700_000_000_000_000;
     const text = formatHints([{ hostId: 'b', name: 'n2', address: '127.0.0.1:7101', hints: 1200, bytes: 3 * 1024 * 1024, oldestMicros: now - 3_725_000_000, needsRepair: true }], now);

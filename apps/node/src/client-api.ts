@@ -6,6 +6,7 @@ import type { ChorusNode } from '@chorus/node';
 import type { Logger } from 'pino';
 import WebSocket, { WebSocketServer } from 'ws';
 import { NodeStarting, NodeStopping, wireErrorOf } from './errors.js';
+import { readLocal } from './local-read.js';
 import type { RequestOp, RequestTimer } from './metrics.js';
 
 type Request = protocol.Request;
@@ -339,7 +340,7 @@ class ClientApiImpl implements ClientApi {
         return { ok: { rows, ...(result.nextPage ? { next: result.nextPage } : {}) }, bytes };
       }
       case 'local': {
-        const cell = await node!.coordinator.local(r.ks, r.key, r.ck);
+        const cell = await readLocal(node!, r.ks, r.key, r.ck);
         if (!cell) return { ok: null, bytes: 16 };
         const tombstone = 'tombstone' in cell && cell.tombstone === true;
         const value = tombstone ? null : (cell as { value: Uint8Array }).value;

@@ -37,6 +37,8 @@ export interface NodeSettings {
   /** MiB of reconciled rows kept in memory for point reads; 0 turns the cache off. */
   row_cache_size: number;
   max_clock_skew: number;
+  /** A peer whose clock is further off than this (ms) is reported: status, a log line per change, a metric. Writes are refused only past max_clock_skew. */
+  clock_skew_warn: number;
   /** Store hints for replicas that miss writes, and replay them when they are back; false: no hints, and ANY behaves as ONE. */
   hinted_handoff_enabled: boolean;
   /** No hints are stored for a node whose oldest undelivered hint is older than this (ms); it needs a repair instead. */
@@ -74,6 +76,7 @@ export const DEFAULTS: Omit<NodeSettings, 'name' | 'listen_address' | 'data_dir'
   gc_sweep_interval: 3_600_000,
   row_cache_size: 64,
   max_clock_skew: 1_000,
+  clock_skew_warn: 20,
   hinted_handoff_enabled: true,
   max_hint_window: 3 * 3_600_000,
   max_hints_size_per_host: 1024,
@@ -85,7 +88,7 @@ export const DEFAULTS: Omit<NodeSettings, 'name' | 'listen_address' | 'data_dir'
   log_level: 'info',
 };
 
-const DURATIONS = new Set(['gossip_interval', 'write_request_timeout', 'read_request_timeout', 'commit_sync_period', 'max_clock_skew', 'max_hint_window', 'gc_sweep_interval']);
+const DURATIONS = new Set(['gossip_interval', 'write_request_timeout', 'read_request_timeout', 'commit_sync_period', 'max_clock_skew', 'clock_skew_warn', 'max_hint_window', 'gc_sweep_interval']);
 const LISTS = new Set(['seeds', 'initial_tokens']);
 const INTEGERS = new Set(['num_tokens', 'gc_grace_seconds', 'row_cache_size', 'max_hints_size_per_host', 'hinted_handoff_throttle', 'repair_max_sessions', 'repair_history_size']);
 /** Throughputs: a size, optionally per second as cassandra.yaml writes them (`64MiB/s`). */
@@ -120,6 +123,7 @@ const Schema = Type.Object(
     gc_sweep_interval: Duration,
     row_cache_size: Type.Integer({ minimum: 0, maximum: 1_048_576 }),
     max_clock_skew: Duration,
+    clock_skew_warn: Duration,
     hinted_handoff_enabled: Type.Boolean(),
     // Up to gc_grace_seconds' own bound would be meaningless: a hint never outlives gc grace anyway. A year is plenty.
     max_hint_window: Type.Integer({ minimum: 1, maximum: 365 * 86_400_000 }),

@@ -4,6 +4,7 @@ import type { ChorusNode, KeyspaceView } from '@chorus/node';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { NodeStarting, RepairNotAvailable, httpErrorOf } from './errors.js';
+import { readLocal } from './local-read.js';
 import type { Metrics, RequestOp, RequestTimer } from './metrics.js';
 import { type RepairService, parseRepairRequest, repairServiceOf } from './repair-api.js';
 import { type RowId, SESSION_HEADER, type SessionToken, floorOf, formatSessionToken, observe, parseSessionToken, recordWrite, rowIdOf, sliceFloorsOf } from './session-token.js';
@@ -168,7 +169,7 @@ function registerDataRoutes(app: FastifyInstance, ready: () => ChorusNode, timeR
   for (const path of ['/v1/local/:ks/:key', '/v1/local/:ks/:key/:clustering']) {
     app.get<{ Params: KvParams }>(path, async (request, reply) => {
       const { ks, key, clustering } = request.params;
-      const cell = await ready().coordinator.local(ks, key, clustering);
+      const cell = await readLocal(ready(), ks, key, clustering);
       if (!cell) return reply.status(404).send({ error: 'NotFound', message: `this node holds nothing for ${key} in ${ks}` });
       const tombstone = 'tombstone' in cell && cell.tombstone === true;
       return {

@@ -154,6 +154,7 @@ export function createMetrics(sources: MetricSources): Metrics {
   counter('chorus_session_floor_escalations_total', "Session reads and slices whose first answers were older than the session's own write, so every live replica was asked", [], fromNode((n) => one(n.coordinator.stats().sessionFloor.escalations)));
   counter('chorus_session_floor_not_met_total', "Session reads and slices failed with SessionFloorNotMet: no live replica answered with the session's own write", [], fromNode((n) => one(n.coordinator.stats().sessionFloor.notMet)));
   gauge('chorus_peer_clock_skew_seconds', "Estimated offset of each peer's clock from this node's (positive: the peer is ahead)", ['peer'], fromNode((n) => Object.entries(n.coordinator.clockSkew()).map(([peer, s]): [Labels, number] => [{ peer }, s.skewMs / 1000])));
+  gauge('chorus_peer_clock_skewed', "1 when the peer's clock is further from this node's than clock_skew_warn (or max_clock_skew), else 0: alert on it", ['peer'], fromNode((n) => Object.entries(n.coordinator.clockSkew()).map(([peer, s]): [Labels, number] => [{ peer }, s.warning || s.flagged ? 1 : 0])));
   counter('chorus_peer_timestamps_refused_total', 'Peer timestamps the clock did not adopt because they lay beyond max_clock_skew', [], fromNode((n) => one(n.coordinator.stats().refusedPeerTimestamps)));
 
   counter('chorus_row_cache_requests_total', 'Point reads by row cache result', ['result'], fromNode((n) => [[{ result: 'hit' }, n.counters().rowCache.hits], [{ result: 'miss' }, n.counters().rowCache.misses]]));

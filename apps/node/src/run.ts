@@ -184,6 +184,7 @@ function nodeSettingsOf(s: NodeSettings) {
     gcSweepIntervalMs: s.gc_sweep_interval,
     rowCacheBytes: s.row_cache_size * 1024 * 1024,
     maxClockSkewMs: s.max_clock_skew,
+    clockSkewWarnMs: s.clock_skew_warn,
     hintedHandoffEnabled: s.hinted_handoff_enabled,
     maxHintWindowMs: s.max_hint_window,
     maxHintsSizePerHostBytes: s.max_hints_size_per_host * 1024 * 1024,

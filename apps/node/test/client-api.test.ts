@@ -19,6 +19,8 @@ interface Fake {
   hold: boolean;
   /** The options each data call reached the coordinator with. */
   options: Array<[string, unknown]>;
+  /** The keyspaces local reads reached the coordinator with. */
+  localAsked: string[];
   /** Resolves once `count` gets are parked: the requests reached the coordinator. */
   whenHeld(count: number): Promise<void>;
 }
@@ -29,6 +31,7 @@ function fakeNode(address: string): Fake {
     node: undefined as unknown as ChorusNode,
     data: new Map(),
     held: [],
+    localAsked: [],
     hold: false,
     options: [],
     async whenHeld(count) {
@@ -64,7 +67,8 @@ function fakeNode(address: string): Fake {
       fake.options.push(['slice', options]);
       return { rows: [{ clustering: Buffer.from('c1'), value: Buffer.from('v1'), timestampMicros: 5 }], nextPage: Buffer.from('p') };
     },
-    async local(_ks: string, key: Uint8Array | string) {
+    async local(ks: string, key: Uint8Array | string) {
+      fake.localAsked.push(ks);
       const found = fake.data.get(keyOf(key));
       return found ? { value: found.value, timestampMicros: found.ts } : undefined;
     },
@@ -148,6 +152,10 @@ describe('the client API on /client', () => {
     expect(await client.get('default', 'absent')).toBeUndefined();
     const local = await client.local(address, 'default', 'k1');
     expect(local).toMatchObject({ timestamp, tombstone: false });
+    // The node's own records and keyspaces it does not know are not for clients.
+    await expect(client.local(address, 'system', 'local')).rejects.toMatchObject({ name: 'InvalidRequest' });
+    await expect(client.local(address, 'nope', 'k1')).rejects.toMatchObject({ name: 'InvalidRequest' });
+    expect(fake.localAsked).toEqual(['default']);
     const slice = await client.slice('default', 'p', { limit: 10 });
     expect(slice.rows).toHaveLength(1);
     expect(Buffer.from(slice.nextPage!).toString()).toBe('p');
@@ -156,7 +164,7 @@ describe('the client API on /client', () => {
     const stats = client.stats();
     expect(stats.tokenAware).toBeGreaterThanOrEqual(5);
     expect(stats.nonReplica).toBe(0);
-    expect(api.stats().ops).toMatchObject({ hello: 1, put: 1, get: 3, del: 1, slice: 1, local: 1 });
+    expect(api.stats().ops).toMatchObject({ hello: 1, put: 1, get: 3, del: 1, slice: 1, local: 3 });
   });
 
   it("passes a session's fields to the coordinator: the high-water mark with writes, the floors with reads", async () => {

@@ -86,6 +86,8 @@ describe('settings', () => {
     expect(s.dc).toBe('west');
     expect(s.max_clock_skew).toBe(2_000);
     expect(s.phi_convict_threshold).toBe(10);
+    expect(s.clock_skew_warn).toBe(20);
+    expect(loadSettings({ flags: required, overrides: ['clock_skew_warn=50ms'] }).clock_skew_warn).toBe(50);
   });
 
   it.each([

@@ -100,6 +100,32 @@ describe('the HTTP API', () => {
     expect(answer.json()).toEqual({ targets });
   });
 
+  it("refuses a local read of keyspace system or of an unknown keyspace with 400 InvalidRequest, without reading the store", async () => {
+    const asked: string[] = [];
+    const node = {
+      keyspaces: async () => ({ keyspaces: [{ name: 'default', replication: { class: 'SimpleStrategy', rf: 1 }, readRepair: 'blocking' }] }),
+      coordinator: {
+        async local(ks: string) {
+          asked.push(ks);
+          return { value: new TextEncoder().encode('v'), timestampMicros: 7 };
+        },
+      },
+    } as unknown as ChorusNode;
+    const { app, errors } = api(() => node);
+    apps.push(app);
+    for (const url of ['/v1/local/system/local', '/v1/local/system/local/host_id', '/v1/local/nope/k']) {
+      const answer = await app.inject({ method: 'GET', url });
+      expect(answer.statusCode, url).toBe(400);
+      expect(answer.json(), url).toMatchObject({ error: 'InvalidRequest', field: 'keyspace' });
+    }
+    expect(asked).toEqual([]);
+    const ok = await app.inject({ method: 'GET', url: '/v1/local/default/k' });
+    expect(ok.statusCode).toBe(200);
+    expect(ok.json()).toEqual({ value: Buffer.from('v').toString('base64'), timestamp: 7, tombstone: false });
+    expect(asked).toEqual(['default']);
+    expect(errors()).toEqual([]);
+  });
+
   it('answers a body over its limit with 413 ValueTooLarge, and an unexpected failure with a logged 500', async () => {
     const node = {
       status: async () => {

@@ -14,7 +14,10 @@ function nodeWithHints(oldestMicros: number): ChorusNode {
     membership: () => ({ endpoints: () => [endpoint('n2', 'host-2'), endpoint('n3', 'host-3')] }),
     coordinator: {
       stats: () => ({ read: requests, write: requests, slice: requests, inFlight: 0, speculativeRetries: 0, digestMismatches: 0, readRepair: { mismatches: 0, rowsRepaired: 0, timeouts: 0 }, sessionFloor: { escalations: 0, notMet: 0 }, refusedPeerTimestamps: 0 }),
-      clockSkew: () => ({}),
+      clockSkew: () => ({
+        '127.0.0.1:n2': { skewMs: 35, flagged: false, warning: true, samples: 16, method: 'round-trip' },
+        '127.0.0.1:n3': { skewMs: -2, flagged: false, warning: false, samples: 16, method: 'round-trip' },
+      }),
     },
     hintStats: () => ({ stored: 5, delivered: 2, replayedBytes: 100, deliveryFailures: 0, dropped: { window: 1 }, pendingHints: 3, pendingBytes: 150 }),
     hintedHandoff: {
@@ -131,5 +134,15 @@ describe('node metrics', () => {
     expect(value(text, 'chorus_repair_jobs{state="failed"}')).toBe(0);
     expect(value(text, 'chorus_repair_rows_compared_total')).toBe(1807);
     expect(value(text, 'chorus_repair_ranges_failed_total')).toBe(2);
+  });
+
+  it('exports whether each peer is past clock_skew_warn, for an alert, beside its offset', async () => {
+    const metrics = createMetrics({ node: () => nodeWithHints(4_000_000), clock: { nowMicros: () => 10_000_000 } });
+    const text = await metrics.render();
+    const sample = (name: string, peer: string) => Number(new RegExp(`^${name}\\{peer="${peer}"\\} (\\S+)$`, 'm').exec(text)?.[1]);
+    expect(text).toMatch(/^# TYPE chorus_peer_clock_skewed gauge$/m);
+    expect(sample('chorus_peer_clock_skewed', '127.0.0.1:n2')).toBe(1);
+    expect(sample('chorus_peer_clock_skewed', '127.0.0.1:n3')).toBe(0);
+    expect(sample('chorus_peer_clock_skew_seconds', '127.0.0.1:n2')).toBe(0.035);
   });
 });

@@ -29,7 +29,7 @@ type ReadAnswer = { cell: Cell | undefined };
 
 /** The coordinator actor's messages. Only this module builds them. */
 export type CoordinatorMsg =
-  | { type: 'write'; keyspace: KeyspaceDef; consistency: ConsistencyLevel; mutation: Mutation; timestampMicros: number; replyTo: ReplyTo<WriteAnswer> }
+  | { type: 'write'; keyspace: KeyspaceDef; consistency: ConsistencyLevel; mutation: Mutation; timestampMicros: number; clientTimestamp: boolean; replyTo: ReplyTo<WriteAnswer> }
   | { type: 'read'; keyspace: KeyspaceDef; consistency: ConsistencyLevel; row: RowKey; floorMicros?: number; replyTo: ReplyTo<ReadAnswer> }
   | { type: 'slice'; keyspace: KeyspaceDef; consistency: ConsistencyLevel; query: SliceQuery; floors: RowFloor[]; replyTo: ReplyTo<MergedPage> }
   | {
@@ -298,7 +298,7 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
       receive(msg: CoordinatorMsg, ctx: ActorContext<CoordinatorMsg>) {
         switch (msg.type) {
           case 'write': {
-            const { keyspace, consistency, mutation, timestampMicros } = msg;
+            const { keyspace, consistency, mutation, timestampMicros, clientTimestamp } = msg;
             startRequest(
               ctx,
               'write',
@@ -316,7 +316,7 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
                   hintsAvailable: o.hints !== undefined,
                 });
               },
-              (io) => new WriteRequest(io, mutation, timestampMicros, o.writeTimeoutMs),
+              (io) => new WriteRequest(io, mutation, timestampMicros, o.writeTimeoutMs, clientTimestamp),
             );
             return;
           }
@@ -492,7 +492,7 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
     // A timestamp not taken from the clock (the client's, or above a session's mark) is adopted once the write may exist.
     const clientStamped = options.timestampMicros !== undefined || options.afterMicros !== undefined;
     try {
-      const answer = await run<WriteAnswer>(o.writeTimeoutMs, (replyTo) => ({ type: 'write', keyspace: ks, consistency, mutation, timestampMicros, replyTo }));
+      const answer = await run<WriteAnswer>(o.writeTimeoutMs, (replyTo) => ({ type: 'write', keyspace: ks, consistency, mutation, timestampMicros, clientTimestamp: options.timestampMicros !== undefined, replyTo }));
       if (clientStamped) adoptClientTimestamp(timestampMicros);
       return answer;
     } catch (error) {

@@ -1,7 +1,7 @@
 import type { NodeId } from '@chorus/core';
 import type { Mutation } from '@chorus/model';
 import { mutate } from '@chorus/replica';
-import { Unavailable, WriteTimeout } from './errors.js';
+import { ClockSkewed, Unavailable, WriteTimeout } from './errors.js';
 import { countAnswers, isSatisfied } from './plan.js';
 import { type Outcome, type Request, type RequestIo, clientError } from './request.js';
 
@@ -41,6 +41,8 @@ export class WriteRequest implements Request {
     private readonly mutation: Mutation,
     private readonly timestampMicros: number,
     private readonly timeoutMs: number,
+    /** The client gave the timestamp (`timestamp=`); otherwise this node's clock (or a session above it) made it. */
+    private readonly clientTimestamp = false,
   ) {}
 
   private get hinting(): boolean {
@@ -129,7 +131,7 @@ export class WriteRequest implements Request {
       return;
     }
     if (refusal !== undefined) this.refused = true;
-    this.io.fail(refusal ?? this.timeout());
+    this.io.fail(refusal === undefined ? this.timeout() : this.clientTimestamp ? refusal : (clockSkewedOf(refusal) ?? refusal));
   }
 
   onTick(): void {
@@ -168,4 +170,18 @@ export class WriteRequest implements Request {
     const plan = this.io.plan;
     return new WriteTimeout(plan.consistency, plan.blockFor, countAnswers(plan, this.acks), 'SIMPLE', detail, this.timestampMicros);
   }
+}
+
+/**
+ * Every replica refused a timestamp that this node's clock made (not the
+ * client's) as too far ahead of its own clock: the request was right and this
+ * node's clock is the problem, so the client gets ClockSkewed (503, with the
+ * offset the replica measured), never a 4xx, and may retry through another node.
+ */
+function clockSkewedOf(refusal: Error): ClockSkewed | undefined {
+  const fields = (refusal as Error & { fields?: Record<string, unknown> }).fields;
+  if (fields?.['reason'] !== 'TIMESTAMP_IN_FUTURE') return undefined;
+  const aheadMs = fields['aheadMs'];
+  const maxClockSkewMs = fields['maxClockSkewMs'];
+  return new ClockSkewed(typeof aheadMs === 'number' ? aheadMs : Number.NaN, typeof maxClockSkewMs === 'number' ? maxClockSkewMs : Number.NaN);
 }

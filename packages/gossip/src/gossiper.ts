@@ -52,6 +52,14 @@ export interface GossipOptions {
    * node restarts within the same second.
    */
   previousGeneration?: number;
+  /**
+   * Told each generation the gossiper takes: at start (which may be past
+   * `previousGeneration + 1` when the clock is ahead of it) and after every
+   * supervised restart. A node that keeps its generation on disk records it,
+   * so that its next start goes past it. Called from the actor's turn; must
+   * not block.
+   */
+  onGeneration?: (generation: number) => void;
 }
 
 /**
@@ -166,6 +174,7 @@ export function gossiperBehavior(options: GossipOptions): () => Behavior<GossipM
       started(ctx) {
         gossiper = new Gossiper(ctx, config, lastGeneration);
         lastGeneration = gossiper.generation;
+        options.onGeneration?.(gossiper.generation);
         gossiper.start();
       },
       receive(msg) {

@@ -115,6 +115,21 @@ describe('restarts, shutdown and removal', () => {
     expect(h.events.get('n1')!.some((e) => e.kind === 'restarted' && e.node === 'n3' && e.previousGeneration === before)).toBe(true);
   }, 30_000);
 
+  it('tells the node each generation it takes, so one ahead of the recorded generation is recorded too (seed 35)', async () => {
+    const h = await harness(35);
+    const seen = new Map<string, number[]>();
+    const record = (name: string) => (g: number) => void seen.set(name, [...(seen.get(name) ?? []), g]);
+    await h.add('n1', { onGeneration: record('n1') });
+    // A recorded generation ahead of the clock (the clock stepped back): the next one is one more.
+    await h.add('n2', { previousGeneration: 4_000_000_000, onGeneration: record('n2') });
+    await h.sim.runFor(100);
+    expect(seen.get('n2')).toEqual([4_000_000_001]);
+    // Otherwise the clock's seconds.
+    expect(seen.get('n1')).toHaveLength(1);
+    expect(seen.get('n1')![0]).toBeGreaterThan(1_000_000_000);
+    expect(seen.get('n1')![0]).toBeLessThan(4_000_000_000);
+  });
+
   it('a node that shuts down is marked DOWN at once and stays down (seed 32)', async () => {
     const h = await converged(32, 5);
     await h.sim.runFor(5_000);

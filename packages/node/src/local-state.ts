@@ -1,5 +1,6 @@
 import { type Env, type HostId, type NodeId, type Token, hostId, nodeId, token } from '@chorus/core';
-import { LOCAL, type StorageHandle, systemRow, write } from '@chorus/storage';
+import { LOCAL, type StorageHandle, readCell, systemRow, write } from '@chorus/storage';
+import { GenerationNotIncreasing } from './errors.js';
 
 export interface LocalState {
   hostId: HostId;
@@ -9,46 +10,142 @@ export interface LocalState {
   generation: number;
   /** The other members of the ring as this node last knew it; empty on a first start or in a ring of its own. */
   peers: NodeId[];
+  /** The clock's high-water mark the last run recorded (µs); 0 on a first start. */
+  clockMarkMicros: number;
 }
 
 type LocalRow = ReturnType<typeof systemRow>;
 
 /** The ring's other members, kept so that a restart knows whom gossip must tell it about before the node coordinates. */
 const PEERS: LocalRow = systemRow('local', 'peers');
+/** The hybrid logical clock's high-water mark, so that a restart stamps above every timestamp the last run issued. */
+const CLOCK: LocalRow = systemRow('local', 'clock');
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
-async function readText(storage: StorageHandle, address: LocalRow): Promise<string | undefined> {
-  const cell = await storage.reader.get(address);
-  return cell ? decoder.decode(cell.value) : undefined;
-}
+type StoredCell = Awaited<ReturnType<StorageHandle['reader']['getCell']>>;
 
-async function writeText(storage: StorageHandle, env: Env, address: LocalRow, text: string, timeoutMs: number): Promise<void> {
-  await write(storage.ref, { ...address, cell: { value: encoder.encode(text), timestampMicros: env.clock.nowMicros() } }, timeoutMs);
+const textOf = (cell: StoredCell): string | undefined => (cell && 'value' in cell ? decoder.decode(cell.value) : undefined);
+
+/**
+ * Writes one of the node's own rows so that it replaces what the row holds.
+ * The store keeps the version with the larger timestamp, so a row stamped
+ * with the clock alone would lose to the one written before a clock step
+ * back, and the next start would read the old value again. Returns false
+ * when the stored version is stamped so high that nothing can follow it.
+ */
+async function replaceRow(storage: StorageHandle, env: Env, address: LocalRow, text: string, timeoutMs: number): Promise<boolean> {
+  const stored = await readCell(storage.ref, address, timeoutMs);
+  const timestampMicros = Math.max(env.clock.nowMicros(), stored === undefined ? 0 : stored.timestampMicros + 1);
+  if (!Number.isSafeInteger(timestampMicros)) return false;
+  await write(storage.ref, { ...address, cell: { value: encoder.encode(text), timestampMicros } }, timeoutMs);
+  return true;
 }
 
 const listOf = (text: string | undefined): string[] => (text ? text.split(',').filter(Boolean) : []);
 
 /** Loads (or, on a first start, creates) the node's identity, and records this start's generation. */
 export async function loadLocalState(storage: StorageHandle, env: Env, timeoutMs: number): Promise<LocalState> {
-  let id = await readText(storage, LOCAL.hostId);
+  let id = textOf(await storage.reader.getCell(LOCAL.hostId));
   if (!id) {
     id = env.random.uuid();
-    await writeText(storage, env, LOCAL.hostId, id, timeoutMs);
+    await replaceRow(storage, env, LOCAL.hostId, id, timeoutMs);
   }
-  const tokens = listOf(await readText(storage, LOCAL.tokens)).map((t) => token(t));
-  const previous = Number((await readText(storage, LOCAL.generation)) ?? 0);
+  const tokens = listOf(textOf(await storage.reader.getCell(LOCAL.tokens))).map((t) => token(t));
+  const generation = await nextGeneration(storage, env, timeoutMs);
+  const peers = listOf(textOf(await storage.reader.getCell(PEERS))).map((p) => nodeId(p));
+  const mark = Number(textOf(await storage.reader.getCell(CLOCK)) ?? 0);
+  // A damaged mark only loses the protection it gave: the node starts from its clock, as before marks were kept.
+  if (!Number.isSafeInteger(mark) || mark < 0) env.logger.warn({ mark: String(mark) }, 'the recorded clock high-water mark is unreadable; starting from the wall clock');
+  return { hostId: hostId(id), tokens, generation, peers, clockMarkMicros: Number.isSafeInteger(mark) && mark > 0 ? mark : 0 };
+}
+
+/**
+ * This start's gossip generation: the clock's seconds, or one more than the
+ * last recorded generation when the clock is behind it (stepped back, or a
+ * restart within the same second). It is recorded before gossip starts, and
+ * read back: a generation that did not reach the disk would be handed out
+ * again by the next start, which peers would ignore.
+ */
+async function nextGeneration(storage: StorageHandle, env: Env, timeoutMs: number): Promise<number> {
+  const stored = await storage.reader.getCell(LOCAL.generation);
+  const text = textOf(stored);
+  const previous = text === undefined ? 0 : Number(text);
+  if (!Number.isSafeInteger(previous) || previous < 0) {
+    throw new GenerationNotIncreasing('unreadable', `the recorded generation ${JSON.stringify(text).slice(0, 40)} is not a number; the system keyspace is damaged`);
+  }
   const generation = Math.max(Math.floor(env.clock.nowMicros() / 1_000_000), previous + 1);
-  await writeText(storage, env, LOCAL.generation, String(generation), timeoutMs);
-  const peers = listOf(await readText(storage, PEERS)).map((p) => nodeId(p));
-  return { hostId: hostId(id), tokens, generation, peers };
+  if (!Number.isSafeInteger(generation)) {
+    throw new GenerationNotIncreasing('exhausted', `the recorded generation ${previous} leaves no larger one`, { previousGeneration: previous });
+  }
+  if (!(await replaceRow(storage, env, LOCAL.generation, String(generation), timeoutMs))) {
+    throw new GenerationNotIncreasing('exhausted', `the recorded generation ${previous} is stamped at ${stored!.timestampMicros} µs, past which nothing can be written`, {
+      previousGeneration: previous,
+      storedAtMicros: stored!.timestampMicros,
+    });
+  }
+  const recorded = textOf(await readCell(storage.ref, LOCAL.generation, timeoutMs));
+  if (recorded !== String(generation)) {
+    throw new GenerationNotIncreasing('not-stored', `generation ${generation} was written but the store holds ${JSON.stringify(recorded).slice(0, 40)}`, { previousGeneration: previous, generation });
+  }
+  return generation;
+}
+
+/** How often the clock's high-water mark is recorded while the node runs. */
+export const CLOCK_MARK_INTERVAL_MS = 1_000;
+
+/**
+ * Records the clock's high-water mark (`peek`) every `CLOCK_MARK_INTERVAL_MS`
+ * when it moved, and once more on `stop()`, after the node has stopped
+ * stamping. A clean stop therefore records the last timestamp issued; a crash
+ * loses at most the last interval, which the wall clock covers unless it
+ * stepped back by more, or the clock had adopted timestamps ahead of it in
+ * that interval.
+ */
+export function keepClockMark(storage: StorageHandle, env: Env, peek: () => number, saved: number, timeoutMs: number): { stop(): Promise<void> } {
+  let stopped = false;
+  let saving: Promise<void> = Promise.resolve();
+  const save = (): Promise<void> => {
+    const mark = peek();
+    if (mark <= saved) return saving;
+    saving = saving
+      .then(() => replaceRow(storage, env, CLOCK, String(mark), timeoutMs))
+      .then(() => {
+        if (mark > saved) saved = mark;
+      })
+      .catch((error: unknown) => env.logger.warn({ err: error }, 'could not record the clock high-water mark'));
+    return saving;
+  };
+  let timer = env.scheduler.setTimer(CLOCK_MARK_INTERVAL_MS, function tick() {
+    if (stopped) return;
+    void save();
+    timer = env.scheduler.setTimer(CLOCK_MARK_INTERVAL_MS, tick);
+  });
+  return {
+    async stop() {
+      stopped = true;
+      timer.cancel();
+      await save();
+    },
+  };
+}
+
+/**
+ * Records a generation gossip took after the one `loadLocalState` recorded (a
+ * start a second later, a supervised restart of the gossiper), so that the
+ * next start of the node goes past it too. Never lowers the recorded one.
+ */
+export async function recordGeneration(storage: StorageHandle, env: Env, generation: number, timeoutMs: number): Promise<void> {
+  const recorded = Number(textOf(await storage.reader.getCell(LOCAL.generation)) ?? 0);
+  if (Number.isSafeInteger(recorded) && recorded >= generation) return;
+  await replaceRow(storage, env, LOCAL.generation, String(generation), timeoutMs);
 }
 
 export async function saveTokens(storage: StorageHandle, env: Env, tokens: readonly Token[], timeoutMs: number): Promise<void> {
-  await writeText(storage, env, LOCAL.tokens, tokens.join(','), timeoutMs);
+  await replaceRow(storage, env, LOCAL.tokens, tokens.join(','), timeoutMs);
 }
 
 export async function savePeers(storage: StorageHandle, env: Env, peers: readonly NodeId[], timeoutMs: number): Promise<void> {
-  await writeText(storage, env, PEERS, peers.join(','), timeoutMs);
+  await replaceRow(storage, env, PEERS, peers.join(','), timeoutMs);
 }

@@ -9,7 +9,7 @@ import { type KeyspaceDef, type ReadRepairMode, type ReplicationSpec, RingView, 
 import { type SchemaSnapshot, loadSchema, putKeyspace, spawnSchema, validateKeyspaceRequest } from '@chorus/schema';
 import { type CommitSyncMode, SYSTEM_KEYSPACE, type StorageDb, type StorageHandle, spawnStorage } from '@chorus/storage';
 import { wireCodec } from '@chorus/wire';
-import { loadLocalState, savePeers, saveTokens } from './local-state.js';
+import { keepClockMark, loadLocalState, recordGeneration, savePeers, saveTokens } from './local-state.js';
 import { purgeHorizonOf } from './purge-horizon.js';
 import { type HintsEntry, type RingEntry, type StatusEntry, hintsView, ringEntries, ringOf, ringPeersOf, statusView } from './views.js';
 
@@ -41,6 +41,8 @@ export interface NodeSettings {
   /** Bytes of reconciled rows cached for point reads (0: off); the storage default when absent. */
   rowCacheBytes?: number;
   maxClockSkewMs: number;
+  /** clock_skew_warn (default 20 ms): a peer's clock offset past it is reported (status, log, metric); max_clock_skew stays the refusal bound. */
+  clockSkewWarnMs?: number;
   /** hinted_handoff_enabled (default true): store hints for replicas that miss writes; off, ANY behaves as ONE. */
   hintedHandoffEnabled?: boolean;
   /** max_hint_window (default 3 h), from the target's oldest undelivered hint. */
@@ -160,7 +162,14 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     ...(settings.gcSweepIntervalMs !== undefined ? { sweepIntervalMs: settings.gcSweepIntervalMs } : {}),
     ...(settings.rowCacheBytes !== undefined ? { rowCacheBytes: settings.rowCacheBytes } : {}),
   });
-  const local = await loadLocalState(storage, env, LOCAL_TIMEOUT_MS);
+  let local: Awaited<ReturnType<typeof loadLocalState>>;
+  try {
+    local = await loadLocalState(storage, env, LOCAL_TIMEOUT_MS);
+  } catch (error) {
+    await storage.close();
+    await system.shutdown();
+    throw error;
+  }
   const startsAlone = settings.seeds.length === 0 || settings.seeds.every((s) => s === env.node);
   let tokens: Token[] = local.tokens;
   if (tokens.length === 0 && settings.initialTokens.length > 0) tokens = settings.initialTokens.map((t) => token(t));
@@ -174,6 +183,10 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     gossipIntervalMs: settings.gossipIntervalMs,
     phiConvictThreshold: settings.phiConvictThreshold,
     previousGeneration: local.generation - 1,
+    onGeneration: (generation) => {
+      if (generation === local.generation) return;
+      recordGeneration(storage, env, generation, LOCAL_TIMEOUT_MS).catch((error: unknown) => env.logger.warn({ err: error, generation }, 'could not record the gossip generation'));
+    },
     initialState: {
       name: settings.name,
       hostId: local.hostId,
@@ -271,7 +284,13 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
   };
   // One clock for this node's replica actor and its coordinator: writes it stamps move past every timestamp either has seen.
   const hlc = new HybridLogicalClock(() => env.clock.nowMicros(), settings.maxClockSkewMs * 1000);
-  const skew = new SkewTracker(settings.maxClockSkewMs, env.logger);
+  // Start above every timestamp the last run issued, and keep recording how far the clock got.
+  hlc.restore(local.clockMarkMicros);
+  if (local.clockMarkMicros > env.clock.nowMicros() + settings.maxClockSkewMs * 1000) {
+    env.logger.warn({ aheadMs: Math.round((local.clockMarkMicros - env.clock.nowMicros()) / 1000) }, "this node's clock is behind the timestamps it issued before its restart; it stamps above them");
+  }
+  const clockMark = keepClockMark(storage, env, () => hlc.peek(), local.clockMarkMicros, LOCAL_TIMEOUT_MS);
+  const skew = new SkewTracker(settings.maxClockSkewMs, env.logger, settings.clockSkewWarnMs !== undefined ? { warnMs: settings.clockSkewWarnMs } : {});
   const replica: ActorRef<ReplicaMsg> = spawnReplica(system, { env, storage, hlc, skew });
   const hints: HintsHandle | undefined =
     options.hintsDb === undefined
@@ -382,6 +401,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
       await hints?.stop();
       await repairJobs.stop();
       await system.stop(replica as ActorRef<unknown>);
+      await clockMark.stop();
       await system.stop(listener as ActorRef<unknown>);
       await system.stop(schemaRef as ActorRef<unknown>);
       await savingPeers;

@@ -18,8 +18,10 @@ export interface StatusEntry {
   status: string;
   /** Estimated offset of the node's clock from the asked node's, in ms; absent until measured. */
   clockSkewMs?: number;
-  /** The offset is beyond max_clock_skew: its timestamps are refused. */
+  /** The offset is beyond clock_skew_warn (default 20 ms): worth fixing before writes through these two nodes are ordered by their clocks instead of by time. */
   clockSkewed?: boolean;
+  /** The offset is beyond max_clock_skew: its timestamps beyond the bound are refused. */
+  clockSkewRefused?: boolean;
   /** The asked node refused hints for this node (its hint window passed, or its hints reached their cap): it missed writes only a repair brings back. */
   needsRepair: boolean;
 }
@@ -84,7 +86,7 @@ export function ringPeersOf(view: MembershipSnapshot): NodeId[] {
 export function statusView(
   view: MembershipSnapshot,
   replication: ReplicationSpec | undefined,
-  skew: Readonly<Record<string, { skewMs: number; flagged: boolean }>> = {},
+  skew: Readonly<Record<string, { skewMs: number; flagged: boolean; warning: boolean }>> = {},
   needsRepair: (hostId: HostId) => boolean = () => false,
 ): { nodes: StatusEntry[] } {
   const ring = ringOf(view);
@@ -104,7 +106,7 @@ export function statusView(
       load: e.load ?? 0,
       generation: e.generation,
       status: e.status ?? 'unknown',
-      ...(skew[e.node] ? { clockSkewMs: Math.round(skew[e.node]!.skewMs), clockSkewed: skew[e.node]!.flagged } : {}),
+      ...(skew[e.node] ? { clockSkewMs: Math.round(skew[e.node]!.skewMs), clockSkewed: skew[e.node]!.warning, clockSkewRefused: skew[e.node]!.flagged } : {}),
       needsRepair: e.hostId !== undefined && needsRepair(e.hostId),
     }));
   return { nodes };

@@ -63,6 +63,8 @@ export async function simCluster(seed: number, names: readonly string[], options
     await sim.addNode(name, async ({ env, transport, disk }) => {
       const db = diskDb(disk, 'db');
       const hintsDb = options.hints ? diskDb(disk, 'hints') : undefined;
+      // A clean stop closed them, as a process exit would; the next start opens them again.
+      for (const d of [db, hintsDb]) if (d?.status === 'closed') await d.open();
       startChorusNode({ env, transport, db, ...(hintsDb ? { hintsDb } : {}), settings: simSettings(name, options.settings) }).then(
         (node) => {
           nodes.set(name, node);

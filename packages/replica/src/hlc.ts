@@ -31,6 +31,16 @@ export class HybridLogicalClock {
     return this.last;
   }
 
+  /**
+   * Starts the clock above a high-water mark that an earlier run of this node
+   * recorded: after a restart (with the wall clock stepped back, or the clock
+   * having run ahead of the wall before) every new timestamp is larger than
+   * the mark, so this node's new writes win over the ones it made before.
+   */
+  restore(markMicros: number): void {
+    if (markMicros > this.last) this.last = markMicros;
+  }
+
   /** The largest timestamp issued or adopted so far (without ticking). */
   peek(): number {
     return Math.max(this.last, this.wallMicros());
@@ -53,19 +63,28 @@ export class HybridLogicalClock {
   checkNotTooFarAhead(timestampMicros: number, what: string, boundMicros: number = this.maxSkewMicros): void {
     const wall = this.wallMicros();
     if (timestampMicros > wall + boundMicros) {
-      throw new InvalidRequest(
-        `${what} ${timestampMicros} is ${Math.round((timestampMicros - wall) / 1000)} ms ahead of this node's clock; the limit is ${boundMicros / 1000} ms`,
-        { reason: 'TIMESTAMP_IN_FUTURE', timestampMicros, maxClockSkewMs: this.maxSkewMicros / 1000, limitMs: boundMicros / 1000 },
-      );
+      const aheadMs = Math.round((timestampMicros - wall) / 1000);
+      throw new InvalidRequest(`${what} ${timestampMicros} is ${aheadMs} ms ahead of this node's clock; the limit is ${boundMicros / 1000} ms`, {
+        reason: 'TIMESTAMP_IN_FUTURE',
+        timestampMicros,
+        aheadMs,
+        maxClockSkewMs: this.maxSkewMicros / 1000,
+        limitMs: boundMicros / 1000,
+      });
     }
   }
 }
 
+/** Default offset past which a peer's clock is reported (`clock_skew_warn`), in milliseconds; max_clock_skew stays the refusal bound. */
+export const DEFAULT_CLOCK_SKEW_WARN_MS = 20;
+
 export interface PeerSkew {
   /** Estimated offset of the peer's wall clock from ours, in ms (positive: the peer is ahead). */
   skewMs: number;
-  /** Whether the estimate is beyond max_clock_skew. */
+  /** Whether the estimate is beyond max_clock_skew (its timestamps beyond the bound are refused). */
   flagged: boolean;
+  /** Whether the estimate is beyond clock_skew_warn (or max_clock_skew): worth an operator's look before writes suffer. */
+  warning: boolean;
   /** Round-trip samples kept for the estimate (0: only the one-way lower bound is known). */
   samples: number;
   /** `round-trip`: NTP-style estimate, within half the round trip; `one-way`: a lower bound from the peer's requests only. */
@@ -91,7 +110,11 @@ export interface SkewTrackerOptions {
   minSpanMs?: number;
   /** Samples with a longer round trip are dropped (their error is up to half of it); default max(20, max skew / 5). */
   maxRttMs?: number;
+  /** clock_skew_warn: a judged offset beyond this is reported (logged, `warning`) though still accepted; default 20. */
+  warnMs?: number;
 }
+
+type SkewLevel = 'ok' | 'warning' | 'flagged';
 
 const WINDOW = 16;
 const RTT_HISTORY = 64;
@@ -103,7 +126,8 @@ interface PeerState {
   rtts: number[];
   /** Recent one-way readings (peer wall at send − ours at receipt), each a lower bound on the offset. */
   oneWay: number[];
-  warned: boolean;
+  /** The level last logged, so each change is logged once. */
+  logged: SkewLevel;
 }
 
 function median(values: readonly number[]): number {
@@ -133,17 +157,19 @@ export class SkewTracker {
   private readonly minSamples: number;
   private readonly minSpanMs: number;
   private readonly maxRttMs: number;
+  readonly warnMs: number;
 
   constructor(private readonly maxSkewMs: number, private readonly logger: Logger, options: SkewTrackerOptions = {}) {
     this.minSamples = options.minSamples ?? 5;
     this.minSpanMs = options.minSpanMs ?? 1_000;
     this.maxRttMs = options.maxRttMs ?? Math.max(20, maxSkewMs / 5);
+    this.warnMs = options.warnMs ?? DEFAULT_CLOCK_SKEW_WARN_MS;
   }
 
   private state(peer: NodeId): PeerState {
     let s = this.peers.get(peer);
     if (s === undefined) {
-      s = { offsets: [], rtts: [], oneWay: [], warned: false };
+      s = { offsets: [], rtts: [], oneWay: [], logged: 'ok' };
       this.peers.set(peer, s);
     }
     return s;
@@ -157,13 +183,13 @@ export class SkewTracker {
     if (rtt > this.maxRttMs || rtt > 3 * floor + 5) return;
     const offsetMs = (sample.peerWallMicros - sample.sentWallMicros) / 1000 - rtt / 2;
     push(s.offsets, { offsetMs, atMs: sample.atMs }, WINDOW);
-    this.warnIfFlagged(peer, s);
+    this.logIfChanged(peer, s);
   }
 
   observeOneWay(peer: NodeId, peerWallMicros: number, ourWallMicros: number): void {
     const s = this.state(peer);
     push(s.oneWay, (peerWallMicros - ourWallMicros) / 1000, WINDOW);
-    this.warnIfFlagged(peer, s);
+    this.logIfChanged(peer, s);
   }
 
   /** The round-trip estimate when there are enough samples over enough time to judge; undefined otherwise. */
@@ -176,27 +202,31 @@ export class SkewTracker {
   private view(s: PeerState): PeerSkew {
     const lowerBound = s.oneWay.length > 0 ? Math.max(...s.oneWay) : undefined;
     const aheadProven = lowerBound !== undefined && lowerBound > this.maxSkewMs;
-    if (s.offsets.length === 0) return { skewMs: lowerBound ?? 0, flagged: aheadProven, samples: 0, method: 'one-way' };
+    const aheadPastWarn = lowerBound !== undefined && lowerBound > this.warnMs;
+    if (s.offsets.length === 0) return { skewMs: lowerBound ?? 0, flagged: aheadProven, warning: aheadProven || aheadPastWarn, samples: 0, method: 'one-way' };
     const estimate = median(s.offsets.map((o) => o.offsetMs));
     const judged = this.judged(s);
+    const flagged = aheadProven || (judged !== undefined && Math.abs(judged) > this.maxSkewMs);
     return {
       // The peer is at least `lowerBound` ahead, whatever older round trips said.
       skewMs: lowerBound === undefined ? estimate : Math.max(estimate, lowerBound),
-      flagged: aheadProven || (judged !== undefined && Math.abs(judged) > this.maxSkewMs),
+      flagged,
+      warning: flagged || aheadPastWarn || (judged !== undefined && Math.abs(judged) > this.warnMs),
       samples: s.offsets.length,
       method: 'round-trip',
     };
   }
 
-  private warnIfFlagged(peer: NodeId, s: PeerState): void {
-    if (s.warned) return;
+  /** Logs a peer's skew level when it changes: past clock_skew_warn, past max_clock_skew, or back within. */
+  private logIfChanged(peer: NodeId, s: PeerState): void {
     const v = this.view(s);
-    if (!v.flagged) return;
-    s.warned = true;
-    this.logger.warn(
-      { peer, skewMs: Math.round(v.skewMs), method: v.method, maxClockSkewMs: this.maxSkewMs },
-      'peer clock is skewed beyond max_clock_skew; timestamps from it beyond the bound are refused',
-    );
+    const level: SkewLevel = v.flagged ? 'flagged' : v.warning ? 'warning' : 'ok';
+    if (level === s.logged) return;
+    s.logged = level;
+    const fields = { peer, skewMs: Math.round(v.skewMs), method: v.method, clockSkewWarnMs: this.warnMs, maxClockSkewMs: this.maxSkewMs };
+    if (level === 'flagged') this.logger.warn(fields, 'peer clock is skewed beyond max_clock_skew; timestamps from it beyond the bound are refused');
+    else if (level === 'warning') this.logger.warn(fields, 'peer clock is skewed beyond clock_skew_warn; its writes still count, but last-write-wins between it and this node follows the clocks, not the order of writes');
+    else this.logger.info(fields, 'peer clock is back within clock_skew_warn');
   }
 
   /**

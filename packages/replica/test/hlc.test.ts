@@ -72,6 +72,35 @@ describe('hybrid logical clock', () => {
     expect(warnings).toHaveLength(1);
   });
 
+  it('warns of a peer past clock_skew_warn and below max_clock_skew, once per change, and says when it is back', () => {
+    const lines: Array<{ level: string; fields: Record<string, unknown>; msg: string }> = [];
+    const logger: Logger = {
+      ...silentLogger,
+      warn: (fields: object, msg?: string) => void lines.push({ level: 'warn', fields: fields as Record<string, unknown>, msg: msg ?? '' }),
+      info: (fields: object, msg?: string) => void lines.push({ level: 'info', fields: fields as Record<string, unknown>, msg: msg ?? '' }),
+      child: () => logger,
+    };
+    const skew = new SkewTracker(1_000, logger, { warnMs: 20 });
+    const n2 = nodeId('n2');
+    let t = 0;
+    const observe = (offsetMs: number, count: number) => {
+      for (let i = 0; i < count; i++, t += 300) {
+        const sent = 10_000_000 + t * 1000;
+        skew.observeRoundTrip(n2, { sentWallMicros: sent, peerWallMicros: sent + 1_000 + offsetMs * 1000, rttMs: 2, atMs: t });
+      }
+    };
+    observe(2, 10);
+    expect(skew.snapshot()['n2']).toMatchObject({ warning: false, flagged: false });
+    observe(35, 30);
+    expect(skew.snapshot()['n2']).toMatchObject({ warning: true, flagged: false });
+    expect(skew.snapshot()['n2']!.skewMs).toBeCloseTo(35, 0);
+    expect(lines.map((l) => [l.level, l.fields['peer'], l.fields['clockSkewWarnMs']])).toEqual([['warn', 'n2', 20]]);
+    observe(-1, 30);
+    expect(skew.snapshot()['n2']).toMatchObject({ warning: false, flagged: false });
+    expect(lines.map((l) => l.level)).toEqual(['warn', 'info']);
+    expect(lines[1]!.msg).toMatch(/within clock_skew_warn/);
+  });
+
   it('drops round trips stretched by a stall, and never judges from one burst', () => {
     const skew = new SkewTracker(1_000, silentLogger);
     const peers = ['n2', 'n3', 'n4'].map(nodeId);

@@ -1,4 +1,6 @@
+import { hash } from 'node:crypto';
 import { type Cell, isTombstone } from '@chorus/model';
+import { TIE_DIGEST, TIE_LITERAL, TIE_LITERAL_MAX, TIE_TAG } from './keys.js';
 
 /*
  * Stored value layout:
@@ -65,62 +67,42 @@ export function encodeDeletion(timestampMicros: number, deletionTimeMicros: numb
   return encodeStored({ tombstone: true, timestampMicros }, deletionTimeMicros);
 }
 
-function mix(h: number, k: number): number {
-  k = Math.imul(k, 0xcc9e2d51);
-  k = (k << 15) | (k >>> 17);
-  h ^= Math.imul(k, 0x1b873593);
-  h = (h << 13) | (h >>> 19);
-  return (Math.imul(h, 5) + 0xe6546b64) | 0;
-}
-
-function fmix(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
+/** Bytes of the tie of `cell` in a row version's key (see `writeTie`). */
+export function tieLength(cell: Cell): number {
+  if (isTombstone(cell)) return 1;
+  const head = cell.expiresAtMicros === undefined ? 1 : 9;
+  return head + 1 + (cell.value.length <= TIE_LITERAL_MAX ? cell.value.length : 32);
 }
 
 /**
- * Writes the 8-byte tie-break of a row version at `at`: the rank (00 tombstone,
- * 01 expiring value, 02 value — compareCells' tie order) and 7 bytes of a hash
- * (two murmur3 lanes) of expiry and value, zero for tombstones. Versions with
- * equal timestamps and different content get different keys; the same content
- * always gets the same key. The hash is local to this replica's layout (it
- * never travels), so it may change with a format version.
+ * Writes the tie-break of a row version at `at` (`tieLength(cell)` bytes):
+ * a tag (`TIE_TAG` plus the rank of compareCells' tie order: 0 tombstone,
+ * 1 expiring value, 2 value), then for an expiring value its expiry (8 bytes),
+ * then for a value either `TIE_LITERAL | value` (values up to
+ * `TIE_LITERAL_MAX` bytes) or `TIE_DIGEST | SHA-256(value)`. Each part is
+ * either of fixed length or the last one, so different content always gets
+ * different bytes: no one can make two versions of one timestamp share a
+ * key (the previous layout's 56-bit hash could be collided in seconds), and
+ * the same content always gets the same key, so a rewrite is idempotent.
+ * Short values skip the hash, which is most of a write's cost to compute.
  */
 export function writeTie(out: Uint8Array, at: number, cell: Cell): void {
   if (isTombstone(cell)) {
-    for (let i = 0; i < 8; i++) out[at + i] = 0;
+    out[at] = TIE_TAG;
     return;
   }
-  const v = cell.value;
-  const n = v.length;
-  let h1 = 0x9747b28c ^ n;
-  let h2 = 0x5bd1e995 ^ n;
   const e = cell.expiresAtMicros;
+  out[at++] = TIE_TAG + (e === undefined ? 2 : 1);
   if (e !== undefined) {
-    const hi = Math.floor(e / 0x1_0000_0000) | 0;
-    const lo = e | 0;
-    h1 = mix(mix(h1, hi), lo);
-    h2 = mix(mix(h2, lo), hi);
+    writeF64(out, at, e);
+    at += 8;
   }
-  let i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const k = v[i]! | (v[i + 1]! << 8) | (v[i + 2]! << 16) | (v[i + 3]! << 24);
-    h1 = mix(h1, k);
-    h2 = mix(h2, k ^ 0x27d4eb2f);
+  const v = cell.value;
+  if (v.length <= TIE_LITERAL_MAX) {
+    out[at] = TIE_LITERAL;
+    out.set(v, at + 1);
+  } else {
+    out[at] = TIE_DIGEST;
+    out.set(hash('sha256', v, 'buffer') as Buffer, at + 1);
   }
-  let k = 0;
-  for (let s = 0; i < n; i++, s += 8) k |= v[i]! << s;
-  h1 = fmix(mix(h1, k) ^ h2);
-  h2 = fmix(mix(h2, k ^ 0x165667b1) ^ h1);
-  out[at] = e === undefined ? 2 : 1;
-  out[at + 1] = h1 >>> 24;
-  out[at + 2] = (h1 >>> 16) & 0xff;
-  out[at + 3] = (h1 >>> 8) & 0xff;
-  out[at + 4] = h1 & 0xff;
-  out[at + 5] = h2 >>> 24;
-  out[at + 6] = (h2 >>> 16) & 0xff;
-  out[at + 7] = (h2 >>> 8) & 0xff;
 }

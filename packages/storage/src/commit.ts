@@ -1,7 +1,7 @@
 import { isPartitionDelete } from '@chorus/model';
 import { Batch, type Touched } from './batch.js';
 import { type ENC, RESOLVED, type StorageDb } from './db.js';
-import { DELETION_VERSION_BYTES, ROW_VERSION_BYTES } from './keys.js';
+import { DELETION_VERSION_BYTES, rowVersionAt } from './keys.js';
 import { type RowCache, cacheId } from './row-cache.js';
 
 /**
@@ -162,7 +162,7 @@ function cacheLanded(cache: RowCache, t: Touched, ok: boolean): void {
       if (ok) cache.partitionDeleted(seq, id, m.partitionDeletion.timestampMicros);
       else cache.invalidatePartition(seq, id);
     } else {
-      const id = cacheId(key, key.length - ROW_VERSION_BYTES);
+      const id = cacheId(key, rowVersionAt(key));
       if (ok) cache.rowWritten(seq, id, m.cell, key);
       else cache.invalidateRow(seq, id);
     }

@@ -1,8 +1,8 @@
 import { type Mutation, InvalidMutation, isPartitionDelete, validateMutationBody } from '@chorus/model';
 import type { Batch } from './batch.js';
-import { encodeDeletion, encodeStored, writeTie } from './cell.js';
+import { encodeDeletion, encodeStored, tieLength, writeTie } from './cell.js';
 import { EMPTY } from './db.js';
-import { DELETION_VERSION_BYTES, KIND_PARTITION_DELETION, KIND_ROW, ROW_VERSION_BYTES, escapedLength, writeEscaped, writeInvertedMicros, writeToken } from './keys.js';
+import { DELETION_VERSION_BYTES, KIND_PARTITION_DELETION, KIND_ROW, VERSION_TS_BYTES, escapedLength, writeEscaped, writeInvertedMicros, writeToken } from './keys.js';
 import type { KeyspacePrefixes } from './keyspaces.js';
 
 /**
@@ -57,14 +57,14 @@ function encodeMutation(m: Mutation, keyspaces: KeyspacePrefixes, batch: Batch, 
   const clustering = m.clustering ?? EMPTY;
   const cell = m.cell;
   const versionAt = partEnd + 1 + escapedLength(clustering);
-  const key = new Uint8Array(versionAt + ROW_VERSION_BYTES);
+  const key = new Uint8Array(versionAt + VERSION_TS_BYTES + tieLength(cell));
   key.set(ks, 0);
   writeToken(key, ks.length, m.token);
   writeEscaped(key, ks.length + 8, partition);
   key[partEnd] = KIND_ROW;
   writeEscaped(key, partEnd + 1, clustering);
   writeInvertedMicros(key, versionAt, cell.timestampMicros);
-  writeTie(key, versionAt + 8, cell);
+  writeTie(key, versionAt + VERSION_TS_BYTES, cell);
   batch.put(key, encodeStored(cell, now));
   return key;
 }

@@ -8,11 +8,12 @@ import {
   DELETION_VERSION_BYTES,
   KIND_PARTITION_DELETION,
   KIND_ROW,
-  ROW_VERSION_BYTES,
+  VERSION_TS_BYTES,
   copyBytes,
   decodeToken,
   escapedFieldLength,
   hasPrefix,
+  isTie,
   kindPrefix,
   partitionPrefixLength,
   prefixEnd,
@@ -153,8 +154,8 @@ export async function sweep(s: StoreParts, cursor: SweepCursor | undefined, maxK
           continue;
         }
         const c = escapedFieldLength(key, p + 1);
-        if (kind !== KIND_ROW || c < 0 || key.length !== p + 1 + c + ROW_VERSION_BYTES) continue;
-        group.start(key, raw);
+        if (kind !== KIND_ROW || c < 0 || !isTie(key, p + 1 + c + VERSION_TS_BYTES)) continue;
+        group.start(key, raw, p + 1 + c);
       }
     }
   } finally {

@@ -6,7 +6,7 @@ import { MAX_TOKEN, MIN_TOKEN, type Token } from '@chorus/core';
  *
  *   partition  P = 'd' | len(keyspace):u8 | keyspace | token:8 | esc(partition) 00 01
  *   deletion       P | 00 | ~timestamp:8
- *   row version    P | 01 | esc(clustering) 00 01 | ~timestamp:8 | tie:8
+ *   row version    P | 01 | esc(clustering) 00 01 | ~timestamp:8 | tie
  *
  * - token: the signed 64-bit value with its sign bit flipped, big-endian, so
  *   byte order equals numeric order (MIN_TOKEN → 00…, MAX_TOKEN → ff…).
@@ -19,10 +19,14 @@ import { MAX_TOKEN, MIN_TOKEN, type Token } from '@chorus/core';
  * - ~timestamp: 2^64 − 1 − timestamp, big-endian: the versions of a row (and
  *   of a partition's deletion) sort newest first.
  * - tie: tells apart versions with equal timestamps but different content, so
- *   neither overwrites the other and reads pick the winner by the merge rules.
- *   Byte 0 is the rank (00 tombstone, 01 expiring value, 02 value: the tie-break
- *   order of compareCells), bytes 1..7 a hash of expiry and value (zero for a
- *   tombstone). Rewriting the very same version writes the very same key.
+ *   neither overwrites the other and reads pick the winner by the merge rules
+ *   (cell.ts writes it). Different content always gets a different tie, even
+ *   content a client chose to collide: the value itself when short, else its
+ *   SHA-256. Rewriting the very same version writes the very same key. Its
+ *   length varies, so a version's ~timestamp is found by parsing the key
+ *   forward (`rowVersionAt`), never counted from its end. The previous layout's
+ *   8-byte tie (rank 00..02 and a 56-bit hash) still reads: its first byte
+ *   tells it apart from the current one's (10..12).
  *
  * Keyspaces are a prefix; the length byte keeps "ks" from matching "ks2".
  */
@@ -31,8 +35,17 @@ const DATA = 0x64; // 'd'
 const META = 0x6d; // 'm'
 export const KIND_PARTITION_DELETION = 0x00;
 export const KIND_ROW = 0x01;
-/** Bytes of a row version's suffix (~timestamp and tie). */
-export const ROW_VERSION_BYTES = 16;
+/** Bytes of a row version's ~timestamp, which the tie follows. */
+export const VERSION_TS_BYTES = 8;
+/** Length of the previous layout's tie: a rank byte 00..02 and 7 bytes of a 56-bit hash. */
+const LEGACY_TIE_BYTES = 8;
+/** First byte of a current-layout tie: this plus compareCells' tie rank (0 tombstone, 1 expiring value, 2 value). */
+export const TIE_TAG = 0x10;
+/** A tie's body: the value itself (`TIE_LITERAL | value`, values up to `TIE_LITERAL_MAX` bytes) or its digest (`TIE_DIGEST | sha256`). */
+export const TIE_LITERAL = 0x00;
+export const TIE_DIGEST = 0x01;
+export const TIE_LITERAL_MAX = 32;
+const TIE_DIGEST_BYTES = 32;
 /** Bytes of a deletion version's suffix (~timestamp). */
 export const DELETION_VERSION_BYTES = 8;
 export const DATA_START = Uint8Array.of(DATA);
@@ -269,7 +282,7 @@ export function decodeKey(key: Uint8Array): DecodedKey | undefined {
   }
   if (kind !== KIND_ROW) return undefined;
   const c = escapedFieldLength(key, p + 1);
-  if (c < 0 || key.length !== p + 1 + c + ROW_VERSION_BYTES) return undefined;
+  if (c < 0 || !isTie(key, p + 1 + c + VERSION_TS_BYTES)) return undefined;
   return {
     keyspace,
     token: t,
@@ -280,6 +293,34 @@ export function decodeKey(key: Uint8Array): DecodedKey | undefined {
     partitionLength: p,
     prefixLength: p + 1 + c,
   };
+}
+
+/**
+ * Whether `key[at..]` is a whole tie of either layout: current (tag, then for
+ * an expiring value its expiry, then the value or its digest) or previous
+ * (8 bytes, rank first). Keys outside both are skipped by every reader.
+ */
+export function isTie(key: Uint8Array, at: number): boolean {
+  const n = key.length - at;
+  if (n < 1) return false;
+  const tag = key[at]!;
+  if (tag <= 2) return n === LEGACY_TIE_BYTES;
+  if (tag === TIE_TAG) return n === 1;
+  const body = tag === TIE_TAG + 1 ? 1 + VERSION_TS_BYTES : tag === TIE_TAG + 2 ? 1 : -1;
+  if (body < 0 || n <= body) return false;
+  const form = key[at + body]!;
+  const rest = n - body - 1;
+  return form === TIE_LITERAL ? rest <= TIE_LITERAL_MAX : form === TIE_DIGEST && rest === TIE_DIGEST_BYTES;
+}
+
+/** Where a row version's ~timestamp starts (the length of its row prefix), or -1 for a key that is no row version. */
+export function rowVersionAt(key: Uint8Array): number {
+  const p = partitionPrefixLength(key);
+  if (p < 0 || p >= key.length || key[p] !== KIND_ROW) return -1;
+  const c = escapedFieldLength(key, p + 1);
+  if (c < 0) return -1;
+  const at = p + 1 + c;
+  return isTie(key, at + VERSION_TS_BYTES) ? at : -1;
 }
 
 /** True when `key` starts with the first `len` bytes of `prefix`. */

@@ -2,10 +2,10 @@ import { type Cell, type RowAddress, compareCells, validateAddress } from '@chor
 import { decodeStored } from './cell.js';
 import { COMPACT_MIN_VERSIONS, COMPACT_READ_CAP, type CompactionQueue } from './compaction.js';
 import { type DbIterator, EMPTY, ENC, type Entry, type StorageDb } from './db.js';
-import { DELETION_VERSION_BYTES, KIND_PARTITION_DELETION, KIND_ROW, ROW_VERSION_BYTES, hasPrefix, kindPrefix, prefixEnd, readInvertedMicros, rowPrefixFromPartition } from './keys.js';
+import { DELETION_VERSION_BYTES, KIND_PARTITION_DELETION, KIND_ROW, VERSION_TS_BYTES, hasPrefix, isTie, kindPrefix, prefixEnd, readInvertedMicros, rowPrefixFromPartition } from './keys.js';
 import type { StoreParts } from './parts.js';
 import { cacheId } from './row-cache.js';
-import { effective, versionTs } from './row-versions.js';
+import { effective } from './row-versions.js';
 
 /** Versions a point read fetches in its first step: the newest is usually all it needs. */
 const POINT_CHUNK = 4;
@@ -112,8 +112,8 @@ async function reconcilePoint(
         else staleDeletions.push(key);
         continue;
       }
-      if (key.length !== rowPrefix.length + ROW_VERSION_BYTES || !hasPrefix(key, rowPrefix)) continue;
-      const ts = versionTs(key);
+      if (!hasPrefix(key, rowPrefix) || !isTie(key, rowPrefix.length + VERSION_TS_BYTES)) continue;
+      const ts = readInvertedMicros(key, rowPrefix.length);
       if (bestRaw === undefined) {
         bestRaw = raw;
         bestKey = key;

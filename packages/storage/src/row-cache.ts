@@ -166,8 +166,8 @@ export class RowCache {
     const e = this.rows.get(rowId);
     if (e === undefined) return;
     const order = e.cell === undefined ? 1 : compareCells(cell, e.cell);
-    // Equal cells are the same version under the same key (a retry): nothing to do. Equal keys of
-    // different cells (a tie-hash collision) are one entry in LevelDB: never delete it.
+    // Equal cells are the same version (a retry; or one written under the previous key layout and again under
+    // this one, which the sweep reduces to one): nothing to do. Equal keys are one entry in LevelDB: never delete it.
     if (order > 0) {
       if (e.version !== undefined && !bytesEqual(e.version, key)) this.shadowed(e.version);
       this.replace(e, own(cell), key, rowId);

@@ -1,7 +1,7 @@
 import { type Cell, compareCells } from '@chorus/model';
 import { type StoredCell, decodeStored } from './cell.js';
 import { EMPTY } from './db.js';
-import { ROW_VERSION_BYTES, hasPrefix, partitionPrefixLength, readInvertedMicros, unescape } from './keys.js';
+import { VERSION_TS_BYTES, hasPrefix, isTie, partitionPrefixLength, readInvertedMicros, rowVersionAt, unescape } from './keys.js';
 
 /** The row's cell as reads see it: a partition deletion at least as new shadows it (shown as a tombstone). */
 export function effective(row: Cell | undefined, deletionTs: number | undefined): Cell | undefined {
@@ -9,9 +9,10 @@ export function effective(row: Cell | undefined, deletionTs: number | undefined)
   return row;
 }
 
-/** Timestamp of a row version, from its key. */
+/** Timestamp of a row version, from its key (NaN for a key that is no row version: it compares with nothing). */
 export function versionTs(key: Uint8Array): number {
-  return readInvertedMicros(key, key.length - ROW_VERSION_BYTES);
+  const at = rowVersionAt(key);
+  return at < 0 ? Number.NaN : readInvertedMicros(key, at);
 }
 
 /**
@@ -32,24 +33,26 @@ export class RowVersions {
 
   constructor(private readonly keepLosers: boolean) {}
 
-  start(key: Uint8Array, raw: Uint8Array): void {
+  /** Starts a row at its first version; `prefixLength` is where its ~timestamp starts, when the caller parsed the key already. */
+  start(key: Uint8Array, raw: Uint8Array, prefixLength = rowVersionAt(key)): void {
     this.first = key;
-    this.prefixLength = key.length - ROW_VERSION_BYTES;
+    this.prefixLength = prefixLength;
     this.bestKey = key;
     this.bestRaw = raw;
-    this.bestTs = versionTs(key);
+    this.bestTs = readInvertedMicros(key, prefixLength);
     this.count = 1;
     this.losers.length = 0;
   }
 
   belongs(key: Uint8Array): boolean {
-    return this.count > 0 && key.length === this.first.length && hasPrefix(key, this.first, this.prefixLength);
+    // Row prefixes are prefix-free (escaped fields), so a key that starts with this row's prefix is a version of this row.
+    return this.count > 0 && hasPrefix(key, this.first, this.prefixLength) && isTie(key, this.prefixLength + VERSION_TS_BYTES);
   }
 
   /** Adds a version of the same row; returns the key that lost. */
   add(key: Uint8Array, raw: Uint8Array): Uint8Array {
     this.count++;
-    const ts = versionTs(key);
+    const ts = readInvertedMicros(key, this.prefixLength);
     let loser = key;
     if (ts > this.bestTs || (ts === this.bestTs && compareCells(decodeStored(raw).cell, decodeStored(this.bestRaw).cell) > 0)) {
       loser = this.bestKey;

@@ -6,11 +6,12 @@ import {
   DELETION_VERSION_BYTES,
   KIND_PARTITION_DELETION,
   KIND_ROW,
-  ROW_VERSION_BYTES,
+  VERSION_TS_BYTES,
   copyBytes,
   decodeToken,
   escapedFieldLength,
   hasPrefix,
+  isTie,
   kindPrefix,
   partitionPrefixLength,
   prefixEnd,
@@ -157,8 +158,8 @@ export async function* scanRange(s: StoreParts, keyspace: string, range: TokenRa
             continue;
           }
           const c = escapedFieldLength(key, part.length + 1);
-          if (kind !== KIND_ROW || c < 0 || key.length !== part.length + 1 + c + ROW_VERSION_BYTES) continue;
-          group.start(key, raw);
+          if (kind !== KIND_ROW || c < 0 || !isTie(key, part.length + 1 + c + VERSION_TS_BYTES)) continue;
+          group.start(key, raw, part.length + 1 + c);
         }
       }
       const done = finish();

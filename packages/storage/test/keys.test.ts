@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { MAX_TOKEN, MIN_TOKEN, token } from '@chorus/core';
 import { compareBytes, type Cell, compareCells } from '@chorus/model';
 import { decodeKey, decodeToken, deletionVersionKey, encodeToken, partitionKey, prefixEnd, rowKeyPrefix, writeInvertedMicros } from '../src/keys.js';
-import { writeTie } from '../src/cell.js';
+import { tieLength, writeTie } from '../src/cell.js';
 
 const tokenArb = fc.bigInt({ min: MIN_TOKEN, max: MAX_TOKEN }).map((t) => token(t));
 // Small alphabets with many zero bytes exercise the escaping.
@@ -28,7 +28,7 @@ describe('token encoding', () => {
 /** The stored key of a row version, as the store writes it. */
 function versionKey(ks: string, t: bigint, p: Uint8Array, c: Uint8Array, cell: Cell): Uint8Array {
   const prefix = rowKeyPrefix(ks, t, p, c);
-  const out = new Uint8Array(prefix.length + 16);
+  const out = new Uint8Array(prefix.length + 8 + tieLength(cell));
   out.set(prefix, 0);
   writeInvertedMicros(out, prefix.length, cell.timestampMicros);
   writeTie(out, prefix.length + 8, cell);
@@ -36,10 +36,12 @@ function versionKey(ks: string, t: bigint, p: Uint8Array, c: Uint8Array, cell: C
 }
 
 const tsArb = fc.oneof(fc.integer({ min: 0, max: 20 }), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }));
+// Values past 32 bytes are keyed by their digest, shorter ones by themselves: both forms, and values that differ in one byte.
+const valueArb = fc.oneof(bytesArb, fc.tuple(fc.integer({ min: 28, max: 40 }), fc.nat(39), fc.nat(3)).map(([n, at, x]) => new Uint8Array(n).map((_, i) => (i === at % n ? x : 7))));
 const cellArb: fc.Arbitrary<Cell> = fc.oneof(
   tsArb.map((ts) => ({ tombstone: true as const, timestampMicros: ts })),
-  fc.record({ value: bytesArb, timestampMicros: tsArb }),
-  fc.record({ value: bytesArb, timestampMicros: tsArb, expiresAtMicros: fc.integer({ min: 0, max: 50 }) }),
+  fc.record({ value: valueArb, timestampMicros: tsArb }),
+  fc.record({ value: valueArb, timestampMicros: tsArb, expiresAtMicros: fc.integer({ min: 0, max: 50 }) }),
 );
 
 describe('row keys', () => {
