@@ -1,5 +1,5 @@
 import type { ActorContext, ActorRef, ActorSystem, ReplyTo } from '@chorus/actors';
-import { type Env, type HintSink, type HostId, type MembershipEvent, type MembershipEvents, type MembershipView, type NodeId, type Timer, isChorusError, Throttle } from '@chorus/core';
+import { type Env, type HintSink, type HostId, type MembershipEvent, type MembershipEvents, type MembershipView, type NodeId, type Timer, type Token, isChorusError, Throttle } from '@chorus/core';
 import type { Mutation } from '@chorus/model';
 import { type HybridLogicalClock, REPLICA_ACTOR, type ReplicaMsg, mutate } from '@chorus/replica';
 import { type CommitSyncMode, DEFAULT_GC_GRACE_SECONDS, type StorageDb } from '@chorus/storage';
@@ -96,6 +96,13 @@ export interface HintsOptions {
   commitSyncPeriodMs?: number;
   /** The gc grace of a keyspace: a hint older than that is never delivered (it could bring back data whose tombstone was purged). */
   gcGraceSecondsOf?: (keyspace: string) => number;
+  /**
+   * The storage purge horizon of a keyspace at a token (repair-based
+   * tombstone GC: the last repair of the range): a hint written at or before
+   * it is never delivered either, since a tombstone it should meet may be
+   * gone from every replica.
+   */
+  purgeHorizon?: (keyspace: string, t: Token) => number;
   /** How long a target has to acknowledge one replayed hint. */
   deliveryTimeoutMs?: number;
   dispatchIntervalMs?: number;
@@ -220,7 +227,9 @@ export async function startHints(system: ActorSystem, options: HintsOptions): Pr
   }
 
   function expired(hint: StoredHint, nowMicros: number): boolean {
-    return hint.mutation !== undefined && nowMicros - hint.createdAtMicros >= gcGraceOf(hint.mutation.keyspace) * 1_000_000;
+    const m = hint.mutation;
+    if (m === undefined) return false;
+    return nowMicros - hint.createdAtMicros >= gcGraceOf(m.keyspace) * 1_000_000 || (options.purgeHorizon !== undefined && hint.createdAtMicros <= options.purgeHorizon(m.keyspace, m.token));
   }
 
   /** A refusal by the target that no retry will change; a timestamp too far ahead of its clock is not one (its clock catches up). */

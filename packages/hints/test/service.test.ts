@@ -100,4 +100,19 @@ describe('the hints service', () => {
     await new Promise((r) => setTimeout(r, 100));
     expect(hints.targets().map((t) => t.hints)).toEqual([1]);
   });
+
+  it('drops hints written before a repair of their range let tombstones go (repair-based tombstone GC)', async () => {
+    const m = fakeMembership(new Map([[NODE_A, HOST_A]]));
+    let repairedAt = -Infinity;
+    const hints = await start(m, { purgeHorizon: (ks) => (ks === 'repaired' ? repairedAt : -Infinity), dispatchIntervalMs: 20 });
+    for (let i = 0; i < 3; i++) expect(await hints.offer(NODE_A, write(`r${i}`, 'v', i, { keyspace: 'repaired' }))).toBe(true);
+    expect(await hints.offer(NODE_A, write('o', 'v', 1, { keyspace: 'other' }))).toBe(true);
+    hints.dispatch();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(hints.targets().map((t) => t.hints)).toEqual([4]);
+    // A repair of the range finished: a tombstone these hints should meet may be purged everywhere now.
+    repairedAt = Number.MAX_SAFE_INTEGER;
+    await until('hints before the repair dropped', () => hints.targets()[0]?.hints === 1);
+    expect(hints.stats().dropped.expired).toBe(3);
+  });
 });

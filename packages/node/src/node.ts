@@ -308,6 +308,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
           commitSync: settings.commitSync,
           commitSyncPeriodMs: settings.commitSyncPeriodMs,
           gcGraceSecondsOf: () => settings.gcGraceSeconds,
+          purgeHorizon,
           deliveryTimeoutMs: settings.writeTimeoutMs * 5,
         });
   const coordinator = spawnCoordinator(system, {
