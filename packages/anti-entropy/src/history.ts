@@ -1,6 +1,6 @@
 import type { Env, Token } from '@chorus/core';
 import { type TokenRange, rangeContains } from '@chorus/ring';
-import { SYSTEM_KEYSPACE, type StorageHandle, systemRow, write } from '@chorus/storage';
+import type { RepairRecords } from './records.js';
 
 /** A token range of a keyspace and the start of the last repair that covered it on every replica. */
 export interface RepairedRange {
@@ -10,8 +10,6 @@ export interface RepairedRange {
   repairedAtMicros: number;
 }
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 const PREFIX = 'repaired/';
 /** Ranges kept per keyspace: a ring has a few hundred ranges; topology changes leave old ones behind, which newer ones cover. */
 const MAX_RANGES_PER_KEYSPACE = 4_096;
@@ -26,39 +24,18 @@ const MAX_RANGES_PER_KEYSPACE = 4_096;
  */
 export class RepairHistory {
   private readonly byKeyspace = new Map<string, RepairedRange[]>();
-  private saving: Promise<void> = Promise.resolve();
-  /** Each record is written above the last one, so it wins even after this node's clock stepped back. */
-  private lastWriteMicros = 0;
 
-  private constructor(
-    private readonly env: Env,
-    private readonly storage: StorageHandle,
-    private readonly timeoutMs: number,
-  ) {}
+  private constructor(private readonly records: RepairRecords) {}
 
-  static async load(env: Env, storage: StorageHandle, timeoutMs: number): Promise<RepairHistory> {
-    const history = new RepairHistory(env, storage, timeoutMs);
-    const { token, partition } = systemRow('repair', PREFIX);
-    let after: Uint8Array | undefined;
-    for (;;) {
-      const page = await storage.reader.slice(SYSTEM_KEYSPACE, token, partition, { from: encoder.encode(PREFIX), to: encoder.encode(`${PREFIX}\uffff`), limit: 100, ...(after ? { after } : {}) });
-      for (const row of page.rows) {
-        if (!('value' in row.cell)) continue;
-        history.lastWriteMicros = Math.max(history.lastWriteMicros, row.cell.timestampMicros);
-        try {
-          const ranges = (JSON.parse(decoder.decode(row.cell.value)) as Array<{ start: string; end: string; at: number }>).map((r) => ({
-            keyspace: decoder.decode(row.clustering).slice(PREFIX.length),
-            start: BigInt(r.start) as Token,
-            end: BigInt(r.end) as Token,
-            repairedAtMicros: r.at,
-          }));
-          if (ranges.length > 0) history.byKeyspace.set(ranges[0]!.keyspace, ranges);
-        } catch (error) {
-          env.logger.warn({ err: error, row: decoder.decode(row.clustering) }, 'unreadable repair history row; its ranges count as never repaired');
-        }
+  static async load(env: Env, records: RepairRecords): Promise<RepairHistory> {
+    const history = new RepairHistory(records);
+    for await (const { name: keyspace, text } of records.load(PREFIX)) {
+      try {
+        const ranges = (JSON.parse(text) as Array<{ start: string; end: string; at: number }>).map((r) => ({ keyspace, start: BigInt(r.start) as Token, end: BigInt(r.end) as Token, repairedAtMicros: r.at }));
+        history.byKeyspace.set(keyspace, ranges);
+      } catch (error) {
+        env.logger.warn({ err: error, keyspace }, 'unreadable repair history row; its ranges count as never repaired');
       }
-      if (page.nextPage === undefined) break;
-      after = page.nextPage;
     }
     return history;
   }
@@ -85,13 +62,6 @@ export class RepairHistory {
     // Oldest first out: a range repaired long ago is the least useful to keep.
     if (kept.length > MAX_RANGES_PER_KEYSPACE) kept.sort((a, b) => b.repairedAtMicros - a.repairedAtMicros).length = MAX_RANGES_PER_KEYSPACE;
     this.byKeyspace.set(keyspace, kept);
-    const text = JSON.stringify(kept.map((r) => ({ start: r.start.toString(), end: r.end.toString(), at: r.repairedAtMicros })));
-    const row = systemRow('repair', `${PREFIX}${keyspace}`);
-    // One write at a time, in order, so the last record on disk is the newest.
-    this.lastWriteMicros = Math.max(this.env.clock.nowMicros(), this.lastWriteMicros + 1);
-    const cell = { value: encoder.encode(text), timestampMicros: this.lastWriteMicros };
-    const saved = this.saving.then(() => write(this.storage.ref, { ...row, cell }, this.timeoutMs));
-    this.saving = saved.catch(() => undefined);
-    await saved;
+    await this.records.save(`${PREFIX}${keyspace}`, JSON.stringify(kept.map((r) => ({ start: r.start.toString(), end: r.end.toString(), at: r.repairedAtMicros }))));
   }
 }

@@ -2,9 +2,10 @@ import type { ActorRef, ActorSystem } from '@chorus/actors';
 import { type Env, InvalidRequest, type MembershipView, type NodeId, Throttle, type Timer, type Token } from '@chorus/core';
 import type { Clocks } from '@chorus/replica';
 import type { KeyspaceDef, RingView, TokenRange } from '@chorus/ring';
-import { SYSTEM_KEYSPACE, type StorageHandle, systemRow, write } from '@chorus/storage';
+import { SYSTEM_KEYSPACE, type StorageHandle } from '@chorus/storage';
 import { RepairCancelled, RepairStopped, ReplicaDown, TooManyRepairJobs } from './errors.js';
 import { RepairHistory } from './history.js';
+import { RepairRecords } from './records.js';
 import { covers, rangesToRepair, requestedRange } from './ranges.js';
 import { type SessionCounts, type SessionTimeouts, repairRange } from './session.js';
 import { Slots } from './slots.js';
@@ -135,8 +136,6 @@ interface JobRecord {
 
 type JobMsg = { type: 'pump' } | { type: 'range-ended'; index: number; outcome: 'done' | 'failed' | 'cancelled'; reason?: string };
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 /**
  * Starts anti-entropy on a node: the validator that answers for this
@@ -149,7 +148,8 @@ const decoder = new TextDecoder();
  */
 export async function startAntiEntropy(system: ActorSystem, options: AntiEntropyOptions): Promise<AntiEntropyHandle> {
   const { env, storage, membership } = options;
-  const history = await RepairHistory.load(env, storage, LOCAL_TIMEOUT_MS);
+  const records = new RepairRecords(env, storage, LOCAL_TIMEOUT_MS);
+  const history = await RepairHistory.load(env, records);
   const maxSessions = Math.max(1, options.maxSessions ?? DEFAULT_REPAIR_MAX_SESSIONS);
   const validator = spawnValidator(system, { env, reader: storage.reader, history, maxBuilds: maxSessions });
   const throttle = new Throttle(options.throttleBytesPerSec ?? DEFAULT_REPAIR_THROTTLE_BYTES_PER_SEC, env.clock, env.scheduler);
@@ -162,27 +162,14 @@ export async function startAntiEntropy(system: ActorSystem, options: AntiEntropy
   const actors = new Map<string, ActorRef<JobMsg>>();
   const ended = new Map<string, Array<() => void>>();
   const cancelled = new Set<string>();
-  let lastJobWriteMicros = 0;
   let stopped = false;
   let scheduleTimer: Timer | undefined;
 
-  const rowOf = (id: string) => systemRow('repair', `${JOB_PREFIX}${id}`);
-  let saving: Promise<void> = Promise.resolve();
-  const save = (job: JobRecord): Promise<void> => {
-    const text = JSON.stringify(job);
-    // Each record is written above the last, so it wins even after the clock stepped back.
-    lastJobWriteMicros = Math.max(env.clock.nowMicros(), lastJobWriteMicros + 1);
-    const cell = { value: encoder.encode(text), timestampMicros: lastJobWriteMicros };
-    saving = saving
-      .then(() => write(storage.ref, { ...rowOf(job.id), cell }, LOCAL_TIMEOUT_MS))
-      .catch((error: unknown) => env.logger.warn({ err: error, job: job.id }, 'could not save repair job progress'));
-    return saving;
-  };
+  const save = (job: JobRecord): Promise<void> =>
+    records.save(`${JOB_PREFIX}${job.id}`, JSON.stringify(job)).catch((error: unknown) => env.logger.warn({ err: error, job: job.id }, 'could not save repair job progress'));
   const forget = (id: string): void => {
     jobs.delete(id);
-    lastJobWriteMicros = Math.max(env.clock.nowMicros(), lastJobWriteMicros + 1);
-    const cell = { tombstone: true as const, timestampMicros: lastJobWriteMicros };
-    saving = saving.then(() => write(storage.ref, { ...rowOf(id), cell }, LOCAL_TIMEOUT_MS)).catch(() => undefined);
+    records.save(`${JOB_PREFIX}${id}`, undefined).catch(() => undefined);
   };
 
   const statusOf = (job: JobRecord): RepairJobStatus => {
@@ -354,23 +341,12 @@ export async function startAntiEntropy(system: ActorSystem, options: AntiEntropy
   };
 
   // Jobs of an earlier run: finished ones are history; running ones resume with the ranges they had left.
-  {
-    const { token, partition } = systemRow('repair', JOB_PREFIX);
-    let after: Uint8Array | undefined;
-    for (;;) {
-      const page = await storage.reader.slice(SYSTEM_KEYSPACE, token, partition, { from: encoder.encode(JOB_PREFIX), to: encoder.encode(`${JOB_PREFIX}\uffff`), limit: 100, ...(after ? { after } : {}) });
-      for (const row of page.rows) {
-        if (!('value' in row.cell)) continue;
-        lastJobWriteMicros = Math.max(lastJobWriteMicros, row.cell.timestampMicros);
-        try {
-          const job = JSON.parse(decoder.decode(row.cell.value)) as JobRecord;
-          jobs.set(job.id, job);
-        } catch (error) {
-          env.logger.warn({ err: error, row: decoder.decode(row.clustering) }, 'unreadable repair job record; skipped');
-        }
-      }
-      if (page.nextPage === undefined) break;
-      after = page.nextPage;
+  for await (const { name, text } of records.load(JOB_PREFIX)) {
+    try {
+      const job = JSON.parse(text) as JobRecord;
+      jobs.set(job.id, job);
+    } catch (error) {
+      env.logger.warn({ err: error, job: name }, 'unreadable repair job record; skipped');
     }
   }
   const resume = async (): Promise<void> => {
@@ -437,7 +413,7 @@ export async function startAntiEntropy(system: ActorSystem, options: AntiEntropy
       scheduleTimer?.cancel();
       for (const ref of actors.values()) await system.stop(ref as ActorRef<unknown>);
       await system.stop(validator as ActorRef<unknown>);
-      await saving;
+      await records.flushed();
     },
   };
 }
