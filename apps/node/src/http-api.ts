@@ -55,6 +55,7 @@ export function buildApi(options: ApiOptions) {
   app.get('/v1/status', async () => ready().status());
   app.get('/v1/ring', async () => ready().ring());
   app.get('/v1/hints', async () => ready().hints());
+  app.get('/v1/streams', async () => ready().streams());
   app.get('/v1/keyspaces', async () => ({ keyspaces: (await ready().keyspaces()).keyspaces.map(keyspaceJson) }));
   app.put<{ Params: { name: string } }>('/v1/keyspaces/:name', async (request) => {
     const body = parseJsonBody(request.body);

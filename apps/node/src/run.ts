@@ -188,6 +188,7 @@ function nodeSettingsOf(s: NodeSettings) {
     maxHintsSizePerHostBytes: s.max_hints_size_per_host * 1024 * 1024,
     hintedHandoffThrottleKiBps: s.hinted_handoff_throttle,
     repairThrottleBytesPerSec: s.repair_throttle,
+    streamThroughputBytesPerSec: s.stream_throughput,
     repairMaxSessions: s.repair_max_sessions,
     ...(s.repair_schedule_interval > 0 ? { repairScheduleIntervalMs: s.repair_schedule_interval } : {}),
     repairHistorySize: s.repair_history_size,

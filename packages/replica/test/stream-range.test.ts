@@ -2,7 +2,7 @@ import { ActorSystem } from '@chorus/actors';
 import { type Token, nodeId, token } from '@chorus/core';
 import type { Mutation } from '@chorus/model';
 import { Simulation } from '@chorus/sim';
-import { type ScanEntry, type StorageHandle, type TokenRange, spawnStorage, write } from '@chorus/storage';
+import { type ScanEntry, type ScanPosition, type StorageHandle, type TokenRange, spawnStorage, write } from '@chorus/storage';
 import { MAX_FRAME_BYTES, wireCodec } from '@chorus/wire';
 import { MemoryLevel } from 'memory-level';
 import { describe, expect, it } from 'vitest';
@@ -138,7 +138,7 @@ describe('replica.stream-range', () => {
     expect(whole.done).toBe(true);
     // Pages of one entry each add up to the whole.
     const one: StreamEntryWire[] = [];
-    let after;
+    let after: ScanPosition | undefined;
     for (;;) {
       const page = await settled(sim, rangePageWithinBudget(source.reader, KS, RANGE, after, 1));
       expect(page.entries.length).toBeLessThanOrEqual(1);
