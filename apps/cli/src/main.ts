@@ -5,7 +5,7 @@ import { type HintsEntry, type RingEntry, type StatusNode, formatHints, formatRi
 import { registerBench } from './bench.js';
 import { registerRepair } from './repair.js';
 import { addNode, killNode, startCluster, stopCluster } from './cluster.js';
-import { registerStreams } from './streams.js';
+import { registerDecommission, registerStreams } from './streams.js';
 
 const DEFAULT_DIR = '.chorus/cluster';
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -209,6 +209,7 @@ dataCommand('del <key>', 'delete a value (a tombstone, kept for gc_grace_seconds
 registerBench(program);
 registerRepair(program);
 registerStreams(program);
+registerDecommission(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   const message = error instanceof Error ? error.message : String(error);

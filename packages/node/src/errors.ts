@@ -17,3 +17,10 @@ export class TopologyChangeInProgress extends ChorusError {
     );
   }
 }
+
+/** Decommission would leave a keyspace with fewer nodes than its replication factor in a datacenter (or the ring). */
+export class DecommissionRefused extends ChorusError {
+  constructor(reason: string, fields: Record<string, unknown> = {}) {
+    super('DecommissionRefused', 'DECOMMISSION_REFUSED', `decommission refused: ${reason}`, fields, 409);
+  }
+}

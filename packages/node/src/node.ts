@@ -11,6 +11,7 @@ import { type CommitSyncMode, SYSTEM_KEYSPACE, type StorageDb, type StorageHandl
 import { DEFAULT_STREAM_THROUGHPUT_BYTES_PER_SEC, type MovementStatus, Movements } from '@chorus/streaming';
 import { wireCodec } from '@chorus/wire';
 import { bootstrap } from './bootstrap.js';
+import { checkDecommission, decommission } from './decommission.js';
 import { TopologyChangeInProgress } from './errors.js';
 import { loadLocalState, savePeers, saveTokens } from './local-state.js';
 import { type HintsEntry, type RingEntry, type StatusEntry, hintsView, ringEntries, ringOf, ringPeersOf, statusView } from './views.js';
@@ -118,6 +119,14 @@ export interface ChorusNode {
   readonly repair: RepairService;
   /** Range movements (bootstrap) this node runs or ran lately (`chorus streams`, `GET /v1/streams`). */
   streams(): Promise<{ streams: MovementStatus[] }>;
+  /**
+   * Starts leaving the ring (`chorus decommission`): refuses at once with
+   * DecommissionRefused or TopologyChangeInProgress, else announces LEAVING
+   * and answers with the movement; `left` resolves once every range is
+   * streamed to its new owner, the hints are handed off and LEFT announced.
+   * Stop the node then.
+   */
+  decommission(): Promise<{ movement: MovementStatus; left: Promise<MovementStatus> }>;
   counters(): NodeCounters;
   stop(): Promise<void>;
 }
@@ -320,6 +329,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
   let stopped = false;
   const movements = new Movements();
   const clocks = () => ({ hlc: hlc.peek(), wallMicros: env.clock.nowMicros() });
+  const streamThrottle = new Throttle(settings.streamThroughputBytesPerSec ?? DEFAULT_STREAM_THROUGHPUT_BYTES_PER_SEC, env.clock, env.scheduler);
   if (bootstrapping) {
     const joinTokens = tokens;
     bootstrap({
@@ -333,7 +343,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
       schemaVersion: () => schemaVersion,
       clocks,
       movements,
-      throttle: new Throttle(settings.streamThroughputBytesPerSec ?? DEFAULT_STREAM_THROUGHPUT_BYTES_PER_SEC, env.clock, env.scheduler),
+      throttle: streamThrottle,
       // A page is a local scan of at most a MiB: a few read timeouts are plenty, and a lost message then costs little.
       pageTimeoutMs: settings.readTimeoutMs * 3,
       writeTimeoutMs: settings.writeTimeoutMs * 3,
@@ -357,6 +367,31 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     hintedHandoff: hints,
     repair: antiEntropy,
     streams: async () => ({ streams: movements.statuses() }),
+    async decommission() {
+      const ctx = {
+        env,
+        system,
+        gossipIntervalMs: settings.gossipIntervalMs,
+        latest,
+        ring: currentRing,
+        keyspaces: () => [...schema.values()].filter((k) => k.name !== SYSTEM_KEYSPACE),
+        clocks,
+        movements,
+        throttle: streamThrottle,
+        pageTimeoutMs: settings.readTimeoutMs * 3,
+        writeTimeoutMs: settings.writeTimeoutMs * 3,
+        announce: (values: { status?: 'LEAVING' | 'LEFT'; streaming?: number }) => setApplicationState(gossiper, values),
+        ...(hints ? { handOffHints: (to: NodeId) => hints.handOff(to) } : {}),
+        stopped: () => stopped,
+      };
+      checkDecommission(ctx);
+      let movement!: MovementStatus;
+      const left = decommission(ctx, (m) => (movement = m));
+      left.catch(() => undefined);
+      // The movement is known before the first pause; without it the start itself failed (another movement runs).
+      if (movement === undefined) await left;
+      return { movement, left };
+    },
     ring: async () => ringEntries(latest()),
     async keyspaces() {
       return { keyspaces: [...schema.values()].map((k) => ({ name: k.name, replication: k.replication, readRepair: readRepairOf(k) })).sort((a, b) => a.name.localeCompare(b.name)) };
