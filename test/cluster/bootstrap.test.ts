@@ -121,4 +121,51 @@ describe('bootstrap with real processes', () => {
     });
     expect(unreadable.slice(0, 10), `${unreadable.length} keys not readable at ALL`).toEqual([]);
   });
+
+  it('chorus decommission moves a node\'s ranges to the others while a writer keeps writing at QUORUM; every key is then readable at ALL', async () => {
+    const before = await cluster.status('n1');
+    expect(before.filter((n) => n.state === 'UN')).toHaveLength(4);
+    let leaving = true;
+    const during: string[] = [];
+    const failures: string[] = [];
+    const writer = Promise.all([1, 2, 3].map(async (w) => {
+      for (let i = 0; leaving; i++) {
+        const key = `leaving-${w}-${i}`;
+        const put = await http(cluster, `n${w}`, 'PUT', `/v1/kv/default/${key}?consistency=QUORUM`, valueOf(key)).catch((e: Error) => ({ status: 0, text: e.message }));
+        if (put.status === 200) during.push(key);
+        else failures.push(`${key}: ${put.status} ${put.text}`);
+      }
+    }));
+    const started = Date.now();
+    let done: { rowsStreamed: number; bytesStreamed: number; elapsedMs: number; state: string };
+    try {
+      done = JSON.parse(await chorus(['decommission', '--host', cluster.address('n2'), '--json'], scaled(180_000))) as typeof done;
+      await cluster.waitFor('n2 gone from the views of n1, n3 and n4', async () => {
+        for (const o of ['n1', 'n3', 'n4']) {
+          const nodes = await cluster.status(o);
+          if (nodes.some((n) => n.name === 'n2') || nodes.filter((n) => n.state === 'UN').length !== 3) return false;
+        }
+        return true;
+      }, scaled(60_000));
+    } finally {
+      leaving = false;
+      await writer;
+    }
+    console.log(`decommission: n2 left after ${Date.now() - started} ms, streaming ${done.rowsStreamed} rows, ${(done.bytesStreamed / 1e6).toFixed(2)} MB in ${done.elapsedMs.toFixed(0)} ms (${(done.rowsStreamed / (done.elapsedMs / 1000)).toFixed(0)} rows/s); ${during.length} writes acknowledged meanwhile, ${failures.length} failed`);
+    expect(done.state).toBe('done');
+    // Writes through n2 itself stop when it exits; the writers go through the nodes that stay.
+    expect(failures.filter((f) => !f.startsWith('leaving-2-')), failures.slice(0, 5).join('\n')).toEqual([]);
+    const all = [...Array.from({ length: KEYS }, (_, i) => `boot-${i}`), ...during];
+    const stay = ['n1', 'n3', 'n4'];
+    const unreadable: string[] = [];
+    await pool(all.length, async (i) => {
+      const key = all[i]!;
+      const got = await http(cluster, stay[i % 3]!, 'GET', `/v1/kv/default/${key}?consistency=ALL`);
+      if (got.status !== 200 || got.text !== valueOf(key)) unreadable.push(`${key}: ${got.status} ${got.text.slice(0, 80)}`);
+    });
+    expect(unreadable.slice(0, 10), `${unreadable.length} keys not readable at ALL`).toEqual([]);
+    const status = JSON.parse(await chorus(['status', '--json', '--host', cluster.address('n1')])) as { nodes: Array<{ name: string; state: string; owns: number }> };
+    expect(status.nodes.map((n) => `${n.name} ${n.state}`).sort()).toEqual(['n1 UN', 'n3 UN', 'n4 UN']);
+    expect(status.nodes.reduce((sum, n) => sum + n.owns, 0)).toBeCloseTo(2, 5);
+  });
 });

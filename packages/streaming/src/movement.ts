@@ -83,7 +83,8 @@ function fractionOf(task: RangeTask, t: Token): number {
  */
 export class RangeMovement {
   private readonly tasks: TaskState[];
-  private readonly startedMs: number;
+  /** When the first run began: a movement may be set up a while before it streams. */
+  private startedMs: number | undefined;
   private endedMs: number | undefined;
   private state: MovementState = 'running';
   private rows = 0;
@@ -98,7 +99,6 @@ export class RangeMovement {
     private readonly ctx: MovementContext,
   ) {
     this.tasks = tasks.map((task) => ({ task, done: false, fraction: 0 }));
-    this.startedMs = ctx.env.clock.monotonicMs();
     if (tasks.length === 0) this.finish('done');
   }
 
@@ -118,7 +118,7 @@ export class RangeMovement {
       rowsStreamed: this.rows,
       bytesStreamed: this.bytes,
       percent: this.state === 'done' ? 100 : totalWidth === 0 ? 0 : Math.min(99.9, Math.floor((1000 * doneWidth) / totalWidth) / 10),
-      elapsedMs: (this.endedMs ?? this.ctx.env.clock.monotonicMs()) - this.startedMs,
+      elapsedMs: this.startedMs === undefined ? 0 : (this.endedMs ?? this.ctx.env.clock.monotonicMs()) - this.startedMs,
     };
     if (this.error !== undefined) out.error = this.error;
     return out;
@@ -140,6 +140,7 @@ export class RangeMovement {
 
   private async runOnce(): Promise<MovementStatus> {
     if (this.state === 'done') return this.status();
+    this.startedMs ??= this.ctx.env.clock.monotonicMs();
     this.state = 'running';
     this.endedMs = undefined;
     const queue = this.tasks.filter((t) => !t.done);
