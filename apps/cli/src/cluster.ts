@@ -234,3 +234,45 @@ export async function killNode(dir: string, name: string): Promise<void> {
   await waitForExit(pid, 5_000);
   rmSync(pidPath(resolve(dir), name), { force: true });
 }
+
+export interface AddOptions {
+  dir: string;
+  /** Settings for the new node only, besides the cluster's own. */
+  set?: string[];
+  timeoutMs?: number;
+  log?: (line: string) => void;
+}
+
+/**
+ * Starts one more node into a running local cluster, without initial
+ * tokens, so it bootstraps: it announces its tokens, streams the ranges it
+ * gains, and turns UN. Returns the status once every node sees every other
+ * UN. A node that refuses to join (another node is joining or leaving) or
+ * dies starting is taken out of the layout again, with its reason.
+ */
+export async function addNode(options: AddOptions): Promise<StatusNode[]> {
+  const dir = resolve(options.dir);
+  const log = options.log ?? (() => {});
+  const layout = requireLayout(dir);
+  const stopped = layout.nodes.filter((n) => !runningPid(dir, n));
+  if (stopped.length > 0) throw new CliError(`${stopped.join(', ')} not running; start the cluster first (chorus cluster start --dir ${options.dir})`);
+  let index = layout.nodes.length + 1;
+  while (layout.nodes.includes(`n${index}`) || existsSync(join(dir, `n${index}`))) index++;
+  const name = `n${index}`;
+  if (layout.basePort + layout.nodes.length > 65535) throw new CliError(`no port left above ${layout.basePort} for another node`);
+  const grown: ClusterLayout = { ...layout, nodes: [...layout.nodes, name] };
+  writeFileSync(layoutPath(dir), `${JSON.stringify(grown, null, 2)}\n`, { mode: 0o600 });
+  spawnNode(dir, { ...grown, overrides: [...grown.overrides, ...(options.set ?? [])] }, name, undefined);
+  log(`started ${name} on ${addressOf(grown, name)}; it bootstraps (chorus streams --host ${addressOf(grown, name)})`);
+  try {
+    return await waitForCluster(dir, grown, options.timeoutMs ?? 600_000);
+  } catch (error) {
+    if (!runningPid(dir, name)) {
+      // Refused or dead before it held anything: the cluster is as it was.
+      writeFileSync(layoutPath(dir), `${JSON.stringify(layout, null, 2)}\n`, { mode: 0o600 });
+      rmSync(join(dir, name), { recursive: true, force: true });
+      rmSync(pidPath(dir, name), { force: true });
+    }
+    throw error;
+  }
+}

@@ -31,7 +31,9 @@ export function formatStatus(nodes: StatusNode[]): string {
     const notes = members.some((n) => notesOf(n) !== '');
     const rows = [['--', 'Name', 'Address', 'Load', 'Tokens', 'Owns', 'Host ID', 'Rack', ...(notes ? ['Notes'] : [])]];
     for (const n of members.sort((a, b) => a.address.localeCompare(b.address, undefined, { numeric: true }))) {
-      const row = [n.state, n.name, n.address, formatBytes(n.load), String(n.tokens), n.owns === null ? '?' : `${(n.owns * 100).toFixed(1)}%`, n.hostId, n.rack];
+      // A joining or leaving node shows how far its streaming is: UJ 42%.
+      const state = n.streaming === undefined ? n.state : `${n.state} ${Math.floor(n.streaming)}%`;
+      const row = [state, n.name, n.address, formatBytes(n.load), String(n.tokens), n.owns === null ? '?' : `${(n.owns * 100).toFixed(1)}%`, n.hostId, n.rack];
       if (notes) row.push(notesOf(n));
       rows.push(row);
     }

@@ -4,7 +4,8 @@ import { CliError, DEFAULT_HOST, errorLine, getJson, request } from './http.js';
 import { type HintsEntry, type RingEntry, type StatusNode, formatHints, formatRing, formatStatus } from './format.js';
 import { registerBench } from './bench.js';
 import { registerRepair } from './repair.js';
-import { killNode, startCluster, stopCluster } from './cluster.js';
+import { addNode, killNode, startCluster, stopCluster } from './cluster.js';
+import { registerDecommission, registerStreams } from './streams.js';
 
 const DEFAULT_DIR = '.chorus/cluster';
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -33,6 +34,18 @@ cluster
   .option('--json', 'print the cluster status as JSON')
   .action(async (o: { nodes?: number; dir: string; basePort?: number; rf?: number; secret?: string; set?: string[]; timeout: number; json?: boolean }) => {
     const nodes = await startCluster({ ...o, timeoutMs: o.timeout * 1000, log: o.json ? () => {} : (line) => process.stderr.write(`${line}\n`) });
+    if (o.json) json({ nodes });
+    else print(formatStatus(nodes));
+  });
+cluster
+  .command('add')
+  .description('start one more node into the running cluster; it streams the ranges it gains and the command returns when it is UN')
+  .option('--dir <dir>', 'cluster directory', DEFAULT_DIR)
+  .option('--set <key=value>', 'a setting for the new node only, as in the config file (repeatable)', collect)
+  .option('--timeout <seconds>', 'how long to wait for the node to join', integer('--timeout'), 600)
+  .option('--json', 'print the cluster status as JSON')
+  .action(async (o: { dir: string; set?: string[]; timeout: number; json?: boolean }) => {
+    const nodes = await addNode({ ...o, timeoutMs: o.timeout * 1000, log: o.json ? () => {} : (line) => process.stderr.write(`${line}\n`) });
     if (o.json) json({ nodes });
     else print(formatStatus(nodes));
   });
@@ -197,6 +210,8 @@ dataCommand('del <key>', 'delete a value (a tombstone, kept for gc_grace_seconds
 
 registerBench(program);
 registerRepair(program);
+registerStreams(program);
+registerDecommission(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   const message = error instanceof Error ? error.message : String(error);

@@ -49,6 +49,8 @@ export interface NodeSettings {
   hinted_handoff_throttle: number;
   /** Bytes per second this node streams for repair; 0: unthrottled. */
   repair_throttle: number;
+  /** Bytes per second this node streams for bootstrap (Cassandra's stream_throughput_outbound); 0: unthrottled. */
+  stream_throughput: number;
   /** Range sessions this node coordinates or validates at once. */
   repair_max_sessions: number;
   /** Run a repair of this node's primary ranges this often (ms); 0: off. */
@@ -82,6 +84,7 @@ export const DEFAULTS: Omit<NodeSettings, 'name' | 'listen_address' | 'data_dir'
   max_hints_size_per_host: 1024,
   hinted_handoff_throttle: 1024,
   repair_throttle: 64 * 1024 * 1024,
+  stream_throughput: 24 * 1024 * 1024,
   repair_max_sessions: 2,
   repair_schedule_interval: 0,
   repair_history_size: 100,
@@ -92,7 +95,7 @@ const DURATIONS = new Set(['gossip_interval', 'write_request_timeout', 'read_req
 const LISTS = new Set(['seeds', 'initial_tokens']);
 const INTEGERS = new Set(['num_tokens', 'gc_grace_seconds', 'row_cache_size', 'max_hints_size_per_host', 'hinted_handoff_throttle', 'repair_max_sessions', 'repair_history_size']);
 /** Throughputs: a size, optionally per second as cassandra.yaml writes them (`64MiB/s`). */
-const RATES = new Set(['repair_throttle']);
+const RATES = new Set(['repair_throttle', 'stream_throughput']);
 /** Durations that may be off: `0` or `off`. */
 const OPTIONAL_DURATIONS = new Set(['repair_schedule_interval']);
 const NUMBERS = new Set(['phi_convict_threshold']);
@@ -130,6 +133,7 @@ const Schema = Type.Object(
     max_hints_size_per_host: Type.Integer({ minimum: 0, maximum: 1_048_576 }),
     hinted_handoff_throttle: Type.Integer({ minimum: 0, maximum: 10_485_760 }),
     repair_throttle: Type.Integer({ minimum: 0, maximum: 1024 ** 4 }),
+    stream_throughput: Type.Integer({ minimum: 0, maximum: 1024 ** 4 }),
     repair_max_sessions: Type.Integer({ minimum: 1, maximum: 64 }),
     repair_schedule_interval: Type.Integer({ minimum: 0, maximum: 365 * 86_400_000 }),
     repair_history_size: Type.Integer({ minimum: 1, maximum: 10_000 }),

@@ -22,6 +22,8 @@ export interface ApiOptions {
   metrics: Metrics;
   /** Undefined until the node has finished starting; requests meanwhile get 503 NodeStarting. */
   node: () => ChorusNode | undefined;
+  /** Called once the node has left the ring after `POST /v1/decommission`; the server stops then. */
+  onLeft?: () => void;
   /** The node's repair jobs; by default its own repair service, if it runs one. */
   repair?: (node: ChorusNode) => RepairService | undefined;
 }
@@ -56,6 +58,15 @@ export function buildApi(options: ApiOptions) {
   app.get('/v1/status', async () => ready().status());
   app.get('/v1/ring', async () => ready().ring());
   app.get('/v1/hints', async () => ready().hints());
+  app.get('/v1/streams', async () => ready().streams());
+  app.post('/v1/decommission', async (_req, reply) => {
+    const { movement, left } = await ready().decommission();
+    left.then(
+      () => options.onLeft?.(),
+      (error: unknown) => options.logger.error({ err: error }, 'decommission did not finish'),
+    );
+    return reply.status(202).send(movement);
+  });
   app.get('/v1/keyspaces', async () => ({ keyspaces: (await ready().keyspaces()).keyspaces.map(keyspaceJson) }));
   app.put<{ Params: { name: string } }>('/v1/keyspaces/:name', async (request) => {
     const body = parseJsonBody(request.body);

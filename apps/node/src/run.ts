@@ -50,7 +50,8 @@ export async function runNode(sources: ConfigSources): Promise<void> {
   // The metrics read the transport and client API made below; nothing is scraped before the port listens.
   const metricSources: MetricSources = { node: () => node, clock: env.clock };
   const metrics = createMetrics(metricSources);
-  const api = buildApi({ logger, metrics, node: () => node });
+  let onLeft = (): void => {};
+  const api = buildApi({ logger, metrics, node: () => node, onLeft: () => onLeft() });
   const transport = createWsTransport({ env, clusterName: settings.cluster_name, secret: settings.secret, server: api.server });
   const clientApi = attachClientApi({ app: api, node: () => node, logger, timeRequest: metrics.timeRequest });
   metricSources.transport = transport;
@@ -93,6 +94,8 @@ export async function runNode(sources: ConfigSources): Promise<void> {
       process.exit(0);
     }
   };
+  // A decommissioned node has left the ring: it has nothing more to serve.
+  onLeft = () => void stop('decommissioned');
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
 }
@@ -190,6 +193,7 @@ function nodeSettingsOf(s: NodeSettings) {
     maxHintsSizePerHostBytes: s.max_hints_size_per_host * 1024 * 1024,
     hintedHandoffThrottleKiBps: s.hinted_handoff_throttle,
     repairThrottleBytesPerSec: s.repair_throttle,
+    streamThroughputBytesPerSec: s.stream_throughput,
     repairMaxSessions: s.repair_max_sessions,
     ...(s.repair_schedule_interval > 0 ? { repairScheduleIntervalMs: s.repair_schedule_interval } : {}),
     repairHistorySize: s.repair_history_size,

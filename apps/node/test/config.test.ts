@@ -39,6 +39,9 @@ describe('settings', () => {
     expect(s).toMatchObject({ repair_throttle: 16 * 1024 * 1024, repair_max_sessions: 4, repair_schedule_interval: 7 * 86_400_000, repair_history_size: 10 });
     // cassandra.yaml writes throughputs per second; a bare number is bytes; 0 is unthrottled.
     expect(loadSettings({ flags: required, overrides: ['repair_throttle=512KiB/s'] }).repair_throttle).toBe(512 * 1024);
+    expect(loadSettings({ flags: required }).stream_throughput).toBe(24 * 1024 * 1024);
+    expect(loadSettings({ flags: required, overrides: ['stream_throughput=8MiB/s'] }).stream_throughput).toBe(8 * 1024 * 1024);
+    expect(() => loadSettings({ flags: required, overrides: ['stream_throughput=fast'] })).toThrow(/stream_throughput must be a size per second/);
     expect(loadSettings({ flags: required, overrides: ['repair_throttle=1GB'] }).repair_throttle).toBe(1_000_000_000);
     expect(loadSettings({ flags: required, overrides: ['repair_throttle=0'] }).repair_throttle).toBe(0);
     expect(loadSettings({ flags: required, environment: { CHORUS_REPAIR_THROTTLE: '1048576' } }).repair_throttle).toBe(1_048_576);

@@ -40,7 +40,7 @@ export type MembershipChange =
   /**
    * One of the node's announced values changed (this node's own included).
    * `key` is the gossip application-state name: `STATUS`, `TOKENS`, `DC`,
-   * `RACK`, `HOST_ID`, `LOAD`, `SCHEMA`, `RELEASE`, `RPC_ADDRESS`, `NAME`.
+   * `RACK`, `HOST_ID`, `LOAD`, `SCHEMA`, `RELEASE`, `RPC_ADDRESS`, `NAME`, `STREAMING`.
    */
   | { readonly kind: 'changed'; readonly node: NodeId; readonly key: string; readonly oldValue: string | undefined; readonly newValue: string };
 

@@ -654,6 +654,7 @@ class Gossiper {
       release: values.release,
       rpcAddress: values.rpcAddress,
       name: values.name,
+      streaming: values.streaming,
     };
   }
 

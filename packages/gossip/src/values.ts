@@ -17,6 +17,7 @@ export const AppStateKey = {
   RELEASE: 'RELEASE',
   RPC_ADDRESS: 'RPC_ADDRESS',
   NAME: 'NAME',
+  STREAMING: 'STREAMING',
 } as const;
 export type AppStateKey = (typeof AppStateKey)[keyof typeof AppStateKey];
 
@@ -52,6 +53,8 @@ export interface AppStateValues {
   rpcAddress?: string;
   /** The node's human name, like `n1`. */
   name?: string;
+  /** Percent (0–100) of the range movement the node is streaming for (bootstrap, decommission), while it streams. */
+  streaming?: number;
 }
 
 /** Same bound as the wire schema's `VersionedValue.value`. */
@@ -104,6 +107,8 @@ export function encodeAppState(values: AppStateValues): Array<[AppStateKey, stri
   put(AppStateKey.RELEASE, values.release);
   put(AppStateKey.RPC_ADDRESS, values.rpcAddress);
   put(AppStateKey.NAME, values.name);
+  if (values.streaming !== undefined && !(Number.isFinite(values.streaming) && values.streaming >= 0 && values.streaming <= 100)) throw new InvalidAppState(AppStateKey.STREAMING, `${values.streaming} is not a percentage`);
+  put(AppStateKey.STREAMING, values.streaming === undefined ? undefined : String(values.streaming));
   return out;
 }
 
@@ -155,5 +160,7 @@ export function decodeAppState(app: Readonly<Record<string, { readonly value: st
   if (rpc !== undefined) out.rpcAddress = rpc;
   const name = get(AppStateKey.NAME);
   if (name !== undefined) out.name = name;
+  const streaming = get(AppStateKey.STREAMING);
+  if (streaming !== undefined && /^\d{1,3}(\.\d+)?$/.test(streaming) && Number(streaming) <= 100) out.streaming = Number(streaming);
   return out;
 }

@@ -21,6 +21,8 @@ export interface EndpointInfo {
   readonly release: string | undefined;
   readonly rpcAddress: string | undefined;
   readonly name: string | undefined;
+  /** Percent of the range movement the node streams for, while it streams (absent from older peers). */
+  readonly streaming?: number | undefined;
 }
 
 /**

@@ -1,14 +1,18 @@
 import { type ActorRef, ActorSystem } from '@chorus/actors';
 import { type AntiEntropyHandle, type RepairService, repairedAtRange, startAntiEntropy } from '@chorus/anti-entropy';
 import { type CoordinatorHandle, spawnCoordinator } from '@chorus/coordinator';
-import { ChorusError, type Env, type HostId, type NodeId, type Token, type Transport, token } from '@chorus/core';
+import { type Env, type HostId, type NodeId, Throttle, type Token, type Transport, token } from '@chorus/core';
 import { type GossipMsg, LatestMembership, type MembershipEvent, type MembershipSnapshot, membership, membershipEventsOf, reportLink, schemaGossipOf, setApplicationState, spawnGossiper, subscribe } from '@chorus/gossip';
 import { type HintStats, type HintsHandle, startHints } from '@chorus/hints';
 import { HybridLogicalClock, type ReplicaMsg, SkewTracker, spawnReplica } from '@chorus/replica';
 import { type KeyspaceDef, type ReadRepairMode, type ReplicationSpec, RingView, type TombstoneGcMode, allocateTokens, readRepairOf, tombstoneGcOf } from '@chorus/ring';
 import { type SchemaSnapshot, loadSchema, putKeyspace, spawnSchema, validateKeyspaceRequest } from '@chorus/schema';
 import { type CommitSyncMode, SYSTEM_KEYSPACE, type StorageDb, type StorageHandle, spawnStorage } from '@chorus/storage';
+import { DEFAULT_STREAM_THROUGHPUT_BYTES_PER_SEC, type MovementStatus, Movements } from '@chorus/streaming';
 import { wireCodec } from '@chorus/wire';
+import { bootstrap } from './bootstrap.js';
+import { checkDecommission, decommission } from './decommission.js';
+import { TopologyChangeInProgress } from './errors.js';
 import { keepClockMark, loadLocalState, recordGeneration, savePeers, saveTokens } from './local-state.js';
 import { purgeHorizonOf } from './purge-horizon.js';
 import { type HintsEntry, type RingEntry, type StatusEntry, hintsView, ringEntries, ringOf, ringPeersOf, statusView } from './views.js';
@@ -23,12 +27,13 @@ export interface NodeSettings {
   /** Tokens for a first start; ignored once the node has tokens of its own. */
   initialTokens: string[];
   /**
-   * Whether a node joining a ring that already has members must stream its
-   * ranges first (Cassandra's auto_bootstrap). Streaming is not built yet, so
-   * such a join is refused unless this is false: the node then joins empty,
-   * and repair must fill it.
+   * Whether a node joining a ring that already has members streams its
+   * ranges first (Cassandra's auto_bootstrap): it is UJ until it has them.
+   * False joins at once without data, for repair to fill.
    */
   autoBootstrap: boolean;
+  /** stream_throughput: bytes per second this node streams for bootstrap (default 24 MiB/s; 0: unpaced). */
+  streamThroughputBytesPerSec?: number;
   phiConvictThreshold: number;
   gossipIntervalMs: number;
   writeTimeoutMs: number;
@@ -121,6 +126,16 @@ export interface ChorusNode {
   readonly hintedHandoff: HintsHandle | undefined;
   /** Anti-entropy repair jobs coordinated by this node (`chorus repair`, `/v1/repair`). */
   readonly repair: RepairService;
+  /** Range movements (bootstrap) this node runs or ran lately (`chorus streams`, `GET /v1/streams`). */
+  streams(): Promise<{ streams: MovementStatus[] }>;
+  /**
+   * Starts leaving the ring (`chorus decommission`): refuses at once with
+   * DecommissionRefused or TopologyChangeInProgress, else announces LEAVING
+   * and answers with the movement; `left` resolves once every range is
+   * streamed to its new owner, the hints are handed off and LEFT announced.
+   * Stop the node then.
+   */
+  decommission(): Promise<{ movement: MovementStatus; left: Promise<MovementStatus> }>;
   counters(): NodeCounters;
   stop(): Promise<void>;
 }
@@ -223,6 +238,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
       .then(() => savePeers(storage, env, peers, LOCAL_TIMEOUT_MS))
       .catch((error: unknown) => env.logger.warn({ err: error }, 'could not save the ring members'));
   };
+  let schemaVersion: string | undefined;
   const schemaRef = spawnSchema(system, {
     storage,
     initial: await loadSchema(storage),
@@ -231,6 +247,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     listener: {
       schemaChanged(snapshot: SchemaSnapshot) {
         schema = snapshot.keyspaces;
+        schemaVersion = snapshot.version;
       },
     },
   });
@@ -258,18 +275,22 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
   current = new LatestMembership(await membership(gossiper, LOCAL_TIMEOUT_MS));
   const latest = current.snapshot.bind(current);
 
+  let bootstrapping = false;
   if (tokens.length === 0) {
     // Not in the ring yet: learn it from the seeds first, then choose tokens that balance it.
     try {
-      tokens = await joinRing(env, settings, latest);
+      ({ tokens, bootstrap: bootstrapping } = await joinRing(env, settings, latest));
     } catch (error) {
       await system.stop(gossiper as ActorRef<unknown>);
       await storage.close();
       await system.shutdown();
       throw error;
     }
-    await saveTokens(storage, env, tokens, LOCAL_TIMEOUT_MS);
-    setApplicationState(gossiper, { tokens, status: 'NORMAL' });
+    // A bootstrapping node announces and stores its tokens once its replica takes writes (below).
+    if (!bootstrapping) {
+      await saveTokens(storage, env, tokens, LOCAL_TIMEOUT_MS);
+      setApplicationState(gossiper, { tokens, status: 'NORMAL' });
+    }
   }
 
   // Membership snapshots change with every load or schema update; the ring only when tokens, status or placement do.
@@ -358,6 +379,33 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
   keepPeers(latest());
 
   let stopped = false;
+  const movements = new Movements();
+  const clocks = () => ({ hlc: hlc.peek(), wallMicros: env.clock.nowMicros() });
+  const streamThrottle = new Throttle(settings.streamThroughputBytesPerSec ?? DEFAULT_STREAM_THROUGHPUT_BYTES_PER_SEC, env.clock, env.scheduler);
+  if (bootstrapping) {
+    const joinTokens = tokens;
+    bootstrap({
+      env,
+      system,
+      tokens: joinTokens,
+      gossipIntervalMs: settings.gossipIntervalMs,
+      latest,
+      ring: currentRing,
+      keyspaces: () => [...schema.values()].filter((k) => k.name !== SYSTEM_KEYSPACE),
+      schemaVersion: () => schemaVersion,
+      clocks,
+      movements,
+      throttle: streamThrottle,
+      // A page is a local scan of at most a MiB: a few read timeouts are plenty, and a lost message then costs little.
+      pageTimeoutMs: settings.readTimeoutMs * 3,
+      writeTimeoutMs: settings.writeTimeoutMs * 3,
+      announce: (values) => setApplicationState(gossiper, values),
+      saveTokens: () => saveTokens(storage, env, joinTokens, LOCAL_TIMEOUT_MS),
+      stopped: () => stopped,
+    }).catch((error: unknown) => {
+      if (!stopped) env.logger.error({ err: error }, 'bootstrap failed; the node stays joining');
+    });
+  }
   return {
     address: env.node,
     name: settings.name,
@@ -370,6 +418,32 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     hintStats: () => hints?.stats(),
     hintedHandoff: hints,
     repair: repairJobs,
+    streams: async () => ({ streams: movements.statuses() }),
+    async decommission() {
+      const ctx = {
+        env,
+        system,
+        gossipIntervalMs: settings.gossipIntervalMs,
+        latest,
+        ring: currentRing,
+        keyspaces: () => [...schema.values()].filter((k) => k.name !== SYSTEM_KEYSPACE),
+        clocks,
+        movements,
+        throttle: streamThrottle,
+        pageTimeoutMs: settings.readTimeoutMs * 3,
+        writeTimeoutMs: settings.writeTimeoutMs * 3,
+        announce: (values: { status?: 'LEAVING' | 'LEFT'; streaming?: number }) => setApplicationState(gossiper, values),
+        ...(hints ? { handOffHints: (to: NodeId) => hints.handOff(to) } : {}),
+        stopped: () => stopped,
+      };
+      checkDecommission(ctx);
+      let movement!: MovementStatus;
+      const left = decommission(ctx, (m) => (movement = m));
+      left.catch(() => undefined);
+      // The movement is known before the first pause; without it the start itself failed (another movement runs).
+      if (movement === undefined) await left;
+      return { movement, left };
+    },
     ring: async () => ringEntries(latest()),
     async keyspaces() {
       return { keyspaces: [...schema.values()].map((k) => ({ name: k.name, replication: k.replication, readRepair: readRepairOf(k), tombstoneGc: tombstoneGcOf(k) })).sort((a, b) => a.name.localeCompare(b.name)) };
@@ -441,25 +515,12 @@ async function awaitRingPeers(env: Env, settings: NodeSettings, current: () => M
   }
 }
 
-/** Joining a ring that holds data needs bootstrap streaming, which this version does not have. */
-export class BootstrapUnsupported extends ChorusError {
-  constructor(members: number) {
-    super(
-      'BootstrapUnsupported',
-      'BOOTSTRAP_UNSUPPORTED',
-      `the ring already has ${members} node(s) and bootstrap streaming is not available yet; start with auto_bootstrap=false to join without data (then repair), or give initial_tokens for a new cluster`,
-      { members },
-      503,
-    );
-  }
-}
-
 /**
  * Waits until a seed has answered and the ring has been stable for a few
  * gossip rounds, then allocates tokens that balance it (Cassandra's
  * RING_DELAY, shortened: gossip converges in a few rounds on small clusters).
  */
-async function joinRing(env: Env, settings: NodeSettings, current: () => MembershipSnapshot): Promise<Token[]> {
+async function joinRing(env: Env, settings: NodeSettings, current: () => MembershipSnapshot): Promise<{ tokens: Token[]; bootstrap: boolean }> {
   const sleep = (ms: number) => new Promise<void>((resolve) => env.scheduler.setTimer(ms, resolve));
   let stableRounds = 0;
   let lastRingSize = -1;
@@ -472,11 +533,15 @@ async function joinRing(env: Env, settings: NodeSettings, current: () => Members
     lastRingSize = ringSize;
   }
   const ring = ringOf(current());
-  if (ring.members.length > 0 && settings.autoBootstrap) throw new BootstrapUnsupported(ring.members.length);
-  env.logger.info({ ringNodes: ring.members.length }, 'joining the ring without bootstrap');
-  const tokens = allocateTokens(ring, { node: env.node, dc: settings.dc }, settings.numTokens, 3, env.random);
+  // This node's own entry may be left from a bootstrap its previous run did not finish.
+  const moving = ring.members.filter((m) => m.status !== 'normal' && m.node !== env.node);
+  if (moving.length > 0) throw new TopologyChangeInProgress(moving.map((m) => ({ node: m.node, status: m.status })));
+  const streams = ring.members.length > 0 && settings.autoBootstrap;
+  env.logger.info({ ringNodes: ring.members.length }, streams ? 'joining the ring with bootstrap' : 'joining the ring without bootstrap');
+  const others = ring.member(env.node) === undefined ? ring : ring.without(env.node);
+  const tokens = allocateTokens(others, { node: env.node, dc: settings.dc }, settings.numTokens, 3, env.random);
   // Nodes that join at the same moment see the same ring and would choose the very same tokens;
   // a nudge of at most a millionth of the ring keeps them apart without upsetting the balance.
   const nudge = 2n ** 64n / 1_000_000n;
-  return tokens.map((t) => token(BigInt.asIntN(64, t + (BigInt(env.random.int(2 ** 31)) * nudge) / 2n ** 31n)));
+  return { tokens: tokens.map((t) => token(BigInt.asIntN(64, t + (BigInt(env.random.int(2 ** 31)) * nudge) / 2n ** 31n))), bootstrap: streams };
 }

@@ -22,6 +22,8 @@ export interface StatusEntry {
   clockSkewed?: boolean;
   /** The offset is beyond max_clock_skew: its timestamps beyond the bound are refused. */
   clockSkewRefused?: boolean;
+  /** While the node joins or leaves: percent of its range movement streamed, as it last announced. */
+  streaming?: number;
   /** The asked node refused hints for this node (its hint window passed, or its hints reached their cap): it missed writes only a repair brings back. */
   needsRepair: boolean;
 }
@@ -106,6 +108,7 @@ export function statusView(
       load: e.load ?? 0,
       generation: e.generation,
       status: e.status ?? 'unknown',
+      ...((e.status === 'BOOTSTRAPPING' || e.status === 'LEAVING') && e.streaming !== undefined ? { streaming: e.streaming } : {}),
       ...(skew[e.node] ? { clockSkewMs: Math.round(skew[e.node]!.skewMs), clockSkewed: skew[e.node]!.warning, clockSkewRefused: skew[e.node]!.flagged } : {}),
       needsRepair: e.hostId !== undefined && needsRepair(e.hostId),
     }));

@@ -1,9 +1,7 @@
-import { Simulation } from '@chorus/sim';
-import { MemoryLevel } from 'memory-level';
 import { describe, expect, it } from 'vitest';
 import { tokenOf } from '@chorus/ring';
-import { type ChorusNode, type NodeSettings, ringOf, startChorusNode } from '../src/index.js';
-import { simCluster, simSettings } from './sim-cluster.js';
+import { ringOf } from '../src/index.js';
+import { simCluster } from './sim-cluster.js';
 
 const cluster = (seed: number, names: string[]) => simCluster(seed, names, { runLimitMs: 30_000, pollMs: 100 });
 
@@ -115,23 +113,5 @@ describe('restarting a node of a ring', () => {
       await settle(`${key} on its replicas`, async () => (await Promise.all(replicas.map((r) => nodes.get(r)!.coordinator.local('default', key)))).every((c) => c !== undefined));
       expect(await during(restarted.coordinator.local('default', key))).toBeUndefined();
     }
-  });
-});
-
-describe('joining a ring that has members', () => {
-  it('is refused while bootstrap streaming is unavailable, unless auto_bootstrap is off (seed 15)', async () => {
-    const sim = new Simulation({ seed: 15, network: { latencyMs: 2 } });
-    let first: ChorusNode | undefined;
-    let refusal: unknown;
-    const boot = (name: string, extra: Partial<NodeSettings>, done: (n: ChorusNode) => void) => async ({ env, transport }: Parameters<Parameters<Simulation['addNode']>[1]>[0]) => {
-      const db = new MemoryLevel<Uint8Array, Uint8Array>({ keyEncoding: 'view', valueEncoding: 'view' });
-      startChorusNode({ env, transport, db, settings: simSettings(name, extra) }).then(done, (error: unknown) => (refusal = error));
-    };
-    await sim.addNode('n1', boot('n1', {}, (n) => (first = n)));
-    await sim.run({ stopWhen: () => first !== undefined, untilMs: 10_000 });
-    await sim.addNode('n2', boot('n2', { autoBootstrap: true }, () => {}));
-    await sim.run({ stopWhen: () => refusal !== undefined, untilMs: 30_000 });
-    expect(refusal, 'seed 15').toMatchObject({ name: 'BootstrapUnsupported', fields: { members: 1 } });
-    expect((refusal as Error).message).toMatch(/auto_bootstrap=false/);
   });
 });

@@ -59,13 +59,13 @@ export async function simCluster(seed: number, names: readonly string[], options
     }
     return db;
   };
-  for (const name of names) {
-    await sim.addNode(name, async ({ env, transport, disk }) => {
+  const boot = (name: string, settings: Partial<NodeSettings>) =>
+    sim.addNode(name, async ({ env, transport, disk }) => {
       const db = diskDb(disk, 'db');
       const hintsDb = options.hints ? diskDb(disk, 'hints') : undefined;
       // A clean stop closed them, as a process exit would; the next start opens them again.
       for (const d of [db, hintsDb]) if (d?.status === 'closed') await d.open();
-      startChorusNode({ env, transport, db, ...(hintsDb ? { hintsDb } : {}), settings: simSettings(name, options.settings) }).then(
+      startChorusNode({ env, transport, db, ...(hintsDb ? { hintsDb } : {}), settings: simSettings(name, settings) }).then(
         (node) => {
           nodes.set(name, node);
           options.onStarted?.(name, node);
@@ -77,7 +77,9 @@ export async function simCluster(seed: number, names: readonly string[], options
         },
       );
     });
-  }
+  for (const name of names) await boot(name, options.settings ?? {});
+  /** Starts one more node into the running cluster, with its own settings on top of the cluster's (a join, with `autoBootstrap`). */
+  const add = (name: string, settings: Partial<NodeSettings> = {}) => boot(name, { ...options.settings, ...settings });
   /** Asks inside the simulation are answered only while it runs: run it until the promise settles. */
   const during = async <T>(promise: Promise<T> | T): Promise<T> => {
     let done = false;
@@ -101,5 +103,5 @@ export async function simCluster(seed: number, names: readonly string[], options
   /** Every node runs and sees every node UN. */
   const allUp = async (): Promise<boolean> =>
     nodes.size === names.length && (await Promise.all(names.map(async (o) => (await node(o).status()).nodes.filter((e) => e.state === 'UN').length))).every((n) => n === names.length);
-  return { sim, nodes, node, during, settle, allUp };
+  return { sim, nodes, node, during, settle, allUp, add };
 }

@@ -1,7 +1,7 @@
 import type { ActorRef, ActorSystem, ReplyTo } from '@chorus/actors';
 import type { Env, NodeId, Token } from '@chorus/core';
-import { type StoreReader, type SlicePage, type SliceRow, type StorageHandle, write } from '@chorus/storage';
-import type { MessageKind, WireMessage } from '@chorus/wire';
+import { type ScanEntry, type ScanPosition, type StoreReader, type SlicePage, type SliceRow, type StorageHandle, type TokenRange, positionOf, write } from '@chorus/storage';
+import { MAX_STREAM_ENTRIES, type MessageKind, type WireMessage } from '@chorus/wire';
 import { type Cell, type Mutation, type RowAddress, cellDigest, isPartitionDelete, isTombstone } from '@chorus/model';
 import type { HybridLogicalClock, SkewTracker } from './hlc.js';
 
@@ -26,6 +26,12 @@ export const REPLICA_SKEW_FACTOR = 2;
  * handles short pages with a next page.
  */
 export const SLICE_ANSWER_BUDGET_BYTES = 2 * 1024 * 1024;
+/**
+ * Bytes of keys and values one `replica.range-page` may carry: half the slice
+ * budget, so a page of a range is well inside the 4 MiB frame and a stream
+ * asks often enough for its pace (`stream_throughput`) to be smooth.
+ */
+export const STREAM_PAGE_BUDGET_BYTES = 1024 * 1024;
 /** What a row costs in an answer besides its key and value (field names, state, timestamps, framing); generous. */
 const SLICE_ROW_OVERHEAD_BYTES = 64;
 /** Rows of the first storage scan of a page, before the rows' size is known: keeps a page of large values from being read whole into memory. */
@@ -37,6 +43,8 @@ export type MutatedMsg = WireMessage<'replica.mutated'>;
 export type DataMsg = WireMessage<'replica.data'>;
 export type DigestMsg = WireMessage<'replica.digest'>;
 export type RowsMsg = WireMessage<'replica.rows'>;
+export type RangePageMsg = WireMessage<'replica.range-page'>;
+export type StreamEntryWire = RangePageMsg['entries'][number];
 
 /**
  * `replica.mutate` carries the model's `Mutation` itself: a local replica
@@ -56,7 +64,8 @@ export type ReplicaMsg =
   | MutateMsg
   | WithReply<'replica.read', DataMsg>
   | WithReply<'replica.read-digest', DigestMsg>
-  | WithReply<'replica.slice', RowsMsg>;
+  | WithReply<'replica.slice', RowsMsg>
+  | WithReply<'replica.stream-range', RangePageMsg>;
 
 /** A node's readings that travel on every coordinator/replica message. */
 export interface Clocks {
@@ -162,6 +171,87 @@ export function pageOf(rows: RowsMsg): SlicePage {
   return page;
 }
 
+/** A page of a range as a replica streams it. */
+export interface RangePage {
+  entries: StreamEntryWire[];
+  /** Where the page stopped: pass it as `after` for the next page. Absent on an empty range. */
+  last?: ScanPosition;
+  done: boolean;
+}
+
+/**
+ * Asks a replica for the next page of a token range's entries of one
+ * keyspace (dead ones included), after `after` (the `last` of the previous
+ * page; none for the first). Apply a page's entries with `mutationsOf`.
+ */
+export function streamRange(ref: ActorRef<ReplicaMsg>, keyspace: string, range: TokenRange, after: ScanPosition | undefined, clocks: Clocks, timeoutMs: number): Promise<RangePageMsg> {
+  return ref.ask<RangePageMsg>((replyTo) => ({ type: 'replica.stream-range', keyspace, start: range.start, end: range.end, ...(after ? { after: positionWire(after) } : {}), ...clocks, replyTo }), timeoutMs);
+}
+
+/** A position with only the fields it has, so the schema check holds. */
+function positionWire(p: ScanPosition): ScanPosition {
+  return p.clustering === undefined ? { token: p.token, partition: p.partition } : { token: p.token, partition: p.partition, clustering: p.clustering };
+}
+
+/** The mutations that write a page's entries on another replica as they are: same timestamps, same expiry, tombstones and partition deletions included. */
+export function mutationsOf(keyspace: string, entries: readonly StreamEntryWire[]): Mutation[] {
+  return entries.map((e): Mutation => {
+    const token = e.token as Token;
+    if (e.clustering === undefined) return { keyspace, token, partition: e.partition, partitionDeletion: { timestampMicros: e.timestampMicros } };
+    const cell = fromWireCell(e)!;
+    return { keyspace, token, partition: e.partition, clustering: e.clustering, cell };
+  });
+}
+
+/** Bytes an entry costs in a page (and in `stream_throughput`): keys, value and a fixed overhead. */
+export function entryBytes(e: Pick<StreamEntryWire, 'partition' | 'clustering' | 'value'>): number {
+  return e.partition.length + (e.clustering?.length ?? 0) + (e.value?.length ?? 0) + SLICE_ROW_OVERHEAD_BYTES;
+}
+
+function streamEntryOf(e: ScanEntry): StreamEntryWire | undefined {
+  if (e.type === 'partition-deletion') return { token: e.token, partition: e.partition, state: 'tombstone', timestampMicros: e.timestampMicros };
+  // A row older than its partition's deletion: the deletion, streamed before it, says all there is.
+  if (e.shadowed) return undefined;
+  const out: StreamEntryWire = { token: e.token, partition: e.partition, clustering: e.clustering, ...(toWireCell(e.cell) as Pick<StreamEntryWire, 'state' | 'value' | 'timestampMicros' | 'expiresAtMicros'>) };
+  return out;
+}
+
+/**
+ * One replica's page of a token range, in scan order: rows with their
+ * reconciled cells (tombstones and expired values included) and partition
+ * deletions, at most MAX_STREAM_ENTRIES entries and `budgetBytes` of them
+ * (always one, so a page makes progress). `last` is the position of the last
+ * entry scanned, even one left out (a row shadowed by its partition's
+ * deletion), so the next page never scans it again.
+ */
+export async function rangePageWithinBudget(
+  store: Pick<StoreReader, 'scanRange'>,
+  keyspace: string,
+  range: TokenRange,
+  after: ScanPosition | undefined,
+  budgetBytes: number = STREAM_PAGE_BUDGET_BYTES,
+): Promise<RangePage> {
+  const entries: StreamEntryWire[] = [];
+  let bytes = 0;
+  let last: ScanPosition | undefined;
+  for await (const e of store.scanRange(keyspace, range, { includeDead: true, chunkSize: 256, ...(after ? { after } : {}) })) {
+    const entry = streamEntryOf(e);
+    if (entry !== undefined) {
+      const size = entryBytes(entry);
+      // Leaving the loop closes the scan; the entry is read again as the next page's first.
+      if (entries.length > 0 && (bytes + size > budgetBytes || entries.length === MAX_STREAM_ENTRIES)) return page(entries, last, false);
+      entries.push(entry);
+      bytes += size;
+    }
+    last = positionOf(e);
+  }
+  return page(entries, last ?? after, true);
+}
+
+function page(entries: StreamEntryWire[], last: ScanPosition | undefined, done: boolean): RangePage {
+  return last === undefined ? { entries, done } : { entries, last: positionWire(last), done };
+}
+
 function addressOf(m: WireMessage<'replica.read'> | WireMessage<'replica.read-digest'>): RowAddress {
   return { keyspace: m.keyspace, token: m.token as Token, partition: m.partition, clustering: m.clustering };
 }
@@ -218,6 +308,8 @@ export interface ReplicaOptions {
   storageTimeoutMs?: number;
   /** Bytes of keys and values per slice answer (default SLICE_ANSWER_BUDGET_BYTES). */
   sliceBudgetBytes?: number;
+  /** Bytes of keys and values per range-stream page (default STREAM_PAGE_BUDGET_BYTES). */
+  streamBudgetBytes?: number;
 }
 
 /**
@@ -230,6 +322,7 @@ export function spawnReplica(system: ActorSystem, options: ReplicaOptions): Acto
   const { env, storage, hlc, skew } = options;
   const storageTimeoutMs = options.storageTimeoutMs ?? 10_000;
   const sliceBudgetBytes = options.sliceBudgetBytes ?? SLICE_ANSWER_BUDGET_BYTES;
+  const streamBudgetBytes = options.streamBudgetBytes ?? STREAM_PAGE_BUDGET_BYTES;
   const mutationBoundMicros = REPLICA_SKEW_FACTOR * hlc.maxSkewMicros;
   const clocks = (): Clocks => ({ hlc: hlc.peek(), wallMicros: env.clock.nowMicros() });
   return system.spawn<ReplicaMsg>(options.name ?? REPLICA_ACTOR, () => ({
@@ -276,6 +369,12 @@ export function spawnReplica(system: ActorSystem, options: ReplicaOptions): Acto
             if (page.partitionDeletedAtMicros !== undefined) out.partitionDeletedAtMicros = page.partitionDeletedAtMicros;
             return out;
           });
+          return;
+        }
+        case 'replica.stream-range': {
+          const range = { start: msg.start as Token, end: msg.end as Token };
+          const after = msg.after === undefined ? undefined : { ...msg.after, token: msg.after.token as Token };
+          answer(rangePageWithinBudget(storage.reader, msg.keyspace, range, after, streamBudgetBytes), (p): RangePageMsg => ({ type: 'replica.range-page', ...p, ...clocks() }));
           return;
         }
       }

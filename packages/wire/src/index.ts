@@ -1,4 +1,4 @@
-export { MESSAGE_KINDS, MAX_HANDOFF_HINTS, MAX_REPAIR_TREE_NODES, MAX_REPAIR_TREE_DEPTH, MAX_REPAIR_ROWS, type MessageKind, type WireMessage, type KindSpec, type GossipDigestWire, type EndpointStateWire, type KeyspaceDefinitionWire } from './kinds.js';
+export { MESSAGE_KINDS, MAX_HANDOFF_HINTS, MAX_STREAM_ENTRIES, MAX_REPAIR_TREE_NODES, MAX_REPAIR_TREE_DEPTH, MAX_REPAIR_ROWS, type MessageKind, type WireMessage, type KindSpec, type GossipDigestWire, type EndpointStateWire, type KeyspaceDefinitionWire } from './kinds.js';
 export { wireCodec, type WireCodecOptions, MAX_FRAME_BYTES } from './codec.js';
 export { FrameRejected, type RejectReason, HandshakeRefused, type HandshakeFailure } from './errors.js';
 export {

@@ -126,6 +126,26 @@ const RepairRowSummary = Type.Object(
   { additionalProperties: false },
 );
 
+/** Entries one `replica.range-page` may carry; the replica also stops a page at its byte budget (about a MiB). */
+export const MAX_STREAM_ENTRIES = 4_096;
+/**
+ * A range's entry as streaming moves it: a row's reconciled cell (a value,
+ * possibly expired, or a tombstone), or, without clustering, the partition's
+ * deletion (state `tombstone`).
+ */
+const StreamEntry = Type.Object(
+  {
+    token: ReplicaToken,
+    partition: ReplicaPartitionKey,
+    clustering: Type.Optional(ReplicaClusteringKey),
+    state: Type.Union([Type.Literal('value'), Type.Literal('tombstone')]),
+    value: Type.Optional(ReplicaValue),
+    timestampMicros: Counter,
+    expiresAtMicros: Type.Optional(Counter),
+  },
+  { additionalProperties: false },
+);
+
 export interface KindSpec {
   readonly id: number;
   readonly schema: TObject;
@@ -201,6 +221,23 @@ export const MESSAGE_KINDS = {
         partitionDeletedAtMicros: Type.Optional(Counter),
         ...ReplicaClocks,
       },
+      { additionalProperties: false },
+    ),
+  },
+
+  // 210–219: range streaming for bootstrap, decommission and removenode (packages/replica, used by packages/streaming)
+  /** A page of a token range's entries of one keyspace, in scan order, after `after` (a position of an earlier page). */
+  'replica.stream-range': {
+    id: 210,
+    timeoutMs: 30_000,
+    reply: 'replica.range-page',
+    schema: Type.Object({ keyspace: ReplicaKeyspace, start: ReplicaToken, end: ReplicaToken, after: Type.Optional(RepairScanPosition), ...ReplicaClocks }, { additionalProperties: false }),
+  },
+  /** `last` is where the page stopped (also past entries it left out); `done` once the range is exhausted. */
+  'replica.range-page': {
+    id: 211,
+    schema: Type.Object(
+      { entries: Type.Array(StreamEntry, { maxItems: MAX_STREAM_ENTRIES }), last: Type.Optional(RepairScanPosition), done: Type.Boolean(), ...ReplicaClocks },
       { additionalProperties: false },
     ),
   },

@@ -1,0 +1,96 @@
+import { type Command, Option } from 'commander';
+import { CliError, DEFAULT_HOST, errorLine, getJson, request } from './http.js';
+import { formatBytes, formatSeconds } from './format.js';
+
+/** One range movement of `GET /v1/streams`, as the node's streaming reports it. */
+export interface StreamView {
+  id: string;
+  kind: string;
+  state: string;
+  sources: string[];
+  targets: string[];
+  keyspaces: string[];
+  rangesTotal: number;
+  rangesDone: number;
+  rowsStreamed: number;
+  bytesStreamed: number;
+  percent: number;
+  elapsedMs: number;
+  error?: string;
+}
+
+/** `chorus streams`: one line per movement the asked node runs or ran lately. */
+export function formatStreams(streams: StreamView[]): string {
+  if (streams.length === 0) return 'no range movements';
+  const rows = [['Id', 'Kind', 'State', 'Done', 'Ranges', 'Rows', 'Bytes', 'Rate', 'Elapsed', 'From', 'To']];
+  for (const s of streams) {
+    const seconds = s.elapsedMs / 1000;
+    rows.push([
+      s.id,
+      s.kind,
+      s.state,
+      `${s.percent.toFixed(1)}%`,
+      `${s.rangesDone}/${s.rangesTotal}`,
+      String(s.rowsStreamed),
+      formatBytes(s.bytesStreamed),
+      seconds > 0 ? `${formatBytes(Math.round(s.bytesStreamed / seconds))}/s` : '-',
+      formatSeconds(seconds),
+      s.sources.join(','),
+      s.targets.join(','),
+    ]);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const lines = rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
+  for (const s of streams) if (s.error) lines.push(`${s.id}: ${s.error.replace(/\s+/g, ' ')}`);
+  return lines.join('\n');
+}
+
+export function registerStreams(program: Command): void {
+  program
+    .command('streams')
+    .description('range movements (bootstrap) the asked node runs or ran lately: ranges, rows and bytes done, a percentage')
+    .addOption(new Option('--host <host:port>', 'node to ask').default(DEFAULT_HOST))
+    .option('--json', 'one JSON document')
+    .action(async (o: { host: string; json?: boolean }) => {
+      const answer = await getJson<{ streams: StreamView[] }>(o.host, '/v1/streams');
+      process.stdout.write(`${o.json ? JSON.stringify(answer, null, 2) : formatStreams(answer.streams)}\n`);
+    });
+}
+
+/**
+ * `chorus decommission --host H`: asks H to leave the ring, then follows its
+ * movement until H has streamed every range, handed off its hints, said LEFT
+ * and exited. Exit 0 only then.
+ */
+export function registerDecommission(program: Command): void {
+  program
+    .command('decommission')
+    .description('the asked node streams its ranges to the nodes that gain them, hands off its hints, leaves the ring (LEFT) and exits')
+    .addOption(new Option('--host <host:port>', 'node that leaves').default(DEFAULT_HOST))
+    .option('--timeout <seconds>', 'how long to follow it', (v: string) => Number(v), 3600)
+    .option('--json', 'print the final movement as one JSON document')
+    .action(async (o: { host: string; timeout: number; json?: boolean }) => {
+      const answer = await request(o.host, 'POST', '/v1/decommission');
+      if (answer.status !== 202) throw new CliError(errorLine(answer));
+      const id = answer.json<StreamView>().id;
+      const deadline = Date.now() + o.timeout * 1000;
+      let last: StreamView | undefined;
+      for (;;) {
+        let view: StreamView | undefined;
+        try {
+          view = (await getJson<{ streams: StreamView[] }>(o.host, '/v1/streams')).streams.find((s) => s.id === id);
+        } catch (error) {
+          // The node exits once it has left: silence after a finished stream is the success.
+          if (last?.state === 'done') break;
+          throw new CliError(`${o.host} stopped answering before it had left: ${(error as Error).message}`);
+        }
+        if (view !== undefined) {
+          if (!o.json && (last === undefined || view.percent !== last.percent || view.state !== last.state)) process.stderr.write(`${view.state} ${view.percent.toFixed(1)}% ranges ${view.rangesDone}/${view.rangesTotal} rows ${view.rowsStreamed}${view.error ? ` (${view.error})` : ''}\n`);
+          last = view;
+        }
+        if (Date.now() > deadline) throw new CliError(`${o.host} had not left after ${o.timeout} s`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      process.stdout.write(o.json ? `${JSON.stringify(last, null, 2)}\n` : `${o.host} left the ring: ${last!.rowsStreamed} rows, ${formatBytes(last!.bytesStreamed)} streamed to ${last!.targets.join(', ')}\n`);
+    });
+}

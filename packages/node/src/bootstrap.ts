@@ -1,0 +1,102 @@
+import type { ActorSystem } from '@chorus/actors';
+import { type Env, type NodeId, type Throttle, type Token } from '@chorus/core';
+import type { MembershipSnapshot } from '@chorus/gossip';
+import type { Clocks } from '@chorus/replica';
+import type { KeyspaceDef, RingView } from '@chorus/ring';
+import { type Movements, rangesToFetch } from '@chorus/streaming';
+
+/** Gossip intervals a joining node waits after announcing BOOTSTRAPPING before it streams (Cassandra's RING_DELAY, shortened): every coordinator must send it the writes of its future ranges first. */
+export const BOOTSTRAP_SETTLE_ROUNDS = 8;
+/** Gossip intervals at most spent waiting for this node's schema to agree with its live peers' before it computes its ranges. */
+const SCHEMA_WAIT_ROUNDS = 30;
+/** Gossip intervals between two rounds of a bootstrap whose streaming failed. */
+const RETRY_ROUNDS = 5;
+/** Gossip intervals between two progress announcements. */
+const PROGRESS_ROUNDS = 2;
+
+export interface BootstrapContext {
+  env: Env;
+  system: ActorSystem;
+  tokens: readonly Token[];
+  gossipIntervalMs: number;
+  latest(): MembershipSnapshot;
+  ring(): RingView;
+  keyspaces(): KeyspaceDef[];
+  schemaVersion(): string | undefined;
+  clocks(): Clocks;
+  movements: Movements;
+  throttle: Throttle;
+  pageTimeoutMs: number;
+  writeTimeoutMs: number;
+  announce(values: { tokens?: readonly Token[]; status?: 'BOOTSTRAPPING' | 'NORMAL'; streaming?: number }): void;
+  /** Stores the tokens: from then on a restart comes back NORMAL with them. */
+  saveTokens(): Promise<void>;
+  stopped(): boolean;
+}
+
+/**
+ * Joins a ring that holds data: announce BOOTSTRAPPING with the tokens,
+ * let the ring settle (every coordinator then writes this node's future
+ * ranges to it as a pending replica), stream each range it gains from the
+ * replica losing it, and only then store the tokens and announce NORMAL.
+ * Streaming that fails for a range is tried again until it succeeds; the
+ * node stays UJ meanwhile. Tokens are stored only at the end, so a node
+ * restarted mid-bootstrap bootstraps again.
+ */
+export async function bootstrap(ctx: BootstrapContext): Promise<void> {
+  const { env } = ctx;
+  const sleep = (rounds: number) => new Promise<void>((resolve) => env.scheduler.setTimer(rounds * ctx.gossipIntervalMs, resolve));
+  ctx.announce({ tokens: ctx.tokens, status: 'BOOTSTRAPPING', streaming: 0 });
+  env.logger.info({ tokens: ctx.tokens.length }, 'bootstrapping: announced the tokens; letting the ring settle');
+  await sleep(BOOTSTRAP_SETTLE_ROUNDS);
+  for (let round = 0; round < SCHEMA_WAIT_ROUNDS && !schemaAgrees(ctx); round++) await sleep(1);
+  if (ctx.stopped()) return;
+  const before = ctx.ring();
+  const after = before.afterPendingChanges();
+  const tasks = rangesToFetch(before, after, ctx.keyspaces(), env.node);
+  const movement = ctx.movements.begin(`bootstrap-${env.random.uuid().slice(0, 8)}`, 'bootstrap', tasks, {
+    system: ctx.system,
+    env,
+    clocks: ctx.clocks,
+    isAlive: (node: NodeId) => ctx.latest().isAlive(node),
+    throttle: ctx.throttle,
+    pageTimeoutMs: ctx.pageTimeoutMs,
+    writeTimeoutMs: ctx.writeTimeoutMs,
+  });
+  env.logger.info({ movement: movement.id, ranges: tasks.length, keyspaces: movement.status().keyspaces }, 'bootstrapping: streaming the ranges this node gains');
+  let reporting = true;
+  const report = (): void => {
+    if (!reporting || ctx.stopped()) return;
+    ctx.announce({ streaming: movement.status().percent });
+    env.scheduler.setTimer(PROGRESS_ROUNDS * ctx.gossipIntervalMs, report);
+  };
+  report();
+  try {
+    for (;;) {
+      try {
+        await movement.run();
+        break;
+      } catch (error) {
+        if (ctx.stopped()) return;
+        env.logger.warn({ movement: movement.id, err: error }, 'bootstrapping: streaming incomplete; trying the ranges left again');
+        await sleep(RETRY_ROUNDS);
+      }
+    }
+  } finally {
+    reporting = false;
+  }
+  if (ctx.stopped()) return;
+  await ctx.saveTokens();
+  ctx.announce({ status: 'NORMAL', streaming: 100 });
+  const s = movement.status();
+  env.logger.info({ movement: movement.id, ranges: s.rangesTotal, rows: s.rowsStreamed, bytes: s.bytesStreamed, elapsedMs: s.elapsedMs }, 'bootstrapped: joined the ring as NORMAL');
+}
+
+/** Whether every live peer publishes this node's schema version (so the keyspaces it streams are all of them). */
+function schemaAgrees(ctx: BootstrapContext): boolean {
+  const mine = ctx.schemaVersion();
+  return ctx
+    .latest()
+    .endpoints()
+    .every((e) => e.isSelf || e.liveness !== 'UP' || e.schema === undefined || e.schema === mine);
+}

@@ -1,0 +1,124 @@
+import type { ActorSystem } from '@chorus/actors';
+import type { Env, NodeId, Throttle } from '@chorus/core';
+import type { MembershipSnapshot } from '@chorus/gossip';
+import type { Clocks } from '@chorus/replica';
+import { type KeyspaceDef, type RingView, replicationShortfalls } from '@chorus/ring';
+import { type MovementStatus, type Movements, rangesToHandOver } from '@chorus/streaming';
+import { BOOTSTRAP_SETTLE_ROUNDS } from './bootstrap.js';
+import { DecommissionRefused, TopologyChangeInProgress } from './errors.js';
+
+/** Gossip intervals a node that left keeps running, so its LEFT reaches every peer from it directly. */
+const LEFT_ANNOUNCE_ROUNDS = 3;
+const RETRY_ROUNDS = 5;
+const PROGRESS_ROUNDS = 2;
+
+export interface DecommissionContext {
+  env: Env;
+  system: ActorSystem;
+  gossipIntervalMs: number;
+  latest(): MembershipSnapshot;
+  ring(): RingView;
+  keyspaces(): KeyspaceDef[];
+  clocks(): Clocks;
+  movements: Movements;
+  throttle: Throttle;
+  pageTimeoutMs: number;
+  writeTimeoutMs: number;
+  announce(values: { status?: 'LEAVING' | 'LEFT'; streaming?: number }): void;
+  /** Moves every hint this node holds to `to` (hinted handoff's `handOff`); absent without hints. */
+  handOffHints?: (to: NodeId) => Promise<unknown>;
+  stopped(): boolean;
+}
+
+/**
+ * Checks that this node may leave now: it is a NORMAL member, no other node
+ * is joining or leaving, and every keyspace keeps as many nodes as its
+ * replication factor in each datacenter. Throws the refusal, or returns.
+ */
+export function checkDecommission(ctx: Pick<DecommissionContext, 'env' | 'ring' | 'keyspaces'>): void {
+  const ring = ctx.ring();
+  const self = ring.member(ctx.env.node);
+  if (self === undefined || self.status !== 'normal') throw new DecommissionRefused(`this node is ${self === undefined ? 'not in the ring' : self.status}, not a normal member`, { status: self?.status ?? 'none' });
+  const moving = ring.members.filter((m) => m.status !== 'normal');
+  if (moving.length > 0) throw new TopologyChangeInProgress(moving.map((m) => ({ node: m.node, status: m.status })));
+  const without = ring.without(ctx.env.node);
+  for (const ks of ctx.keyspaces()) {
+    const before = new Set(replicationShortfalls(ring, ks.replication).map((s) => s.dc ?? ''));
+    for (const short of replicationShortfalls(without, ks.replication)) {
+      if (before.has(short.dc ?? '')) continue;
+      const where = short.dc === undefined ? 'the ring' : `datacenter ${short.dc}`;
+      throw new DecommissionRefused(`keyspace ${ks.name} has rf ${short.rf} in ${where}, and only ${short.nodes} node(s) would remain`, { keyspace: ks.name, rf: short.rf, nodes: short.nodes, ...(short.dc === undefined ? {} : { dc: short.dc }) });
+    }
+  }
+}
+
+/**
+ * Leaves the ring (Cassandra's decommission): announce LEAVING (coordinators
+ * then also write this node's ranges to the nodes gaining them), let the ring
+ * settle, stream every range of this node's to the node gaining it, hand
+ * every hint to a live node, and announce LEFT. Resolves with the movement
+ * once LEFT has had a few gossip rounds to spread; the caller then stops the
+ * node. Call `checkDecommission` first.
+ */
+export async function decommission(ctx: DecommissionContext, started: (movement: MovementStatus) => void): Promise<MovementStatus> {
+  const { env } = ctx;
+  const sleep = (rounds: number) => new Promise<void>((resolve) => env.scheduler.setTimer(rounds * ctx.gossipIntervalMs, resolve));
+  ctx.announce({ status: 'LEAVING', streaming: 0 });
+  env.logger.info({}, 'decommissioning: announced LEAVING; letting the ring settle');
+  // Gossip tells this node of its own LEAVING a turn later: the ring to move from is the current one with this node leaving.
+  const now = ctx.ring();
+  const before = now.with({ ...now.member(env.node)!, status: 'leaving' });
+  const after = before.afterPendingChanges();
+  const tasks = rangesToHandOver(before, after, ctx.keyspaces(), env.node);
+  const movement = ctx.movements.begin(`decommission-${env.random.uuid().slice(0, 8)}`, 'decommission', tasks, {
+    system: ctx.system,
+    env,
+    clocks: ctx.clocks,
+    isAlive: (node: NodeId) => ctx.latest().isAlive(node),
+    throttle: ctx.throttle,
+    pageTimeoutMs: ctx.pageTimeoutMs,
+    writeTimeoutMs: ctx.writeTimeoutMs,
+  });
+  started(movement.status());
+  await sleep(BOOTSTRAP_SETTLE_ROUNDS);
+  let reporting = true;
+  const report = (): void => {
+    if (!reporting || ctx.stopped()) return;
+    ctx.announce({ streaming: movement.status().percent });
+    env.scheduler.setTimer(PROGRESS_ROUNDS * ctx.gossipIntervalMs, report);
+  };
+  report();
+  try {
+    for (;;) {
+      if (ctx.stopped()) throw new Error('the node stopped while decommissioning');
+      try {
+        await movement.run();
+        break;
+      } catch (error) {
+        env.logger.warn({ movement: movement.id, err: error }, 'decommissioning: streaming incomplete; trying the ranges left again');
+        await sleep(RETRY_ROUNDS);
+      }
+    }
+  } finally {
+    reporting = false;
+  }
+  if (ctx.handOffHints) {
+    for (;;) {
+      const to = after.members.map((m) => m.node).find((n) => n !== env.node && ctx.latest().isAlive(n));
+      try {
+        if (to === undefined) throw new Error('no live node to hand the hints to');
+        await ctx.handOffHints(to);
+        break;
+      } catch (error) {
+        if (ctx.stopped()) throw error;
+        env.logger.warn({ err: error }, 'decommissioning: could not hand the hints off yet; trying again');
+        await sleep(RETRY_ROUNDS);
+      }
+    }
+  }
+  ctx.announce({ status: 'LEFT', streaming: 100 });
+  const s = movement.status();
+  env.logger.info({ movement: movement.id, ranges: s.rangesTotal, rows: s.rowsStreamed, bytes: s.bytesStreamed, elapsedMs: s.elapsedMs }, 'decommissioned: announced LEFT');
+  await sleep(LEFT_ANNOUNCE_ROUNDS);
+  return movement.status();
+}
