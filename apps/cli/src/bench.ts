@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { type ChorusClient, type ClientStats, connect } from '@chorus/client';
 import { type Command, Option } from 'commander';
 import hdr from 'hdr-histogram-js';
-import { CliError, DEFAULT_HOST } from './http.js';
+import { CliError, DEFAULT_HOST, clientAccess } from './http.js';
 
 type Histogram = ReturnType<typeof hdr.build>;
 type Workload = 'write' | 'read' | 'mixed';
@@ -200,7 +200,7 @@ async function preload(client: ChorusClient, o: BenchOptions, value: Uint8Array,
 
 /** Runs the benchmark and returns its report; progress lines go to `progress`. */
 export async function runBench(o: BenchOptions, progress: (line: string, final?: boolean) => void = () => {}): Promise<BenchReport> {
-  const client = connect(o.hosts, { connectionsPerHost: o.connections, maxInFlightPerConnection: Math.max(1024, o.concurrency) });
+  const client = connect(o.hosts, { connectionsPerHost: o.connections, maxInFlightPerConnection: Math.max(1024, o.concurrency), ...clientAccess() });
   try {
     try {
       await client.ready();

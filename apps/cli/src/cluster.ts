@@ -5,7 +5,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SeededRandom, nodeId } from '@chorus/core';
 import { RingView, allocateTokens } from '@chorus/ring';
-import { CliError, getJson, request } from './http.js';
+import { type Pem, createCa, issueCert } from './certs.js';
+import { CliError, getJson, request, useAccess } from './http.js';
 import type { StatusNode } from './format.js';
 
 /** What `cluster start` remembers in its directory, so later commands know the layout. */
@@ -16,6 +17,10 @@ export interface ClusterLayout {
   rf: number;
   numTokens: number;
   overrides: string[];
+  /** Made with --tls: a CA and node certificates in `tls/`, peers and clients encrypted. */
+  tls?: boolean;
+  /** Made with --auth: clients need a token of the file `tokens`. */
+  auth?: boolean;
 }
 
 export interface StartOptions {
@@ -24,6 +29,8 @@ export interface StartOptions {
   basePort?: number;
   rf?: number;
   secret?: string;
+  tls?: boolean;
+  auth?: boolean;
   set?: string[];
   timeoutMs?: number;
   log?: (line: string) => void;
@@ -31,6 +38,11 @@ export interface StartOptions {
 
 const CLI_MAIN = join(dirname(fileURLToPath(import.meta.url)), 'main.js');
 const layoutPath = (dir: string) => join(dir, 'cluster.json');
+export const caPath = (dir: string) => join(dir, 'tls', 'ca.pem');
+export const tokensPath = (dir: string) => join(dir, 'tokens');
+const caKeyPath = (dir: string) => join(dir, 'tls', 'ca-key.pem');
+const certPath = (dir: string, name: string) => join(dir, 'tls', `${name}.pem`);
+const keyPath = (dir: string, name: string) => join(dir, 'tls', `${name}-key.pem`);
 const pidPath = (dir: string, name: string) => join(dir, `${name}.pid`);
 const portOf = (layout: ClusterLayout, name: string) => layout.basePort + layout.nodes.indexOf(name);
 export const addressOf = (layout: ClusterLayout, name: string) => `127.0.0.1:${portOf(layout, name)}`;
@@ -83,6 +95,11 @@ function spawnNode(dir: string, layout: ClusterLayout, name: string, tokens: str
   const seeds = layout.nodes.slice(0, Math.min(2, layout.nodes.length)).map((n) => addressOf(layout, n));
   const args = [CLI_MAIN, 'node', 'start', '--name', name, '--listen', addressOf(layout, name), '--seeds', seeds.join(','), '--data', data, '--secret', layout.secret, '--num-tokens', String(layout.numTokens)];
   if (fresh && tokens) args.push('--set', `initial_tokens=${tokens.join(',')}`);
+  if (layout.tls) {
+    const files = nodeCertificate(dir, name);
+    args.push('--set', 'internode_encryption=all', '--set', 'client_encryption=true', '--set', `tls_cert_file=${files.cert}`, '--set', `tls_key_file=${files.key}`, '--set', `tls_ca_file=${caPath(dir)}`);
+  }
+  if (layout.auth) args.push('--set', 'authenticator=token', '--set', `authenticator_tokens_file=${tokensPath(dir)}`);
   for (const override of layout.overrides) args.push('--set', override);
   const log = openSync(join(dir, `${name}.log`), 'a');
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log], env: { ...process.env, CHORUS_PID_FILE: pidPath(dir, name) } });
@@ -90,6 +107,47 @@ function spawnNode(dir: string, layout: ClusterLayout, name: string, tokens: str
   if (child.pid === undefined) throw new CliError(`could not start ${name}`);
   writeFileSync(pidPath(dir, name), `${child.pid}\n`);
   child.unref();
+}
+
+/** The cluster's throwaway CA, made on first use; its key stays in the directory, readable by its owner only, for nodes added later. */
+function clusterCa(dir: string): Pem {
+  if (existsSync(caPath(dir)) && existsSync(caKeyPath(dir))) return { cert: readFileSync(caPath(dir), 'utf8'), key: readFileSync(caKeyPath(dir), 'utf8') };
+  mkdirSync(join(dir, 'tls'), { recursive: true, mode: 0o700 });
+  const ca = createCa(`chorus local cluster CA (${dir})`.slice(0, 64));
+  writeFileSync(caKeyPath(dir), ca.key, { mode: 0o600 });
+  writeFileSync(caPath(dir), ca.cert);
+  return ca;
+}
+
+/** A node's certificate (naming 127.0.0.1, where local nodes listen, and localhost) and key, made once. */
+function nodeCertificate(dir: string, name: string): { cert: string; key: string } {
+  const files = { cert: certPath(dir, name), key: keyPath(dir, name) };
+  if (existsSync(files.cert) && existsSync(files.key)) return files;
+  const pem = issueCert(clusterCa(dir), name, ['127.0.0.1', 'localhost']);
+  writeFileSync(files.key, pem.key, { mode: 0o600 });
+  writeFileSync(files.cert, pem.cert);
+  return files;
+}
+
+/** A tokens file with one random token, in the format the nodes read. */
+function writeTokensFile(dir: string): void {
+  const token = randomBytes(32).toString('base64url');
+  writeFileSync(tokensPath(dir), `# Client tokens of this local cluster, one a line; nodes read the file again on SIGHUP.\n${token}\n`, { mode: 0o600 });
+}
+
+/** The first token of a tokens file. */
+export function firstToken(file: string): string {
+  const line = readFileSync(file, 'utf8').split('\n').map((l) => l.trim()).find((l) => l !== '' && !l.startsWith('#'));
+  if (line === undefined) throw new CliError(`${file} holds no token`);
+  return line;
+}
+
+/** How a cluster made with --tls or --auth is reached: the CLI's own requests use it, and the user is told. */
+function clusterAccess(dir: string, layout: ClusterLayout, log: (line: string) => void): void {
+  if (layout.tls) useAccess({ ca: readFileSync(caPath(dir), 'utf8') });
+  if (layout.auth) useAccess({ token: firstToken(tokensPath(dir)) });
+  const exports = [...(layout.tls ? [`CHORUS_TLS_CA=${caPath(dir)}`] : []), ...(layout.auth ? [`CHORUS_TOKEN=$(grep -v '^#' ${tokensPath(dir)} | head -1)`] : [])];
+  if (exports.length > 0) log(`clients of this cluster need: export ${exports.join(' ')} (or --tls-ca / --token on each command)`);
 }
 
 /** The last line a node logged, for a one-line reason when it died on start. */
@@ -152,15 +210,22 @@ export async function startCluster(options: StartOptions): Promise<StatusNode[]>
       rf: options.rf ?? Math.min(3, count),
       numTokens: 16,
       overrides: options.set ?? [],
+      ...(options.tls ? { tls: true } : {}),
+      ...(options.auth ? { auth: true } : {}),
     };
     mkdirSync(dir, { recursive: true });
+    if (layout.tls) clusterCa(dir);
+    if (layout.auth) writeTokensFile(dir);
     writeFileSync(layoutPath(dir), `${JSON.stringify(layout, null, 2)}\n`, { mode: 0o600 });
   } else if (options.nodes !== undefined && options.nodes !== layout.nodes.length) {
     throw new CliError(`${dir} holds a ${layout.nodes.length}-node cluster; use chorus cluster add to grow it, or another --dir`);
   } else if (options.basePort !== undefined && options.basePort !== layout.basePort) {
     // Its nodes know each other by address: the ports of an existing cluster cannot move.
     throw new CliError(`${dir} holds a cluster on base port ${layout.basePort}, not ${options.basePort}; drop --base-port, or use another --dir`);
+  } else if ((options.tls && !layout.tls) || (options.auth && !layout.auth)) {
+    throw new CliError(`${dir} holds a cluster made without ${options.tls && !layout.tls ? '--tls' : '--auth'}; it keeps the settings it was made with (use another --dir)`);
   }
+  clusterAccess(dir, layout, log);
   // Only a node without data takes initial tokens; a restart keeps the tokens it stored.
   const tokens = layout.nodes.some((n) => !existsSync(join(dir, n))) ? initialTokens(layout.nodes, layout.numTokens, layout.rf) : new Map<string, string[]>();
   for (const name of layout.nodes) {

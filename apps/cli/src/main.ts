@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
-import { CliError, DEFAULT_HOST, errorLine, getJson, request } from './http.js';
+import { CliError, DEFAULT_HOST, accessOf, errorLine, getJson, request, useAccess } from './http.js';
 import { type HintsEntry, type RingEntry, type StatusNode, formatHints, formatRing, formatStatus } from './format.js';
 import { registerBench } from './bench.js';
 import { registerRepair } from './repair.js';
@@ -29,10 +29,12 @@ cluster
   .option('--base-port <port>', 'port of n1; node i listens on base+i-1', integer('--base-port'))
   .option('--rf <r>', 'replication factor of keyspace default (default min(3, N))', integer('--rf'))
   .option('--secret <secret>', 'cluster secret (default: a random one kept in the directory)')
+  .option('--tls', 'a new cluster: make a throwaway CA and a certificate per node in DIR/tls, and encrypt peers and clients')
+  .option('--auth', 'a new cluster: make a tokens file DIR/tokens with one token, and require it of clients')
   .option('--set <key=value>', 'a node setting, as in the config file (repeatable)', collect)
   .option('--timeout <seconds>', 'how long to wait for the cluster', integer('--timeout'), 60)
   .option('--json', 'print the cluster status as JSON')
-  .action(async (o: { nodes?: number; dir: string; basePort?: number; rf?: number; secret?: string; set?: string[]; timeout: number; json?: boolean }) => {
+  .action(async (o: { nodes?: number; dir: string; basePort?: number; rf?: number; secret?: string; tls?: boolean; auth?: boolean; set?: string[]; timeout: number; json?: boolean }) => {
     const nodes = await startCluster({ ...o, timeoutMs: o.timeout * 1000, log: o.json ? () => {} : (line) => process.stderr.write(`${line}\n`) });
     if (o.json) json({ nodes });
     else print(formatStatus(nodes));
@@ -212,6 +214,20 @@ registerBench(program);
 registerRepair(program);
 registerStreams(program);
 registerDecommission(program);
+
+/** Every command that talks to a node (it has --host) takes the token and the CA, from flags or the environment. */
+function addAccessOptions(command: Command): void {
+  for (const sub of command.commands) addAccessOptions(sub);
+  if (!command.options.some((option) => option.long === '--host')) return;
+  command
+    .addOption(new Option('--token <token>', 'bearer token, for nodes with client authentication (authenticator: token)').env('CHORUS_TOKEN'))
+    .addOption(new Option('--tls-ca <file>', 'PEM of the CA that signed the nodes\' certificates: talk to them over TLS (client_encryption: true)').env('CHORUS_TLS_CA'));
+}
+addAccessOptions(program);
+program.hook('preAction', (_program, action) => {
+  const o = action.opts<{ token?: string; tlsCa?: string }>();
+  useAccess(accessOf(o.token, o.tlsCa));
+});
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   const message = error instanceof Error ? error.message : String(error);

@@ -5,7 +5,8 @@ import { isChorusError } from '@chorus/core';
 import type { ChorusNode } from '@chorus/node';
 import type { Logger } from 'pino';
 import WebSocket, { WebSocketServer } from 'ws';
-import { NodeStarting, NodeStopping, wireErrorOf } from './errors.js';
+import type { Authenticator } from './auth.js';
+import { AUTHENTICATE_HEADER, NodeStarting, NodeStopping, Unauthorized, wireErrorOf } from './errors.js';
 import { readLocal } from './local-read.js';
 import type { RequestOp, RequestTimer } from './metrics.js';
 
@@ -34,6 +35,8 @@ export interface ClientApiOptions {
   maxConnections?: number;
   /** Times the data requests (put, get, del, slice). */
   timeRequest?: RequestTimer;
+  /** Client authentication: the upgrade must carry a token of this authenticator, or is answered 401. */
+  authenticator?: Authenticator;
 }
 
 export interface ClientApiStats {
@@ -160,6 +163,13 @@ class ClientApiImpl implements ClientApi {
     }
     if (path !== protocol.CLIENT_PATH) return false;
     socket.on('error', () => socket.destroy());
+    const authenticator = this.options.authenticator;
+    if (authenticator && !authenticator.allows(request.headers.authorization)) {
+      authenticator.refused(request.socket.remoteAddress, path);
+      const body = JSON.stringify({ error: 'Unauthorized', message: new Unauthorized().message });
+      socket.end(`HTTP/1.1 401 Unauthorized\r\nwww-authenticate: ${AUTHENTICATE_HEADER}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      return true;
+    }
     if (this.closing || this.connections.size >= this.maxConnections) {
       if (!this.closing) this.log.warn({ remote: request.socket.remoteAddress, limit: this.maxConnections }, 'too many client connections; refused one');
       socket.end('HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\n\r\n');

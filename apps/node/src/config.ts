@@ -58,6 +58,20 @@ export interface NodeSettings {
   /** Finished repair jobs kept for `chorus repair status`. */
   repair_history_size: number;
   log_level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+  /** `token`: the HTTP API and `/client` require a bearer token of `authenticator_tokens_file`; `none`: open to whoever reaches the port. */
+  authenticator: 'none' | 'token';
+  /** One token a line (at least 16 characters), `#` comments; read at start and again on SIGHUP. */
+  authenticator_tokens_file: string;
+  /** With `authenticator: token`, `/metrics` needs a token too (`/health` never does). */
+  metrics_require_auth: boolean;
+  /** PEM files: this node's certificate (naming its listen address), its key, and the CA that signs every node's certificate. */
+  tls_cert_file: string;
+  tls_key_file: string;
+  tls_ca_file: string;
+  /** `all`: peers connect over TLS and must present a certificate of the CA, checked both ways. */
+  internode_encryption: 'none' | 'all';
+  /** The HTTP API and `/client` over TLS. Peers and clients share the node's one port, so it goes with internode_encryption. */
+  client_encryption: boolean;
 }
 
 export const DEFAULTS: Omit<NodeSettings, 'name' | 'listen_address' | 'data_dir' | 'secret'> = {
@@ -89,6 +103,14 @@ export const DEFAULTS: Omit<NodeSettings, 'name' | 'listen_address' | 'data_dir'
   repair_schedule_interval: 0,
   repair_history_size: 100,
   log_level: 'info',
+  authenticator: 'none',
+  authenticator_tokens_file: '',
+  metrics_require_auth: false,
+  tls_cert_file: '',
+  tls_key_file: '',
+  tls_ca_file: '',
+  internode_encryption: 'none',
+  client_encryption: false,
 };
 
 const DURATIONS = new Set(['gossip_interval', 'write_request_timeout', 'read_request_timeout', 'commit_sync_period', 'max_clock_skew', 'clock_skew_warn', 'max_hint_window', 'gc_sweep_interval']);
@@ -99,7 +121,7 @@ const RATES = new Set(['repair_throttle', 'stream_throughput']);
 /** Durations that may be off: `0` or `off`. */
 const OPTIONAL_DURATIONS = new Set(['repair_schedule_interval']);
 const NUMBERS = new Set(['phi_convict_threshold']);
-const BOOLEANS = new Set(['auto_bootstrap', 'hinted_handoff_enabled']);
+const BOOLEANS = new Set(['auto_bootstrap', 'hinted_handoff_enabled', 'metrics_require_auth', 'client_encryption']);
 
 const Address = Type.String({ pattern: '^[A-Za-z0-9.\\-]+:[0-9]{1,5}$' });
 const Duration = Type.Integer({ minimum: 1, maximum: 86_400_000 });
@@ -138,6 +160,14 @@ const Schema = Type.Object(
     repair_schedule_interval: Type.Integer({ minimum: 0, maximum: 365 * 86_400_000 }),
     repair_history_size: Type.Integer({ minimum: 1, maximum: 10_000 }),
     log_level: Type.Union(['trace', 'debug', 'info', 'warn', 'error', 'fatal'].map((l) => Type.Literal(l))),
+    authenticator: Type.Union([Type.Literal('none'), Type.Literal('token')]),
+    authenticator_tokens_file: Type.String({ maxLength: 4096 }),
+    metrics_require_auth: Type.Boolean(),
+    tls_cert_file: Type.String({ maxLength: 4096 }),
+    tls_key_file: Type.String({ maxLength: 4096 }),
+    tls_ca_file: Type.String({ maxLength: 4096 }),
+    internode_encryption: Type.Union([Type.Literal('none'), Type.Literal('all')]),
+    client_encryption: Type.Boolean(),
   },
   { additionalProperties: false },
 );
@@ -185,7 +215,21 @@ export function loadSettings(sources: ConfigSources): NodeSettings {
   if (settings.initial_tokens.length > 0 && settings.initial_tokens.length !== settings.num_tokens) {
     throw new ConfigError(`initial_tokens has ${settings.initial_tokens.length} tokens but num_tokens is ${settings.num_tokens}`);
   }
+  checkSecurity(settings);
   return settings;
+}
+
+/** Settings that only make sense together; the files themselves are read at start (`security.ts`). */
+function checkSecurity(s: NodeSettings): void {
+  if (s.authenticator === 'token' && s.authenticator_tokens_file === '') throw new ConfigError('authenticator: token needs authenticator_tokens_file (one token a line)');
+  const internode = s.internode_encryption === 'all';
+  if (internode !== s.client_encryption) {
+    throw new ConfigError(`internode_encryption: ${s.internode_encryption} and client_encryption: ${s.client_encryption} cannot go together: peers and clients share the node's one port, which is TLS or not; set both (internode_encryption: all, client_encryption: true) or neither`);
+  }
+  if (internode) {
+    const missing = (['tls_cert_file', 'tls_key_file', 'tls_ca_file'] as const).filter((name) => s[name] === '');
+    if (missing.length > 0) throw new ConfigError(`internode_encryption: all needs tls_cert_file, tls_key_file and tls_ca_file (missing: ${missing.join(', ')})`);
+  }
 }
 
 function readConfigFile(path: string): Record<string, unknown> {

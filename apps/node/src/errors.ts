@@ -38,6 +38,19 @@ export class RepairNotAvailable extends ChorusError {
   }
 }
 
+/**
+ * Client authentication is on and the request carried no valid token. The
+ * answer says nothing of which tokens exist, nor why the one sent was wrong.
+ */
+export class Unauthorized extends ChorusError {
+  constructor() {
+    super('Unauthorized', 'UNAUTHORIZED', 'a valid bearer token is required', {}, 401);
+  }
+}
+
+/** `WWW-Authenticate` of a 401, as RFC 6750 asks. */
+export const AUTHENTICATE_HEADER = 'Bearer realm="chorus"';
+
 /** The HTTP answer to an error a route threw. */
 export interface HttpError {
   status: number;
@@ -54,7 +67,7 @@ export interface HttpError {
  */
 export function httpErrorOf(error: unknown, bodyLimit: number): HttpError {
   if (isChorusError(error)) {
-    const headers: Record<string, string> = error instanceof NodeStarting ? { 'retry-after': String(STARTING_RETRY_AFTER_SECONDS) } : {};
+    const headers: Record<string, string> = error instanceof NodeStarting ? { 'retry-after': String(STARTING_RETRY_AFTER_SECONDS) } : error instanceof Unauthorized ? { 'www-authenticate': AUTHENTICATE_HEADER } : {};
     return { status: error.httpStatus, body: error.toJSON(), headers, unexpected: false };
   }
   const fastifyError = error as { code?: string; statusCode?: number; message: string };

@@ -1,9 +1,11 @@
+import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import { InvalidRequest, isChorusError } from '@chorus/core';
 import { LIMITS } from '@chorus/model';
 import type { ChorusNode, KeyspaceView } from '@chorus/node';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import type { Logger } from 'pino';
-import { NodeStarting, RepairNotAvailable, httpErrorOf } from './errors.js';
+import type { Authenticator } from './auth.js';
+import { NodeStarting, RepairNotAvailable, Unauthorized, httpErrorOf } from './errors.js';
 import { readLocal } from './local-read.js';
 import type { Metrics, RequestOp, RequestTimer } from './metrics.js';
 import { type RepairService, parseRepairRequest, repairServiceOf } from './repair-api.js';
@@ -26,12 +28,34 @@ export interface ApiOptions {
   onLeft?: () => void;
   /** The node's repair jobs; by default its own repair service, if it runs one. */
   repair?: (node: ChorusNode) => RepairService | undefined;
+  /** Client authentication: every request but `/health` (and `/metrics` unless `metrics`) needs a token. */
+  auth?: { authenticator: Authenticator; metrics: boolean };
+  /** TLS options of the HTTPS server when the port is encrypted. */
+  https?: HttpsServerOptions;
 }
 
 /** The HTTP API of DESIGN.md section 4 on this node's one port. */
 export function buildApi(options: ApiOptions) {
   // Per-request log lines would drown the node's own; errors are logged by the error handler.
-  const app = Fastify({ loggerInstance: options.logger as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }), bodyLimit: BODY_LIMIT, return503OnClosing: true });
+  const app = Fastify({
+    loggerInstance: options.logger as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: BODY_LIMIT,
+    return503OnClosing: true,
+    ...(options.https ? { https: options.https } : {}),
+  }) as unknown as FastifyInstance;
+
+  const auth = options.auth;
+  if (auth) {
+    // Before routing and body parsing: a stranger's request costs a hash and no more.
+    app.addHook('onRequest', async (request) => {
+      const path = request.url.split('?')[0]!;
+      if (path === '/health' || (path === '/metrics' && !auth.metrics)) return;
+      if (auth.authenticator.allows(request.headers.authorization)) return;
+      auth.authenticator.refused(request.ip, path);
+      throw new Unauthorized();
+    });
+  }
 
   // Bodies arrive as raw bytes: values are opaque, and JSON bodies are parsed where they are expected, with our own errors.
   app.removeAllContentTypeParsers();

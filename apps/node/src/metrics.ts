@@ -195,7 +195,7 @@ export function createMetrics(sources: MetricSources): Metrics {
   counter('chorus_peer_bytes_total', 'Peer bytes by direction', ['direction'], peer((t) => [[{ direction: 'sent' }, t.bytesSent], [{ direction: 'received' }, t.bytesReceived]]));
   counter('chorus_peer_messages_total', 'WebSocket messages to and from peers (frames are coalesced into them)', ['direction'], peer((t) => [[{ direction: 'sent' }, t.messagesSent], [{ direction: 'received' }, t.messagesReceived]]));
   gauge('chorus_peer_queued_bytes', 'Bytes waiting to be sent to each peer, queued or in the socket buffer', ['peer'], peer((t) => Object.entries(t.peers).map(([p, s]): [Labels, number] => [{ peer: p }, s.queuedBytes + s.bufferedBytes])));
-  counter('chorus_peer_handshakes_rejected_total', 'Peer connections refused at the handshake (wrong secret, cluster or version)', [], peer((t) => one(t.rejectedHandshakes)));
+  counter('chorus_peer_handshakes_rejected_total', 'Peer connections refused at the handshake (wrong secret, cluster or version, or no certificate of the cluster CA)', [], peer((t) => one(t.rejectedHandshakes)));
   counter('chorus_peer_reconnects_total', 'Peer links that came back after being down', [], peer((t) => one(t.reconnects)));
   const client = (read: (c: ReturnType<ClientApi['stats']>) => Reading) => () => {
     const stats = sources.clientApi?.stats();

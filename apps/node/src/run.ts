@@ -3,13 +3,14 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isChorusError, nodeId, realEnv } from '@chorus/core';
 import { type ChorusNode, startChorusNode } from '@chorus/node';
-import { createWsTransport } from '@chorus/wire';
+import { createWsTransport, peerTlsServerOptions } from '@chorus/wire';
 import { Level } from 'level';
 import pino from 'pino';
 import { type ConfigSources, type NodeSettings, loadSettings } from './config.js';
 import { attachClientApi } from './client-api.js';
 import { ConfigError, StartupError } from './errors.js';
 import { buildApi } from './http-api.js';
+import { type Security, loadSecurity } from './security.js';
 import { type MetricSources, createMetrics } from './metrics.js';
 
 /**
@@ -25,6 +26,14 @@ export async function runNode(sources: ConfigSources): Promise<void> {
     throw error;
   }
   const logger = pino({ level: settings.log_level, base: { node: settings.name } });
+  let security: Security;
+  try {
+    security = loadSecurity(settings, logger);
+  } catch (error) {
+    if (error instanceof ConfigError) fail(`config: ${error.message}`);
+    throw error;
+  }
+  const { tls, authenticator } = security;
   stopWithWatchedProcesses((pid) => logger.warn({ pid }, 'a process this node stops with has exited; stopping'));
   const [host, portText] = splitAddress(settings.listen_address);
   const self = nodeId(settings.listen_address);
@@ -51,9 +60,16 @@ export async function runNode(sources: ConfigSources): Promise<void> {
   const metricSources: MetricSources = { node: () => node, clock: env.clock };
   const metrics = createMetrics(metricSources);
   let onLeft = (): void => {};
-  const api = buildApi({ logger, metrics, node: () => node, onLeft: () => onLeft() });
-  const transport = createWsTransport({ env, clusterName: settings.cluster_name, secret: settings.secret, server: api.server });
-  const clientApi = attachClientApi({ app: api, node: () => node, logger, timeRequest: metrics.timeRequest });
+  const api = buildApi({
+    logger,
+    metrics,
+    node: () => node,
+    onLeft: () => onLeft(),
+    ...(authenticator ? { auth: { authenticator, metrics: settings.metrics_require_auth } } : {}),
+    ...(tls ? { https: peerTlsServerOptions(tls) } : {}),
+  });
+  const transport = createWsTransport({ env, clusterName: settings.cluster_name, secret: settings.secret, server: api.server, ...(tls ? { tls } : {}) });
+  const clientApi = attachClientApi({ app: api, node: () => node, logger, timeRequest: metrics.timeRequest, ...(authenticator ? { authenticator } : {}) });
   metricSources.transport = transport;
   metricSources.clientApi = clientApi;
   try {
@@ -75,7 +91,17 @@ export async function runNode(sources: ConfigSources): Promise<void> {
     if (isChorusError(error)) fail(error.message);
     throw error;
   }
-  logger.info({ address: settings.listen_address, hostId: node.hostId, dc: settings.dc, rack: settings.rack }, 'node serving');
+  logger.info({ address: settings.listen_address, hostId: node.hostId, dc: settings.dc, rack: settings.rack, tls: tls !== undefined, authenticator: settings.authenticator }, 'node serving');
+  if (authenticator) {
+    // Tokens are rotated without a restart: edit the file, then `kill -HUP`.
+    process.on('SIGHUP', () => {
+      try {
+        logger.info({ tokens: authenticator.reload() }, 'tokens file read again');
+      } catch (error) {
+        logger.error({ reason: (error as Error).message }, 'tokens file not read again; the tokens in force stay');
+      }
+    });
+  }
 
   let stopping = false;
   const stop = async (signal: string) => {

@@ -122,3 +122,34 @@ describe('settings', () => {
     expect(() => loadSettings({ file, flags: required })).toThrow(/must hold a map/);
   });
 });
+
+describe('security settings', () => {
+  const tls = ['tls_cert_file=/etc/chorus/node.pem', 'tls_key_file=/etc/chorus/node.key', 'tls_ca_file=/etc/chorus/ca.pem'];
+
+  it('are off by default: no authenticator, no encryption, /metrics open', () => {
+    expect(loadSettings({ flags: required })).toMatchObject({ authenticator: 'none', authenticator_tokens_file: '', metrics_require_auth: false, internode_encryption: 'none', client_encryption: false, tls_cert_file: '', tls_key_file: '', tls_ca_file: '' });
+    const s = loadSettings({ flags: required, overrides: ['authenticator=token', 'authenticator_tokens_file=/etc/chorus/tokens', 'metrics_require_auth=true', 'internode_encryption=all', 'client_encryption=true', ...tls] });
+    expect(s).toMatchObject({ authenticator: 'token', authenticator_tokens_file: '/etc/chorus/tokens', metrics_require_auth: true, internode_encryption: 'all', client_encryption: true, tls_ca_file: '/etc/chorus/ca.pem' });
+  });
+
+  it.each([
+    [['authenticator=password'], /authenticator/],
+    [['authenticator=token'], /authenticator: token needs authenticator_tokens_file/],
+    [['internode_encryption=dc'], /internode_encryption/],
+    [['client_encryption=yes'], /client_encryption must be true or false/],
+    [['internode_encryption=all', 'client_encryption=true'], /needs tls_cert_file, tls_key_file and tls_ca_file/],
+    [['internode_encryption=all', 'client_encryption=true', 'tls_cert_file=/a.pem'], /needs tls_cert_file, tls_key_file and tls_ca_file \(missing: tls_key_file, tls_ca_file\)/],
+    [['internode_encryption=all', ...tls], /internode_encryption: all and client_encryption: false .* one port/],
+    [['client_encryption=true', ...tls], /internode_encryption: none and client_encryption: true .* one port/],
+  ])('refuses mismatched security settings with a one-line reason: %s', (pairs, message) => {
+    let caught: unknown;
+    try {
+      loadSettings({ flags: required, overrides: pairs });
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(ConfigError);
+    expect((caught as Error).message).toMatch(message);
+    expect((caught as Error).message).not.toContain('\n');
+  });
+});

@@ -87,13 +87,26 @@ export class Connection {
 
   constructor(readonly host: Host, private readonly client: ConnectionOwner) {
     this.maxInFlight = client.settings.maxInFlightPerConnection;
-    const url = `ws://${host.address}${CLIENT_PATH}`;
-    this.ws = new WebSocket(url, { maxPayload: CLIENT_MAX_PAYLOAD, perMessageDeflate: false, handshakeTimeout: client.settings.connectTimeoutMs });
+    const { token, tls, ca } = client.settings;
+    const url = `${tls ? 'wss' : 'ws'}://${host.address}${CLIENT_PATH}`;
+    this.ws = new WebSocket(url, {
+      maxPayload: CLIENT_MAX_PAYLOAD,
+      perMessageDeflate: false,
+      handshakeTimeout: client.settings.connectTimeoutMs,
+      ...(token !== undefined ? { headers: { authorization: `Bearer ${token}` } } : {}),
+      ...(ca !== undefined ? { ca } : {}),
+    });
     this.ws.binaryType = 'nodebuffer';
     this.connectTimer = client.env.scheduler.setTimer(client.settings.connectTimeoutMs, () => this.fail(`no hello within ${client.settings.connectTimeoutMs} ms`));
     this.ws.on('open', () => this.sendHello());
     this.ws.on('message', (data: Buffer, isBinary: boolean) => this.onMessage(data, isBinary));
     this.ws.on('pong', () => (this.pongSeen = true));
+    // A node that refuses the upgrade answers with its reason (401 Unauthorized, 503 when full); it is worth more than ws's generic error.
+    this.ws.on('unexpected-response', (_request, response) => {
+      const status = response.statusCode ?? 0;
+      this.fail(status === 401 ? `Unauthorized: ${host.address} requires a valid token (the token option)` : `the node answered the upgrade with HTTP ${status}`);
+      response.destroy();
+    });
     this.ws.on('error', (error: Error) => this.fail((error as NodeJS.ErrnoException).code ?? error.message));
     this.ws.on('close', (code: number, reason: Buffer) => this.fail(`closed (${code}${reason.length ? ` ${reason.toString('utf8').slice(0, 120)}` : ''})`));
   }

@@ -39,6 +39,12 @@ export interface ClientOptions {
   coalesce?: boolean;
   /** Consistency when a call names none; the server's default (QUORUM) otherwise. */
   consistency?: string;
+  /** Bearer token sent on every connection, for nodes with client authentication on (`authenticator: token`). */
+  token?: string;
+  /** Connect over TLS (`wss://`); on when `ca` is given. Nodes with `client_encryption: true` need it. */
+  tls?: boolean;
+  /** PEM of the CA that signed the nodes' certificates, when it is not one the system trusts. */
+  ca?: string | Buffer;
 }
 
 /** Options of `get`, and of every call that names one row. */
@@ -87,6 +93,9 @@ export interface Settings {
   pingIntervalMs: number;
   coalesce: boolean;
   consistency: string | undefined;
+  token: string | undefined;
+  tls: boolean;
+  ca: string | Buffer | undefined;
 }
 
 export const DEFAULTS: Settings = {
@@ -105,10 +114,15 @@ export const DEFAULTS: Settings = {
   pingIntervalMs: 5_000,
   coalesce: true,
   consistency: undefined,
+  token: undefined,
+  tls: false,
+  ca: undefined,
 };
 
 /** The settings of `options`: the given ones over the defaults; `env` and unknown keys are not settings. */
 export function settingsOf(options: ClientOptions): Settings {
   const given = Object.fromEntries(Object.entries(options).filter(([key, value]) => key in DEFAULTS && value !== undefined));
-  return { ...DEFAULTS, ...given } as Settings;
+  const settings = { ...DEFAULTS, ...given } as Settings;
+  if (settings.ca !== undefined && options.tls === undefined) settings.tls = true;
+  return settings;
 }

@@ -4,12 +4,14 @@ export { FrameRejected, type RejectReason, HandshakeRefused, type HandshakeFailu
 export {
   createWsTransport,
   listenWsTransport,
+  peerTlsServerOptions,
   type WsTransport,
   type WsTransportOptions,
   type WsListenOptions,
   type WsTransportStats,
   type PeerLinkStats,
 } from './ws-transport.js';
+export type { PeerTls } from './ws-shared.js';
 export { PEER_PATH } from './ws-peer-address.js';
 export type { OutboundPhase } from './ws-outbound.js';
 export { PEER_PROTOCOL_VERSION, PEER_CLOSE_CODES, type PeerCloseReason } from './handshake.js';

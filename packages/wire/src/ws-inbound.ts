@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { Env, Logger, NodeId, Timer } from '@chorus/core';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -91,6 +92,7 @@ export class InboundConnections {
       socket.destroy();
       return true;
     }
+    if (this.ctx.tls !== undefined && !this.tlsAccepted(request, socket)) return true;
     // Cut on arrival, before ws does any work: each source gets a share of the slots, so one flooding address cannot hold them all.
     const source = sourceOf(request.socket.remoteAddress);
     const fromSource = this.pendingBySource.get(source) ?? 0;
@@ -143,6 +145,25 @@ export class InboundConnections {
     // Attached after ws's own listener, which the upgrade set up synchronously, so no byte bypasses ws; the head ws re-emits is counted.
     socket.on('data', countPreAuth);
     return true;
+  }
+
+  /**
+   * With TLS on, a peer connection must come over TLS with a client
+   * certificate the cluster CA signed; the server asks every connection for
+   * one but lets TLS complete without it, since clients on the same port have
+   * none. Refused before the budget of handshakes is touched.
+   */
+  private tlsAccepted(request: IncomingMessage, socket: Duplex): boolean {
+    const tlsSocket = request.socket as Partial<TLSSocket>;
+    let reason: string | undefined;
+    if (tlsSocket.encrypted !== true) reason = 'not over TLS';
+    else if (tlsSocket.authorized !== true) reason = String(tlsSocket.authorizationError ?? 'no client certificate');
+    if (reason === undefined) return true;
+    this.counters.tlsRefused++;
+    this.counters.rejectedHandshakes++;
+    this.log.warn({ remote: request.socket.remoteAddress, reason }, 'refused a peer connection without a certificate of the cluster CA');
+    socket.end('HTTP/1.1 403 Forbidden\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    return false;
   }
 
   private accept(ws: WebSocket, remote: string, stopCounting: () => void, releaseBudget: () => void): void {

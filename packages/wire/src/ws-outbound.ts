@@ -127,7 +127,8 @@ export class OutboundLinks {
   private connect(link: OutboundLink): void {
     link.phase = 'connecting';
     this.counters.connectAttempts++;
-    const url = peerUrl(link.peer);
+    const tls = this.ctx.tls;
+    const url = peerUrl(link.peer, tls !== undefined);
     if (url === undefined) {
       // Handlers must not run inside send(), which may have called us.
       this.env.scheduler.defer(() => this.linkLost(link, undefined, 'not a host:port address'));
@@ -140,6 +141,8 @@ export class OutboundLinks {
         maxPayload: HANDSHAKE_MAX_BYTES,
         handshakeTimeout: this.settings.handshakeTimeoutMs,
         followRedirects: false,
+        // The peer's certificate must be signed by the cluster CA and name the address dialed (Node's default identity check).
+        ...(tls !== undefined ? { ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: true } : {}),
         ...(this.localAddress !== undefined ? { localAddress: this.localAddress } : {}),
       });
     } catch (error) {

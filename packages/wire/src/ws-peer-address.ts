@@ -5,8 +5,8 @@ import ipaddr from 'ipaddr.js';
 /** The WebSocket path of peer traffic on a node's port. */
 export const PEER_PATH = '/peer';
 
-/** `host:port` → the peer's `/peer` URL; undefined for anything that is not an address. */
-export function peerUrl(peer: NodeId): string | undefined {
+/** `host:port` → the peer's `/peer` URL (`wss:` with TLS); undefined for anything that is not an address. */
+export function peerUrl(peer: NodeId, tls = false): string | undefined {
   const colon = peer.lastIndexOf(':');
   if (colon <= 0) return undefined;
   const host = peer.slice(0, colon);
@@ -14,7 +14,7 @@ export function peerUrl(peer: NodeId): string | undefined {
   if (!Number.isInteger(port) || port < 1 || port > 65_535) return undefined;
   const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
   if (isIP(bare) === 6 && !host.startsWith('[')) return undefined;
-  return `ws://${host}:${port}${PEER_PATH}`;
+  return `${tls ? 'wss' : 'ws'}://${host}:${port}${PEER_PATH}`;
 }
 
 export function hostOf(node: NodeId): { host: string; port: number } | undefined {

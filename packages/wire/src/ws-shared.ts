@@ -44,6 +44,20 @@ export interface Counters {
   badMessages: number;
   penalties: number;
   penalizedClosures: number;
+  /** `/peer` upgrades refused because TLS is on and they came without TLS or without a certificate signed by the cluster CA. */
+  tlsRefused: number;
+}
+
+/**
+ * TLS of peer links, PEM: this node's certificate and key, and the CA that
+ * signs every node's certificate. With it, a node dials `wss://`, presents its
+ * certificate and checks the peer's against the CA and the address dialed; it
+ * takes `/peer` upgrades only over TLS with a certificate the CA signed.
+ */
+export interface PeerTls {
+  cert: string | Buffer;
+  key: string | Buffer;
+  ca: string | Buffer;
 }
 
 /** What the inbound and outbound sides of one transport share. */
@@ -55,6 +69,7 @@ export interface LinkContext {
   readonly localNode: NodeId;
   readonly clusterName: string;
   readonly secret: Uint8Array;
+  readonly tls: PeerTls | undefined;
   /** True from the moment `close()` is called, so no event of the teardown reaches a handler. */
   isClosing(): boolean;
 }

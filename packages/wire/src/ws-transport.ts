@@ -1,4 +1,5 @@
-import { type IncomingMessage, type Server, createServer } from 'node:http';
+import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { Env, LinkState, Logger, NodeId, Transport } from '@chorus/core';
 import WebSocket from 'ws';
@@ -7,7 +8,7 @@ import { secretBytes } from './handshake.js';
 import { InboundConnections } from './ws-inbound.js';
 import { type OutboundPhase, OutboundLinks } from './ws-outbound.js';
 import { defaultLocalAddress, hostOf } from './ws-peer-address.js';
-import { CLOSE_GRACE_MS, type Counters, type LinkContext, type Settings } from './ws-shared.js';
+import { CLOSE_GRACE_MS, type Counters, type LinkContext, type PeerTls, type Settings } from './ws-shared.js';
 
 const MiB = 1024 * 1024;
 const GOING_AWAY = 1001;
@@ -20,6 +21,12 @@ export interface WsTransportOptions {
   secret: string | Uint8Array;
   /** This node's id, its `host:port` listen address; `env.node` by default. */
   localNode?: NodeId;
+  /**
+   * TLS of peer links (PEM). A `server` given with it must be an HTTPS server
+   * of the same certificate that requests client certificates (see
+   * `peerTlsServerOptions`).
+   */
+  tls?: PeerTls;
   /** An HTTP server to take `/peer` upgrades from; other paths are left to the server's other `upgrade` listeners. */
   server?: Server;
   /** Address outgoing connections bind to, so partitions by address work; the host of `localNode` by default when it is an IP, `false` for none. */
@@ -132,9 +139,8 @@ export async function listenWsTransport(options: WsListenOptions): Promise<WsTra
   const host = options.host ?? address?.host;
   const port = options.port ?? address?.port;
   if (host === undefined || port === undefined) throw new TypeError(`cannot listen: node id ${localNode} is not host:port and no host/port was given`);
-  const server = createServer((_req, res) => {
-    res.writeHead(426, { connection: 'close' }).end();
-  });
+  const answer = (_req: IncomingMessage, res: ServerResponse) => void res.writeHead(426, { connection: 'close' }).end();
+  const server: Server = options.tls ? createHttpsServer(peerTlsServerOptions(options.tls), answer) : createServer(answer);
   server.on('clientError', (_error, socket) => socket.destroy());
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -150,6 +156,15 @@ export async function listenWsTransport(options: WsListenOptions): Promise<WsTra
   });
   transport.listeningAt = typeof bound === 'object' && bound !== null ? { host: bound.address, port: bound.port } : undefined;
   return transport;
+}
+
+/**
+ * Options of an HTTPS server on a node's port with peer TLS: it asks every
+ * connection for a certificate signed by the CA but completes TLS without one
+ * (clients of the HTTP API have none); `/peer` upgrades without one are refused.
+ */
+export function peerTlsServerOptions(tls: PeerTls): { cert: string | Buffer; key: string | Buffer; ca: string | Buffer; requestCert: true; rejectUnauthorized: false } {
+  return { cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: true, rejectUnauthorized: false };
 }
 
 /** Composes the two sides: sends go out on the outbound links, frames come in on the inbound connections. */
@@ -179,6 +194,7 @@ class WsTransportImpl implements WsTransport {
     badMessages: 0,
     penalties: 0,
     penalizedClosures: 0,
+    tlsRefused: 0,
   };
 
   constructor(options: WsTransportOptions, private readonly ownServer: Server | undefined) {
@@ -197,6 +213,7 @@ class WsTransportImpl implements WsTransport {
       localNode: this.localNode,
       clusterName: options.clusterName,
       secret: secretBytes(options.secret),
+      tls: options.tls,
       isClosing: () => this.closing !== undefined,
     };
     const localAddress = options.localAddress === false ? undefined : (options.localAddress ?? defaultLocalAddress(this.localNode));
