@@ -76,7 +76,8 @@ describe('anti-entropy repair on a three-node cluster (rf 3, hints off)', () => 
     // Run from another node, over every range it holds: nothing differs any more.
     const again = JSON.parse(await chorus(['repair', 'default', '--wait', '--json', '--host', cluster.address('n2')], scaled(300_000))) as JobStatus;
     expect(again).toMatchObject({ state: 'done', rowsStreamed: 0, bytesStreamed: 0 });
-    expect(again.rowsCompared).toBeGreaterThanOrEqual(all.length);
+    // Tombstones the first repair put on every replica may be left out now (tombstone_gc repair: they may be purged).
+    expect(again.rowsCompared).toBeGreaterThanOrEqual(all.length - deleted.length);
 
     const metrics = await (await fetch(`http://${cluster.address('n1')}/metrics`)).text();
     expect(metrics).toMatch(/^chorus_repair_rows_streamed_total \d+/m);
