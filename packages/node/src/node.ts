@@ -516,7 +516,8 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     },
     counters() {
       const stats = system.stats();
-      const endpoints = latest().endpoints().filter((e) => !e.isSelf);
+      // Nodes that left or were removed are kept for days so they stay out; they are no peers that are down.
+      const endpoints = latest().endpoints().filter((e) => !e.isSelf && e.status !== 'LEFT' && e.status !== 'REMOVED');
       return {
         peersUp: endpoints.filter((e) => e.liveness === 'UP').length,
         peersDown: endpoints.filter((e) => e.liveness === 'DOWN').length,
