@@ -1,4 +1,4 @@
-import type { Token } from '@chorus/core';
+import { type Token, hostId } from '@chorus/core';
 import type { Simulation } from '@chorus/sim';
 import { describe, expect, it } from 'vitest';
 import { CannotRemoveNode, type EndpointState, type GossipMsg, type MembershipEvent, gossipStats, membership, removeNode, setApplicationState } from '../src/index.js';
@@ -192,7 +192,7 @@ describe('restarts, shutdown and removal', () => {
     const h = await harness(36);
     for (const [i, n] of names(4).entries()) {
       await h.add(n, {
-        initialState: { hostId: `0000000${i + 1}-0000-4000-8000-000000000000`, status: 'NORMAL' },
+        initialState: { hostId: hostId(`0000000${i + 1}-0000-4000-8000-000000000000`), status: 'NORMAL' },
         onGone: (node, state) => gone.push({ observer: n, node, status: state.app.STATUS?.value }),
       });
     }
