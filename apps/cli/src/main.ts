@@ -5,7 +5,7 @@ import { type HintsEntry, type RingEntry, type StatusNode, formatHints, formatRi
 import { registerBench } from './bench.js';
 import { registerRepair } from './repair.js';
 import { addNode, killNode, startCluster, stopCluster } from './cluster.js';
-import { registerDecommission, registerStreams } from './streams.js';
+import { registerDecommission, registerRemoveNode, registerStreams } from './streams.js';
 
 const DEFAULT_DIR = '.chorus/cluster';
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -214,6 +214,7 @@ registerBench(program);
 registerRepair(program);
 registerStreams(program);
 registerDecommission(program);
+registerRemoveNode(program);
 
 /** Every command that talks to a node (it has --host) takes the token and the CA, from flags or the environment. */
 function addAccessOptions(command: Command): void {

@@ -48,7 +48,7 @@ export function formatStreams(streams: StreamView[]): string {
 export function registerStreams(program: Command): void {
   program
     .command('streams')
-    .description('range movements (bootstrap) the asked node runs or ran lately: ranges, rows and bytes done, a percentage')
+    .description('range movements (bootstrap, decommission, removenode) the asked node runs or ran lately: ranges, rows and bytes done, a percentage')
     .addOption(new Option('--host <host:port>', 'node to ask').default(DEFAULT_HOST))
     .option('--json', 'one JSON document')
     .action(async (o: { host: string; json?: boolean }) => {
@@ -92,5 +92,42 @@ export function registerDecommission(program: Command): void {
         await new Promise((r) => setTimeout(r, 500));
       }
       process.stdout.write(o.json ? `${JSON.stringify(last, null, 2)}\n` : `${o.host} left the ring: ${last!.rowsStreamed} rows, ${formatBytes(last!.bytesStreamed)} streamed to ${last!.targets.join(', ')}\n`);
+    });
+}
+
+/**
+ * `chorus removenode HOST_ID [--host H]`: asks H to remove a dead node. H
+ * streams each range that gains a replica from a surviving one, gossips the
+ * node REMOVED, then copies the ranges once more (`<id>-catchup`) for writes
+ * that reached only the old replicas meanwhile. Exit 0 once that pass is done.
+ */
+export function registerRemoveNode(program: Command): void {
+  program
+    .command('removenode')
+    .description('the asked node re-replicates the ranges of a dead node from the surviving replicas, then the dead node is REMOVED for good')
+    .argument('<hostId>', 'host id of the dead node (chorus status)')
+    .addOption(new Option('--host <host:port>', 'node that coordinates the removal').default(DEFAULT_HOST))
+    .option('--timeout <seconds>', 'how long to follow it', (v: string) => Number(v), 3600)
+    .option('--json', 'print the final movements as one JSON document')
+    .action(async (hostId: string, o: { host: string; timeout: number; json?: boolean }) => {
+      const answer = await request(o.host, 'POST', '/v1/removenode', { body: JSON.stringify({ hostId }) });
+      if (answer.status !== 202) throw new CliError(errorLine(answer));
+      const id = answer.json<StreamView>().id;
+      const deadline = Date.now() + o.timeout * 1000;
+      let printed = '';
+      for (;;) {
+        const mine = (await getJson<{ streams: StreamView[] }>(o.host, '/v1/streams')).streams.filter((s) => s.id === id || s.id === `${id}-catchup`);
+        const line = mine.map((v) => `${v.id.endsWith('-catchup') ? 'catch-up' : 'stream'} ${v.state} ${v.percent.toFixed(1)}% ranges ${v.rangesDone}/${v.rangesTotal} rows ${v.rowsStreamed}${v.error ? ` (${v.error})` : ''}`).join('; ');
+        if (!o.json && line !== printed) process.stderr.write(`${line}\n`);
+        printed = line;
+        const catchUp = mine.find((s) => s.id === `${id}-catchup`);
+        if (catchUp?.state === 'done') {
+          const first = mine.find((s) => s.id === id)!;
+          process.stdout.write(o.json ? `${JSON.stringify({ streams: mine }, null, 2)}\n` : `${hostId} removed: ${first.rowsStreamed} rows, ${formatBytes(first.bytesStreamed)} streamed to ${first.targets.join(', ') || 'no node'}\n`);
+          return;
+        }
+        if (Date.now() > deadline) throw new CliError(`the removal of ${hostId} had not finished after ${o.timeout} s`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
     });
 }

@@ -57,6 +57,8 @@ export interface NodeSettings {
   repair_schedule_interval: number;
   /** Finished repair jobs kept for `chorus repair status`. */
   repair_history_size: number;
+  /** How long (ms) nodes that left or were removed are gossiped and remembered on disk, so they cannot come back (Cassandra: 3 days). */
+  gone_retention: number;
   log_level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
   /** `token`: the HTTP API and `/client` require a bearer token of `authenticator_tokens_file`; `none`: open to whoever reaches the port. */
   authenticator: 'none' | 'token';
@@ -102,6 +104,7 @@ export const DEFAULTS: Omit<NodeSettings, 'name' | 'listen_address' | 'data_dir'
   repair_max_sessions: 2,
   repair_schedule_interval: 0,
   repair_history_size: 100,
+  gone_retention: 3 * 86_400_000,
   log_level: 'info',
   authenticator: 'none',
   authenticator_tokens_file: '',
@@ -113,7 +116,7 @@ export const DEFAULTS: Omit<NodeSettings, 'name' | 'listen_address' | 'data_dir'
   client_encryption: false,
 };
 
-const DURATIONS = new Set(['gossip_interval', 'write_request_timeout', 'read_request_timeout', 'commit_sync_period', 'max_clock_skew', 'clock_skew_warn', 'max_hint_window', 'gc_sweep_interval']);
+const DURATIONS = new Set(['gossip_interval', 'write_request_timeout', 'read_request_timeout', 'commit_sync_period', 'max_clock_skew', 'clock_skew_warn', 'max_hint_window', 'gc_sweep_interval', 'gone_retention']);
 const LISTS = new Set(['seeds', 'initial_tokens']);
 const INTEGERS = new Set(['num_tokens', 'gc_grace_seconds', 'row_cache_size', 'max_hints_size_per_host', 'hinted_handoff_throttle', 'repair_max_sessions', 'repair_history_size']);
 /** Throughputs: a size, optionally per second as cassandra.yaml writes them (`64MiB/s`). */
@@ -159,6 +162,7 @@ const Schema = Type.Object(
     repair_max_sessions: Type.Integer({ minimum: 1, maximum: 64 }),
     repair_schedule_interval: Type.Integer({ minimum: 0, maximum: 365 * 86_400_000 }),
     repair_history_size: Type.Integer({ minimum: 1, maximum: 10_000 }),
+    gone_retention: Type.Integer({ minimum: 1_000, maximum: 365 * 86_400_000 }),
     log_level: Type.Union(['trace', 'debug', 'info', 'warn', 'error', 'fatal'].map((l) => Type.Literal(l))),
     authenticator: Type.Union([Type.Literal('none'), Type.Literal('token')]),
     authenticator_tokens_file: Type.String({ maxLength: 4096 }),

@@ -18,6 +18,7 @@ import { type RowId, SESSION_HEADER, type SessionToken, floorOf, formatSessionTo
  * cut off unread (413 with this limit).
  */
 const BODY_LIMIT = 2 * LIMITS.maxValueBytes;
+const HOST_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export interface ApiOptions {
   logger: Logger;
@@ -89,6 +90,14 @@ export function buildApi(options: ApiOptions) {
       () => options.onLeft?.(),
       (error: unknown) => options.logger.error({ err: error }, 'decommission did not finish'),
     );
+    return reply.status(202).send(movement);
+  });
+  app.post('/v1/removenode', async (request, reply) => {
+    const body = parseJsonBody(request.body);
+    const id = typeof body === 'object' && body !== null ? (body as { hostId?: unknown }).hostId : undefined;
+    if (typeof id !== 'string' || !HOST_ID.test(id)) throw new InvalidRequest('body must be {"hostId": "<host id of a dead node, as chorus status shows it>"}');
+    const { movement, removed } = await ready().removeNode(id.toLowerCase());
+    removed.catch((error: unknown) => options.logger.error({ err: error, hostId: id }, 'removenode did not finish'));
     return reply.status(202).send(movement);
   });
   app.get('/v1/keyspaces', async () => ({ keyspaces: (await ready().keyspaces()).keyspaces.map(keyspaceJson) }));

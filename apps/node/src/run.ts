@@ -84,7 +84,22 @@ export async function runNode(sources: ConfigSources): Promise<void> {
   }
 
   try {
-    node = await startChorusNode({ env, transport, db, hintsDb, settings: nodeSettingsOf(settings), loadBytes: () => directoryBytes(join(settings.data_dir, 'data')) });
+    node = await startChorusNode({
+      env,
+      transport,
+      db,
+      hintsDb,
+      settings: nodeSettingsOf(settings),
+      loadBytes: () => directoryBytes(join(settings.data_dir, 'data')),
+      // Learned while serving (a partition outlasted the removal): the node has stopped itself; the process goes too.
+      onRemoved: (error) => {
+        process.stderr.write(`chorus node: ${error.message}\n`);
+        logger.flush();
+        process.exitCode = 1;
+        setTimeout(() => process.exit(1), 2_000).unref();
+        void transport.close().then(() => api.close());
+      },
+    });
   } catch (error) {
     await transport.close();
     await api.close();
@@ -223,5 +238,6 @@ function nodeSettingsOf(s: NodeSettings) {
     repairMaxSessions: s.repair_max_sessions,
     ...(s.repair_schedule_interval > 0 ? { repairScheduleIntervalMs: s.repair_schedule_interval } : {}),
     repairHistorySize: s.repair_history_size,
+    goneRetentionMs: s.gone_retention,
   };
 }

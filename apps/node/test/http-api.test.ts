@@ -90,6 +90,34 @@ describe('the HTTP API', () => {
     expect(list.json()).toEqual({ keyspaces: [{ name: 'ks', replication: { class: 'SimpleStrategy', rf: 3 }, read_repair: 'blocking', tombstone_gc: 'grace' }] });
   });
 
+  it('POST /v1/removenode checks the body at the edge, answers 202 with the movement, and passes on the node\'s refusals', async () => {
+    const asked: string[] = [];
+    const live = 'c0000000-0000-4000-8000-000000000000';
+    const node = {
+      async removeNode(id: string) {
+        asked.push(id);
+        if (id === live) throw new ChorusError('RemoveNodeRefused', 'REMOVE_NODE_REFUSED', 'removenode refused: it is UP', { reason: 'alive' }, 409);
+        return { movement: { id: 'removenode-1', kind: 'removenode', state: 'running' }, removed: new Promise(() => {}) };
+      },
+    } as unknown as ChorusNode;
+    const { app, errors } = api(() => node);
+    apps.push(app);
+    for (const payload of ['', '{}', '{"hostId": 7}', '{"hostId": "n4"}', 'not json']) {
+      const answer = await app.inject({ method: 'POST', url: '/v1/removenode', payload });
+      expect(answer.statusCode, payload).toBe(400);
+      expect(answer.json(), payload).toMatchObject({ error: 'InvalidRequest' });
+    }
+    expect(asked).toEqual([]);
+    const ok = await app.inject({ method: 'POST', url: '/v1/removenode', payload: '{"hostId": "B0000000-0000-4000-8000-000000000000"}' });
+    expect(ok.statusCode).toBe(202);
+    expect(ok.json()).toMatchObject({ id: 'removenode-1', kind: 'removenode' });
+    const refused = await app.inject({ method: 'POST', url: '/v1/removenode', payload: JSON.stringify({ hostId: live }) });
+    expect(refused.statusCode).toBe(409);
+    expect(refused.json()).toMatchObject({ error: 'RemoveNodeRefused', reason: 'alive' });
+    expect(asked).toEqual(['b0000000-0000-4000-8000-000000000000', live]);
+    expect(errors()).toEqual([]);
+  });
+
   it('serves the hints the node holds per target', async () => {
     const targets = [{ hostId: 'b0000000-0000-4000-8000-000000000000', name: 'n2', address: '127.0.0.1:7101', hints: 3, bytes: 420, oldestMicros: 1_700_000_000_000_000, needsRepair: false }];
     const node = { hints: async () => ({ targets }) } as unknown as ChorusNode;

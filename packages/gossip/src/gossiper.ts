@@ -36,8 +36,25 @@ export interface GossipOptions {
    * Two gossip intervals by default.
    */
   unreachableGraceMs?: number;
-  /** How long a LEFT or REMOVED endpoint keeps being gossiped before it is dropped; 60 s by default. */
+  /**
+   * How long a LEFT or REMOVED endpoint keeps being gossiped before it is
+   * dropped; 3 days by default (as Cassandra), so that a node partitioned
+   * or down for less still learns of the removal from any peer.
+   */
   quarantineMs?: number;
+  /**
+   * LEFT and REMOVED endpoints this node knew before its restart (see
+   * `onGone`), with how long ago each was first seen so: they are gossiped
+   * again for the rest of their quarantine, and the node they name is not
+   * taken back with the same host id.
+   */
+  gone?: ReadonlyArray<{ node: NodeId; state: EndpointState; ageMs: number }>;
+  /**
+   * Told when an endpoint is first seen LEFT or REMOVED, with its state, for
+   * the node to keep on disk (and hand back as `gone` at its next start).
+   * Called from the actor's turn; must not block.
+   */
+  onGone?: (node: NodeId, state: EndpointState) => void;
   /** How long a dropped endpoint's generation is remembered, so stale gossip cannot bring it back; 3 days by default. */
   tombstoneMs?: number;
   /** How long to wait for the ACK of a SYN; the wire table's timeout of `gossip.syn` by default. */
@@ -69,7 +86,12 @@ export interface GossipOptions {
 export type MembershipChange =
   | CoreMembershipChange
   /** An UP peer publishes a SCHEMA digest that differs from this node's: time to pull its schema. */
-  | { readonly kind: 'schemaMismatch'; readonly node: NodeId; readonly theirs: string; readonly ours: string };
+  | { readonly kind: 'schemaMismatch'; readonly node: NodeId; readonly theirs: string; readonly ours: string }
+  /**
+   * A peer holds this node (same host id) as REMOVED or LEFT: it was removed
+   * or left while down, and came back. Told once; the node must not serve.
+   */
+  | { readonly kind: 'removedSelf'; readonly node: NodeId; readonly status: 'REMOVED' | 'LEFT'; readonly from: NodeId };
 
 /**
  * What a subscriber receives. The first message after `subscribe` is
@@ -133,7 +155,12 @@ interface Resolved {
   synTimeoutMs: number;
   maxEndpoints: number;
   initial: Array<[string, string]>;
+  gone: ReadonlyArray<{ node: NodeId; state: EndpointState; ageMs: number }>;
+  onGone: ((node: NodeId, state: EndpointState) => void) | undefined;
 }
+
+/** Cassandra's VERY_LONG_TIME: how long LEFT and REMOVED endpoints are kept. */
+export const GONE_RETENTION_MS = 3 * 24 * 3600 * 1000;
 
 function resolve(options: GossipOptions): Resolved {
   const intervalMs = options.gossipIntervalMs ?? 1_000;
@@ -149,12 +176,14 @@ function resolve(options: GossipOptions): Resolved {
       maxLocalPauseMs: Math.max(5_000, 5 * intervalMs),
       ...options.failureDetector,
     },
-    quarantineMs: options.quarantineMs ?? 60_000,
+    quarantineMs: options.quarantineMs ?? GONE_RETENTION_MS,
     unreachableGraceMs: options.unreachableGraceMs ?? 2 * intervalMs,
     tombstoneMs: options.tombstoneMs ?? 3 * 24 * 3600 * 1000,
     synTimeoutMs: options.synTimeoutMs ?? MESSAGE_KINDS['gossip.syn'].timeoutMs,
     maxEndpoints: options.maxEndpoints ?? 10_000,
     initial: encodeAppState(options.initialState ?? {}),
+    gone: options.gone ?? [],
+    onGone: options.onGone,
   };
 }
 
@@ -234,7 +263,7 @@ export function membershipEventsOf(gossiper: ActorRef<GossipMsg>): MembershipEve
   return {
     subscribe: (listener) =>
       listen(gossiper, (event) => {
-        if (event.kind !== 'schemaMismatch') listener(event);
+        if (event.kind !== 'schemaMismatch' && event.kind !== 'removedSelf') listener(event);
       }),
   };
 }
@@ -303,6 +332,7 @@ class Gossiper {
   private subscriptions: Subscription[] = [];
   private pending: MembershipChange[] = [];
   private view: MembershipSnapshot | undefined;
+  private removedSelfTold = false;
   private readonly decoded = new WeakMap<object, AppStateValues>();
   private readonly seeds: NodeId[];
   private readonly seedSet: Set<NodeId>;
@@ -319,6 +349,13 @@ class Gossiper {
     const app: Record<string, { value: string; version: number }> = {};
     for (const [key, value] of [[AppStateKey.NAME, this.self] as [string, string], ...config.initial]) app[key] = { value, version: ++this.version };
     this.states.set(this.self, { heartbeat: { generation: this.generation, version: ++this.version }, app });
+    const now = ctx.env.clock.monotonicMs();
+    for (const g of config.gone) {
+      if (g.node === this.self || !isGoneStatus(statusOf(g.state)) || g.ageMs >= config.quarantineMs) continue;
+      this.states.set(g.node, g.state);
+      this.liveness.set(g.node, 'DOWN');
+      this.goneSince.set(g.node, now - Math.max(0, g.ageMs));
+    }
   }
 
   start(): void {
@@ -339,7 +376,7 @@ class Gossiper {
         this.onAck(msg.from, msg.ack);
         break;
       case 'gossip.ack2':
-        this.applyRemote(msg.states);
+        this.applyRemote(msg.states, this.ctx.sender);
         break;
       case 'gossip.shutdown':
         this.onShutdown(msg, this.ctx.sender);
@@ -467,11 +504,14 @@ class Gossiper {
     }
     const digests = msg.digests.filter((d) => !this.tombstoned(d.node as NodeId, d.generation));
     const { request, send } = answerSyn(this.states, digests, this.self);
+    // A node we hold as gone that talks to us again came back from a removal it missed: tell it what we know.
+    const held = this.states.get(from);
+    if (held !== undefined && isGoneStatus(statusOf(held))) send[from] = held;
     this.ctx.reply(msg.replyTo, { type: 'gossip.ack', digests: request, states: withinBudget(send, STATES_BUDGET) });
   }
 
   private onAck(from: NodeId, ack: Ack): void {
-    this.applyRemote(ack.states);
+    this.applyRemote(ack.states, from);
     if (ack.digests.length === 0) return;
     const states = withinBudget(statesRequested(this.states, ack.digests), STATES_BUDGET);
     if (Object.keys(states).length > 0) this.peer(from).tell({ type: 'gossip.ack2', states });
@@ -492,12 +532,16 @@ class Gossiper {
     this.apply(node, markedShutdown(local), this.ctx.env.clock.monotonicMs());
   }
 
-  private applyRemote(states: Readonly<Record<string, EndpointState>>): void {
+  private applyRemote(states: Readonly<Record<string, EndpointState>>, from: NodeId | undefined): void {
     const now = this.ctx.env.clock.monotonicMs();
     const nowS = this.ctx.env.clock.nowMicros() / 1e6;
+    // This node's own record first: its event must reach subscribers before the peers' states of the same exchange.
+    const own = Object.hasOwn(states, this.self) ? states[this.self] : undefined;
+    if (own !== undefined) this.checkSelfGone(own, from);
     for (const [name, state] of Object.entries(states)) {
       const node = name as NodeId;
       if (node === this.self) continue;
+      if (this.returnedFromGone(node, state)) continue;
       const generation = state.heartbeat.generation;
       if (generation > nowS + MAX_GENERATION_AHEAD_S) {
         this.ctx.log.warn({ peer: node, generation }, 'ignored an endpoint state with a generation far in the future');
@@ -521,7 +565,10 @@ class Gossiper {
     this.view = undefined;
     const status = statusOf(result.state);
     if (isGoneStatus(status)) {
-      if (!this.goneSince.has(node)) this.goneSince.set(node, now);
+      if (!this.goneSince.has(node)) {
+        this.goneSince.set(node, now);
+        this.config.onGone?.(node, result.state);
+      }
     } else {
       this.goneSince.delete(node);
     }
@@ -576,6 +623,33 @@ class Gossiper {
     this.view = undefined;
     this.pending.push({ kind: 'evicted', node });
     this.ctx.log.info({ peer: node }, 'evicted an endpoint after its quarantine');
+  }
+
+  /** A peer's record of this node as REMOVED or LEFT, with this node's own host id: it must not serve again. */
+  private checkSelfGone(state: EndpointState, from: NodeId | undefined): void {
+    if (this.removedSelfTold) return;
+    const status = statusOf(state);
+    if (status !== 'REMOVED' && status !== 'LEFT') return;
+    const mine = this.states.get(this.self)!.app[AppStateKey.HOST_ID]?.value;
+    if (mine === undefined || state.app[AppStateKey.HOST_ID]?.value !== mine) return;
+    this.removedSelfTold = true;
+    this.ctx.log.error({ peer: from, status }, 'a peer holds this node as gone from the ring');
+    this.pending.push({ kind: 'removedSelf', node: this.self, status, from: from ?? this.self });
+  }
+
+  /**
+   * Whether `state` is a later run of an endpoint held as LEFT or REMOVED,
+   * with the same host id: the same data coming back, which the ring has
+   * moved on from. A new node at that address (another host id) is welcome.
+   */
+  private returnedFromGone(node: NodeId, state: EndpointState): boolean {
+    const held = this.states.get(node);
+    if (held === undefined || !isGoneStatus(statusOf(held)) || state.heartbeat.generation <= held.heartbeat.generation) return false;
+    const id = held.app[AppStateKey.HOST_ID]?.value;
+    const theirs = state.app[AppStateKey.HOST_ID]?.value;
+    if (id === undefined || (theirs !== undefined && theirs !== id)) return false;
+    this.ctx.log.debug({ peer: node, status: statusOf(held) }, 'ignored gossip from a node that is gone from the ring');
+    return true;
   }
 
   private tombstoned(node: NodeId, generation: number): boolean {

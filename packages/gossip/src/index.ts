@@ -11,6 +11,7 @@ export {
   gossipStats,
   reportLink,
   DEFAULT_GOSSIPER_NAME,
+  GONE_RETENTION_MS,
   type GossipOptions,
   type GossipMsg,
   type GossipStats,

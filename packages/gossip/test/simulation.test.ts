@@ -1,4 +1,4 @@
-import type { Token } from '@chorus/core';
+import { type Token, hostId } from '@chorus/core';
 import type { Simulation } from '@chorus/sim';
 import { describe, expect, it } from 'vitest';
 import { CannotRemoveNode, type EndpointState, type GossipMsg, type MembershipEvent, gossipStats, membership, removeNode, setApplicationState } from '../src/index.js';
@@ -185,6 +185,34 @@ describe('restarts, shutdown and removal', () => {
     // The same node started again is a new generation: a node rejoining, which is allowed.
     await h.sim.restart('n4');
     expect(await until(h, () => h.all((v) => v.isAlive(id('n4'))), 30_000), 'seed 33: n4 could not rejoin with a new generation').toBeDefined();
+  }, 30_000);
+
+  it('a removed node that comes back with its host id is not taken back, and is told it was removed (seed 36)', async () => {
+    const gone: Array<{ observer: string; node: string; status: string | undefined }> = [];
+    const h = await harness(36);
+    for (const [i, n] of names(4).entries()) {
+      await h.add(n, {
+        initialState: { hostId: hostId(`0000000${i + 1}-0000-4000-8000-000000000000`), status: 'NORMAL' },
+        onGone: (node, state) => gone.push({ observer: n, node, status: state.app.STATUS?.value }),
+      });
+    }
+    expect(await until(h, () => h.all((v) => v.liveNodes().length === 4), 60_000), 'seed 36: no convergence').toBeDefined();
+    h.sim.crash('n4');
+    expect(await until(h, () => h.all((v) => !v.isAlive(id('n4'))), 60_000), 'seed 36').toBeDefined();
+    expect((await settle(h.sim, removeNode(h.gossipers.get('n1')!, id('n4')))).ok).toBe(true);
+    expect(await until(h, () => h.all((v) => v.endpoint(id('n4'))?.status === 'REMOVED'), 10_000), 'seed 36: REMOVED did not spread').toBeDefined();
+    // Each observer is told once, to keep it on disk.
+    expect(gone.map((g) => `${g.observer} ${g.node} ${g.status}`).sort()).toEqual(['n1 n4 REMOVED', 'n2 n4 REMOVED', 'n3 n4 REMOVED']);
+
+    // Well past the old 60 s quarantine, n4 comes back with a new generation and the same host id.
+    await h.sim.runFor(120_000);
+    await h.sim.restart('n4');
+    const told = await until(h, () => h.events.get('n4')!.some((e) => e.kind === 'removedSelf'), 30_000);
+    expect(told, 'seed 36: n4 was not told it was removed').toBeDefined();
+    expect(h.events.get('n4')!.find((e) => e.kind === 'removedSelf')).toMatchObject({ kind: 'removedSelf', node: 'n4', status: 'REMOVED' });
+    await h.sim.runFor(20_000);
+    const observers = names(3);
+    expect(h.all((v) => !v.isAlive(id('n4')) && v.endpoint(id('n4'))?.status === 'REMOVED', observers), 'seed 36: n4 was taken back').toBe(true);
   }, 30_000);
 });
 

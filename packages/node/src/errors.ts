@@ -36,3 +36,35 @@ export class DecommissionRefused extends ChorusError {
     super('DecommissionRefused', 'DECOMMISSION_REFUSED', `decommission refused: ${reason}`, fields, 409);
   }
 }
+
+/** `removenode` refused: the host id is this node's own, or the node is alive as the asked node sees it (only a dead node is removed; a live one decommissions). */
+export class RemoveNodeRefused extends ChorusError {
+  constructor(reason: 'self' | 'alive' | 'not-in-ring', hostId: string, node: string) {
+    const why =
+      reason === 'self'
+        ? 'it is the asked node itself (ask another node, or decommission this one)'
+        : reason === 'alive'
+          ? 'it is UP as the asked node sees it; decommission a live node instead, or stop it first'
+          : 'it holds no tokens in the ring';
+    super('RemoveNodeRefused', 'REMOVE_NODE_REFUSED', `removenode ${hostId} (${node}) refused: ${why}`, { reason, hostId, node }, 409);
+  }
+}
+
+/** No member of the ring, as the asked node knows it, has this host id. */
+export class UnknownHostId extends ChorusError {
+  constructor(hostId: string) {
+    super('UnknownHostId', 'UNKNOWN_HOST_ID', `no node with host id ${hostId} is known to the asked node (chorus status lists the host ids)`, { hostId }, 404);
+  }
+}
+
+/**
+ * This node was removed from the ring (`removenode`) or left it: it must not
+ * serve again with its old data and identity, or it would answer reads with
+ * data the ring has moved on from. Wipe its data directory to join anew.
+ */
+export class NodeRemoved extends ChorusError {
+  constructor(hostId: string, status: 'REMOVED' | 'LEFT', learnedFrom: string) {
+    const what = status === 'REMOVED' ? 'was removed from the ring' : 'left the ring';
+    super('NodeRemoved', 'NODE_REMOVED', `this node (host id ${hostId}) ${what}, as ${learnedFrom} reports; it does not serve again with this data (empty its data directory to join as a new node)`, { hostId, status, learnedFrom }, 409);
+  }
+}

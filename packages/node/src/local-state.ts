@@ -1,4 +1,5 @@
 import { type Env, type HostId, type NodeId, type Token, hostId, nodeId, token } from '@chorus/core';
+import type { EndpointState } from '@chorus/gossip';
 import { LOCAL, type StorageHandle, readCell, systemRow, write } from '@chorus/storage';
 import { GenerationNotIncreasing } from './errors.js';
 
@@ -148,4 +149,65 @@ export async function saveTokens(storage: StorageHandle, env: Env, tokens: reado
 
 export async function savePeers(storage: StorageHandle, env: Env, peers: readonly NodeId[], timeoutMs: number): Promise<void> {
   await replaceRow(storage, env, PEERS, peers.join(','), timeoutMs);
+}
+
+/** LEFT and REMOVED endpoints this node has learned of, so that a restart keeps refusing them (and telling them so). */
+const GONE: LocalRow = systemRow('local', 'gone');
+
+/** A gone endpoint as it is kept: its last gossip state and when this node first saw it gone (wall clock, µs). */
+export interface GoneRecord {
+  state: EndpointState;
+  atMicros: number;
+}
+
+function isEndpointState(x: unknown): x is EndpointState {
+  if (typeof x !== 'object' || x === null) return false;
+  const { heartbeat, app } = x as Partial<EndpointState>;
+  if (typeof heartbeat !== 'object' || heartbeat === null || !Number.isSafeInteger(heartbeat.generation) || !Number.isSafeInteger(heartbeat.version)) return false;
+  if (typeof app !== 'object' || app === null) return false;
+  return Object.values(app).every((v) => typeof v === 'object' && v !== null && typeof v.value === 'string' && Number.isSafeInteger(v.version));
+}
+
+/**
+ * The gone endpoints recorded by earlier runs, younger than `retentionMs`,
+ * with their age. A damaged record is skipped with a warning: it only loses
+ * the protection it gave.
+ */
+export async function loadGone(storage: StorageHandle, env: Env, retentionMs: number): Promise<Map<NodeId, GoneRecord>> {
+  const out = new Map<NodeId, GoneRecord>();
+  const text = textOf(await storage.reader.getCell(GONE));
+  if (text === undefined) return out;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    env.logger.warn({}, 'the record of nodes gone from the ring is unreadable; starting without it');
+    return out;
+  }
+  const now = env.clock.nowMicros();
+  for (const [node, rec] of Object.entries(typeof parsed === 'object' && parsed !== null ? parsed : {})) {
+    const r = rec as Partial<GoneRecord>;
+    if (!isEndpointState(r.state) || !Number.isSafeInteger(r.atMicros)) continue;
+    if (now - r.atMicros! >= retentionMs * 1000) continue;
+    out.set(nodeId(node), { state: r.state, atMicros: r.atMicros! });
+  }
+  return out;
+}
+
+/** Records gone endpoints as gossip reports them, one write at a time; records past `retentionMs` are dropped on the next write. */
+export function keepGone(storage: StorageHandle, env: Env, records: Map<NodeId, GoneRecord>, retentionMs: number, timeoutMs: number): { add(node: NodeId, state: EndpointState): void; flush(): Promise<void> } {
+  let saving: Promise<void> = Promise.resolve();
+  return {
+    add(node, state) {
+      const now = env.clock.nowMicros();
+      records.set(node, { state, atMicros: now });
+      for (const [n, r] of records) if (now - r.atMicros >= retentionMs * 1000) records.delete(n);
+      const text = JSON.stringify(Object.fromEntries(records));
+      saving = saving
+        .then(() => replaceRow(storage, env, GONE, text, timeoutMs))
+        .then(() => undefined)
+        .catch((error: unknown) => env.logger.warn({ err: error, node }, 'could not record a node gone from the ring'));
+    },
+    flush: () => saving,
+  };
 }

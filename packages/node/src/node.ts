@@ -2,7 +2,7 @@ import { type ActorRef, ActorSystem } from '@chorus/actors';
 import { type AntiEntropyHandle, type RepairService, repairedAtRange, startAntiEntropy } from '@chorus/anti-entropy';
 import { type CoordinatorHandle, spawnCoordinator } from '@chorus/coordinator';
 import { type Env, type HostId, type NodeId, Throttle, type Token, type Transport, token } from '@chorus/core';
-import { type GossipMsg, LatestMembership, type MembershipEvent, type MembershipSnapshot, membership, membershipEventsOf, reportLink, schemaGossipOf, setApplicationState, spawnGossiper, subscribe } from '@chorus/gossip';
+import { GONE_RETENTION_MS, type GossipMsg, LatestMembership, type MembershipEvent, type MembershipSnapshot, membership, membershipEventsOf, removeNode as markRemoved, reportLink, schemaGossipOf, setApplicationState, spawnGossiper, subscribe } from '@chorus/gossip';
 import { type HintStats, type HintsHandle, startHints } from '@chorus/hints';
 import { HybridLogicalClock, type ReplicaMsg, SkewTracker, spawnReplica } from '@chorus/replica';
 import { type KeyspaceDef, type ReadRepairMode, type ReplicationSpec, RingView, type TombstoneGcMode, allocateTokens, readRepairOf, tombstoneGcOf } from '@chorus/ring';
@@ -12,9 +12,10 @@ import { DEFAULT_STREAM_THROUGHPUT_BYTES_PER_SEC, type MovementStatus, Movements
 import { wireCodec } from '@chorus/wire';
 import { bootstrap } from './bootstrap.js';
 import { checkDecommission, decommission } from './decommission.js';
-import { TopologyChangeInProgress } from './errors.js';
-import { keepClockMark, loadLocalState, recordGeneration, savePeers, saveTokens } from './local-state.js';
+import { NodeRemoved, TopologyChangeInProgress } from './errors.js';
+import { keepClockMark, keepGone, loadGone, loadLocalState, recordGeneration, savePeers, saveTokens } from './local-state.js';
 import { purgeHorizonOf } from './purge-horizon.js';
+import { checkRemoveNode, removeNode } from './removenode.js';
 import { type HintsEntry, type RingEntry, type StatusEntry, hintsView, ringEntries, ringOf, ringPeersOf, statusView } from './views.js';
 
 export interface NodeSettings {
@@ -64,6 +65,8 @@ export interface NodeSettings {
   repairScheduleIntervalMs?: number;
   /** repair_history_size: finished repair jobs kept (default 100). */
   repairHistorySize?: number;
+  /** gone_retention: how long LEFT and REMOVED nodes are gossiped and remembered on disk (default 3 days, as Cassandra). */
+  goneRetentionMs?: number;
 }
 
 export interface StartNodeOptions {
@@ -80,6 +83,12 @@ export interface StartNodeOptions {
   /** Bytes the node's data takes on disk, published as LOAD; the node does no I/O of its own. */
   loadBytes?: () => Promise<number>;
   release?: string;
+  /**
+   * Called when the node learns, after it started, that the ring removed it
+   * (or it left) while it was away; the node stops itself. At start the same
+   * finding rejects `startChorusNode` with NodeRemoved instead.
+   */
+  onRemoved?: (error: NodeRemoved) => void;
 }
 
 export interface NodeCounters {
@@ -136,6 +145,14 @@ export interface ChorusNode {
    * Stop the node then.
    */
   decommission(): Promise<{ movement: MovementStatus; left: Promise<MovementStatus> }>;
+  /**
+   * Removes the dead node with this host id from the ring (`chorus
+   * removenode`), coordinated by this node: refuses at once with
+   * UnknownHostId, RemoveNodeRefused or TopologyChangeInProgress, else
+   * answers with the movement; `removed` resolves once the node's ranges are
+   * re-replicated from the surviving replicas and it is gossiped REMOVED.
+   */
+  removeNode(hostId: string): Promise<{ movement: MovementStatus; removed: Promise<MovementStatus> }>;
   counters(): NodeCounters;
   stop(): Promise<void>;
 }
@@ -191,6 +208,9 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
   if (tokens.length === 0 && startsAlone) tokens = allocateTokens(RingView.empty(), { node: env.node, dc: settings.dc }, settings.numTokens, 1, env.random);
   if (tokens.length > 0 && local.tokens.length === 0) await saveTokens(storage, env, tokens, LOCAL_TIMEOUT_MS);
 
+  const goneRetentionMs = settings.goneRetentionMs ?? GONE_RETENTION_MS;
+  const gone = await loadGone(storage, env, goneRetentionMs);
+  const goneKeeper = keepGone(storage, env, gone, goneRetentionMs, LOCAL_TIMEOUT_MS);
   let current: LatestMembership | undefined;
   const gossiper: ActorRef<GossipMsg> = spawnGossiper(system, {
     clusterName: settings.clusterName,
@@ -198,6 +218,9 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     gossipIntervalMs: settings.gossipIntervalMs,
     phiConvictThreshold: settings.phiConvictThreshold,
     previousGeneration: local.generation - 1,
+    quarantineMs: goneRetentionMs,
+    gone: [...gone].map(([node, r]) => ({ node, state: r.state, ageMs: Math.max(0, (env.clock.nowMicros() - r.atMicros) / 1000) })),
+    onGone: (node, state) => goneKeeper.add(node, state),
     onGeneration: (generation) => {
       if (generation === local.generation) return;
       recordGeneration(storage, env, generation, LOCAL_TIMEOUT_MS).catch((error: unknown) => env.logger.warn({ err: error, generation }, 'could not record the gossip generation'));
@@ -239,6 +262,9 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
       .catch((error: unknown) => env.logger.warn({ err: error }, 'could not save the ring members'));
   };
   let schemaVersion: string | undefined;
+  // Set when a peer says this node was removed (or left) while it was away; it must not serve then.
+  let removedSelf: NodeRemoved | undefined;
+  let serving: ChorusNode | undefined;
   const schemaRef = spawnSchema(system, {
     storage,
     initial: await loadSchema(storage),
@@ -263,6 +289,15 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
           (load) => setApplicationState(gossiper, { load }),
           (error: unknown) => ctx.log.warn({ err: error }, 'could not measure the data size'),
         );
+        return;
+      }
+      if (msg.event.kind === 'removedSelf') {
+        removedSelf ??= new NodeRemoved(local.hostId, msg.event.status, msg.event.from);
+        if (serving !== undefined) {
+          env.logger.error({ reason: removedSelf.message }, 'this node is gone from the ring; stopping');
+          options.onRemoved?.(removedSelf);
+          void serving.stop();
+        }
         return;
       }
       // Until the first snapshot is asked for below, events bring nothing newer than it.
@@ -374,7 +409,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
   });
   antiEntropy = repairJobs;
 
-  await awaitRingPeers(env, settings, latest, local.peers);
+  await awaitRingPeers(env, settings, latest, local.peers, () => removedSelf !== undefined);
   ringKnown();
   keepPeers(latest());
 
@@ -406,7 +441,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
       if (!stopped) env.logger.error({ err: error }, 'bootstrap failed; the node stays joining');
     });
   }
-  return {
+  const node: ChorusNode = {
     address: env.node,
     name: settings.name,
     hostId: local.hostId,
@@ -419,6 +454,31 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     hintedHandoff: hints,
     repair: repairJobs,
     streams: async () => ({ streams: movements.statuses() }),
+    async removeNode(hostId) {
+      const ctx = {
+        env,
+        system,
+        gossipIntervalMs: settings.gossipIntervalMs,
+        latest,
+        ring: currentRing,
+        keyspaces: () => [...schema.values()].filter((k) => k.name !== SYSTEM_KEYSPACE),
+        clocks,
+        movements,
+        throttle: streamThrottle,
+        pageTimeoutMs: settings.readTimeoutMs * 3,
+        writeTimeoutMs: settings.writeTimeoutMs * 3,
+        markRemoved: (n: NodeId) => markRemoved(gossiper, n, LOCAL_TIMEOUT_MS),
+        ...(hints ? { dropHints: (id: HostId) => hints.dropHintsFor(id) } : {}),
+        stopped: () => stopped,
+      };
+      const dead = checkRemoveNode(ctx, hostId);
+      let movement!: MovementStatus;
+      const removed = removeNode(ctx, dead, hostId as HostId, (m) => (movement = m));
+      removed.catch(() => undefined);
+      // The movement is known before the first pause; without it the start itself failed (another movement runs).
+      if (movement === undefined) await removed;
+      return { movement, removed };
+    },
     async decommission() {
       const ctx = {
         env,
@@ -456,7 +516,8 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     },
     counters() {
       const stats = system.stats();
-      const endpoints = latest().endpoints().filter((e) => !e.isSelf);
+      // Nodes that left or were removed are kept for days so they stay out; they are no peers that are down.
+      const endpoints = latest().endpoints().filter((e) => !e.isSelf && e.status !== 'LEFT' && e.status !== 'REMOVED');
       return {
         peersUp: endpoints.filter((e) => e.liveness === 'UP').length,
         peersDown: endpoints.filter((e) => e.liveness === 'DOWN').length,
@@ -480,10 +541,17 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
       await system.stop(listener as ActorRef<unknown>);
       await system.stop(schemaRef as ActorRef<unknown>);
       await savingPeers;
+      await goneKeeper.flush();
       await storage.close();
       await system.shutdown();
     },
   };
+  if (removedSelf !== undefined) {
+    await node.stop();
+    throw removedSelf;
+  }
+  serving = node;
+  return node;
 }
 
 /** Whether gossip has told this node the state of every one of `peers` (a node gossip knows by name only has no status yet). */
@@ -501,11 +569,11 @@ function knowsAll(view: MembershipSnapshot, peers: readonly NodeId[]): boolean {
  * (Cassandra loads the ring from system.peers instead). The wait is bounded:
  * with every peer down the node starts all the same, and says so.
  */
-async function awaitRingPeers(env: Env, settings: NodeSettings, current: () => MembershipSnapshot, peers: readonly NodeId[]): Promise<void> {
+async function awaitRingPeers(env: Env, settings: NodeSettings, current: () => MembershipSnapshot, peers: readonly NodeId[], gone: () => boolean): Promise<void> {
   if (peers.length === 0) return;
   const sleep = (ms: number) => new Promise<void>((resolve) => env.scheduler.setTimer(ms, resolve));
   const deadline = env.clock.monotonicMs() + RING_WAIT_ROUNDS * settings.gossipIntervalMs;
-  while (!knowsAll(current(), peers)) {
+  while (!knowsAll(current(), peers) && !gone()) {
     if (env.clock.monotonicMs() >= deadline) {
       const missing = peers.filter((p) => current().endpoint(p)?.status === undefined);
       env.logger.warn({ missing, waitedMs: RING_WAIT_ROUNDS * settings.gossipIntervalMs }, 'gossip has not told this node of every ring member it knew before its restart; coordinating with a partial ring');
