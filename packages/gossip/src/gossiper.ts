@@ -411,8 +411,15 @@ class Gossiper {
     this.flush();
   }
 
-  /** Best effort: peers that hear it mark this node DOWN at once instead of waiting for phi. */
+  /**
+   * Best effort: peers that hear it mark this node DOWN at once instead of
+   * waiting for phi. Not after the node left or was removed: a peer that
+   * heard the shutdown before LEFT reached it would keep the node as a
+   * stopped member of the ring, since a shutdown outranks any later gossip
+   * of the same generation.
+   */
   announceShutdown(): void {
+    if (isGoneStatus(statusOf(this.states.get(this.self)))) return;
     for (const [peer, liveness] of this.liveness) {
       if (liveness !== 'UP') continue;
       try {
