@@ -1,3 +1,4 @@
+import { connect } from '@chorus/client';
 import { nodeId, token } from '@chorus/core';
 import { RingView, tokenOf } from '@chorus/ring';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,12 +17,24 @@ async function http(cluster: TestCluster, node: string, method: string, path: st
   return { status: response.status, text: await response.text() };
 }
 
-async function pool(n: number, work: (i: number) => Promise<void>): Promise<void> {
+async function pool(n: number, work: (i: number) => Promise<void>, concurrency = CONCURRENCY): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+  await Promise.all(Array.from({ length: concurrency }, async () => {
     while (next < n) await work(next++);
   }));
 }
+
+/** Bulk loads and checks go through @chorus/client (pipelined over WebSockets), far cheaper than one HTTP request a key. */
+async function withClient<T>(cluster: TestCluster, nodes: readonly string[], work: (client: ReturnType<typeof connect>) => Promise<T>): Promise<T> {
+  const client = connect(nodes.map((n) => cluster.address(n)), { requestTimeoutMs: scaled(20_000) });
+  try {
+    return await work(client);
+  } finally {
+    await client.close();
+  }
+}
+const BULK = 128;
+const text = (v: Uint8Array | undefined) => (v === undefined ? undefined : Buffer.from(v).toString());
 
 interface StreamView {
   kind: string;
@@ -42,10 +55,7 @@ describe('bootstrap with real processes', () => {
   it(`chorus cluster add streams ${KEYS} keys to a 4th node while a writer keeps writing at QUORUM; every key is then readable at ALL and the new node holds exactly its ranges`, async () => {
     const keys = Array.from({ length: KEYS }, (_, i) => `boot-${i}`);
     const writing = Date.now();
-    await pool(keys.length, async (i) => {
-      const put = await http(cluster, `n${(i % 3) + 1}`, 'PUT', `/v1/kv/default/${keys[i]}?consistency=QUORUM`, valueOf(keys[i]!));
-      expect(put.status, put.text).toBe(200);
-    });
+    await withClient(cluster, ['n1', 'n2', 'n3'], (client) => pool(keys.length, async (i) => void (await client.put('default', keys[i]!, valueOf(keys[i]!), { consistency: 'QUORUM' })), BULK));
     console.log(`bootstrap: ${KEYS} writes at QUORUM in ${Date.now() - writing} ms`);
 
     // A writer at QUORUM for the whole join, and a watcher of n4's state as n1 sees it.
@@ -101,24 +111,24 @@ describe('bootstrap with real processes', () => {
     const all = [...keys, ...during];
     const wrong: string[] = [];
     let held = 0;
-    await pool(all.length, async (i) => {
+    await withClient(cluster, ['n1', 'n2', 'n3', 'n4'], (client) => pool(all.length, async (i) => {
       const key = all[i]!;
       const mine = ring.naturalReplicas(tokenOf(key), { class: 'SimpleStrategy', rf: 2 }).includes(nodeId('n4'));
-      const got = await http(cluster, 'n4', 'GET', `/v1/local/default/${key}`);
-      const has = got.status === 200 && Buffer.from((JSON.parse(got.text) as { value: string }).value, 'base64').toString() === valueOf(key);
+      const got = await client.local(cluster.address('n4'), 'default', key);
+      const has = text(got?.value) === valueOf(key);
       if (has) held++;
-      if (mine !== has) wrong.push(`${key}: n4 ${has ? 'holds it but is no replica' : `is a replica but answers ${got.status}`}`);
-    });
+      if (mine !== has) wrong.push(`${key}: n4 ${has ? 'holds it but is no replica' : `is a replica but holds ${got === undefined ? 'nothing' : 'another version'}`}`);
+    }, BULK));
     expect(wrong.slice(0, 10), `${wrong.length} keys wrong on n4`).toEqual([]);
     console.log(`bootstrap: n4 holds ${held} of ${all.length} keys, exactly those of its ranges`);
 
     // Every key, written before or during the join, at ALL.
     const unreadable: string[] = [];
-    await pool(all.length, async (i) => {
+    await withClient(cluster, ['n1', 'n2', 'n3', 'n4'], (client) => pool(all.length, async (i) => {
       const key = all[i]!;
-      const got = await http(cluster, `n${(i % 4) + 1}`, 'GET', `/v1/kv/default/${key}?consistency=ALL`);
-      if (got.status !== 200 || got.text !== valueOf(key)) unreadable.push(`${key}: ${got.status}`);
-    });
+      const got = await client.get('default', key, { consistency: 'ALL' }).catch((e: Error) => e);
+      if (got instanceof Error || text(got?.value) !== valueOf(key)) unreadable.push(`${key}: ${got instanceof Error ? got.message : 'absent or another version'}`);
+    }, BULK));
     expect(unreadable.slice(0, 10), `${unreadable.length} keys not readable at ALL`).toEqual([]);
   });
 
@@ -158,11 +168,11 @@ describe('bootstrap with real processes', () => {
     const all = [...Array.from({ length: KEYS }, (_, i) => `boot-${i}`), ...during];
     const stay = ['n1', 'n3', 'n4'];
     const unreadable: string[] = [];
-    await pool(all.length, async (i) => {
+    await withClient(cluster, stay, (client) => pool(all.length, async (i) => {
       const key = all[i]!;
-      const got = await http(cluster, stay[i % 3]!, 'GET', `/v1/kv/default/${key}?consistency=ALL`);
-      if (got.status !== 200 || got.text !== valueOf(key)) unreadable.push(`${key}: ${got.status} ${got.text.slice(0, 80)}`);
-    });
+      const got = await client.get('default', key, { consistency: 'ALL' }).catch((e: Error) => e);
+      if (got instanceof Error || text(got?.value) !== valueOf(key)) unreadable.push(`${key}: ${got instanceof Error ? got.message : 'absent or another version'}`);
+    }, BULK));
     expect(unreadable.slice(0, 10), `${unreadable.length} keys not readable at ALL`).toEqual([]);
     const status = JSON.parse(await chorus(['status', '--json', '--host', cluster.address('n1')])) as { nodes: Array<{ name: string; state: string; owns: number }> };
     expect(status.nodes.map((n) => `${n.name} ${n.state}`).sort()).toEqual(['n1 UN', 'n3 UN', 'n4 UN']);
