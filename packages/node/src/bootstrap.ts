@@ -1,9 +1,6 @@
-import type { ActorSystem } from '@chorus/actors';
-import { type Env, type NodeId, type Throttle, type Token } from '@chorus/core';
-import type { MembershipSnapshot } from '@chorus/gossip';
-import type { Clocks } from '@chorus/replica';
-import type { KeyspaceDef, RingView } from '@chorus/ring';
-import { type Movements, rangesToFetch } from '@chorus/streaming';
+import { type Token } from '@chorus/core';
+import { rangesToFetch } from '@chorus/streaming';
+import { type TopologyContext, movementContextOf } from './topology.js';
 
 /** Gossip intervals a joining node waits after announcing BOOTSTRAPPING before it streams (Cassandra's RING_DELAY, shortened): every coordinator must send it the writes of its future ranges first. */
 export const BOOTSTRAP_SETTLE_ROUNDS = 8;
@@ -14,24 +11,12 @@ const RETRY_ROUNDS = 5;
 /** Gossip intervals between two progress announcements. */
 const PROGRESS_ROUNDS = 2;
 
-export interface BootstrapContext {
-  env: Env;
-  system: ActorSystem;
+export interface BootstrapContext extends TopologyContext {
   tokens: readonly Token[];
-  gossipIntervalMs: number;
-  latest(): MembershipSnapshot;
-  ring(): RingView;
-  keyspaces(): KeyspaceDef[];
   schemaVersion(): string | undefined;
-  clocks(): Clocks;
-  movements: Movements;
-  throttle: Throttle;
-  pageTimeoutMs: number;
-  writeTimeoutMs: number;
   announce(values: { tokens?: readonly Token[]; status?: 'BOOTSTRAPPING' | 'NORMAL'; streaming?: number }): void;
   /** Stores the tokens: from then on a restart comes back NORMAL with them. */
   saveTokens(): Promise<void>;
-  stopped(): boolean;
 }
 
 /**
@@ -54,15 +39,7 @@ export async function bootstrap(ctx: BootstrapContext): Promise<void> {
   const before = ctx.ring();
   const after = before.afterPendingChanges();
   const tasks = rangesToFetch(before, after, ctx.keyspaces(), env.node);
-  const movement = ctx.movements.begin(`bootstrap-${env.random.uuid().slice(0, 8)}`, 'bootstrap', tasks, {
-    system: ctx.system,
-    env,
-    clocks: ctx.clocks,
-    isAlive: (node: NodeId) => ctx.latest().isAlive(node),
-    throttle: ctx.throttle,
-    pageTimeoutMs: ctx.pageTimeoutMs,
-    writeTimeoutMs: ctx.writeTimeoutMs,
-  });
+  const movement = ctx.movements.begin(`bootstrap-${env.random.uuid().slice(0, 8)}`, 'bootstrap', tasks, movementContextOf(ctx));
   env.logger.info({ movement: movement.id, ranges: tasks.length, keyspaces: movement.status().keyspaces }, 'bootstrapping: streaming the ranges this node gains');
   let reporting = true;
   const report = (): void => {

@@ -1,33 +1,19 @@
-import type { ActorSystem } from '@chorus/actors';
-import type { Env, NodeId, Throttle } from '@chorus/core';
-import type { MembershipSnapshot } from '@chorus/gossip';
-import type { Clocks } from '@chorus/replica';
-import { type KeyspaceDef, type RingView, replicationShortfalls } from '@chorus/ring';
-import { type MovementStatus, type Movements, rangesToHandOver } from '@chorus/streaming';
+import type { NodeId } from '@chorus/core';
+import { replicationShortfalls } from '@chorus/ring';
+import { type MovementStatus, rangesToHandOver } from '@chorus/streaming';
 import { BOOTSTRAP_SETTLE_ROUNDS } from './bootstrap.js';
 import { DecommissionRefused, TopologyChangeInProgress } from './errors.js';
+import { type TopologyContext, movementContextOf } from './topology.js';
 
 /** Gossip intervals a node that left keeps running, so its LEFT reaches every peer from it directly. */
 const LEFT_ANNOUNCE_ROUNDS = 3;
 const RETRY_ROUNDS = 5;
 const PROGRESS_ROUNDS = 2;
 
-export interface DecommissionContext {
-  env: Env;
-  system: ActorSystem;
-  gossipIntervalMs: number;
-  latest(): MembershipSnapshot;
-  ring(): RingView;
-  keyspaces(): KeyspaceDef[];
-  clocks(): Clocks;
-  movements: Movements;
-  throttle: Throttle;
-  pageTimeoutMs: number;
-  writeTimeoutMs: number;
+export interface DecommissionContext extends TopologyContext {
   announce(values: { status?: 'LEAVING' | 'LEFT'; streaming?: number }): void;
   /** Moves every hint this node holds to `to` (hinted handoff's `handOff`); absent without hints. */
   handOffHints?: (to: NodeId) => Promise<unknown>;
-  stopped(): boolean;
 }
 
 /**
@@ -70,15 +56,7 @@ export async function decommission(ctx: DecommissionContext, started: (movement:
   const before = now.with({ ...now.member(env.node)!, status: 'leaving' });
   const after = before.afterPendingChanges();
   const tasks = rangesToHandOver(before, after, ctx.keyspaces(), env.node);
-  const movement = ctx.movements.begin(`decommission-${env.random.uuid().slice(0, 8)}`, 'decommission', tasks, {
-    system: ctx.system,
-    env,
-    clocks: ctx.clocks,
-    isAlive: (node: NodeId) => ctx.latest().isAlive(node),
-    throttle: ctx.throttle,
-    pageTimeoutMs: ctx.pageTimeoutMs,
-    writeTimeoutMs: ctx.writeTimeoutMs,
-  });
+  const movement = ctx.movements.begin(`decommission-${env.random.uuid().slice(0, 8)}`, 'decommission', tasks, movementContextOf(ctx));
   started(movement.status());
   await sleep(BOOTSTRAP_SETTLE_ROUNDS);
   let reporting = true;

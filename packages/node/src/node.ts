@@ -17,6 +17,7 @@ import { keepClockMark, keepGone, loadGone, loadLocalState, recordGeneration, sa
 import { purgeHorizonOf } from './purge-horizon.js';
 import { checkRemoveNode, removeNode } from './removenode.js';
 import { type HintsEntry, type RingEntry, type StatusEntry, hintsView, ringEntries, ringOf, ringPeersOf, statusView } from './views.js';
+import type { TopologyContext } from './topology.js';
 
 export interface NodeSettings {
   name: string;
@@ -417,26 +418,30 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
   const movements = new Movements();
   const clocks = () => ({ hlc: hlc.peek(), wallMicros: env.clock.nowMicros() });
   const streamThrottle = new Throttle(settings.streamThroughputBytesPerSec ?? DEFAULT_STREAM_THROUGHPUT_BYTES_PER_SEC, env.clock, env.scheduler);
+  // What bootstrap, decommission and removenode share.
+  const topology: TopologyContext = {
+    env,
+    system,
+    gossipIntervalMs: settings.gossipIntervalMs,
+    latest,
+    ring: currentRing,
+    keyspaces: () => [...schema.values()].filter((k) => k.name !== SYSTEM_KEYSPACE),
+    clocks,
+    movements,
+    throttle: streamThrottle,
+    // A page is a local scan of at most a MiB: a few read timeouts are plenty, and a lost message then costs little.
+    pageTimeoutMs: settings.readTimeoutMs * 3,
+    writeTimeoutMs: settings.writeTimeoutMs * 3,
+    stopped: () => stopped,
+  };
   if (bootstrapping) {
     const joinTokens = tokens;
     bootstrap({
-      env,
-      system,
+      ...topology,
       tokens: joinTokens,
-      gossipIntervalMs: settings.gossipIntervalMs,
-      latest,
-      ring: currentRing,
-      keyspaces: () => [...schema.values()].filter((k) => k.name !== SYSTEM_KEYSPACE),
       schemaVersion: () => schemaVersion,
-      clocks,
-      movements,
-      throttle: streamThrottle,
-      // A page is a local scan of at most a MiB: a few read timeouts are plenty, and a lost message then costs little.
-      pageTimeoutMs: settings.readTimeoutMs * 3,
-      writeTimeoutMs: settings.writeTimeoutMs * 3,
       announce: (values) => setApplicationState(gossiper, values),
       saveTokens: () => saveTokens(storage, env, joinTokens, LOCAL_TIMEOUT_MS),
-      stopped: () => stopped,
     }).catch((error: unknown) => {
       if (!stopped) env.logger.error({ err: error }, 'bootstrap failed; the node stays joining');
     });
@@ -456,20 +461,9 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     streams: async () => ({ streams: movements.statuses() }),
     async removeNode(hostId) {
       const ctx = {
-        env,
-        system,
-        gossipIntervalMs: settings.gossipIntervalMs,
-        latest,
-        ring: currentRing,
-        keyspaces: () => [...schema.values()].filter((k) => k.name !== SYSTEM_KEYSPACE),
-        clocks,
-        movements,
-        throttle: streamThrottle,
-        pageTimeoutMs: settings.readTimeoutMs * 3,
-        writeTimeoutMs: settings.writeTimeoutMs * 3,
+        ...topology,
         markRemoved: (n: NodeId) => markRemoved(gossiper, n, LOCAL_TIMEOUT_MS),
         ...(hints ? { dropHints: (id: HostId) => hints.dropHintsFor(id) } : {}),
-        stopped: () => stopped,
       };
       const dead = checkRemoveNode(ctx, hostId);
       let movement!: MovementStatus;
@@ -481,20 +475,9 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     },
     async decommission() {
       const ctx = {
-        env,
-        system,
-        gossipIntervalMs: settings.gossipIntervalMs,
-        latest,
-        ring: currentRing,
-        keyspaces: () => [...schema.values()].filter((k) => k.name !== SYSTEM_KEYSPACE),
-        clocks,
-        movements,
-        throttle: streamThrottle,
-        pageTimeoutMs: settings.readTimeoutMs * 3,
-        writeTimeoutMs: settings.writeTimeoutMs * 3,
+        ...topology,
         announce: (values: { status?: 'LEAVING' | 'LEFT'; streaming?: number }) => setApplicationState(gossiper, values),
         ...(hints ? { handOffHints: (to: NodeId) => hints.handOff(to) } : {}),
-        stopped: () => stopped,
       };
       checkDecommission(ctx);
       let movement!: MovementStatus;

@@ -1,31 +1,17 @@
-import type { ActorSystem } from '@chorus/actors';
-import type { Env, HostId, NodeId, Throttle } from '@chorus/core';
-import type { MembershipSnapshot } from '@chorus/gossip';
-import type { Clocks } from '@chorus/replica';
+import type { HostId, NodeId } from '@chorus/core';
 import type { KeyspaceDef, RingView } from '@chorus/ring';
-import { type MovementStatus, type Movements, type RangeMovement, type RangeTask, rangesToHandOver } from '@chorus/streaming';
+import { type MovementStatus, type RangeMovement, type RangeTask, rangesToHandOver } from '@chorus/streaming';
 import { BOOTSTRAP_SETTLE_ROUNDS } from './bootstrap.js';
 import { RemoveNodeRefused, TopologyChangeInProgress, UnknownHostId } from './errors.js';
+import { type TopologyContext, movementContextOf } from './topology.js';
 
 const RETRY_ROUNDS = 5;
 
-export interface RemoveNodeContext {
-  env: Env;
-  system: ActorSystem;
-  gossipIntervalMs: number;
-  latest(): MembershipSnapshot;
-  ring(): RingView;
-  keyspaces(): KeyspaceDef[];
-  clocks(): Clocks;
-  movements: Movements;
-  throttle: Throttle;
-  pageTimeoutMs: number;
-  writeTimeoutMs: number;
+export interface RemoveNodeContext extends TopologyContext {
   /** Gossips the node as REMOVED (the gossiper's `removeNode`). */
   markRemoved(node: NodeId): Promise<void>;
   /** Drops this node's hints for the host id; absent without hints. */
   dropHints?: (hostId: HostId) => Promise<unknown>;
-  stopped(): boolean;
 }
 
 /**
@@ -71,15 +57,7 @@ export async function removeNode(ctx: RemoveNodeContext, dead: NodeId, hostId: H
   const sleep = (rounds: number) => new Promise<void>((resolve) => env.scheduler.setTimer(rounds * ctx.gossipIntervalMs, resolve));
   const tasks = removalTasks(ctx.ring(), ctx.keyspaces(), dead);
   const id = `removenode-${env.random.uuid().slice(0, 8)}`;
-  const movementContext = {
-    system: ctx.system,
-    env,
-    clocks: ctx.clocks,
-    isAlive: (node: NodeId) => ctx.latest().isAlive(node),
-    throttle: ctx.throttle,
-    pageTimeoutMs: ctx.pageTimeoutMs,
-    writeTimeoutMs: ctx.writeTimeoutMs,
-  };
+  const movementContext = movementContextOf(ctx);
   const movement = ctx.movements.begin(id, 'removenode', tasks, movementContext);
   started(movement.status());
   env.logger.info({ movement: id, node: dead, hostId, ranges: tasks.length, targets: movement.status().targets }, 'removenode: re-replicating the ranges of a dead node');
