@@ -10,6 +10,7 @@ import { type ConfigSources, type NodeSettings, loadSettings } from './config.js
 import { attachClientApi } from './client-api.js';
 import { ConfigError, StartupError } from './errors.js';
 import { buildApi } from './http-api.js';
+import { RequestBudget } from './request-budget.js';
 import { type MetricSources, createMetrics } from './metrics.js';
 
 /**
@@ -50,9 +51,11 @@ export async function runNode(sources: ConfigSources): Promise<void> {
   // The metrics read the transport and client API made below; nothing is scraped before the port listens.
   const metricSources: MetricSources = { node: () => node, clock: env.clock };
   const metrics = createMetrics(metricSources);
-  const api = buildApi({ logger, metrics, node: () => node });
+  // One budget for both client APIs: a flood over either leaves the same room for the other.
+  const budget = new RequestBudget(settings.max_inflight_request_bytes);
+  const api = buildApi({ logger, metrics, node: () => node, budget });
   const transport = createWsTransport({ env, clusterName: settings.cluster_name, secret: settings.secret, server: api.server });
-  const clientApi = attachClientApi({ app: api, node: () => node, logger, timeRequest: metrics.timeRequest });
+  const clientApi = attachClientApi({ app: api, node: () => node, logger, timeRequest: metrics.timeRequest, budget, maxInflightBytesPerConnection: settings.max_inflight_request_bytes_per_connection });
   metricSources.transport = transport;
   metricSources.clientApi = clientApi;
   try {
@@ -193,5 +196,6 @@ function nodeSettingsOf(s: NodeSettings) {
     repairMaxSessions: s.repair_max_sessions,
     ...(s.repair_schedule_interval > 0 ? { repairScheduleIntervalMs: s.repair_schedule_interval } : {}),
     repairHistorySize: s.repair_history_size,
+    memory: { coordinatorInflightBytes: s.max_coordinator_inflight_bytes, mailboxBytes: s.max_mailbox_bytes, storageBatchBytes: s.max_storage_batch_bytes },
   };
 }
