@@ -27,7 +27,7 @@ function plain(v: unknown): unknown {
 
 function decodeMutate(mutation: unknown): unknown {
   const codec = wireCodec();
-  const envelope = codec.decode(codec.encode({ t: 'msg', to: REPLICA_ACTOR, msg: { type: 'replica.mutate', mutation, ...clocks } }));
+  const envelope = codec.decode(codec.encode({ t: 'msg', to: REPLICA_ACTOR, msg: { type: 'replica.mutate', mutation, ...clocks }, r: { node: nodeId('n1'), id: 1, run: 1 } }));
   if (envelope.t !== 'msg') throw new Error('not a message');
   return (envelope.msg as { mutation: unknown }).mutation;
 }
