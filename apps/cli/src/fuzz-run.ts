@@ -347,15 +347,26 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
   const started = performance.now();
   const record = (bytes: Uint8Array | string) => digest.update(typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes);
   const total = () => sent.peer + sent.handshake + sent.client + sent.http + sent.rawHttp;
+  /** Runs a send; false when it failed because the node is gone (a channel that cannot reconnect to a live node is an error of its own). */
+  const survived = async (send: () => Promise<void>): Promise<boolean> => {
+    try {
+      await send();
+      return true;
+    } catch (error) {
+      if (target.alive()) throw error;
+      log(`the node exited after ${total()} inputs`);
+      return false;
+    }
+  };
   try {
-    while (total() < o.frames) {
+    while (total() < o.frames && !crashed) {
       const roll = r.int(100);
       if (roll < 60) {
         const frames = Array.from({ length: 1 + r.int(8) }, () => peerFrame(r, codec, packr));
         const message = peerMessage(r, frames);
         record(message.data);
         sent.peer += frames.length;
-        await peer.send(message.data, message.binary);
+        crashed = !(await survived(() => peer.send(message.data, message.binary)));
       } else if (roll < 64) {
         const messages = Array.from({ length: 1 + r.int(3) }, () => handshakeMessage(r, packr, { cluster: target.clusterName, node: '127.0.0.1:10', to: target.host }));
         for (const m of messages) record(m);
@@ -365,7 +376,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
         const message = clientMessage(r, packr, () => clientIds++);
         record(message.data);
         sent.client += message.requests;
-        await client.send(message.data, message.binary);
+        crashed = !(await survived(() => client.send(message.data, message.binary)));
       } else if (roll < 99) {
         const input = httpRequest(r);
         record(`${input.method} ${input.path} ${JSON.stringify(input.headers)}`);

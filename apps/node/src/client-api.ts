@@ -240,7 +240,17 @@ class ClientApiImpl implements ClientApi {
     const connection = new ClientConnection(ws, remote, this);
     this.connections.add(connection);
     this.counters.connectionsTotal++;
-    ws.on('message', (data: WebSocket.RawData, isBinary: boolean) => this.onMessage(connection, data, isBinary));
+    ws.on('message', (data: WebSocket.RawData, isBinary: boolean) => {
+      // A throw here would be an uncaught exception: the whole node down for one client's message.
+      try {
+        this.onMessage(connection, data, isBinary);
+      } catch (error) {
+        this.log.error({ err: error, remote }, 'client message handling failed; connection closed');
+        connection.closed = true;
+        this.connections.delete(connection);
+        ws.close(1011, 'internal error');
+      }
+    });
     ws.on('error', (error) => this.log.debug({ err: error, remote }, 'client socket error'));
     ws.on('close', () => {
       connection.closed = true;
