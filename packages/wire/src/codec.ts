@@ -4,7 +4,7 @@ import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import type { TObject } from '@sinclair/typebox';
 import { Packr } from 'msgpackr';
 import { FrameRejected } from './errors.js';
-import { type KindSpec, MESSAGE_KINDS } from './kinds.js';
+import { AREA_ACTORS, type KindSpec, MESSAGE_KINDS } from './kinds.js';
 
 /** Largest frame accepted, before any decoding. Large enough for a repair stream batch, small enough to bound memory per peer. */
 export const MAX_FRAME_BYTES = LIMITS.maxFrameBytes;
@@ -104,6 +104,9 @@ export function wireCodec(options: WireCodecOptions = {}): Codec {
             throw new FrameRejected('not-an-envelope', 'bad reply address');
           }
           const msg = messageOf(r.k, r.b);
+          const type = msg.type as string;
+          const actor = AREA_ACTORS[type.slice(0, type.indexOf('.'))];
+          if (actor !== undefined && r.to !== actor) throw new FrameRejected('wrong-actor', `${type} goes to ${actor}, not ${String(r.to).slice(0, 64)}`, { kind: type });
           if (replyKinds.has(msg.type as string)) throw new FrameRejected('not-a-request', `${String(msg.type)} only answers an ask`, { kind: msg.type });
           // Its handler answers it: without an address the answer has nowhere to go, and the handler nothing to answer.
           if (address === undefined && byName.get(msg.type as string)!.reply !== null) throw new FrameRejected('not-a-request', `${String(msg.type)} is asked, but came without a reply address`, { kind: msg.type });

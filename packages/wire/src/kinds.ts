@@ -280,3 +280,19 @@ export type WireMessage<K extends MessageKind> = { type: K } & Static<(typeof ME
 export type GossipDigestWire = Static<typeof GossipDigest>;
 export type EndpointStateWire = Static<typeof EndpointState>;
 export type KeyspaceDefinitionWire = Static<typeof KeyspaceDefinition>;
+
+/**
+ * The actor each area's messages are addressed to (the area is a kind's name
+ * before its first dot). A message of an area listed here sent to another
+ * actor is refused at the edge: actors handle only their own kinds, and a
+ * stray one (a told gossip message at the replica) would reach a handler
+ * with nothing to answer. Areas not listed are not checked.
+ */
+export const AREA_ACTORS: Readonly<Record<string, string>> = {
+  gossip: 'gossiper',
+  schema: 'schema',
+  replica: 'replica',
+  hints: 'hints',
+  repair: 'repair-validator',
+};
+

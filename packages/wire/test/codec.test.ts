@@ -144,4 +144,15 @@ describe('wire codec', () => {
     expect(received).toEqual([]);
     expect(systems.get('b')!.stats().rejectedFrames).toBe(1);
   });
+
+  it("refuses a message to another actor than its kind's (a told gossip message reached the replica, which has nobody to answer)", () => {
+    const shutdown = { type: 'gossip.shutdown', node: '127.0.0.1:7101', generation: 1 };
+    for (const to of ['replica', 'repair-validator', 'hints', 'schema', 'nobody']) {
+      expect(rejection(wireCodec().encode({ t: 'msg', to, msg: shutdown })).reason, to).toBe('wrong-actor');
+    }
+    expect(wireCodec().decode(wireCodec().encode({ t: 'msg', to: 'gossiper', msg: shutdown }))).toMatchObject({ t: 'msg', to: 'gossiper' });
+    const read = { type: 'replica.read', keyspace: 'app', token: 1n, partition: Uint8Array.of(1), clustering: new Uint8Array(0), hlc: 1, wallMicros: 1 };
+    expect(rejection(wireCodec().encode({ t: 'msg', to: 'gossiper', msg: read, r: { node: nodeId('a'), id: 1, run: 1 } })).reason).toBe('wrong-actor');
+    expect(wireCodec().decode(wireCodec().encode({ t: 'msg', to: 'replica', msg: read, r: { node: nodeId('a'), id: 1, run: 1 } }))).toMatchObject({ t: 'msg', to: 'replica' });
+  });
 });
