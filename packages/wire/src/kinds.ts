@@ -23,11 +23,12 @@ const VersionedValue = Type.Object({ value: Type.String({ maxLength: 65_536 }), 
 const EndpointState = Type.Object(
   {
     heartbeat: Type.Object({ generation: Counter, version: Counter }, { additionalProperties: false }),
-    app: Type.Record(Type.String({ minLength: 1, maxLength: 64 }), VersionedValue),
+    // A record's key schema counts only by its pattern, and keys that miss it are not checked at all unless additionalProperties is false.
+    app: Type.Record(Type.String({ pattern: '^.{1,64}$' }), VersionedValue, { additionalProperties: false }),
   },
   { additionalProperties: false },
 );
-const EndpointStates = Type.Record(NodeName, EndpointState);
+const EndpointStates = Type.Record(NodeName, EndpointState, { additionalProperties: false });
 const MAX_DIGESTS = 10_000;
 
 /**

@@ -155,4 +155,13 @@ describe('wire codec', () => {
     expect(rejection(wireCodec().encode({ t: 'msg', to: 'gossiper', msg: read, r: { node: nodeId('a'), id: 1, run: 1 } })).reason).toBe('wrong-actor');
     expect(wireCodec().decode(wireCodec().encode({ t: 'msg', to: 'replica', msg: read, r: { node: nodeId('a'), id: 1, run: 1 } }))).toMatchObject({ t: 'msg', to: 'replica' });
   });
+
+  it('checks every endpoint state of a gossip message, also under a key that is no node name (a null state under such a key made the gossiper throw)', () => {
+    const frame = (states: Record<string, unknown>) => raw.pack({ t: 'msg', to: 'gossiper', k: MESSAGE_KINDS['gossip.ack2'].id, b: { states } });
+    const good = { heartbeat: { generation: 1, version: 1 }, app: {} };
+    expect(wireCodec().decode(frame({ '127.0.0.1:7101': good }))).toMatchObject({ t: 'msg' });
+    expect(rejection(frame({ 'Ba/Vc_': null })).reason).toBe('invalid-fields');
+    expect(rejection(frame({ 'not a node': good })).reason).toBe('invalid-fields');
+    expect(rejection(frame({ '127.0.0.1:7101': { heartbeat: { generation: 1, version: 1 }, app: { '': { value: 'v', version: 1 } } } })).reason).toBe('invalid-fields');
+  });
 });
