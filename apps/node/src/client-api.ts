@@ -292,7 +292,7 @@ class ClientApiImpl implements ClientApi {
     connection.flush();
     connection.closed = true;
     this.connections.delete(connection);
-    connection.ws.close(code, message.slice(0, 120));
+    connection.ws.close(code, closeReason(message));
   }
 
   private onRequest(connection: ClientConnection, item: unknown): void {
@@ -529,6 +529,13 @@ class ClientApiImpl implements ClientApi {
 
 function consistencyOf(request: Request): string | undefined {
   return 'cl' in request && typeof request.cl === 'string' ? request.cl : undefined;
+}
+
+/** A WebSocket close reason: at most 123 bytes of UTF-8, cut on a character boundary. */
+function closeReason(text: string): string {
+  let out = text.slice(0, 123);
+  while (Buffer.byteLength(out) > 123) out = out.slice(0, -1);
+  return out;
 }
 
 function toBuffer(data: WebSocket.RawData): Buffer {
