@@ -13,7 +13,8 @@ import { MESSAGE_KINDS, wireCodec } from '@chorus/wire';
 type Json = Record<string, unknown>;
 
 /** Strings that match the patterns of the schemas (node names, keyspaces, host ids…), tried in order. */
-const PATTERN_SAMPLES = ['127.0.0.1:7100', '127.0.0.1:7101', 'default', 'n1', 'fuzz_ks', 'SimpleStrategy', 'QUORUM', 'dc1', '0', '00000000-0000-4000-8000-000000000001', 'session-1', 'a'];
+// Node names on ports nothing listens on: a node that gossips with them must not reach a real one.
+const PATTERN_SAMPLES = ['127.0.0.1:9', '127.0.0.1:10', 'default', 'n1', 'fuzz_ks', 'SimpleStrategy', 'QUORUM', 'dc1', '0', '00000000-0000-4000-8000-000000000001', 'session-1', 'a'];
 /** The actors a node runs; a frame may also name one it does not. */
 const ACTORS = ['replica', 'gossiper', 'schema', 'hints', 'repair-validator', 'coordinator', 'storage', 'nobody', ''];
 const KINDS = Object.entries(MESSAGE_KINDS).map(([name, spec]) => ({ name, id: spec.id, schema: spec.schema as unknown as Json }));
