@@ -320,7 +320,7 @@ class ClientApiImpl implements ClientApi {
     const refused =
       connection.inFlight > 0 && connection.inFlightBytes + bytes > this.maxConnectionBytes
         ? new Overloaded('client connection in-flight request bytes', this.maxConnectionBytes, { heldBytes: connection.inFlightBytes, requestBytes: bytes })
-        : this.budget.take(bytes);
+        : this.budget.take(bytes, 'client');
     if (refused) {
       this.shed(connection, request, refused);
       return;

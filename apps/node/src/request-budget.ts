@@ -9,7 +9,7 @@ import { Overloaded } from '@chorus/core';
  */
 export class RequestBudget {
   private heldBytes = 0;
-  private refusedCount = 0;
+  private readonly refusedBy = { http: 0, client: 0 };
 
   constructor(
     readonly maxBytes: number,
@@ -23,15 +23,15 @@ export class RequestBudget {
     return this.heldBytes;
   }
 
-  /** Requests refused so far. */
-  get refused(): number {
-    return this.refusedCount;
+  /** Requests refused so far, by the API they came over. */
+  get refused(): Readonly<{ http: number; client: number }> {
+    return this.refusedBy;
   }
 
-  /** Takes `bytes`, or returns the Overloaded error to answer with. */
-  take(bytes: number): Overloaded | undefined {
+  /** Takes `bytes` for a request of `api`, or returns the Overloaded error to answer with. */
+  take(bytes: number, api: 'http' | 'client' = 'http'): Overloaded | undefined {
     if (this.heldBytes > 0 && this.heldBytes + bytes > this.maxBytes) {
-      this.refusedCount++;
+      this.refusedBy[api]++;
       return new Overloaded(this.what, this.maxBytes, { heldBytes: this.heldBytes, requestBytes: bytes });
     }
     this.heldBytes += bytes;

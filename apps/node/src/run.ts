@@ -58,6 +58,7 @@ export async function runNode(sources: ConfigSources): Promise<void> {
   const clientApi = attachClientApi({ app: api, node: () => node, logger, timeRequest: metrics.timeRequest, budget, maxInflightBytesPerConnection: settings.max_inflight_request_bytes_per_connection });
   metricSources.transport = transport;
   metricSources.clientApi = clientApi;
+  metricSources.budget = budget;
   try {
     await api.listen({ host, port: Number(portText) });
   } catch (error) {
