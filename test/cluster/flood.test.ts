@@ -116,7 +116,7 @@ describe('a node flooded with 1 MiB writes', () => {
 
     // In a thread of its own: the writers keep this one busy, and their lag is not the node's.
     const health = new Promise<void>((resolve, reject) => {
-      const worker = new Worker(HEALTH_PROBE, { eval: true, workerData: { target, deadline, timeoutMs: scaled(3_000) } });
+      const worker = new Worker(HEALTH_PROBE, { eval: true, workerData: { target, deadline, timeoutMs: scaled(5_000) } });
       worker.once('message', (r: { checks: number; failures: number; slowestMs: number }) => {
         healthChecks = r.checks;
         healthFailures = r.failures;
