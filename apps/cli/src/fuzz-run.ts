@@ -328,6 +328,15 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
   if (!Number.isSafeInteger(o.frames) || o.frames < 1) throw new CliError(`--frames must be a positive integer, got ${o.frames}`);
   if (!Number.isSafeInteger(o.seed)) throw new CliError(`--seed must be an integer, got ${o.seed}`);
   const target = await targetOf(o, log);
+  try {
+    return await fuzzTarget(o, target, log);
+  } finally {
+    // Also when the run itself fails: the node the fuzzer started, and its directory, go with it.
+    await target.stop();
+  }
+}
+
+async function fuzzTarget(o: FuzzOptions, target: Target, log: (line: string) => void): Promise<FuzzReport> {
   const startLog = logErrors(target.logFile, 0).size;
   const r = new SeededRandom(o.seed, 'fuzz');
   const codec = wireCodec();
@@ -416,7 +425,6 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
   // Give the node a moment to write what the last inputs made it log.
   await sleep(500);
   const errors = target.logFile === undefined ? undefined : logErrors(target.logFile, startLog);
-  await target.stop();
   return {
     seed: o.seed,
     host: target.host,
