@@ -1,7 +1,7 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import * as protocol from '@chorus/client-protocol';
-import { isChorusError } from '@chorus/core';
+import { type ChorusError, Overloaded, isChorusError } from '@chorus/core';
 import type { ChorusNode } from '@chorus/node';
 import type { Logger } from 'pino';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -9,6 +9,7 @@ import type { Authenticator } from './auth.js';
 import { AUTHENTICATE_HEADER, NodeStarting, NodeStopping, Unauthorized, wireErrorOf } from './errors.js';
 import { readLocal } from './local-read.js';
 import type { RequestOp, RequestTimer } from './metrics.js';
+import { RequestBudget } from './request-budget.js';
 
 type Request = protocol.Request;
 type Answer = protocol.Answer;
@@ -37,6 +38,29 @@ export interface ClientApiOptions {
   timeRequest?: RequestTimer;
   /** Client authentication: the upgrade must carry a token of this authenticator, or is answered 401. */
   authenticator?: Authenticator;
+  /** Bytes client requests may hold at once on this node, shared with the HTTP API (max_inflight_request_bytes). */
+  budget?: RequestBudget;
+  /**
+   * Bytes one connection's requests may hold at once, and unsent answers
+   * it may leave queued before the node stops reading from it
+   * (max_inflight_request_bytes_per_connection, default 8 MiB).
+   */
+  maxInflightBytesPerConnection?: number;
+}
+
+export const DEFAULT_MAX_INFLIGHT_BYTES_PER_CONNECTION = 8 * 1024 * 1024;
+/** Counted for every request beside its keys and value. */
+const REQUEST_OVERHEAD_BYTES = 256;
+
+/** What a request holds while it is in flight: its keys, its value and a fixed cost. */
+function requestBytesOf(r: Request): number {
+  let bytes = REQUEST_OVERHEAD_BYTES;
+  const add = (v: unknown) => (bytes += v instanceof Uint8Array ? v.byteLength : typeof v === 'string' ? v.length * 3 : 0);
+  const fields = r as unknown as Record<string, unknown>;
+  add(fields.key);
+  add(fields.ck);
+  add(fields.value);
+  return bytes;
 }
 
 export interface ClientApiStats {
@@ -54,6 +78,10 @@ export interface ClientApiStats {
   messagesOut: number;
   answersOut: number;
   inFlight: number;
+  /** Bytes the requests in flight hold, as the byte budgets count them. */
+  inFlightBytes: number;
+  /** Connections whose unsent answers went past their budget, so the node stopped reading from them until they drain. */
+  pausedConnections: number;
 }
 
 export interface ClientApi {
@@ -75,7 +103,9 @@ const DATA_OPS: Partial<Record<Request['op'], RequestOp>> = { put: 'write', del:
 
 class ClientConnection {
   inFlight = 0;
+  inFlightBytes = 0;
   bad = 0;
+  paused = false;
   closed = false;
   private out: Answer[] = [];
   private outBytes = 0;
@@ -118,6 +148,29 @@ class ClientConnection {
     this.api.counters.messagesOut++;
     this.api.counters.answersOut += batch.length;
     this.ws.send(message);
+    if (this.ws.bufferedAmount > this.api.maxConnectionBytes) this.pause();
+  }
+
+  /**
+   * A client that sends faster than it reads its answers: stop reading its
+   * requests until the answers queued for it drain, so TCP pushes back on
+   * it instead of this node queueing its answers without bound.
+   */
+  private pause(): void {
+    if (this.paused || this.closed) return;
+    this.paused = true;
+    this.ws.pause();
+    const check = setInterval(() => {
+      if (this.closed || this.ws.readyState !== WebSocket.OPEN) {
+        clearInterval(check);
+        return;
+      }
+      if (this.ws.bufferedAmount > this.api.maxConnectionBytes / 2) return;
+      clearInterval(check);
+      this.paused = false;
+      this.ws.resume();
+    }, 20);
+    check.unref();
   }
 }
 
@@ -129,6 +182,8 @@ class ClientApiImpl implements ClientApi {
   private readonly ops = new Map<string, number>();
   private readonly errors = new Map<string, number>();
   private readonly maxInFlight: number;
+  readonly maxConnectionBytes: number;
+  private readonly budget: RequestBudget;
   private readonly maxConnections: number;
   private readonly wss: WebSocketServer;
   private readonly connections = new Set<ClientConnection>();
@@ -139,6 +194,8 @@ class ClientApiImpl implements ClientApi {
   constructor(private readonly options: ClientApiOptions) {
     this.log = options.logger.child({ component: 'client-api' });
     this.maxInFlight = options.maxInFlight ?? protocol.DEFAULT_MAX_IN_FLIGHT;
+    this.maxConnectionBytes = options.maxInflightBytesPerConnection ?? DEFAULT_MAX_INFLIGHT_BYTES_PER_CONNECTION;
+    this.budget = options.budget ?? new RequestBudget(4 * this.maxConnectionBytes);
     this.maxConnections = options.maxConnections ?? 4096;
     this.coalesce = options.coalesce ?? process.env.CHORUS_CLIENT_COALESCE !== '0';
     this.wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayloadBytes ?? protocol.MAX_MESSAGE_BYTES, perMessageDeflate: false, clientTracking: false });
@@ -193,7 +250,17 @@ class ClientApiImpl implements ClientApi {
     const connection = new ClientConnection(ws, remote, this);
     this.connections.add(connection);
     this.counters.connectionsTotal++;
-    ws.on('message', (data: WebSocket.RawData, isBinary: boolean) => this.onMessage(connection, data, isBinary));
+    ws.on('message', (data: WebSocket.RawData, isBinary: boolean) => {
+      // A throw here would be an uncaught exception: the whole node down for one client's message.
+      try {
+        this.onMessage(connection, data, isBinary);
+      } catch (error) {
+        this.log.error({ err: error, remote }, 'client message handling failed; connection closed');
+        connection.closed = true;
+        this.connections.delete(connection);
+        ws.close(1011, 'internal error');
+      }
+    });
     ws.on('error', (error) => this.log.debug({ err: error, remote }, 'client socket error'));
     ws.on('close', () => {
       connection.closed = true;
@@ -235,7 +302,7 @@ class ClientApiImpl implements ClientApi {
     connection.flush();
     connection.closed = true;
     this.connections.delete(connection);
-    connection.ws.close(code, message.slice(0, 120));
+    connection.ws.close(code, closeReason(message));
   }
 
   private onRequest(connection: ClientConnection, item: unknown): void {
@@ -256,20 +323,32 @@ class ClientApiImpl implements ClientApi {
     this.ops.set(request.op, (this.ops.get(request.op) ?? 0) + 1);
     const dataOp = DATA_OPS[request.op];
     if (connection.inFlight >= this.maxInFlight) {
-      this.counters.overloaded++;
-      this.countError('Overloaded');
-      // Shed requests are answered errors like any other: they show beside the timeouts of their level.
-      if (dataOp) this.options.timeRequest?.(dataOp, consistencyOf(request))({ name: 'Overloaded' });
-      connection.answer({ id: request.id, error: { name: 'Overloaded', message: `client connection in-flight requests is full (capacity ${this.maxInFlight})`, capacity: this.maxInFlight } });
+      this.shed(connection, request, new Overloaded('client connection in-flight requests', this.maxInFlight));
       return;
     }
+    const bytes = requestBytesOf(request);
+    const refused =
+      connection.inFlight > 0 && connection.inFlightBytes + bytes > this.maxConnectionBytes
+        ? new Overloaded('client connection in-flight request bytes', this.maxConnectionBytes, { heldBytes: connection.inFlightBytes, requestBytes: bytes })
+        : this.budget.take(bytes, 'client');
+    if (refused) {
+      this.shed(connection, request, refused);
+      return;
+    }
+    const release = () => {
+      connection.inFlightBytes -= bytes;
+      this.budget.release(bytes);
+    };
+    connection.inFlightBytes += bytes;
     if (this.stopping && request.op !== 'hello' && request.op !== 'stats') {
+      release();
       this.countError('NodeStopping');
       connection.answer({ id: request.id, error: wireErrorOf(new NodeStopping()) });
       return;
     }
     const node = this.options.node();
     if (!node && request.op !== 'hello' && request.op !== 'stats') {
+      release();
       this.countError('NodeStarting');
       connection.answer({ id: request.id, error: wireErrorOf(new NodeStarting()) });
       return;
@@ -283,17 +362,28 @@ class ClientApiImpl implements ClientApi {
       promise = Promise.reject(error);
     }
     promise.then(
-      ({ ok, bytes }) => {
+      ({ ok, bytes: answerBytes }) => {
         connection.inFlight--;
+        release();
         done?.();
-        connection.answer({ id: request.id, ok }, bytes);
+        connection.answer({ id: request.id, ok }, answerBytes);
       },
       (error: unknown) => {
         connection.inFlight--;
+        release();
         done?.(error);
         connection.answer({ id: request.id, error: this.wireError(error, request) });
       },
     );
+  }
+
+  /** A request refused by a bound: answered like any other error, so it shows beside the timeouts of its level. */
+  private shed(connection: ClientConnection, request: Request, error: ChorusError): void {
+    this.counters.overloaded++;
+    this.countError('Overloaded');
+    const dataOp = DATA_OPS[request.op];
+    if (dataOp) this.options.timeRequest?.(dataOp, consistencyOf(request))({ name: 'Overloaded' });
+    connection.answer({ id: request.id, error: wireErrorOf(error) });
   }
 
   private async execute(node: ChorusNode | undefined, r: Request): Promise<{ ok: unknown; bytes: number }> {
@@ -393,13 +483,21 @@ class ClientApiImpl implements ClientApi {
 
   stats(): ClientApiStats {
     let inFlight = 0;
-    for (const c of this.connections) inFlight += c.inFlight;
+    let inFlightBytes = 0;
+    let pausedConnections = 0;
+    for (const c of this.connections) {
+      inFlight += c.inFlight;
+      inFlightBytes += c.inFlightBytes;
+      if (c.paused) pausedConnections++;
+    }
     return {
       connections: this.connections.size,
       ...this.counters,
       ops: Object.fromEntries(this.ops),
       errors: Object.fromEntries(this.errors),
       inFlight,
+      inFlightBytes,
+      pausedConnections,
     };
   }
 
@@ -441,6 +539,13 @@ class ClientApiImpl implements ClientApi {
 
 function consistencyOf(request: Request): string | undefined {
   return 'cl' in request && typeof request.cl === 'string' ? request.cl : undefined;
+}
+
+/** A WebSocket close reason: at most 123 bytes of UTF-8, cut on a character boundary. */
+function closeReason(text: string): string {
+  let out = text.slice(0, 123);
+  while (Buffer.byteLength(out) > 123) out = out.slice(0, -1);
+  return out;
 }
 
 function toBuffer(data: WebSocket.RawData): Buffer {

@@ -59,6 +59,16 @@ export interface NodeSettings {
   repair_history_size: number;
   /** How long (ms) nodes that left or were removed are gossiped and remembered on disk, so they cannot come back (Cassandra: 3 days). */
   gone_retention: number;
+  /** Bytes client requests (HTTP and client protocol) may hold at once on this node; past it they get 503 Overloaded. */
+  max_inflight_request_bytes: number;
+  /** Bytes one client protocol connection's requests may hold at once (and its unsent answers before the node stops reading it). */
+  max_inflight_request_bytes_per_connection: number;
+  /** Bytes of mutations this node coordinates at once. */
+  max_coordinator_inflight_bytes: number;
+  /** Bytes of mutations queued in the replica actor's and in the storage actor's mailbox, each. */
+  max_mailbox_bytes: number;
+  /** Bytes of writes in one group-commit batch. */
+  max_storage_batch_bytes: number;
   log_level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
   /** `token`: the HTTP API and `/client` require a bearer token of `authenticator_tokens_file`; `none`: open to whoever reaches the port. */
   authenticator: 'none' | 'token';
@@ -105,6 +115,11 @@ export const DEFAULTS: Omit<NodeSettings, 'name' | 'listen_address' | 'data_dir'
   repair_schedule_interval: 0,
   repair_history_size: 100,
   gone_retention: 3 * 86_400_000,
+  max_inflight_request_bytes: 32 * 1024 * 1024,
+  max_inflight_request_bytes_per_connection: 8 * 1024 * 1024,
+  max_coordinator_inflight_bytes: 12 * 1024 * 1024,
+  max_mailbox_bytes: 128 * 1024 * 1024,
+  max_storage_batch_bytes: 16 * 1024 * 1024,
   log_level: 'info',
   authenticator: 'none',
   authenticator_tokens_file: '',
@@ -121,6 +136,8 @@ const LISTS = new Set(['seeds', 'initial_tokens']);
 const INTEGERS = new Set(['num_tokens', 'gc_grace_seconds', 'row_cache_size', 'max_hints_size_per_host', 'hinted_handoff_throttle', 'repair_max_sessions', 'repair_history_size']);
 /** Throughputs: a size, optionally per second as cassandra.yaml writes them (`64MiB/s`). */
 const RATES = new Set(['repair_throttle', 'stream_throughput']);
+/** Byte budgets: a size (`32MiB`, `1GB`, or bytes). */
+const SIZES = new Set(['max_inflight_request_bytes', 'max_inflight_request_bytes_per_connection', 'max_coordinator_inflight_bytes', 'max_mailbox_bytes', 'max_storage_batch_bytes']);
 /** Durations that may be off: `0` or `off`. */
 const OPTIONAL_DURATIONS = new Set(['repair_schedule_interval']);
 const NUMBERS = new Set(['phi_convict_threshold']);
@@ -128,6 +145,7 @@ const BOOLEANS = new Set(['auto_bootstrap', 'hinted_handoff_enabled', 'metrics_r
 
 const Address = Type.String({ pattern: '^[A-Za-z0-9.\\-]+:[0-9]{1,5}$' });
 const Duration = Type.Integer({ minimum: 1, maximum: 86_400_000 });
+const ByteBudget = Type.Integer({ minimum: 2 * 1024 * 1024, maximum: 1024 ** 4 });
 const Schema = Type.Object(
   {
     cluster_name: Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9 _.-]+$' }),
@@ -163,6 +181,12 @@ const Schema = Type.Object(
     repair_schedule_interval: Type.Integer({ minimum: 0, maximum: 365 * 86_400_000 }),
     repair_history_size: Type.Integer({ minimum: 1, maximum: 10_000 }),
     gone_retention: Type.Integer({ minimum: 1_000, maximum: 365 * 86_400_000 }),
+    // At least one largest value (1 MiB) and its keys, so a budget never refuses every write.
+    max_inflight_request_bytes: ByteBudget,
+    max_inflight_request_bytes_per_connection: ByteBudget,
+    max_coordinator_inflight_bytes: ByteBudget,
+    max_mailbox_bytes: ByteBudget,
+    max_storage_batch_bytes: ByteBudget,
     log_level: Type.Union(['trace', 'debug', 'info', 'warn', 'error', 'fatal'].map((l) => Type.Literal(l))),
     authenticator: Type.Union([Type.Literal('none'), Type.Literal('token')]),
     authenticator_tokens_file: Type.String({ maxLength: 4096 }),
@@ -274,6 +298,10 @@ function normalize(setting: string, value: unknown, where: string): unknown {
     }
   }
   if (RATES.has(setting)) return parseRate(setting, value);
+  if (SIZES.has(setting)) {
+    if (/\/\s*s\s*$/i.test(String(value))) throw new ConfigError(`${setting} must be a size like 32MiB, got ${JSON.stringify(value)}`);
+    return parseRate(setting, value);
+  }
   if (LISTS.has(setting)) {
     if (Array.isArray(value)) return value.map(String);
     return String(value).split(',').map((s) => s.trim()).filter(Boolean);

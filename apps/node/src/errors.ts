@@ -13,6 +13,19 @@ export class StartupError extends Error {
 
 /** What a request that met a starting node is told to wait before asking it again (HTTP `Retry-After`). */
 export const STARTING_RETRY_AFTER_SECONDS = 1;
+/** What a request refused by a full byte budget or queue is told to wait before asking again. */
+export const OVERLOADED_RETRY_AFTER_SECONDS = 1;
+
+/**
+ * Every refusal by a bounded queue or byte budget, wherever it happened (a
+ * full mailbox here or on a replica, the coordinator's budget, the client
+ * requests' own), is `Overloaded` to a user: one name to back off on. The
+ * numbers stay.
+ */
+function asOverloaded(error: ChorusError): Record<string, unknown> {
+  const body = error.toJSON();
+  return error.code === 'OVERLOADED' ? { ...body, error: 'Overloaded' } : body;
+}
 
 /**
  * The node has not finished starting, so it serves nothing yet. Nothing was
@@ -67,8 +80,15 @@ export interface HttpError {
  */
 export function httpErrorOf(error: unknown, bodyLimit: number): HttpError {
   if (isChorusError(error)) {
-    const headers: Record<string, string> = error instanceof NodeStarting ? { 'retry-after': String(STARTING_RETRY_AFTER_SECONDS) } : error instanceof Unauthorized ? { 'www-authenticate': AUTHENTICATE_HEADER } : {};
-    return { status: error.httpStatus, body: error.toJSON(), headers, unexpected: false };
+    const headers: Record<string, string> =
+      error instanceof NodeStarting
+        ? { 'retry-after': String(STARTING_RETRY_AFTER_SECONDS) }
+        : error instanceof Unauthorized
+          ? { 'www-authenticate': AUTHENTICATE_HEADER }
+          : error.code === 'OVERLOADED'
+            ? { 'retry-after': String(OVERLOADED_RETRY_AFTER_SECONDS) }
+            : {};
+    return { status: error.code === 'OVERLOADED' ? 503 : error.httpStatus, body: asOverloaded(error), headers, unexpected: false };
   }
   const fastifyError = error as { code?: string; statusCode?: number; message: string };
   if (fastifyError.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
@@ -82,5 +102,6 @@ export function httpErrorOf(error: unknown, bodyLimit: number): HttpError {
 
 /** The client protocol's `error` of an answer: the same name and numbers as over HTTP. */
 export function wireErrorOf(error: ChorusError): WireError {
+  if (error.code === 'OVERLOADED') return { ...error.fields, name: 'Overloaded', message: error.message, retryAfterMs: OVERLOADED_RETRY_AFTER_SECONDS * 1000 };
   return { name: error.name, message: error.message, ...error.fields };
 }

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { Authenticator } from './auth.js';
 import { NodeStarting, RepairNotAvailable, Unauthorized, httpErrorOf } from './errors.js';
 import { readLocal } from './local-read.js';
+import { RequestBudget } from './request-budget.js';
 import type { Metrics, RequestOp, RequestTimer } from './metrics.js';
 import { type RepairService, parseRepairRequest, repairServiceOf } from './repair-api.js';
 import { type RowId, SESSION_HEADER, type SessionToken, floorOf, formatSessionToken, observe, parseSessionToken, recordWrite, rowIdOf, sliceFloorsOf } from './session-token.js';
@@ -19,6 +20,12 @@ import { type RowId, SESSION_HEADER, type SessionToken, floorOf, formatSessionTo
  */
 const BODY_LIMIT = 2 * LIMITS.maxValueBytes;
 const HOST_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** Counted for every request beside its body: headers, the request's objects, an answer with no large value. */
+const REQUEST_OVERHEAD_BYTES = 1024;
+/** Client requests in flight on a node (HTTP and the client protocol together), by default. */
+export const DEFAULT_MAX_INFLIGHT_REQUEST_BYTES = 32 * 1024 * 1024;
+/** Paths that hold no client data, answered whatever the budget: a node busy with a flood must still show it is alive. */
+const UNBUDGETED = new Set(['/health', '/metrics']);
 
 export interface ApiOptions {
   logger: Logger;
@@ -33,6 +40,8 @@ export interface ApiOptions {
   auth?: { authenticator: Authenticator; metrics: boolean };
   /** TLS options of the HTTPS server when the port is encrypted. */
   https?: HttpsServerOptions;
+  /** Bytes client requests may hold at once, shared with the client protocol (max_inflight_request_bytes). */
+  budget?: RequestBudget;
 }
 
 /** The HTTP API of DESIGN.md section 4 on this node's one port. */
@@ -66,6 +75,23 @@ export function buildApi(options: ApiOptions) {
     const answer = httpErrorOf(error, BODY_LIMIT);
     if (answer.unexpected) request.log.error({ err: error, url: request.url }, 'request failed');
     void reply.status(answer.status).headers(answer.headers).send(answer.body);
+  });
+  const budget = options.budget ?? new RequestBudget(DEFAULT_MAX_INFLIGHT_REQUEST_BYTES);
+  // Decided from the headers, before the body is read: a refused body is never held. A chunked body counts as the largest one taken.
+  app.addHook('onRequest', (request, reply, done) => {
+    if (UNBUDGETED.has(request.url.split('?')[0]!)) return done();
+    const length = Number(request.headers['content-length']);
+    const body = request.headers['transfer-encoding'] !== undefined ? BODY_LIMIT : Number.isSafeInteger(length) && length > 0 ? Math.min(length, BODY_LIMIT) : 0;
+    const bytes = REQUEST_OVERHEAD_BYTES + body;
+    const refused = budget.take(bytes);
+    if (refused) {
+      // The unread body is drained by the server, not kept; closing tells a flooding client to reconnect, not to pipeline more.
+      if (body > 0) void reply.header('connection', 'close');
+      return done(refused);
+    }
+    // 'close' comes once the answer is sent or the connection is gone, whichever first.
+    reply.raw.once('close', () => budget.release(bytes));
+    done();
   });
   app.setNotFoundHandler((request, reply) => void reply.status(404).send({ error: 'NotFound', message: `no route for ${request.method} ${request.url.split('?')[0]}` }));
 

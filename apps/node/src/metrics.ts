@@ -4,6 +4,7 @@ import { type ChorusNode, hintsView, stateOf } from '@chorus/node';
 import type { WsTransport } from '@chorus/wire';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ClientApi } from './client-api.js';
+import type { RequestBudget } from './request-budget.js';
 import { type RepairJobState, type RepairJobStatus, repairServiceOf } from './repair-api.js';
 
 /** Data requests as the coordinator groups them: a delete is a write, as in Cassandra. */
@@ -26,6 +27,8 @@ export interface MetricSources {
   node(): ChorusNode | undefined;
   transport?: WsTransport;
   clientApi?: ClientApi;
+  /** The bytes client requests hold (max_inflight_request_bytes). */
+  budget?: RequestBudget;
   /** The node's own clock (its Env's), which dates hints; the system clock when absent. */
   clock?: Pick<Clock, 'nowMicros'>;
 }
@@ -219,6 +222,10 @@ export function createMetrics(sources: MetricSources): Metrics {
   gauge('chorus_client_connections', 'Open client WebSocket connections', [], client((c) => one(c.connections)));
   counter('chorus_client_requests_total', 'Client protocol requests', [], client((c) => one(c.requests)));
   counter('chorus_client_bad_requests_total', 'Client protocol requests or messages refused as malformed', [], client((c) => one(c.badRequests + c.badFrames)));
+  const budget = (read: (b: RequestBudget) => Reading) => () => (sources.budget ? read(sources.budget) : undefined);
+  gauge('chorus_inflight_request_bytes', 'Bytes client requests (HTTP and client protocol) hold on this node', [], budget((b) => one(b.held)));
+  gauge('chorus_inflight_request_bytes_budget', 'max_inflight_request_bytes: past it client requests are refused with 503 Overloaded', [], budget((b) => one(b.maxBytes)));
+  counter('chorus_requests_overloaded_total', 'Client requests refused because the bytes in flight on this node were at max_inflight_request_bytes', ['api'], budget((b) => [[{ api: 'http' }, b.refused.http], [{ api: 'client' }, b.refused.client]]));
   return { registry, contentType: registry.contentType, render: () => registry.metrics(), timeRequest };
 }
 

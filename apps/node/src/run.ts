@@ -11,6 +11,7 @@ import { attachClientApi } from './client-api.js';
 import { ConfigError, StartupError } from './errors.js';
 import { buildApi } from './http-api.js';
 import { type Security, loadSecurity } from './security.js';
+import { RequestBudget } from './request-budget.js';
 import { type MetricSources, createMetrics } from './metrics.js';
 
 /**
@@ -59,19 +60,31 @@ export async function runNode(sources: ConfigSources): Promise<void> {
   // The metrics read the transport and client API made below; nothing is scraped before the port listens.
   const metricSources: MetricSources = { node: () => node, clock: env.clock };
   const metrics = createMetrics(metricSources);
+  // One budget for both client APIs: a flood over either leaves the same room for the other.
+  const budget = new RequestBudget(settings.max_inflight_request_bytes);
   let onLeft = (): void => {};
   const api = buildApi({
     logger,
     metrics,
     node: () => node,
+    budget,
     onLeft: () => onLeft(),
     ...(authenticator ? { auth: { authenticator, metrics: settings.metrics_require_auth } } : {}),
     ...(tls ? { https: peerTlsServerOptions(tls) } : {}),
   });
   const transport = createWsTransport({ env, clusterName: settings.cluster_name, secret: settings.secret, server: api.server, ...(tls ? { tls } : {}) });
-  const clientApi = attachClientApi({ app: api, node: () => node, logger, timeRequest: metrics.timeRequest, ...(authenticator ? { authenticator } : {}) });
+  const clientApi = attachClientApi({
+    app: api,
+    node: () => node,
+    logger,
+    timeRequest: metrics.timeRequest,
+    budget,
+    maxInflightBytesPerConnection: settings.max_inflight_request_bytes_per_connection,
+    ...(authenticator ? { authenticator } : {}),
+  });
   metricSources.transport = transport;
   metricSources.clientApi = clientApi;
+  metricSources.budget = budget;
   try {
     await api.listen({ host, port: Number(portText) });
   } catch (error) {
@@ -239,5 +252,6 @@ function nodeSettingsOf(s: NodeSettings) {
     ...(s.repair_schedule_interval > 0 ? { repairScheduleIntervalMs: s.repair_schedule_interval } : {}),
     repairHistorySize: s.repair_history_size,
     goneRetentionMs: s.gone_retention,
+    memory: { coordinatorInflightBytes: s.max_coordinator_inflight_bytes, mailboxBytes: s.max_mailbox_bytes, storageBatchBytes: s.max_storage_batch_bytes },
   };
 }

@@ -8,15 +8,17 @@ import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { type ClientApi, attachClientApi } from '../src/client-api.js';
+import { RequestBudget } from '../src/request-budget.js';
 
 const packr = protocol.createPackr();
 
 interface Fake {
   node: ChorusNode;
   data: Map<string, { value: Uint8Array; ts: number }>;
-  /** Gets park here while `hold` is set. */
+  /** Gets park here while `hold` is set, and puts while `holdPuts` is. */
   held: Array<() => void>;
   hold: boolean;
+  holdPuts: boolean;
   /** The options each data call reached the coordinator with. */
   options: Array<[string, unknown]>;
   /** The keyspaces local reads reached the coordinator with. */
@@ -33,6 +35,7 @@ function fakeNode(address: string): Fake {
     held: [],
     localAsked: [],
     hold: false,
+    holdPuts: false,
     options: [],
     async whenHeld(count) {
       while (fake.held.length < count) await new Promise<void>((r) => heldWaiters.push(r));
@@ -43,6 +46,11 @@ function fakeNode(address: string): Fake {
   const coordinator = {
     async put(_ks: string, key: Uint8Array | string, _ck: unknown, value: Uint8Array | string, options: { consistency?: string; timestampMicros?: number } = {}) {
       fake.options.push(['put', options]);
+      if (fake.holdPuts) {
+        const parked = new Promise<void>((release) => fake.held.push(release));
+        for (const wake of heldWaiters.splice(0)) wake();
+        await parked;
+      }
       if (options.consistency === 'ALL') throw new ChorusError('Unavailable', 'UNAVAILABLE', 'cannot achieve consistency level ALL', { consistency: 'ALL', required: 3, alive: 2 }, 503);
       const ts = options.timestampMicros ?? ++clock;
       fake.data.set(keyOf(key), { value: typeof value === 'string' ? Buffer.from(value) : value, ts });
@@ -120,7 +128,7 @@ describe('the client API on /client', () => {
   let ready = true;
   const clients: ChorusClient[] = [];
 
-  const start = async (options: { maxInFlight?: number; coalesce?: boolean } = {}) => {
+  const start = async (options: { maxInFlight?: number; coalesce?: boolean; budget?: RequestBudget; maxInflightBytesPerConnection?: number } = {}) => {
     server = createServer((_req, res) => res.writeHead(404).end());
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     address = `127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -244,7 +252,12 @@ describe('the client API on /client', () => {
     const scalar = await rawSocket(address);
     scalar.ws.send(packr.pack(42));
     expect(await scalar.closed).toBe(1007);
-    expect(api.stats().badFrames).toBe(4);
+
+    // msgpackr quotes what it read in its error; a close reason is at most 123 bytes, not characters.
+    const quoted = await rawSocket(address);
+    quoted.ws.send(Buffer.concat([packr.pack('€'.repeat(60)), Buffer.from([0x01])]));
+    expect(await quoted.closed).toBe(1007);
+    expect(api.stats().badFrames).toBe(5);
   });
 
   it('closes a connection whose message is over the size limit (1009)', async () => {
@@ -273,6 +286,33 @@ describe('the client API on /client', () => {
     const rest = answers(await s.next());
     expect(rest.map((a) => a.id).sort()).toEqual([1, 2]);
     s.ws.close();
+  });
+
+  it('answers Overloaded, with Retry-After in ms, past the bytes in flight of a connection and of the node', async () => {
+    const MiB = 1024 * 1024;
+    const budget = new RequestBudget(4 * MiB + MiB / 2);
+    await start({ budget, maxInflightBytesPerConnection: 3 * MiB + MiB / 2 });
+    fake.holdPuts = true;
+    const a = await rawSocket(address);
+    const b = await rawSocket(address);
+    for (const id of [1, 2, 3, 4]) a.ws.send(packr.pack({ id, op: 'put', ks: 'default', key: `a${id}`, value: Buffer.alloc(MiB) }));
+    const perConnection = answers(await a.next());
+    expect(perConnection.map((x) => x.id)).toEqual([4]);
+    expect(perConnection[0]!.error).toMatchObject({ name: 'Overloaded', budgetBytes: 3 * MiB + MiB / 2, retryAfterMs: 1000 });
+    await fake.whenHeld(3);
+    for (const id of [1, 2, 3]) b.ws.send(packr.pack({ id, op: 'put', ks: 'default', key: `b${id}`, value: Buffer.alloc(MiB) }));
+    const perNode = answers(await b.next(2));
+    expect(perNode.map((x) => x.id)).toEqual([2, 3]);
+    for (const x of perNode) expect(x.error).toMatchObject({ name: 'Overloaded', budgetBytes: 4 * MiB + MiB / 2, retryAfterMs: 1000 });
+    await fake.whenHeld(4);
+    fake.holdPuts = false;
+    for (const release of fake.held.splice(0)) release();
+    const rest = [...answers(await a.next()), ...answers(await b.next())];
+    expect(rest.filter((x) => x.ok !== undefined)).toHaveLength(4);
+    expect(budget.held).toBe(0);
+    expect(api.stats().inFlightBytes).toBe(0);
+    a.ws.close();
+    b.ws.close();
   });
 
   it('coalesces the answers of one turn into one message, and not when told', async () => {

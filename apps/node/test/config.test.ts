@@ -33,6 +33,22 @@ describe('settings', () => {
     expect(() => loadSettings({ flags: required, overrides: ['hinted_handoff_enabled=maybe'] })).toThrow(/hinted_handoff_enabled must be true or false/);
   });
 
+  it('reads the byte budgets as sizes, and refuses one too small to hold the largest value', () => {
+    const MiB = 1024 * 1024;
+    expect(loadSettings({ flags: required })).toMatchObject({
+      max_inflight_request_bytes: 32 * MiB,
+      max_inflight_request_bytes_per_connection: 8 * MiB,
+      max_coordinator_inflight_bytes: 12 * MiB,
+      max_mailbox_bytes: 128 * MiB,
+      max_storage_batch_bytes: 16 * MiB,
+    });
+    const s = loadSettings({ flags: required, overrides: ['max_inflight_request_bytes=256MiB', 'max_mailbox_bytes=1GB'], environment: { CHORUS_MAX_STORAGE_BATCH_BYTES: '4194304' } });
+    expect(s).toMatchObject({ max_inflight_request_bytes: 256 * MiB, max_mailbox_bytes: 1_000_000_000, max_storage_batch_bytes: 4 * MiB });
+    expect(() => loadSettings({ flags: required, overrides: ['max_inflight_request_bytes=1MiB'] })).toThrow(/max_inflight_request_bytes/);
+    expect(() => loadSettings({ flags: required, overrides: ['max_mailbox_bytes=64MiB/s'] })).toThrow(/max_mailbox_bytes must be a size/);
+    expect(() => loadSettings({ flags: required, overrides: ['max_coordinator_inflight_bytes=lots'] })).toThrow(/max_coordinator_inflight_bytes/);
+  });
+
   it('reads the repair settings: a throttle in bytes per second with IEC sizes, sessions, a schedule off by default, the history kept', () => {
     expect(loadSettings({ flags: required })).toMatchObject({ repair_throttle: 64 * 1024 * 1024, repair_max_sessions: 2, repair_schedule_interval: 0, repair_history_size: 100 });
     const s = loadSettings({ flags: required, overrides: ['repair_throttle=16MiB', 'repair_max_sessions=4', 'repair_schedule_interval=7d', 'repair_history_size=10'] });

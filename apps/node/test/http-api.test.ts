@@ -6,13 +6,14 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ChorusError } from '@chorus/core';
 import { STARTING_RETRY_AFTER_SECONDS } from '../src/errors.js';
 import { buildApi } from '../src/http-api.js';
+import { RequestBudget } from '../src/request-budget.js';
 import type { Metrics } from '../src/metrics.js';
 import { MAX_SESSION_CHARS, MAX_SESSION_ROWS, floorOf, formatSessionToken, parseSessionToken, recordWrite, rowIdOf, sliceFloorsOf } from '../src/session-token.js';
 
 const metrics = { contentType: 'text/plain; version=0.0.4', render: async () => '', timeRequest: () => () => undefined } as unknown as Metrics;
 
 /** The HTTP API over a node that `node()` hands out, with the log lines it writes. */
-function api(node: () => ChorusNode | undefined) {
+function api(node: () => ChorusNode | undefined, budget?: RequestBudget) {
   const lines: Array<{ level: number; msg: string }> = [];
   const sink = new Writable({
     write(chunk: Buffer, _encoding, done) {
@@ -20,7 +21,7 @@ function api(node: () => ChorusNode | undefined) {
       done();
     },
   });
-  const app = buildApi({ logger: pino({ level: 'info' }, sink), metrics, node });
+  const app = buildApi({ logger: pino({ level: 'info' }, sink), metrics, node, ...(budget ? { budget } : {}) });
   return { app, errors: () => lines.filter((l) => l.level >= 50) };
 }
 
@@ -151,6 +152,53 @@ describe('the HTTP API', () => {
     expect(ok.statusCode).toBe(200);
     expect(ok.json()).toEqual({ value: Buffer.from('v').toString('base64'), timestamp: 7, tombstone: false });
     expect(asked).toEqual(['default']);
+    expect(errors()).toEqual([]);
+  });
+
+  it('refuses a request past the node\'s in-flight bytes with 503 Overloaded and Retry-After, before reading its body, and keeps answering /health', async () => {
+    const MiB = 1024 * 1024;
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const node = {
+      coordinator: {
+        async put() {
+          await gate;
+          return { timestampMicros: 5 };
+        },
+      },
+    } as unknown as ChorusNode;
+    const budget = new RequestBudget(3 * MiB + 64 * 1024);
+    const { app, errors } = api(() => node, budget);
+    apps.push(app);
+    const held = [0, 1, 2].map((i) => app.inject({ method: 'PUT', url: `/v1/kv/default/k${i}`, payload: Buffer.alloc(MiB) }));
+    for (let i = 0; i < 50 && budget.held < 3 * MiB; i++) await new Promise((r) => setImmediate(r));
+    expect(budget.held).toBeGreaterThanOrEqual(3 * MiB);
+    const refused = await app.inject({ method: 'PUT', url: '/v1/kv/default/k3', payload: Buffer.alloc(MiB) });
+    expect(refused.statusCode).toBe(503);
+    expect(refused.headers['retry-after']).toBe('1');
+    expect(refused.json()).toMatchObject({ error: 'Overloaded', budgetBytes: 3 * MiB + 64 * 1024, requestBytes: expect.any(Number), heldBytes: expect.any(Number) });
+    expect((await app.inject({ method: 'GET', url: '/health' })).statusCode).toBe(200);
+    open();
+    for (const answer of await Promise.all(held)) expect(answer.statusCode).toBe(200);
+    expect(budget.held).toBe(0);
+    expect((await app.inject({ method: 'PUT', url: '/v1/kv/default/k4', payload: Buffer.alloc(MiB) })).statusCode).toBe(200);
+    expect(errors()).toEqual([]);
+  });
+
+  it('answers an overloaded component deeper in (a full mailbox, on this node or a peer) as 503 Overloaded with Retry-After', async () => {
+    const node = {
+      coordinator: {
+        async put() {
+          throw new ChorusError('MailboxFull', 'OVERLOADED', 'mailbox of actor storage is full (capacity 50000)', { capacity: 50_000 }, 503);
+        },
+      },
+    } as unknown as ChorusNode;
+    const { app, errors } = api(() => node);
+    apps.push(app);
+    const answer = await app.inject({ method: 'PUT', url: '/v1/kv/default/k', payload: 'v' });
+    expect(answer.statusCode).toBe(503);
+    expect(answer.headers['retry-after']).toBe('1');
+    expect(answer.json()).toMatchObject({ error: 'Overloaded', capacity: 50_000 });
     expect(errors()).toEqual([]);
   });
 

@@ -2,6 +2,7 @@ import { ChorusError, InvalidRequest, Overloaded } from '@chorus/core';
 import type { ChorusNode } from '@chorus/node';
 import { describe, expect, it } from 'vitest';
 import { LATENCY_BUCKETS_SECONDS, createMetrics } from '../src/metrics.js';
+import { RequestBudget } from '../src/request-budget.js';
 import { fakeRepair } from './fake-repair.js';
 
 const requests = { ok: 0, unavailable: 0, timeouts: 0, failed: 0 };
@@ -144,5 +145,18 @@ describe('node metrics', () => {
     expect(sample('chorus_peer_clock_skewed', '127.0.0.1:n2')).toBe(1);
     expect(sample('chorus_peer_clock_skewed', '127.0.0.1:n3')).toBe(0);
     expect(sample('chorus_peer_clock_skew_seconds', '127.0.0.1:n2')).toBe(0.035);
+  });
+
+  it('exports the bytes client requests hold, their budget, and the requests refused for it by API', async () => {
+    const budget = new RequestBudget(2 * 1024 * 1024);
+    budget.take(1_500_000);
+    budget.take(1_000_000, 'http');
+    budget.take(1_000_000, 'client');
+    budget.take(1_000_000, 'client');
+    const text = await createMetrics({ node: () => undefined, budget }).render();
+    expect(text).toContain('chorus_inflight_request_bytes 1500000');
+    expect(text).toContain('chorus_inflight_request_bytes_budget 2097152');
+    expect(text).toContain('chorus_requests_overloaded_total{api="http"} 1');
+    expect(text).toContain('chorus_requests_overloaded_total{api="client"} 2');
   });
 });

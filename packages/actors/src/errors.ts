@@ -1,9 +1,9 @@
 import { ChorusError, Overloaded } from '@chorus/core';
 
-/** The receiving actor's mailbox is full and its policy is to reject. */
+/** The receiving actor's mailbox is full (messages, or its byte budget) and its policy is to reject. */
 export class MailboxFull extends Overloaded {
-  constructor(actor: string, capacity: number) {
-    super(`mailbox of actor ${actor}`, capacity);
+  constructor(actor: string, capacity: number, bytes?: { heldBytes: number; requestBytes: number }) {
+    super(`mailbox of actor ${actor}`, capacity, bytes);
     this.name = 'MailboxFull';
   }
 }

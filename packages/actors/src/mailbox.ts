@@ -3,11 +3,20 @@ import type { ReplyTo } from './envelope.js';
 
 export type OverflowPolicy = 'reject' | 'drop-oldest';
 
-export interface MailboxOptions {
+export interface MailboxOptions<M = unknown> {
   /** Most messages held at once. */
   capacity: number;
   /** `reject` refuses the new message (the sender sees MailboxFull); `drop-oldest` makes room by discarding the oldest, for traffic where the newest supersedes the rest (gossip). */
   overflow: OverflowPolicy;
+  /**
+   * Most bytes held at once, as `sizeOf` counts them; a message past it is
+   * refused under either policy (values are not gossip: none supersedes
+   * another). A message larger than the whole budget is taken when nothing
+   * else is queued, so no size is refused forever.
+   */
+  maxBytes?: number;
+  /** The bytes a message holds (its values, mostly); 0 for every message when absent. */
+  sizeOf?: (msg: M) => number;
 }
 
 export interface Letter<M> {
@@ -16,6 +25,8 @@ export interface Letter<M> {
   replyTo: ReplyTo<unknown> | undefined;
   /** The peer the message came from, as the transport authenticated it; absent for a message sent on this node. */
   from?: NodeId;
+  /** Its size as the mailbox's `sizeOf` counted it when it was queued. */
+  bytes?: number;
 }
 
 /** A FIFO ring buffer with a hard capacity: memory stays bounded under any load. */
@@ -23,14 +34,23 @@ export class Mailbox<M> {
   private buffer: Array<Letter<M> | undefined>;
   private head = 0;
   private count = 0;
+  private held = 0;
+  /** What the last refused letter would have added: for the error its sender sees. */
+  refusedBytes = 0;
 
-  constructor(readonly options: MailboxOptions) {
+  constructor(readonly options: MailboxOptions<M>) {
     if (!Number.isInteger(options.capacity) || options.capacity < 1) throw new RangeError('mailbox capacity must be a positive integer');
+    if (options.maxBytes !== undefined && !(options.maxBytes >= 1)) throw new RangeError('mailbox maxBytes must be at least 1');
     this.buffer = new Array(Math.min(options.capacity, 1024));
   }
 
   get size(): number {
     return this.count;
+  }
+
+  /** Bytes of the letters queued, as `sizeOf` counted them. */
+  get bytes(): number {
+    return this.held;
   }
 
   /**
@@ -39,6 +59,16 @@ export class Mailbox<M> {
    */
   push(letter: Letter<M>): Letter<M> | null | undefined {
     let evicted: Letter<M> | undefined;
+    const sizeOf = this.options.sizeOf;
+    if (sizeOf !== undefined) {
+      const bytes = Math.max(0, sizeOf(letter.msg) || 0);
+      const max = this.options.maxBytes;
+      if (max !== undefined && this.count > 0 && this.held + bytes > max) {
+        this.refusedBytes = bytes;
+        return null;
+      }
+      letter.bytes = bytes;
+    }
     if (this.count === this.options.capacity) {
       if (this.options.overflow === 'reject') return null;
       evicted = this.shift();
@@ -46,6 +76,7 @@ export class Mailbox<M> {
     if (this.count === this.buffer.length) this.grow();
     this.buffer[(this.head + this.count) % this.buffer.length] = letter;
     this.count++;
+    this.held += letter.bytes ?? 0;
     return evicted;
   }
 
@@ -55,14 +86,22 @@ export class Mailbox<M> {
     this.buffer[this.head] = undefined;
     this.head = (this.head + 1) % this.buffer.length;
     this.count--;
+    this.held -= letter?.bytes ?? 0;
     return letter;
   }
 
-  /** Takes up to `max` letters in arrival order. */
-  drain(max: number): Array<Letter<M>> {
+  /** Takes up to `max` letters in arrival order, stopping before one that would take the batch past `maxBytes` (the first is always taken). */
+  drain(max: number, maxBytes = Infinity): Array<Letter<M>> {
     const n = Math.min(max, this.count);
-    const out = new Array<Letter<M>>(n);
-    for (let i = 0; i < n; i++) out[i] = this.shift()!;
+    const out: Array<Letter<M>> = [];
+    let bytes = 0;
+    for (let i = 0; i < n; i++) {
+      const next = this.buffer[this.head]!;
+      const size = next.bytes ?? 0;
+      if (out.length > 0 && bytes + size > maxBytes) break;
+      bytes += size;
+      out.push(this.shift()!);
+    }
     return out;
   }
 

@@ -31,11 +31,13 @@ export interface SupervisionOptions {
   maxBackoffMs: number;
 }
 
-export interface SpawnOptions {
-  mailbox?: Partial<MailboxOptions>;
+export interface SpawnOptions<M = unknown> {
+  mailbox?: Partial<MailboxOptions<M>>;
   supervision?: Partial<SupervisionOptions>;
   /** Most messages one `receiveBatch` call gets; single-message behaviors handle up to this many per turn before yielding. */
   batchLimit?: number;
+  /** Most bytes (as the mailbox's `sizeOf` counts them) one `receiveBatch` call gets; always at least one message. */
+  batchBytes?: number;
 }
 
 export interface ActorRef<M> {
@@ -114,6 +116,7 @@ class ActorCell<M> {
   readonly log: Logger;
   readonly supervision: SupervisionOptions;
   readonly batchLimit: number;
+  readonly batchBytes: number;
   private turnScheduled = false;
   private busy = false;
   private restartTimes: number[] = [];
@@ -128,12 +131,13 @@ class ActorCell<M> {
     readonly path: string,
     readonly parent: ActorCell<unknown> | undefined,
     private readonly factory: () => Behavior<M>,
-    options: SpawnOptions,
+    options: SpawnOptions<M>,
     private readonly internals: SystemInternals,
   ) {
-    this.mailbox = new Mailbox<M>({ ...internals.defaultMailbox, ...options.mailbox });
+    this.mailbox = new Mailbox<M>({ ...(internals.defaultMailbox as MailboxOptions<M>), ...options.mailbox });
     this.supervision = { ...internals.defaultSupervision, ...options.supervision };
     this.batchLimit = options.batchLimit ?? DEFAULT_BATCH_LIMIT;
+    this.batchBytes = options.batchBytes ?? Infinity;
     this.log = internals.env.logger.child({ actor: path });
     this.ref = new LocalRef<M>(this, internals);
     const cell = this;
@@ -171,7 +175,7 @@ class ActorCell<M> {
     });
   }
 
-  spawnChild<C>(name: string, factory: () => Behavior<C>, options: SpawnOptions = {}): ActorRef<C> {
+  spawnChild<C>(name: string, factory: () => Behavior<C>, options: SpawnOptions<C> = {}): ActorRef<C> {
     if (this.state === 'stopping' || this.state === 'stopped') throw new ActorStopped(this.path);
     return this.internals.spawn(this as ActorCell<unknown>, name, factory, options);
   }
@@ -189,6 +193,13 @@ class ActorCell<M> {
     return true;
   }
 
+  /** The error a sender sees for the letter the mailbox just refused: by count, or by bytes with the numbers. */
+  full(): MailboxFull {
+    const { capacity, maxBytes } = this.mailbox.options;
+    if (maxBytes !== undefined && this.mailbox.size < capacity) return new MailboxFull(this.path, maxBytes, { heldBytes: this.mailbox.bytes, requestBytes: this.mailbox.refusedBytes });
+    return new MailboxFull(this.path, capacity);
+  }
+
   private scheduleTurn(): void {
     if (this.turnScheduled || this.busy || this.state !== 'running' || this.mailbox.size === 0) return;
     this.turnScheduled = true;
@@ -201,7 +212,7 @@ class ActorCell<M> {
   private turn(): void {
     if (this.busy || this.state !== 'running' || this.mailbox.size === 0) return;
     if (this.behavior.receiveBatch) {
-      const letters = this.mailbox.drain(this.batchLimit);
+      const letters = this.mailbox.drain(this.batchLimit, this.batchBytes);
       this.runExclusive(() => this.behavior.receiveBatch!(letters.map((l) => l.msg), this.ctx), () => this.scheduleTurn(), letters);
     } else {
       this.receiveSome(this.batchLimit);
@@ -347,7 +358,7 @@ interface SystemInternals {
   defaultMailbox: MailboxOptions;
   defaultSupervision: SupervisionOptions;
   restarts: number;
-  spawn<C>(parent: ActorCell<unknown> | undefined, name: string, factory: () => Behavior<C>, options: SpawnOptions): ActorRef<C>;
+  spawn<C>(parent: ActorCell<unknown> | undefined, name: string, factory: () => Behavior<C>, options: SpawnOptions<C>): ActorRef<C>;
   unregister(cell: ActorCell<unknown>): void;
   reply(to: ReplyTo<unknown>, value: unknown): void;
   replyError(to: ReplyTo<unknown>, error: Error): void;
@@ -362,13 +373,11 @@ class LocalRef<M> implements ActorRef<M> {
     this.address = { node: internals.env.node, name: cell.path };
   }
   tell(msg: M): void {
-    if (!this.cell.enqueue({ msg, replyTo: undefined })) throw new MailboxFull(this.cell.path, this.cell.mailbox.options.capacity);
+    if (!this.cell.enqueue({ msg, replyTo: undefined })) throw this.cell.full();
   }
   ask<R>(build: (replyTo: ReplyTo<R>) => M, timeoutMs: number): Promise<R> {
     return this.internals.ask<R>(this.address, (replyTo) => {
-      if (!this.cell.enqueue({ msg: build(replyTo), replyTo })) {
-        this.internals.replyError(replyTo, new MailboxFull(this.cell.path, this.cell.mailbox.options.capacity));
-      }
+      if (!this.cell.enqueue({ msg: build(replyTo), replyTo })) this.internals.replyError(replyTo, this.cell.full());
     }, timeoutMs);
   }
 }
@@ -464,7 +473,7 @@ export class ActorSystem {
     });
   }
 
-  spawn<M>(name: string, factory: () => Behavior<M>, options: SpawnOptions = {}): ActorRef<M> {
+  spawn<M>(name: string, factory: () => Behavior<M>, options: SpawnOptions<M> = {}): ActorRef<M> {
     return this.spawnCell<M>(undefined, name, factory, options);
   }
 
@@ -525,7 +534,7 @@ export class ActorSystem {
     this.transport.send(to, this.codec.encode(envelope));
   }
 
-  private spawnCell<M>(parent: ActorCell<unknown> | undefined, name: string, factory: () => Behavior<M>, options: SpawnOptions): ActorRef<M> {
+  private spawnCell<M>(parent: ActorCell<unknown> | undefined, name: string, factory: () => Behavior<M>, options: SpawnOptions<M>): ActorRef<M> {
     if (this.shuttingDown) throw new ActorStopped(name);
     const local = name === '' ? `$${this.nextAnonymous++}` : name;
     if (!NAME.test(local)) throw new TypeError(`invalid actor name ${JSON.stringify(name)}`);
@@ -636,7 +645,7 @@ export class ActorSystem {
           return;
         }
         if (!cell.enqueue({ msg: envelope.msg, replyTo, from: from === this.node ? undefined : from })) {
-          const full = new MailboxFull(cell.path, cell.mailbox.options.capacity);
+          const full = cell.full();
           if (replyTo) this.deliverReply(replyTo, { ok: false, error: full });
           else this.env.logger.warn({ actor: cell.path, peer: from }, 'mailbox full; dropped a message');
         }

@@ -123,6 +123,65 @@ describe('bounded mailboxes', { timeout: TEST_TIMEOUT_MS }, () => {
   });
 });
 
+describe('mailbox byte budgets', { timeout: TEST_TIMEOUT_MS }, () => {
+  type Sized = { i: number; bytes: number; replyTo?: ReplyTo<number> };
+
+  it('refuses a message that would take the queued bytes past the budget, with the numbers', async () => {
+    const system = new ActorSystem({ env: env() });
+    const hold = gate();
+    let holding = false;
+    const handled: number[] = [];
+    const ref = system.spawn<Sized>(
+      'sized',
+      () => ({
+        async receive(msg) {
+          if (msg.i === 0) {
+            holding = true;
+            await hold.promise;
+          }
+          handled.push(msg.i);
+        },
+      }),
+      { mailbox: { capacity: 1_000, overflow: 'reject', maxBytes: 100, sizeOf: (m) => m.bytes } },
+    );
+    ref.tell({ i: 0, bytes: 100 });
+    expect(await until(() => holding)).toBe(true); // taken off the mailbox: its bytes no longer count
+    ref.tell({ i: 1, bytes: 60 });
+    ref.tell({ i: 2, bytes: 40 });
+    expect(() => ref.tell({ i: 3, bytes: 1 })).toThrow(expect.objectContaining({ name: 'MailboxFull', fields: expect.objectContaining({ budgetBytes: 100, heldBytes: 100, requestBytes: 1 }) }));
+    await expect(ref.ask<number>((replyTo) => ({ i: 4, bytes: 50, replyTo }), WAIT_MS)).rejects.toMatchObject({ name: 'MailboxFull', code: 'OVERLOADED' });
+    hold.open();
+    expect(await until(() => handled.includes(2))).toBe(true);
+    // Once drained, the budget is free again.
+    ref.tell({ i: 5, bytes: 100 });
+    expect(await until(() => handled.includes(5))).toBe(true);
+    expect(handled).toEqual([0, 1, 2, 5]);
+    await system.shutdown();
+  });
+
+  it('takes one message larger than the whole budget when nothing is queued, so no size is refused forever', async () => {
+    const system = new ActorSystem({ env: env() });
+    const handled: number[] = [];
+    const ref = system.spawn<Sized>('big', () => ({ receive: (msg) => void handled.push(msg.i) }), { mailbox: { maxBytes: 10, sizeOf: (m) => m.bytes } });
+    ref.tell({ i: 1, bytes: 1_000 });
+    expect(await until(() => handled.includes(1))).toBe(true);
+    await system.shutdown();
+  });
+
+  it('cuts a batch at batchBytes: a burst of large messages is handled in several turns, in order', async () => {
+    const system = new ActorSystem({ env: env() });
+    const batches: number[][] = [];
+    const ref = system.spawn<Sized>('batch-bytes', () => ({ receiveBatch: (msgs) => void batches.push(msgs.map((m) => m.i)) }), {
+      mailbox: { sizeOf: (m) => m.bytes },
+      batchBytes: 250,
+    });
+    for (let i = 0; i < 10; i++) ref.tell({ i, bytes: 100 });
+    expect(await until(() => batches.flat().length === 10)).toBe(true);
+    expect(batches).toEqual([[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]);
+    await system.shutdown();
+  });
+});
+
 describe('batch drain', { timeout: TEST_TIMEOUT_MS }, () => {
   it('hands 10,000 messages told in one tick to far fewer turns, in order', async () => {
     const system = new ActorSystem({ env: env() });

@@ -216,7 +216,9 @@ export function validateRequest(item: unknown): Validated {
   if (id === 0) return { ok: false, id, message: 'id must be an integer from 1 to 4294967295', field: 'id' };
   const op = item.op;
   const check = typeof op === 'string' ? compiled.get(op) : undefined;
-  if (!check) return { ok: false, id, message: `unknown op ${JSON.stringify(op)?.slice(0, 40)}; expected one of ${OPS.join(', ')}`, field: 'op' };
+  // Named without JSON.stringify: an op may be anything msgpack decodes (a BigInt would make it throw).
+  const shown = typeof op === 'string' ? JSON.stringify(op.slice(0, 40)) : `of type ${op instanceof Uint8Array ? 'bytes' : op === null ? 'null' : Array.isArray(op) ? 'array' : typeof op}`;
+  if (!check) return { ok: false, id, message: `unknown op ${shown}; expected one of ${OPS.join(', ')}`, field: 'op' };
   if (!check.Check(item)) {
     const first = check.Errors(item).First();
     const field = first?.path.replace(/^\//, '').split('/')[0] || undefined;

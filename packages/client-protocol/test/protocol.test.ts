@@ -2,6 +2,16 @@ import { describe, expect, it } from 'vitest';
 import * as protocol from '../src/index.js';
 
 describe('protocol validation', () => {
+  it('never throws on an op of any type msgpack can carry (a BigInt op once crashed the node)', () => {
+    let deep: unknown = 0;
+    for (let i = 0; i < 10_000; i++) deep = [deep];
+    for (const op of [10n, 2n ** 64n - 1n, deep, { toJSON: 'x' }, new Uint8Array(3), null, 1.5, 'x'.repeat(100_000)]) {
+      const checked = protocol.validateRequest({ id: 7, op });
+      expect(checked).toMatchObject({ ok: false, id: 7, field: 'op' });
+      expect((checked as { message: string }).message.length).toBeLessThan(200);
+    }
+  });
+
   it('accepts every op in its documented shape', () => {
     const good: unknown[] = [
       { id: 1, op: 'hello', v: 1 },

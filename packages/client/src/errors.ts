@@ -87,12 +87,27 @@ export class InvalidRequest extends ChorusError {
   }
 }
 
-/** A bounded queue on the server (or in this client) is full. Back off and retry. */
+/**
+ * A bounded queue or byte budget on the server (or in this client) is full;
+ * nothing was done. Back off (the server says how long, `retryAfterMs`) and
+ * retry. A byte budget also gives its size, what it held and what the
+ * request needed.
+ */
 export class Overloaded extends ChorusError {
   readonly capacity: number;
+  /** Set when a byte budget refused the request: its size in bytes. */
+  readonly budgetBytes: number | undefined;
+  readonly heldBytes: number | undefined;
+  readonly requestBytes: number | undefined;
+  /** How long the server asks to wait before retrying it (NaN when it did not say). */
+  readonly retryAfterMs: number;
   constructor(message: string, fields: Record<string, unknown> = {}) {
     super('Overloaded', 'OVERLOADED', message, fields, 503);
     this.capacity = num(fields.capacity);
+    this.budgetBytes = typeof fields.budgetBytes === 'number' ? fields.budgetBytes : undefined;
+    this.heldBytes = typeof fields.heldBytes === 'number' ? fields.heldBytes : undefined;
+    this.requestBytes = typeof fields.requestBytes === 'number' ? fields.requestBytes : undefined;
+    this.retryAfterMs = num(fields.retryAfterMs);
   }
 }
 

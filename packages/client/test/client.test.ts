@@ -81,6 +81,12 @@ describe('protocol validation', () => {
     expect(other.name).toBe('ClockSkewed');
     expect(other.fields).toMatchObject({ aheadMs: 3000 });
   });
+
+  it('maps a byte budget refusal onto Overloaded with its bytes and how long to wait', () => {
+    const e = errorFromWire({ name: 'Overloaded', message: 'full', capacity: 33_554_432, budgetBytes: 33_554_432, heldBytes: 33_000_000, requestBytes: 1_048_840, retryAfterMs: 1000 });
+    expect(e).toBeInstanceOf(Overloaded);
+    expect(e).toMatchObject({ code: 'OVERLOADED', httpStatus: 503, budgetBytes: 33_554_432, heldBytes: 33_000_000, requestBytes: 1_048_840, retryAfterMs: 1000 });
+  });
 });
 
 describe('the client against fake nodes', () => {

@@ -1,6 +1,6 @@
 import type { ActorContext, ActorRef, ActorSystem, Behavior, ReplyTo } from '@chorus/actors';
 import { InvalidRequest, type NodeId, Overloaded, type Timer, type Token, isChorusError } from '@chorus/core';
-import { type Cell, EmptyPartitionKey, KeyTooLarge, LIMITS, type Mutation, expiryFromTtl, isDead, isTombstone, validateMutation } from '@chorus/model';
+import { type Cell, EmptyPartitionKey, KeyTooLarge, LIMITS, type Mutation, expiryFromTtl, isDead, isTombstone, mutationBytes, validateMutation } from '@chorus/model';
 import type { ReplicaRepair } from '@chorus/read-repair';
 import { type Clocks, type HybridLogicalClock, REPLICA_ACTOR, type ReplicaMsg, type RowKey, type SkewTracker, type SliceQuery } from '@chorus/replica';
 import { type KeyspaceDef, type RingView, readRepairOf, tokenOf } from '@chorus/ring';
@@ -22,6 +22,14 @@ export const DEFAULT_READ_TIMEOUT_MS = 5_000;
 /** Speculative-retry delay for a replica with no latency samples yet. */
 export const DEFAULT_SPECULATIVE_DELAY_MS = 50;
 export const DEFAULT_MAX_IN_FLIGHT = 10_000;
+/**
+ * Bytes of mutations coordinated at once. Kept under the 16 MiB a peer link
+ * queues: each write sends one copy to every remote replica, so a flood is
+ * refused here with Overloaded instead of dropped on a full link and timed out.
+ */
+export const DEFAULT_MAX_IN_FLIGHT_BYTES = 12 * 1024 * 1024;
+/** What a read or slice counts against the byte budget: its answer is bounded by the count and the slice budget instead. */
+const READ_REQUEST_BYTES = 256;
 export const COORDINATOR_ACTOR = 'coordinator';
 
 type WriteAnswer = { timestampMicros: number };
@@ -71,7 +79,7 @@ interface Shared {
 }
 
 /** The options with their defaults filled in; the hooks stay optional. */
-type Settings = Required<Omit<CoordinatorOptions, 'hints' | 'readRepair' | 'names' | 'localReplica' | 'hlc' | 'skew'>> & Pick<CoordinatorOptions, 'hints' | 'readRepair'>;
+type Settings = Required<Omit<CoordinatorOptions, 'hints' | 'readRepair' | 'names' | 'localReplica' | 'hlc' | 'skew' | 'maxInFlightBytes'>> & Pick<CoordinatorOptions, 'hints' | 'readRepair'>;
 
 function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, replicaName: string) {
   const { env, membership, topology } = o;
@@ -413,6 +421,7 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
     defaultSpeculativeDelayMs: options.defaultSpeculativeDelayMs ?? DEFAULT_SPECULATIVE_DELAY_MS,
     maxInFlight: options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT,
   };
+  const maxInFlightBytes = options.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES;
   if (options.hints !== undefined) o.hints = options.hints;
   if (options.readRepair !== undefined) o.readRepair = options.readRepair;
   const hlc = options.hlc;
@@ -432,6 +441,7 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
     mailbox: { capacity: 10 * o.maxInFlight + 1_000, overflow: 'reject' },
   });
   let inFlight = 0;
+  let inFlightBytes = 0;
 
   function keyspaceDef(name: string): KeyspaceDef {
     const ks = options.topology.keyspace(name);
@@ -439,14 +449,18 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
     return ks;
   }
 
-  async function run<R>(timeoutMs: number, build: (replyTo: ReplyTo<R>) => CoordinatorMsg): Promise<R> {
+  async function run<R>(timeoutMs: number, bytes: number, build: (replyTo: ReplyTo<R>) => CoordinatorMsg): Promise<R> {
     if (inFlight >= o.maxInFlight) throw new Overloaded('coordinator in-flight requests', o.maxInFlight);
+    // One request alone always fits, so no size the model allows is refused forever.
+    if (inFlight > 0 && inFlightBytes + bytes > maxInFlightBytes) throw new Overloaded('coordinator in-flight request bytes', maxInFlightBytes, { heldBytes: inFlightBytes, requestBytes: bytes });
     inFlight++;
+    inFlightBytes += bytes;
     try {
       // The actor always answers by the request's own deadline; the margin only covers a lost actor.
       return await ref.ask<R>(build, timeoutMs + 5_000);
     } finally {
       inFlight--;
+      inFlightBytes -= bytes;
     }
   }
 
@@ -492,7 +506,7 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
     // A timestamp not taken from the clock (the client's, or above a session's mark) is adopted once the write may exist.
     const clientStamped = options.timestampMicros !== undefined || options.afterMicros !== undefined;
     try {
-      const answer = await run<WriteAnswer>(o.writeTimeoutMs, (replyTo) => ({ type: 'write', keyspace: ks, consistency, mutation, timestampMicros, clientTimestamp: options.timestampMicros !== undefined, replyTo }));
+      const answer = await run<WriteAnswer>(o.writeTimeoutMs, mutationBytes(mutation), (replyTo) => ({ type: 'write', keyspace: ks, consistency, mutation, timestampMicros, clientTimestamp: options.timestampMicros !== undefined, replyTo }));
       if (clientStamped) adoptClientTimestamp(timestampMicros);
       return answer;
     } catch (error) {
@@ -526,7 +540,7 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
     if (ck !== undefined) row.clustering = ck;
     const floorMicros = options.floorMicros;
     if (floorMicros !== undefined) micros(floorMicros, 'floor');
-    const answer = await run<ReadAnswer>(o.readTimeoutMs, (replyTo) =>
+    const answer = await run<ReadAnswer>(o.readTimeoutMs, READ_REQUEST_BYTES, (replyTo) =>
       floorMicros === undefined ? { type: 'read', keyspace: ks, consistency, row, replyTo } : { type: 'read', keyspace: ks, consistency, row, floorMicros, replyTo },
     );
     return answer.cell;
@@ -568,7 +582,7 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
           floors.push({ clustering, timestampMicros: micros(f.timestampMicros, 'floors') });
         }
       }
-      const page = await run<MergedPage>(o.readTimeoutMs, (replyTo) => ({ type: 'slice', keyspace: ks, consistency, query, floors, replyTo }));
+      const page = await run<MergedPage>(o.readTimeoutMs, READ_REQUEST_BYTES, (replyTo) => ({ type: 'slice', keyspace: ks, consistency, query, floors, replyTo }));
       const rows = page.rows.map((r): SliceResponseRow => {
         const cell = r.cell as Exclude<Cell, { tombstone: true }>;
         const row: SliceResponseRow = { clustering: r.clustering, value: cell.value, timestampMicros: cell.timestampMicros };
@@ -590,6 +604,7 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
         read: op(shared.counters.read),
         slice: op(shared.counters.slice),
         inFlight,
+        inFlightBytes,
         speculativeRetries: shared.speculativeRetries,
         digestMismatches: shared.digestMismatches,
         readRepair: { ...shared.readRepair },

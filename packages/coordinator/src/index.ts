@@ -1,4 +1,4 @@
-export { spawnCoordinator, COORDINATOR_ACTOR, DEFAULT_WRITE_TIMEOUT_MS, DEFAULT_READ_TIMEOUT_MS, DEFAULT_SPECULATIVE_DELAY_MS, DEFAULT_MAX_IN_FLIGHT, type CoordinatorMsg } from './actor.js';
+export { spawnCoordinator, COORDINATOR_ACTOR, DEFAULT_WRITE_TIMEOUT_MS, DEFAULT_READ_TIMEOUT_MS, DEFAULT_SPECULATIVE_DELAY_MS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_IN_FLIGHT_BYTES, type CoordinatorMsg } from './actor.js';
 export type {
   CoordinatorHandle,
   CoordinatorOptions,

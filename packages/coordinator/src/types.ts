@@ -47,6 +47,8 @@ export interface CoordinatorOptions {
   defaultSpeculativeDelayMs?: number;
   /** Requests coordinated at once before new ones fail with Overloaded (default 10000). */
   maxInFlight?: number;
+  /** Bytes of mutations (keys and values) coordinated at once before new writes fail with Overloaded (default 12 MiB); one request alone always fits. */
+  maxInFlightBytes?: number;
   /**
    * Where writes that a replica missed are offered (hinted handoff). Absent:
    * nothing is offered, a write ends with its answer, and ANY needs a live
@@ -172,6 +174,8 @@ export interface CoordinatorStats {
   read: OpStats;
   slice: OpStats;
   inFlight: number;
+  /** Bytes of the mutations those requests carry, as the byte budget counts them. */
+  inFlightBytes: number;
   speculativeRetries: number;
   digestMismatches: number;
   /**

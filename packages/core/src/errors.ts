@@ -29,10 +29,21 @@ export class InvalidRequest extends ChorusError {
   }
 }
 
-/** A component refused work because a bounded queue is full. Back off and retry. */
+/**
+ * A component refused work because a bounded queue or byte budget is full.
+ * Nothing was done: back off and retry. `capacity` is the bound that was hit
+ * (a count, or bytes when `budgetBytes` is set); byte budgets also say how
+ * many bytes were held and how many the refused work needed.
+ */
 export class Overloaded extends ChorusError {
-  constructor(what: string, capacity: number) {
-    super('Overloaded', 'OVERLOADED', `${what} is full (capacity ${capacity})`, { capacity }, 503);
+  constructor(what: string, capacity: number, bytes?: { heldBytes: number; requestBytes: number }) {
+    super(
+      'Overloaded',
+      'OVERLOADED',
+      bytes === undefined ? `${what} is full (capacity ${capacity})` : `${what} is full (${bytes.heldBytes} of ${capacity} bytes held, ${bytes.requestBytes} more asked)`,
+      bytes === undefined ? { capacity } : { capacity, budgetBytes: capacity, heldBytes: bytes.heldBytes, requestBytes: bytes.requestBytes },
+      503,
+    );
   }
 }
 

@@ -6,6 +6,7 @@ export {
   type PartitionDelete,
   type Mutation,
   isPartitionDelete,
+  mutationBytes,
   validateMutation,
   validateMutationBody,
   validateAddress,

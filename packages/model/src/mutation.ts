@@ -31,6 +31,22 @@ export function isPartitionDelete(m: Mutation): m is PartitionDelete {
   return (m as PartitionDelete).partitionDeletion != null;
 }
 
+/** Fixed cost counted per mutation beside its keys and value: the objects around them. */
+const MUTATION_OVERHEAD_BYTES = 128;
+
+/**
+ * About the memory a mutation holds: its keys, its value, and a fixed cost
+ * for the rest. What byte budgets (mailboxes, batches, requests in flight)
+ * count; it never throws, even on a malformed mutation from the wire.
+ */
+export function mutationBytes(m: Mutation): number {
+  const partition = (m as { partition?: unknown }).partition;
+  const clustering = (m as { clustering?: unknown }).clustering;
+  const value = (m as { cell?: { value?: unknown } }).cell?.value;
+  const sizeOf = (b: unknown) => (b instanceof Uint8Array ? b.byteLength : 0);
+  return MUTATION_OVERHEAD_BYTES + sizeOf(partition) + sizeOf(clustering) + sizeOf(value);
+}
+
 function validateCell(cell: unknown): asserts cell is Cell {
   if (typeof cell !== 'object' || cell === null) throw new InvalidMutation('cell must be an object');
   const c = cell as Record<string, unknown>;

@@ -40,3 +40,15 @@ describe('mutation validation', () => {
     expect(() => expiryFromTtl(0, LIMITS.maxTtlSeconds + 1)).toThrow(InvalidTtl);
   });
 });
+
+describe('mutationBytes', () => {
+  it('counts keys and value and a fixed cost, and never throws on a malformed mutation', async () => {
+    const { mutationBytes } = await import('../src/index.js');
+    const base = { keyspace: 'ks', token: 0n as never, partition: new Uint8Array(10) };
+    const plain = mutationBytes({ ...base, cell: { value: new Uint8Array(1000), timestampMicros: 1 } });
+    expect(mutationBytes({ ...base, clustering: new Uint8Array(5), cell: { value: new Uint8Array(1000), timestampMicros: 1 } })).toBe(plain + 5);
+    expect(mutationBytes({ ...base, cell: { tombstone: true, timestampMicros: 1 } })).toBe(plain - 1000);
+    expect(mutationBytes({ ...base, partitionDeletion: { timestampMicros: 1 } })).toBe(plain - 1000);
+    expect(mutationBytes({ keyspace: 'ks', cell: null } as never)).toBeGreaterThan(0);
+  });
+});

@@ -68,6 +68,18 @@ export interface NodeSettings {
   repairHistorySize?: number;
   /** gone_retention: how long LEFT and REMOVED nodes are gossiped and remembered on disk (default 3 days, as Cassandra). */
   goneRetentionMs?: number;
+  /** Byte budgets of the node's queues; each package's default when absent. */
+  memory?: MemoryBudgets;
+}
+
+/** Bytes the node's queues of values may hold; past a budget the work is refused with Overloaded, never queued. */
+export interface MemoryBudgets {
+  /** Mutations coordinated at once (max_coordinator_inflight_bytes). */
+  coordinatorInflightBytes?: number;
+  /** Mutations queued in the replica actor's and in the storage actor's mailbox, each (max_mailbox_bytes). */
+  mailboxBytes?: number;
+  /** Writes in one group-commit batch (max_storage_batch_bytes). */
+  storageBatchBytes?: number;
 }
 
 export interface StartNodeOptions {
@@ -194,6 +206,8 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     purgeHorizon,
     ...(settings.gcSweepIntervalMs !== undefined ? { sweepIntervalMs: settings.gcSweepIntervalMs } : {}),
     ...(settings.rowCacheBytes !== undefined ? { rowCacheBytes: settings.rowCacheBytes } : {}),
+    ...(settings.memory?.mailboxBytes !== undefined ? { mailboxBytes: settings.memory.mailboxBytes } : {}),
+    ...(settings.memory?.storageBatchBytes !== undefined ? { batchBytes: settings.memory.storageBatchBytes } : {}),
   });
   let local: Awaited<ReturnType<typeof loadLocalState>>;
   try {
@@ -348,7 +362,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
   }
   const clockMark = keepClockMark(storage, env, () => hlc.peek(), local.clockMarkMicros, LOCAL_TIMEOUT_MS);
   const skew = new SkewTracker(settings.maxClockSkewMs, env.logger, settings.clockSkewWarnMs !== undefined ? { warnMs: settings.clockSkewWarnMs } : {});
-  const replica: ActorRef<ReplicaMsg> = spawnReplica(system, { env, storage, hlc, skew });
+  const replica: ActorRef<ReplicaMsg> = spawnReplica(system, { env, storage, hlc, skew, ...(settings.memory?.mailboxBytes !== undefined ? { mailboxBytes: settings.memory.mailboxBytes } : {}) });
   const hints: HintsHandle | undefined =
     options.hintsDb === undefined
       ? undefined
@@ -377,6 +391,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     topology: { ring: currentRing, keyspace: (name) => (name === SYSTEM_KEYSPACE ? undefined : schema.get(name)), localDc: settings.dc, localRack: settings.rack },
     writeTimeoutMs: settings.writeTimeoutMs,
     readTimeoutMs: settings.readTimeoutMs,
+    ...(settings.memory?.coordinatorInflightBytes !== undefined ? { maxInFlightBytes: settings.memory.coordinatorInflightBytes } : {}),
     // Read repair runs in the coordinator, as each keyspace's read_repair says; the node only tells the log.
     readRepair: (e) =>
       env.logger.debug(

@@ -3,6 +3,7 @@ export {
   REPLICA_ACTOR,
   REPLICA_SKEW_FACTOR,
   SLICE_ANSWER_BUDGET_BYTES,
+  DEFAULT_REPLICA_MAILBOX_BYTES,
   mutate,
   readData,
   readDigest,

@@ -2,7 +2,7 @@ import type { ActorRef, ActorSystem, ReplyTo } from '@chorus/actors';
 import type { Env, NodeId, Token } from '@chorus/core';
 import { type ScanEntry, type ScanPosition, type StoreReader, type SlicePage, type SliceRow, type StorageHandle, type TokenRange, positionOf, write } from '@chorus/storage';
 import { MAX_STREAM_ENTRIES, type MessageKind, type WireMessage } from '@chorus/wire';
-import { type Cell, type Mutation, type RowAddress, cellDigest, isPartitionDelete, isTombstone } from '@chorus/model';
+import { type Cell, type Mutation, type RowAddress, cellDigest, isPartitionDelete, isTombstone, mutationBytes } from '@chorus/model';
 import type { HybridLogicalClock, SkewTracker } from './hlc.js';
 
 /** The name of the replica actor on every node. */
@@ -310,6 +310,15 @@ export interface ReplicaOptions {
   sliceBudgetBytes?: number;
   /** Bytes of keys and values per range-stream page (default STREAM_PAGE_BUDGET_BYTES). */
   streamBudgetBytes?: number;
+  /** Bytes of mutations queued before more are refused with MailboxFull (default DEFAULT_REPLICA_MAILBOX_BYTES). */
+  mailboxBytes?: number;
+}
+
+/** Bytes of mutations the replica actor queues: past it a coordinator's write to this replica fails at once (Overloaded) instead of queueing. */
+export const DEFAULT_REPLICA_MAILBOX_BYTES = 128 * 1024 * 1024;
+
+function replicaMsgBytes(m: ReplicaMsg): number {
+  return m.type === 'replica.mutate' ? mutationBytes(m.mutation) : 128;
 }
 
 /**
@@ -379,5 +388,5 @@ export function spawnReplica(system: ActorSystem, options: ReplicaOptions): Acto
         }
       }
     },
-  }), { mailbox: { capacity: 50_000, overflow: 'reject' } });
+  }), { mailbox: { capacity: 50_000, overflow: 'reject', maxBytes: options.mailboxBytes ?? DEFAULT_REPLICA_MAILBOX_BYTES, sizeOf: replicaMsgBytes } });
 }

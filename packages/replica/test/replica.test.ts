@@ -27,7 +27,7 @@ function plain(v: unknown): unknown {
 
 function decodeMutate(mutation: unknown): unknown {
   const codec = wireCodec();
-  const envelope = codec.decode(codec.encode({ t: 'msg', to: REPLICA_ACTOR, msg: { type: 'replica.mutate', mutation, ...clocks } }));
+  const envelope = codec.decode(codec.encode({ t: 'msg', to: REPLICA_ACTOR, msg: { type: 'replica.mutate', mutation, ...clocks }, r: { node: nodeId('n1'), id: 1, run: 1 } }));
   if (envelope.t !== 'msg') throw new Error('not a message');
   return (envelope.msg as { mutation: unknown }).mutation;
 }
@@ -131,5 +131,26 @@ describe('replica actor', () => {
     const after = await settled(sim, storage.reader.getCell({ ...address, clustering: bytes('d') }));
     expect(after === undefined || ('tombstone' in after && after.tombstone)).toBe(true);
     expect(systems.get('n2')!.stats().rejectedFrames).toBe(0);
+  });
+});
+
+describe('replica mailbox byte budget', () => {
+  it('refuses mutations past its bytes with MailboxFull instead of queueing 1 MiB values without bound', async () => {
+    const sim = new Simulation({ seed: 13 });
+    let replica!: ActorRef<ReplicaMsg>;
+    await sim.addNode('n1', ({ env }) => {
+      const system = new ActorSystem({ env });
+      const storage = spawnStorage(system, { db: new MemoryLevel<Uint8Array, Uint8Array>({ keyEncoding: 'view', valueEncoding: 'view' }), env });
+      const hlc = new HybridLogicalClock(() => env.clock.nowMicros());
+      replica = spawnReplica(system, { env, storage, hlc, skew: new SkewTracker(DEFAULT_MAX_CLOCK_SKEW_MS, env.logger), mailboxBytes: 4 * 1024 * 1024 });
+    });
+    const MiB = new Uint8Array(1024 * 1024);
+    // Sent in one turn: nothing is handled before all are queued, so the budget decides.
+    const outcomes = Array.from({ length: 10 }, (_, i) => mutate(replica, { ...address, clustering: bytes(`c${i}`), cell: { value: MiB, timestampMicros: 1_000 + i } }, clocks, 5_000).then(() => 'ok', (e: unknown) => e));
+    const all = await settled(sim, Promise.all(outcomes));
+    const refused = all.filter((o) => o !== 'ok');
+    expect(all.filter((o) => o === 'ok').length).toBeLessThanOrEqual(4);
+    expect(refused.length).toBeGreaterThanOrEqual(6);
+    for (const e of refused) expect(e).toMatchObject({ name: 'MailboxFull', code: 'OVERLOADED', fields: expect.objectContaining({ budgetBytes: 4 * 1024 * 1024 }) });
   });
 });

@@ -1,6 +1,6 @@
 import type { ActorContext, ActorRef, ActorSystem, Behavior, ReplyTo } from '@chorus/actors';
 import type { Env, Timer, Token } from '@chorus/core';
-import { type Cell, type Mutation, type RowAddress, validateAddress } from '@chorus/model';
+import { type Cell, type Mutation, type RowAddress, mutationBytes, validateAddress } from '@chorus/model';
 import type { StorageDb } from './db.js';
 import type { SweepCursor } from './gc.js';
 import { Store, type StoreOptions } from './store.js';
@@ -23,6 +23,10 @@ export type CommitSyncMode = 'batch' | 'periodic' | 'none';
 export const DEFAULT_COMMIT_SYNC: CommitSyncMode = 'periodic';
 export const DEFAULT_COMMIT_SYNC_PERIOD_MS = 10_000;
 export const DEFAULT_SWEEP_INTERVAL_MS = 3_600_000;
+/** Bytes of writes the storage actor queues before refusing more (MailboxFull, an Overloaded). */
+export const DEFAULT_STORAGE_MAILBOX_BYTES = 128 * 1024 * 1024;
+/** Bytes of writes in one group-commit batch: LevelDB copies a batch whole, so a burst of large values is cut into several. */
+export const DEFAULT_STORAGE_BATCH_BYTES = 16 * 1024 * 1024;
 
 export interface StorageActorOptions {
   db: StorageDb;
@@ -43,6 +47,10 @@ export interface StorageActorOptions {
   mailboxCapacity?: number;
   /** Most writes in one group-commit batch. */
   batchLimit?: number;
+  /** Bytes of writes (keys and values) queued before more are refused with MailboxFull (default 128 MiB). */
+  mailboxBytes?: number;
+  /** Bytes of writes in one group-commit batch, the first always taken (default 16 MiB). */
+  batchBytes?: number;
 }
 
 /**
@@ -76,7 +84,7 @@ export interface StorageHandle {
   close(): Promise<void>;
 }
 
-function storageBehavior(store: Store, o: Required<Omit<StorageActorOptions, 'db' | 'env' | 'name' | 'gcGraceSeconds' | 'purgeHorizon' | 'rowCacheBytes' | 'mailboxCapacity' | 'batchLimit'>>): Behavior<StorageMsg> {
+function storageBehavior(store: Store, o: Required<Omit<StorageActorOptions, 'db' | 'env' | 'name' | 'gcGraceSeconds' | 'purgeHorizon' | 'rowCacheBytes' | 'mailboxCapacity' | 'batchLimit' | 'mailboxBytes' | 'batchBytes'>>): Behavior<StorageMsg> {
   let syncTimer: Timer | undefined;
   let sweepTimer: Timer | undefined;
   let stopped = false;
@@ -204,8 +212,9 @@ export function spawnStorage(system: ActorSystem, options: StorageActorOptions):
     sweepChunk: positiveInteger('sweepChunk', options.sweepChunk ?? 1000),
   };
   const ref = system.spawn<StorageMsg>(options.name ?? 'storage', () => storageBehavior(store, behaviorOptions), {
-    mailbox: { capacity: options.mailboxCapacity ?? 50_000, overflow: 'reject' },
+    mailbox: { capacity: options.mailboxCapacity ?? 50_000, overflow: 'reject', maxBytes: options.mailboxBytes ?? DEFAULT_STORAGE_MAILBOX_BYTES, sizeOf: storageMsgBytes },
     batchLimit: options.batchLimit ?? 5_000,
+    batchBytes: options.batchBytes ?? DEFAULT_STORAGE_BATCH_BYTES,
   });
   return {
     ref,
@@ -215,6 +224,11 @@ export function spawnStorage(system: ActorSystem, options: StorageActorOptions):
       await store.close();
     },
   };
+}
+
+/** What a queued message holds: a write its mutation, anything else next to nothing. */
+function storageMsgBytes(m: StorageMsg): number {
+  return m.type === 'write' ? mutationBytes(m.mutation) : 64;
 }
 
 /**

@@ -72,7 +72,7 @@ describe('storage actor', () => {
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
-  async function start(opts: { commitSync?: CommitSyncMode; commitSyncPeriodMs?: number; sweepIntervalMs?: number; gcGraceSeconds?: number; mailboxCapacity?: number; level?: boolean } = {}) {
+  async function start(opts: { commitSync?: CommitSyncMode; commitSyncPeriodMs?: number; sweepIntervalMs?: number; gcGraceSeconds?: number; mailboxCapacity?: number; mailboxBytes?: number; batchBytes?: number; level?: boolean } = {}) {
     const backend = opts.level ? levelBackend() : memoryBackend();
     const db = await backend.create();
     const env = testEnv();
@@ -176,6 +176,23 @@ describe('storage actor', () => {
     expect(settled.length).toBeGreaterThan(0);
     expect(settled[0]).toBeInstanceOf(MailboxFull);
     expect(settled[0]).toBeInstanceOf(Overloaded);
+  });
+
+  it('bounds memory by bytes: a batch holds at most batchBytes of values, and writes past mailboxBytes are refused as Overloaded', async () => {
+    const MiB = 1024 * 1024;
+    const big = (key: string): Mutation => ({ keyspace: 'ks', token: tokenOf(key), partition: enc(key), cell: { value: new Uint8Array(MiB), timestampMicros: 1 } });
+    const { handle, s } = await start({ commitSync: 'none', batchBytes: 3 * MiB, mailboxBytes: 8 * MiB });
+    s.hold();
+    const outcomes = Array.from({ length: 20 }, (_, i) => write(handle.ref, big(`k${i}`), 10_000).then(() => 'ok', (e: unknown) => e));
+    for (let i = 0; i < 20; i++) await tick();
+    s.release();
+    const settled = await Promise.all(outcomes);
+    const refused = settled.filter((o) => o !== 'ok');
+    // The first write is taken at once, and the mailbox then holds at most 8 of the others: the rest is refused, not queued.
+    expect(refused.length).toBeGreaterThanOrEqual(20 - 1 - 8 - 2);
+    for (const e of refused) expect(e).toMatchObject({ name: 'MailboxFull', code: 'OVERLOADED', fields: expect.objectContaining({ budgetBytes: 8 * MiB }) });
+    expect(s.batches.every((b) => b.size <= 3)).toBe(true);
+    expect(s.batches.reduce((n, b) => n + b.size, 0)).toBe(20 - refused.length);
   });
 
   it('survives a restart on LevelDB: acknowledged writes are there after close and reopen', async () => {

@@ -4,7 +4,7 @@ import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import type { TObject } from '@sinclair/typebox';
 import { Packr } from 'msgpackr';
 import { FrameRejected } from './errors.js';
-import { type KindSpec, MESSAGE_KINDS } from './kinds.js';
+import { AREA_ACTORS, type KindSpec, MESSAGE_KINDS } from './kinds.js';
 
 /** Largest frame accepted, before any decoding. Large enough for a repair stream batch, small enough to bound memory per peer. */
 export const MAX_FRAME_BYTES = LIMITS.maxFrameBytes;
@@ -41,6 +41,8 @@ export function wireCodec(options: WireCodecOptions = {}): Codec {
     byId.set(spec.id, compiled);
   }
   const packr = new Packr({ useRecords: false, int64AsType: 'bigint', largeBigIntToFloat: false, mapsAsObjects: true });
+  // Kinds that only ever answer an ask: sent to an actor as a message, they would reach a handler that never expects them.
+  const replyKinds = new Set([...byName.values()].map((k) => k.reply).filter((r): r is string => r !== null));
 
   function bodyOf(message: unknown): { k: number; b: Record<string, unknown> } {
     if (typeof message !== 'object' || message === null) throw new FrameRejected('unencodable', 'a message must be an object with a type');
@@ -101,8 +103,15 @@ export function wireCodec(options: WireCodecOptions = {}): Codec {
           if (address !== undefined && !(typeof address === 'object' && Number.isSafeInteger(address.id) && Number.isSafeInteger(address.run))) {
             throw new FrameRejected('not-an-envelope', 'bad reply address');
           }
+          const msg = messageOf(r.k, r.b);
+          const type = msg.type as string;
+          const actor = AREA_ACTORS[type.slice(0, type.indexOf('.'))];
+          if (actor !== undefined && r.to !== actor) throw new FrameRejected('wrong-actor', `${type} goes to ${actor}, not ${String(r.to).slice(0, 64)}`, { kind: type });
+          if (replyKinds.has(msg.type as string)) throw new FrameRejected('not-a-request', `${String(msg.type)} only answers an ask`, { kind: msg.type });
+          // Its handler answers it: without an address the answer has nowhere to go, and the handler nothing to answer.
+          if (address === undefined && byName.get(msg.type as string)!.reply !== null) throw new FrameRejected('not-a-request', `${String(msg.type)} is asked, but came without a reply address`, { kind: msg.type });
           // The reply address's node is filled in by the runtime from the authenticated peer, never taken from the frame.
-          return checkEnvelope({ t: 'msg', to: r.to, msg: messageOf(r.k, r.b), r: address && { node: '', id: address.id, run: address.run } });
+          return checkEnvelope({ t: 'msg', to: r.to, msg, r: address && { node: '', id: address.id, run: address.run } });
         }
         if (r.t === 'ok') return checkEnvelope({ t: 'ok', id: r.id, run: r.run, v: messageOf(r.k, r.b) });
         return checkEnvelope(raw);

@@ -15,3 +15,6 @@ export type { PeerTls } from './ws-shared.js';
 export { PEER_PATH } from './ws-peer-address.js';
 export type { OutboundPhase } from './ws-outbound.js';
 export { PEER_PROTOCOL_VERSION, PEER_CLOSE_CODES, type PeerCloseReason } from './handshake.js';
+/** The dialing side of the handshake and the frame container, for tools that speak to a node as a peer (the fuzzer). */
+export { ClientHandshake, type HandshakeIdentity } from './handshake.js';
+export { encodeBatch } from './batch.js';

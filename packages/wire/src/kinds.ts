@@ -23,11 +23,12 @@ const VersionedValue = Type.Object({ value: Type.String({ maxLength: 65_536 }), 
 const EndpointState = Type.Object(
   {
     heartbeat: Type.Object({ generation: Counter, version: Counter }, { additionalProperties: false }),
-    app: Type.Record(Type.String({ minLength: 1, maxLength: 64 }), VersionedValue),
+    // A record's key schema counts only by its pattern, and keys that miss it are not checked at all unless additionalProperties is false.
+    app: Type.Record(Type.String({ pattern: '^.{1,64}$' }), VersionedValue, { additionalProperties: false }),
   },
   { additionalProperties: false },
 );
-const EndpointStates = Type.Record(NodeName, EndpointState);
+const EndpointStates = Type.Record(NodeName, EndpointState, { additionalProperties: false });
 const MAX_DIGESTS = 10_000;
 
 /**
@@ -317,3 +318,19 @@ export type WireMessage<K extends MessageKind> = { type: K } & Static<(typeof ME
 export type GossipDigestWire = Static<typeof GossipDigest>;
 export type EndpointStateWire = Static<typeof EndpointState>;
 export type KeyspaceDefinitionWire = Static<typeof KeyspaceDefinition>;
+
+/**
+ * The actor each area's messages are addressed to (the area is a kind's name
+ * before its first dot). A message of an area listed here sent to another
+ * actor is refused at the edge: actors handle only their own kinds, and a
+ * stray one (a told gossip message at the replica) would reach a handler
+ * with nothing to answer. Areas not listed are not checked.
+ */
+export const AREA_ACTORS: Readonly<Record<string, string>> = {
+  gossip: 'gossiper',
+  schema: 'schema',
+  replica: 'replica',
+  hints: 'hints',
+  repair: 'repair-validator',
+};
+

@@ -24,9 +24,9 @@ function rejection(frame: Uint8Array): FrameRejected {
 describe('wire codec', () => {
   it('round-trips a message, sending its kind by number', () => {
     const codec = wireCodec();
-    const frame = codec.encode({ t: 'msg', to: 'gossiper', msg: syn });
-    expect(raw.unpack(frame)).toMatchObject({ t: 'msg', to: 'gossiper', k: MESSAGE_KINDS['gossip.syn'].id });
-    expect(codec.decode(frame)).toEqual({ t: 'msg', to: 'gossiper', msg: syn, r: undefined });
+    const frame = codec.encode({ t: 'msg', to: 'gossiper', msg: syn, r: { node: nodeId('a'), id: 3, run: 4 } });
+    expect(raw.unpack(frame)).toMatchObject({ t: 'msg', to: 'gossiper', k: MESSAGE_KINDS['gossip.syn'].id, r: { id: 3, run: 4 } });
+    expect(codec.decode(frame)).toEqual({ t: 'msg', to: 'gossiper', msg: syn, r: { node: '', id: 3, run: 4 } });
   });
 
   it('refuses to encode a message of no known kind', () => {
@@ -54,10 +54,10 @@ describe('wire codec', () => {
       mutation: { keyspace: 'app', token: -42n, partition: Uint8Array.of(1), cell: { value, timestampMicros: 1_767_225_600_000_000 } },
     });
     const msg = (hints: unknown[]) => ({ type: 'hints.handoff', hints });
-    const frame = (hints: unknown[]) => raw.pack({ t: 'msg', to: 'hints', k: MESSAGE_KINDS['hints.handoff'].id, b: { hints } });
+    const frame = (hints: unknown[]) => raw.pack({ t: 'msg', to: 'hints', r: { id: 1, run: 1 }, k: MESSAGE_KINDS['hints.handoff'].id, b: { hints } });
     const first = hint(Uint8Array.of(7));
     const ok = msg([first]);
-    const decoded = codec.decode(codec.encode({ t: 'msg', to: 'hints', msg: ok }));
+    const decoded = codec.decode(codec.encode({ t: 'msg', to: 'hints', msg: ok, r: { node: nodeId('a'), id: 1, run: 1 } }));
     const [back] = (decoded as { msg: { hints: Array<ReturnType<typeof hint>> } }).msg.hints;
     expect(back).toMatchObject({ targetHostId: first.targetHostId, createdAtMicros: first.createdAtMicros, mutation: { token: -42n } });
     expect([...back!.mutation.cell.value]).toEqual([7]);
@@ -120,5 +120,48 @@ describe('wire codec', () => {
     systems.get('a')!.ref<Ask>({ node: nodeId('b'), name: 'upper' }).ask<{ type: 'test.answer'; text: string }>((replyTo) => ({ type: 'test.ask', text: 'hi', replyTo }), 1_000).then((v) => (answer = v));
     await sim.run({ stopWhen: () => answer !== undefined, untilMs: 5_000 });
     expect(answer).toEqual({ type: 'test.answer', text: 'HI' });
+  });
+
+  it('refuses a reply kind sent as a message to an actor, and a message of an asked kind without a reply address, before any actor sees them', async () => {
+    const mutated = { type: 'replica.mutated', hlc: 1, wallMicros: 1 };
+    expect(rejection(wireCodec().encode({ t: 'msg', to: 'replica', msg: mutated })).reason).toBe('not-a-request');
+    // A reply kind is fine as a reply.
+    expect(wireCodec().decode(wireCodec().encode({ t: 'ok', id: 1, run: 2, v: mutated }))).toMatchObject({ t: 'ok', v: mutated });
+
+    // An asked kind told without a reply address reaches no actor: its handler would have nobody to answer.
+    const sim = new Simulation({ seed: 4 });
+    const systems = new Map<string, ActorSystem>();
+    const received: unknown[] = [];
+    for (const n of ['a', 'b']) {
+      await sim.addNode(n, ({ env, transport }) => {
+        const system = new ActorSystem({ env, transport, codec: wireCodec() });
+        systems.set(n, system);
+        system.spawn<{ type: string; replyTo?: ReplyTo<unknown> }>('gossiper', () => ({ receive: (m) => void received.push(m) }));
+      });
+    }
+    systems.get('a')!.ref<typeof syn>({ node: nodeId('b'), name: 'gossiper' }).tell(syn);
+    await sim.run({ untilMs: 1_000 });
+    expect(received).toEqual([]);
+    expect(systems.get('b')!.stats().rejectedFrames).toBe(1);
+  });
+
+  it("refuses a message to another actor than its kind's (a told gossip message reached the replica, which has nobody to answer)", () => {
+    const shutdown = { type: 'gossip.shutdown', node: '127.0.0.1:7101', generation: 1 };
+    for (const to of ['replica', 'repair-validator', 'hints', 'schema', 'nobody']) {
+      expect(rejection(wireCodec().encode({ t: 'msg', to, msg: shutdown })).reason, to).toBe('wrong-actor');
+    }
+    expect(wireCodec().decode(wireCodec().encode({ t: 'msg', to: 'gossiper', msg: shutdown }))).toMatchObject({ t: 'msg', to: 'gossiper' });
+    const read = { type: 'replica.read', keyspace: 'app', token: 1n, partition: Uint8Array.of(1), clustering: new Uint8Array(0), hlc: 1, wallMicros: 1 };
+    expect(rejection(wireCodec().encode({ t: 'msg', to: 'gossiper', msg: read, r: { node: nodeId('a'), id: 1, run: 1 } })).reason).toBe('wrong-actor');
+    expect(wireCodec().decode(wireCodec().encode({ t: 'msg', to: 'replica', msg: read, r: { node: nodeId('a'), id: 1, run: 1 } }))).toMatchObject({ t: 'msg', to: 'replica' });
+  });
+
+  it('checks every endpoint state of a gossip message, also under a key that is no node name (a null state under such a key made the gossiper throw)', () => {
+    const frame = (states: Record<string, unknown>) => raw.pack({ t: 'msg', to: 'gossiper', k: MESSAGE_KINDS['gossip.ack2'].id, b: { states } });
+    const good = { heartbeat: { generation: 1, version: 1 }, app: {} };
+    expect(wireCodec().decode(frame({ '127.0.0.1:7101': good }))).toMatchObject({ t: 'msg' });
+    expect(rejection(frame({ 'Ba/Vc_': null })).reason).toBe('invalid-fields');
+    expect(rejection(frame({ 'not a node': good })).reason).toBe('invalid-fields');
+    expect(rejection(frame({ '127.0.0.1:7101': { heartbeat: { generation: 1, version: 1 }, app: { '': { value: 'v', version: 1 } } } })).reason).toBe('invalid-fields');
   });
 });

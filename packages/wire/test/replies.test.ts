@@ -11,6 +11,8 @@ const kinds = {
   'test.done': { id: 901, schema: Type.Object({ text: Type.String() }, { additionalProperties: false }) },
   'test.get': { id: 902, schema: Type.Object({ key: Type.String() }, { additionalProperties: false }), reply: 'test.value' },
   'test.value': { id: 903, schema: Type.Object({ key: Type.String(), value: Type.String() }, { additionalProperties: false }) },
+  // Told, never asked, like gossip.ack2 (which only the gossiper may receive).
+  'test.note': { id: 904, schema: Type.Object({ text: Type.String() }, { additionalProperties: false }) },
 };
 
 type Done = { type: 'test.done'; text: string };
@@ -97,9 +99,9 @@ describe('replies and runs', () => {
 
   it('fails an ask of a kind that takes no reply when an answer comes anyway (seed 13)', async () => {
     const { sim, slow } = await cluster(13, 10, () => ({ type: 'test.done', text: 'x' }));
-    type Ack2 = { type: 'gossip.ack2'; states: Record<string, never>; replyTo: ReplyTo<unknown> };
-    const ref = slow() as unknown as { ask: (build: (r: ReplyTo<unknown>) => Ack2, t: number) => Promise<unknown> };
-    const asked = watch(sim, ref.ask((replyTo) => ({ type: 'gossip.ack2', states: {}, replyTo }), 5_000));
+    type Note = { type: 'test.note'; text: string; replyTo: ReplyTo<unknown> };
+    const ref = slow() as unknown as { ask: (build: (r: ReplyTo<unknown>) => Note, t: number) => Promise<unknown> };
+    const asked = watch(sim, ref.ask((replyTo) => ({ type: 'test.note', text: 'x', replyTo }), 5_000));
     await sim.run({ stopWhen: () => asked.settled !== undefined, untilMs: 10_000 });
     expect(asked.settled).toMatchObject({ ok: false, error: { name: 'UnexpectedReply' } });
   });

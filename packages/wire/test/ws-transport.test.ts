@@ -105,7 +105,8 @@ describe('ws transport', { timeout: TEST_TIMEOUT_MS }, () => {
       'test.echo': { id: 900, schema: Type.Object({ text: Type.String() }, { additionalProperties: false }), reply: 'test.echoed' },
       'test.echoed': { id: 901, schema: Type.Object({ text: Type.String() }, { additionalProperties: false }) },
     };
-    type Syn = { type: 'gossip.syn'; cluster: string; digests: Array<{ node: string; generation: number; maxVersion: number }> };
+    // A kind that is told, not asked: a told message of an asked kind would be refused.
+    type Syn = { type: 'gossip.shutdown'; node: string; generation: number };
     type Echo = { type: 'test.echo'; text: string; replyTo: ReplyTo<{ type: 'test.echoed'; text: string }> };
     const a = await started();
     const b = await started();
@@ -116,7 +117,7 @@ describe('ws transport', { timeout: TEST_TIMEOUT_MS }, () => {
     systemB.spawn<Syn>('gossiper', () => ({ receive: (m) => void heard.push(m) }));
     systemB.spawn<Echo>('echo', () => ({ receive: (m, ctx) => ctx.reply(m.replyTo, { type: 'test.echoed', text: m.text.toUpperCase() }) }));
 
-    const syn: Syn = { type: 'gossip.syn', cluster: CLUSTER, digests: [{ node: a.localNode, generation: 1, maxVersion: 7 }] };
+    const syn: Syn = { type: 'gossip.shutdown', node: a.localNode, generation: 1 };
     systemA.ref<Syn>({ node: b.localNode, name: 'gossiper' }).tell(syn);
     const answer = await systemA.ref<Echo>({ node: b.localNode, name: 'echo' }).ask<{ type: 'test.echoed'; text: string }>((replyTo) => ({ type: 'test.echo', text: 'over the wire', replyTo }), WAIT_MS);
     expect(answer).toEqual({ type: 'test.echoed', text: 'OVER THE WIRE' });
