@@ -1,6 +1,5 @@
 import { SeededRandom, isChorusError, nodeId } from '@chorus/core';
-import { type Checker, type Crash, type ReadRecord, type SliceRecord, type Violation, type WriteRecord, convergenceViolations, readViolations, rowKey, sliceViolations } from '@chorus/history';
-import type { KeyOnReplicas } from '@chorus/history';
+import { type Checker, type Crash, type KeyOnReplicas, type ReadRecord, type SliceRecord, type Violation, type WriteRecord, convergenceViolations, readViolations, rowKey, sliceViolations } from '@chorus/history';
 import type { Cell } from '@chorus/model';
 import { type ChorusNode, ringOf } from '@chorus/node';
 import { tokenOf } from '@chorus/ring';
