@@ -28,6 +28,7 @@ const LAYERS = {
   '@chorus/model': 1,
   '@chorus/sim': 1,
   '@chorus/transport-compliance': 1,
+  '@chorus/history': 1,
   '@chorus/wire': 2,
   '@chorus/storage': 2,
   '@chorus/client-protocol': 2,
@@ -43,6 +44,7 @@ const LAYERS = {
   '@chorus/client': 6,
   '@chorus/server': 7,
   '@chorus/cli': 7,
+  '@chorus/swarm': 7,
 };
 /** They meet through core's interfaces and the replica layer, and are wired together in the node. */
 const FEATURES = new Set(['@chorus/gossip', '@chorus/read-repair', '@chorus/hints', '@chorus/anti-entropy', '@chorus/streaming']);

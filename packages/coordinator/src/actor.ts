@@ -6,7 +6,7 @@ import { type Clocks, type HybridLogicalClock, REPLICA_ACTOR, type ReplicaMsg, t
 import { type KeyspaceDef, type RingView, readRepairOf, tokenOf } from '@chorus/ring';
 import { ClockSkewed, ReadTimeout, RequestFailed, SessionFloorNotMet, Unavailable, WriteTimeout } from './errors.js';
 import { LatencyHistogram, PeerLatencies } from './latency.js';
-import { type ConsistencyLevel, DEFAULT_CONSISTENCY, parseConsistency, validateForRead } from './levels.js';
+import { type ConsistencyLevel, DEFAULT_CONSISTENCY, blockFor, parseConsistency, validateForRead } from './levels.js';
 import { type ReplicaPlan, planRead, planWrite } from './plan.js';
 import { ReadRequest } from './read.js';
 import type { RepairPolicy } from './repair.js';
@@ -449,15 +449,23 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
     return ks;
   }
 
-  async function run<R>(timeoutMs: number, bytes: number, build: (replyTo: ReplyTo<R>) => CoordinatorMsg): Promise<R> {
+  /** What a timeout says when the coordinator actor's answer never came: it cannot tell how many replicas answered. */
+  const LOST_ANSWER = 'the coordinator did not answer in time; how many replicas acknowledged is not known';
+
+  async function run<R>(timeoutMs: number, bytes: number, build: (replyTo: ReplyTo<R>) => CoordinatorMsg, lost: () => Error): Promise<R> {
     if (inFlight >= o.maxInFlight) throw new Overloaded('coordinator in-flight requests', o.maxInFlight);
     // One request alone always fits, so no size the model allows is refused forever.
     if (inFlight > 0 && inFlightBytes + bytes > maxInFlightBytes) throw new Overloaded('coordinator in-flight request bytes', maxInFlightBytes, { heldBytes: inFlightBytes, requestBytes: bytes });
     inFlight++;
     inFlightBytes += bytes;
     try {
-      // The actor always answers by the request's own deadline; the margin only covers a lost actor.
+      // The actor always answers by the request's own deadline; the margin only covers a lost actor, or a process
+      // paused past both deadlines (both timers fire at once when it resumes). The request may have reached replicas
+      // either way, so the caller hears the request's own timeout, never the actor runtime's.
       return await ref.ask<R>(build, timeoutMs + 5_000);
+    } catch (error) {
+      if (isChorusError(error) && error.name === 'AskTimeout') throw lost();
+      throw error;
     } finally {
       inFlight--;
       inFlightBytes -= bytes;
@@ -506,7 +514,12 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
     // A timestamp not taken from the clock (the client's, or above a session's mark) is adopted once the write may exist.
     const clientStamped = options.timestampMicros !== undefined || options.afterMicros !== undefined;
     try {
-      const answer = await run<WriteAnswer>(o.writeTimeoutMs, mutationBytes(mutation), (replyTo) => ({ type: 'write', keyspace: ks, consistency, mutation, timestampMicros, clientTimestamp: options.timestampMicros !== undefined, replyTo }));
+      const answer = await run<WriteAnswer>(
+        o.writeTimeoutMs,
+        mutationBytes(mutation),
+        (replyTo) => ({ type: 'write', keyspace: ks, consistency, mutation, timestampMicros, clientTimestamp: options.timestampMicros !== undefined, replyTo }),
+        () => new WriteTimeout(consistency, blockFor(consistency, ks.replication, o.topology.localDc), 0, 'SIMPLE', LOST_ANSWER, timestampMicros),
+      );
       if (clientStamped) adoptClientTimestamp(timestampMicros);
       return answer;
     } catch (error) {
@@ -540,8 +553,11 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
     if (ck !== undefined) row.clustering = ck;
     const floorMicros = options.floorMicros;
     if (floorMicros !== undefined) micros(floorMicros, 'floor');
-    const answer = await run<ReadAnswer>(o.readTimeoutMs, READ_REQUEST_BYTES, (replyTo) =>
-      floorMicros === undefined ? { type: 'read', keyspace: ks, consistency, row, replyTo } : { type: 'read', keyspace: ks, consistency, row, floorMicros, replyTo },
+    const answer = await run<ReadAnswer>(
+      o.readTimeoutMs,
+      READ_REQUEST_BYTES,
+      (replyTo) => (floorMicros === undefined ? { type: 'read', keyspace: ks, consistency, row, replyTo } : { type: 'read', keyspace: ks, consistency, row, floorMicros, replyTo }),
+      () => new ReadTimeout(consistency, blockFor(consistency, ks.replication, o.topology.localDc), 0, false, LOST_ANSWER),
     );
     return answer.cell;
   }
@@ -582,7 +598,12 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
           floors.push({ clustering, timestampMicros: micros(f.timestampMicros, 'floors') });
         }
       }
-      const page = await run<MergedPage>(o.readTimeoutMs, READ_REQUEST_BYTES, (replyTo) => ({ type: 'slice', keyspace: ks, consistency, query, floors, replyTo }));
+      const page = await run<MergedPage>(
+        o.readTimeoutMs,
+        READ_REQUEST_BYTES,
+        (replyTo) => ({ type: 'slice', keyspace: ks, consistency, query, floors, replyTo }),
+        () => new ReadTimeout(consistency, blockFor(consistency, ks.replication, o.topology.localDc), 0, false, LOST_ANSWER),
+      );
       const rows = page.rows.map((r): SliceResponseRow => {
         const cell = r.cell as Exclude<Cell, { tombstone: true }>;
         const row: SliceResponseRow = { clustering: r.clustering, value: cell.value, timestampMicros: cell.timestampMicros };

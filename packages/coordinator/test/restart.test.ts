@@ -42,6 +42,24 @@ describe('coordinator actor restart', () => {
     expect(second.ok && str(second.value?.value), `seed ${seed}`).toBe('value-b');
   });
 
+  it('seed 602: a coordinator paused past its ask margin answers WriteTimeout (with its timestamp) and ReadTimeout, not AskTimeout', async () => {
+    const seed = 602;
+    const c = await startCluster({ seed, nodes: NODES, keyspaces: [ks] });
+    const h = c.handle('n1');
+    const write = h.put('app', 'k', undefined, 'v', { consistency: 'ALL', timestampMicros: 1_767_225_600_000_000 });
+    const read = h.get('app', 'k', undefined, { consistency: 'QUORUM' });
+    const slice = h.slice('app', 'k', { consistency: 'QUORUM' });
+    // A stop-the-world pause longer than the request deadline plus the ask margin: both fire together on resume.
+    c.sim.pause('n1');
+    c.sim.at(c.sim.now + 10_000, 'resume n1', () => c.sim.resume('n1'));
+    const outcome = (p: Promise<unknown>) => p.then(() => 'answered', (error: Error & { timestampMicros?: number }) => ({ name: error.name, timestampMicros: error.timestampMicros }));
+    const all = await settle(c.sim, Promise.all([write, read, slice].map(outcome)));
+    expect(all, `seed ${seed}`).toMatchObject({
+      ok: true,
+      value: [{ name: 'WriteTimeout', timestampMicros: 1_767_225_600_000_000 }, { name: 'ReadTimeout' }, { name: 'ReadTimeout' }],
+    });
+  });
+
   it('seed 601: a topology that throws fails the request, not the actor', async () => {
     const seed = 601;
     let broken = false;

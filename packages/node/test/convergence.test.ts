@@ -15,7 +15,7 @@ import {
   describeCell,
   newestAcknowledged,
   writesWithLostHints,
-} from './history.js';
+} from '@chorus/history';
 
 /**
  * Convergence under faults, with whole nodes in the simulator.

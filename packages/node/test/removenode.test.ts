@@ -3,7 +3,7 @@ import type { Cell } from '@chorus/model';
 import { tokenOf } from '@chorus/ring';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_KEYSPACE, ringOf } from '../src/index.js';
-import { type WriteRecord, compareVersions, describeCell, newestAcknowledged, untraceable } from './history.js';
+import { type WriteRecord, compareVersions, describeCell, newestAcknowledged, untraceable } from '@chorus/history';
 import { simCluster } from './sim-cluster.js';
 
 const NAMES = ['n1', 'n2', 'n3', 'n4'];

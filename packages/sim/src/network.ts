@@ -138,16 +138,21 @@ export class MemoryNetwork {
       this.lastDelivery.set(link, Math.max(at, this.lastDelivery.get(link) ?? 0));
       const target = this.endpoints.get(to)!;
       const targetEpoch = target.epoch;
-      this.queue.at(at, undefined, `deliver ${from}>${to} ${bytes.byteLength}B ${checksum(bytes)}`, () => {
+      const deliver = (): void => {
         const endpoint = this.endpoints.get(to);
         // Frames die with the connection: a crash or a cut in the meantime loses them.
         if (!endpoint || endpoint.epoch !== targetEpoch || this.isCut(from, to)) {
           this.counters.dropped++;
           return;
         }
+        if (this.queue.isPaused(to)) {
+          this.queue.hold(to, `deliver ${from}>${to} (held)`, deliver);
+          return;
+        }
         this.counters.delivered++;
         for (const handler of endpoint.onFrame) handler(from, bytes);
-      });
+      };
+      this.queue.at(at, undefined, `deliver ${from}>${to} ${bytes.byteLength}B ${checksum(bytes)}`, deliver);
     }
   }
 

@@ -38,6 +38,10 @@ export class EventQueue {
   private executed = 0;
   private readonly trace: Hash = createHash('sha256');
   private readonly epochs = new Map<NodeId, number>();
+  /** Events of paused nodes, in the order they came due, run again on resume. */
+  private readonly held = new Map<NodeId, SimEvent[]>();
+  /** Receives every trace line as it is folded into the hash (`--trace`). */
+  onTrace: ((line: string) => void) | undefined;
 
   get now(): number {
     return this.nowMs;
@@ -59,7 +63,34 @@ export class EventQueue {
   bumpEpoch(node: NodeId): number {
     const next = this.epochOf(node) + 1;
     this.epochs.set(node, next);
+    this.held.delete(node);
     return next;
+  }
+
+  isPaused(node: NodeId): boolean {
+    return this.held.has(node);
+  }
+
+  /**
+   * The node's process stops running, as in a long garbage collection or a
+   * SIGSTOP: its timers, turns and incoming frames wait, its connections stay
+   * open, and its clock keeps moving. Nothing is lost.
+   */
+  pause(node: NodeId): void {
+    if (!this.held.has(node)) this.held.set(node, []);
+  }
+
+  /** Everything that came due while the node was paused runs now, in the order it came due. */
+  resume(node: NodeId): void {
+    const events = this.held.get(node);
+    if (events === undefined) return;
+    this.held.delete(node);
+    for (const event of events) this.push({ ...event, time: this.nowMs, seq: this.seq++ });
+  }
+
+  /** Holds work for a paused node (a frame delivered to it) until it resumes. */
+  hold(node: NodeId, label: string, run: () => void): void {
+    this.held.get(node)?.push({ time: this.nowMs, seq: this.seq++, owner: undefined, label, run, cancelled: false });
   }
 
   at(time: number, owner: Owner | undefined, label: string, run: () => void): Timer {
@@ -70,7 +101,7 @@ export class EventQueue {
 
   /** Adds a line to the trace that is not an event (a scenario's own milestones). */
   note(line: string): void {
-    this.trace.update(`${this.nowMs}|${line}\n`);
+    this.record(`${this.nowMs}|${line}`);
   }
 
   traceHash(): string {
@@ -106,13 +137,22 @@ export class EventQueue {
       this.pop();
       if (next.cancelled) continue;
       if (next.owner && next.owner.epoch !== this.epochOf(next.owner.node)) continue;
+      if (next.owner && this.held.has(next.owner.node)) {
+        this.held.get(next.owner.node)!.push(next);
+        continue;
+      }
       this.nowMs = next.time;
       this.executed++;
       ran++;
-      this.trace.update(`${next.time}|${next.owner?.node ?? '-'}|${next.label}\n`);
+      this.record(`${next.time}|${next.owner?.node ?? '-'}|${next.label}`);
       next.run();
       await yieldToNode();
     }
+  }
+
+  private record(line: string): void {
+    this.trace.update(`${line}\n`);
+    this.onTrace?.(line);
   }
 
   private push(event: SimEvent): void {

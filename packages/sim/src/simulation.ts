@@ -10,6 +10,8 @@ export interface SimulationOptions {
   /** Wall-clock time at virtual time zero, in microseconds since the epoch. */
   startMicros?: number;
   logger?: Logger;
+  /** Receives every line of the event trace as it happens. */
+  trace?: (line: string) => void;
 }
 
 /** What a simulated node's boot function gets each time the node (re)starts. */
@@ -52,6 +54,7 @@ export class Simulation {
     this.network = new MemoryNetwork(this.queue, this.random.fork('network'), options.network);
     this.startMicros = options.startMicros ?? 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
     this.logger = options.logger ?? silentLogger;
+    this.queue.onTrace = options.trace;
   }
 
   get now(): number {
@@ -90,6 +93,25 @@ export class Simulation {
     if (node.up) throw new Error(`node ${id} is running`);
     this.queue.note(`restart ${id}`);
     await this.start(node.id);
+  }
+
+  /** The node stops running but stays connected (a long GC pause, SIGSTOP); its clock keeps moving. A crash ends the pause. */
+  pause(id: string): void {
+    const node = this.node(id);
+    if (!node.up) return;
+    this.queue.pause(node.id);
+    this.queue.note(`pause ${id}`);
+  }
+
+  resume(id: string): void {
+    const node = this.node(id);
+    if (!this.queue.isPaused(node.id)) return;
+    this.queue.note(`resume ${id}`);
+    this.queue.resume(node.id);
+  }
+
+  isPaused(id: string): boolean {
+    return this.queue.isPaused(id as NodeId);
   }
 
   setClockSkew(id: string, skewMicros: number): void {

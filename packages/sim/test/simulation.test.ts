@@ -118,6 +118,37 @@ describe('faults', () => {
     expect(await settle(sim, ask('n1', 'n3'))).toEqual({ ok: true, value: 'pong from n3' });
   });
 
+  it('a paused node answers nothing until it resumes, then answers everything, late; a crash ends the pause', async () => {
+    const { sim, ask } = await pingCluster(4);
+    const fired: number[] = [];
+    await sim.addNode('n4', ({ env }) => void env.scheduler.setTimer(100, () => fired.push(env.clock.monotonicMs())));
+    sim.pause('n2');
+    sim.pause('n4');
+    const start = sim.now;
+    const waiting = ask('n1', 'n2', 5_000);
+    const late = ask('n3', 'n2', 500);
+    sim.at(start + 2_000, 'resume', () => {
+      sim.resume('n2');
+      sim.resume('n4');
+    });
+    // The connection stays open: no NodeUnreachable, only silence, and an ask shorter than the pause times out.
+    expect(await settle(sim, late)).toMatchObject({ ok: false, error: { name: 'AskTimeout' } });
+    expect(await settle(sim, waiting)).toEqual({ ok: true, value: 'pong from n2' });
+    expect(sim.now - start).toBeGreaterThanOrEqual(2_000);
+    expect(fired).toEqual([start + 2_000]);
+    sim.pause('n3');
+    sim.crash('n3');
+    expect(sim.isPaused('n3')).toBe(false);
+  });
+
+  it('hands every trace line to a listener', async () => {
+    const lines: string[] = [];
+    const sim = new Simulation({ seed: 5, trace: (line) => lines.push(line) });
+    await sim.addNode('n1', ({ env }) => void env.scheduler.setTimer(10, () => {}));
+    await sim.run({});
+    expect(lines).toEqual(['10|n1|timer']);
+  });
+
   it('loses about the configured share of frames, and the asks time out rather than hang', async () => {
     const { sim, ask } = await pingCluster(4, { loss: 0.3 });
     const results = await Promise.all(Array.from({ length: 200 }, (_, i) => settle(sim, ask('n1', i % 2 ? 'n2' : 'n3', 100))));

@@ -35,13 +35,33 @@ export interface WriteRecord extends OperationRecord {
   ttlSeconds?: number;
   /** The expiry the coordinator gives a TTL write: its wall clock when called, plus the TTL. */
   expiresAtMicros?: number;
-  /** The write's timestamp, when acknowledged. */
+  /**
+   * The write's timestamp: when acknowledged, when a timeout named it, or
+   * from the start when the client chose it. Unknown only when the
+   * coordinator crashed before answering a write it stamped itself.
+   */
   timestampMicros?: number;
+  /** The client gave the timestamp: the write may sort below older ones, so order is by version, not by time. */
+  clientTimestamp?: boolean;
 }
 
 export interface ReadRecord extends OperationRecord {
   /** The resolved cell a successful read returned (undefined: nothing there). */
   cell?: Cell | undefined;
+}
+
+/**
+ * A slice of one partition: the rows it returned, keyed as the writes of
+ * those rows are (`rowKey`), and every row the slice spanned.
+ */
+export interface SliceRecord extends OperationRecord {
+  rows?: ReadonlyMap<string, Cell>;
+  spans: readonly string[];
+}
+
+/** The history key of one row of a wide partition. */
+export function rowKey(partition: string, clustering: string | undefined): string {
+  return clustering === undefined ? partition : `${partition}/${clustering}`;
 }
 
 export interface Crash {
@@ -168,6 +188,35 @@ function writeOf(writes: readonly WriteRecord[], key: string, cell: Cell): Write
 }
 
 /**
+ * One broken promise, named by the checker that found it. The names are
+ * stable: a swarm run prints them, and a regression test asserts on them.
+ */
+export interface Violation {
+  checker: Checker;
+  message: string;
+}
+
+export type Checker =
+  /** A replica, after convergence, holds a version older than an acknowledged write. */
+  | 'acknowledged-write-lost'
+  /** A replica, after convergence, holds a value older than an acknowledged delete of its key. */
+  | 'deleted-key-returned'
+  /** Replicas of a key hold different versions after convergence. */
+  | 'replicas-differ'
+  /** A node that is no replica of a key holds it. */
+  | 'non-replica-holds-key'
+  /** A version seen anywhere matches no write of its key that may have been applied. */
+  | 'untraceable-version'
+  /** A version seen anywhere comes from a write answered Unavailable (or refused otherwise before any replica saw it). */
+  | 'refused-write-observed'
+  /** A quorum read returned a version older than an earlier completed quorum read or quorum-acknowledged write. */
+  | 'monotonic-quorum-read'
+  /** A read returned a version written by a write that started after the read ended. */
+  | 'read-from-the-future'
+  /** A quorum slice returned a row older than its floor, or left out a row that must be there. */
+  | 'quorum-slice';
+
+/**
  * After convergence, for every key: each replica holds a version at least
  * as new as the newest acknowledged write (an unacknowledged write may have
  * landed too, and be newer), and all replicas hold the same version; nodes
@@ -184,7 +233,12 @@ function writeOf(writes: readonly WriteRecord[], key: string, cell: Cell): Write
  * the key is.
  */
 export function checkConvergence(writes: readonly WriteRecord[], state: ReadonlyMap<string, KeyOnReplicas>, lost: ReadonlySet<number> = new Set()): { problems: string[]; divergedByLostHints: string[] } {
-  const problems: string[] = [];
+  const { violations, divergedByLostHints } = convergenceViolations(writes, state, lost);
+  return { problems: violations.map((v) => v.message), divergedByLostHints };
+}
+
+export function convergenceViolations(writes: readonly WriteRecord[], state: ReadonlyMap<string, KeyOnReplicas>, lost: ReadonlySet<number> = new Set()): { violations: Violation[]; divergedByLostHints: string[] } {
+  const violations: Violation[] = [];
   const divergedByLostHints: string[] = [];
   const newest = newestAcknowledged(writes.filter((w) => !lost.has(w.id)));
   for (const [key, { replicas, cells }] of state) {
@@ -198,20 +252,28 @@ export function checkConvergence(writes: readonly WriteRecord[], state: Readonly
         top !== undefined &&
         (from !== undefined ? lost.has(from.id) : isTombstone(top) && writes.some((w) => w.key === key && w.op === 'del' && lost.has(w.id)));
       if (explained) divergedByLostHints.push(key);
-      else problems.push(`${key}: replicas differ: ${held.map(([n, c]) => `${n}=${describeCell(c)}`).join(', ')}${acked ? `; newest acknowledged ${describeWrite(acked.write)}` : ''}`);
+      else violations.push({ checker: 'replicas-differ', message: `${key}: replicas differ: ${held.map(([n, c]) => `${n}=${describeCell(c)}`).join(', ')}${acked ? `; newest acknowledged ${describeWrite(acked.write)}` : ''}` });
     }
     if (acked) {
       for (const [n, c] of held) {
-        if (compareVersions(c, acked.cell) < 0) problems.push(`${key}: ${n} holds ${describeCell(c)}, older than the acknowledged ${describeWrite(acked.write)}`);
+        if (compareVersions(c, acked.cell) >= 0) continue;
+        const checker = acked.write.op === 'del' && c !== undefined && !isTombstone(c) ? 'deleted-key-returned' : 'acknowledged-write-lost';
+        violations.push({ checker, message: `${key}: ${n} holds ${describeCell(c)}, older than the acknowledged ${describeWrite(acked.write)}` });
       }
     }
     for (const [n, c] of cells) {
-      if (!replicas.includes(n) && c !== undefined) problems.push(`${key}: ${n} is no replica of it but holds ${describeCell(c)}`);
-      const why = untraceable(writes, key, c);
-      if (why !== undefined) problems.push(`${why} (on ${n})`);
+      if (!replicas.includes(n) && c !== undefined) violations.push({ checker: 'non-replica-holds-key', message: `${key}: ${n} is no replica of it but holds ${describeCell(c)}` });
+      const why = traceViolation(writes, key, c);
+      if (why !== undefined) violations.push({ ...why, message: `${why.message} (on ${n})` });
     }
   }
-  return { problems, divergedByLostHints };
+  return { violations, divergedByLostHints };
+}
+
+function traceViolation(writes: readonly WriteRecord[], key: string, cell: Cell | undefined): Violation | undefined {
+  const why = untraceable(writes, key, cell);
+  if (why === undefined) return undefined;
+  return { checker: why.includes('refused before any replica saw it') ? 'refused-write-observed' : 'untraceable-version', message: why };
 }
 
 /**
@@ -222,8 +284,13 @@ export function checkConvergence(writes: readonly WriteRecord[], state: Readonly
  * Every value a read returns must trace back to a write.
  */
 export function checkQuorumReads(writes: readonly WriteRecord[], reads: readonly ReadRecord[]): string[] {
-  const problems: string[] = [];
-  type Floor = { seq: number; cell: Cell | undefined; what: string };
+  return readViolations(writes, reads).map((v) => v.message);
+}
+
+type Floor = { seq: number; cell: Cell | undefined; what: string };
+
+/** Per key, the versions a later quorum read must not go below: quorum-acknowledged writes and quorum reads, at their completion. */
+function quorumFloors(writes: readonly WriteRecord[], reads: readonly ReadRecord[]): Map<string, Floor[]> {
   const floors = new Map<string, Floor[]>();
   const push = (key: string, floor: Floor) => {
     const list = floors.get(key) ?? [];
@@ -233,21 +300,95 @@ export function checkQuorumReads(writes: readonly WriteRecord[], reads: readonly
   for (const w of writes) {
     if (w.outcome === 'ok' && QUORUM_OVERLAPPING_WRITES.has(w.consistency)) push(w.key, { seq: w.endSeq!, cell: cellOf(w), what: describeWrite(w) });
   }
-  const done = reads.filter((r) => r.outcome === 'ok');
-  for (const r of done) {
-    if (QUORUM_READS.has(r.consistency)) push(r.key, { seq: r.endSeq!, cell: r.cell, what: `read #${r.id} at ${r.consistency} via ${r.via} [${r.startMs.toFixed(1)}..${r.endMs!.toFixed(1)} ms] -> ${describeCell(r.cell)}` });
+  for (const r of reads) {
+    if (r.outcome === 'ok' && QUORUM_READS.has(r.consistency)) push(r.key, { seq: r.endSeq!, cell: r.cell, what: `${describeRead(r)} -> ${describeCell(r.cell)}` });
   }
-  for (const r of done) {
-    const why = untraceable(writes, r.key, r.cell);
-    if (why !== undefined) problems.push(`read #${r.id}: ${why}`);
+  return floors;
+}
+
+function floorBefore(floors: Map<string, Floor[]>, key: string, startSeq: number): Floor | undefined {
+  let floor: Floor | undefined;
+  for (const f of floors.get(key) ?? []) {
+    if (f.seq < startSeq && (floor === undefined || compareVersions(f.cell, floor.cell) > 0)) floor = f;
+  }
+  return floor;
+}
+
+function describeRead(r: ReadRecord | SliceRecord): string {
+  return `${'spans' in r ? 'slice' : 'read'} #${r.id} at ${r.consistency} via ${r.via} [${r.startMs.toFixed(1)}..${r.endMs?.toFixed(1) ?? '?'} ms]`;
+}
+
+/**
+ * The write a returned version came from must have started before the read
+ * ended: a read cannot see the future. A tombstone whose delete is not known
+ * by timestamp may come from any delete of its key without one.
+ */
+function fromTheFuture(writes: readonly WriteRecord[], key: string, cell: Cell | undefined, endSeq: number): string | undefined {
+  if (cell === undefined) return undefined;
+  if (isTombstone(cell)) {
+    const sources = writes.filter((w) => w.key === key && w.op === 'del' && mayExist(w) && (w.timestampMicros === cell.timestampMicros || w.timestampMicros === undefined));
+    if (sources.length === 0 || sources.some((w) => w.startSeq < endSeq)) return undefined;
+    return `${key}: ${describeCell(cell)} comes from a delete issued after the read ended (${describeWrite(sources[0]!)})`;
+  }
+  const w = writeOf(writes, key, cell);
+  if (w === undefined || w.startSeq < endSeq) return undefined;
+  return `${key}: ${describeCell(cell)} comes from a write issued after the read ended (${describeWrite(w)})`;
+}
+
+/**
+ * The per-key last-write-wins register, read by read: every version a read
+ * returns traces back to a write that may have been applied (never one
+ * answered Unavailable), issued before the read ended; and a quorum read is
+ * never older than an earlier completed quorum read or quorum-acknowledged
+ * write of its key (monotonic reads).
+ */
+export function readViolations(writes: readonly WriteRecord[], reads: readonly ReadRecord[]): Violation[] {
+  const violations: Violation[] = [];
+  const floors = quorumFloors(writes, reads);
+  for (const r of reads) {
+    if (r.outcome !== 'ok') continue;
+    const why = traceViolation(writes, r.key, r.cell);
+    if (why !== undefined) violations.push({ ...why, message: `read #${r.id}: ${why.message}` });
+    const future = fromTheFuture(writes, r.key, r.cell, r.endSeq!);
+    if (future !== undefined) violations.push({ checker: 'read-from-the-future', message: `${describeRead(r)}: ${future}` });
     if (!QUORUM_READS.has(r.consistency)) continue;
-    let floor: Floor | undefined;
-    for (const f of floors.get(r.key) ?? []) {
-      if (f.seq < r.startSeq && (floor === undefined || compareVersions(f.cell, floor.cell) > 0)) floor = f;
-    }
+    const floor = floorBefore(floors, r.key, r.startSeq);
     if (floor !== undefined && compareVersions(r.cell, floor.cell) < 0) {
-      problems.push(`${r.key}: read #${r.id} at ${r.consistency} via ${r.via} [${r.startMs.toFixed(1)}..${r.endMs!.toFixed(1)} ms] returned ${describeCell(r.cell)}, older than ${describeCell(floor.cell)} of the earlier ${floor.what}`);
+      violations.push({ checker: 'monotonic-quorum-read', message: `${r.key}: ${describeRead(r)} returned ${describeCell(r.cell)}, older than ${describeCell(floor.cell)} of the earlier ${floor.what}` });
     }
   }
-  return problems;
+  return violations;
+}
+
+/**
+ * Slices of wide partitions, row by row: each row returned traces back to a
+ * write issued before the slice ended; a quorum slice returns no row older
+ * than its floor (as a quorum read of the row would), and leaves out no row
+ * whose floor is a live value that nothing may have removed since (no
+ * delete of the row and no TTL write of it may exist: those make a missing
+ * row legitimate, and slices return live rows only).
+ */
+export function sliceViolations(writes: readonly WriteRecord[], reads: readonly ReadRecord[], slices: readonly SliceRecord[]): Violation[] {
+  const violations: Violation[] = [];
+  const floors = quorumFloors(writes, reads);
+  for (const s of slices) {
+    if (s.outcome !== 'ok') continue;
+    for (const key of s.spans) {
+      const cell = s.rows?.get(key);
+      const why = traceViolation(writes, key, cell);
+      if (why !== undefined) violations.push({ ...why, message: `${describeRead(s)}: ${why.message}` });
+      const future = fromTheFuture(writes, key, cell, s.endSeq!);
+      if (future !== undefined) violations.push({ checker: 'read-from-the-future', message: `${describeRead(s)}: ${future}` });
+      if (!QUORUM_READS.has(s.consistency)) continue;
+      const floor = floorBefore(floors, key, s.startSeq);
+      if (floor === undefined || floor.cell === undefined || isTombstone(floor.cell)) continue;
+      if (cell !== undefined) {
+        if (compareVersions(cell, floor.cell) < 0) violations.push({ checker: 'quorum-slice', message: `${key}: ${describeRead(s)} returned ${describeCell(cell)}, older than ${describeCell(floor.cell)} of the earlier ${floor.what}` });
+        continue;
+      }
+      const mayBeGone = writes.some((w) => w.key === key && mayExist(w) && (w.op === 'del' || w.ttlSeconds !== undefined) && w.startSeq < s.endSeq!);
+      if (!mayBeGone) violations.push({ checker: 'quorum-slice', message: `${key}: ${describeRead(s)} left the row out, although the earlier ${floor.what} holds ${describeCell(floor.cell)} and nothing may have removed it` });
+    }
+  }
+  return violations;
 }

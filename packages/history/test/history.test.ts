@@ -1,6 +1,6 @@
 import type { Cell } from '@chorus/model';
 import { describe, expect, it } from 'vitest';
-import { type KeyOnReplicas, type ReadRecord, type WriteRecord, checkConvergence, checkQuorumReads, writesWithLostHints } from './history.js';
+import { type KeyOnReplicas, type ReadRecord, type SliceRecord, type WriteRecord, checkConvergence, checkQuorumReads, convergenceViolations, readViolations, sliceViolations, writesWithLostHints } from '../src/index.js';
 
 // The checker must be able to fail: each case below is a history it has to reject, next to the nearest one it must accept.
 
@@ -79,5 +79,42 @@ describe('the quorum read check', () => {
     expect(checkQuorumReads([], [read(20, 'k', value('k', 7, 700))]).join('\n')).toMatch(/never written/);
     const refused = put(8, 'k', undefined, { error: 'Unavailable' });
     expect(checkQuorumReads([refused], [read(21, 'k', value('k', 8, 800))]).join('\n')).toMatch(/refused before any replica saw it/);
+  });
+});
+
+describe('the named checkers', () => {
+  const checkers = (vs: Array<{ checker: string }>) => vs.map((v) => v.checker);
+
+  it('a read cannot return a write issued after it ended, tombstones included', () => {
+    const r = read(30, 'k', value('k', 31, 3100));
+    const late = put(31, 'k', 3100);
+    expect(checkers(readViolations([late], [r]))).toEqual(['read-from-the-future']);
+    const early = { ...late, startSeq: r.startSeq };
+    expect(readViolations([early], [r])).toEqual([]);
+    const tomb = read(32, 'k', { tombstone: true, timestampMicros: 3300 });
+    const del: WriteRecord = { ...put(33, 'k', 3300), op: 'del' };
+    expect(checkers(readViolations([del], [tomb]))).toEqual(['read-from-the-future']);
+  });
+
+  it('names a write answered Unavailable that is observed, and a deleted key that comes back', () => {
+    const refused = put(40, 'k', undefined, { error: 'Unavailable' });
+    expect(checkers(readViolations([refused], [read(41, 'k', value('k', 40, 4000))]))).toEqual(['refused-write-observed']);
+    const w = put(42, 'k', 4200);
+    const d: WriteRecord = { ...put(43, 'k', 4300), op: 'del' };
+    delete d.value;
+    const back = convergenceViolations([w, d], onReplicas({ n1: value('k', 42, 4200), n2: { tombstone: true, timestampMicros: 4300 }, n3: { tombstone: true, timestampMicros: 4300 } })).violations;
+    expect(checkers(back)).toEqual(['replicas-differ', 'deleted-key-returned']);
+  });
+
+  it('a quorum slice neither goes below a row\'s floor nor leaves out a live row nothing removed', () => {
+    const w = put(50, 'p/c1', 5000);
+    const slice = (id: number, rows: Map<string, Cell>): SliceRecord => {
+      const startSeq = ++seq;
+      return { id, key: 'p', consistency: 'QUORUM', via: 'n1', startMs: startSeq, startSeq, endMs: startSeq + 1, endSeq: ++seq, outcome: 'ok', rows, spans: ['p/c1'] };
+    };
+    expect(sliceViolations([w], [], [slice(51, new Map([['p/c1', value('p/c1', 50, 5000)]]))])).toEqual([]);
+    expect(checkers(sliceViolations([w], [], [slice(52, new Map())]))).toEqual(['quorum-slice']);
+    const ttl = put(53, 'p/c1', 5300, { ttlSeconds: 1, consistency: 'ONE' });
+    expect(sliceViolations([w, ttl], [], [slice(54, new Map())])).toEqual([]);
   });
 });

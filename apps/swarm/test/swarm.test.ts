@@ -1,0 +1,41 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { formatResult } from '../src/format.js';
+import { runSwarmSeed } from '../src/index.js';
+
+const TIME_SCALE = Math.max(1, Number(process.env.CHORUS_TEST_TIME_SCALE ?? 1) || 1);
+/** The fixed slice CI runs: seeds 1..CI_RUNS, in worker threads, through the command users run. */
+const CI_RUNS = Number(process.env.CHORUS_SWARM_RUNS ?? 100);
+
+/**
+ * Seeds the swarm failed on, each with the bug it found. They run on their
+ * own, in this process, so a failure shows the whole verdict.
+ */
+const REGRESSIONS: Array<[seed: number, found: string]> = [
+  [8, 'a coordinator paused longer than its ask margin answered AskTimeout, an error no client expects, instead of WriteTimeout'],
+];
+
+describe('simulation swarm: regression seeds', () => {
+  for (const [seed, found] of REGRESSIONS) {
+    it(`seed ${seed}: ${found}`, async () => {
+      const result = await runSwarmSeed(seed);
+      expect(result.violations, formatResult(result, true)).toEqual([]);
+    }, 120_000 * TIME_SCALE);
+  }
+});
+
+describe('simulation swarm: the CI slice', () => {
+  it(`seeds 1..${CI_RUNS} pass every checker, and the faults fired`, async () => {
+    const cli = fileURLToPath(new URL('../dist/swarm-cli.js', import.meta.url));
+    const run = await promisify(execFile)(process.execPath, [cli, '--runs', String(CI_RUNS), '--workers', '2', '--quiet'], { maxBuffer: 64 << 20 }).catch((error: { stdout?: string; stderr?: string }) => ({ stdout: error.stdout ?? '', stderr: error.stderr ?? '' }));
+    const lines = run.stdout.trim().split('\n');
+    expect(lines.at(-1), `${run.stdout}\n${run.stderr}`).toMatch(new RegExp(`^swarm: ${CI_RUNS} runs, \\d+ events, [\\d.]+ simulated hours, 0 failures`));
+    // Every kind of fault fired somewhere in the slice.
+    const fired = lines.find((l) => l.startsWith('faults fired: '))!;
+    for (const kind of ['crash', 'double-crash', 'pause', 'partition', 'flapping', 'one-way', 'loss', 'latency-spike', 'duplicate-reorder', 'clock-step', 'crash-and-partition']) {
+      expect(fired, fired).toMatch(new RegExp(`\\b${kind} [1-9]`));
+    }
+  }, 600_000 * TIME_SCALE);
+});
