@@ -1,26 +1,10 @@
+import type { MovementStatus } from '@chorus/streaming';
 import { type Command, Option } from 'commander';
 import { CliError, DEFAULT_HOST, errorLine, getJson, request } from './http.js';
 import { formatBytes, formatSeconds } from './format.js';
 
-/** One range movement of `GET /v1/streams`, as the node's streaming reports it. */
-export interface StreamView {
-  id: string;
-  kind: string;
-  state: string;
-  sources: string[];
-  targets: string[];
-  keyspaces: string[];
-  rangesTotal: number;
-  rangesDone: number;
-  rowsStreamed: number;
-  bytesStreamed: number;
-  percent: number;
-  elapsedMs: number;
-  error?: string;
-}
-
 /** `chorus streams`: one line per movement the asked node runs or ran lately. */
-export function formatStreams(streams: StreamView[]): string {
+export function formatStreams(streams: MovementStatus[]): string {
   if (streams.length === 0) return 'no range movements';
   const rows = [['Id', 'Kind', 'State', 'Done', 'Ranges', 'Rows', 'Bytes', 'Rate', 'Elapsed', 'From', 'To']];
   for (const s of streams) {
@@ -52,7 +36,7 @@ export function registerStreams(program: Command): void {
     .addOption(new Option('--host <host:port>', 'node to ask').default(DEFAULT_HOST))
     .option('--json', 'one JSON document')
     .action(async (o: { host: string; json?: boolean }) => {
-      const answer = await getJson<{ streams: StreamView[] }>(o.host, '/v1/streams');
+      const answer = await getJson<{ streams: MovementStatus[] }>(o.host, '/v1/streams');
       process.stdout.write(`${o.json ? JSON.stringify(answer, null, 2) : formatStreams(answer.streams)}\n`);
     });
 }
@@ -72,13 +56,13 @@ export function registerDecommission(program: Command): void {
     .action(async (o: { host: string; timeout: number; json?: boolean }) => {
       const answer = await request(o.host, 'POST', '/v1/decommission');
       if (answer.status !== 202) throw new CliError(errorLine(answer));
-      const id = answer.json<StreamView>().id;
+      const id = answer.json<MovementStatus>().id;
       const deadline = Date.now() + o.timeout * 1000;
-      let last: StreamView | undefined;
+      let last: MovementStatus | undefined;
       for (;;) {
-        let view: StreamView | undefined;
+        let view: MovementStatus | undefined;
         try {
-          view = (await getJson<{ streams: StreamView[] }>(o.host, '/v1/streams')).streams.find((s) => s.id === id);
+          view = (await getJson<{ streams: MovementStatus[] }>(o.host, '/v1/streams')).streams.find((s) => s.id === id);
         } catch (error) {
           // The node exits once it has left: silence after a finished stream is the success.
           if (last?.state === 'done') break;
@@ -112,11 +96,11 @@ export function registerRemoveNode(program: Command): void {
     .action(async (hostId: string, o: { host: string; timeout: number; json?: boolean }) => {
       const answer = await request(o.host, 'POST', '/v1/removenode', { body: JSON.stringify({ hostId }) });
       if (answer.status !== 202) throw new CliError(errorLine(answer));
-      const id = answer.json<StreamView>().id;
+      const id = answer.json<MovementStatus>().id;
       const deadline = Date.now() + o.timeout * 1000;
       let printed = '';
       for (;;) {
-        const mine = (await getJson<{ streams: StreamView[] }>(o.host, '/v1/streams')).streams.filter((s) => s.id === id || s.id === `${id}-catchup`);
+        const mine = (await getJson<{ streams: MovementStatus[] }>(o.host, '/v1/streams')).streams.filter((s) => s.id === id || s.id === `${id}-catchup`);
         const line = mine.map((v) => `${v.id.endsWith('-catchup') ? 'catch-up' : 'stream'} ${v.state} ${v.percent.toFixed(1)}% ranges ${v.rangesDone}/${v.rangesTotal} rows ${v.rowsStreamed}${v.error ? ` (${v.error})` : ''}`).join('; ');
         if (!o.json && line !== printed) process.stderr.write(`${line}\n`);
         printed = line;

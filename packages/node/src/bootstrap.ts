@@ -1,15 +1,11 @@
 import { type Token } from '@chorus/core';
 import { rangesToFetch } from '@chorus/streaming';
-import { type TopologyContext, movementContextOf } from './topology.js';
+import { type TopologyContext, movementContextOf, runToEnd, sleepRounds } from './topology.js';
 
 /** Gossip intervals a joining node waits after announcing BOOTSTRAPPING before it streams (Cassandra's RING_DELAY, shortened): every coordinator must send it the writes of its future ranges first. */
 export const BOOTSTRAP_SETTLE_ROUNDS = 8;
 /** Gossip intervals at most spent waiting for this node's schema to agree with its live peers' before it computes its ranges. */
 const SCHEMA_WAIT_ROUNDS = 30;
-/** Gossip intervals between two rounds of a bootstrap whose streaming failed. */
-const RETRY_ROUNDS = 5;
-/** Gossip intervals between two progress announcements. */
-const PROGRESS_ROUNDS = 2;
 
 export interface BootstrapContext extends TopologyContext {
   tokens: readonly Token[];
@@ -30,7 +26,7 @@ export interface BootstrapContext extends TopologyContext {
  */
 export async function bootstrap(ctx: BootstrapContext): Promise<void> {
   const { env } = ctx;
-  const sleep = (rounds: number) => new Promise<void>((resolve) => env.scheduler.setTimer(rounds * ctx.gossipIntervalMs, resolve));
+  const sleep = (rounds: number) => sleepRounds(ctx, rounds);
   ctx.announce({ tokens: ctx.tokens, status: 'BOOTSTRAPPING', streaming: 0 });
   env.logger.info({ tokens: ctx.tokens.length }, 'bootstrapping: announced the tokens; letting the ring settle');
   await sleep(BOOTSTRAP_SETTLE_ROUNDS);
@@ -41,28 +37,7 @@ export async function bootstrap(ctx: BootstrapContext): Promise<void> {
   const tasks = rangesToFetch(before, after, ctx.keyspaces(), env.node);
   const movement = ctx.movements.begin(`bootstrap-${env.random.uuid().slice(0, 8)}`, 'bootstrap', tasks, movementContextOf(ctx));
   env.logger.info({ movement: movement.id, ranges: tasks.length, keyspaces: movement.status().keyspaces }, 'bootstrapping: streaming the ranges this node gains');
-  let reporting = true;
-  const report = (): void => {
-    if (!reporting || ctx.stopped()) return;
-    ctx.announce({ streaming: movement.status().percent });
-    env.scheduler.setTimer(PROGRESS_ROUNDS * ctx.gossipIntervalMs, report);
-  };
-  report();
-  try {
-    for (;;) {
-      try {
-        await movement.run();
-        break;
-      } catch (error) {
-        if (ctx.stopped()) return;
-        env.logger.warn({ movement: movement.id, err: error }, 'bootstrapping: streaming incomplete; trying the ranges left again');
-        await sleep(RETRY_ROUNDS);
-      }
-    }
-  } finally {
-    reporting = false;
-  }
-  if (ctx.stopped()) return;
+  if (!(await runToEnd(ctx, movement, 'bootstrapping', (streaming) => ctx.announce({ streaming })))) return;
   await ctx.saveTokens();
   ctx.announce({ status: 'NORMAL', streaming: 100 });
   const s = movement.status();

@@ -3,12 +3,10 @@ import { replicationShortfalls } from '@chorus/ring';
 import { type MovementStatus, rangesToHandOver } from '@chorus/streaming';
 import { BOOTSTRAP_SETTLE_ROUNDS } from './bootstrap.js';
 import { DecommissionRefused, TopologyChangeInProgress } from './errors.js';
-import { type TopologyContext, movementContextOf } from './topology.js';
+import { RETRY_ROUNDS, type TopologyContext, movementContextOf, runToEnd, sleepRounds } from './topology.js';
 
 /** Gossip intervals a node that left keeps running, so its LEFT reaches every peer from it directly. */
 const LEFT_ANNOUNCE_ROUNDS = 3;
-const RETRY_ROUNDS = 5;
-const PROGRESS_ROUNDS = 2;
 
 export interface DecommissionContext extends TopologyContext {
   announce(values: { status?: 'LEAVING' | 'LEFT'; streaming?: number }): void;
@@ -48,7 +46,7 @@ export function checkDecommission(ctx: Pick<DecommissionContext, 'env' | 'ring' 
  */
 export async function decommission(ctx: DecommissionContext, started: (movement: MovementStatus) => void): Promise<MovementStatus> {
   const { env } = ctx;
-  const sleep = (rounds: number) => new Promise<void>((resolve) => env.scheduler.setTimer(rounds * ctx.gossipIntervalMs, resolve));
+  const sleep = (rounds: number) => sleepRounds(ctx, rounds);
   ctx.announce({ status: 'LEAVING', streaming: 0 });
   env.logger.info({}, 'decommissioning: announced LEAVING; letting the ring settle');
   // Gossip tells this node of its own LEAVING a turn later: the ring to move from is the current one with this node leaving.
@@ -59,27 +57,7 @@ export async function decommission(ctx: DecommissionContext, started: (movement:
   const movement = ctx.movements.begin(`decommission-${env.random.uuid().slice(0, 8)}`, 'decommission', tasks, movementContextOf(ctx));
   started(movement.status());
   await sleep(BOOTSTRAP_SETTLE_ROUNDS);
-  let reporting = true;
-  const report = (): void => {
-    if (!reporting || ctx.stopped()) return;
-    ctx.announce({ streaming: movement.status().percent });
-    env.scheduler.setTimer(PROGRESS_ROUNDS * ctx.gossipIntervalMs, report);
-  };
-  report();
-  try {
-    for (;;) {
-      if (ctx.stopped()) throw new Error('the node stopped while decommissioning');
-      try {
-        await movement.run();
-        break;
-      } catch (error) {
-        env.logger.warn({ movement: movement.id, err: error }, 'decommissioning: streaming incomplete; trying the ranges left again');
-        await sleep(RETRY_ROUNDS);
-      }
-    }
-  } finally {
-    reporting = false;
-  }
+  if (!(await runToEnd(ctx, movement, 'decommissioning', (streaming) => ctx.announce({ streaming })))) throw new Error('the node stopped while decommissioning');
   if (ctx.handOffHints) {
     for (;;) {
       const to = after.members.map((m) => m.node).find((n) => n !== env.node && ctx.latest().isAlive(n));

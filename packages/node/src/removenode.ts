@@ -1,11 +1,10 @@
 import type { HostId, NodeId } from '@chorus/core';
 import type { KeyspaceDef, RingView } from '@chorus/ring';
-import { type MovementStatus, type RangeMovement, type RangeTask, rangesToHandOver } from '@chorus/streaming';
+import { type MovementStatus, type RangeTask, rangesToHandOver } from '@chorus/streaming';
 import { BOOTSTRAP_SETTLE_ROUNDS } from './bootstrap.js';
 import { RemoveNodeRefused, TopologyChangeInProgress, UnknownHostId } from './errors.js';
-import { type TopologyContext, movementContextOf } from './topology.js';
+import { type TopologyContext, movementContextOf, runToEnd, sleepRounds } from './topology.js';
 
-const RETRY_ROUNDS = 5;
 
 export interface RemoveNodeContext extends TopologyContext {
   /** Gossips the node as REMOVED (the gossiper's `removeNode`). */
@@ -54,14 +53,14 @@ export function removalTasks(before: RingView, keyspaces: readonly KeyspaceDef[]
  */
 export async function removeNode(ctx: RemoveNodeContext, dead: NodeId, hostId: HostId, started: (movement: MovementStatus) => void): Promise<MovementStatus> {
   const { env } = ctx;
-  const sleep = (rounds: number) => new Promise<void>((resolve) => env.scheduler.setTimer(rounds * ctx.gossipIntervalMs, resolve));
+  const sleep = (rounds: number) => sleepRounds(ctx, rounds);
   const tasks = removalTasks(ctx.ring(), ctx.keyspaces(), dead);
   const id = `removenode-${env.random.uuid().slice(0, 8)}`;
   const movementContext = movementContextOf(ctx);
   const movement = ctx.movements.begin(id, 'removenode', tasks, movementContext);
   started(movement.status());
   env.logger.info({ movement: id, node: dead, hostId, ranges: tasks.length, targets: movement.status().targets }, 'removenode: re-replicating the ranges of a dead node');
-  await runToEnd(ctx, movement, sleep);
+  if (!(await runToEnd(ctx, movement, 'removenode'))) throw new Error('the node stopped while removing a node');
   await ctx.markRemoved(dead);
   if (ctx.dropHints) {
     try {
@@ -73,22 +72,10 @@ export async function removeNode(ctx: RemoveNodeContext, dead: NodeId, hostId: H
   }
   await sleep(BOOTSTRAP_SETTLE_ROUNDS);
   const catchUp = ctx.movements.begin(`${id}-catchup`, 'removenode', tasks, movementContext);
-  await runToEnd(ctx, catchUp, sleep);
+  if (!(await runToEnd(ctx, catchUp, 'removenode'))) throw new Error('the node stopped while removing a node');
   const s = movement.status();
   const c = catchUp.status();
   env.logger.info({ movement: id, node: dead, ranges: s.rangesTotal, rows: s.rowsStreamed, bytes: s.bytesStreamed, elapsedMs: s.elapsedMs, catchUpRows: c.rowsStreamed }, 'removenode: done; the node is REMOVED');
   return s;
 }
 
-async function runToEnd(ctx: RemoveNodeContext, movement: RangeMovement, sleep: (rounds: number) => Promise<void>): Promise<void> {
-  for (;;) {
-    if (ctx.stopped()) throw new Error('the node stopped while removing a node');
-    try {
-      await movement.run();
-      return;
-    } catch (error) {
-      ctx.env.logger.warn({ movement: movement.id, err: error }, 'removenode: streaming incomplete; trying the ranges left again');
-      await sleep(RETRY_ROUNDS);
-    }
-  }
-}
