@@ -240,6 +240,8 @@ export class HostPool {
       if (host) {
         host.serverState = m.state;
         host.dc = m.dc;
+        // Open a pool to every node that serves, as drivers do: routing prefers hosts already up, so one never connected would never be picked.
+        if (m.state === 'UN' && host.connections.length === 0 && host.usable && !this.client.closed) host.ensureConnections();
       }
     }
     this.ring = { view, keyspaces, info };

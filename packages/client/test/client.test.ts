@@ -18,6 +18,7 @@ class FakeNode {
   address = '';
   private wss = new WebSocketServer({ noServer: true });
   members: () => protocol.RingMemberWire[] = () => [{ address: this.address, name: 'n', dc: 'dc1', rack: 'r1', state: 'UN', tokens: ['0'] }];
+  rf = 1;
 
   async start(): Promise<this> {
     this.server = createServer();
@@ -52,7 +53,7 @@ class FakeNode {
       case 'hello':
         return { v: 1, versions: [1], node: this.address, name: 'n', hostId: '', maxInFlight: 1024, maxMessageBytes: protocol.MAX_MESSAGE_BYTES };
       case 'ring':
-        return { members: this.members(), keyspaces: [{ name: 'ks', replication: { class: 'SimpleStrategy', rf: 1 } }] };
+        return { members: this.members(), keyspaces: [{ name: 'ks', replication: { class: 'SimpleStrategy', rf: this.rf } }] };
       case 'put':
         this.data.set(String(r.key), Buffer.from(r.value as string));
         return { ts: 7 };
@@ -164,6 +165,21 @@ describe('the client against fake nodes', () => {
     expect(b.data.size).toBeGreaterThan(0);
     expect(a.data.size + b.data.size).toBe(40);
     expect(c.stats().tokenAware).toBe(40);
+  });
+
+  it('spreads keys over every replica, also replicas the client learnt of only from the ring', async () => {
+    const all = [await node(), await node(), await node()];
+    const members = () => all.map((n, i) => ({ address: n.address, name: `n${i}`, dc: 'dc1', rack: 'r1', state: 'UN', tokens: [String(BigInt(i) * 6148914691236517205n - 6148914691236517205n)] }));
+    for (const n of all) {
+      n.members = members;
+      n.rf = 3;
+    }
+    const c = client([all[0]!.address]);
+    await c.ready();
+    for (let round = 0; round < 10; round++) await Promise.all(Array.from({ length: 30 }, (_, i) => c.put('ks', `key${round}-${i}`, 'v')));
+    // Every node replicates every key: token-aware routing may pick any, and should not leave two of them idle.
+    for (const n of all) expect(n.seen.length, all.map((x) => x.seen.length).join(' ')).toBeGreaterThan(50);
+    expect(c.stats().tokenAware).toBe(300);
   });
 
   it('goes to another node when one refuses connections, and marks it down', async () => {
