@@ -28,11 +28,20 @@ export interface WireError {
   status: number;
 }
 
-/** What the runtime puts on the transport. */
+/**
+ * What the runtime puts on the transport. `c` is the sending node's clock
+ * reading (microseconds) when the system has a `MessageClock`: absent from a
+ * system without one, and always optional on the way in.
+ */
 export type Envelope =
-  | { t: 'msg'; to: string; msg: unknown; r?: ReplyTo<unknown> }
-  | { t: 'ok'; id: number; run: number; v: unknown }
-  | { t: 'err'; id: number; run: number; e: WireError };
+  | { t: 'msg'; to: string; msg: unknown; r?: ReplyTo<unknown>; c?: number }
+  | { t: 'ok'; id: number; run: number; v: unknown; c?: number }
+  | { t: 'err'; id: number; run: number; e: WireError; c?: number };
+
+/** Whether `c` is a clock stamp the runtime may hand to a clock: a non-negative integer that a double holds exactly. */
+export function isClockStamp(c: unknown): c is number {
+  return typeof c === 'number' && Number.isSafeInteger(c) && c >= 0;
+}
 
 /** Turns envelopes into frames and back. `decode` throws on anything that is not a well-formed envelope. */
 export interface Codec {
@@ -70,6 +79,7 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 /** Structural check of the envelope only; the message inside is the receiving actor's (or the wire layer's) to validate. */
 export function checkEnvelope(value: unknown): Envelope {
   if (!isRecord(value)) throw new TypeError('frame is not an envelope');
+  if (value.c !== undefined && !isClockStamp(value.c)) throw new TypeError('envelope has a bad clock stamp');
   switch (value.t) {
     case 'msg': {
       if (typeof value.to !== 'string' || value.to.length === 0 || value.to.length > 256) throw new TypeError('envelope has a bad recipient');

@@ -69,8 +69,29 @@ export interface ActorContext<M> {
   stop(): void;
 }
 
+/**
+ * The node's hybrid logical clock as the runtime sees it. Called from the
+ * runtime only, synchronously, on the thread that sends or receives; neither
+ * call may block. `observe` decides for itself what to adopt: a stamp further
+ * ahead than the clock trusts must be refused there, since any peer (or a
+ * broken one) can put any number in the frame.
+ */
+export interface MessageClock {
+  /** The reading every envelope to another node carries; a read, not a tick. */
+  stamp(): number;
+  /** A stamp that came with a frame from another node, handed over before the frame is delivered. */
+  observe(micros: number): void;
+}
+
 export interface ActorSystemOptions {
   env: Env;
+  /**
+   * Stamps every envelope put on the transport (messages, replies and
+   * errors) and advances on every stamp received, so whatever this node
+   * does after hearing from a peer is ordered after what the peer had seen.
+   * Without one, envelopes go unstamped and stamps received are ignored.
+   */
+  clock?: MessageClock;
   /** Without a transport the system is alone: messages to other nodes fail as unreachable. */
   transport?: Transport;
   codec?: Codec;
@@ -412,6 +433,7 @@ export class ActorSystem {
   private readonly env: Env;
   private readonly codec: Codec;
   private readonly transport: Transport | undefined;
+  private readonly clock: MessageClock | undefined;
   private readonly cells = new Map<string, ActorCell<unknown>>();
   private readonly topLevel = new Map<string, ActorCell<unknown>>();
   private readonly pending = new Map<number, PendingAsk>();
@@ -438,6 +460,7 @@ export class ActorSystem {
     this.run = runOf(options.env.random.bytes(6));
     this.codec = options.codec ?? msgpackCodec();
     this.transport = options.transport;
+    this.clock = options.clock;
     const system = this;
     this.internals = {
       env: this.env,
@@ -531,7 +554,7 @@ export class ActorSystem {
       if (envelope.t === 'msg' && envelope.r) this.deliverReply(envelope.r, { ok: false, error: new NodeUnreachable(to) });
       return;
     }
-    this.transport.send(to, this.codec.encode(envelope));
+    this.transport.send(to, this.codec.encode(this.clock ? { ...envelope, c: this.clock.stamp() } : envelope));
   }
 
   private spawnCell<M>(parent: ActorCell<unknown> | undefined, name: string, factory: () => Behavior<M>, options: SpawnOptions<M>): ActorRef<M> {
@@ -625,6 +648,8 @@ export class ActorSystem {
       this.transport?.penalize?.(from);
       return;
     }
+    // Before delivery: whatever the message makes this node do is then stamped above what its sender had seen.
+    if (envelope.c !== undefined && from !== this.node) this.clock?.observe(envelope.c);
     switch (envelope.t) {
       case 'ok':
         this.settleRemote(from, envelope.id, envelope.run, { ok: true, value: envelope.v });

@@ -185,7 +185,11 @@ type ListenerMsg = { type: 'membership'; event: MembershipEvent } | { type: 'loa
  */
 export async function startChorusNode(options: StartNodeOptions): Promise<ChorusNode> {
   const { env, transport, settings } = options;
-  const system = new ActorSystem({ env, transport, codec: wireCodec() });
+  // One clock for this node's replica actor and its coordinator: writes it stamps move past every timestamp either has seen.
+  const hlc = new HybridLogicalClock(() => env.clock.nowMicros(), settings.maxClockSkewMs * 1000);
+  // Every peer message carries this clock and advances it on receipt (observe refuses a stamp past max_clock_skew), so
+  // this node's timestamps trail the fastest clock it has heard from by at most one message, not only after replica answers.
+  const system = new ActorSystem({ env, transport, codec: wireCodec(), clock: { stamp: () => hlc.peek(), observe: (micros) => void hlc.observe(micros) } });
   // Before the storage: its sweep reads the schema, and until the definitions are loaded a keyspace reads as repair (purges nothing).
   let schema: ReadonlyMap<string, KeyspaceDef> = new Map();
   let antiEntropy: AntiEntropyHandle | undefined;
@@ -353,8 +357,6 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     ringFor = { view, key, ring: ringFor?.key === key ? ringFor.ring : ringOf(view) };
     return ringFor.ring;
   };
-  // One clock for this node's replica actor and its coordinator: writes it stamps move past every timestamp either has seen.
-  const hlc = new HybridLogicalClock(() => env.clock.nowMicros(), settings.maxClockSkewMs * 1000);
   // Start above every timestamp the last run issued, and keep recording how far the clock got.
   hlc.restore(local.clockMarkMicros);
   if (local.clockMarkMicros > env.clock.nowMicros() + settings.maxClockSkewMs * 1000) {

@@ -1,4 +1,4 @@
-import { nodeId } from '@chorus/core';
+import { type Transport, nodeId } from '@chorus/core';
 import { Simulation } from '@chorus/sim';
 import { MemoryLevel } from 'memory-level';
 import { type ChorusNode, type NodeSettings, startChorusNode } from '../src/index.js';
@@ -35,6 +35,8 @@ export interface SimClusterOptions {
   runLimitMs?: number;
   /** Virtual time between two checks of `settle`. */
   pollMs?: number;
+  /** Wraps each node's simulated transport, for tests that rewrite what crosses it. */
+  transport?(name: string, transport: Transport): Transport;
   onStarted?(name: string, node: ChorusNode): void;
   onStartFailed?(name: string, error: unknown): void;
 }
@@ -65,7 +67,7 @@ export async function simCluster(seed: number, names: readonly string[], options
       const hintsDb = options.hints ? diskDb(disk, 'hints') : undefined;
       // A clean stop closed them, as a process exit would; the next start opens them again.
       for (const d of [db, hintsDb]) if (d?.status === 'closed') await d.open();
-      startChorusNode({ env, transport, db, ...(hintsDb ? { hintsDb } : {}), settings: simSettings(name, settings) }).then(
+      startChorusNode({ env, transport: options.transport ? options.transport(name, transport) : transport, db, ...(hintsDb ? { hintsDb } : {}), settings: simSettings(name, settings) }).then(
         (node) => {
           nodes.set(name, node);
           options.onStarted?.(name, node);

@@ -1,4 +1,4 @@
-import { type Codec, type Envelope, checkEnvelope } from '@chorus/actors';
+import { type Codec, type Envelope, checkEnvelope, isClockStamp } from '@chorus/actors';
 import { LIMITS } from '@chorus/model';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import type { TObject } from '@sinclair/typebox';
@@ -28,6 +28,13 @@ interface CompiledKind {
  * record structures learned on the fly), kinds sent by number, and every
  * message checked against its kind's schema on the way in. Anything that is
  * not exactly right throws FrameRejected, which the runtime logs and counts.
+ *
+ * Every envelope may carry `c`, the sender's hybrid-clock reading in
+ * microseconds (one integer: 11 bytes with its key). It is optional both
+ * ways, and a peer of an earlier build skips the key, so it needs no new
+ * protocol version. A stamp that is not a non-negative integer a double holds
+ * exactly is a bad frame; whether a good-looking one is believed is the
+ * receiving clock's decision (max_clock_skew), not the codec's.
  */
 export function wireCodec(options: WireCodecOptions = {}): Codec {
   const maxFrameBytes = options.maxFrameBytes ?? MAX_FRAME_BYTES;
@@ -76,11 +83,12 @@ export function wireCodec(options: WireCodecOptions = {}): Codec {
     },
     kindOf: typeOf,
     encode(envelope: Envelope): Uint8Array {
+      const stamp = envelope.c === undefined ? {} : { c: envelope.c };
       switch (envelope.t) {
         case 'msg':
-          return packr.pack({ t: 'msg', to: envelope.to, r: envelope.r ? { id: envelope.r.id, run: envelope.r.run } : undefined, ...bodyOf(envelope.msg) });
+          return packr.pack({ t: 'msg', to: envelope.to, r: envelope.r ? { id: envelope.r.id, run: envelope.r.run } : undefined, ...bodyOf(envelope.msg), ...stamp });
         case 'ok':
-          return packr.pack({ t: 'ok', id: envelope.id, run: envelope.run, ...bodyOf(envelope.v) });
+          return packr.pack({ t: 'ok', id: envelope.id, run: envelope.run, ...bodyOf(envelope.v), ...stamp });
         case 'err':
           return packr.pack(envelope);
       }
@@ -96,6 +104,10 @@ export function wireCodec(options: WireCodecOptions = {}): Codec {
       }
       if (typeof raw !== 'object' || raw === null) throw new FrameRejected('not-an-envelope', 'not a map');
       const r = raw as Record<string, unknown>;
+      if (r.c !== undefined && !isClockStamp(r.c)) {
+        throw new FrameRejected('bad-clock', `clock stamp ${typeof r.c === 'number' || typeof r.c === 'bigint' ? String(r.c) : typeof r.c} is not a non-negative integer of microseconds`);
+      }
+      const stamp = r.c === undefined ? {} : { c: r.c };
       try {
         if (r.t === 'msg') {
           const replyTo = r.r === undefined || r.r === null ? undefined : r.r;
@@ -111,9 +123,9 @@ export function wireCodec(options: WireCodecOptions = {}): Codec {
           // Its handler answers it: without an address the answer has nowhere to go, and the handler nothing to answer.
           if (address === undefined && byName.get(msg.type as string)!.reply !== null) throw new FrameRejected('not-a-request', `${String(msg.type)} is asked, but came without a reply address`, { kind: msg.type });
           // The reply address's node is filled in by the runtime from the authenticated peer, never taken from the frame.
-          return checkEnvelope({ t: 'msg', to: r.to, msg, r: address && { node: '', id: address.id, run: address.run } });
+          return checkEnvelope({ t: 'msg', to: r.to, msg, r: address && { node: '', id: address.id, run: address.run }, ...stamp });
         }
-        if (r.t === 'ok') return checkEnvelope({ t: 'ok', id: r.id, run: r.run, v: messageOf(r.k, r.b) });
+        if (r.t === 'ok') return checkEnvelope({ t: 'ok', id: r.id, run: r.run, v: messageOf(r.k, r.b), ...stamp });
         return checkEnvelope(raw);
       } catch (error) {
         if (error instanceof FrameRejected) throw error;

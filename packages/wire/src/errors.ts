@@ -1,6 +1,6 @@
 import { ChorusError } from '@chorus/core';
 
-export type RejectReason = 'too-large' | 'undecodable' | 'not-an-envelope' | 'unknown-kind' | 'invalid-fields' | 'unencodable' | 'not-a-request' | 'wrong-actor';
+export type RejectReason = 'too-large' | 'undecodable' | 'not-an-envelope' | 'unknown-kind' | 'invalid-fields' | 'unencodable' | 'not-a-request' | 'wrong-actor' | 'bad-clock';
 
 /** A frame that failed the checks at the edge; it is dropped and never reaches an actor. */
 export class FrameRejected extends ChorusError {
