@@ -1,4 +1,3 @@
-import type { ProcessUsage } from './procs.js';
 import type { Side, WorkloadReport } from './workloads.js';
 
 const num = (x: number) => Math.round(x).toLocaleString('en-US');
@@ -11,20 +10,30 @@ function figure(r: WorkloadReport, side: Side): string {
   return `${num(side.opsPerSec)}/s`;
 }
 
-/** Nodes' CPU shares (one core = 100) and RSS, e.g. `45/38/40 % 120/118/119 MiB`, and the bench's CPU. */
-function usage(processes: ProcessUsage[]): string {
-  const nodes = processes.filter((p) => p.name !== 'bench');
-  const bench = processes.find((p) => p.name === 'bench');
-  return `${nodes.map((p) => Math.round(p.cpu * 100)).join('/')} % ${nodes.map((p) => p.rssMiB).join('/')} MiB${bench ? ` (bench ${Math.round(bench.cpu * 100)} %)` : ''}`;
+/**
+ * Nodes' CPU shares (one core = 100) and RSS, e.g. `45/38/40 % 120/118/119 MiB`, the bench's CPU, and
+ * each node's share of the requests it was sent to coordinate, in port order (the nodes' order).
+ */
+function usage(side: Side): string {
+  const nodes = side.processes.filter((p) => p.name !== 'bench');
+  const bench = side.processes.find((p) => p.name === 'bench');
+  const port = (host: string) => Number(host.slice(host.lastIndexOf(':') + 1));
+  const coordinated = side.coordinated
+    ? ` coord ${Object.entries(side.coordinated)
+        .sort(([a], [b]) => port(a) - port(b))
+        .map(([, share]) => Math.round(share * 100))
+        .join('/')} %`
+    : '';
+  return `${nodes.map((p) => Math.round(p.cpu * 100)).join('/')} % ${nodes.map((p) => p.rssMiB).join('/')} MiB${bench ? ` bench ${Math.round(bench.cpu * 100)} %` : ''}${coordinated}`;
 }
 
-const COLUMNS = ['workload', 'chorus', 'ideal', 'ratio', 'other', 'chorus nodes CPU, RSS', 'ideal nodes CPU, RSS'];
+const COLUMNS = ['workload', 'chorus', 'ideal', 'ratio', 'other', 'chorus: nodes CPU, RSS, bench CPU, coordinators', 'ideal: same'];
 
 export function tableRow(r: WorkloadReport): string[] {
   const errors = (s: Side) => (s.errors > 0 ? ` (${s.errors} errors)` : '') + (s.shed ? ` (${s.shed} shed)` : '');
   const other = r.other ? `${r.other.chorus}${r.other.ideal !== undefined ? ` (ideal ${r.other.ideal})` : ''} ${r.other.label}` : '';
   const ws = r.wsRoundTripMs ? ` ws p50 ${ms(r.wsRoundTripMs.p50)} ms` : '';
-  return [r.workload, figure(r, r.chorus) + errors(r.chorus), figure(r, r.ideal) + errors(r.ideal), `${r.ratio}`, other + ws, usage(r.chorus.processes), usage(r.ideal.processes)];
+  return [r.workload, figure(r, r.chorus) + errors(r.chorus), figure(r, r.ideal) + errors(r.ideal), `${r.ratio}`, other + ws, usage(r.chorus), usage(r.ideal)];
 }
 
 /** A Markdown table, readable as it is in a terminal too. */

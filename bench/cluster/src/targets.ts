@@ -8,6 +8,8 @@ export interface Target {
   put(key: string, value: Uint8Array, consistency: string): Promise<unknown>;
   /** Whether the key was found. */
   get(key: string, consistency: string): Promise<boolean>;
+  /** Requests sent to each node so far, where the client counts them: how evenly the routing spreads the coordinators. */
+  sentPerHost?(): Record<string, number>;
   close(): Promise<void>;
 }
 
@@ -18,6 +20,7 @@ export async function chorusTarget(hosts: string[], maxInFlight: number): Promis
   return {
     put: (key, value, consistency) => client.put('default', key, value, { consistency }),
     get: async (key, consistency) => (await client.get('default', key, { consistency })) !== undefined,
+    sentPerHost: () => Object.fromEntries(Object.entries(client.stats().hosts).map(([host, s]) => [host, s.sent])),
     close: () => client.close(),
   };
 }
@@ -29,6 +32,7 @@ interface Waiter {
 
 /** One WebSocket to one ideal node: requests matched by id, everything of a tick in one message. */
 class IdealConnection {
+  sent = 0;
   private readonly waiting = new Map<number, Waiter>();
   private outbox: unknown[] = [];
   private scheduled = false;
@@ -61,6 +65,7 @@ class IdealConnection {
 
   call(body: Record<string, unknown>): Promise<unknown> {
     const id = this.nextId++;
+    this.sent++;
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
       this.outbox.push({ id, ...body });
@@ -92,6 +97,7 @@ export async function idealTarget(hosts: string[]): Promise<Target> {
   return {
     put: (key, value, cl) => pick().call({ op: 'put', key, value, cl }),
     get: async (key, cl) => (await pick().call({ op: 'get', key, cl })) !== null,
+    sentPerHost: () => Object.fromEntries(connections.map((c, i) => [hosts[i]!, c.sent])),
     close: async () => {
       for (const c of connections) c.close();
     },

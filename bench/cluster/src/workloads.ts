@@ -51,6 +51,8 @@ export function newSystem(target: Target, processes: Watched[]): System {
 export interface Side extends LoadResult {
   /** Each process's CPU share and RSS at the end of the workload: the nodes, then the bench process itself. */
   processes: ProcessUsage[];
+  /** Each node's share of the requests the client sent it to coordinate, over the measured seconds (0–1). */
+  coordinated?: Record<string, number>;
 }
 
 /** One line of the report. */
@@ -180,12 +182,20 @@ async function measure(s: System, spec: Spec, ctx: RunContext, rate: number | un
   const options = { target: s.target, next: spec.next(s), consistency: spec.consistency, value: ctx.value, seconds: ctx.seconds, warmupSeconds: ctx.warmupSeconds };
   // CPU counts from the start of the measured part: the warm-up runs first, inside the loop, so the window is the load's own.
   let usage: (() => ProcessUsage[]) | undefined;
+  let sentBefore: Record<string, number> = {};
   const processes = [...s.processes, { name: 'bench', pid: process.pid }];
-  const startWatch = () => (usage = watch(processes));
+  const startWatch = () => {
+    sentBefore = s.target.sentPerHost?.() ?? {};
+    return (usage = watch(processes));
+  };
   const timer = setTimeout(startWatch, ctx.warmupSeconds * 1000);
   try {
     const result = rate !== undefined ? await openLoop({ ...options, rate }) : await closedLoop({ ...options, concurrency: spec.concurrency ?? 1 });
-    return { ...result, processes: (usage ?? startWatch())() };
+    const measured = (usage ?? startWatch())();
+    const sent = Object.entries(s.target.sentPerHost?.() ?? {}).map(([host, n]) => [host, n - (sentBefore[host] ?? 0)] as const);
+    const total = sent.reduce((a, [, n]) => a + n, 0);
+    const coordinated = total > 0 ? Object.fromEntries(sent.map(([host, n]) => [host, Math.round((n / total) * 1000) / 1000])) : undefined;
+    return { ...result, processes: measured, ...(coordinated ? { coordinated } : {}) };
   } finally {
     clearTimeout(timer);
   }

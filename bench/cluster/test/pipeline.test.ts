@@ -82,6 +82,8 @@ describe('the cluster benchmark pipeline', () => {
     expect(report.chorus.processes.map((p) => p.name)).toEqual(['i1', 'i2', 'i3', 'bench']);
     expect(report.chorus.processes.every((p) => p.rssMiB > 0)).toBe(true);
     expect(usage().map((p) => p.name)).toEqual(['i1', 'i2', 'i3']);
+    // The ideal client takes the coordinators in turn: every node gets a share.
+    expect(Object.keys(report.ideal.coordinated ?? {}).sort()).toEqual([...cluster.hosts].sort());
     const table = formatTable([report]);
     expect(table).toContain('write-quorum-128');
     expect(JSON.parse(JSON.stringify(report)).workload).toBe('write-quorum-128');
