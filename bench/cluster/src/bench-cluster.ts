@@ -75,20 +75,11 @@ async function startPair(label: string, durable: boolean): Promise<Pair> {
   const ports = await freePorts(3);
   const set = durable ? ['commit_sync=batch'] : [];
   progress(`starting a 3-node Chorus cluster (${label}) on ports ${ports[0]}–${ports[2]}, data in ${chorusDir}`);
-  const savedOptions = process.env.NODE_OPTIONS;
-  if (cpuProfDir) {
-    mkdirSync(cpuProfDir, { recursive: true });
-    process.env.NODE_OPTIONS = `${savedOptions ?? ''} --cpu-prof --cpu-prof-dir=${cpuProfDir}`.trim();
-  }
-  try {
-    await startCluster({ nodes: 3, dir: chorusDir, basePort: ports[0]!, rf: 3, set, timeoutMs: 120_000 });
-  } finally {
-    if (cpuProfDir) {
-      if (savedOptions === undefined) delete process.env.NODE_OPTIONS;
-      else process.env.NODE_OPTIONS = savedOptions;
-    }
-  }
+  const nodeArgs = cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir] : [];
+  if (cpuProfDir) mkdirSync(cpuProfDir, { recursive: true });
+  await startCluster({ nodes: 3, dir: chorusDir, basePort: ports[0]!, rf: 3, set, timeoutMs: 120_000, nodeArgs });
   const chorusProcesses = ['n1', 'n2', 'n3'].map((name) => ({ name, pid: Number(readFileSync(join(chorusDir, `${name}.pid`), 'utf8').trim()) }));
+  if (cpuProfDir) progress(`profiled Chorus nodes (CPU.<date>.<pid>.….cpuprofile when they stop): ${chorusProcesses.map((p) => `${p.name} pid ${p.pid}`).join(', ')}`);
   const hosts = ports.map((p) => `127.0.0.1:${p}`);
   let ideal: IdealCluster | undefined;
   let targets: Target[] = [];
