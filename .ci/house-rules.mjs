@@ -45,6 +45,8 @@ const LAYERS = {
   '@chorus/server': 7,
   '@chorus/cli': 7,
   '@chorus/swarm': 7,
+  // Outside the product: measures it, so it may import any layer.
+  '@chorus/bench-cluster': 8,
 };
 /** They meet through core's interfaces and the replica layer, and are wired together in the node. */
 const FEATURES = new Set(['@chorus/gossip', '@chorus/read-repair', '@chorus/hints', '@chorus/anti-entropy', '@chorus/streaming']);

@@ -34,6 +34,8 @@ export interface StartOptions {
   set?: string[];
   timeoutMs?: number;
   log?: (line: string) => void;
+  /** Options for the node processes' Node.js itself, such as `--cpu-prof`; for this start only. */
+  nodeArgs?: string[];
 }
 
 const CLI_MAIN = join(dirname(fileURLToPath(import.meta.url)), 'main.js');
@@ -88,12 +90,12 @@ function initialTokens(names: string[], numTokens: number, rf: number): Map<stri
   return out;
 }
 
-function spawnNode(dir: string, layout: ClusterLayout, name: string, tokens: string[] | undefined): void {
+function spawnNode(dir: string, layout: ClusterLayout, name: string, tokens: string[] | undefined, nodeArgs: string[] = []): void {
   const data = join(dir, name);
   const fresh = !existsSync(data);
   mkdirSync(data, { recursive: true });
   const seeds = layout.nodes.slice(0, Math.min(2, layout.nodes.length)).map((n) => addressOf(layout, n));
-  const args = [CLI_MAIN, 'node', 'start', '--name', name, '--listen', addressOf(layout, name), '--seeds', seeds.join(','), '--data', data, '--secret', layout.secret, '--num-tokens', String(layout.numTokens)];
+  const args = [...nodeArgs, CLI_MAIN, 'node', 'start', '--name', name, '--listen', addressOf(layout, name), '--seeds', seeds.join(','), '--data', data, '--secret', layout.secret, '--num-tokens', String(layout.numTokens)];
   if (fresh && tokens) args.push('--set', `initial_tokens=${tokens.join(',')}`);
   if (layout.tls) {
     const files = nodeCertificate(dir, name);
@@ -233,7 +235,7 @@ export async function startCluster(options: StartOptions): Promise<StatusNode[]>
       log(`${name} is already running`);
       continue;
     }
-    spawnNode(dir, layout, name, tokens.get(name));
+    spawnNode(dir, layout, name, tokens.get(name), options.nodeArgs);
     log(`started ${name} on ${addressOf(layout, name)}`);
   }
   const timeoutMs = options.timeoutMs ?? 60_000;

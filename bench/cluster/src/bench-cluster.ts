@@ -1,0 +1,162 @@
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { startCluster, stopCluster } from '@chorus/cli';
+import { type IdealCluster, startIdealCluster } from './ideal-cluster.js';
+import { freePorts } from './ports.js';
+import { formatTable } from './report.js';
+import { type Target, chorusTarget, echoTarget, idealTarget } from './targets.js';
+import { type RunContext, type System, WORKLOADS, type WorkloadName, type WorkloadReport, newSystem, runWorkload } from './workloads.js';
+
+const USAGE = `pnpm bench:cluster [--seconds S] [--warmup S] [--only w1,w2] [--json FILE] [--cpu-prof DIR] [--dir DIR] [--keep]
+
+Starts a 3-node Chorus cluster (rf 3) and a 3-process ideal pipeline on 127.0.0.1, runs each
+workload on both with the same load generator and 100-byte values, and prints Chorus's figure,
+the ideal's, their ratio, and each node's CPU share and RSS.
+
+  --seconds S     measured seconds per workload and system (default 10)
+  --warmup S      seconds of load before each measurement (default 2)
+  --only LIST     comma-separated workloads among: ${WORKLOADS.join(', ')}
+  --json FILE     one JSON line per workload to FILE (default: after the table, on stdout)
+  --cpu-prof DIR  the Chorus nodes run with --cpu-prof --cpu-prof-dir DIR (profiles written when they stop)
+  --dir DIR       where the clusters keep their data (default: a new temporary directory, removed at the end)
+  --keep          keep the data directory
+`;
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '10' },
+    warmup: { type: 'string', default: '2' },
+    only: { type: 'string' },
+    json: { type: 'string' },
+    'cpu-prof': { type: 'string' },
+    dir: { type: 'string' },
+    keep: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (values.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+const fail = (message: string): never => {
+  process.stderr.write(`bench:cluster: ${message}\n`);
+  process.exit(2);
+};
+const seconds = Number(values.seconds);
+const warmupSeconds = Number(values.warmup);
+if (!(seconds > 0)) fail(`--seconds must be a positive number, got ${JSON.stringify(values.seconds)}`);
+if (!(warmupSeconds >= 0)) fail(`--warmup must be a number ≥ 0, got ${JSON.stringify(values.warmup)}`);
+const only = values.only?.split(',').map((w) => w.trim()).filter(Boolean);
+for (const w of only ?? []) if (!(WORKLOADS as readonly string[]).includes(w)) fail(`unknown workload ${JSON.stringify(w)}; known: ${WORKLOADS.join(', ')}`);
+const chosen = WORKLOADS.filter((w) => !only || only.includes(w));
+
+const root = values.dir ? resolve(values.dir) : mkdtempSync(join(tmpdir(), 'chorus-bench-'));
+mkdirSync(root, { recursive: true });
+const cpuProfDir = values['cpu-prof'] ? resolve(values['cpu-prof']) : undefined;
+const jsonFile = values.json ? resolve(values.json) : undefined;
+if (jsonFile) writeFileSync(jsonFile, '');
+const progress = (line: string) => process.stderr.write(`${line}\n`);
+// Nodes stop by themselves when this process goes, however it goes.
+process.env.CHORUS_STOP_WITH_PIDS = String(process.pid);
+
+interface Pair {
+  chorus: System;
+  ideal: System;
+  idealHosts: string[];
+  stop(): Promise<void>;
+}
+
+/** A Chorus cluster and an ideal pipeline side by side, with a client for each. */
+async function startPair(label: string, durable: boolean): Promise<Pair> {
+  const chorusDir = join(root, `chorus-${label}`);
+  const ports = await freePorts(3);
+  const set = durable ? ['commit_sync=batch'] : [];
+  progress(`starting a 3-node Chorus cluster (${label}) on ports ${ports[0]}–${ports[2]}, data in ${chorusDir}`);
+  const nodeArgs = cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir] : [];
+  if (cpuProfDir) mkdirSync(cpuProfDir, { recursive: true });
+  await startCluster({ nodes: 3, dir: chorusDir, basePort: ports[0]!, rf: 3, set, timeoutMs: 120_000, nodeArgs });
+  const chorusProcesses = ['n1', 'n2', 'n3'].map((name) => ({ name, pid: Number(readFileSync(join(chorusDir, `${name}.pid`), 'utf8').trim()) }));
+  if (cpuProfDir) progress(`profiled Chorus nodes (CPU.<date>.<pid>.….cpuprofile when they stop): ${chorusProcesses.map((p) => `${p.name} pid ${p.pid}`).join(', ')}`);
+  const hosts = ports.map((p) => `127.0.0.1:${p}`);
+  let ideal: IdealCluster | undefined;
+  let targets: Target[] = [];
+  try {
+    const idealPorts = await freePorts(3);
+    progress(`starting the ideal pipeline (${label}) on ports ${idealPorts[0]}–${idealPorts[2]}`);
+    ideal = await startIdealCluster({ ports: idealPorts, dir: join(root, `ideal-${label}`), durable });
+    targets = [await chorusTarget(hosts, 1024), await idealTarget(ideal.hosts)];
+  } catch (error) {
+    await ideal?.stop();
+    await stopCluster(chorusDir, undefined);
+    throw error;
+  }
+  const idealCluster = ideal;
+  return {
+    chorus: newSystem(targets[0]!, chorusProcesses),
+    ideal: newSystem(targets[1]!, idealCluster.processes),
+    idealHosts: idealCluster.hosts,
+    async stop() {
+      for (const t of targets) await t.close();
+      await idealCluster.stop();
+      progress(`stopping the Chorus cluster (${label})`);
+      await stopCluster(chorusDir, undefined);
+    },
+  };
+}
+
+const reports: WorkloadReport[] = [];
+const done = new Map<WorkloadName, WorkloadReport>();
+const value = new Uint8Array(randomBytes(100));
+
+async function runAll(pair: Pair, workloads: WorkloadName[], echo: Target | undefined): Promise<void> {
+  const ctx: RunContext = { chorus: pair.chorus, ideal: pair.ideal, seconds, warmupSeconds, value, done, progress, ...(echo ? { echo } : {}) };
+  for (const w of workloads) {
+    const report = await runWorkload(w, ctx);
+    reports.push(report);
+    const line = JSON.stringify({ ...report, at: new Date().toISOString() });
+    if (jsonFile) appendFileSync(jsonFile, `${line}\n`);
+    process.stderr.write(`${formatTable([report]).split('\n').slice(2).join('\n')}\n`);
+  }
+}
+
+let exitCode = 0;
+try {
+  const periodic = chosen.filter((w) => w !== 'durable');
+  // The open loop runs at half the ideal peak: measure that peak first when the run does not include it.
+  if (periodic.includes('open-loop') && !periodic.includes('write-quorum-1024')) periodic.unshift('write-quorum-1024');
+  if (periodic.length > 0) {
+    const pair = await startPair('periodic', false);
+    try {
+      const echo = periodic.includes('serial') ? await echoTarget(pair.idealHosts[0]!) : undefined;
+      await runAll(pair, periodic, echo);
+      await echo?.close();
+    } finally {
+      await pair.stop();
+    }
+  }
+  if (chosen.includes('durable')) {
+    const pair = await startPair('durable', true);
+    try {
+      await runAll(pair, ['durable'], undefined);
+    } finally {
+      await pair.stop();
+    }
+  }
+} catch (error) {
+  process.stderr.write(`bench:cluster: ${(error as Error).stack ?? error}\n`);
+  exitCode = 1;
+} finally {
+  if (!values.keep) rmSync(root, { recursive: true, force: true });
+  else progress(`data kept in ${root}`);
+}
+
+if (reports.length > 0) {
+  process.stdout.write(`\n${formatTable(reports)}\n`);
+  process.stdout.write(`\nratio: Chorus over the ideal (throughput; p99 for open-loop, p50 for serial). CPU: share of one core per node over the measured seconds; RSS at the end. ${seconds} s measured per workload and system after ${warmupSeconds} s of warm-up.\n`);
+  if (!jsonFile) process.stdout.write(`\n${reports.map((r) => JSON.stringify(r)).join('\n')}\n`);
+  if (cpuProfDir) process.stdout.write(`\nCPU profiles of the Chorus nodes: ${cpuProfDir}\n`);
+}
+process.exit(exitCode);

@@ -1,0 +1,55 @@
+import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+
+/** A process whose CPU and memory the bench reports. */
+export interface Watched {
+  name: string;
+  pid: number;
+}
+
+export interface ProcessUsage {
+  name: string;
+  /** CPU seconds per wall second over the workload: 1 is one core busy all the time. */
+  cpu: number;
+  /** Resident set at the end of the workload, MiB. */
+  rssMiB: number;
+}
+
+// Linux reports utime and stime in clock ticks; USER_HZ is 100 on every architecture Node runs on.
+const TICKS_PER_SECOND = 100;
+
+/** User plus system CPU seconds of a process so far, from /proc/<pid>/stat; undefined once it is gone. */
+export function cpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses; the fields after its last ')' are fixed.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+  } catch {
+    return undefined;
+  }
+}
+
+/** VmRSS of a process in MiB, from /proc/<pid>/status. */
+export function rssMiB(pid: number): number | undefined {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Starts measuring; the function it returns gives each process's CPU share since, and its RSS now. */
+export function watch(processes: Watched[]): () => ProcessUsage[] {
+  const started = performance.now();
+  const before = processes.map((p) => cpuSeconds(p.pid) ?? 0);
+  return () => {
+    const wall = (performance.now() - started) / 1000;
+    return processes.map((p, i) => ({
+      name: p.name,
+      cpu: Math.round((((cpuSeconds(p.pid) ?? before[i]!) - before[i]!) / wall) * 100) / 100,
+      rssMiB: Math.round(rssMiB(p.pid) ?? 0),
+    }));
+  };
+}

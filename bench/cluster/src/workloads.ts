@@ -1,0 +1,257 @@
+import { type LoadResult, type NextOp, closedLoop, openLoop } from './load.js';
+import { type ProcessUsage, type Watched, watch } from './procs.js';
+import type { Target } from './targets.js';
+
+/** Every workload, in the order a full run takes them; `--only` picks some. */
+export const WORKLOADS = [
+  'write-quorum-128',
+  'write-quorum-1024',
+  'read-quorum-hot',
+  'read-quorum-cold',
+  'write-one',
+  'write-all',
+  'read-all',
+  'mix',
+  'open-loop',
+  'serial',
+  'durable',
+] as const;
+export type WorkloadName = (typeof WORKLOADS)[number];
+
+export const DESCRIPTIONS: Record<WorkloadName, string> = {
+  'write-quorum-128': 'QUORUM writes of new keys, 128 in flight',
+  'write-quorum-1024': 'QUORUM writes of new keys, 1024 in flight',
+  'read-quorum-hot': 'QUORUM reads of 10,000 keys written and read before, 1024 in flight',
+  'read-quorum-cold': 'QUORUM reads of keys written earlier and not read since, 1024 in flight',
+  'write-one': 'ONE writes, 1024 in flight (other: × QUORUM writes at 1024)',
+  'write-all': 'ALL writes, 1024 in flight (other: × QUORUM writes at 1024)',
+  'read-all': 'ALL reads of keys not read since written, 1024 in flight (other: × cold QUORUM reads)',
+  mix: '50 % QUORUM reads of earlier keys, 50 % QUORUM writes, 256 in flight',
+  'open-loop': 'QUORUM writes at a fixed rate, half the ideal peak (ratios: p99, and p99.9 in other)',
+  serial: 'one QUORUM write at a time, p50 (other: × a bare ws round trip)',
+  durable: 'QUORUM writes, 1024 in flight, each batch fsynced (other: × periodic mode)',
+};
+
+/** A system under load: Chorus or the ideal pipeline, with the keys it holds so far. */
+export interface System {
+  target: Target;
+  processes: Watched[];
+  /** Keys `w:0` … `w:<written-1>` exist. */
+  written: number;
+  /** The 10,000 `h:` keys are written and have been read once. */
+  hot: boolean;
+  /** How far the cold reads went through a permutation of the written keys. */
+  coldCursor: number;
+}
+
+export function newSystem(target: Target, processes: Watched[]): System {
+  return { target, processes, written: 0, hot: false, coldCursor: 0 };
+}
+
+export interface Side extends LoadResult {
+  /** Each process's CPU share and RSS at the end of the workload: the nodes, then the bench process itself. */
+  processes: ProcessUsage[];
+  /** Each node's share of the requests the client sent it to coordinate, over the measured seconds (0–1). */
+  coordinated?: Record<string, number>;
+}
+
+/** One line of the report. */
+export interface WorkloadReport {
+  workload: WorkloadName;
+  description: string;
+  consistency: string;
+  concurrency?: number;
+  rate?: number;
+  seconds: number;
+  chorus: Side;
+  ideal: Side;
+  /** Chorus's figure over the ideal's: throughput for closed loops, p99 for the open loop, p50 for serial. */
+  ratio: number;
+  /** The second ratio a target names, as the description says. */
+  other?: { label: string; chorus: number; ideal?: number };
+  /** The bare ws round trip of the serial workload. */
+  wsRoundTripMs?: { p50: number; p99: number };
+}
+
+export interface RunContext {
+  chorus: System;
+  ideal: System;
+  seconds: number;
+  warmupSeconds: number;
+  value: Uint8Array;
+  /** Reports of workloads run before, for the ratios that compare with them. */
+  done: Map<WorkloadName, WorkloadReport>;
+  progress(line: string): void;
+  /** Serial only: a bare ws round trip to an ideal node. */
+  echo?: Target;
+}
+
+const HOT_KEYS = 10_000;
+/** Cold reads want at least this many keys to go through, so each is read once. */
+const COLD_KEYS = 50_000;
+/** A prime: stepping by it modulo the key count visits every written key once before any comes back. */
+const STRIDE = 1_000_003;
+
+const writeNew = (s: System): NextOp => () => ({ read: false, key: `w:${s.written++}` });
+
+function coldRead(s: System): NextOp {
+  const n = Math.max(1, s.written);
+  return () => ({ read: true, key: `w:${(s.coldCursor++ * STRIDE) % n}` });
+}
+
+/** Untimed writes of `w:` keys until there are `count`, for the reads that need them. */
+async function ensureWritten(s: System, count: number, value: Uint8Array): Promise<void> {
+  let failures = 0;
+  const worker = async () => {
+    while (s.written < count) {
+      const key = `w:${s.written++}`;
+      await s.target.put(key, value, 'QUORUM').catch(() => failures++);
+    }
+  };
+  await Promise.all(Array.from({ length: 512 }, worker));
+  if (failures > 0) throw new Error(`${failures} of the preload writes failed`);
+}
+
+/** Writes the hot keys at ALL and reads each once at ALL, so every replica holds and has read them. */
+async function ensureHot(s: System, value: Uint8Array): Promise<void> {
+  if (s.hot) return;
+  let next = 0;
+  const worker = (read: boolean) => async () => {
+    for (let i = next++; i < HOT_KEYS; i = next++) {
+      if (read) await s.target.get(`h:${i}`, 'ALL');
+      else await s.target.put(`h:${i}`, value, 'ALL');
+    }
+  };
+  await Promise.all(Array.from({ length: 512 }, worker(false)));
+  next = 0;
+  await Promise.all(Array.from({ length: 512 }, worker(true)));
+  s.hot = true;
+}
+
+interface Spec {
+  consistency: string;
+  concurrency?: number;
+  /** Open loop: requests per second, from the reports so far. */
+  rate?: (ctx: RunContext) => number;
+  prepare?: (s: System, ctx: RunContext) => Promise<void>;
+  next: (s: System) => NextOp;
+}
+
+const SPECS: Record<WorkloadName, Spec> = {
+  'write-quorum-128': { consistency: 'QUORUM', concurrency: 128, next: writeNew },
+  'write-quorum-1024': { consistency: 'QUORUM', concurrency: 1024, next: writeNew },
+  'read-quorum-hot': {
+    consistency: 'QUORUM',
+    concurrency: 1024,
+    prepare: (s, ctx) => ensureHot(s, ctx.value),
+    next: () => () => ({ read: true, key: `h:${Math.floor(Math.random() * HOT_KEYS)}` }),
+  },
+  'read-quorum-cold': { consistency: 'QUORUM', concurrency: 1024, prepare: (s, ctx) => ensureWritten(s, COLD_KEYS, ctx.value), next: coldRead },
+  'write-one': { consistency: 'ONE', concurrency: 1024, next: writeNew },
+  'write-all': { consistency: 'ALL', concurrency: 1024, next: writeNew },
+  'read-all': { consistency: 'ALL', concurrency: 1024, prepare: (s, ctx) => ensureWritten(s, COLD_KEYS, ctx.value), next: coldRead },
+  mix: {
+    consistency: 'QUORUM',
+    concurrency: 256,
+    prepare: (s, ctx) => ensureWritten(s, COLD_KEYS, ctx.value),
+    next: (s) => {
+      const read = coldRead(s);
+      const write = writeNew(s);
+      return () => (Math.random() < 0.5 ? read() : write());
+    },
+  },
+  'open-loop': {
+    consistency: 'QUORUM',
+    rate: (ctx) => {
+      const peak = ctx.done.get('write-quorum-1024')?.ideal.opsPerSec;
+      if (peak === undefined) throw new Error('open-loop takes half the ideal peak of write-quorum-1024: run that workload first');
+      return Math.max(1, Math.round(peak / 2));
+    },
+    next: writeNew,
+  },
+  serial: { consistency: 'QUORUM', concurrency: 1, next: writeNew },
+  durable: { consistency: 'QUORUM', concurrency: 1024, next: writeNew },
+};
+
+async function measure(s: System, spec: Spec, ctx: RunContext, rate: number | undefined, label: string): Promise<Side> {
+  if (spec.prepare) {
+    ctx.progress(`${label}: preparing keys`);
+    await spec.prepare(s, ctx);
+  }
+  ctx.progress(`${label}: ${ctx.warmupSeconds} s warm-up, ${ctx.seconds} s measured`);
+  const options = { target: s.target, next: spec.next(s), consistency: spec.consistency, value: ctx.value, seconds: ctx.seconds, warmupSeconds: ctx.warmupSeconds };
+  // CPU counts from the start of the measured part: the warm-up runs first, inside the loop, so the window is the load's own.
+  let usage: (() => ProcessUsage[]) | undefined;
+  let sentBefore: Record<string, number> = {};
+  const processes = [...s.processes, { name: 'bench', pid: process.pid }];
+  const startWatch = () => {
+    sentBefore = s.target.sentPerHost?.() ?? {};
+    return (usage = watch(processes));
+  };
+  const timer = setTimeout(startWatch, ctx.warmupSeconds * 1000);
+  try {
+    const result = rate !== undefined ? await openLoop({ ...options, rate }) : await closedLoop({ ...options, concurrency: spec.concurrency ?? 1 });
+    const measured = (usage ?? startWatch())();
+    const sent = Object.entries(s.target.sentPerHost?.() ?? {}).map(([host, n]) => [host, n - (sentBefore[host] ?? 0)] as const);
+    const total = sent.reduce((a, [, n]) => a + n, 0);
+    const coordinated = total > 0 ? Object.fromEntries(sent.map(([host, n]) => [host, Math.round((n / total) * 1000) / 1000])) : undefined;
+    return { ...result, processes: measured, ...(coordinated ? { coordinated } : {}) };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const ratioOf = (a: number, b: number) => (b > 0 ? Math.round((a / b) * 1000) / 1000 : 0);
+
+/** Runs one workload on Chorus, then on the ideal pipeline, and reports both. */
+export async function runWorkload(name: WorkloadName, ctx: RunContext): Promise<WorkloadReport> {
+  const spec = SPECS[name];
+  const rate = spec.rate?.(ctx);
+  const chorus = await measure(ctx.chorus, spec, ctx, rate, `${name} chorus`);
+  const ideal = await measure(ctx.ideal, spec, ctx, rate, `${name} ideal`);
+  const report: WorkloadReport = {
+    workload: name,
+    description: DESCRIPTIONS[name],
+    consistency: spec.consistency,
+    ...(spec.concurrency !== undefined ? { concurrency: spec.concurrency } : {}),
+    ...(rate !== undefined ? { rate } : {}),
+    seconds: ctx.seconds,
+    chorus,
+    ideal,
+    ratio: ratioOf(chorus.opsPerSec, ideal.opsPerSec),
+  };
+  const quorumWrites = ctx.done.get('write-quorum-1024');
+  switch (name) {
+    case 'write-one':
+    case 'write-all':
+    case 'durable':
+      if (quorumWrites) {
+        const label = name === 'durable' ? '× periodic' : '× QUORUM writes';
+        report.other = { label, chorus: ratioOf(chorus.opsPerSec, quorumWrites.chorus.opsPerSec), ideal: ratioOf(ideal.opsPerSec, quorumWrites.ideal.opsPerSec) };
+      }
+      break;
+    case 'read-all': {
+      const quorumReads = ctx.done.get('read-quorum-cold');
+      if (quorumReads) report.other = { label: '× QUORUM reads', chorus: ratioOf(chorus.opsPerSec, quorumReads.chorus.opsPerSec), ideal: ratioOf(ideal.opsPerSec, quorumReads.ideal.opsPerSec) };
+      break;
+    }
+    case 'open-loop':
+      report.ratio = ratioOf(chorus.latencyMs.p99, ideal.latencyMs.p99);
+      report.other = { label: 'p99.9 × ideal', chorus: ratioOf(chorus.latencyMs['p99.9'], ideal.latencyMs['p99.9']) };
+      break;
+    case 'serial': {
+      report.ratio = ratioOf(chorus.latencyMs.p50, ideal.latencyMs.p50);
+      if (ctx.echo) {
+        ctx.progress('serial: bare ws round trips');
+        const echo = await closedLoop({ target: ctx.echo, next: () => ({ read: false, key: 'echo' }), consistency: 'QUORUM', value: ctx.value, seconds: ctx.seconds, warmupSeconds: ctx.warmupSeconds, concurrency: 1 });
+        report.wsRoundTripMs = { p50: echo.latencyMs.p50, p99: echo.latencyMs.p99 };
+        report.other = { label: '× ws round trip', chorus: ratioOf(chorus.latencyMs.p50, echo.latencyMs.p50), ideal: ratioOf(ideal.latencyMs.p50, echo.latencyMs.p50) };
+      }
+      break;
+    }
+    default:
+      break;
+  }
+  ctx.done.set(name, report);
+  return report;
+}

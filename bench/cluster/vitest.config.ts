@@ -1,0 +1,3 @@
+import { chorusTestConfig } from '../../vitest.shared.js';
+
+export default chorusTestConfig();
