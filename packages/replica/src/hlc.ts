@@ -118,6 +118,12 @@ type SkewLevel = 'ok' | 'warning' | 'flagged';
 
 const WINDOW = 16;
 const RTT_HISTORY = 64;
+/**
+ * At most one sample per peer and kind in this many ms: under load every
+ * answer is a sample, and 16 of them taken within a few ms would never span
+ * the time a judgement needs (and would cost a sort per answer).
+ */
+const SAMPLE_INTERVAL_MS = 100;
 
 interface PeerState {
   /** Recent accepted round-trip samples, oldest first. */
@@ -128,6 +134,9 @@ interface PeerState {
   oneWay: number[];
   /** The level last logged, so each change is logged once. */
   logged: SkewLevel;
+  /** When the last round-trip and one-way samples were taken (ms), for SAMPLE_INTERVAL_MS. */
+  lastRoundTripAtMs: number;
+  lastOneWayAtMs: number;
 }
 
 function median(values: readonly number[]): number {
@@ -154,6 +163,7 @@ function median(values: readonly number[]): number {
  */
 export class SkewTracker {
   private readonly peers = new Map<NodeId, PeerState>();
+  private selfAhead: { value: number | undefined } | undefined;
   private readonly minSamples: number;
   private readonly minSpanMs: number;
   private readonly maxRttMs: number;
@@ -169,7 +179,7 @@ export class SkewTracker {
   private state(peer: NodeId): PeerState {
     let s = this.peers.get(peer);
     if (s === undefined) {
-      s = { offsets: [], rtts: [], oneWay: [], logged: 'ok' };
+      s = { offsets: [], rtts: [], oneWay: [], logged: 'ok', lastRoundTripAtMs: Number.NEGATIVE_INFINITY, lastOneWayAtMs: Number.NEGATIVE_INFINITY };
       this.peers.set(peer, s);
     }
     return s;
@@ -177,6 +187,9 @@ export class SkewTracker {
 
   observeRoundTrip(peer: NodeId, sample: RoundTripSample): void {
     const s = this.state(peer);
+    if (tooSoon(sample.atMs, s.lastRoundTripAtMs)) return;
+    s.lastRoundTripAtMs = sample.atMs;
+    this.selfAhead = undefined;
     const rtt = Math.max(0, sample.rttMs);
     push(s.rtts, rtt, RTT_HISTORY);
     const floor = Math.min(...s.rtts);
@@ -188,6 +201,9 @@ export class SkewTracker {
 
   observeOneWay(peer: NodeId, peerWallMicros: number, ourWallMicros: number): void {
     const s = this.state(peer);
+    const atMs = ourWallMicros / 1000;
+    if (tooSoon(atMs, s.lastOneWayAtMs)) return;
+    s.lastOneWayAtMs = atMs;
     push(s.oneWay, (peerWallMicros - ourWallMicros) / 1000, WINDOW);
     this.logIfChanged(peer, s);
   }
@@ -235,6 +251,12 @@ export class SkewTracker {
    * peer could be judged). Only round-trip estimates count.
    */
   selfAheadMs(): number | undefined {
+    // Asked by every write: computed once per accepted round-trip sample, not per call.
+    if (this.selfAhead === undefined) this.selfAhead = { value: this.computeSelfAhead() };
+    return this.selfAhead.value;
+  }
+
+  private computeSelfAhead(): number | undefined {
     const offsets: number[] = [];
     for (const s of this.peers.values()) {
       const j = this.judged(s);
@@ -251,6 +273,11 @@ export class SkewTracker {
     for (const [peer, s] of this.peers) out[peer] = this.view(s);
     return out;
   }
+}
+
+/** Within SAMPLE_INTERVAL_MS of the last sample; a clock that went back never blocks sampling. */
+function tooSoon(atMs: number, lastAtMs: number): boolean {
+  return atMs >= lastAtMs && atMs - lastAtMs < SAMPLE_INTERVAL_MS;
 }
 
 function push<T>(list: T[], item: T, max: number): void {

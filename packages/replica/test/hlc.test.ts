@@ -122,6 +122,15 @@ describe('hybrid logical clock', () => {
     expect(fresh.selfAheadMs()).toBeCloseTo(3_000, -1);
   });
 
+  it('judges a skewed clock under load, when every answer is a sample', () => {
+    const skew = new SkewTracker(1_000, silentLogger);
+    const peers = ['n2', 'n3', 'n4'].map(nodeId);
+    // Two seconds of answers, one per peer every millisecond, each saying this node runs 3 s ahead.
+    for (let t = 0; t < 2_000; t++) for (const p of peers) skew.observeRoundTrip(p, { sentWallMicros: t * 1000, peerWallMicros: t * 1000 - 3_000_000, rttMs: 1, atMs: t });
+    expect(skew.selfAheadMs()).toBeCloseTo(3_000, -1);
+    for (const s of Object.values(skew.snapshot())) expect(s).toMatchObject({ flagged: true });
+  });
+
   it('one-way readings prove a peer ahead, never behind', () => {
     const skew = new SkewTracker(1_000, silentLogger);
     skew.observeOneWay(nodeId('n2'), 10_000_000 + 60_000_000, 10_000_000); // 60 s ahead at least
