@@ -87,6 +87,18 @@ describe('the hints service', () => {
     expect(hints.stats()).toMatchObject({ stored: 0, pendingHints: 0, dropped: expect.objectContaining({ removed: 2 }) });
   });
 
+  it('drops, within a dispatch interval, the hints it holds for a host id gone before it started: no event will say so again (swarm seed 19)', async () => {
+    const gone = new Set<HostId>();
+    const m = fakeMembership(new Map<NodeId, HostId>([[NODE_A, HOST_A], [NODE_B, HOST_B]]));
+    const hints = await start(m, { isGone: (id) => gone.has(id), dispatchIntervalMs: 20 });
+    expect(await hints.offer(NODE_A, write('a', 'v', 1))).toBe(true);
+    expect(await hints.offer(NODE_B, write('b', 'v', 1))).toBe(true);
+    gone.add(HOST_A);
+    await until('host A dropped', () => hints.targets().every((t) => t.hostId !== HOST_A));
+    expect(hints.targets().map((t) => [t.hostId, t.hints])).toEqual([[HOST_B, 1]]);
+    expect(await hints.offer(NODE_A, write('a', 'v', 2))).toBe(false);
+  });
+
   it('refuses what it cannot address or must not store, and counts why', async () => {
     const m = fakeMembership(new Map([[NODE_A, HOST_A]]));
     const hints = await start(m);
