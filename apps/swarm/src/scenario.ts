@@ -265,6 +265,11 @@ class SwarmRun {
     // A joining node does not crash (a restart mid-bootstrap takes new tokens); a node gone for good never comes back.
     const crashable = (n: string) => sim.isUp(n) && n !== this.joining && !this.gone.has(n);
     const powerFails = (n: string) => n === this.powerVictim && power.next() < 0.7;
+    // In runs that may lose a batch, crashes go to the node that may lose it more often than their share.
+    const crashVictim = () => {
+      const v = pick();
+      return this.powerVictim !== undefined && power.next() < 0.6 && this.live().includes(this.powerVictim) ? this.powerVictim : v;
+    };
     let lastEnd = sim.now;
     const until = (t: number) => (lastEnd = Math.max(lastEnd, t));
 
@@ -326,7 +331,7 @@ class SwarmRun {
       const lastsMs = 500 + r.int(8_000);
       const kind = r.int(11);
       if (kind === 0) {
-        const victim = pick();
+        const victim = crashVictim();
         if (!crashable(victim)) return;
         const g = gap();
         if (powerFails(victim)) {
@@ -411,7 +416,7 @@ class SwarmRun {
         this.setSkew(victim, ms);
       } else {
         // Two failures at once: a crash while another node is cut off.
-        const victim = pick();
+        const victim = crashVictim();
         if (!crashable(victim) || partitioned) return;
         const [a, b] = split();
         const g = gap();
