@@ -107,6 +107,8 @@ class SwarmRun {
   private joining: string | undefined;
   /** A node decommissioning: once peers gossip its LEFT back, it stops itself, and its coordinator refuses with ActorStopped. */
   private leaving: string | undefined;
+  /** The leaving node was refused a restart: it had announced LEFT before it crashed. */
+  private leftWhileDown = false;
   private movementActive = false;
   private movement: Promise<void> = Promise.resolve();
   /** Rings seen before a movement: a node that was a replica of a key there may keep a stale copy (there is no cleanup). */
@@ -180,7 +182,11 @@ class SwarmRun {
       startMicros: START_MICROS,
       ...(this.options.trace ? { trace: this.options.trace } : {}),
       onStarted: (_name, n) => this.incarnations.push(n),
-      onStartFailed: (name, error) => this.violation('node-start-failed', `${name}: ${error instanceof Error ? error.message : String(error)}`),
+      onStartFailed: (name, error) => {
+        // A decommission that announced LEFT and crashed before it returned has left: the restart is refused, rightly.
+        if (name === this.leaving && isChorusError(error) && error.name === 'NodeRemoved') this.leftWhileDown = true;
+        else this.violation('node-start-failed', `${name}: ${error instanceof Error ? error.message : String(error)}`);
+      },
     });
     const { sim, during, settle, allUp, node } = this.cluster;
     if (!(await settle(allUp, 120_000))) throw new Error('the cluster did not come up');
@@ -497,7 +503,8 @@ class SwarmRun {
     // While a topology change runs, clients keep going (up to four times their share), so that it runs under load.
     for (let n = 0; n < count || (this.movementActive && n < 4 * count); n++) {
       await this.sleep(r.int(300));
-      const running = this.live().filter((x) => nodes.has(x) && sim.isUp(x));
+      // Not through a node still joining, as a driver that routes by the ring would not: it may not have the schema yet.
+      const running = this.live().filter((x) => nodes.has(x) && sim.isUp(x) && x !== this.joining);
       if (running.length === 0) continue;
       const via = running[r.int(running.length)]!;
       const wide = r.next() < 0.3;
@@ -598,13 +605,14 @@ class SwarmRun {
     }
     if (kind === 'decommission') {
       const leaver = others()[r.int(others().length)]!;
+      this.leaving = leaver;
+      // It left when its peers say so, even if the call did not return: the node crashed (or stopped itself, told
+      // by a peer that it left) between announcing LEFT and returning.
+      const left = () => this.leftWhileDown || this.live().some((o) => o !== leaver && nodes.has(o) && node(o).membership().endpoint(nodeId(leaver))?.status === 'LEFT');
       for (let attempt = 1; attempt <= MOVEMENT_ATTEMPTS; attempt++) {
-        if (!(await this.waitFor(() => nodes.has(leaver), 120_000))) continue;
-        const n = node(leaver);
-        this.leaving = leaver;
-        this.fired('decommission', `${leaver} decommissions (attempt ${attempt})`);
-        const ended = await this.whileRunning(leaver, async () => (await n.decommission()).left);
-        if (ended.ok) {
+        if (!(await this.waitFor(() => nodes.has(leaver) || left(), 120_000))) continue;
+        const ended = left() ? { ok: true as const } : await this.decommissionOnce(leaver, attempt);
+        if (ended.ok || left()) {
           // It left: the process stops, and the node is gone for good.
           this.fired('movement-done', `${leaver} left`);
           this.gone.add(leaver);
@@ -619,6 +627,17 @@ class SwarmRun {
     }
     const victim = others()[r.int(others().length)]!;
     if (!(await this.waitFor(() => nodes.has(victim), 120_000))) return;
+    await this.removeDeadNode(victim, r);
+  }
+
+  private decommissionOnce(leaver: string, attempt: number) {
+    const n = this.cluster.node(leaver);
+    this.fired('decommission', `${leaver} decommissions (attempt ${attempt})`);
+    return this.whileRunning(leaver, async () => (await n.decommission()).left);
+  }
+
+  private async removeDeadNode(victim: string, r: SeededRandom): Promise<void> {
+    const { node, nodes } = this.cluster;
     const hostId = node(victim).hostId;
     this.fired('dead-node', `${victim} dies for good`);
     this.gone.add(victim);
