@@ -15,11 +15,35 @@ const CI_RUNS = Number(process.env.CHORUS_SWARM_RUNS ?? 100);
  */
 const REGRESSIONS: Array<[seed: number, found: string]> = [
   [8, 'a coordinator paused longer than its ask margin answered AskTimeout, an error no client expects, instead of WriteTimeout'],
+  [36, 'a write still open when its target decommissioned offered a hint for the node that left; stored after the drop, it waited forever'],
+  [19, 'hints for a dead node kept waiting after its removal, on nodes whose run started after the removal event'],
+  [104, 'a power failure before the first periodic sync lost the host id, tokens and keyspaces: the node came back as a stranger'],
+  [141, 'a decommission that announced LEFT and crashed before returning was retried against a node that had left'],
+];
+
+/**
+ * Seeds that fail on a bug too large to fix beside the swarm; each names it.
+ * They stay here, skipped, until the fix lands.
+ */
+const KNOWN_FAILURES: Array<[seed: number, found: string]> = [
+  [
+    262,
+    'peers keep no state of a node that is down across their own restarts (only its name): once every peer restarted while n3 was down, n3 dropped out of the ring, and n4 bootstrapped against a ring without it, streaming ranges it does not own (non-replica-holds-key)',
+  ],
 ];
 
 describe('simulation swarm: regression seeds', () => {
   for (const [seed, found] of REGRESSIONS) {
     it(`seed ${seed}: ${found}`, async () => {
+      const result = await runSwarmSeed(seed);
+      expect(result.violations, formatResult(result, true)).toEqual([]);
+    }, 120_000 * TIME_SCALE);
+  }
+});
+
+describe('simulation swarm: known failures', () => {
+  for (const [seed, found] of KNOWN_FAILURES) {
+    it.skip(`seed ${seed}: ${found}`, async () => {
       const result = await runSwarmSeed(seed);
       expect(result.violations, formatResult(result, true)).toEqual([]);
     }, 120_000 * TIME_SCALE);
@@ -34,7 +58,7 @@ describe('simulation swarm: the CI slice', () => {
     expect(lines.at(-1), `${run.stdout}\n${run.stderr}`).toMatch(new RegExp(`^swarm: ${CI_RUNS} runs, \\d+ events, [\\d.]+ simulated hours, 0 failures`));
     // Every kind of fault fired somewhere in the slice.
     const fired = lines.find((l) => l.startsWith('faults fired: '))!;
-    for (const kind of ['crash', 'double-crash', 'pause', 'partition', 'flapping', 'one-way', 'loss', 'latency-spike', 'duplicate-reorder', 'clock-step', 'crash-and-partition']) {
+    for (const kind of ['crash', 'double-crash', 'pause', 'partition', 'flapping', 'one-way', 'loss', 'latency-spike', 'duplicate-reorder', 'clock-step', 'crash-and-partition', 'power-loss', 'join', 'decommission', 'removenode', 'movement-done']) {
       expect(fired, fired).toMatch(new RegExp(`\\b${kind} [1-9]`));
     }
   }, 600_000 * TIME_SCALE);
