@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { VolatileLevel } from '../src/disk.js';
 
+/** LevelDB's `sync` option: memory-level's types leave it out, and the store passes it the same way. */
+const SYNC = { sync: true } as never;
 const b = (s: string) => new TextEncoder().encode(s);
 const text = (v: Uint8Array | undefined) => (v === undefined ? undefined : new TextDecoder().decode(v));
 
@@ -18,7 +20,7 @@ describe('the simulated disk: a power failure loses the writes since the last sy
     await db.put(b('a'), b('1'));
     await db.put(b('b'), b('1'));
     now = 5;
-    await db.put(b('c'), b('1'), { sync: true });
+    await db.put(b('c'), b('1'), SYNC);
     expect(db.lastSyncMs).toBe(5);
     now = 7;
     await db.put(b('a'), b('2'));
@@ -32,10 +34,10 @@ describe('the simulated disk: a power failure loses the writes since the last sy
     expect(db.powerLoss()).toBe(3);
     expect(await contents(db)).toEqual({ a: '1', b: '1', c: '1' });
     // A write a dead process still issues lands nowhere until the machine is on again.
-    await db.put(b('e'), b('1'), { sync: true });
+    await db.put(b('e'), b('1'), SYNC);
     expect(await contents(db)).toEqual({ a: '1', b: '1', c: '1' });
     db.powerOn();
-    await db.batch([{ type: 'put', key: b('e'), value: b('1') }], { sync: true });
+    await db.batch([{ type: 'put', key: b('e'), value: b('1') }], SYNC);
     await db.put(b('f'), b('1'));
     db.powerLoss();
     expect(await contents(db)).toEqual({ a: '1', b: '1', c: '1', e: '1' });
