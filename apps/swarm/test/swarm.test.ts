@@ -16,9 +16,9 @@ const CI_RUNS = Number(process.env.CHORUS_SWARM_RUNS ?? 100);
 const REGRESSIONS: Array<[seed: number, found: string]> = [
   [8, 'a coordinator paused longer than its ask margin answered AskTimeout, an error no client expects, instead of WriteTimeout'],
   [36, 'a write still open when its target decommissioned offered a hint for the node that left; stored after the drop, it waited forever'],
-  [19, 'hints for a dead node kept waiting after its removal, on nodes whose run started after the removal event'],
+  [19, 'every peer restarted while a node was dead, forgot it, and kept its hints undeliverable: the swarm now waits only for hints some member can still deliver (and hints drops those of a host id gone before its run started)'],
   [104, 'a power failure before the first periodic sync lost the host id, tokens and keyspaces: the node came back as a stranger'],
-  [141, 'a decommission that announced LEFT and crashed before returning was retried against a node that had left'],
+  [141, 'a decommission that announced LEFT and crashed before returning was retried by the swarm against a node that had left'],
 ];
 
 /**
