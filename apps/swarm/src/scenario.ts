@@ -1,5 +1,5 @@
 import { SeededRandom, isChorusError, nodeId } from '@chorus/core';
-import { type Checker, type Crash, type KeyOnReplicas, type LostBatch, type ReadRecord, type SliceRecord, type Violation, type WriteRecord, convergenceViolations, readViolations, rowKey, sliceViolations } from '@chorus/history';
+import { type Checker, type Crash, type KeyOnReplicas, type LostBatch, type ReadRecord, type RingChange, type SliceRecord, type Violation, type WriteRecord, convergenceViolations, readViolations, rowKey, sliceViolations, writesLostWithNode } from '@chorus/history';
 import type { Cell } from '@chorus/model';
 import { type ChorusNode, ringOf } from '@chorus/node';
 import { type RingView, tokenOf } from '@chorus/ring';
@@ -52,6 +52,8 @@ export interface SwarmOptions {
 const MOVEMENT_RETRY_MS = 3_000;
 /** Attempts of one movement before the operator leaves it (the ring then stays as it was). */
 const MOVEMENT_ATTEMPTS = 30;
+/** How long after a movement was seen done a coordinator may still place requests by the old ring. */
+const RING_SETTLE_MS = 10_000;
 
 export interface SwarmResult {
   seed: number;
@@ -113,6 +115,10 @@ class SwarmRun {
   private movement: Promise<void> = Promise.resolve();
   /** Rings seen before a movement: a node that was a replica of a key there may keep a stale copy (there is no cleanup). */
   private readonly rings: RingView[] = [];
+  /** When the natural replicas changed (see RingChange in @chorus/history). */
+  private readonly ringChanges: RingChange[] = [];
+  /** A node removed with removenode, and when it died: its disk is gone with it. */
+  private removed: { node: string; atMs: number } | undefined;
   /** Per node, the settle-as-unknown hooks of the operations it coordinates: its crash fires them. */
   private readonly inFlight = new Map<string, Set<() => void>>();
   private readonly skewMs = new Map<string, number>();
@@ -591,6 +597,9 @@ class SwarmRun {
     // A node other than n1, the seed every node starts from.
     const others = () => this.live().filter((n) => n !== 'n1');
     this.rings.push(ringNow());
+    const began = this.cluster.sim.now;
+    // A coordinator may go on with the old ring a few gossip rounds after the change was seen.
+    const changed = () => this.ringChanges.push({ fromMs: began, toMs: this.cluster.sim.now + RING_SETTLE_MS });
     if (kind === 'join') {
       const name = `n${this.cluster.members.length + 1}`;
       this.joining = name;
@@ -600,7 +609,10 @@ class SwarmRun {
       const joined = await this.waitFor(async () => nodes.has(name) && ringOf(node(name).membership()).member(nodeId(name))?.status === 'normal', 900_000);
       this.joining = undefined;
       if (!joined) this.violation('movement-failed', `${name} did not join within 900 s`);
-      else this.fired('movement-done', `${name} joined`);
+      else {
+        this.fired('movement-done', `${name} joined`);
+        changed();
+      }
       return;
     }
     if (kind === 'decommission') {
@@ -615,6 +627,7 @@ class SwarmRun {
         if (ended.ok || left()) {
           // It left: the process stops, and the node is gone for good.
           this.fired('movement-done', `${leaver} left`);
+          changed();
           this.gone.add(leaver);
           this.crash(leaver);
           this.cluster.forget(leaver);
@@ -628,6 +641,7 @@ class SwarmRun {
     const victim = others()[r.int(others().length)]!;
     if (!(await this.waitFor(() => nodes.has(victim), 120_000))) return;
     await this.removeDeadNode(victim, r);
+    changed();
   }
 
   private decommissionOnce(leaver: string, attempt: number) {
@@ -640,6 +654,7 @@ class SwarmRun {
     const { node, nodes } = this.cluster;
     const hostId = node(victim).hostId;
     this.fired('dead-node', `${victim} dies for good`);
+    this.removed = { node: victim, atMs: this.cluster.sim.now };
     this.gone.add(victim);
     this.crash(victim);
     for (let attempt = 1; attempt <= MOVEMENT_ATTEMPTS; attempt++) {
@@ -734,9 +749,14 @@ class SwarmRun {
     }
     // With commit_sync batch a power loss takes only writes nobody acknowledged: every check stays strict.
     // With periodic it may take acknowledged ones (see LostBatch in @chorus/history for what is loosened).
-    const lossy = { lostBatches: this.commitSync === 'periodic' ? this.lostBatches : [] };
+    // A removed node's disk is gone with it: a write it alone may have acknowledged is no floor either.
+    // Quorum reads across a ring change: see RingChange.
+    const before = this.rings[0];
+    const removed = this.removed;
+    const lostWithNode = removed === undefined || before === undefined ? new Set<number>() : writesLostWithNode(this.writes, removed.node, removed.atMs, (key) => before.naturalReplicas(tokenOf(key.split('/')[0]!), REPLICATION).map(String).includes(removed.node));
+    const lossy = { lostBatches: this.commitSync === 'periodic' ? this.lostBatches : [], ringChanges: this.ringChanges };
     const judged: Violation[] = [
-      ...convergenceViolations(this.writes, state, new Set(), lossy).violations,
+      ...convergenceViolations(this.writes, state, new Set(), { ...lossy, lostWithNode }).violations,
       ...readViolations(this.writes, this.reads, lossy),
       ...sliceViolations(this.writes, this.reads, this.slices, lossy),
     ];

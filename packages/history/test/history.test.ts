@@ -1,6 +1,6 @@
 import type { Cell } from '@chorus/model';
 import { describe, expect, it } from 'vitest';
-import { type KeyOnReplicas, type ReadRecord, type SliceRecord, type WriteRecord, checkConvergence, checkQuorumReads, convergenceViolations, readViolations, sliceViolations, writesWithLostHints } from '../src/index.js';
+import { type KeyOnReplicas, type ReadRecord, type SliceRecord, type WriteRecord, checkConvergence, checkQuorumReads, convergenceViolations, readViolations, sliceViolations, writesLostWithNode, writesWithLostHints } from '../src/index.js';
 
 // The checker must be able to fail: each case below is a history it has to reject, next to the nearest one it must accept.
 
@@ -165,5 +165,32 @@ describe('a lost unsynced batch (commit_sync periodic, one node loses power)', (
     expect(readViolations(writes, [afterLoss], { lostBatches: lost })).toEqual([]);
     expect(readViolations(writes, [beforeLoss], { lostBatches: lost }).map((v) => v.checker)).toEqual(['monotonic-quorum-read']);
     expect(readViolations(writes, [belowEarly], { lostBatches: lost }).map((v) => v.checker)).toEqual(['monotonic-quorum-read']);
+  });
+});
+
+describe('a topology change', () => {
+  const at = (startMs: number, endMs: number) => ({ startMs, endMs });
+
+  it('keeps a quorum read seen before a ring change from binding a quorum read after it, but not a quorum write', () => {
+    const w1 = put(801, 'k', 100, { ...at(100, 110) });
+    const w2 = put(802, 'k', 200, { consistency: 'ONE', ...at(200, 210) });
+    const sawW2 = read(803, 'k', value('k', 802, 200), { ...at(300, 310) });
+    const after = read(804, 'k', value('k', 801, 100), { ...at(2_000, 2_010) });
+    const belowWrite = read(805, 'k', undefined, { ...at(2_100, 2_110) });
+    const change = [{ fromMs: 250, toMs: 1_500 }];
+    expect(readViolations([w1, w2], [sawW2, after]).map((v) => v.checker)).toEqual(['monotonic-quorum-read']);
+    expect(readViolations([w1, w2], [sawW2, after], { ringChanges: change })).toEqual([]);
+    expect(readViolations([w1, w2], [sawW2, belowWrite], { ringChanges: change }).map((v) => v.checker)).toEqual(['monotonic-quorum-read']);
+  });
+
+  it('names the single-acknowledged writes a removed node may have taken with it: through it, or to a key it held, before it died', () => {
+    const writes = [
+      put(901, 'a', 100, { consistency: 'ONE', ...at(100, 110) }),
+      put(902, 'b', 100, { consistency: 'ANY', via: 'n4', ...at(100, 110) }),
+      put(903, 'a', 200, { ...at(100, 110) }),
+      put(904, 'c', 100, { consistency: 'ONE', ...at(100, 110) }),
+      put(905, 'a', 300, { consistency: 'ONE', ...at(600, 610) }),
+    ];
+    expect([...writesLostWithNode(writes, 'n4', 500, (key) => key === 'a')]).toEqual([901, 902]);
   });
 });
