@@ -1,9 +1,7 @@
 import { nodeId } from '@chorus/core';
 import { type ChorusNode, type NodeSettings, startChorusNode } from '@chorus/node';
 import { Simulation } from '@chorus/sim';
-import { MemoryLevel } from 'memory-level';
-
-type Db = MemoryLevel<Uint8Array, Uint8Array>;
+import { VolatileLevel } from './disk.js';
 
 /** Settings every swarm node runs with: n1 is the seed, and the cluster is new and empty, so nodes join without streaming. */
 export function swarmSettings(name: string, extra: Partial<NodeSettings> = {}): NodeSettings {
@@ -42,24 +40,32 @@ export interface SwarmClusterOptions {
  * Whole nodes, exactly as the server composes them, inside one simulation.
  * Each keeps its memory-level data and hints databases across crashes and
  * restarts, as a disk would: a crash leaves them open, a restart reuses them.
+ * `powerLoss` crashes a node and undoes its writes since its last sync (see
+ * `VolatileLevel`). `names` are the nodes started now; `add` starts another.
  */
 export async function swarmCluster(options: SwarmClusterOptions) {
   const sim = new Simulation({ seed: options.seed, startMicros: options.startMicros, network: { latencyMs: 2, jitterMs: 3 }, ...(options.trace ? { trace: options.trace } : {}) });
   const nodes = new Map<string, ChorusNode>();
-  const diskDb = (disk: Map<string, unknown>, name: string): Db => {
-    let db = disk.get(name) as Db | undefined;
+  const disks = new Map<string, VolatileLevel[]>();
+  const diskDb = (disk: Map<string, unknown>, name: string): VolatileLevel => {
+    let db = disk.get(name) as VolatileLevel | undefined;
     if (db === undefined) {
-      db = new MemoryLevel<Uint8Array, Uint8Array>({ keyEncoding: 'view', valueEncoding: 'view' });
+      db = new VolatileLevel().clock(() => sim.now);
       disk.set(name, db);
     }
     return db;
   };
-  for (const name of options.names) {
-    await sim.addNode(name, async ({ env, transport, disk }) => {
+  const members = [...options.names];
+  const boot = (name: string, settings: Partial<NodeSettings>) =>
+    sim.addNode(name, async ({ env, transport, disk }) => {
       const db = diskDb(disk, 'db');
       const hintsDb = diskDb(disk, 'hints');
-      for (const d of [db, hintsDb]) if (d.status === 'closed') await d.open();
-      startChorusNode({ env, transport, db, hintsDb, settings: swarmSettings(name, options.settings) }).then(
+      disks.set(name, [db, hintsDb]);
+      for (const d of [db, hintsDb]) {
+        d.powerOn();
+        if (d.status === 'closed') await d.open();
+      }
+      startChorusNode({ env, transport, db, hintsDb, settings: swarmSettings(name, settings) }).then(
         (node) => {
           nodes.set(name, node);
           options.onStarted(name, node);
@@ -67,7 +73,27 @@ export async function swarmCluster(options: SwarmClusterOptions) {
         (error: unknown) => options.onStartFailed(name, error),
       );
     });
-  }
+  for (const name of options.names) await boot(name, options.settings);
+  /** Starts one more node into the running cluster (a join, with `autoBootstrap`); it counts as a member from now on. */
+  const add = async (name: string, settings: Partial<NodeSettings>) => {
+    members.push(name);
+    await boot(name, { ...options.settings, ...settings });
+  };
+  /** The node is gone from the cluster for good (it left, or it is dead and removed): it counts as a member no longer. */
+  const forget = (name: string) => {
+    const i = members.indexOf(name);
+    if (i >= 0) members.splice(i, 1);
+  };
+  /**
+   * The node's machine loses power: it crashes, and both its databases lose
+   * every write since their last sync. Returns per database the virtual time
+   * of that sync and how many keys went back.
+   */
+  const powerLoss = (name: string): Array<{ syncedAtMs: number; keys: number }> => {
+    sim.crash(name);
+    nodes.delete(name);
+    return (disks.get(name) ?? []).map((d) => ({ syncedAtMs: d.lastSyncMs, keys: d.powerLoss() }));
+  };
   /** Runs the simulation until the promise settles (asks inside it are answered only while it runs). */
   const during = async <T>(promise: Promise<T> | T, limitMs = 120_000): Promise<T> => {
     let done = false;
@@ -91,9 +117,9 @@ export async function swarmCluster(options: SwarmClusterOptions) {
     if (!n) throw new Error(`${name} is not running`);
     return n;
   };
-  /** Every node runs and sees every node UN. */
+  /** Every member runs and sees every member UN. */
   const allUp = async (): Promise<boolean> =>
-    nodes.size === options.names.length &&
-    (await Promise.all(options.names.map(async (o) => (await node(o).status()).nodes.filter((e) => e.state === 'UN').length))).every((n) => n === options.names.length);
-  return { sim, nodes, node, during, settle, allUp };
+    members.every((m) => nodes.has(m)) &&
+    (await Promise.all(members.map(async (o) => (await node(o).status()).nodes.filter((e) => e.state === 'UN').length))).every((n) => n === members.length);
+  return { sim, nodes, node, during, settle, allUp, members, add, forget, powerLoss };
 }

@@ -7,7 +7,7 @@ const hours = (ms: number) => (ms / 3_600_000).toFixed(ms < 360_000 ? 3 : 1);
 export function formatResult(r: SwarmResult, verbose: boolean): string {
   const lines: string[] = [];
   const faults = Object.entries(r.faults).map(([k, n]) => `${k} ${n}`).join(', ');
-  lines.push(`seed ${r.seed}: ${r.violations.length === 0 ? 'ok' : `FAILED (${[...new Set(r.violations.map((v) => v.checker))].join(', ')})`}; ${r.nodes} nodes, ${r.events} events, ${(r.virtualMs / 1000).toFixed(1)} s simulated`);
+  lines.push(`seed ${r.seed}: ${r.violations.length === 0 ? 'ok' : `FAILED (${[...new Set(r.violations.map((v) => v.checker))].join(', ')})`}; ${r.nodes} nodes, commit_sync ${r.commitSync}${r.topology ? `, ${r.topology}` : ''}, ${r.events} events, ${(r.virtualMs / 1000).toFixed(1)} s simulated`);
   lines.push(`  faults fired: ${faults}`);
   if (verbose) {
     for (const f of r.faultLog) lines.push(`    ${f}`);

@@ -1,17 +1,19 @@
 import { SeededRandom, isChorusError, nodeId } from '@chorus/core';
-import { type Checker, type Crash, type KeyOnReplicas, type ReadRecord, type SliceRecord, type Violation, type WriteRecord, convergenceViolations, readViolations, rowKey, sliceViolations } from '@chorus/history';
+import { type Checker, type Crash, type KeyOnReplicas, type LostBatch, type ReadRecord, type RingChange, type SliceRecord, type Violation, type WriteRecord, convergenceViolations, readViolations, rowKey, sliceViolations, writesLostWithNode } from '@chorus/history';
 import type { Cell } from '@chorus/model';
 import { type ChorusNode, ringOf } from '@chorus/node';
-import { tokenOf } from '@chorus/ring';
+import { type RingView, tokenOf } from '@chorus/ring';
 import { swarmCluster } from './cluster.js';
 
 /**
  * One seed of the swarm. Everything is drawn from the seed: the cluster
- * (3 to 5 whole nodes, keyspace `default` at rf 3, hints on), each node's
- * clock offset, a fault plan and a workload. The workload runs while the
- * faults fire; then the faults stop, every node runs again, hints drain and
- * each node repairs its primary ranges; then the checkers judge the history
- * and what every replica holds.
+ * (3 to 5 whole nodes, keyspace `default` at rf 3, hints on, commit_sync
+ * `periodic` or `batch`), each node's clock offset, a fault plan, maybe a
+ * topology change (a node joins, one decommissions, or a dead one is
+ * removed), and a workload. The workload runs while the faults fire and
+ * the topology changes; then the faults stop, every node runs again, hints
+ * drain and each node repairs its primary ranges; then the checkers judge
+ * the history and what every replica of the final ring holds.
  */
 
 const START_MICROS = 1_767_225_600_000_000;
@@ -29,7 +31,10 @@ const EXPECTED_ERRORS = new Set(['Unavailable', 'WriteTimeout', 'ReadTimeout']);
 const CLUSTERING = ['c0', 'c1', 'c2', 'c3'];
 
 /** What a run found beyond the history checkers: the scenario's own broken expectations. */
-export type ScenarioChecker = Checker | 'unexpected-error' | 'operation-hung' | 'node-start-failed' | 'not-converged' | 'repair-failed' | 'scenario-error';
+export type ScenarioChecker = Checker | 'unexpected-error' | 'operation-hung' | 'node-start-failed' | 'not-converged' | 'repair-failed' | 'movement-failed' | 'scenario-error';
+
+/** The range movements a seed may draw; one per run at most (overlapping movements are refused by design). */
+export type TopologyChange = 'join' | 'decommission' | 'removenode';
 
 export interface SwarmViolation {
   checker: ScenarioChecker;
@@ -43,9 +48,19 @@ export interface SwarmOptions {
   trace?: (line: string) => void;
 }
 
+/** Per movement attempt, how long the swarm lets a refused or failed one rest before the operator tries again. */
+const MOVEMENT_RETRY_MS = 3_000;
+/** Attempts of one movement before the operator leaves it (the ring then stays as it was). */
+const MOVEMENT_ATTEMPTS = 30;
+/** How long after a movement was seen done a coordinator may still place requests by the old ring. */
+const RING_SETTLE_MS = 10_000;
+
 export interface SwarmResult {
   seed: number;
   nodes: number;
+  /** The nodes' commit_sync, and the topology change drawn (if any). */
+  commitSync: 'periodic' | 'batch';
+  topology?: TopologyChange;
   violations: SwarmViolation[];
   /** How often each kind of fault fired. */
   faults: Record<string, number>;
@@ -80,7 +95,30 @@ class SwarmRun {
   private readonly reads: ReadRecord[] = [];
   private readonly slices: SliceRecord[] = [];
   private readonly crashes: Crash[] = [];
+  /** Power failures of the one node whose crashes may lose its unsynced batch. */
+  private readonly lostBatches: LostBatch[] = [];
   private readonly incarnations: ChorusNode[] = [];
+  private readonly commitSync: 'periodic' | 'batch';
+  private readonly commitSyncPeriodMs: number;
+  /** The node whose crashes may lose its last unsynced batch (one node per run: each write acknowledged by two replicas then keeps one disk). */
+  private readonly powerVictim: string | undefined;
+  private readonly topology: TopologyChange | undefined;
+  /** Nodes gone for good: dead and being removed, removed, or left. Faults and restarts pass them by. */
+  private readonly gone = new Set<string>();
+  /** A node joining: no crash while it streams (a restart mid-bootstrap re-bootstraps with new tokens, a known limit). */
+  private joining: string | undefined;
+  /** A node decommissioning: once peers gossip its LEFT back, it stops itself, and its coordinator refuses with ActorStopped. */
+  private leaving: string | undefined;
+  /** The leaving node was refused a restart: it had announced LEFT before it crashed. */
+  private leftWhileDown = false;
+  private movementActive = false;
+  private movement: Promise<void> = Promise.resolve();
+  /** Rings seen before a movement: a node that was a replica of a key there may keep a stale copy (there is no cleanup). */
+  private readonly rings: RingView[] = [];
+  /** When the natural replicas changed (see RingChange in @chorus/history). */
+  private readonly ringChanges: RingChange[] = [];
+  /** A node removed with removenode, and when it died: its disk is gone with it. */
+  private removed: { node: string; atMs: number } | undefined;
   /** Per node, the settle-as-unknown hooks of the operations it coordinates: its crash fires them. */
   private readonly inFlight = new Map<string, Set<() => void>>();
   private readonly skewMs = new Map<string, number>();
@@ -96,6 +134,22 @@ class SwarmRun {
     this.rnd = new SeededRandom(seed, 'swarm');
     this.names = Array.from({ length: 3 + this.rnd.int(3) }, (_, i) => `n${i + 1}`);
     for (const n of this.names) this.inFlight.set(n, new Set());
+    // Forks of their own, so that each draw leaves the others' sequences as they were.
+    const disk = this.rnd.fork('disk');
+    this.commitSync = disk.next() < 0.35 ? 'batch' : 'periodic';
+    this.commitSyncPeriodMs = 1_000 + disk.int(9_000);
+    const lossy = disk.next() < 0.5;
+    const t = this.rnd.fork('topology').next();
+    const n = this.names.length;
+    this.topology = t < 0.18 ? 'join' : t < 0.32 && n >= 4 ? 'decommission' : t < 0.46 && n >= 4 && !lossy ? 'removenode' : undefined;
+    // A removed node's disk is gone too: with a lost batch besides, a write both had acknowledged could be lost, so never both.
+    this.powerVictim = lossy && this.topology !== 'removenode' ? this.names[disk.int(n)] : undefined;
+  }
+
+  private hooksOf(name: string): Set<() => void> {
+    let hooks = this.inFlight.get(name);
+    if (hooks === undefined) this.inFlight.set(name, (hooks = new Set()));
+    return hooks;
   }
 
   violation(checker: ScenarioChecker, message: string): void {
@@ -114,6 +168,8 @@ class SwarmRun {
     return {
       seed: this.seed,
       nodes: this.names.length,
+      commitSync: this.commitSync,
+      ...(this.topology === undefined ? {} : { topology: this.topology }),
       violations: this.violations,
       faults: { ...this.faults, framesDropped: net?.dropped ?? 0, framesDuplicated: net?.duplicated ?? 0 },
       faultLog: this.faultLog,
@@ -128,11 +184,15 @@ class SwarmRun {
     this.cluster = await swarmCluster({
       seed: this.seed,
       names: this.names,
-      settings: { writeTimeoutMs: TIMEOUT_MS, readTimeoutMs: TIMEOUT_MS, maxClockSkewMs: MAX_CLOCK_SKEW_MS },
+      settings: { writeTimeoutMs: TIMEOUT_MS, readTimeoutMs: TIMEOUT_MS, maxClockSkewMs: MAX_CLOCK_SKEW_MS, commitSync: this.commitSync, commitSyncPeriodMs: this.commitSyncPeriodMs },
       startMicros: START_MICROS,
       ...(this.options.trace ? { trace: this.options.trace } : {}),
       onStarted: (_name, n) => this.incarnations.push(n),
-      onStartFailed: (name, error) => this.violation('node-start-failed', `${name}: ${error instanceof Error ? error.message : String(error)}`),
+      onStartFailed: (name, error) => {
+        // A decommission that announced LEFT and crashed before it returned has left: the restart is refused, rightly.
+        if (name === this.leaving && isChorusError(error) && error.name === 'NodeRemoved') this.leftWhileDown = true;
+        else this.violation('node-start-failed', `${name}: ${error instanceof Error ? error.message : String(error)}`);
+      },
     });
     const { sim, during, settle, allUp, node } = this.cluster;
     if (!(await settle(allUp, 120_000))) throw new Error('the cluster did not come up');
@@ -146,6 +206,11 @@ class SwarmRun {
 
     let workloadDone = false;
     const faultsUntil = this.planFaults(() => workloadDone);
+    if (this.topology !== undefined) {
+      this.movementActive = true;
+      this.movement = this.changeTopology(this.topology).finally(() => (this.movementActive = false));
+      this.movement.catch((error: unknown) => this.violation('scenario-error', `the topology change failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`));
+    }
     const ops = this.options.ops ?? 120;
     const clients = 3 + this.rnd.int(4);
     const keys = 4 + this.rnd.int(12);
@@ -166,18 +231,31 @@ class SwarmRun {
 
   // ---- faults ----------------------------------------------------------------
 
-  private crash(name: string): void {
+  /** The node's process dies; with `power`, its machine loses power too, and its disks the writes since their last sync. */
+  private crash(name: string, power = false): void {
     const { sim, nodes } = this.cluster;
     if (!sim.isUp(name)) return;
-    sim.crash(name);
-    nodes.delete(name);
+    if (power) {
+      const disks = this.cluster.powerLoss(name);
+      const lost = { node: name, atMs: sim.now, syncedAtMs: Math.min(...disks.map((d) => d.syncedAtMs)) };
+      this.lostBatches.push(lost);
+      this.figures.keysUnsynced = (this.figures.keysUnsynced ?? 0) + disks.reduce((k, d) => k + d.keys, 0);
+    } else {
+      sim.crash(name);
+      nodes.delete(name);
+    }
     this.crashes.push({ node: name, atMs: sim.now });
-    for (const settleUnknown of [...this.inFlight.get(name)!]) settleUnknown();
+    for (const settleUnknown of [...this.hooksOf(name)]) settleUnknown();
   }
 
   private async restart(name: string): Promise<void> {
-    if (this.cluster.sim.isUp(name)) return;
+    if (this.cluster.sim.isUp(name) || this.gone.has(name)) return;
     await this.cluster.sim.restart(name);
+  }
+
+  /** Members that are not gone for good: what faults and clients choose from. */
+  private live(): string[] {
+    return this.cluster.members.filter((n) => !this.gone.has(n));
   }
 
   /**
@@ -187,9 +265,23 @@ class SwarmRun {
   private planFaults(workloadDone: () => boolean): () => number {
     const { sim } = this.cluster;
     const r = this.rnd.fork('faults');
-    const names = this.names;
-    const pick = () => names[r.int(names.length)]!;
-    const other = (a: string) => names.filter((x) => x !== a)[r.int(names.length - 1)]!;
+    const power = this.rnd.fork('power');
+    const pick = () => {
+      const names = this.live();
+      return names[r.int(names.length)]!;
+    };
+    const other = (a: string) => {
+      const names = this.live().filter((x) => x !== a);
+      return names[r.int(names.length)]!;
+    };
+    // A joining node does not crash (a restart mid-bootstrap takes new tokens); a node gone for good never comes back.
+    const crashable = (n: string) => sim.isUp(n) && n !== this.joining && !this.gone.has(n);
+    const powerFails = (n: string) => n === this.powerVictim && power.next() < 0.7;
+    // In runs that may lose a batch, crashes go to the node that may lose it more often than their share.
+    const crashVictim = () => {
+      const v = pick();
+      return this.powerVictim !== undefined && power.next() < 0.6 && this.live().includes(this.powerVictim) ? this.powerVictim : v;
+    };
     let lastEnd = sim.now;
     const until = (t: number) => (lastEnd = Math.max(lastEnd, t));
 
@@ -197,6 +289,7 @@ class SwarmRun {
     type LinkFault = { links: Set<string> | 'all'; loss?: number; latencyMs?: number; duplicate?: number; reorder?: number };
     const active = new Set<LinkFault>();
     const apply = () => {
+      const names = sim.nodeIds() as string[];
       for (const a of names) {
         for (const b of names) {
           if (a === b) continue;
@@ -227,6 +320,7 @@ class SwarmRun {
     };
     let partitioned = false;
     const split = (): [string[], string[]] => {
+      const names = this.live();
       const shuffled = [...names];
       for (let i = shuffled.length - 1; i > 0; i--) {
         const j = r.int(i + 1);
@@ -235,8 +329,8 @@ class SwarmRun {
       const cut = 1 + r.int(names.length - 1);
       return [shuffled.slice(0, cut), shuffled.slice(cut)];
     };
-    const crashFor = (victims: string[], gapMs: number) => {
-      for (const v of victims) this.crash(v);
+    const crashFor = (victims: string[], gapMs: number, powerLoss = false) => {
+      for (const v of victims) this.crash(v, powerLoss);
       until(sim.now + gapMs);
       const back = () => Promise.all(victims.map((v) => this.restart(v))).then(() => undefined);
       if (gapMs === 0) return back();
@@ -249,15 +343,20 @@ class SwarmRun {
       const lastsMs = 500 + r.int(8_000);
       const kind = r.int(11);
       if (kind === 0) {
-        const victim = pick();
-        if (!sim.isUp(victim)) return;
+        const victim = crashVictim();
+        if (!crashable(victim)) return;
         const g = gap();
+        if (powerFails(victim)) {
+          this.fired('power-loss', `${victim} loses power (its writes since its last sync are lost), restart after ${g} ms`);
+          await crashFor([victim], g, true);
+          return;
+        }
         this.fired('crash', `crash ${victim}, restart after ${g} ms`);
         await crashFor([victim], g);
       } else if (kind === 1) {
         const a = pick();
         const b = other(a);
-        if (!sim.isUp(a) || !sim.isUp(b)) return;
+        if (b === undefined || !crashable(a) || !crashable(b)) return;
         const g = gap();
         this.fired('double-crash', `crash ${a} and ${b} at once, restart after ${g} ms`);
         await crashFor([a, b], g);
@@ -329,11 +428,12 @@ class SwarmRun {
         this.setSkew(victim, ms);
       } else {
         // Two failures at once: a crash while another node is cut off.
-        const victim = pick();
-        if (!sim.isUp(victim) || partitioned) return;
+        const victim = crashVictim();
+        if (!crashable(victim) || partitioned) return;
         const [a, b] = split();
         const g = gap();
-        this.fired('crash-and-partition', `crash ${victim} (restart after ${g} ms) while ${a.join(',')} | ${b.join(',')} for ${lastsMs} ms`);
+        const lose = powerFails(victim);
+        this.fired(lose ? 'power-loss-and-partition' : 'crash-and-partition', `${lose ? 'power loss of' : 'crash'} ${victim} (restart after ${g} ms) while ${a.join(',')} | ${b.join(',')} for ${lastsMs} ms`);
         partitioned = true;
         sim.network.partition(a.map(nodeId), b.map(nodeId));
         until(sim.now + lastsMs);
@@ -341,7 +441,7 @@ class SwarmRun {
           sim.network.heal();
           partitioned = false;
         });
-        await crashFor([victim], g);
+        await crashFor([victim], g, lose);
       }
     };
     const driver = async () => {
@@ -364,7 +464,7 @@ class SwarmRun {
   private attempt<T>(via: string, work: (n: ChorusNode) => Promise<T>): Promise<Attempt<T>> {
     const { sim, node } = this.cluster;
     return new Promise((resolve) => {
-      const hooks = this.inFlight.get(via)!;
+      const hooks = this.hooksOf(via);
       let settled = false;
       const finish = (a: Attempt<T>) => {
         if (settled) return;
@@ -390,7 +490,8 @@ class SwarmRun {
     else if (a.kind === 'error') {
       rec.outcome = 'failed';
       rec.error = isChorusError(a.error) ? a.error.name : String(a.error);
-      if (!EXPECTED_ERRORS.has(rec.error)) this.violation('unexpected-error', `operation #${rec.id} on ${rec.key} via ${rec.via} at ${rec.consistency} failed with ${rec.error}: ${a.error instanceof Error ? a.error.message : ''}`);
+      const expected = EXPECTED_ERRORS.has(rec.error) || (rec.error === 'ActorStopped' && rec.via === this.leaving);
+      if (!expected) this.violation('unexpected-error', `operation #${rec.id} on ${rec.key} via ${rec.via} at ${rec.consistency} [${rec.startMs.toFixed(0)}..${rec.endMs.toFixed(0)} ms] failed with ${rec.error}: ${a.error instanceof Error ? a.error.message : ''}`);
     } else {
       rec.outcome = 'unknown';
       if (a.kind === 'hung') this.violation('operation-hung', `operation #${rec.id} on ${rec.key} via ${rec.via} got no answer within ${HANG_MS} ms although its coordinator stayed up`);
@@ -405,9 +506,11 @@ class SwarmRun {
   private async client(i: number, count: number, keys: number, partitions: number): Promise<void> {
     const { sim, nodes } = this.cluster;
     const r = this.rnd.fork(`client ${i}`);
-    for (let n = 0; n < count; n++) {
+    // While a topology change runs, clients keep going (up to four times their share), so that it runs under load.
+    for (let n = 0; n < count || (this.movementActive && n < 4 * count); n++) {
       await this.sleep(r.int(300));
-      const running = this.names.filter((x) => nodes.has(x) && sim.isUp(x));
+      // Not through a node still joining, as a driver that routes by the ring would not: it may not have the schema yet.
+      const running = this.live().filter((x) => nodes.has(x) && sim.isUp(x) && x !== this.joining);
       if (running.length === 0) continue;
       const via = running[r.int(running.length)]!;
       const wide = r.next() < 0.3;
@@ -471,24 +574,160 @@ class SwarmRun {
     }
   }
 
+  // ---- topology ----------------------------------------------------------------
+
+  /**
+   * One range movement while the workload runs, as an operator would run
+   * it: retried when it is refused or when the node running it crashes (a
+   * clean failure: the ring stays as it was, and no acknowledged write may
+   * be lost), left after MOVEMENT_ATTEMPTS. Only one movement per run.
+   *
+   * Known limits of the product the plan stays clear of: a node restarted
+   * mid-bootstrap re-bootstraps with new tokens (the joining node does not
+   * crash while it joins); two joins at the same instant can both pass (one
+   * join per run); removenode has no pending state, so at rf 2 quorum
+   * writes to the dead node's ranges fail Unavailable while it streams (the
+   * swarm runs rf 3, where Unavailable is an expected answer anyway).
+   */
+  private async changeTopology(kind: TopologyChange): Promise<void> {
+    const r = this.rnd.fork('topology plan');
+    await this.sleep(500 + r.int(5_000));
+    const { node, nodes } = this.cluster;
+    const ringNow = () => ringOf(node(this.live().find((n) => nodes.has(n))!).membership());
+    // A node other than n1, the seed every node starts from.
+    const others = () => this.live().filter((n) => n !== 'n1');
+    this.rings.push(ringNow());
+    const began = this.cluster.sim.now;
+    // A coordinator may go on with the old ring a few gossip rounds after the change was seen.
+    const changed = () => this.ringChanges.push({ fromMs: began, toMs: this.cluster.sim.now + RING_SETTLE_MS });
+    if (kind === 'join') {
+      const name = `n${this.cluster.members.length + 1}`;
+      this.joining = name;
+      this.fired('join', `${name} joins with bootstrap`);
+      await this.cluster.add(name, { autoBootstrap: true });
+      this.setSkew(name, r.int(2 * MAX_OFFSET_MS + 1) - MAX_OFFSET_MS);
+      const joined = await this.waitFor(async () => nodes.has(name) && ringOf(node(name).membership()).member(nodeId(name))?.status === 'normal', 900_000);
+      this.joining = undefined;
+      if (!joined) this.violation('movement-failed', `${name} did not join within 900 s`);
+      else {
+        this.fired('movement-done', `${name} joined`);
+        changed();
+      }
+      return;
+    }
+    if (kind === 'decommission') {
+      const leaver = others()[r.int(others().length)]!;
+      this.leaving = leaver;
+      // It left when its peers say so, even if the call did not return: the node crashed (or stopped itself, told
+      // by a peer that it left) between announcing LEFT and returning.
+      const left = () => this.leftWhileDown || this.live().some((o) => o !== leaver && nodes.has(o) && node(o).membership().endpoint(nodeId(leaver))?.status === 'LEFT');
+      for (let attempt = 1; attempt <= MOVEMENT_ATTEMPTS; attempt++) {
+        if (!(await this.waitFor(() => nodes.has(leaver) || left(), 120_000))) continue;
+        const ended = left() ? { ok: true as const } : await this.decommissionOnce(leaver, attempt);
+        if (ended.ok || left()) {
+          // It left: the process stops, and the node is gone for good.
+          this.fired('movement-done', `${leaver} left`);
+          changed();
+          this.gone.add(leaver);
+          this.crash(leaver);
+          this.cluster.forget(leaver);
+          return;
+        }
+        this.fired('movement-failed', `decommission of ${leaver} failed: ${ended.why}`);
+        await this.sleep(MOVEMENT_RETRY_MS);
+      }
+      return;
+    }
+    const victim = others()[r.int(others().length)]!;
+    if (!(await this.waitFor(() => nodes.has(victim), 120_000))) return;
+    await this.removeDeadNode(victim, r);
+    changed();
+  }
+
+  private decommissionOnce(leaver: string, attempt: number) {
+    const n = this.cluster.node(leaver);
+    this.fired('decommission', `${leaver} decommissions (attempt ${attempt})`);
+    return this.whileRunning(leaver, async () => (await n.decommission()).left);
+  }
+
+  private async removeDeadNode(victim: string, r: SeededRandom): Promise<void> {
+    const { node, nodes } = this.cluster;
+    const hostId = node(victim).hostId;
+    this.fired('dead-node', `${victim} dies for good`);
+    this.removed = { node: victim, atMs: this.cluster.sim.now };
+    this.gone.add(victim);
+    this.crash(victim);
+    for (let attempt = 1; attempt <= MOVEMENT_ATTEMPTS; attempt++) {
+      const running = this.live().filter((n) => nodes.has(n));
+      const via = running[r.int(running.length)];
+      if (via !== undefined) {
+        const n = node(via);
+        this.fired('removenode', `${via} removes ${victim} (attempt ${attempt})`);
+        const ended = await this.whileRunning(via, async () => (await n.removeNode(hostId)).removed);
+        // Unknown host id after an earlier attempt: that attempt removed it, and then its coordinator crashed.
+        if (ended.ok || (attempt > 1 && ended.why.startsWith('UnknownHostId'))) {
+          this.fired('movement-done', `${victim} removed`);
+          this.cluster.forget(victim);
+          return;
+        }
+        this.fired('movement-failed', `removenode of ${victim} via ${via} failed: ${ended.why}`);
+      }
+      await this.sleep(MOVEMENT_RETRY_MS);
+    }
+  }
+
+  /** Polls `check` every 500 ms of virtual time until it holds; false when `limitMs` passed first. */
+  private async waitFor(check: () => boolean | Promise<boolean>, limitMs: number): Promise<boolean> {
+    const deadline = this.cluster.sim.now + limitMs;
+    while (this.cluster.sim.now < deadline) {
+      if (await check()) return true;
+      await this.sleep(500);
+    }
+    return false;
+  }
+
+  /** Runs `work` on `name`; it fails when it throws, or when the node crashes before it ends (its promises then never settle). */
+  private async whileRunning(name: string, work: () => Promise<unknown>): Promise<{ ok: true } | { ok: false; why: string }> {
+    const incarnation = this.cluster.nodes.get(name);
+    let outcome: { ok: true } | { ok: false; why: string } | undefined;
+    work().then(
+      () => (outcome ??= { ok: true }),
+      (error: unknown) => (outcome ??= { ok: false, why: isChorusError(error) ? `${error.name}: ${error.message}` : String(error) }),
+    );
+    while (outcome === undefined) {
+      await this.sleep(500);
+      if (this.cluster.nodes.get(name) !== incarnation) outcome ??= { ok: false, why: `${name} crashed while it ran` };
+    }
+    return outcome;
+  }
+
   // ---- convergence and checks -----------------------------------------------
 
   private async converge(keys: number, partitions: number): Promise<void> {
     const { sim, nodes, node, during, settle, allUp } = this.cluster;
-    for (const n of this.names) if (sim.isPaused(n)) sim.resume(n);
-    for (const a of this.names) for (const b of this.names) if (a !== b) sim.network.setLink(nodeId(a), nodeId(b), { loss: 0, latencyMs: 2, duplicate: 0, reorder: 0 });
+    const all = sim.nodeIds() as string[];
+    for (const n of all) if (sim.isPaused(n)) sim.resume(n);
+    for (const a of all) for (const b of all) if (a !== b) sim.network.setLink(nodeId(a), nodeId(b), { loss: 0, latencyMs: 2, duplicate: 0, reorder: 0 });
     sim.network.heal();
-    for (const n of this.names) await this.restart(n);
-    if (!(await settle(async () => nodes.size === this.names.length && (await allUp()), 300_000))) {
-      this.violation('not-converged', `not every node saw every node UN within 300 s of healing (running: ${[...nodes.keys()].join(',')})`);
+    for (const n of this.live()) await this.restart(n);
+    // A movement still under way ends now, with the faults gone (or is left, as an operator would).
+    await during(this.movement, 1_000_000);
+    const members = this.live();
+    if (!(await settle(allUp, 300_000))) {
+      this.violation('not-converged', `not every member saw every member UN within 300 s of healing (members: ${members.join(',')}; running: ${[...nodes.keys()].join(',')})`);
       return;
     }
     // A write stays open until its timeout to offer hints for the replicas that missed it.
     await sim.runFor(TIMEOUT_MS * 3);
-    if (!(await settle(() => this.names.every((n) => (node(n).hintStats()?.pendingHints ?? 0) === 0), 600_000))) {
-      this.violation('not-converged', `hints still pending 600 s after healing: ${this.names.map((n) => `${n}=${node(n).hintStats()?.pendingHints ?? 0}`).join(' ')}`);
+    // Hints for a node no member knows any more wait out their window, undeliverable: a dead node is forgotten
+    // (without removenode) once every peer restarted while it was down, since peers keep no state of it on disk.
+    const known = (n: string, hostId: string) => node(n).membership().endpoints().some((e) => e.hostId === hostId);
+    const pendingForMembers = async (n: string) => (await node(n).hints()).targets.filter((t) => members.includes(t.name) || known(n, t.hostId)).reduce((sum, t) => sum + t.hints, 0);
+    if (!(await settle(async () => (await Promise.all(members.map(pendingForMembers))).every((h) => h === 0), 600_000))) {
+      const targets = await during(Promise.all(members.map(async (n) => `${n}=${node(n).hintStats()?.pendingHints ?? 0} ${JSON.stringify((await node(n).hints()).targets.map((t) => `${t.name}:${t.hints}`))}`)));
+      this.violation('not-converged', `hints still pending 600 s after healing: ${targets.join(' ')}`);
     }
-    for (const n of this.names) {
+    for (const n of members) {
       let job = await this.repair(n);
       if (job.state !== 'done') job = await this.repair(n);
       if (job.state !== 'done') this.violation('repair-failed', `the repair job on ${n} ended ${job.state}: ${job.error ?? ''}`);
@@ -497,15 +736,30 @@ class SwarmRun {
     const rowKeys: Array<[string, string | undefined]> = [];
     for (let k = 0; k < keys; k++) rowKeys.push([`k${k}`, undefined]);
     for (let p = 0; p < partitions; p++) for (const c of CLUSTERING) rowKeys.push([`w${p}`, c]);
+    // The final ring's replicas are the key's replicas; members that were replicas before a movement may keep a stale copy.
     const ring = ringOf(node('n1').membership());
     const state = new Map<string, KeyOnReplicas>();
     for (const [partition, clustering] of rowKeys) {
-      const replicas = ring.naturalReplicas(tokenOf(partition), REPLICATION).map(String);
+      const t = tokenOf(partition);
+      const replicas = ring.naturalReplicas(t, REPLICATION).map(String);
+      const formerReplicas = [...new Set(this.rings.flatMap((before) => before.naturalReplicas(t, REPLICATION).map(String)))].filter((n) => !replicas.includes(n));
       const cells = new Map<string, Cell | undefined>();
-      for (const n of this.names) cells.set(n, await during(node(n).coordinator.local(KEYSPACE, partition, clustering)));
-      state.set(rowKey(partition, clustering), { replicas, cells });
+      for (const n of members) cells.set(n, await during(node(n).coordinator.local(KEYSPACE, partition, clustering)));
+      state.set(rowKey(partition, clustering), { replicas, cells, formerReplicas });
     }
-    const judged: Violation[] = [...convergenceViolations(this.writes, state).violations, ...readViolations(this.writes, this.reads), ...sliceViolations(this.writes, this.reads, this.slices)];
+    // With commit_sync batch a power loss takes only writes nobody acknowledged: every check stays strict.
+    // With periodic it may take acknowledged ones (see LostBatch in @chorus/history for what is loosened).
+    // A removed node's disk is gone with it: a write it alone may have acknowledged is no floor either.
+    // Quorum reads across a ring change: see RingChange.
+    const before = this.rings[0];
+    const removed = this.removed;
+    const lostWithNode = removed === undefined || before === undefined ? new Set<number>() : writesLostWithNode(this.writes, removed.node, removed.atMs, (key) => before.naturalReplicas(tokenOf(key.split('/')[0]!), REPLICATION).map(String).includes(removed.node));
+    const lossy = { lostBatches: this.commitSync === 'periodic' ? this.lostBatches : [], ringChanges: this.ringChanges };
+    const judged: Violation[] = [
+      ...convergenceViolations(this.writes, state, new Set(), { ...lossy, lostWithNode }).violations,
+      ...readViolations(this.writes, this.reads, lossy),
+      ...sliceViolations(this.writes, this.reads, this.slices, lossy),
+    ];
     this.violations.push(...judged);
 
     const count = <T>(list: T[], pred: (x: T) => boolean) => list.filter(pred).length;
@@ -525,6 +779,9 @@ class SwarmRun {
       hintsDelivered,
       readRepairs,
       crashes: this.crashes.length,
+      powerLosses: this.lostBatches.length,
+      keysUnsynced: this.figures.keysUnsynced ?? 0,
+      members: members.length,
     };
     for (const n of [...nodes.values()]) await during(n.stop());
   }

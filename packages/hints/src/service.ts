@@ -105,6 +105,13 @@ export interface HintsOptions {
   purgeHorizon?: (keyspace: string, t: Token) => number;
   /** How long a target has to acknowledge one replayed hint. */
   deliveryTimeoutMs?: number;
+  /**
+   * Whether the host id left or was removed, as membership knows now. Hints
+   * for it are dropped at the next dispatch and no more are stored: the
+   * `left` and `removed` events come once, and a run that started after
+   * them (its hints on disk) hears none.
+   */
+  isGone?: (hostId: HostId) => boolean;
   dispatchIntervalMs?: number;
   /** Actor names, for several nodes in one system (tests). */
   names?: { hints?: string; replica?: string };
@@ -202,6 +209,13 @@ export async function startHints(system: ActorSystem, options: HintsOptions): Pr
   const dropped = Object.fromEntries(HINT_DROP_REASONS.map((r) => [r, 0])) as Record<HintDropReason, number>;
   const counters = { stored: 0, delivered: 0, replayedBytes: 0, deliveryFailures: 0, handedOff: 0, received: 0 };
   const deliveries = new Map<HostId, Delivery>();
+  /**
+   * Host ids this run heard leave or be removed. A write still open when its
+   * target left offers its hint afterwards; stored, it would wait for a node
+   * that never comes back, and keep hints from ever draining.
+   */
+  const gone = new Set<HostId>();
+  const isGone = (hostId: HostId): boolean => gone.has(hostId) || (options.isGone?.(hostId) ?? false);
   let stopped = false;
   // One hand-off at a time: two would send the same hints twice.
   let handingOff: Promise<unknown> = Promise.resolve();
@@ -377,6 +391,7 @@ export async function startHints(system: ActorSystem, options: HintsOptions): Pr
       case 'left':
       case 'removed': {
         const hostId = event.view.hostIdOf(event.node);
+        if (hostId !== undefined) gone.add(hostId);
         if (hostId !== undefined && store.summary(hostId) !== undefined) void drop(hostId, event.kind).catch((error: unknown) => log.warn({ err: error, hostId }, 'could not drop hints'));
         return;
       }
@@ -529,7 +544,14 @@ export async function startHints(system: ActorSystem, options: HintsOptions): Pr
     }
   }
 
-  async function storeOffers(offers: Array<Extract<HintsMsg, { type: 'offer' }>>, ctx: ActorContext<HintsMsg>): Promise<void> {
+  async function storeOffers(all: Array<Extract<HintsMsg, { type: 'offer' }>>, ctx: ActorContext<HintsMsg>): Promise<void> {
+    const offers = all.filter((o) => !isGone(o.item.hostId));
+    for (const o of all) {
+      if (!isGone(o.item.hostId)) continue;
+      dropped.removed++;
+      ctx.reply(o.replyTo, false);
+    }
+    if (offers.length === 0) return;
     let outcomes: AppendOutcome[];
     try {
       outcomes = await env.scheduler.track(store.append(offers.map((o) => o.item), limits));
@@ -547,6 +569,10 @@ export async function startHints(system: ActorSystem, options: HintsOptions): Pr
       }
       ctx.reply(o.replyTo, outcome.stored);
     });
+    // A target that left while this batch was being stored: its drop may have run before the batch landed.
+    for (const hostId of new Set(offers.map((o) => o.item.hostId))) {
+      if (isGone(hostId)) void drop(hostId, 'left').catch((error: unknown) => log.warn({ err: error, hostId }, 'could not drop hints'));
+    }
   }
 
   const ref: ActorRef<HintsMsg> = system.spawn<HintsMsg>(
@@ -575,7 +601,8 @@ export async function startHints(system: ActorSystem, options: HintsOptions): Pr
               if (msg.periodic) ctx.after(dispatchIntervalMs, { type: 'dispatch', periodic: true });
               for (const t of store.summaries()) {
                 if (t.hints === 0) continue;
-                if (nodeOf(t.hostId) !== undefined) kick(t.hostId);
+                if (isGone(t.hostId)) await drop(t.hostId, 'gone').catch((error: unknown) => log.warn({ err: error, hostId: t.hostId }, 'could not drop hints'));
+                else if (nodeOf(t.hostId) !== undefined) kick(t.hostId);
                 else if (!deliveries.get(t.hostId)?.running) await purgeExpired(t.hostId).catch((error: unknown) => log.warn({ err: error }, 'could not purge expired hints'));
               }
               break;

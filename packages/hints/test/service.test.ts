@@ -76,6 +76,29 @@ describe('the hints service', () => {
     expect(hints.stats()).toMatchObject({ stored: 6, delivered: 0, pendingHints: 0, dropped: expect.objectContaining({ removed: 6 }) });
   });
 
+  it('stores no hint for a host id that left or was removed before the hint came (a write still open when it left), so none waits forever (swarm seed 36)', async () => {
+    const m = fakeMembership(new Map<NodeId, HostId>([[NODE_A, HOST_A], [NODE_B, HOST_B]]));
+    const hints = await start(m);
+    m.emit({ kind: 'left', node: NODE_A, view: m.view });
+    m.emit({ kind: 'removed', node: NODE_B, view: m.view });
+    expect(await hints.offer(NODE_A, write('a', 'v', 1))).toBe(false);
+    expect(await hints.offer(NODE_B, write('b', 'v', 1))).toBe(false);
+    expect(hints.targets()).toEqual([]);
+    expect(hints.stats()).toMatchObject({ stored: 0, pendingHints: 0, dropped: expect.objectContaining({ removed: 2 }) });
+  });
+
+  it('drops, within a dispatch interval, the hints it holds for a host id gone before it started: no event will say so again (swarm seed 19)', async () => {
+    const gone = new Set<HostId>();
+    const m = fakeMembership(new Map<NodeId, HostId>([[NODE_A, HOST_A], [NODE_B, HOST_B]]));
+    const hints = await start(m, { isGone: (id) => gone.has(id), dispatchIntervalMs: 20 });
+    expect(await hints.offer(NODE_A, write('a', 'v', 1))).toBe(true);
+    expect(await hints.offer(NODE_B, write('b', 'v', 1))).toBe(true);
+    gone.add(HOST_A);
+    await until('host A dropped', () => hints.targets().every((t) => t.hostId !== HOST_A));
+    expect(hints.targets().map((t) => [t.hostId, t.hints])).toEqual([[HOST_B, 1]]);
+    expect(await hints.offer(NODE_A, write('a', 'v', 2))).toBe(false);
+  });
+
   it('refuses what it cannot address or must not store, and counts why', async () => {
     const m = fakeMembership(new Map([[NODE_A, HOST_A]]));
     const hints = await start(m);

@@ -178,6 +178,77 @@ export function writesWithLostHints(writes: readonly WriteRecord[], crashes: rea
 export interface KeyOnReplicas {
   replicas: readonly string[];
   cells: ReadonlyMap<string, Cell | undefined>;
+  /**
+   * Nodes that were replicas of the key in an earlier ring and are none now
+   * (a node joined and took the range over). Nothing cleans their copy up,
+   * as in Cassandra before `nodetool cleanup`: they may hold a stale one,
+   * which only has to trace back to a write.
+   */
+  formerReplicas?: readonly string[];
+}
+
+/**
+ * A node's machine lost power (commit_sync `periodic`): every write its disk
+ * took after its last sync, at `syncedAtMs`, is gone, acknowledged or not.
+ */
+export interface LostBatch {
+  node: string;
+  atMs: number;
+  syncedAtMs: number;
+}
+
+/**
+ * Acknowledged writes whose one acknowledgement may have come from `node`,
+ * whose disk is gone for good at `atMs` (removenode: it is never read again,
+ * and its ranges are copied from the survivors): a write at a level one
+ * replica (or, for ANY, one hint) can acknowledge alone, issued before,
+ * through `node` or to a key it was a replica of.
+ */
+export function writesLostWithNode(writes: readonly WriteRecord[], node: string, atMs: number, wasReplica: (key: string) => boolean): Set<number> {
+  const out = new Set<number>();
+  for (const w of writes) {
+    if (w.outcome === 'ok' && SINGLE_ACK_LEVELS.has(w.consistency) && w.startMs < atMs && (w.via === node || wasReplica(w.key))) out.add(w.id);
+  }
+  return out;
+}
+
+/**
+ * When the ring's natural replicas changed: from the moment a movement
+ * began to a margin past the moment it was seen done. A version a quorum
+ * read saw before then may sit on two replicas of the old ring only (read
+ * repair writes no pending replica, and a write below quorum needs none),
+ * and the new ring may keep one of them: a quorum read after the change may
+ * miss it. Quorum-acknowledged writes keep binding (they count the pending
+ * replica), and convergence puts every version back.
+ */
+export interface RingChange {
+  fromMs: number;
+  toMs: number;
+}
+
+/** Levels a single replica (or, for ANY, a single hint) can acknowledge alone. */
+const SINGLE_ACK_LEVELS = new Set(['ONE', 'LOCAL_ONE', 'ANY']);
+
+/** Whether something that ran from `startMs` to `endMs` may have reached the disk of a lost batch: after its last sync and before the power failed. */
+function inLostBatch(startMs: number, endMs: number | undefined, b: LostBatch): boolean {
+  return startMs < b.atMs && (endMs === undefined || endMs > b.syncedAtMs);
+}
+
+/**
+ * Acknowledged writes that a lost unsynced batch may have taken with it: a
+ * write acknowledged by one replica (or one hint) alone, which may have been
+ * the node that lost power, while its last batch was unsynced. A write
+ * acknowledged by two replicas or more is never among them: losses hit one
+ * node only, so another replica that acknowledged it kept its disk
+ * (DESIGN.md, principle 5).
+ */
+export function writesInLostBatches(writes: readonly WriteRecord[], lostBatches: readonly LostBatch[]): Set<number> {
+  const out = new Set<number>();
+  for (const w of writes) {
+    if (w.outcome !== 'ok' || !SINGLE_ACK_LEVELS.has(w.consistency)) continue;
+    if (lostBatches.some((b) => inLostBatch(w.startMs, w.endMs, b))) out.add(w.id);
+  }
+  return out;
 }
 
 /** The write a cell came from, if the history can tell (its value, or an acknowledged delete's timestamp). */
@@ -237,11 +308,19 @@ export function checkConvergence(writes: readonly WriteRecord[], state: Readonly
   return { problems: violations.map((v) => v.message), divergedByLostHints };
 }
 
-export function convergenceViolations(writes: readonly WriteRecord[], state: ReadonlyMap<string, KeyOnReplicas>, lost: ReadonlySet<number> = new Set()): { violations: Violation[]; divergedByLostHints: string[] } {
+export function convergenceViolations(
+  writes: readonly WriteRecord[],
+  state: ReadonlyMap<string, KeyOnReplicas>,
+  lost: ReadonlySet<number> = new Set(),
+  options: { lostBatches?: readonly LostBatch[]; lostWithNode?: ReadonlySet<number> } = {},
+): { violations: Violation[]; divergedByLostHints: string[] } {
   const violations: Violation[] = [];
   const divergedByLostHints: string[] = [];
-  const newest = newestAcknowledged(writes.filter((w) => !lost.has(w.id)));
-  for (const [key, { replicas, cells }] of state) {
+  // A write a lost batch may have taken is no floor (it may be gone from every replica); replicas must still agree.
+  const inLost = writesInLostBatches(writes, options.lostBatches ?? []);
+  const lostWithNode = options.lostWithNode ?? new Set();
+  const newest = newestAcknowledged(writes.filter((w) => !lost.has(w.id) && !inLost.has(w.id) && !lostWithNode.has(w.id)));
+  for (const [key, { replicas, cells, formerReplicas = [] }] of state) {
     const acked = newest.get(key);
     const held = replicas.map((n) => [n, cells.get(n)] as const);
     let top: Cell | undefined;
@@ -262,7 +341,7 @@ export function convergenceViolations(writes: readonly WriteRecord[], state: Rea
       }
     }
     for (const [n, c] of cells) {
-      if (!replicas.includes(n) && c !== undefined) violations.push({ checker: 'non-replica-holds-key', message: `${key}: ${n} is no replica of it but holds ${describeCell(c)}` });
+      if (!replicas.includes(n) && !formerReplicas.includes(n) && c !== undefined) violations.push({ checker: 'non-replica-holds-key', message: `${key}: ${n} is no replica of it but holds ${describeCell(c)}` });
       const why = traceViolation(writes, key, c);
       if (why !== undefined) violations.push({ ...why, message: `${why.message} (on ${n})` });
     }
@@ -287,7 +366,7 @@ export function checkQuorumReads(writes: readonly WriteRecord[], reads: readonly
   return readViolations(writes, reads).map((v) => v.message);
 }
 
-type Floor = { seq: number; cell: Cell | undefined; what: string };
+type Floor = { seq: number; cell: Cell | undefined; what: string; startMs: number; endMs: number; read: boolean };
 
 /** Per key, the versions a later quorum read must not go below: quorum-acknowledged writes and quorum reads, at their completion. */
 function quorumFloors(writes: readonly WriteRecord[], reads: readonly ReadRecord[]): Map<string, Floor[]> {
@@ -298,18 +377,29 @@ function quorumFloors(writes: readonly WriteRecord[], reads: readonly ReadRecord
     floors.set(key, list);
   };
   for (const w of writes) {
-    if (w.outcome === 'ok' && QUORUM_OVERLAPPING_WRITES.has(w.consistency)) push(w.key, { seq: w.endSeq!, cell: cellOf(w), what: describeWrite(w) });
+    if (w.outcome === 'ok' && QUORUM_OVERLAPPING_WRITES.has(w.consistency)) push(w.key, { seq: w.endSeq!, cell: cellOf(w), what: describeWrite(w), startMs: w.startMs, endMs: w.endMs!, read: false });
   }
   for (const r of reads) {
-    if (r.outcome === 'ok' && QUORUM_READS.has(r.consistency)) push(r.key, { seq: r.endSeq!, cell: r.cell, what: `${describeRead(r)} -> ${describeCell(r.cell)}` });
+    if (r.outcome === 'ok' && QUORUM_READS.has(r.consistency)) push(r.key, { seq: r.endSeq!, cell: r.cell, what: `${describeRead(r)} -> ${describeCell(r.cell)}`, startMs: r.startMs, endMs: r.endMs!, read: true });
   }
   return floors;
 }
 
-function floorBefore(floors: Map<string, Floor[]>, key: string, startSeq: number): Floor | undefined {
+/**
+ * The strongest floor of a read that started at `startSeq` and ended at
+ * `endMs`. A floor whose version may have landed on a node in a batch that
+ * node later lost binds no read still running after the loss (one started
+ * before may ask the restarted node again): the version may then be on
+ * one replica of a quorum only, until convergence puts it back (the write
+ * itself is not lost: another replica that acknowledged it kept its disk).
+ */
+function floorBefore(floors: Map<string, Floor[]>, key: string, startSeq: number, endMs: number, lostBatches: readonly LostBatch[], ringChanges: readonly RingChange[]): Floor | undefined {
   let floor: Floor | undefined;
   for (const f of floors.get(key) ?? []) {
-    if (f.seq < startSeq && (floor === undefined || compareVersions(f.cell, floor.cell) > 0)) floor = f;
+    if (f.seq >= startSeq || (floor !== undefined && compareVersions(f.cell, floor.cell) <= 0)) continue;
+    if (lostBatches.some((b) => endMs > b.atMs && inLostBatch(f.startMs, f.endMs, b))) continue;
+    if (f.read && ringChanges.some((c) => f.endMs < c.toMs && endMs > c.fromMs)) continue;
+    floor = f;
   }
   return floor;
 }
@@ -342,7 +432,9 @@ function fromTheFuture(writes: readonly WriteRecord[], key: string, cell: Cell |
  * never older than an earlier completed quorum read or quorum-acknowledged
  * write of its key (monotonic reads).
  */
-export function readViolations(writes: readonly WriteRecord[], reads: readonly ReadRecord[]): Violation[] {
+export function readViolations(writes: readonly WriteRecord[], reads: readonly ReadRecord[], options: { lostBatches?: readonly LostBatch[]; ringChanges?: readonly RingChange[] } = {}): Violation[] {
+  const lostBatches = options.lostBatches ?? [];
+  const ringChanges = options.ringChanges ?? [];
   const violations: Violation[] = [];
   const floors = quorumFloors(writes, reads);
   for (const r of reads) {
@@ -352,7 +444,7 @@ export function readViolations(writes: readonly WriteRecord[], reads: readonly R
     const future = fromTheFuture(writes, r.key, r.cell, r.endSeq!);
     if (future !== undefined) violations.push({ checker: 'read-from-the-future', message: `${describeRead(r)}: ${future}` });
     if (!QUORUM_READS.has(r.consistency)) continue;
-    const floor = floorBefore(floors, r.key, r.startSeq);
+    const floor = floorBefore(floors, r.key, r.startSeq, r.endMs!, lostBatches, ringChanges);
     if (floor !== undefined && compareVersions(r.cell, floor.cell) < 0) {
       violations.push({ checker: 'monotonic-quorum-read', message: `${r.key}: ${describeRead(r)} returned ${describeCell(r.cell)}, older than ${describeCell(floor.cell)} of the earlier ${floor.what}` });
     }
@@ -368,7 +460,9 @@ export function readViolations(writes: readonly WriteRecord[], reads: readonly R
  * delete of the row and no TTL write of it may exist: those make a missing
  * row legitimate, and slices return live rows only).
  */
-export function sliceViolations(writes: readonly WriteRecord[], reads: readonly ReadRecord[], slices: readonly SliceRecord[]): Violation[] {
+export function sliceViolations(writes: readonly WriteRecord[], reads: readonly ReadRecord[], slices: readonly SliceRecord[], options: { lostBatches?: readonly LostBatch[]; ringChanges?: readonly RingChange[] } = {}): Violation[] {
+  const lostBatches = options.lostBatches ?? [];
+  const ringChanges = options.ringChanges ?? [];
   const violations: Violation[] = [];
   const floors = quorumFloors(writes, reads);
   for (const s of slices) {
@@ -380,7 +474,7 @@ export function sliceViolations(writes: readonly WriteRecord[], reads: readonly 
       const future = fromTheFuture(writes, key, cell, s.endSeq!);
       if (future !== undefined) violations.push({ checker: 'read-from-the-future', message: `${describeRead(s)}: ${future}` });
       if (!QUORUM_READS.has(s.consistency)) continue;
-      const floor = floorBefore(floors, key, s.startSeq);
+      const floor = floorBefore(floors, key, s.startSeq, s.endMs!, lostBatches, ringChanges);
       if (floor === undefined || floor.cell === undefined || isTombstone(floor.cell)) continue;
       if (cell !== undefined) {
         if (compareVersions(cell, floor.cell) < 0) violations.push({ checker: 'quorum-slice', message: `${key}: ${describeRead(s)} returned ${describeCell(cell)}, older than ${describeCell(floor.cell)} of the earlier ${floor.what}` });

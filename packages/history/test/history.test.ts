@@ -1,6 +1,6 @@
 import type { Cell } from '@chorus/model';
 import { describe, expect, it } from 'vitest';
-import { type KeyOnReplicas, type ReadRecord, type SliceRecord, type WriteRecord, checkConvergence, checkQuorumReads, convergenceViolations, readViolations, sliceViolations, writesWithLostHints } from '../src/index.js';
+import { type KeyOnReplicas, type ReadRecord, type SliceRecord, type WriteRecord, checkConvergence, checkQuorumReads, convergenceViolations, readViolations, sliceViolations, writesLostWithNode, writesWithLostHints } from '../src/index.js';
 
 // The checker must be able to fail: each case below is a history it has to reject, next to the nearest one it must accept.
 
@@ -116,5 +116,81 @@ describe('the named checkers', () => {
     expect(checkers(sliceViolations([w], [], [slice(52, new Map())]))).toEqual(['quorum-slice']);
     const ttl = put(53, 'p/c1', 5300, { ttlSeconds: 1, consistency: 'ONE' });
     expect(sliceViolations([w, ttl], [], [slice(54, new Map())])).toEqual([]);
+  });
+});
+
+describe('membership that changed: former replicas', () => {
+  it('lets a former replica keep a stale copy, while the final ring\'s replicas must still agree and a stranger may hold nothing', () => {
+    const writes = [put(501, 'k', 100), put(502, 'k', 200)];
+    const state = (cells: Record<string, Cell | undefined>) => new Map<string, KeyOnReplicas>([['k', { replicas: ['n2', 'n3', 'n4'], formerReplicas: ['n1'], cells: new Map(Object.entries(cells)) }]]);
+    const newest = value('k', 502, 200);
+    expect(convergenceViolations(writes, state({ n1: value('k', 501, 100), n2: newest, n3: newest, n4: newest })).violations).toEqual([]);
+    expect(convergenceViolations(writes, state({ n1: newest, n2: newest, n3: newest, n4: value('k', 501, 100) })).violations.map((v) => v.checker)).toEqual(['replicas-differ', 'acknowledged-write-lost']);
+    expect(convergenceViolations(writes, state({ n1: newest, n2: newest, n3: newest, n4: newest, n5: newest })).violations.map((v) => v.checker)).toEqual(['non-replica-holds-key']);
+    // Even a former replica's stale copy must trace back to a write.
+    expect(convergenceViolations(writes, state({ n1: value('k', 9, 900), n2: newest, n3: newest, n4: newest })).violations.map((v) => v.checker)).toEqual(['untraceable-version']);
+  });
+});
+
+describe('a lost unsynced batch (commit_sync periodic, one node loses power)', () => {
+  const lost = [{ node: 'n3', atMs: 1_000, syncedAtMs: 500 }];
+  const at = (startMs: number, endMs: number) => ({ startMs, endMs });
+
+  it('takes a write acknowledged by one replica while that batch was unsynced out of the floor, but no quorum write, and none outside the window', () => {
+    const one = put(601, 'k', 300, { consistency: 'ONE', ...at(600, 610) });
+    const quorum = put(602, 'k', 200, { ...at(600, 610) });
+    const oneBefore = put(603, 'k', 100, { consistency: 'ONE', ...at(100, 110) });
+    const oneAfter = put(604, 'j', 100, { consistency: 'ANY', ...at(1_200, 1_210) });
+    const writes = [one, quorum, oneBefore, oneAfter];
+    const q = value('k', 602, 200);
+    const cells = { n1: q, n2: q, n3: q };
+    // Without the loss, the ONE write is the floor and every replica is behind it.
+    expect(convergenceViolations(writes, onReplicas(cells)).violations.map((v) => v.checker)).toEqual(['acknowledged-write-lost', 'acknowledged-write-lost', 'acknowledged-write-lost']);
+    expect(convergenceViolations(writes, onReplicas(cells), new Set(), { lostBatches: lost }).violations).toEqual([]);
+    // The quorum write stays a floor: another replica that acknowledged it kept its disk.
+    const older = value('k', 603, 100);
+    expect(convergenceViolations(writes, onReplicas({ n1: older, n2: older, n3: older }), new Set(), { lostBatches: lost }).violations.map((v) => v.checker)).toEqual(['acknowledged-write-lost', 'acknowledged-write-lost', 'acknowledged-write-lost']);
+    // Replicas must still agree.
+    expect(convergenceViolations(writes, onReplicas({ n1: q, n2: q, n3: older }), new Set(), { lostBatches: lost }).violations.map((v) => v.checker)).toContain('replicas-differ');
+  });
+
+  it('lets a quorum read running after the loss miss a version that may have been on the lost batch only, but no older floor and no read before the loss', () => {
+    const early = put(701, 'k', 100, { ...at(100, 110) });
+    const late = put(702, 'k', 200, { ...at(600, 610) });
+    const afterLoss = read(703, 'k', value('k', 701, 100), { ...at(1_100, 1_110) });
+    const beforeLoss = read(704, 'k', value('k', 701, 100), { ...at(800, 810) });
+    const belowEarly = read(705, 'k', undefined, { ...at(1_200, 1_210) });
+    const writes = [early, late];
+    expect(readViolations(writes, [afterLoss]).map((v) => v.checker)).toEqual(['monotonic-quorum-read']);
+    expect(readViolations(writes, [afterLoss], { lostBatches: lost })).toEqual([]);
+    expect(readViolations(writes, [beforeLoss], { lostBatches: lost }).map((v) => v.checker)).toEqual(['monotonic-quorum-read']);
+    expect(readViolations(writes, [belowEarly], { lostBatches: lost }).map((v) => v.checker)).toEqual(['monotonic-quorum-read']);
+  });
+});
+
+describe('a topology change', () => {
+  const at = (startMs: number, endMs: number) => ({ startMs, endMs });
+
+  it('keeps a quorum read seen before a ring change from binding a quorum read after it, but not a quorum write', () => {
+    const w1 = put(801, 'k', 100, { ...at(100, 110) });
+    const w2 = put(802, 'k', 200, { consistency: 'ONE', ...at(200, 210) });
+    const sawW2 = read(803, 'k', value('k', 802, 200), { ...at(300, 310) });
+    const after = read(804, 'k', value('k', 801, 100), { ...at(2_000, 2_010) });
+    const belowWrite = read(805, 'k', undefined, { ...at(2_100, 2_110) });
+    const change = [{ fromMs: 250, toMs: 1_500 }];
+    expect(readViolations([w1, w2], [sawW2, after]).map((v) => v.checker)).toEqual(['monotonic-quorum-read']);
+    expect(readViolations([w1, w2], [sawW2, after], { ringChanges: change })).toEqual([]);
+    expect(readViolations([w1, w2], [sawW2, belowWrite], { ringChanges: change }).map((v) => v.checker)).toEqual(['monotonic-quorum-read']);
+  });
+
+  it('names the single-acknowledged writes a removed node may have taken with it: through it, or to a key it held, before it died', () => {
+    const writes = [
+      put(901, 'a', 100, { consistency: 'ONE', ...at(100, 110) }),
+      put(902, 'b', 100, { consistency: 'ANY', via: 'n4', ...at(100, 110) }),
+      put(903, 'a', 200, { ...at(100, 110) }),
+      put(904, 'c', 100, { consistency: 'ONE', ...at(100, 110) }),
+      put(905, 'a', 300, { consistency: 'ONE', ...at(600, 610) }),
+    ];
+    expect([...writesLostWithNode(writes, 'n4', 500, (key) => key === 'a')]).toEqual([901, 902]);
   });
 });

@@ -1,6 +1,6 @@
 import { type Env, type HostId, type NodeId, type Token, hostId, nodeId, token } from '@chorus/core';
 import type { EndpointState } from '@chorus/gossip';
-import { LOCAL, type StorageHandle, readCell, systemRow, write } from '@chorus/storage';
+import { LOCAL, type StorageHandle, flush, readCell, systemRow, write } from '@chorus/storage';
 import { GenerationNotIncreasing } from './errors.js';
 
 export interface LocalState {
@@ -52,6 +52,9 @@ export async function loadLocalState(storage: StorageHandle, env: Env, timeoutMs
   if (!id) {
     id = env.random.uuid();
     await replaceRow(storage, env, LOCAL.hostId, id, timeoutMs);
+    // Synced at once, whatever commit_sync says (as Cassandra flushes its system tables): a power failure before the
+    // next periodic sync would otherwise bring the node back as a stranger, with a new host id and new tokens.
+    await flush(storage.ref, timeoutMs);
   }
   const tokens = listOf(textOf(await storage.reader.getCell(LOCAL.tokens))).map((t) => token(t));
   const generation = await nextGeneration(storage, env, timeoutMs);
@@ -86,6 +89,8 @@ async function nextGeneration(storage: StorageHandle, env: Env, timeoutMs: numbe
       storedAtMicros: stored!.timestampMicros,
     });
   }
+  // Synced before gossip announces it: a power failure must not let the next start hand out the same generation again.
+  await flush(storage.ref, timeoutMs);
   const recorded = textOf(await readCell(storage.ref, LOCAL.generation, timeoutMs));
   if (recorded !== String(generation)) {
     throw new GenerationNotIncreasing('not-stored', `generation ${generation} was written but the store holds ${JSON.stringify(recorded).slice(0, 40)}`, { previousGeneration: previous, generation });
@@ -145,6 +150,8 @@ export async function recordGeneration(storage: StorageHandle, env: Env, generat
 
 export async function saveTokens(storage: StorageHandle, env: Env, tokens: readonly Token[], timeoutMs: number): Promise<void> {
   await replaceRow(storage, env, LOCAL.tokens, tokens.join(','), timeoutMs);
+  // Synced at once, as the host id: tokens lost to a power failure would be chosen anew, moving ranges without streaming.
+  await flush(storage.ref, timeoutMs);
 }
 
 export async function savePeers(storage: StorageHandle, env: Env, peers: readonly NodeId[], timeoutMs: number): Promise<void> {

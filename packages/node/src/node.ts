@@ -383,6 +383,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
           gcGraceSecondsOf: () => settings.gcGraceSeconds,
           purgeHorizon,
           deliveryTimeoutMs: settings.writeTimeoutMs * 5,
+          isGone: (id) => latest().endpoints().some((e) => e.hostId === id && (e.status === 'LEFT' || e.status === 'REMOVED')),
         });
   const coordinator = spawnCoordinator(system, {
     env,

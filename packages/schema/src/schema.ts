@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { ActorRef, ActorSystem, ReplyTo } from '@chorus/actors';
 import { InvalidRequest, type NodeId, type SchemaGossip } from '@chorus/core';
 import { DEFAULT_READ_REPAIR, DEFAULT_TOMBSTONE_GC, type KeyspaceDef, type ReadRepairMode, type ReplicationSpec, type TombstoneGcMode, readRepairOf, tombstoneGcOf, validateKeyspace } from '@chorus/ring';
-import { SCHEMA_PARTITION, SYSTEM_KEYSPACE, type StorageHandle, systemRow, write } from '@chorus/storage';
+import { SCHEMA_PARTITION, SYSTEM_KEYSPACE, type StorageHandle, flush, systemRow, write } from '@chorus/storage';
 import type { KeyspaceDefinitionWire, WireMessage } from '@chorus/wire';
 
 /**
@@ -151,6 +151,9 @@ export function spawnSchema(system: ActorSystem, options: SchemaOptions): ActorR
         keyspaces.set(k.name, k);
       }
       if (changes.length === 0) return false;
+      // Synced before anyone hears of it, whatever commit_sync says (as Cassandra flushes its schema tables): a power
+      // failure before the next periodic sync would otherwise leave a node that has announced a keyspace without it.
+      await flush(options.storage.ref, options.timeoutMs);
       snapshot = { version: schemaVersion(keyspaces.values()), keyspaces: new Map(keyspaces) };
       announce();
       return true;
