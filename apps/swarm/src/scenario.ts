@@ -107,7 +107,7 @@ class SwarmRun {
   private readonly gone = new Set<string>();
   /** A node joining: no crash while it streams (a restart mid-bootstrap re-bootstraps with new tokens, a known limit). */
   private joining: string | undefined;
-  /** A node decommissioning: once peers gossip its LEFT back, it stops itself, and its coordinator refuses with ActorStopped. */
+  /** A node decommissioning: once its peers hold its LEFT, its decommission returns and it stops, and its coordinator refuses with ActorStopped. */
   private leaving: string | undefined;
   /** The leaving node was refused a restart: it had announced LEFT before it crashed. */
   private leftWhileDown = false;

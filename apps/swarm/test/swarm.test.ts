@@ -21,6 +21,8 @@ const REGRESSIONS: Array<[seed: number, found: string]> = [
   [141, 'a decommission that announced LEFT and crashed before returning was retried by the swarm against a node that had left'],
   [1122, 'a delete acknowledged at ONE by the node later removed was lost with its disk, as the design allows: the checker now drops such writes from the floor'],
   [1606, 'a quorum slice right after a join missed a version an earlier quorum read saw on two replicas of the old ring only: read floors no longer bind across a ring change'],
+  [874, 'decommission returned once it had announced LEFT for three gossip rounds, heard or not: cut off meanwhile, the node stopped and no peer learned it left. It now returns only once the live peers hold its LEFT'],
+  [947, 'a node that announced LEFT, crashed and restarted at once came back NORMAL on the peers that had not heard LEFT. It now records LEFT on disk first, and a restart gossips LEFT again and refuses to serve'],
 ];
 
 /**
@@ -28,14 +30,6 @@ const REGRESSIONS: Array<[seed: number, found: string]> = [
  * They stay here, skipped, until the fix lands.
  */
 const KNOWN_FAILURES: Array<[seed: number, found: string]> = [
-  [
-    874,
-    'decommission returns once it has announced LEFT for three gossip rounds, whether or not a peer heard it: cut off meanwhile, the node stopped and no peer ever learned it left (it stays in the ring, DN; repairs fail, its ranges keep a dead replica)',
-  ],
-  [
-    947,
-    'a node that announced LEFT, crashed and restarted at once came back NORMAL with a new generation on the peers that had not yet heard LEFT, and stayed in their ring after it stopped for good',
-  ],
   [
     262,
     'peers keep no state of a node that is down across their own restarts (only its name): once every peer restarted while n3 was down, n3 dropped out of the ring, and n4 bootstrapped against a ring without it, streaming ranges it does not own (non-replica-holds-key)',

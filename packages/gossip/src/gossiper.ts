@@ -7,6 +7,7 @@ import {
   type EndpointState,
   answerSyn,
   digestsOf,
+  maxVersion,
   markedRemoved,
   markedShutdown,
   mergeEndpoint,
@@ -128,7 +129,7 @@ export type GossipMsg =
   | WireMessage<'gossip.ack2'>
   | WireMessage<'gossip.shutdown'>
   | { type: 'gossip.local.tick' }
-  | { type: 'gossip.local.ack'; from: NodeId; ack: Ack }
+  | { type: 'gossip.local.ack'; from: NodeId; ack: Ack; sentVersion: number }
   | { type: 'gossip.local.subscribe'; subscription: Subscription }
   | { type: 'gossip.local.unsubscribe'; address: ActorAddress }
   | { type: 'gossip.local.unlisten'; listener: Listener }
@@ -136,6 +137,7 @@ export type GossipMsg =
   | { type: 'gossip.local.membership'; replyTo: ReplyTo<MembershipSnapshot> }
   | { type: 'gossip.local.remove'; node: NodeId; replyTo: ReplyTo<boolean> }
   | { type: 'gossip.local.stats'; replyTo: ReplyTo<GossipStats> }
+  | { type: 'gossip.local.heard'; replyTo: ReplyTo<NodeId[]> }
   | { type: 'gossip.local.link'; peer: NodeId; state: 'up' | 'down' };
 
 export const DEFAULT_GOSSIPER_NAME = 'gossiper';
@@ -311,6 +313,17 @@ export function reportLink(gossiper: ActorRef<GossipMsg>, peer: NodeId, state: '
   gossiper.tell({ type: 'gossip.local.link', peer, state });
 }
 
+/**
+ * The peers that have shown, through gossip, that they hold this node's
+ * current STATUS: their digests carry this generation at or past the version
+ * the status was set at, or they sent back this node's own state with that
+ * status (a peer holding it LEFT from an earlier run). What a leaving node
+ * waits for before it stops.
+ */
+export function peersHoldingOwnStatus(gossiper: ActorRef<GossipMsg>, timeoutMs = 1_000): Promise<NodeId[]> {
+  return gossiper.ask<NodeId[]>((replyTo) => ({ type: 'gossip.local.heard', replyTo }), timeoutMs);
+}
+
 export function gossipStats(gossiper: ActorRef<GossipMsg>, timeoutMs = 1_000): Promise<GossipStats> {
   return gossiper.ask<GossipStats>((replyTo) => ({ type: 'gossip.local.stats', replyTo }), timeoutMs);
 }
@@ -333,6 +346,10 @@ class Gossiper {
   private pending: MembershipChange[] = [];
   private view: MembershipSnapshot | undefined;
   private removedSelfTold = false;
+  /** Per peer, the largest version of this node's own state, this generation, the peer has shown it holds. */
+  private readonly heardSelf = new Map<NodeId, number>();
+  /** Peers that sent back this node's own state with a status, whatever its generation (see `peersHoldingOwnStatus`). */
+  private readonly echoedStatus = new Map<NodeId, string>();
   private readonly decoded = new WeakMap<object, AppStateValues>();
   private readonly seeds: NodeId[];
   private readonly seedSet: Set<NodeId>;
@@ -373,7 +390,7 @@ class Gossiper {
         this.onSyn(msg);
         break;
       case 'gossip.local.ack':
-        this.onAck(msg.from, msg.ack);
+        this.onAck(msg.from, msg.ack, msg.sentVersion);
         break;
       case 'gossip.ack2':
         this.applyRemote(msg.states, this.ctx.sender);
@@ -402,6 +419,9 @@ class Gossiper {
         break;
       case 'gossip.local.stats':
         this.ctx.reply(msg.replyTo, { ...this.counters });
+        break;
+      case 'gossip.local.heard':
+        this.ctx.reply(msg.replyTo, this.holdingOwnStatus());
         break;
       case 'gossip.local.link':
         if (msg.state === 'down') this.unreachable.add(msg.peer);
@@ -467,12 +487,13 @@ class Gossiper {
     this.counters.synsSent++;
     const self = this.ctx.self;
     const log = this.ctx.log;
+    const sentVersion = digests.find((d) => d.node === this.self)?.maxVersion ?? 0;
     this.peer(target)
       .ask<Ack>((replyTo) => ({ type: 'gossip.syn', cluster: this.config.clusterName, digests, replyTo }), this.config.synTimeoutMs)
       .then(
         (ack) => {
           try {
-            self.tell({ type: 'gossip.local.ack', from: target, ack });
+            self.tell({ type: 'gossip.local.ack', from: target, ack, sentVersion });
           } catch (error) {
             log.warn({ peer: target, err: error }, 'dropped a gossip ACK');
           }
@@ -510,6 +531,8 @@ class Gossiper {
       return;
     }
     const digests = msg.digests.filter((d) => !this.tombstoned(d.node as NodeId, d.generation));
+    const mine = digests.find((d) => d.node === this.self);
+    if (mine !== undefined && mine.generation === this.generation) this.noteHeard(from, mine.maxVersion);
     const { request, send } = answerSyn(this.states, digests, this.self);
     // A node we hold as gone that talks to us again came back from a removal it missed: tell it what we know.
     const held = this.states.get(from);
@@ -517,7 +540,11 @@ class Gossiper {
     this.ctx.reply(msg.replyTo, { type: 'gossip.ack', digests: request, states: withinBudget(send, STATES_BUDGET) });
   }
 
-  private onAck(from: NodeId, ack: Ack): void {
+  private onAck(from: NodeId, ack: Ack, sentVersion: number): void {
+    // No request for this node's own state: the peer holds it at least as far as the SYN's digest went.
+    const asked = ack.digests.find((d) => d.node === this.self);
+    if (asked === undefined) this.noteHeard(from, sentVersion);
+    else if (asked.generation === this.generation) this.noteHeard(from, asked.maxVersion);
     this.applyRemote(ack.states, from);
     if (ack.digests.length === 0) return;
     const states = withinBudget(statesRequested(this.states, ack.digests), STATES_BUDGET);
@@ -544,7 +571,14 @@ class Gossiper {
     const nowS = this.ctx.env.clock.nowMicros() / 1e6;
     // This node's own record first: its event must reach subscribers before the peers' states of the same exchange.
     const own = Object.hasOwn(states, this.self) ? states[this.self] : undefined;
-    if (own !== undefined) this.checkSelfGone(own, from);
+    if (own !== undefined) {
+      if (from !== undefined && from !== this.self && own.app[AppStateKey.HOST_ID]?.value === this.states.get(this.self)!.app[AppStateKey.HOST_ID]?.value) {
+        const status = statusOf(own);
+        if (status !== undefined) this.echoedStatus.set(from, status);
+        if (own.heartbeat.generation === this.generation) this.noteHeard(from, maxVersion(own));
+      }
+      this.checkSelfGone(own, from);
+    }
     for (const [name, state] of Object.entries(states)) {
       const node = name as NodeId;
       if (node === this.self) continue;
@@ -657,6 +691,19 @@ class Gossiper {
     if (id === undefined || (theirs !== undefined && theirs !== id)) return false;
     this.ctx.log.debug({ peer: node, status: statusOf(held) }, 'ignored gossip from a node that is gone from the ring');
     return true;
+  }
+
+  private noteHeard(peer: NodeId, version: number): void {
+    if (peer !== this.self && version > (this.heardSelf.get(peer) ?? 0)) this.heardSelf.set(peer, version);
+  }
+
+  private holdingOwnStatus(): NodeId[] {
+    const status = this.states.get(this.self)!.app[AppStateKey.STATUS];
+    if (status === undefined) return [];
+    const out = new Set<NodeId>();
+    for (const [peer, version] of this.heardSelf) if (version >= status.version) out.add(peer);
+    for (const [peer, echoed] of this.echoedStatus) if (echoed === status.value) out.add(peer);
+    return [...out].sort();
   }
 
   private tombstoned(node: NodeId, generation: number): boolean {

@@ -9,6 +9,7 @@ export {
   membership,
   removeNode,
   gossipStats,
+  peersHoldingOwnStatus,
   reportLink,
   DEFAULT_GOSSIPER_NAME,
   GONE_RETENTION_MS,

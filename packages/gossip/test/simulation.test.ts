@@ -1,7 +1,7 @@
 import { type Token, hostId } from '@chorus/core';
 import type { Simulation } from '@chorus/sim';
 import { describe, expect, it } from 'vitest';
-import { CannotRemoveNode, type EndpointState, type GossipMsg, type MembershipEvent, gossipStats, membership, removeNode, setApplicationState } from '../src/index.js';
+import { CannotRemoveNode, type EndpointState, type GossipMsg, type MembershipEvent, gossipStats, membership, peersHoldingOwnStatus, removeNode, setApplicationState } from '../src/index.js';
 import { INTERVAL, converged, harness, id, names, until } from './helpers.js';
 
 /** Runs the simulation until the promise settles and returns its outcome. */
@@ -213,6 +213,42 @@ describe('restarts, shutdown and removal', () => {
     await h.sim.runFor(20_000);
     const observers = names(3);
     expect(h.all((v) => !v.isAlive(id('n4')) && v.endpoint(id('n4'))?.status === 'REMOVED', observers), 'seed 36: n4 was taken back').toBe(true);
+  }, 30_000);
+});
+
+describe('which peers hold a node\'s own status', () => {
+  it('only peers that showed it, through their digests or by sending it back, count; a restart is counted by peers that hold the earlier LEFT (seed 37)', async () => {
+    const h = await harness(37);
+    const ids = names(4).map((_, i) => hostId(`0000000${i + 1}-0000-4000-8000-000000000000`));
+    const n4Options = { initialState: { hostId: ids[3]!, status: 'NORMAL' as 'NORMAL' | 'LEFT' } };
+    for (const [i, n] of names(3).entries()) await h.add(n, { initialState: { hostId: ids[i]!, status: 'NORMAL' } });
+    await h.add('n4', n4Options);
+    expect(await until(h, () => h.all((v) => v.liveNodes().length === 4), 60_000), 'seed 37: no convergence').toBeDefined();
+    const heard = async () => {
+      const answer = await settle(h.sim, peersHoldingOwnStatus(h.gossipers.get('n4')!));
+      if (!answer.ok) throw answer.error;
+      return answer.value;
+    };
+    await h.sim.runFor(10_000);
+    expect(await heard()).toEqual(['n1', 'n2', 'n3']);
+    // n4 reaches only n1: n1 passes LEFT on, but only n1 has shown n4 that it holds it.
+    h.sim.network.partition([id('n4')], [id('n2'), id('n3')]);
+    setApplicationState(h.gossipers.get('n4')!, { status: 'LEFT' });
+    expect(await heard()).toEqual([]);
+    expect(await until(h, () => h.all((v) => v.endpoint(id('n4'))?.status === 'LEFT', names(3)), 30_000), 'seed 37: LEFT did not spread').toBeDefined();
+    await h.sim.runFor(10_000);
+    expect(await heard()).toEqual(['n1']);
+    h.sim.network.heal();
+    await h.sim.runFor(20_000);
+    expect(await heard()).toEqual(['n1', 'n2', 'n3']);
+    // Started again, LEFT with a new generation: the peers keep the earlier LEFT and send it back, which counts too.
+    h.sim.crash('n4');
+    n4Options.initialState = { hostId: ids[3]!, status: 'LEFT' };
+    await h.sim.restart('n4');
+    await h.sim.runFor(1);
+    expect(await heard()).toEqual([]);
+    await h.sim.runFor(20_000);
+    expect(await heard()).toEqual(['n1', 'n2', 'n3']);
   }, 30_000);
 });
 

@@ -1,15 +1,20 @@
-import type { NodeId } from '@chorus/core';
+import type { Env, NodeId } from '@chorus/core';
+import type { MembershipSnapshot } from '@chorus/gossip';
 import { replicationShortfalls } from '@chorus/ring';
 import { type MovementStatus, rangesToHandOver } from '@chorus/streaming';
 import { BOOTSTRAP_SETTLE_ROUNDS } from './bootstrap.js';
 import { DecommissionRefused, TopologyChangeInProgress } from './errors.js';
 import { RETRY_ROUNDS, type TopologyContext, movementContextOf, runToEnd, sleepRounds } from './topology.js';
 
-/** Gossip intervals a node that left keeps running, so its LEFT reaches every peer from it directly. */
-const LEFT_ANNOUNCE_ROUNDS = 3;
+/** Gossip intervals between two log lines naming the peers a node that left still waits for. */
+const HEARD_LOG_ROUNDS = 10;
 
 export interface DecommissionContext extends TopologyContext {
   announce(values: { status?: 'LEAVING' | 'LEFT'; streaming?: number }): void;
+  /** Records on disk, synced, that this node announces LEFT, so that a restart announces it again instead of serving. */
+  recordLeft(): Promise<void>;
+  /** The peers whose gossip shows they hold this node's current status (gossip's `peersHoldingOwnStatus`). */
+  heardBy(): Promise<readonly NodeId[]>;
   /** Moves every hint this node holds to `to` (hinted handoff's `handOff`); absent without hints. */
   handOffHints?: (to: NodeId) => Promise<unknown>;
 }
@@ -40,9 +45,10 @@ export function checkDecommission(ctx: Pick<DecommissionContext, 'env' | 'ring' 
  * Leaves the ring (Cassandra's decommission): announce LEAVING (coordinators
  * then also write this node's ranges to the nodes gaining them), let the ring
  * settle, stream every range of this node's to the node gaining it, hand
- * every hint to a live node, and announce LEFT. Resolves with the movement
- * once LEFT has had a few gossip rounds to spread; the caller then stops the
- * node. Call `checkDecommission` first.
+ * every hint to a live node, record on disk that it left, and announce LEFT.
+ * Resolves with the movement once the live peers have heard LEFT (see
+ * `awaitLeftHeard`); the caller then stops the node. Call `checkDecommission`
+ * first.
  */
 export async function decommission(ctx: DecommissionContext, started: (movement: MovementStatus) => void): Promise<MovementStatus> {
   const { env } = ctx;
@@ -72,9 +78,61 @@ export async function decommission(ctx: DecommissionContext, started: (movement:
       }
     }
   }
+  for (;;) {
+    try {
+      await ctx.recordLeft();
+      break;
+    } catch (error) {
+      if (ctx.stopped()) throw error;
+      env.logger.warn({ err: error }, 'decommissioning: could not record on disk that this node leaves; trying again before announcing LEFT');
+      await sleep(RETRY_ROUNDS);
+    }
+  }
   ctx.announce({ status: 'LEFT', streaming: 100 });
   const s = movement.status();
-  env.logger.info({ movement: movement.id, ranges: s.rangesTotal, rows: s.rowsStreamed, bytes: s.bytesStreamed, elapsedMs: s.elapsedMs }, 'decommissioned: announced LEFT');
-  await sleep(LEFT_ANNOUNCE_ROUNDS);
+  env.logger.info({ movement: movement.id, ranges: s.rangesTotal, rows: s.rowsStreamed, bytes: s.bytesStreamed, elapsedMs: s.elapsedMs }, 'decommissioning: announced LEFT; waiting until the live peers have heard it');
+  const heard = await awaitLeftHeard(ctx);
+  env.logger.info({ movement: movement.id, heardBy: heard }, 'decommissioned: the live peers have heard LEFT');
   return movement.status();
+}
+
+export interface LeftHeardContext {
+  env: Env;
+  gossipIntervalMs: number;
+  latest(): MembershipSnapshot;
+  heardBy(): Promise<readonly NodeId[]>;
+  stopped(): boolean;
+}
+
+/**
+ * Waits until the peers hold this node's LEFT: at least one has, and so has
+ * every peer this node sees UP. A node that stopped before would stay in the
+ * ring of every peer that missed LEFT, as a dead replica no repair can reach;
+ * a peer that heard it spreads it to those that are down. With no peer to
+ * reach it keeps waiting (and saying so): nobody else could tell the ring.
+ * Resolves with the peers that heard it; rejects only once the node stops.
+ */
+export async function awaitLeftHeard(ctx: LeftHeardContext): Promise<NodeId[]> {
+  const { env } = ctx;
+  for (let round = 0; ; round++) {
+    if (ctx.stopped()) throw new Error('the node stopped before its peers had heard it left');
+    let heard: readonly NodeId[] = [];
+    try {
+      heard = await ctx.heardBy();
+    } catch (error) {
+      if (ctx.stopped()) throw error;
+      env.logger.debug({ err: error }, 'could not ask gossip which peers hold LEFT');
+    }
+    const live = ctx
+      .latest()
+      .endpoints()
+      .filter((e) => !e.isSelf && e.liveness === 'UP' && e.status !== 'LEFT' && e.status !== 'REMOVED')
+      .map((e) => e.node);
+    const missing = live.filter((n) => !heard.includes(n));
+    if (heard.length > 0 && missing.length === 0) return [...heard];
+    if (round % HEARD_LOG_ROUNDS === 0) {
+      env.logger.info({ heardBy: heard, waitingFor: missing, waitedMs: round * ctx.gossipIntervalMs }, heard.length === 0 && live.length === 0 ? 'LEFT announced; no peer reachable yet to hear it, waiting' : 'LEFT announced; waiting until the live peers have heard it');
+    }
+    await new Promise<void>((resolve) => env.scheduler.setTimer(ctx.gossipIntervalMs, resolve));
+  }
 }

@@ -218,3 +218,21 @@ export function keepGone(storage: StorageHandle, env: Env, records: Map<NodeId, 
     flush: () => saving,
   };
 }
+
+/**
+ * Set once this node has announced LEFT (decommission): a restart must not
+ * bring it back NORMAL to the peers that had not heard LEFT yet, so it
+ * gossips LEFT again and does not serve.
+ */
+const LEFT: LocalRow = systemRow('local', 'left');
+
+/** Records, synced, that this node is announcing LEFT; before the announcement, so a crash right after it cannot forget it. */
+export async function recordLeft(storage: StorageHandle, env: Env, timeoutMs: number): Promise<void> {
+  await replaceRow(storage, env, LEFT, 'LEFT', timeoutMs);
+  await flush(storage.ref, timeoutMs);
+}
+
+/** Whether an earlier run of this node announced LEFT. */
+export async function hasLeft(storage: StorageHandle): Promise<boolean> {
+  return textOf(await storage.reader.getCell(LEFT)) === 'LEFT';
+}

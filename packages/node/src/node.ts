@@ -2,7 +2,7 @@ import { type ActorRef, ActorSystem } from '@chorus/actors';
 import { type AntiEntropyHandle, type RepairService, repairedAtRange, startAntiEntropy } from '@chorus/anti-entropy';
 import { type CoordinatorHandle, spawnCoordinator } from '@chorus/coordinator';
 import { type Env, type HostId, type NodeId, Throttle, type Token, type Transport, token } from '@chorus/core';
-import { GONE_RETENTION_MS, type GossipMsg, LatestMembership, type MembershipEvent, type MembershipSnapshot, membership, membershipEventsOf, removeNode as markRemoved, reportLink, schemaGossipOf, setApplicationState, spawnGossiper, subscribe } from '@chorus/gossip';
+import { GONE_RETENTION_MS, type GossipMsg, LatestMembership, type MembershipEvent, type MembershipSnapshot, membership, membershipEventsOf, peersHoldingOwnStatus, removeNode as markRemoved, reportLink, schemaGossipOf, setApplicationState, spawnGossiper, subscribe } from '@chorus/gossip';
 import { type HintStats, type HintsHandle, startHints } from '@chorus/hints';
 import { HybridLogicalClock, type ReplicaMsg, SkewTracker, spawnReplica } from '@chorus/replica';
 import { type KeyspaceDef, type ReadRepairMode, type ReplicationSpec, RingView, type TombstoneGcMode, allocateTokens, readRepairOf, tombstoneGcOf } from '@chorus/ring';
@@ -11,9 +11,9 @@ import { type CommitSyncMode, SYSTEM_KEYSPACE, type StorageDb, type StorageHandl
 import { DEFAULT_STREAM_THROUGHPUT_BYTES_PER_SEC, type MovementStatus, Movements } from '@chorus/streaming';
 import { wireCodec } from '@chorus/wire';
 import { bootstrap } from './bootstrap.js';
-import { checkDecommission, decommission } from './decommission.js';
+import { awaitLeftHeard, checkDecommission, decommission } from './decommission.js';
 import { NodeRemoved, TopologyChangeInProgress } from './errors.js';
-import { keepClockMark, keepGone, loadGone, loadLocalState, recordGeneration, savePeers, saveTokens } from './local-state.js';
+import { hasLeft, keepClockMark, keepGone, loadGone, loadLocalState, recordGeneration, recordLeft, savePeers, saveTokens } from './local-state.js';
 import { purgeHorizonOf } from './purge-horizon.js';
 import { checkRemoveNode, removeNode } from './removenode.js';
 import { type HintsEntry, type RingEntry, type StatusEntry, hintsView, ringEntries, ringOf, ringPeersOf, statusView } from './views.js';
@@ -99,7 +99,8 @@ export interface StartNodeOptions {
   /**
    * Called when the node learns, after it started, that the ring removed it
    * (or it left) while it was away; the node stops itself. At start the same
-   * finding rejects `startChorusNode` with NodeRemoved instead.
+   * finding rejects `startChorusNode` with NodeRemoved instead, as does a
+   * start after this node announced LEFT (once the live peers have heard it).
    */
   onRemoved?: (error: NodeRemoved) => void;
 }
@@ -154,8 +155,9 @@ export interface ChorusNode {
    * Starts leaving the ring (`chorus decommission`): refuses at once with
    * DecommissionRefused or TopologyChangeInProgress, else announces LEAVING
    * and answers with the movement; `left` resolves once every range is
-   * streamed to its new owner, the hints are handed off and LEFT announced.
-   * Stop the node then.
+   * streamed to its new owner, the hints are handed off, LEFT is recorded on
+   * disk and announced, and every live peer has heard it. Stop the node then:
+   * a later start gossips LEFT again and rejects with NodeRemoved.
    */
   decommission(): Promise<{ movement: MovementStatus; left: Promise<MovementStatus> }>;
   /**
@@ -221,6 +223,9 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     await system.shutdown();
     throw error;
   }
+  // An earlier run announced LEFT: this one only tells the peers that missed it, and never serves.
+  let leftAnnounced = await hasLeft(storage);
+  const leftBefore = leftAnnounced;
   const startsAlone = settings.seeds.length === 0 || settings.seeds.every((s) => s === env.node);
   let tokens: Token[] = local.tokens;
   if (tokens.length === 0 && settings.initialTokens.length > 0) tokens = settings.initialTokens.map((t) => token(t));
@@ -251,7 +256,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
       rack: settings.rack,
       release: options.release ?? '0.1.0',
       rpcAddress: env.node,
-      ...(tokens.length > 0 ? { tokens, status: 'NORMAL' as const } : {}),
+      ...(tokens.length > 0 ? { tokens, status: leftBefore ? ('LEFT' as const) : ('NORMAL' as const) } : {}),
     },
   });
   // A closed connection or unanswered pings corroborate silence: the failure detector convicts sooner.
@@ -311,6 +316,8 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
         return;
       }
       if (msg.event.kind === 'removedSelf') {
+        // Its own LEFT told back: the node stops once every live peer has heard it (decommission, or the start below).
+        if (leftAnnounced && msg.event.status === 'LEFT') return;
         removedSelf ??= new NodeRemoved(local.hostId, msg.event.status, msg.event.from);
         if (serving !== undefined) {
           env.logger.error({ reason: removedSelf.message }, 'this node is gone from the ring; stopping');
@@ -328,6 +335,23 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
   subscribe(gossiper, listener, (event): ListenerMsg => ({ type: 'membership', event }));
   current = new LatestMembership(await membership(gossiper, LOCAL_TIMEOUT_MS));
   const latest = current.snapshot.bind(current);
+  const heardBy = () => peersHoldingOwnStatus(gossiper, LOCAL_TIMEOUT_MS);
+
+  if (leftBefore) {
+    // It left, and may have stopped before every peer heard it: those still hold it NORMAL, in their ring. Gossip
+    // tells them LEFT with this new generation; the data stays untouched and the node does not serve.
+    env.logger.warn({ hostId: local.hostId }, 'this node left the ring in an earlier run; announcing LEFT again, then refusing to serve');
+    let heard: NodeId[];
+    try {
+      heard = await awaitLeftHeard({ env, gossipIntervalMs: settings.gossipIntervalMs, latest, heardBy, stopped: () => false });
+    } finally {
+      await system.stop(gossiper as ActorRef<unknown>);
+      await goneKeeper.flush();
+      await storage.close();
+      await system.shutdown();
+    }
+    throw new NodeRemoved(local.hostId, 'LEFT', heard[0]!);
+  }
 
   let bootstrapping = false;
   if (tokens.length === 0) {
@@ -495,6 +519,11 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
       const ctx = {
         ...topology,
         announce: (values: { status?: 'LEAVING' | 'LEFT'; streaming?: number }) => setApplicationState(gossiper, values),
+        recordLeft: async () => {
+          await recordLeft(storage, env, LOCAL_TIMEOUT_MS);
+          leftAnnounced = true;
+        },
+        heardBy,
         ...(hints ? { handOffHints: (to: NodeId) => hints.handOff(to) } : {}),
       };
       checkDecommission(ctx);
