@@ -431,7 +431,11 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
   });
   antiEntropy = repairJobs;
 
-  await awaitRingPeers(env, settings, latest, local.peers, () => removedSelf !== undefined);
+  // Each kept endpoint's heartbeat as the disk gave it: one that differs, or a peer UP, is news of this run.
+  const keptBeats = new Map([...peerStates, ...[...gone].map(([n, r]) => [n, r.state] as const)].map(([n, s]) => [n, `${s.heartbeat.generation}:${s.heartbeat.version}`]));
+  const heard = (view: MembershipSnapshot): boolean =>
+    keptBeats.size === 0 || view.endpoints().some((e) => !e.isSelf && (e.liveness === 'UP' || keptBeats.get(e.node) !== `${e.generation}:${e.heartbeat}`));
+  await awaitRingPeers(env, settings, latest, local.peers, heard, () => removedSelf !== undefined);
   ringKnown();
   keepPeers(latest());
 
@@ -570,20 +574,21 @@ function knowsAll(view: MembershipSnapshot, peers: readonly NodeId[]): boolean {
  * only replica of every key: a write at ONE or ANY would be stored here
  * alone (on a node that may be no replica of the key) and hinted to no one,
  * and a read at ONE would answer from here. So before the node coordinates
- * it waits until gossip knows again every peer of the ring it last saw.
- * The peers' states kept on disk (`loadPeerStates`, as Cassandra's
- * system.peers) answer that at once; the wait remains for a data directory
- * written before they were kept, and for a damaged record. It is bounded:
- * with every peer down the node starts all the same, and says so.
+ * it waits until gossip knows again every peer of the ring it last saw. The
+ * peers' states kept on disk (`loadPeerStates`, as Cassandra's system.peers)
+ * give it the ring at once; it still waits for a first word of this run from
+ * a peer (`heard`), since that exchange is also where a peer tells a node that
+ * was removed while away. The wait is bounded: with every peer down the node
+ * starts all the same, and says so.
  */
-async function awaitRingPeers(env: Env, settings: NodeSettings, current: () => MembershipSnapshot, peers: readonly NodeId[], gone: () => boolean): Promise<void> {
-  if (peers.length === 0) return;
+async function awaitRingPeers(env: Env, settings: NodeSettings, current: () => MembershipSnapshot, peers: readonly NodeId[], heard: (view: MembershipSnapshot) => boolean, gone: () => boolean): Promise<void> {
+  if (peers.length === 0 && heard(current())) return;
   const sleep = (ms: number) => new Promise<void>((resolve) => env.scheduler.setTimer(ms, resolve));
   const deadline = env.clock.monotonicMs() + RING_WAIT_ROUNDS * settings.gossipIntervalMs;
-  while (!knowsAll(current(), peers) && !gone()) {
+  while (!(knowsAll(current(), peers) && heard(current())) && !gone()) {
     if (env.clock.monotonicMs() >= deadline) {
       const missing = peers.filter((p) => current().endpoint(p)?.status === undefined);
-      env.logger.warn({ missing, waitedMs: RING_WAIT_ROUNDS * settings.gossipIntervalMs }, 'gossip has not told this node of every ring member it knew before its restart; coordinating with a partial ring');
+      env.logger.warn({ missing, heard: heard(current()), waitedMs: RING_WAIT_ROUNDS * settings.gossipIntervalMs }, 'gossip has not told this node of every ring member it knew before its restart; coordinating with a partial ring');
       return;
     }
     await sleep(Math.max(1, settings.gossipIntervalMs / 4));

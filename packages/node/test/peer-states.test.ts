@@ -1,7 +1,12 @@
-import { nodeId } from '@chorus/core';
+import { ActorSystem } from '@chorus/actors';
+import { type Logger, type NodeId, nodeId, realEnv } from '@chorus/core';
+import type { EndpointState } from '@chorus/gossip';
 import { tokenOf } from '@chorus/ring';
+import { spawnStorage, systemRow, write } from '@chorus/storage';
+import { MemoryLevel } from 'memory-level';
 import { describe, expect, it } from 'vitest';
 import { ringOf } from '../src/index.js';
+import { keepPeerStates, loadPeerStates } from '../src/local-state.js';
 import { simCluster } from './sim-cluster.js';
 
 const TIME_SCALE = Math.max(1, Number(process.env.CHORUS_TEST_TIME_SCALE ?? 1) || 1);
@@ -65,4 +70,47 @@ describe("peers' ring state across restarts", () => {
     expect(problems).toEqual([]);
     expect(mine).toBeGreaterThan(0);
   }, 180_000 * TIME_SCALE);
+
+  it("the peers' record is read back as kept, and checked as a peer's gossip: a malformed entry is skipped with a warning, an unreadable record ignored", async () => {
+    const warnings: string[] = [];
+    const logger: Logger = { debug() {}, info() {}, warn: (_o, msg) => void warnings.push(msg ?? ''), error() {}, child: () => logger };
+    const env = realEnv(nodeId('n1'), logger);
+    const system = new ActorSystem({ env });
+    const db = new MemoryLevel<Uint8Array, Uint8Array>({ keyEncoding: 'view', valueEncoding: 'view' });
+    const storage = spawnStorage(system, { db, env });
+    try {
+      const state = (generation: number): EndpointState => ({ heartbeat: { generation, version: 7 }, app: { STATUS: { value: 'NORMAL', version: 2 }, TOKENS: { value: '-5,5', version: 1 } } });
+      const records = new Map<NodeId, EndpointState>();
+      const keeper = keepPeerStates(storage, env, records, 2_000);
+      for (const n of ['n2', 'n3', 'n4']) keeper.set(nodeId(n), state(100));
+      keeper.set(nodeId('n4'), undefined);
+      keeper.set(nodeId('n3'), state(101));
+      await keeper.flush();
+      expect(Object.fromEntries(await loadPeerStates(storage, env))).toEqual({ n2: state(100), n3: state(101) });
+      expect(warnings).toEqual([]);
+
+      // What a damaged disk (or a hand-edited one) may hold.
+      const row = systemRow('local', 'peer_states');
+      const stored = (text: string, at: number) => write(storage.ref, { ...row, cell: { value: new TextEncoder().encode(text), timestampMicros: env.clock.nowMicros() + at } }, 2_000);
+      await stored(
+        JSON.stringify({
+          n2: state(100),
+          'not a node id!': state(100),
+          n5: { heartbeat: { generation: 1.5, version: 1 }, app: {} },
+          n6: { heartbeat: { generation: 1, version: 1 }, app: { NAME: { value: 'x'.repeat(70_000), version: 1 } } },
+          n7: { heartbeat: { generation: 1, version: 1 }, app: { NAME: { value: 42, version: 1 } } },
+          n8: 'NORMAL',
+        }),
+        1_000_000,
+      );
+      expect([...(await loadPeerStates(storage, env)).keys()]).toEqual(['n2']);
+      expect(warnings).toEqual(["skipped malformed entries of the record of the peers' ring state"]);
+      await stored('{"n2":', 2_000_000);
+      expect((await loadPeerStates(storage, env)).size).toBe(0);
+      expect(warnings.at(-1)).toBe("the record of the peers' ring state is unreadable; starting without it");
+    } finally {
+      await storage.close();
+      await system.shutdown();
+    }
+  });
 });
