@@ -36,8 +36,10 @@ describe("peers' ring state across restarts", () => {
       c.nodes.delete(n);
     }
     await c.sim.runFor(2_000);
+    const restartedAt = c.sim.now;
     for (const n of others) await c.sim.restart(n);
     await c.settle('every peer restarted', () => others.every((n) => c.nodes.has(n)));
+    if (process.env.CHORUS_VERBOSE) console.log(`seed 262: every peer serving again ${c.sim.now - restartedAt} ms (virtual) after the restarts`);
     await c.settle('the live peers UN everywhere', async () => (await Promise.all(others.map(async (n) => (await c.node(n).status()).nodes.filter((e) => e.state === 'UN').length))).every((u) => u === 3));
     for (const n of others) {
       expect(await c.during(seesN3(n, 'DN')), `${n}: n3 is DN`).toBe(true);
