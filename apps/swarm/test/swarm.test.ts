@@ -23,31 +23,12 @@ const REGRESSIONS: Array<[seed: number, found: string]> = [
   [1606, 'a quorum slice right after a join missed a version an earlier quorum read saw on two replicas of the old ring only: read floors no longer bind across a ring change'],
   [874, 'decommission returned once it had announced LEFT for three gossip rounds, heard or not: cut off meanwhile, the node stopped and no peer learned it left. It now returns only once the live peers hold its LEFT'],
   [947, 'a node that announced LEFT, crashed and restarted at once came back NORMAL on the peers that had not heard LEFT. It now records LEFT on disk first, and a restart gossips LEFT again and refuses to serve'],
-];
-
-/**
- * Seeds that fail on a bug too large to fix beside the swarm; each names it.
- * They stay here, skipped, until the fix lands.
- */
-const KNOWN_FAILURES: Array<[seed: number, found: string]> = [
-  [
-    262,
-    'peers keep no state of a node that is down across their own restarts (only its name): once every peer restarted while n3 was down, n3 dropped out of the ring, and n4 bootstrapped against a ring without it, streaming ranges it does not own (non-replica-holds-key)',
-  ],
+  [262, "every peer restarted while n3 was down and, keeping only its name, dropped it from the ring; n4 then bootstrapped against a ring without it and streamed ranges it does not own: peers' ring state is now kept across restarts"],
 ];
 
 describe('simulation swarm: regression seeds', () => {
   for (const [seed, found] of REGRESSIONS) {
     it(`seed ${seed}: ${found}`, async () => {
-      const result = await runSwarmSeed(seed);
-      expect(result.violations, formatResult(result, true)).toEqual([]);
-    }, 120_000 * TIME_SCALE);
-  }
-});
-
-describe('simulation swarm: known failures', () => {
-  for (const [seed, found] of KNOWN_FAILURES) {
-    it.skip(`seed ${seed}: ${found}`, async () => {
       const result = await runSwarmSeed(seed);
       expect(result.violations, formatResult(result, true)).toEqual([]);
     }, 120_000 * TIME_SCALE);

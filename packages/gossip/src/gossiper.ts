@@ -56,6 +56,27 @@ export interface GossipOptions {
    * Called from the actor's turn; must not block.
    */
   onGone?: (node: NodeId, state: EndpointState) => void;
+  /**
+   * Peers' endpoint states this node kept before its restart (see
+   * `onRingState`; Cassandra's `system.peers`), held from the start so that
+   * the ring keeps members that are down while this node restarts. Each is
+   * checked as a peer's gossip is (this node, generations far ahead, bad
+   * keys and `maxEndpoints` stay out; LEFT and REMOVED come through `gone`).
+   * A kept endpoint is DOWN, with its generation: a newer generation
+   * replaces it, an older one never does. Its first news counts as a first
+   * sight, since it may be the last heartbeat of a node that died since; only
+   * a heartbeat after that brings it UP.
+   */
+  known?: ReadonlyArray<{ node: NodeId; state: EndpointState }>;
+  /**
+   * Told when what the ring needs of a peer changes (a new endpoint, a new
+   * generation, or a change of STATUS, TOKENS, DC, RACK, HOST_ID, NAME or
+   * RPC_ADDRESS), with its whole state; `undefined` once it is evicted. Not
+   * told of heartbeats or other states, so a node that keeps these on disk
+   * (and hands them back as `known`) writes on change, not every round.
+   * Called from the actor's turn; must not block.
+   */
+  onRingState?: (node: NodeId, state: EndpointState | undefined) => void;
   /** How long a dropped endpoint's generation is remembered, so stale gossip cannot bring it back; 3 days by default. */
   tombstoneMs?: number;
   /** How long to wait for the ACK of a SYN; the wire table's timeout of `gossip.syn` by default. */
@@ -159,7 +180,12 @@ interface Resolved {
   initial: Array<[string, string]>;
   gone: ReadonlyArray<{ node: NodeId; state: EndpointState; ageMs: number }>;
   onGone: ((node: NodeId, state: EndpointState) => void) | undefined;
+  known: ReadonlyArray<{ node: NodeId; state: EndpointState }>;
+  onRingState: ((node: NodeId, state: EndpointState | undefined) => void) | undefined;
 }
+
+/** The application states whose change `onRingState` reports: what a restarted node needs to place the peer in its ring. */
+const RING_KEYS: ReadonlySet<string> = new Set([AppStateKey.STATUS, AppStateKey.TOKENS, AppStateKey.DC, AppStateKey.RACK, AppStateKey.HOST_ID, AppStateKey.NAME, AppStateKey.RPC_ADDRESS]);
 
 /** Cassandra's VERY_LONG_TIME: how long LEFT and REMOVED endpoints are kept. */
 export const GONE_RETENTION_MS = 3 * 24 * 3600 * 1000;
@@ -186,6 +212,8 @@ function resolve(options: GossipOptions): Resolved {
     initial: encodeAppState(options.initialState ?? {}),
     gone: options.gone ?? [],
     onGone: options.onGone,
+    known: options.known ?? [],
+    onRingState: options.onRingState,
   };
 }
 
@@ -338,6 +366,8 @@ class Gossiper {
   private readonly liveness = new Map<NodeId, Liveness>();
   /** When each LEFT/REMOVED endpoint was first seen so, for the quarantine. */
   private readonly goneSince = new Map<NodeId, number>();
+  /** Endpoints held as `known` from before this node's restart that gossip has not told of since. */
+  private readonly kept = new Set<NodeId>();
   private readonly tombstones = new Map<NodeId, { generation: number; expiresAt: number }>();
   private readonly fd: PhiAccrualFailureDetector<NodeId>;
   /** Peers whose connection the transport reports down. */
@@ -372,6 +402,21 @@ class Gossiper {
       this.states.set(g.node, g.state);
       this.liveness.set(g.node, 'DOWN');
       this.goneSince.set(g.node, now - Math.max(0, g.ageMs));
+    }
+    const nowS = ctx.env.clock.nowMicros() / 1e6;
+    for (const k of config.known) {
+      if (k.node === this.self || this.states.has(k.node) || isGoneStatus(statusOf(k.state))) continue;
+      if (k.state.heartbeat.generation > nowS + MAX_GENERATION_AHEAD_S) {
+        ctx.log.warn({ peer: k.node, generation: k.state.heartbeat.generation }, 'ignored an endpoint state with a generation far in the future');
+        continue;
+      }
+      if (this.states.size >= config.maxEndpoints) {
+        ctx.log.warn({ peer: k.node, maxEndpoints: config.maxEndpoints }, 'too many endpoints; ignored a new one');
+        continue;
+      }
+      this.states.set(k.node, sanitize(k.state));
+      this.liveness.set(k.node, 'DOWN');
+      this.kept.add(k.node);
     }
   }
 
@@ -604,6 +649,9 @@ class Gossiper {
     if (result.outcome === 'ignored') return;
     this.states.set(node, result.state);
     this.view = undefined;
+    if (result.outcome !== 'updated' || result.changes.some((c) => RING_KEYS.has(c.key))) this.config.onRingState?.(node, result.state);
+    // What was kept of it may be older than this news, which may itself be the last heartbeat of a node that died since.
+    const firstNews = this.kept.delete(node);
     const status = statusOf(result.state);
     if (isGoneStatus(status)) {
       if (!this.goneSince.has(node)) {
@@ -636,7 +684,7 @@ class Gossiper {
       this.markDown(node, status === 'LEFT' ? 'left' : status === 'REMOVED' ? 'removed' : 'shutdown');
     } else if (result.heartbeatAdvanced) {
       this.fd.report(node, now);
-      if (this.liveness.get(node) !== 'UP') this.markUp(node);
+      if (!firstNews && this.liveness.get(node) !== 'UP') this.markUp(node);
     }
   }
 
@@ -659,7 +707,9 @@ class Gossiper {
     this.states.delete(node);
     this.liveness.delete(node);
     this.goneSince.delete(node);
+    this.kept.delete(node);
     this.fd.forget(node);
+    this.config.onRingState?.(node, undefined);
     if (state) this.tombstones.set(node, { generation: state.heartbeat.generation, expiresAt: now + this.config.tombstoneMs });
     this.view = undefined;
     this.pending.push({ kind: 'evicted', node });

@@ -54,6 +54,7 @@ export {
   encodeAppState,
   decodeAppState,
   isDeadStatus,
+  isGoneStatus,
   MAX_VALUE_LENGTH,
 } from './values.js';
 export { InvalidAppState, CannotRemoveNode } from './errors.js';

@@ -1,5 +1,5 @@
 import { type Env, type HostId, type NodeId, type Token, hostId, nodeId, token } from '@chorus/core';
-import type { EndpointState } from '@chorus/gossip';
+import { type EndpointState, MAX_VALUE_LENGTH } from '@chorus/gossip';
 import { LOCAL, type StorageHandle, flush, readCell, systemRow, write } from '@chorus/storage';
 import { GenerationNotIncreasing } from './errors.js';
 
@@ -235,4 +235,75 @@ export async function recordLeft(storage: StorageHandle, env: Env, timeoutMs: nu
 /** Whether an earlier run of this node announced LEFT. */
 export async function hasLeft(storage: StorageHandle): Promise<boolean> {
   return textOf(await storage.reader.getCell(LEFT)) === 'LEFT';
+}
+
+/**
+ * What this node last knew of each peer that is in the ring (Cassandra's
+ * `system.peers`): its whole gossip state, so that a restart places a peer
+ * that is down with its tokens, status, location and generation. LEFT and
+ * REMOVED peers are kept by the gone row instead, with their age.
+ */
+const PEER_STATES: LocalRow = systemRow('local', 'peer_states');
+
+/** An endpoint state as a peer could have sent it: the shape the wire schema checks, with values within its bound. */
+function isPeerState(x: unknown): x is EndpointState {
+  return isEndpointState(x) && Object.values(x.app).every((v) => v.value.length <= MAX_VALUE_LENGTH);
+}
+
+/**
+ * The peers' states recorded by the last run. The row came from disk, so it
+ * is checked as a peer's gossip is: a malformed entry is skipped with a
+ * warning (that peer is learned from gossip again, as before it was kept),
+ * and the gossiper applies the rest of its checks when it takes them.
+ */
+export async function loadPeerStates(storage: StorageHandle, env: Env): Promise<Map<NodeId, EndpointState>> {
+  const out = new Map<NodeId, EndpointState>();
+  const text = textOf(await storage.reader.getCell(PEER_STATES));
+  if (text === undefined) return out;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    env.logger.warn({}, "the record of the peers' ring state is unreadable; starting without it");
+    return out;
+  }
+  let skipped = 0;
+  for (const [node, state] of Object.entries(typeof parsed === 'object' && parsed !== null ? parsed : {})) {
+    let id: NodeId;
+    try {
+      id = nodeId(node);
+    } catch {
+      skipped++;
+      continue;
+    }
+    if (isPeerState(state)) out.set(id, state);
+    else skipped++;
+  }
+  if (skipped > 0) env.logger.warn({ skipped }, "skipped malformed entries of the record of the peers' ring state");
+  return out;
+}
+
+/**
+ * Keeps the peers' states as gossip reports their ring changes. Changes that
+ * arrive while a write is pending join it: a burst (a first start learning the
+ * whole ring) costs one write, and heartbeats cost none, since gossip does
+ * not report them.
+ */
+export function keepPeerStates(storage: StorageHandle, env: Env, records: Map<NodeId, EndpointState>, timeoutMs: number): { set(node: NodeId, state: EndpointState | undefined): void; flush(): Promise<void> } {
+  let saving: Promise<void> = Promise.resolve();
+  let pending = false;
+  const save = (): Promise<void> => {
+    pending = false;
+    return replaceRow(storage, env, PEER_STATES, JSON.stringify(Object.fromEntries(records)), timeoutMs).then(() => undefined);
+  };
+  return {
+    set(node, state) {
+      if (state === undefined) records.delete(node);
+      else records.set(node, state);
+      if (pending) return;
+      pending = true;
+      saving = saving.then(save).catch((error: unknown) => env.logger.warn({ err: error }, "could not record the peers' ring state"));
+    },
+    flush: () => saving,
+  };
 }

@@ -2,7 +2,7 @@ import { type ActorRef, ActorSystem } from '@chorus/actors';
 import { type AntiEntropyHandle, type RepairService, repairedAtRange, startAntiEntropy } from '@chorus/anti-entropy';
 import { type CoordinatorHandle, spawnCoordinator } from '@chorus/coordinator';
 import { type Env, type HostId, type NodeId, Throttle, type Token, type Transport, token } from '@chorus/core';
-import { GONE_RETENTION_MS, type GossipMsg, LatestMembership, type MembershipEvent, type MembershipSnapshot, membership, membershipEventsOf, peersHoldingOwnStatus, removeNode as markRemoved, reportLink, schemaGossipOf, setApplicationState, spawnGossiper, subscribe } from '@chorus/gossip';
+import { AppStateKey, GONE_RETENTION_MS, type GossipMsg, isGoneStatus, LatestMembership, type MembershipEvent, type MembershipSnapshot, membership, membershipEventsOf, peersHoldingOwnStatus, removeNode as markRemoved, reportLink, schemaGossipOf, setApplicationState, spawnGossiper, subscribe } from '@chorus/gossip';
 import { type HintStats, type HintsHandle, startHints } from '@chorus/hints';
 import { HybridLogicalClock, type ReplicaMsg, SkewTracker, spawnReplica } from '@chorus/replica';
 import { type KeyspaceDef, type ReadRepairMode, type ReplicationSpec, RingView, type TombstoneGcMode, allocateTokens, readRepairOf, tombstoneGcOf } from '@chorus/ring';
@@ -13,7 +13,7 @@ import { wireCodec } from '@chorus/wire';
 import { bootstrap } from './bootstrap.js';
 import { awaitLeftHeard, checkDecommission, decommission } from './decommission.js';
 import { NodeRemoved, TopologyChangeInProgress } from './errors.js';
-import { hasLeft, keepClockMark, keepGone, loadGone, loadLocalState, recordGeneration, recordLeft, savePeers, saveTokens } from './local-state.js';
+import { hasLeft, keepClockMark, keepGone, keepPeerStates, loadGone, loadLocalState, loadPeerStates, recordGeneration, recordLeft, savePeers, saveTokens } from './local-state.js';
 import { purgeHorizonOf } from './purge-horizon.js';
 import { checkRemoveNode, removeNode } from './removenode.js';
 import { type HintsEntry, type RingEntry, type StatusEntry, hintsView, ringEntries, ringOf, ringPeersOf, statusView } from './views.js';
@@ -235,6 +235,8 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
   const goneRetentionMs = settings.goneRetentionMs ?? GONE_RETENTION_MS;
   const gone = await loadGone(storage, env, goneRetentionMs);
   const goneKeeper = keepGone(storage, env, gone, goneRetentionMs, LOCAL_TIMEOUT_MS);
+  const peerStates = await loadPeerStates(storage, env);
+  const peerKeeper = keepPeerStates(storage, env, peerStates, LOCAL_TIMEOUT_MS);
   let current: LatestMembership | undefined;
   const gossiper: ActorRef<GossipMsg> = spawnGossiper(system, {
     clusterName: settings.clusterName,
@@ -245,6 +247,9 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     quarantineMs: goneRetentionMs,
     gone: [...gone].map(([node, r]) => ({ node, state: r.state, ageMs: Math.max(0, (env.clock.nowMicros() - r.atMicros) / 1000) })),
     onGone: (node, state) => goneKeeper.add(node, state),
+    // Peers that are gone are the gone row's: kept with their age, and forgotten with it.
+    known: [...peerStates].filter(([node]) => !gone.has(node)).map(([node, state]) => ({ node, state })),
+    onRingState: (node, state) => peerKeeper.set(node, state === undefined || isGoneStatus(state.app[AppStateKey.STATUS]?.value) ? undefined : state),
     onGeneration: (generation) => {
       if (generation === local.generation) return;
       recordGeneration(storage, env, generation, LOCAL_TIMEOUT_MS).catch((error: unknown) => env.logger.warn({ err: error, generation }, 'could not record the gossip generation'));
@@ -452,7 +457,11 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
   });
   antiEntropy = repairJobs;
 
-  await awaitRingPeers(env, settings, latest, local.peers, () => removedSelf !== undefined);
+  // Each kept endpoint's heartbeat as the disk gave it: one that differs, or a peer UP, is news of this run.
+  const keptBeats = new Map([...peerStates, ...[...gone].map(([n, r]) => [n, r.state] as const)].map(([n, s]) => [n, `${s.heartbeat.generation}:${s.heartbeat.version}`]));
+  const heard = (view: MembershipSnapshot): boolean =>
+    keptBeats.size === 0 || view.endpoints().some((e) => !e.isSelf && (e.liveness === 'UP' || keptBeats.get(e.node) !== `${e.generation}:${e.heartbeat}`));
+  await awaitRingPeers(env, settings, latest, local.peers, heard, () => removedSelf !== undefined);
   ringKnown();
   keepPeers(latest());
 
@@ -572,6 +581,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
       await system.stop(schemaRef as ActorRef<unknown>);
       await savingPeers;
       await goneKeeper.flush();
+      await peerKeeper.flush();
       await storage.close();
       await system.shutdown();
     },
@@ -595,18 +605,21 @@ function knowsAll(view: MembershipSnapshot, peers: readonly NodeId[]): boolean {
  * only replica of every key: a write at ONE or ANY would be stored here
  * alone (on a node that may be no replica of the key) and hinted to no one,
  * and a read at ONE would answer from here. So before the node coordinates
- * it waits until gossip knows again every peer of the ring it last saw
- * (Cassandra loads the ring from system.peers instead). The wait is bounded:
- * with every peer down the node starts all the same, and says so.
+ * it waits until gossip knows again every peer of the ring it last saw. The
+ * peers' states kept on disk (`loadPeerStates`, as Cassandra's system.peers)
+ * give it the ring at once; it still waits for a first word of this run from
+ * a peer (`heard`), since that exchange is also where a peer tells a node that
+ * was removed while away. The wait is bounded: with every peer down the node
+ * starts all the same, and says so.
  */
-async function awaitRingPeers(env: Env, settings: NodeSettings, current: () => MembershipSnapshot, peers: readonly NodeId[], gone: () => boolean): Promise<void> {
-  if (peers.length === 0) return;
+async function awaitRingPeers(env: Env, settings: NodeSettings, current: () => MembershipSnapshot, peers: readonly NodeId[], heard: (view: MembershipSnapshot) => boolean, gone: () => boolean): Promise<void> {
+  if (peers.length === 0 && heard(current())) return;
   const sleep = (ms: number) => new Promise<void>((resolve) => env.scheduler.setTimer(ms, resolve));
   const deadline = env.clock.monotonicMs() + RING_WAIT_ROUNDS * settings.gossipIntervalMs;
-  while (!knowsAll(current(), peers) && !gone()) {
+  while (!(knowsAll(current(), peers) && heard(current())) && !gone()) {
     if (env.clock.monotonicMs() >= deadline) {
       const missing = peers.filter((p) => current().endpoint(p)?.status === undefined);
-      env.logger.warn({ missing, waitedMs: RING_WAIT_ROUNDS * settings.gossipIntervalMs }, 'gossip has not told this node of every ring member it knew before its restart; coordinating with a partial ring');
+      env.logger.warn({ missing, heard: heard(current()), waitedMs: RING_WAIT_ROUNDS * settings.gossipIntervalMs }, 'gossip has not told this node of every ring member it knew before its restart; coordinating with a partial ring');
       return;
     }
     await sleep(Math.max(1, settings.gossipIntervalMs / 4));
