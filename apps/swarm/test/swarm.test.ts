@@ -21,7 +21,7 @@ const REGRESSIONS: Array<[seed: number, found: string]> = [
   [141, 'a decommission that announced LEFT and crashed before returning was retried by the swarm against a node that had left'],
   [1122, 'a delete acknowledged at ONE by the node later removed was lost with its disk, as the design allows: the checker now drops such writes from the floor'],
   [1606, 'a quorum slice right after a join missed a version an earlier quorum read saw on two replicas of the old ring only: read floors no longer bind across a ring change'],
-  [874, 'decommission returned once it had announced LEFT for three gossip rounds, heard or not: cut off meanwhile, the node stopped and no peer learned it left. It now returns only once the live peers hold its LEFT'],
+  [874, 'decommission returned once it had announced LEFT for three gossip rounds, heard or not: cut off meanwhile, the node stopped and no peer learned it left. It now returns only once the live peers hold its LEFT; meanwhile a write at ANY through it counted a hint stored after its hand-off, which left with it: a leaving node stores no new hints'],
   [947, 'a node that announced LEFT, crashed and restarted at once came back NORMAL on the peers that had not heard LEFT. It now records LEFT on disk first, and a restart gossips LEFT again and refuses to serve'],
   [262, "every peer restarted while n3 was down and, keeping only its name, dropped it from the ring; n4 then bootstrapped against a ring without it and streamed ranges it does not own: peers' ring state is now kept across restarts"],
 ];

@@ -37,8 +37,8 @@ const HANDOFF_BATCH_BYTES = 1024 * 1024;
  * (its host id was `removed`, it outlived gc grace: `expired`, the target
  * `rejected` it as malformed, or its record is `corrupt`).
  */
-export type HintDropReason = 'window' | 'size' | 'overloaded' | 'unknown' | 'removed' | 'expired' | 'rejected' | 'corrupt';
-export const HINT_DROP_REASONS: readonly HintDropReason[] = ['window', 'size', 'overloaded', 'unknown', 'removed', 'expired', 'rejected', 'corrupt'];
+export type HintDropReason = 'window' | 'size' | 'overloaded' | 'unknown' | 'removed' | 'expired' | 'rejected' | 'corrupt' | 'leaving';
+export const HINT_DROP_REASONS: readonly HintDropReason[] = ['window', 'size', 'overloaded', 'unknown', 'removed', 'expired', 'rejected', 'corrupt', 'leaving'];
 
 /** Counters since the node started; pending figures are the store's current ones. */
 export interface HintStats {
@@ -207,6 +207,8 @@ export async function startHints(system: ActorSystem, options: HintsOptions): Pr
   const hintsName = options.names?.hints ?? HINTS_ACTOR;
   const log = env.logger.child({ component: 'hints' });
   const dropped = Object.fromEntries(HINT_DROP_REASONS.map((r) => [r, 0])) as Record<HintDropReason, number>;
+  /** Set by the first hand-off: the node is leaving, and stores no new hints. */
+  let leaving = false;
   const counters = { stored: 0, delivered: 0, replayedBytes: 0, deliveryFailures: 0, handedOff: 0, received: 0 };
   const deliveries = new Map<HostId, Delivery>();
   /**
@@ -632,6 +634,11 @@ export async function startHints(system: ActorSystem, options: HintsOptions): Pr
     enabled,
     offer(target: NodeId, mutation: Mutation): Promise<boolean> {
       if (!enabled || stopped) return Promise.resolve(false);
+      // A hint stored once this node hands its hints off would leave the cluster with it; a write at ANY must not count it.
+      if (leaving) {
+        dropped.leaving++;
+        return Promise.resolve(false);
+      }
       // This node's own replica never needs a hint: it is always up to itself.
       if (target === env.node) return Promise.resolve(false);
       const hostId = membership.hostIdOf(target);
@@ -663,6 +670,7 @@ export async function startHints(system: ActorSystem, options: HintsOptions): Pr
     },
     dropHintsFor: (hostId) => drop(hostId, 'asked'),
     handOff(to: NodeId): Promise<HandOffResult> {
+      leaving = true;
       const run = handingOff.then(() => runHandOff(to));
       handingOff = run.catch(() => undefined);
       return run;

@@ -84,6 +84,10 @@ describe('hint hand-off', () => {
 
     // Nothing left: a second call moves nothing.
     expect(await during(a.hints.handOff(B))).toEqual({ to: B, handedOff: 0, bytes: 0, delivered: 0, dropped: 0 });
+    // A leaving node stores no new hint: it would leave with the node, so a write at ANY must not count it (swarm seed 874).
+    expect(await during(a.hints.offer(C, write('late', 'v', 3_000)))).toBe(false);
+    expect(a.hints.targets()).toEqual([]);
+    expect(a.hints.stats().dropped.leaving).toBe(1);
   });
 
   it('fails at once, moving nothing, towards a node that is down, unknown, or itself', async () => {
