@@ -3,21 +3,12 @@ import { nodeId } from '@chorus/core';
 import { Simulation } from '@chorus/sim';
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
-import { FrameRejected, MESSAGE_KINDS, wireCodec } from '../src/index.js';
+import { MESSAGE_KINDS, wireCodec } from '../src/index.js';
+import { raw, rejection } from './frames.js';
 
 const ack2 = { type: 'gossip.ack2', states: { '127.0.0.1:7100': { heartbeat: { generation: 1_767_225_600, version: 42 }, app: {} } } };
-const raw = new Packr({ useRecords: false, mapsAsObjects: true });
 const NOW = 1_767_225_600_000_000;
 
-function rejection(frame: Uint8Array): FrameRejected {
-  try {
-    wireCodec().decode(frame);
-  } catch (error) {
-    expect(error).toBeInstanceOf(FrameRejected);
-    return error as FrameRejected;
-  }
-  throw new Error('frame was accepted');
-}
 
 describe('clock stamps on peer frames', () => {
   it('carries the stamp on messages, replies and error replies', () => {

@@ -3,23 +3,13 @@ import { nodeId } from '@chorus/core';
 import { Simulation } from '@chorus/sim';
 import { Type } from '@sinclair/typebox';
 import fc from 'fast-check';
-import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import { LIMITS } from '@chorus/model';
 import { FrameRejected, MAX_HANDOFF_HINTS, MESSAGE_KINDS, wireCodec } from '../src/index.js';
+import { raw, rejection } from './frames.js';
 
 const syn = { type: 'gossip.syn', cluster: 'test', digests: [{ node: '127.0.0.1:7100', generation: 1_767_225_600, maxVersion: 42 }] };
-const raw = new Packr({ useRecords: false, mapsAsObjects: true });
 
-function rejection(frame: Uint8Array): FrameRejected {
-  try {
-    wireCodec().decode(frame);
-  } catch (error) {
-    expect(error).toBeInstanceOf(FrameRejected);
-    return error as FrameRejected;
-  }
-  throw new Error('frame was accepted');
-}
 
 describe('wire codec', () => {
   it('round-trips a message, sending its kind by number', () => {
