@@ -175,6 +175,20 @@ function isEndpointState(x: unknown): x is EndpointState {
   return Object.values(app).every((v) => typeof v === 'object' && v !== null && typeof v.value === 'string' && Number.isSafeInteger(v.version));
 }
 
+/** The entries of a row holding one JSON object; none, with a warning, when the row is unreadable. */
+async function jsonEntries(storage: StorageHandle, env: Env, row: LocalRow, what: string): Promise<Array<[string, unknown]>> {
+  const text = textOf(await storage.reader.getCell(row));
+  if (text === undefined) return [];
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    env.logger.warn({}, `${what} is unreadable; starting without it`);
+    return [];
+  }
+  return Object.entries(typeof parsed === 'object' && parsed !== null ? parsed : {});
+}
+
 /**
  * The gone endpoints recorded by earlier runs, younger than `retentionMs`,
  * with their age. A damaged record is skipped with a warning: it only loses
@@ -182,17 +196,8 @@ function isEndpointState(x: unknown): x is EndpointState {
  */
 export async function loadGone(storage: StorageHandle, env: Env, retentionMs: number): Promise<Map<NodeId, GoneRecord>> {
   const out = new Map<NodeId, GoneRecord>();
-  const text = textOf(await storage.reader.getCell(GONE));
-  if (text === undefined) return out;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    env.logger.warn({}, 'the record of nodes gone from the ring is unreadable; starting without it');
-    return out;
-  }
   const now = env.clock.nowMicros();
-  for (const [node, rec] of Object.entries(typeof parsed === 'object' && parsed !== null ? parsed : {})) {
+  for (const [node, rec] of await jsonEntries(storage, env, GONE, 'the record of nodes gone from the ring')) {
     const r = rec as Partial<GoneRecord>;
     if (!isEndpointState(r.state) || !Number.isSafeInteger(r.atMicros)) continue;
     if (now - r.atMicros! >= retentionMs * 1000) continue;
@@ -258,17 +263,8 @@ function isPeerState(x: unknown): x is EndpointState {
  */
 export async function loadPeerStates(storage: StorageHandle, env: Env): Promise<Map<NodeId, EndpointState>> {
   const out = new Map<NodeId, EndpointState>();
-  const text = textOf(await storage.reader.getCell(PEER_STATES));
-  if (text === undefined) return out;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    env.logger.warn({}, "the record of the peers' ring state is unreadable; starting without it");
-    return out;
-  }
   let skipped = 0;
-  for (const [node, state] of Object.entries(typeof parsed === 'object' && parsed !== null ? parsed : {})) {
+  for (const [node, state] of await jsonEntries(storage, env, PEER_STATES, "the record of the peers' ring state")) {
     let id: NodeId;
     try {
       id = nodeId(node);
