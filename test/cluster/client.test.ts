@@ -66,6 +66,8 @@ describe('@chorus/client against a three-node cluster of real processes', () => 
     const routing = open([cluster.address('n1')], { ringRefreshMs: 3_600_000 });
     await routing.ready();
     const nodes = ['n1', 'n2', 'n3'].map((n) => cluster.address(n));
+    // The client opens a pool to every node of the ring it learnt; their hellos are sent before any key is counted.
+    await cluster.waitFor('a connection to every node', () => Promise.resolve(nodes.every((n) => routing.stats().hosts[n]?.state === 'up')), scaled(10_000));
     const owners = new Set<string>();
     for (let i = 0; i < 30; i++) {
       const key = `routed:${i}`;
