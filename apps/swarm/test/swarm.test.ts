@@ -35,6 +35,23 @@ describe('simulation swarm: regression seeds', () => {
   }
 });
 
+/** Seeds that still fail on a bug not fixed yet: skipped, each with what it found, until the fix lands and they join REGRESSIONS. */
+const OPEN_BUGS: Array<[seed: number, found: string]> = [
+  [
+    2818,
+    'n3 and n4 crash and restart during a partition, n4 dies for good right after it heals, and n2 removes it: n1 never holds n4 as REMOVED (most likely it had heard the restarted generation, which outranks the REMOVED status n2 set on the older one), so its ring keeps n4 as a replica, its repair fails with "replica n4 is down", and the gainers of n4\'s ranges miss writes',
+  ],
+];
+
+describe('simulation swarm: open bugs', () => {
+  for (const [seed, found] of OPEN_BUGS) {
+    it.skip(`seed ${seed}: ${found}`, async () => {
+      const result = await runSwarmSeed(seed);
+      expect(result.violations, formatResult(result, true)).toEqual([]);
+    }, 120_000 * TIME_SCALE);
+  }
+});
+
 describe('simulation swarm: the CI slice', () => {
   it(`seeds 1..${CI_RUNS} pass every checker, and the faults fired`, async () => {
     const cli = fileURLToPath(new URL('../dist/swarm-cli.js', import.meta.url));
