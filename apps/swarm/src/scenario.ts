@@ -329,6 +329,16 @@ class SwarmRun {
       const cut = 1 + r.int(names.length - 1);
       return [shuffled.slice(0, cut), shuffled.slice(cut)];
     };
+    /** Cuts `a` from `b` both ways, healed after `ms`. */
+    const partitionFor = (a: string[], b: string[], ms: number) => {
+      partitioned = true;
+      sim.network.partition(a.map(nodeId), b.map(nodeId));
+      until(sim.now + ms);
+      sim.at(sim.now + ms, 'heal', () => {
+        sim.network.heal();
+        partitioned = false;
+      });
+    };
     const crashFor = (victims: string[], gapMs: number, powerLoss = false) => {
       for (const v of victims) this.crash(v, powerLoss);
       until(sim.now + gapMs);
@@ -372,13 +382,7 @@ class SwarmRun {
         if (partitioned) return;
         const [a, b] = split();
         this.fired('partition', `partition ${a.join(',')} | ${b.join(',')} for ${lastsMs} ms`);
-        partitioned = true;
-        sim.network.partition(a.map(nodeId), b.map(nodeId));
-        until(sim.now + lastsMs);
-        sim.at(sim.now + lastsMs, 'heal', () => {
-          sim.network.heal();
-          partitioned = false;
-        });
+        partitionFor(a, b, lastsMs);
       } else if (kind === 4) {
         if (partitioned) return;
         partitioned = true;
@@ -434,13 +438,7 @@ class SwarmRun {
         const g = gap();
         const lose = powerFails(victim);
         this.fired(lose ? 'power-loss-and-partition' : 'crash-and-partition', `${lose ? 'power loss of' : 'crash'} ${victim} (restart after ${g} ms) while ${a.join(',')} | ${b.join(',')} for ${lastsMs} ms`);
-        partitioned = true;
-        sim.network.partition(a.map(nodeId), b.map(nodeId));
-        until(sim.now + lastsMs);
-        sim.at(sim.now + lastsMs, 'heal', () => {
-          sim.network.heal();
-          partitioned = false;
-        });
+        partitionFor(a, b, lastsMs);
         await crashFor([victim], g, lose);
       }
     };
