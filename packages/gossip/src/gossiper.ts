@@ -9,6 +9,7 @@ import {
   digestsOf,
   maxVersion,
   markedRemoved,
+  goneAtGeneration,
   markedShutdown,
   mergeEndpoint,
   sanitize,
@@ -672,6 +673,9 @@ class Gossiper {
     if (result.outcome === 'restarted') {
       this.pending.push({ kind: 'restarted', node, generation: result.state.heartbeat.generation, previousGeneration: local!.heartbeat.generation });
       this.fd.forget(node);
+      // What its earlier run held of this node may be lost with it (a power failure takes what was not synced).
+      this.heardSelf.delete(node);
+      this.echoedStatus.delete(node);
     }
     for (const change of result.changes) {
       this.pending.push({ kind: 'changed', node, ...change });
@@ -739,6 +743,12 @@ class Gossiper {
     const id = held.app[AppStateKey.HOST_ID]?.value;
     const theirs = state.app[AppStateKey.HOST_ID]?.value;
     if (id === undefined || (theirs !== undefined && theirs !== id)) return false;
+    // Peers that heard this later run before the news of the departure would keep it, since a newer
+    // generation outranks the older one the departure was set on: carry the departure to this generation.
+    const lifted = goneAtGeneration(held, state.heartbeat.generation);
+    this.states.set(node, lifted);
+    this.view = undefined;
+    this.config.onRingState?.(node, lifted);
     this.ctx.log.debug({ peer: node, status: statusOf(held) }, 'ignored gossip from a node that is gone from the ring');
     return true;
   }

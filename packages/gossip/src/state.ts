@@ -247,3 +247,16 @@ export function markedRemoved(state: EndpointState): EndpointState {
     app: { ...state.app, [AppStateKey.STATUS]: { value: 'REMOVED', version: REMOVED_VERSION } },
   };
 }
+
+/**
+ * A LEFT or REMOVED state carried to a later `generation` of the same node,
+ * at versions no gossip of that generation can beat: a departure is about the
+ * host id, not about the run it was seen on.
+ */
+export function goneAtGeneration(state: EndpointState, generation: number): EndpointState {
+  const status = state.app[AppStateKey.STATUS]!;
+  return {
+    heartbeat: { generation, version: REMOVED_VERSION },
+    app: { ...state.app, [AppStateKey.STATUS]: { value: status.value, version: REMOVED_VERSION } },
+  };
+}

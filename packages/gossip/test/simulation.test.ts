@@ -214,6 +214,25 @@ describe('restarts, shutdown and removal', () => {
     const observers = names(3);
     expect(h.all((v) => !v.isAlive(id('n4')) && v.endpoint(id('n4'))?.status === 'REMOVED', observers), 'seed 36: n4 was taken back').toBe(true);
   }, 30_000);
+  it('a removal made on an older generation wins over a later run another peer heard, once they meet (seed 38)', async () => {
+    const h = await harness(38);
+    for (const [i, n] of names(4).entries()) await h.add(n, { initialState: { hostId: hostId(`0000000${i + 1}-0000-4000-8000-000000000000`), status: 'NORMAL' } });
+    expect(await until(h, () => h.all((v) => v.liveNodes().length === 4), 60_000), 'seed 38: no convergence').toBeDefined();
+    const first = h.views.get('n2')!.endpoint(id('n4'))!.generation;
+    // n2 and n3 are cut off while n4 dies, runs again (only n1 hears the new run) and dies for good.
+    h.sim.network.partition([id('n2'), id('n3')], [id('n1'), id('n4')]);
+    h.sim.crash('n4');
+    await h.sim.runFor(2_000);
+    await h.sim.restart('n4');
+    expect(await until(h, () => (h.views.get('n1')!.endpoint(id('n4'))?.generation ?? 0) > first && h.views.get('n1')!.isAlive(id('n4')), 30_000), 'seed 38: n1 never heard the new run').toBeDefined();
+    h.sim.crash('n4');
+    expect(await until(h, () => h.all((v) => !v.isAlive(id('n4'))), 60_000), 'seed 38').toBeDefined();
+    // n2 removes n4 as it knows it: the first run.
+    expect((await settle(h.sim, removeNode(h.gossipers.get('n2')!, id('n4')))).ok).toBe(true);
+    h.sim.network.heal();
+    const spread = await until(h, () => h.all((v) => v.endpoint(id('n4'))?.status === 'REMOVED'), 30_000);
+    expect(spread, `seed 38: n4 as n1 holds it: ${JSON.stringify(h.views.get('n1')!.endpoint(id('n4')))}`).toBeDefined();
+  }, 30_000);
 });
 
 describe('which peers hold a node\'s own status', () => {
@@ -249,6 +268,28 @@ describe('which peers hold a node\'s own status', () => {
     expect(await heard()).toEqual([]);
     await h.sim.runFor(20_000);
     expect(await heard()).toEqual(['n1', 'n2', 'n3']);
+  }, 30_000);
+
+  it('a peer that restarts no longer counts until its new run shows it holds the status (seed 39)', async () => {
+    const h = await harness(39);
+    const ids = names(4).map((_, i) => hostId(`0000000${i + 1}-0000-4000-8000-000000000000`));
+    for (const [i, n] of names(4).entries()) await h.add(n, { initialState: { hostId: ids[i]!, status: 'NORMAL' } });
+    expect(await until(h, () => h.all((v) => v.liveNodes().length === 4), 60_000), 'seed 39: no convergence').toBeDefined();
+    setApplicationState(h.gossipers.get('n4')!, { status: 'LEFT' });
+    await h.sim.runFor(20_000);
+    const heard = async () => {
+      const answer = await settle(h.sim, peersHoldingOwnStatus(h.gossipers.get('n4')!));
+      if (!answer.ok) throw answer.error;
+      return answer.value;
+    };
+    expect(await heard()).toEqual(['n1', 'n2', 'n3']);
+    // n2 loses power and comes back (its news reaches n4 through a peer) without what it held of n4.
+    const generation = h.views.get('n4')!.endpoint(id('n2'))!.generation;
+    h.sim.crash('n2');
+    const restarted: EndpointState = { heartbeat: { generation: generation + 1, version: 2 }, app: { STATUS: { value: 'NORMAL', version: 1 }, HOST_ID: { value: ids[1]!, version: 1 } } };
+    h.gossipers.get('n4')!.tell({ type: 'gossip.ack2', states: { n2: restarted } });
+    await h.sim.runFor(1);
+    expect(await heard()).toEqual(['n1', 'n3']);
   }, 30_000);
 });
 

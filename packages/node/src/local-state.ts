@@ -217,7 +217,9 @@ export function keepGone(storage: StorageHandle, env: Env, records: Map<NodeId, 
       const text = JSON.stringify(Object.fromEntries(records));
       saving = saving
         .then(() => replaceRow(storage, env, GONE, text, timeoutMs))
-        .then(() => undefined)
+        // Synced at once: a leaving node stops once its peers hold LEFT, and a peer that forgot it in a power
+        // failure would keep the node in its ring for good.
+        .then(() => flush(storage.ref, timeoutMs))
         .catch((error: unknown) => env.logger.warn({ err: error, node }, 'could not record a node gone from the ring'));
     },
     flush: () => saving,
