@@ -591,10 +591,16 @@ class SwarmRun {
     const r = this.rnd.fork('topology plan');
     await this.sleep(500 + r.int(5_000));
     const { node, nodes } = this.cluster;
-    const ringNow = () => ringOf(node(this.live().find((n) => nodes.has(n))!).membership());
+    // The ring before the movement, as a running member holds it. Crashes can take every member down at once
+    // (a power loss, then a double crash, on three nodes): the operator then waits for one to come back.
+    const running = () => this.live().find((n) => nodes.has(n));
+    if (!(await this.waitFor(() => running() !== undefined, 120_000))) {
+      this.violation('movement-failed', `no member ran within 120 s, so the ${kind} never started`);
+      return;
+    }
     // A node other than n1, the seed every node starts from.
     const others = () => this.live().filter((n) => n !== 'n1');
-    this.rings.push(ringNow());
+    this.rings.push(ringOf(node(running()!).membership()));
     const began = this.cluster.sim.now;
     // A coordinator may go on with the old ring a few gossip rounds after the change was seen.
     const changed = () => this.ringChanges.push({ fromMs: began, toMs: this.cluster.sim.now + RING_SETTLE_MS });
