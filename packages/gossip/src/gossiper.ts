@@ -728,7 +728,9 @@ class Gossiper {
     const mine = this.states.get(this.self)!.app[AppStateKey.HOST_ID]?.value;
     if (mine === undefined || state.app[AppStateKey.HOST_ID]?.value !== mine) return;
     this.removedSelfTold = true;
-    this.ctx.log.error({ peer: from, status }, 'a peer holds this node as gone from the ring');
+    // A node that announced LEFT itself (decommission, or a restart after one) expects to hear it back.
+    if (statusOf(this.states.get(this.self)) === status) this.ctx.log.info({ peer: from, status }, 'a peer holds the LEFT this node announced');
+    else this.ctx.log.error({ peer: from, status }, 'a peer holds this node as gone from the ring');
     this.pending.push({ kind: 'removedSelf', node: this.self, status, from: from ?? this.self });
   }
 
