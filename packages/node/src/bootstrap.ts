@@ -1,6 +1,7 @@
 import { type Token } from '@chorus/core';
 import { rangesToFetch } from '@chorus/streaming';
 import { type TopologyContext, movementContextOf, runToEnd, sleepRounds } from './topology.js';
+import { peersWithOtherSchema } from './views.js';
 
 /** Gossip intervals a joining node waits after announcing BOOTSTRAPPING before it streams (Cassandra's RING_DELAY, shortened): every coordinator must send it the writes of its future ranges first. */
 export const BOOTSTRAP_SETTLE_ROUNDS = 8;
@@ -68,12 +69,9 @@ async function awaitSchemaAgreement(ctx: BootstrapContext): Promise<boolean> {
 }
 
 /** The live peers whose schema version differs from this node's, or undefined once they agree (and one at least publishes one). */
-function schemaDisagreement(ctx: BootstrapContext): Array<{ node: string; schema: string | undefined }> | undefined {
-  const mine = ctx.schemaVersion();
-  const live = ctx
-    .latest()
-    .endpoints()
-    .filter((e) => !e.isSelf && e.liveness === 'UP' && e.schema !== undefined);
-  const differing = live.filter((e) => e.schema !== mine).map((e) => ({ node: e.node, schema: e.schema }));
-  return live.length > 0 && differing.length === 0 ? undefined : differing;
+function schemaDisagreement(ctx: BootstrapContext): Array<{ node: string; schema: string }> | undefined {
+  const view = ctx.latest();
+  const differing = peersWithOtherSchema(view, ctx.schemaVersion());
+  const published = view.endpoints().some((e) => !e.isSelf && e.liveness === 'UP' && e.schema !== undefined);
+  return published && differing.length === 0 ? undefined : differing;
 }

@@ -217,6 +217,11 @@ describe('bootstrap: a joining node and the schema', () => {
 
     dropPullsUntil = c.sim.now + 60_000;
     await c.add('n4', { autoBootstrap: true });
+    // Started and still without the keyspace, n4 tells a client to retry (503), not that the keyspace does not exist (400).
+    await c.settle('n4 started, hearing its peers', () => c.nodes.has('n4') && c.node('n4').membership().endpoints().some((e) => !e.isSelf && e.liveness === 'UP' && e.schema !== undefined));
+    expect((await c.node('n4').keyspaces()).keyspaces).toEqual([]);
+    await expect(c.during(c.node('n4').coordinator.put(KS, 'k0', undefined, 'early', { consistency: 'ONE' }))).rejects.toMatchObject({ name: 'SchemaDisagreement', httpStatus: 503, fields: { keyspace: KS } });
+    await expect(c.during(c.node('n4').coordinator.put('nowhere', 'k0', undefined, 'early', { consistency: 'ONE' }))).rejects.toMatchObject({ name: 'SchemaDisagreement' });
     // Each time a peer sees n4 in the ring, n4 must already hold the keyspace.
     const seenWithout: string[] = [];
     await c.settle(
@@ -243,6 +248,8 @@ describe('bootstrap: a joining node and the schema', () => {
       if ((await c.during(c.node('n4').coordinator.local(KS, key))) === undefined) missing.push(key);
     }
     expect(missing, `seed ${seed}: keys of n4's ranges it lacks`).toEqual([]);
+    // In agreement with every live peer, a keyspace n4 does not know does not exist.
+    await expect(c.during(c.node('n4').coordinator.put('nowhere', 'k0', undefined, 'late', { consistency: 'ONE' }))).rejects.toMatchObject({ name: 'InvalidRequest', httpStatus: 400 });
   }, 120_000 * TIME_SCALE);
 });
 
