@@ -15,6 +15,8 @@ export class StartupError extends Error {
 export const STARTING_RETRY_AFTER_SECONDS = 1;
 /** What a request refused by a full byte budget or queue is told to wait before asking again. */
 export const OVERLOADED_RETRY_AFTER_SECONDS = 1;
+/** What a request for a keyspace this node's schema does not hold yet, while a live peer's differs, is told to wait (a pull takes a gossip round or two). */
+export const SCHEMA_RETRY_AFTER_SECONDS = 1;
 
 /**
  * Every refusal by a bounded queue or byte budget, wherever it happened (a
@@ -87,7 +89,9 @@ export function httpErrorOf(error: unknown, bodyLimit: number): HttpError {
           ? { 'www-authenticate': AUTHENTICATE_HEADER }
           : error.code === 'OVERLOADED'
             ? { 'retry-after': String(OVERLOADED_RETRY_AFTER_SECONDS) }
-            : {};
+            : error.code === 'SCHEMA_DISAGREEMENT'
+              ? { 'retry-after': String(SCHEMA_RETRY_AFTER_SECONDS) }
+              : {};
     return { status: error.code === 'OVERLOADED' ? 503 : error.httpStatus, body: asOverloaded(error), headers, unexpected: false };
   }
   const fastifyError = error as { code?: string; statusCode?: number; message: string };

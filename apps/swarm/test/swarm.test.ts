@@ -27,25 +27,12 @@ const REGRESSIONS: Array<[seed: number, found: string]> = [
   [2818, 'n4 restarted where only n1 heard it, died, and n2 removed the run it knew: n1 kept the newer run in its ring; a node holding a peer as gone now carries the departure to any later run of the same host id it hears of'],
   [3816, 'n3 echoed n2\'s LEFT, then lost power with it unsynced; n2 counted the echo of that earlier run and stopped, and nobody held LEFT: a peer\'s restart now clears what it had shown, and gone peers are recorded synced'],
   [6613, 'a power loss of n1 and then a double crash took all three members down as the join began: the swarm read the ring before the movement from a running member that did not exist ("undefined is not running"); it now waits for a member to run first'],
+  [6402, "a join under a double crash, loss and one-way cuts: the joining node's schema pulls were lost, gossip never reported the mismatch again, and after 30 rounds it bootstrapped without keyspace default (streamed nothing, joined NORMAL, repair failed with InvalidRequest). Failed pulls are now retried with backoff, a joining node announces no tokens until it holds its live peers' schema, and a keyspace unknown while the schema disagrees is the retryable SchemaDisagreement"],
 ];
 
 describe('simulation swarm: regression seeds', () => {
   for (const [seed, found] of REGRESSIONS) {
     it(`seed ${seed}: ${found}`, async () => {
-      const result = await runSwarmSeed(seed);
-      expect(result.violations, formatResult(result, true)).toEqual([]);
-    }, 120_000 * TIME_SCALE);
-  }
-});
-
-/** Seeds that still fail on a bug not fixed yet: skipped, each with what it found, until the fix lands and they join REGRESSIONS. */
-const OPEN_BUGS: Array<[seed: number, found: string]> = [
-  [6402, 'a join under a double crash, loss and one-way cuts: the repair the swarm starts on the joined node after convergence fails with InvalidRequest "unknown keyspace default" (the node serves before it holds the schema, and answers a cluster problem with a 4xx)'],
-];
-
-describe('simulation swarm: open bugs', () => {
-  for (const [seed, found] of OPEN_BUGS) {
-    it.skip(`seed ${seed}: ${found}`, async () => {
       const result = await runSwarmSeed(seed);
       expect(result.violations, formatResult(result, true)).toEqual([]);
     }, 120_000 * TIME_SCALE);

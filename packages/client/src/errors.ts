@@ -197,7 +197,7 @@ export function errorFromWire(wire: WireError): ChorusError {
  * Server errors after which the request is sent to another host: the node
  * refused before doing anything, so nothing was applied.
  */
-export const RETRIED_SERVER_ERRORS: ReadonlySet<string> = new Set(['Overloaded', 'NodeStarting', 'NodeStopping', 'ClockSkewed']);
+export const RETRIED_SERVER_ERRORS: ReadonlySet<string> = new Set(['Overloaded', 'NodeStarting', 'NodeStopping', 'ClockSkewed', 'SchemaDisagreement']);
 
 /**
  * Server errors after which a read-only request (get, slice, ring…) is sent

@@ -4,7 +4,7 @@ import { type Cell, EmptyPartitionKey, KeyTooLarge, LIMITS, type Mutation, expir
 import type { ReplicaRepair } from '@chorus/read-repair';
 import { type Clocks, type HybridLogicalClock, REPLICA_ACTOR, type ReplicaMsg, type RowKey, type SkewTracker, type SliceQuery } from '@chorus/replica';
 import { type KeyspaceDef, type RingView, readRepairOf, tokenOf } from '@chorus/ring';
-import { ClockSkewed, ReadTimeout, RequestFailed, SessionFloorNotMet, Unavailable, WriteTimeout } from './errors.js';
+import { ClockSkewed, ReadTimeout, RequestFailed, SchemaDisagreement, SessionFloorNotMet, Unavailable, WriteTimeout } from './errors.js';
 import { LatencyHistogram, PeerLatencies } from './latency.js';
 import { type ConsistencyLevel, DEFAULT_CONSISTENCY, blockFor, parseConsistency, validateForRead } from './levels.js';
 import { type ReplicaPlan, planRead, planWrite } from './plan.js';
@@ -445,6 +445,7 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
 
   function keyspaceDef(name: string): KeyspaceDef {
     const ks = options.topology.keyspace(name);
+    if (ks === undefined && options.topology.schemaAgreed?.() === false) throw new SchemaDisagreement(name);
     if (ks === undefined) throw new InvalidRequest(`unknown keyspace ${JSON.stringify(name).slice(0, 80)}`, { field: 'keyspace', reason: 'UNKNOWN_KEYSPACE' });
     return ks;
   }

@@ -32,4 +32,4 @@ export { type ReplicaPlan, type Scope, type PlanInput, planRead, planWrite, coun
 export { mergeSlicePages, type ReplicaPage, type MergedPage, type PageRow } from './slice-merge.js';
 export { sortByProximity, type Proximity } from './snitch.js';
 export { LatencyWindow, PeerLatencies, LatencyHistogram } from './latency.js';
-export { Unavailable, WriteTimeout, ReadTimeout, SessionFloorNotMet, ClockSkewed, RequestFailed, type WriteType } from './errors.js';
+export { Unavailable, WriteTimeout, ReadTimeout, SessionFloorNotMet, ClockSkewed, RequestFailed, SchemaDisagreement, type WriteType } from './errors.js';

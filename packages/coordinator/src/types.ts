@@ -14,6 +14,13 @@ export type Key = Uint8Array | string;
 export interface CoordinatorTopology {
   ring(): RingView;
   keyspace(name: string): KeyspaceDef | undefined;
+  /**
+   * Whether this node holds the schema every live peer publishes. When it
+   * does not, a keyspace it does not know may exist on the others, so the
+   * request is refused with the retryable SchemaDisagreement instead of
+   * InvalidRequest. Absent: always agreed.
+   */
+  schemaAgreed?(): boolean;
   readonly localDc: string;
   readonly localRack: string;
 }

@@ -34,6 +34,20 @@ describe('coordinator basics', () => {
     expect(await settle(c.sim, h.put('app', '', undefined, 'v'))).toMatchObject({ ok: false, error: { name: 'InvalidRequest' } });
   });
 
+  it('a coordinator behind on schema answers a keyspace it does not know with the retryable SchemaDisagreement, not InvalidRequest', async () => {
+    let agreed = false;
+    const c = await startCluster({ seed: 1, nodes: [{ name: 'n1' }, { name: 'n2' }, { name: 'n3' }, { name: 'n4' }], keyspaces: [ks], topology: (_node, base) => ({ ...base, schemaAgreed: () => agreed }) });
+    const h = c.handle('n1');
+    // Its schema differs from a live peer's: the keyspace may exist there, and nothing was done.
+    for (const request of [() => h.put('later', 'k', undefined, 'v'), () => h.get('later', 'k'), () => h.slice('later', 'p')] as Array<() => Promise<unknown>>) {
+      const answer = await settle(c.sim, request());
+      expect(answer).toMatchObject({ ok: false, error: { name: 'SchemaDisagreement', httpStatus: 503, fields: { keyspace: 'later' } } });
+    }
+    // Once it agrees with every live peer, a keyspace it does not know does not exist: the request was wrong.
+    agreed = true;
+    expect(await settle(c.sim, h.put('later', 'k', undefined, 'v'))).toMatchObject({ ok: false, error: { name: 'InvalidRequest', fields: { reason: 'UNKNOWN_KEYSPACE' } } });
+  });
+
   it('passes TTL through to the cell expiry and the value vanishes after it', async () => {
     const c = await cluster();
     const h = c.handle('n1');

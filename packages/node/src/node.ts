@@ -16,7 +16,7 @@ import { NodeRemoved, TopologyChangeInProgress } from './errors.js';
 import { hasLeft, keepClockMark, keepGone, keepPeerStates, loadGone, loadLocalState, loadPeerStates, recordGeneration, recordLeft, savePeers, saveTokens } from './local-state.js';
 import { purgeHorizonOf } from './purge-horizon.js';
 import { checkRemoveNode, removeNode } from './removenode.js';
-import { type HintsEntry, type RingEntry, type StatusEntry, hintsView, ringEntries, ringOf, ringPeersOf, statusView } from './views.js';
+import { type HintsEntry, type RingEntry, type StatusEntry, hintsView, peersWithOtherSchema, ringEntries, ringOf, ringPeersOf, statusView } from './views.js';
 import type { TopologyContext } from './topology.js';
 
 export interface NodeSettings {
@@ -420,7 +420,14 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     skew,
     localReplica: storage.reader,
     membership: current,
-    topology: { ring: currentRing, keyspace: (name) => (name === SYSTEM_KEYSPACE ? undefined : schema.get(name)), localDc: settings.dc, localRack: settings.rack },
+    topology: {
+      ring: currentRing,
+      keyspace: (name) => (name === SYSTEM_KEYSPACE ? undefined : schema.get(name)),
+      // A keyspace unknown here while a live peer holds another schema may just not have arrived: retryable, not a 400.
+      schemaAgreed: () => peersWithOtherSchema(latest(), schemaVersion).length === 0,
+      localDc: settings.dc,
+      localRack: settings.rack,
+    },
     writeTimeoutMs: settings.writeTimeoutMs,
     readTimeoutMs: settings.readTimeoutMs,
     ...(settings.memory?.coordinatorInflightBytes !== undefined ? { maxInFlightBytes: settings.memory.coordinatorInflightBytes } : {}),

@@ -135,3 +135,10 @@ export function ringEntries(view: MembershipSnapshot): { tokens: RingEntry[] } {
   entries.sort((a, b) => (BigInt(a.token) < BigInt(b.token) ? -1 : 1));
   return { tokens: entries };
 }
+
+/** The live peers that publish a schema version other than `mine` (peers whose version gossip has not told yet are left out). */
+export function peersWithOtherSchema(view: MembershipSnapshot, mine: string | undefined): Array<{ node: NodeId; schema: string }> {
+  const out: Array<{ node: NodeId; schema: string }> = [];
+  for (const e of view.endpoints()) if (!e.isSelf && e.liveness === 'UP' && e.schema !== undefined && e.schema !== mine) out.push({ node: e.node, schema: e.schema });
+  return out;
+}

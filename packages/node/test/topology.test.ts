@@ -1,6 +1,7 @@
-import { isChorusError, nodeId } from '@chorus/core';
+import { type Transport, isChorusError, nodeId } from '@chorus/core';
 import type { Cell } from '@chorus/model';
 import { tokenOf } from '@chorus/ring';
+import { wireCodec } from '@chorus/wire';
 import { describe, expect, it } from 'vitest';
 import { type ChorusNode, ringOf } from '../src/index.js';
 import { type ReadRecord, type WriteRecord, checkQuorumReads, compareVersions, describeCell, newestAcknowledged, untraceable } from '@chorus/history';
@@ -179,6 +180,77 @@ describe('bootstrap: a node joins a ring that holds data', () => {
     expect((refusal as Error).message).toMatch(/another topology change is in progress \(n4 joining\)/);
     await c.settle('n4 UN on n1', async () => c.nodes.has('n4') && (await c.node('n1').status()).nodes.filter((e) => e.state === 'UN').length === 4, 1_200_000);
   });
+});
+
+describe('bootstrap: a joining node and the schema', () => {
+  it('seed 67: a joining node whose schema pulls are lost announces no tokens until it holds the keyspaces, then streams them', async () => {
+    const seed = 67;
+    const codec = wireCodec();
+    // n4's schema pulls vanish on the way for its first 60 s; gossip and everything else get through.
+    let dropPullsUntil = 0;
+    let pullsDropped = 0;
+    let clock: () => number = () => 0;
+    const losePulls = (name: string, t: Transport): Transport =>
+      name !== 'n4'
+        ? t
+        : {
+            localNode: t.localNode,
+            send: (to, frame) => {
+              const e = codec.decode(frame);
+              if (clock() < dropPullsUntil && e.t === 'msg' && (e.msg as { type?: unknown }).type === 'schema.pull') {
+                pullsDropped++;
+                return;
+              }
+              t.send(to, frame);
+            },
+            onFrame: (handler) => t.onFrame(handler),
+            onLinkState: (handler) => t.onLinkState(handler),
+            close: () => t.close(),
+          };
+    const c = await simCluster(seed, NAMES, { transport: losePulls });
+    clock = () => c.sim.now;
+    await c.settle('all UN', c.allUp);
+    await c.during(c.node('n1').putKeyspace(KS, { class: 'SimpleStrategy', rf: 2 }));
+    await c.settle('schema everywhere', async () => (await Promise.all(NAMES.map((n) => c.node(n).keyspaces()))).every((k) => k.keyspaces.some((x) => x.name === KS)));
+    const keys = Array.from({ length: 100 }, (_, i) => `k${i}`);
+    await c.during(Promise.all(keys.map((k) => c.node('n1').coordinator.put(KS, k, undefined, `v-${k}`, { consistency: 'ALL' }))));
+
+    dropPullsUntil = c.sim.now + 60_000;
+    await c.add('n4', { autoBootstrap: true });
+    // Started and still without the keyspace, n4 tells a client to retry (503), not that the keyspace does not exist (400).
+    await c.settle('n4 started, hearing its peers', () => c.nodes.has('n4') && c.node('n4').membership().endpoints().some((e) => !e.isSelf && e.liveness === 'UP' && e.schema !== undefined));
+    expect((await c.node('n4').keyspaces()).keyspaces).toEqual([]);
+    await expect(c.during(c.node('n4').coordinator.put(KS, 'k0', undefined, 'early', { consistency: 'ONE' }))).rejects.toMatchObject({ name: 'SchemaDisagreement', httpStatus: 503, fields: { keyspace: KS } });
+    await expect(c.during(c.node('n4').coordinator.put('nowhere', 'k0', undefined, 'early', { consistency: 'ONE' }))).rejects.toMatchObject({ name: 'SchemaDisagreement' });
+    // Each time a peer sees n4 in the ring, n4 must already hold the keyspace.
+    const seenWithout: string[] = [];
+    await c.settle(
+      'n4 UN on every node',
+      async () => {
+        if (!c.nodes.has('n4')) return false;
+        const n4Holds = (await c.node('n4').keyspaces()).keyspaces.some((k) => k.name === KS);
+        const views = await Promise.all(['n1', 'n2', 'n3', 'n4'].map((n) => c.node(n).status()));
+        for (const v of views) for (const e of v.nodes) if (e.name === 'n4' && e.tokens > 0 && !n4Holds) seenWithout.push(`${e.state} at ${Math.round(c.sim.now)} ms`);
+        return views.every((v) => v.nodes.filter((e) => e.state === 'UN').length === 4);
+      },
+      600_000,
+    );
+    expect(pullsDropped, `seed ${seed}: pulls dropped`).toBeGreaterThan(0);
+    expect(seenWithout, `seed ${seed}: n4 in the ring without the keyspace`).toEqual([]);
+    const [movement] = (await c.node('n4').streams()).streams;
+    expect(movement, `seed ${seed}: ${JSON.stringify(movement)}`).toMatchObject({ kind: 'bootstrap', state: 'done', keyspaces: [KS] });
+    expect(movement!.rowsStreamed).toBeGreaterThan(0);
+    // n4 holds every key of its ranges.
+    const ring = ringOf(c.node('n1').membership());
+    const missing: string[] = [];
+    for (const key of keys) {
+      if (!ring.naturalReplicas(tokenOf(key), { class: 'SimpleStrategy', rf: 2 }).includes(nodeId('n4'))) continue;
+      if ((await c.during(c.node('n4').coordinator.local(KS, key))) === undefined) missing.push(key);
+    }
+    expect(missing, `seed ${seed}: keys of n4's ranges it lacks`).toEqual([]);
+    // In agreement with every live peer, a keyspace n4 does not know does not exist.
+    await expect(c.during(c.node('n4').coordinator.put('nowhere', 'k0', undefined, 'late', { consistency: 'ONE' }))).rejects.toMatchObject({ name: 'InvalidRequest', httpStatus: 400 });
+  }, 120_000 * TIME_SCALE);
 });
 
 describe('decommission: a node leaves the ring', () => {

@@ -5,6 +5,8 @@ export {
   schemaVersion,
   validateKeyspaceRequest,
   SCHEMA_ACTOR,
+  DEFAULT_PULL_RETRY,
+  type PullRetry,
   type SchemaMsg,
   type SchemaOptions,
   type SchemaListener,

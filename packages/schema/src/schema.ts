@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { ActorRef, ActorSystem, ReplyTo } from '@chorus/actors';
-import { InvalidRequest, type NodeId, type SchemaGossip } from '@chorus/core';
+import { InvalidRequest, type NodeId, type SchemaGossip, type Timer } from '@chorus/core';
 import { DEFAULT_READ_REPAIR, DEFAULT_TOMBSTONE_GC, type KeyspaceDef, type ReadRepairMode, type ReplicationSpec, type TombstoneGcMode, readRepairOf, tombstoneGcOf, validateKeyspace } from '@chorus/ring';
 import { SCHEMA_PARTITION, SYSTEM_KEYSPACE, type StorageHandle, flush, systemRow, write } from '@chorus/storage';
 import type { KeyspaceDefinitionWire, WireMessage } from '@chorus/wire';
@@ -27,8 +27,28 @@ type Definitions = WireMessage<'schema.definitions'>;
 export type SchemaMsg =
   | { type: 'schema.put'; keyspace: KeyspaceDef; replyTo: ReplyTo<SchemaSnapshot> }
   | ({ type: 'schema.pull'; replyTo: ReplyTo<Definitions> })
-  | { type: 'schema.differs'; peer: NodeId }
-  | { type: 'schema.merge'; keyspaces: KeyspaceDefinitionWire[] };
+  | { type: 'schema.differs'; peer: NodeId; theirs?: string }
+  | { type: 'schema.pulled'; peer: NodeId; keyspaces: KeyspaceDefinitionWire[] }
+  | { type: 'schema.pullFailed'; peer: NodeId; error: unknown }
+  | { type: 'schema.retry'; peer: NodeId };
+
+/**
+ * How a failed pull is tried again. Gossip reports a mismatch only when a
+ * version changes or a peer comes up, so a pull lost to a partition, a
+ * crash or message loss would otherwise leave this node without the
+ * definitions for good (a joining node would then wait for them forever).
+ */
+export interface PullRetry {
+  /** Wait before the first retry; doubled for each next one. */
+  firstMs: number;
+  /** Longest wait between two retries. */
+  maxMs: number;
+  /** Retries of one peer before waiting for gossip to report it again (it does when the peer comes back up or a version changes). */
+  attempts: number;
+}
+
+/** 1 s doubling to 30 s, 20 retries: a peer is tried for about eight minutes plus the pulls' own timeouts. */
+export const DEFAULT_PULL_RETRY: PullRetry = { firstMs: 1_000, maxMs: 30_000, attempts: 20 };
 
 /**
  * Who hears about schema changes. Called by the schema actor, inside its
@@ -46,6 +66,8 @@ export interface SchemaOptions {
   gossip: SchemaGossip;
   listener: SchemaListener;
   timeoutMs: number;
+  /** How failed pulls are retried (`DEFAULT_PULL_RETRY` when absent). */
+  pullRetry?: PullRetry;
 }
 
 const decoder = new TextDecoder();
@@ -164,14 +186,28 @@ export function spawnSchema(system: ActorSystem, options: SchemaOptions): ActorR
       options.gossip.publishVersion(snapshot.version);
     }
 
+    // Peers whose definitions this node still has to pull: one pull at a time per peer, retried until one succeeds.
+    const pending = new Map<NodeId, { theirs: string | undefined; attempt: number; inFlight: boolean; timer: Timer | undefined }>();
+    const retry = options.pullRetry ?? DEFAULT_PULL_RETRY;
+
+    function settle(peer: NodeId): void {
+      pending.get(peer)?.timer?.cancel();
+      pending.delete(peer);
+    }
+
+    /** Peers that publish the version this node now holds, or one it merged, have nothing more to give. */
+    function settleHolders(versions: ReadonlySet<string>): void {
+      for (const [peer, entry] of pending) if (!entry.inFlight && entry.theirs !== undefined && versions.has(entry.theirs)) settle(peer);
+    }
+
     let unsubscribe: (() => void) | undefined;
     return {
       started(ctx) {
         announce();
-        unsubscribe = options.gossip.onVersionMismatch(({ peer }) => {
+        unsubscribe = options.gossip.onVersionMismatch(({ peer, theirs }) => {
           // Called in the gossiper's turn: hand the pull to this actor and return.
           try {
-            schemaDiffers(ctx.self, peer);
+            schemaDiffers(ctx.self, peer, theirs);
           } catch (error) {
             ctx.log.warn({ peer, err: error }, 'dropped a schema mismatch; the next version change reports it again');
           }
@@ -179,6 +215,7 @@ export function spawnSchema(system: ActorSystem, options: SchemaOptions): ActorR
       },
       stopping() {
         unsubscribe?.();
+        for (const peer of [...pending.keys()]) settle(peer);
       },
       async receive(msg, ctx) {
         switch (msg.type) {
@@ -201,17 +238,74 @@ export function spawnSchema(system: ActorSystem, options: SchemaOptions): ActorR
             ctx.reply(msg.replyTo, { type: 'schema.definitions', keyspaces: [...keyspaces.values()].map(toWire) });
             return;
           case 'schema.differs': {
-            const peer = ctx.system.ref<SchemaMsg>({ node: msg.peer, name: SCHEMA_ACTOR });
-            // The pull runs outside this turn so a slow peer does not stall local schema reads.
-            peer.ask<Definitions>((replyTo) => ({ type: 'schema.pull', replyTo }), options.timeoutMs).then(
-              (definitions) => ctx.self.tell({ type: 'schema.merge', keyspaces: definitions.keyspaces }),
-              (error: unknown) => ctx.log.debug({ peer: msg.peer, err: error }, 'schema pull failed; gossip will ask again'),
-            );
+            if (msg.theirs !== undefined && msg.theirs === snapshot.version) {
+              settle(msg.peer);
+              return;
+            }
+            const entry = pending.get(msg.peer);
+            if (entry === undefined) {
+              pending.set(msg.peer, { theirs: msg.theirs, attempt: 0, inFlight: false, timer: undefined });
+            } else {
+              // News of the peer: its retries start over, and a pull already under way is not doubled.
+              entry.theirs = msg.theirs;
+              entry.attempt = 0;
+              if (entry.inFlight) return;
+              entry.timer?.cancel();
+              entry.timer = undefined;
+            }
+            pull(msg.peer);
             return;
           }
-          case 'schema.merge':
-            await store(msg.keyspaces.map(fromWire).filter((k): k is StoredKeyspace => k !== undefined));
+          case 'schema.retry': {
+            const entry = pending.get(msg.peer);
+            if (entry === undefined || entry.inFlight) return;
+            entry.timer = undefined;
+            pull(msg.peer);
             return;
+          }
+          case 'schema.pulled': {
+            const pulled = msg.keyspaces.map(fromWire).filter((k): k is StoredKeyspace => k !== undefined);
+            await store(pulled);
+            const held = new Set([schemaVersion(pulled), snapshot.version]);
+            const entry = pending.get(msg.peer);
+            if (entry !== undefined) entry.inFlight = false;
+            // The peer may have changed its version after it answered: what it publishes now is still to pull.
+            if (entry?.theirs !== undefined && !held.has(entry.theirs)) retryLater(msg.peer, 'the definitions pulled are not the version the peer publishes');
+            else settle(msg.peer);
+            settleHolders(held);
+            return;
+          }
+          case 'schema.pullFailed': {
+            const entry = pending.get(msg.peer);
+            if (entry === undefined) return;
+            entry.inFlight = false;
+            if (entry.theirs === snapshot.version) settle(msg.peer);
+            else retryLater(msg.peer, msg.error);
+            return;
+          }
+        }
+
+        function retryLater(peer: NodeId, error: unknown): void {
+          const entry = pending.get(peer)!;
+          if (entry.attempt >= retry.attempts) {
+            ctx.log.warn({ peer, attempts: entry.attempt, err: error }, 'schema pull failed again; waiting for gossip to report this peer again');
+            settle(peer);
+            return;
+          }
+          const delayMs = Math.min(retry.maxMs, retry.firstMs * 2 ** entry.attempt);
+          entry.attempt++;
+          ctx.log.debug({ peer, attempt: entry.attempt, delayMs, err: error }, 'schema pull failed; retrying');
+          entry.timer = ctx.after(delayMs, { type: 'schema.retry', peer });
+        }
+
+        function pull(node: NodeId): void {
+          pending.get(node)!.inFlight = true;
+          const peer = ctx.system.ref<SchemaMsg>({ node, name: SCHEMA_ACTOR });
+          // The pull runs outside this turn so a slow peer does not stall local schema reads.
+          peer.ask<Definitions>((replyTo) => ({ type: 'schema.pull', replyTo }), options.timeoutMs).then(
+            (definitions) => ctx.self.tell({ type: 'schema.pulled', peer: node, keyspaces: definitions.keyspaces }),
+            (error: unknown) => ctx.self.tell({ type: 'schema.pullFailed', peer: node, error }),
+          );
         }
       },
     };
@@ -222,7 +316,7 @@ export function putKeyspace(ref: ActorRef<SchemaMsg>, keyspace: KeyspaceDef, tim
   return ref.ask<SchemaSnapshot>((replyTo) => ({ type: 'schema.put', keyspace, replyTo }), timeoutMs);
 }
 
-/** Tells the schema actor that `peer` gossips another schema version. */
-export function schemaDiffers(ref: ActorRef<SchemaMsg>, peer: NodeId): void {
-  ref.tell({ type: 'schema.differs', peer });
+/** Tells the schema actor that `peer` gossips another schema version (`theirs`, when known). */
+export function schemaDiffers(ref: ActorRef<SchemaMsg>, peer: NodeId, theirs?: string): void {
+  ref.tell({ type: 'schema.differs', peer, ...(theirs === undefined ? {} : { theirs }) });
 }

@@ -116,6 +116,20 @@ describe('the schema actor', () => {
     }
   });
 
+  it('retries a pull lost to a partition, so a node that missed the definitions gets them once the partition heals, though no version changed since (seed 28)', async () => {
+    const { sim, nodes, during } = await cluster(28, ['n1', 'n2']);
+    sim.network.partition([nodeId('n1')], [nodeId('n2')]);
+    const created = await during(putKeyspace(nodes.get('n1')!.ref, validateKeyspaceRequest('app', { class: 'SimpleStrategy', rf: 2 }, new Set()), 5_000));
+    // n2 heard the new version at once (gossip saw n1 UP) and pulled into the cut: the pull times out after 5 s.
+    await sim.runFor(6_000);
+    expect(nodes.get('n2')!.latest!.keyspaces.has('app')).toBe(false);
+    sim.network.heal();
+    // Nothing changes after the heal: only a retry of the lost pull brings the definition.
+    await sim.runFor(60_000);
+    expect(nodes.get('n2')!.latest!.version).toBe(created.version);
+    expect(nodes.get('n2')!.latest!.keyspaces.get('app')).toEqual(created.keyspaces.get('app'));
+  });
+
   it('spreads read_repair with the definition; a change that does not name it keeps it (seed 25)', async () => {
     const { sim, nodes, during } = await cluster(25, ['n1', 'n2']);
     const n1 = nodes.get('n1')!;
