@@ -47,8 +47,11 @@ export interface PullRetry {
   attempts: number;
 }
 
-/** 1 s doubling to 30 s, 20 retries: a peer is tried for about eight minutes plus the pulls' own timeouts. */
-export const DEFAULT_PULL_RETRY: PullRetry = { firstMs: 1_000, maxMs: 30_000, attempts: 20 };
+/**
+ * 1 s doubling to 30 s, with no limit: a peer is tried for as long as it publishes another version, since a cut
+ * that outlasts the retries would otherwise leave this node without the definitions until a version changes.
+ */
+export const DEFAULT_PULL_RETRY: PullRetry = { firstMs: 1_000, maxMs: 30_000, attempts: Number.POSITIVE_INFINITY };
 
 /**
  * Who hears about schema changes. Called by the schema actor, inside its
