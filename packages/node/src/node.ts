@@ -538,6 +538,9 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
         recordLeft: async () => {
           await recordLeft(storage, env, LOCAL_TIMEOUT_MS);
           leftAnnounced = true;
+          // From LEFT on this node is no replica: a coordinator that heard LEFT writes to the new ring only, so one
+          // that has not yet must not count this node's answer to a read, nor its acknowledgement of a write it keeps.
+          await system.stop(replica as ActorRef<unknown>);
         },
         heardBy,
         ...(hints ? { handOffHints: (to: NodeId) => hints.handOff(to) } : {}),

@@ -1,5 +1,6 @@
 import { nodeId } from '@chorus/core';
 import { describe, expect, it } from 'vitest';
+import { tokenOf } from '@chorus/ring';
 import { ringOf } from '../src/index.js';
 import { simCluster } from './sim-cluster.js';
 
@@ -46,6 +47,16 @@ describe('decommission: the ring hears that a node left', () => {
     c.nodes.delete('n4');
     await c.settle('n4 gone from every ring', async () => (await Promise.all(STAY.map((o) => c.node(o).status()))).every((v) => v.nodes.every((e) => e.name !== 'n4') && v.nodes.filter((e) => e.state === 'UN').length === 3), 120_000);
     for (const o of STAY) expect(ringOf(c.node(o).membership()).members.map((m) => m.node)).toEqual(STAY);
+  }, 120_000 * TIME_SCALE);
+
+  it('seed 1420: once it announced LEFT, the node answers no replica request, so a coordinator that has not heard it yet cannot count it', async () => {
+    const { c, statusOn } = await leavingUntilLeft(1420);
+    // n2 still holds n4 LEAVING: its ring has n4 as a natural replica of the key, beside one other.
+    const replication = { class: 'SimpleStrategy' as const, rf: 2 };
+    const key = Array.from({ length: 40 }, (_, i) => `k${i}`).find((k) => ringOf(c.node('n2').membership()).naturalReplicas(tokenOf(k), replication).includes(nodeId('n4')))!;
+    expect(statusOn('n2')).toBe('LEAVING');
+    const read = await c.during(c.node('n2').coordinator.get(KS, key, undefined, { consistency: 'ALL' }).then(() => 'answered', (error: { name: string }) => error.name));
+    expect(read, 'a read at ALL counted the answer of a node that left').toBe('ReadTimeout');
   }, 120_000 * TIME_SCALE);
 
   it('seed 947: a node that crashed right after announcing LEFT and restarts at once gossips LEFT again, refuses to serve, and leaves every ring', async () => {
