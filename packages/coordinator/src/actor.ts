@@ -97,6 +97,34 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
     const requests = new Map<number, { op: Op; request: Request; io: RequestIo; timers: Timer[] }>();
 
     const clocks = (): Clocks => ({ hlc: hlc.peek(), wallMicros: env.clock.nowMicros() });
+    // The counters every request's io shares: built once, not per request.
+    const counts: Pick<RequestIo, 'speculated' | 'mismatch' | 'repair' | 'session'> = {
+      speculated() {
+        shared.speculativeRetries++;
+      },
+      mismatch() {
+        shared.digestMismatches++;
+      },
+      repair: {
+        found() {
+          shared.readRepair.mismatches++;
+        },
+        sent(rows) {
+          shared.readRepair.rowsRepaired += rows;
+        },
+        timedOut() {
+          shared.readRepair.timeouts++;
+        },
+      },
+      session: {
+        escalated() {
+          shared.sessionFloor.escalations++;
+        },
+        notMet() {
+          shared.sessionFloor.notMet++;
+        },
+      },
+    };
 
     function deliver(ctx: ActorContext<CoordinatorMsg>, msg: CoordinatorMsg): void {
       try {
@@ -231,33 +259,13 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
           ctx.fail(replyTo, error);
         },
         end,
-        speculated() {
-          shared.speculativeRetries++;
-        },
-        mismatch() {
-          shared.digestMismatches++;
-        },
-        repair: {
-          found() {
-            shared.readRepair.mismatches++;
-          },
-          sent(rows) {
-            shared.readRepair.rowsRepaired += rows;
-          },
-          timedOut() {
-            shared.readRepair.timeouts++;
-          },
-        },
-        session: {
-          escalated() {
-            shared.sessionFloor.escalations++;
-          },
-          notMet() {
-            shared.sessionFloor.notMet++;
-          },
-        },
+        speculated: counts.speculated,
+        mismatch: counts.mismatch,
+        repair: counts.repair,
+        session: counts.session,
       };
-      const hint = offerHint(ctx, id);
+      // Only writes offer hints (a read repairs only the replicas that answered it), so reads build no hint closure.
+      const hint = op === 'write' ? offerHint(ctx, id) : undefined;
       if (hint !== undefined) io.hint = hint;
       let made: Request;
       try {

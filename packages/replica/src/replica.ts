@@ -413,10 +413,14 @@ export function spawnReplica(system: ActorSystem, options: ReplicaOptions): Acto
       }
       if (reads === undefined) return;
       const asked = readMsgs!;
-      const done = (i: number, error: Error | undefined, result: Cell | Uint8Array | undefined): void => {
+      const done = (i: number, error: Error | undefined, result: Cell | Uint8Array | undefined, digest?: Uint8Array): void => {
         const msg = asked[i]!;
         if (error !== undefined) ctx.fail(msg.replyTo, error);
-        else if (msg.type === 'replica.read') ctx.reply(msg.replyTo, dataMsg(result as Cell | undefined, hlc.peek(), env.clock.nowMicros()));
+        else if (msg.type === 'replica.read') {
+          const data = dataMsg(result as Cell | undefined, hlc.peek(), env.clock.nowMicros());
+          if (digest !== undefined) data.digest = digest;
+          ctx.reply(msg.replyTo, data);
+        }
         else ctx.reply(msg.replyTo, { type: 'replica.digest', digest: result as Uint8Array, hlc: hlc.peek(), wallMicros: env.clock.nowMicros() } satisfies DigestMsg);
       };
       env.scheduler.track(storage.reader.pointReads(reads, done)).catch((error: unknown) => ctx.log.error({ err: error }, 'point reads failed'));

@@ -32,10 +32,12 @@ export interface PointRead {
 
 /**
  * Hears each read of a batch as it completes: an error, or the cell (the
- * digest when the read asked for it). It may be the row cache's own object:
+ * digest when the read asked for it). A read of the cell also gets the
+ * cell's digest when the row cache holds it (`digest`), so that nobody
+ * hashes the value again. Either may be the row cache's own object:
  * read-only.
  */
-export type PointReadCallback = (index: number, error: Error | undefined, result: Cell | Uint8Array | undefined) => void;
+export type PointReadCallback = (index: number, error: Error | undefined, result: Cell | Uint8Array | undefined, digest?: Uint8Array) => void;
 
 interface Miss {
   index: number;
@@ -74,7 +76,8 @@ export async function readRows(s: StoreParts, reads: readonly PointRead[], done:
     if (cache.enabled) {
       const hit = cache.lookup(rowId);
       if (hit !== undefined) {
-        done(i, undefined, digest ? cache.digestOf(hit) : hit.cell);
+        if (digest) done(i, undefined, cache.digestOf(hit));
+        else done(i, undefined, hit.cell, cache.digestOf(hit));
         continue;
       }
     }
