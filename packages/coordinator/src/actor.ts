@@ -235,11 +235,20 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
             answer = Promise.reject(error as Error);
           }
           // The arrival time is taken here, not when the actor gets to the answer, so a backlog in this mailbox is not counted as network time.
-          const base = { type: 'answer', id, from: node, sentAtMs, sentWallMicros: c.wallMicros } as const;
+          const sentWallMicros = c.wallMicros;
+          // One object literal per answer (no spread of a shared base): every read and write makes one per replica.
           answer.then(
-            (msg) => deliver(ctx, { ...base, receivedAtMs: env.clock.monotonicMs(), outcome: { ok: true, msg } }),
+            (msg) => deliver(ctx, { type: 'answer', id, from: node, sentAtMs, sentWallMicros, receivedAtMs: env.clock.monotonicMs(), outcome: { ok: true, msg } }),
             (error: unknown) =>
-              deliver(ctx, { ...base, receivedAtMs: env.clock.monotonicMs(), outcome: { ok: false, error: error instanceof Error ? error : new Error(String(error)) } }),
+              deliver(ctx, {
+                type: 'answer',
+                id,
+                from: node,
+                sentAtMs,
+                sentWallMicros,
+                receivedAtMs: env.clock.monotonicMs(),
+                outcome: { ok: false, error: error instanceof Error ? error : new Error(String(error)) },
+              }),
           );
         },
         after(ms, tag) {
