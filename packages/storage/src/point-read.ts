@@ -2,7 +2,22 @@ import { type Cell, type RowAddress, cellDigest, compareCells, validateAddress }
 import { decodeStored } from './cell.js';
 import { COMPACT_MIN_VERSIONS, COMPACT_READ_CAP, type CompactionQueue } from './compaction.js';
 import { type DbIterator, EMPTY, ENC, type Entry, type StorageDb } from './db.js';
-import { DELETION_VERSION_BYTES, KIND_PARTITION_DELETION, KIND_ROW, VERSION_TS_BYTES, hasPrefix, isTie, kindPrefix, prefixEnd, readInvertedMicros, rowPrefixFromPartition } from './keys.js';
+import {
+  DELETION_VERSION_BYTES,
+  KIND_PARTITION_DELETION,
+  KIND_ROW,
+  VERSION_TS_BYTES,
+  escapedLength,
+  hasPrefix,
+  isTie,
+  kindPrefix,
+  partitionKeyLength,
+  prefixEnd,
+  readInvertedMicros,
+  rowPrefixFromPartition,
+  writeEscaped,
+  writePartitionKey,
+} from './keys.js';
 import type { StoreParts } from './parts.js';
 import { cacheId } from './row-cache.js';
 import { effective } from './row-versions.js';
@@ -65,9 +80,15 @@ export async function readRows(s: StoreParts, reads: readonly PointRead[], done:
     let clustering: Uint8Array;
     try {
       validateAddress(a);
-      pk = s.keyspaces.partitionKey(a.keyspace, a.token, a.partition);
       clustering = a.clustering ?? EMPTY;
-      rowPrefix = rowPrefixFromPartition(pk, clustering);
+      // The row's prefix in one allocation; the partition's key is a view of its start.
+      const ks = s.keyspaces.prefix(a.keyspace);
+      const pkLength = partitionKeyLength(ks, a.partition);
+      rowPrefix = new Uint8Array(pkLength + 1 + escapedLength(clustering));
+      writePartitionKey(rowPrefix, ks, a.token, a.partition);
+      rowPrefix[pkLength] = KIND_ROW;
+      writeEscaped(rowPrefix, pkLength + 1, clustering);
+      pk = rowPrefix.subarray(0, pkLength);
     } catch (error) {
       done(i, error as Error, undefined);
       continue;
