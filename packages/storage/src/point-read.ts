@@ -69,8 +69,16 @@ interface Miss {
  * shared iterators (one seek each) instead of an iterator per read; others
  * go alone. Resolves once every read has been answered through `done`.
  */
-export async function readRows(s: StoreParts, reads: readonly PointRead[], done: PointReadCallback): Promise<void> {
+export async function readRows(s: StoreParts, reads: readonly PointRead[], callback: PointReadCallback): Promise<void> {
   const cache = s.cache;
+  // A callback that throws must not cost the batch's other reads their answer.
+  const done: PointReadCallback = (i, error, result, digest) => {
+    try {
+      callback(i, error, result, digest);
+    } catch (thrown) {
+      s.env.logger.error({ err: thrown }, 'point read callback failed');
+    }
+  };
   let misses: Miss[] | undefined;
   let alone: Array<Promise<void>> | undefined;
   for (let i = 0; i < reads.length; i++) {
@@ -188,18 +196,12 @@ export async function readRow(s: StoreParts, a: RowAddress): Promise<Cell | unde
   const clustering = a.clustering ?? EMPTY;
   const rowPrefix = rowPrefixFromPartition(pk, clustering);
   const cache = s.cache;
-  if (!cache.enabled) return (await readRowFromDb(s.db, s.compactions, pk, clustering, rowPrefix)).cell;
-  const rowId = cacheId(rowPrefix, rowPrefix.length);
-  const hit = cache.lookup(rowId);
-  if (hit !== undefined) return hit.cell;
-  const start = cache.beginRead();
-  let read: { cell: Cell | undefined; version: Uint8Array | undefined } | undefined;
-  try {
-    read = await readRowFromDb(s.db, s.compactions, pk, clustering, rowPrefix);
-    return read.cell;
-  } finally {
-    cache.endRead(start, rowId, rowId.slice(0, pk.length), read?.cell, read?.version, read !== undefined && !s.commits.closed);
+  const rowId = cache.enabled ? cacheId(rowPrefix, rowPrefix.length) : '';
+  if (cache.enabled) {
+    const hit = cache.lookup(rowId);
+    if (hit !== undefined) return hit.cell;
   }
+  return readMissed(s, pk, clustering, rowPrefix, rowId);
 }
 
 /** The row as `getCell` returns it, and the key of its winning version when that is the cell (not a partition deletion). */
