@@ -29,6 +29,7 @@ const REGRESSIONS: Array<[seed: number, found: string]> = [
   [6613, 'a power loss of n1 and then a double crash took all three members down as the join began: the swarm read the ring before the movement from a running member that did not exist ("undefined is not running"); it now waits for a member to run first'],
   [6402, "a join under a double crash, loss and one-way cuts: the joining node's schema pulls were lost, gossip never reported the mismatch again, and after 30 rounds it bootstrapped without keyspace default (streamed nothing, joined NORMAL, repair failed with InvalidRequest). Failed pulls are now retried with backoff, a joining node announces no tokens until it holds its live peers' schema, and a keyspace unknown while the schema disagrees is the retryable SchemaDisagreement"],
   [1420, 'n4 announced LEFT; n1 heard it and wrote a key at quorum to the new ring, while n2, not yet told, read it at quorum from the old ring, n4 included, and saw an older version: a node that announced LEFT no longer answers as a replica'],
+  [4831, 'n4 finished joining; n1 heard it and wrote a key at TWO to n4 and itself, while n3, cut off and not yet told, read it at quorum from the old replicas and saw an older version: a node that finished joining stays pending, for writes and reads planned on each node, for 30 gossip rounds after that node heard it'],
 ];
 
 describe('simulation swarm: regression seeds', () => {

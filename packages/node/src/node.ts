@@ -15,6 +15,7 @@ import { awaitLeftHeard, checkDecommission, decommission } from './decommission.
 import { NodeRemoved, TopologyChangeInProgress } from './errors.js';
 import { hasLeft, keepClockMark, keepGone, keepPeerStates, loadGone, loadLocalState, loadPeerStates, recordGeneration, recordLeft, savePeers, saveTokens } from './local-state.js';
 import { purgeHorizonOf } from './purge-horizon.js';
+import { JOIN_SETTLE_ROUNDS, SettlingRing } from './settling-ring.js';
 import { checkRemoveNode, removeNode } from './removenode.js';
 import { type HintsEntry, type RingEntry, type StatusEntry, hintsView, peersWithOtherSchema, ringEntries, ringOf, ringPeersOf, statusView } from './views.js';
 import type { TopologyContext } from './topology.js';
@@ -306,6 +307,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
       },
     },
   });
+  let observeRing: (() => void) | undefined;
   const listener = system.spawn<ListenerMsg>('membership-listener', () => ({
     started(ctx) {
       if (options.loadBytes) ctx.after(0, { type: 'load' });
@@ -335,6 +337,8 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
       if (current === undefined) return;
       current.update(msg.event.view);
       keepPeers(current.snapshot());
+      // Every ring this node holds is seen, so that a join's end is noticed even with no request to plan.
+      observeRing?.();
     },
   }));
   subscribe(gossiper, listener, (event): ListenerMsg => ({ type: 'membership', event }));
@@ -386,6 +390,9 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     ringFor = { view, key, ring: ringFor?.key === key ? ringFor.ring : ringOf(view) };
     return ringFor.ring;
   };
+  const settlingRing = new SettlingRing(env, JOIN_SETTLE_ROUNDS * settings.gossipIntervalMs);
+  const requestRing = (): RingView => settlingRing.of(currentRing());
+  observeRing = () => settlingRing.observe(currentRing());
   // Start above every timestamp the last run issued, and keep recording how far the clock got.
   hlc.restore(local.clockMarkMicros);
   if (local.clockMarkMicros > env.clock.nowMicros() + settings.maxClockSkewMs * 1000) {
@@ -421,7 +428,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     localReplica: storage.reader,
     membership: current,
     topology: {
-      ring: currentRing,
+      ring: requestRing,
       keyspace: (name) => (name === SYSTEM_KEYSPACE ? undefined : schema.get(name)),
       // A keyspace unknown here while a live peer holds another schema may just not have arrived: retryable, not a 400.
       schemaAgreed: () => peersWithOtherSchema(latest(), schemaVersion).length === 0,
