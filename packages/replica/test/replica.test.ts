@@ -39,6 +39,27 @@ async function settled<T>(sim: Simulation, p: Promise<T>): Promise<T> {
   return p;
 }
 
+/** Two nodes with a replica each; n1 reaches n2's replica through `remote`, and the test reads n2's store directly. */
+async function twoReplicas(sim: Simulation) {
+  const systems = new Map<string, ActorSystem>();
+  let storage!: StorageHandle;
+  let now!: () => number;
+  for (const name of ['n1', 'n2']) {
+    await sim.addNode(name, ({ env, transport }) => {
+      const system = new ActorSystem({ env, transport, codec: wireCodec() });
+      systems.set(name, system);
+      const s = spawnStorage(system, { db: new MemoryLevel<Uint8Array, Uint8Array>({ keyEncoding: 'view', valueEncoding: 'view' }), env });
+      const hlc = new HybridLogicalClock(() => env.clock.nowMicros());
+      spawnReplica(system, { env, storage: s, hlc, skew: new SkewTracker(DEFAULT_MAX_CLOCK_SKEW_MS, env.logger) });
+      if (name === 'n2') {
+        storage = s;
+        now = () => env.clock.nowMicros();
+      }
+    });
+  }
+  return { systems, storage, now, remote: systems.get('n1')!.ref<ReplicaMsg>({ node: nodeId('n2'), name: REPLICA_ACTOR }) };
+}
+
 describe('replica.mutate on the wire', () => {
   for (const [what, m] of Object.entries(MUTATIONS)) {
     it(`carries a ${what} as the model's Mutation`, () => {
@@ -103,23 +124,7 @@ describe('replica actor', () => {
 
   it('applies every kind of mutation from a remote coordinator', async () => {
     const sim = new Simulation({ seed: 12, network: { latencyMs: 1, jitterMs: 1 } });
-    const systems = new Map<string, ActorSystem>();
-    let storage!: StorageHandle;
-    let now!: () => number;
-    for (const name of ['n1', 'n2']) {
-      await sim.addNode(name, ({ env, transport }) => {
-        const system = new ActorSystem({ env, transport, codec: wireCodec() });
-        systems.set(name, system);
-        const s = spawnStorage(system, { db: new MemoryLevel<Uint8Array, Uint8Array>({ keyEncoding: 'view', valueEncoding: 'view' }), env });
-        const hlc = new HybridLogicalClock(() => env.clock.nowMicros());
-        spawnReplica(system, { env, storage: s, hlc, skew: new SkewTracker(DEFAULT_MAX_CLOCK_SKEW_MS, env.logger) });
-        if (name === 'n2') {
-          storage = s;
-          now = () => env.clock.nowMicros();
-        }
-      });
-    }
-    const remote = systems.get('n1')!.ref<ReplicaMsg>({ node: nodeId('n2'), name: REPLICA_ACTOR });
+    const { systems, storage, now, remote } = await twoReplicas(sim);
     const t = now();
     const row = { ...address, clustering: bytes('c') };
     await settled(sim, mutate(remote, { ...row, cell: { value: bytes('v1'), timestampMicros: t, expiresAtMicros: t + 60_000_000 } }, clocks, 1_000));
@@ -137,23 +142,7 @@ describe('replica actor', () => {
 describe('replica reads of one turn', () => {
   it('answers a burst of remote data and digest reads, each with its own row, and a cached row with its digest', async () => {
     const sim = new Simulation({ seed: 14, network: { latencyMs: 1, jitterMs: 0 } });
-    const systems = new Map<string, ActorSystem>();
-    let storage!: StorageHandle;
-    let now!: () => number;
-    for (const name of ['n1', 'n2']) {
-      await sim.addNode(name, ({ env, transport }) => {
-        const system = new ActorSystem({ env, transport, codec: wireCodec() });
-        systems.set(name, system);
-        const s = spawnStorage(system, { db: new MemoryLevel<Uint8Array, Uint8Array>({ keyEncoding: 'view', valueEncoding: 'view' }), env });
-        const hlc = new HybridLogicalClock(() => env.clock.nowMicros());
-        spawnReplica(system, { env, storage: s, hlc, skew: new SkewTracker(DEFAULT_MAX_CLOCK_SKEW_MS, env.logger) });
-        if (name === 'n2') {
-          storage = s;
-          now = () => env.clock.nowMicros();
-        }
-      });
-    }
-    const remote = systems.get('n1')!.ref<ReplicaMsg>({ node: nodeId('n2'), name: REPLICA_ACTOR });
+    const { systems, storage, now, remote } = await twoReplicas(sim);
     const t = now();
     const row = (i: number) => ({ keyspace: 'app', token: token(BigInt(i * 7919 - 40_000)), partition: bytes(`p${i}`) });
     await settled(sim, Promise.all(Array.from({ length: 40 }, (_, i) => (i % 4 === 3 ? Promise.resolve() : mutate(remote, { ...row(i), cell: { value: bytes(`v${i}`), timestampMicros: t + i } }, clocks, 1_000)))));
