@@ -400,7 +400,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
   }
   const clockMark = keepClockMark(storage, env, () => hlc.peek(), local.clockMarkMicros, LOCAL_TIMEOUT_MS);
   const skew = new SkewTracker(settings.maxClockSkewMs, env.logger, settings.clockSkewWarnMs !== undefined ? { warnMs: settings.clockSkewWarnMs } : {});
-  const replica: ActorRef<ReplicaMsg> = spawnReplica(system, { env, storage, hlc, skew, ...(settings.memory?.mailboxBytes !== undefined ? { mailboxBytes: settings.memory.mailboxBytes } : {}) });
+  const replica: ActorRef<ReplicaMsg> = spawnReplica(system, { env, storage, hlc, skew, left: () => leftAnnounced, ...(settings.memory?.mailboxBytes !== undefined ? { mailboxBytes: settings.memory.mailboxBytes } : {}) });
   const hints: HintsHandle | undefined =
     options.hintsDb === undefined
       ? undefined
@@ -544,10 +544,9 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
         announce: (values: { status?: 'LEAVING' | 'LEFT'; streaming?: number }) => setApplicationState(gossiper, values),
         recordLeft: async () => {
           await recordLeft(storage, env, LOCAL_TIMEOUT_MS);
+          // From here on the replica refuses reads: a coordinator that heard LEFT writes to the new ring only, so one
+          // that has not yet must not count this node's answer. Its writes still count: they also need the pending replica.
           leftAnnounced = true;
-          // From LEFT on this node is no replica: a coordinator that heard LEFT writes to the new ring only, so one
-          // that has not yet must not count this node's answer to a read, nor its acknowledgement of a write it keeps.
-          await system.stop(replica as ActorRef<unknown>);
         },
         heardBy,
         ...(hints ? { handOffHints: (to: NodeId) => hints.handOff(to) } : {}),

@@ -31,3 +31,4 @@ export {
   type RowsMsg,
 } from './replica.js';
 export { HybridLogicalClock, SkewTracker, DEFAULT_MAX_CLOCK_SKEW_MS, DEFAULT_CLOCK_SKEW_WARN_MS, type PeerSkew, type RoundTripSample, type SkewTrackerOptions } from './hlc.js';
+export { ReplicaLeft } from './errors.js';

@@ -3,6 +3,7 @@ import type { Env, NodeId, Token } from '@chorus/core';
 import { type ScanEntry, type ScanPosition, type StoreReader, type SlicePage, type SliceRow, type StorageHandle, type TokenRange, positionOf, write } from '@chorus/storage';
 import { MAX_STREAM_ENTRIES, type MessageKind, type WireMessage } from '@chorus/wire';
 import { type Cell, type Mutation, type RowAddress, cellDigest, isPartitionDelete, isTombstone, mutationBytes } from '@chorus/model';
+import { ReplicaLeft } from './errors.js';
 import type { HybridLogicalClock, SkewTracker } from './hlc.js';
 
 /** The name of the replica actor on every node. */
@@ -312,6 +313,8 @@ export interface ReplicaOptions {
   streamBudgetBytes?: number;
   /** Bytes of mutations queued before more are refused with MailboxFull (default DEFAULT_REPLICA_MAILBOX_BYTES). */
   mailboxBytes?: number;
+  /** True once this node announced LEFT: reads are refused with ReplicaLeft from then on, writes still acknowledged. */
+  left?: () => boolean;
 }
 
 /** Bytes of mutations the replica actor queues: past it a coordinator's write to this replica fails at once (Overloaded) instead of queueing. */
@@ -346,6 +349,10 @@ export function spawnReplica(system: ActorSystem, options: ReplicaOptions): Acto
           (error: unknown) => ctx.fail(msg.replyTo, error instanceof Error ? error : new Error(String(error))),
         );
       };
+      if (msg.type !== 'replica.mutate' && options.left?.() === true) {
+        ctx.fail(msg.replyTo, new ReplicaLeft(env.node));
+        return;
+      }
       switch (msg.type) {
         case 'replica.mutate': {
           const mutation = msg.mutation;
