@@ -97,6 +97,34 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
     const requests = new Map<number, { op: Op; request: Request; io: RequestIo; timers: Timer[] }>();
 
     const clocks = (): Clocks => ({ hlc: hlc.peek(), wallMicros: env.clock.nowMicros() });
+    // The counters every request's io shares: built once, not per request.
+    const counts: Pick<RequestIo, 'speculated' | 'mismatch' | 'repair' | 'session'> = {
+      speculated() {
+        shared.speculativeRetries++;
+      },
+      mismatch() {
+        shared.digestMismatches++;
+      },
+      repair: {
+        found() {
+          shared.readRepair.mismatches++;
+        },
+        sent(rows) {
+          shared.readRepair.rowsRepaired += rows;
+        },
+        timedOut() {
+          shared.readRepair.timeouts++;
+        },
+      },
+      session: {
+        escalated() {
+          shared.sessionFloor.escalations++;
+        },
+        notMet() {
+          shared.sessionFloor.notMet++;
+        },
+      },
+    };
 
     function deliver(ctx: ActorContext<CoordinatorMsg>, msg: CoordinatorMsg): void {
       try {
@@ -207,11 +235,20 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
             answer = Promise.reject(error as Error);
           }
           // The arrival time is taken here, not when the actor gets to the answer, so a backlog in this mailbox is not counted as network time.
-          const base = { type: 'answer', id, from: node, sentAtMs, sentWallMicros: c.wallMicros } as const;
+          const sentWallMicros = c.wallMicros;
+          // One object literal per answer (no spread of a shared base): every read and write makes one per replica.
           answer.then(
-            (msg) => deliver(ctx, { ...base, receivedAtMs: env.clock.monotonicMs(), outcome: { ok: true, msg } }),
+            (msg) => deliver(ctx, { type: 'answer', id, from: node, sentAtMs, sentWallMicros, receivedAtMs: env.clock.monotonicMs(), outcome: { ok: true, msg } }),
             (error: unknown) =>
-              deliver(ctx, { ...base, receivedAtMs: env.clock.monotonicMs(), outcome: { ok: false, error: error instanceof Error ? error : new Error(String(error)) } }),
+              deliver(ctx, {
+                type: 'answer',
+                id,
+                from: node,
+                sentAtMs,
+                sentWallMicros,
+                receivedAtMs: env.clock.monotonicMs(),
+                outcome: { ok: false, error: error instanceof Error ? error : new Error(String(error)) },
+              }),
           );
         },
         after(ms, tag) {
@@ -231,33 +268,13 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
           ctx.fail(replyTo, error);
         },
         end,
-        speculated() {
-          shared.speculativeRetries++;
-        },
-        mismatch() {
-          shared.digestMismatches++;
-        },
-        repair: {
-          found() {
-            shared.readRepair.mismatches++;
-          },
-          sent(rows) {
-            shared.readRepair.rowsRepaired += rows;
-          },
-          timedOut() {
-            shared.readRepair.timeouts++;
-          },
-        },
-        session: {
-          escalated() {
-            shared.sessionFloor.escalations++;
-          },
-          notMet() {
-            shared.sessionFloor.notMet++;
-          },
-        },
+        speculated: counts.speculated,
+        mismatch: counts.mismatch,
+        repair: counts.repair,
+        session: counts.session,
       };
-      const hint = offerHint(ctx, id);
+      // Only writes offer hints (a read repairs only the replicas that answered it), so reads build no hint closure.
+      const hint = op === 'write' ? offerHint(ctx, id) : undefined;
       if (hint !== undefined) io.hint = hint;
       let made: Request;
       try {

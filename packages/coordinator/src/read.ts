@@ -100,7 +100,8 @@ export class ReadRequest implements Request {
     const msg = outcome.msg;
     if (msg.type === 'replica.data') {
       const cell = fromWireCell(msg);
-      this.answers.set(from, { digest: cellDigest(cell), data: { cell } });
+      // A replica that had the digest at hand sent it along: the value need not be hashed here.
+      this.answers.set(from, { digest: msg.digest ?? cellDigest(cell), data: { cell } });
     } else if (msg.type === 'replica.digest') {
       this.answers.set(from, { digest: msg.digest });
       // Already resolving: this late (speculative) replica must send data to count.

@@ -1,8 +1,8 @@
-import type { ActorRef, ActorSystem, ReplyTo } from '@chorus/actors';
+import type { ActorContext, ActorRef, ActorSystem, ReplyTo } from '@chorus/actors';
 import type { Env, NodeId, Token } from '@chorus/core';
-import { type ScanEntry, type ScanPosition, type StoreReader, type SlicePage, type SliceRow, type StorageHandle, type TokenRange, positionOf, write } from '@chorus/storage';
+import { type PointRead, type ScanEntry, type ScanPosition, type StoreReader, type SlicePage, type SliceRow, type StorageHandle, type TokenRange, positionOf, write } from '@chorus/storage';
 import { MAX_STREAM_ENTRIES, type MessageKind, type WireMessage } from '@chorus/wire';
-import { type Cell, type Mutation, type RowAddress, cellDigest, isPartitionDelete, isTombstone, mutationBytes } from '@chorus/model';
+import { type Cell, type Mutation, type RowAddress, isPartitionDelete, isTombstone, mutationBytes } from '@chorus/model';
 import { ReplicaLeft } from './errors.js';
 import type { HybridLogicalClock, SkewTracker } from './hlc.js';
 
@@ -253,6 +253,14 @@ function page(entries: StreamEntryWire[], last: ScanPosition | undefined, done: 
   return last === undefined ? { entries, done } : { entries, last: positionWire(last), done };
 }
 
+/** A data answer built in one object (no wire cell to spread): replicas send one per read. */
+function dataMsg(cell: Cell | undefined, hlcNow: number, wallMicros: number): DataMsg {
+  if (cell === undefined) return { type: 'replica.data', state: 'absent', hlc: hlcNow, wallMicros };
+  if (isTombstone(cell)) return { type: 'replica.data', state: 'tombstone', timestampMicros: cell.timestampMicros, hlc: hlcNow, wallMicros };
+  if (cell.expiresAtMicros === undefined) return { type: 'replica.data', state: 'value', value: cell.value, timestampMicros: cell.timestampMicros, hlc: hlcNow, wallMicros };
+  return { type: 'replica.data', state: 'value', value: cell.value, timestampMicros: cell.timestampMicros, expiresAtMicros: cell.expiresAtMicros, hlc: hlcNow, wallMicros };
+}
+
 function addressOf(m: WireMessage<'replica.read'> | WireMessage<'replica.read-digest'>): RowAddress {
   return { keyspace: m.keyspace, token: m.token as Token, partition: m.partition, clustering: m.clustering };
 }
@@ -337,63 +345,89 @@ export function spawnReplica(system: ActorSystem, options: ReplicaOptions): Acto
   const streamBudgetBytes = options.streamBudgetBytes ?? STREAM_PAGE_BUDGET_BYTES;
   const mutationBoundMicros = REPLICA_SKEW_FACTOR * hlc.maxSkewMicros;
   const clocks = (): Clocks => ({ hlc: hlc.peek(), wallMicros: env.clock.nowMicros() });
-  return system.spawn<ReplicaMsg>(options.name ?? REPLICA_ACTOR, () => ({
-    receive(msg, ctx) {
-      const from = msg.replyTo.node as NodeId;
-      // The sender's wall clock at send time: only a lower bound on its offset (a backlog here makes it look behind), see SkewTracker.
-      if (from !== env.node) skew.observeOneWay(from, msg.wallMicros, env.clock.nowMicros());
-      hlc.observe(msg.hlc);
-      const answer = <R>(work: Promise<R>, reply: (r: R) => unknown): void => {
-        env.scheduler.track(work).then(
-          (r) => ctx.reply(msg.replyTo as ReplyTo<unknown>, reply(r)),
-          (error: unknown) => ctx.fail(msg.replyTo, error instanceof Error ? error : new Error(String(error))),
-        );
-      };
-      if (msg.type !== 'replica.mutate' && options.left?.() === true) {
-        ctx.fail(msg.replyTo, new ReplicaLeft(env.node));
+  type PointReadMsg = Extract<ReplicaMsg, { type: 'replica.read' | 'replica.read-digest' }>;
+  /** Moves this node's clock past the sender's and notes the sender's offset: every message does it on arrival. */
+  const observe = (msg: ReplicaMsg): void => {
+    const from = msg.replyTo.node as NodeId;
+    // The sender's wall clock at send time: only a lower bound on its offset (a backlog here makes it look behind), see SkewTracker.
+    if (from !== env.node) skew.observeOneWay(from, msg.wallMicros, env.clock.nowMicros());
+    hlc.observe(msg.hlc);
+  };
+  const handle = (msg: Exclude<ReplicaMsg, PointReadMsg>, ctx: ActorContext<ReplicaMsg>): void => {
+    const answer = <R>(work: Promise<R>, reply: (r: R) => unknown): void => {
+      env.scheduler.track(work).then(
+        (r) => ctx.reply(msg.replyTo as ReplyTo<unknown>, reply(r)),
+        (error: unknown) => ctx.fail(msg.replyTo, error instanceof Error ? error : new Error(String(error))),
+      );
+    };
+    switch (msg.type) {
+      case 'replica.mutate': {
+        const mutation = msg.mutation;
+        const timestampMicros = timestampOf(mutation);
+        try {
+          // A coordinator whose clock runs ahead must not plant writes that beat every honest later one.
+          hlc.checkNotTooFarAhead(timestampMicros, 'write timestamp', mutationBoundMicros);
+        } catch (error) {
+          ctx.fail(msg.replyTo, error as Error);
+          return;
+        }
+        hlc.observe(timestampMicros);
+        answer(write(storage.ref, mutation, storageTimeoutMs), (): MutatedMsg => ({ type: 'replica.mutated', ...clocks() }));
         return;
       }
-      switch (msg.type) {
-        case 'replica.mutate': {
-          const mutation = msg.mutation;
-          const timestampMicros = timestampOf(mutation);
-          try {
-            // A coordinator whose clock runs ahead must not plant writes that beat every honest later one.
-            hlc.checkNotTooFarAhead(timestampMicros, 'write timestamp', mutationBoundMicros);
-          } catch (error) {
-            ctx.fail(msg.replyTo, error as Error);
-            return;
-          }
-          hlc.observe(timestampMicros);
-          answer(write(storage.ref, mutation, storageTimeoutMs), (): MutatedMsg => ({ type: 'replica.mutated', ...clocks() }));
-          return;
-        }
-        case 'replica.read':
-          answer(storage.reader.getCell(addressOf(msg)), (cell): DataMsg => ({ type: 'replica.data', ...toWireCell(cell), ...clocks() }));
-          return;
-        case 'replica.read-digest':
-          answer(storage.reader.getCell(addressOf(msg)), (cell): DigestMsg => ({ type: 'replica.digest', digest: cellDigest(cell), ...clocks() }));
-          return;
-        case 'replica.slice': {
-          const q: SliceQuery = { keyspace: msg.keyspace, token: msg.token as Token, partition: msg.partition, limit: msg.limit, reverse: msg.reverse };
-          if (msg.from !== undefined) q.from = msg.from;
-          if (msg.to !== undefined) q.to = msg.to;
-          if (msg.after !== undefined) q.after = msg.after;
-          answer(sliceWithinBudget(storage.reader, q, sliceBudgetBytes), (page): RowsMsg => {
-            const out: RowsMsg = { type: 'replica.rows', rows: page.rows.map((r) => ({ clustering: r.clustering, ...toWireCell(r.cell) })), ...clocks() };
-            if (page.nextPage !== undefined) out.nextPage = page.nextPage;
-            if (page.partitionDeletedAtMicros !== undefined) out.partitionDeletedAtMicros = page.partitionDeletedAtMicros;
-            return out;
-          });
-          return;
-        }
-        case 'replica.stream-range': {
-          const range = { start: msg.start as Token, end: msg.end as Token };
-          const after = msg.after === undefined ? undefined : { ...msg.after, token: msg.after.token as Token };
-          answer(rangePageWithinBudget(storage.reader, msg.keyspace, range, after, streamBudgetBytes), (p): RangePageMsg => ({ type: 'replica.range-page', ...p, ...clocks() }));
-          return;
+      case 'replica.slice': {
+        const q: SliceQuery = { keyspace: msg.keyspace, token: msg.token as Token, partition: msg.partition, limit: msg.limit, reverse: msg.reverse };
+        if (msg.from !== undefined) q.from = msg.from;
+        if (msg.to !== undefined) q.to = msg.to;
+        if (msg.after !== undefined) q.after = msg.after;
+        answer(sliceWithinBudget(storage.reader, q, sliceBudgetBytes), (page): RowsMsg => {
+          const out: RowsMsg = { type: 'replica.rows', rows: page.rows.map((r) => ({ clustering: r.clustering, ...toWireCell(r.cell) })), ...clocks() };
+          if (page.nextPage !== undefined) out.nextPage = page.nextPage;
+          if (page.partitionDeletedAtMicros !== undefined) out.partitionDeletedAtMicros = page.partitionDeletedAtMicros;
+          return out;
+        });
+        return;
+      }
+      case 'replica.stream-range': {
+        const range = { start: msg.start as Token, end: msg.end as Token };
+        const after = msg.after === undefined ? undefined : { ...msg.after, token: msg.after.token as Token };
+        answer(rangePageWithinBudget(storage.reader, msg.keyspace, range, after, streamBudgetBytes), (p): RangePageMsg => ({ type: 'replica.range-page', ...p, ...clocks() }));
+        return;
+      }
+    }
+  };
+  return system.spawn<ReplicaMsg>(options.name ?? REPLICA_ACTOR, () => ({
+    receiveBatch(msgs, ctx) {
+      // The point reads of one turn go to the store together, so their LevelDB misses share iterators.
+      let reads: PointRead[] | undefined;
+      let readMsgs: PointReadMsg[] | undefined;
+      for (let i = 0; i < msgs.length; i++) {
+        const msg = msgs[i]!;
+        try {
+          observe(msg);
+          if (msg.type !== 'replica.mutate' && options.left?.() === true) ctx.fail(msg.replyTo, new ReplicaLeft(env.node));
+          else if (msg.type === 'replica.read' || msg.type === 'replica.read-digest') {
+            (reads ??= []).push({ address: addressOf(msg), digest: msg.type === 'replica.read-digest' });
+            (readMsgs ??= []).push(msg);
+          } else handle(msg, ctx);
+        } catch (error) {
+          // A message that breaks its handler fails alone, never the turn's other messages.
+          ctx.fail(msg.replyTo, error instanceof Error ? error : new Error(String(error)));
         }
       }
+      if (reads === undefined) return;
+      const asked = readMsgs!;
+      const done = (i: number, error: Error | undefined, result: Cell | Uint8Array | undefined, digest?: Uint8Array): void => {
+        const msg = asked[i]!;
+        if (error !== undefined) ctx.fail(msg.replyTo, error);
+        else if (msg.type === 'replica.read') {
+          const data = dataMsg(result as Cell | undefined, hlc.peek(), env.clock.nowMicros());
+          if (digest !== undefined) data.digest = digest;
+          ctx.reply(msg.replyTo, data);
+        }
+        else ctx.reply(msg.replyTo, { type: 'replica.digest', digest: result as Uint8Array, hlc: hlc.peek(), wallMicros: env.clock.nowMicros() } satisfies DigestMsg);
+      };
+      env.scheduler.track(storage.reader.pointReads(reads, done)).catch((error: unknown) => ctx.log.error({ err: error }, 'point reads failed'));
     },
   }), { mailbox: { capacity: 50_000, overflow: 'reject', maxBytes: options.mailboxBytes ?? DEFAULT_REPLICA_MAILBOX_BYTES, sizeOf: replicaMsgBytes } });
 }

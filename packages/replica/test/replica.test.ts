@@ -1,12 +1,12 @@
 import { type ActorRef, ActorSystem } from '@chorus/actors';
 import { type Env, nodeId, token } from '@chorus/core';
-import { LIMITS, type Mutation } from '@chorus/model';
+import { LIMITS, type Mutation, cellDigest } from '@chorus/model';
 import { Simulation } from '@chorus/sim';
 import { type StorageHandle, spawnStorage } from '@chorus/storage';
 import { FrameRejected, wireCodec } from '@chorus/wire';
 import { MemoryLevel } from 'memory-level';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_MAX_CLOCK_SKEW_MS, HybridLogicalClock, REPLICA_ACTOR, type ReplicaMsg, SkewTracker, mutate, spawnReplica } from '../src/index.js';
+import { DEFAULT_MAX_CLOCK_SKEW_MS, HybridLogicalClock, REPLICA_ACTOR, type ReplicaMsg, SkewTracker, fromWireCell, mutate, readData, readDigest, spawnReplica } from '../src/index.js';
 
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
 const address = { keyspace: 'app', token: token(-7n), partition: bytes('p') };
@@ -37,6 +37,27 @@ async function settled<T>(sim: Simulation, p: Promise<T>): Promise<T> {
   void p.finally(() => (done = true)).catch(() => undefined);
   await sim.run({ stopWhen: () => done, untilMs: sim.now + 10_000 });
   return p;
+}
+
+/** Two nodes with a replica each; n1 reaches n2's replica through `remote`, and the test reads n2's store directly. */
+async function twoReplicas(sim: Simulation) {
+  const systems = new Map<string, ActorSystem>();
+  let storage!: StorageHandle;
+  let now!: () => number;
+  for (const name of ['n1', 'n2']) {
+    await sim.addNode(name, ({ env, transport }) => {
+      const system = new ActorSystem({ env, transport, codec: wireCodec() });
+      systems.set(name, system);
+      const s = spawnStorage(system, { db: new MemoryLevel<Uint8Array, Uint8Array>({ keyEncoding: 'view', valueEncoding: 'view' }), env });
+      const hlc = new HybridLogicalClock(() => env.clock.nowMicros());
+      spawnReplica(system, { env, storage: s, hlc, skew: new SkewTracker(DEFAULT_MAX_CLOCK_SKEW_MS, env.logger) });
+      if (name === 'n2') {
+        storage = s;
+        now = () => env.clock.nowMicros();
+      }
+    });
+  }
+  return { systems, storage, now, remote: systems.get('n1')!.ref<ReplicaMsg>({ node: nodeId('n2'), name: REPLICA_ACTOR }) };
 }
 
 describe('replica.mutate on the wire', () => {
@@ -103,23 +124,7 @@ describe('replica actor', () => {
 
   it('applies every kind of mutation from a remote coordinator', async () => {
     const sim = new Simulation({ seed: 12, network: { latencyMs: 1, jitterMs: 1 } });
-    const systems = new Map<string, ActorSystem>();
-    let storage!: StorageHandle;
-    let now!: () => number;
-    for (const name of ['n1', 'n2']) {
-      await sim.addNode(name, ({ env, transport }) => {
-        const system = new ActorSystem({ env, transport, codec: wireCodec() });
-        systems.set(name, system);
-        const s = spawnStorage(system, { db: new MemoryLevel<Uint8Array, Uint8Array>({ keyEncoding: 'view', valueEncoding: 'view' }), env });
-        const hlc = new HybridLogicalClock(() => env.clock.nowMicros());
-        spawnReplica(system, { env, storage: s, hlc, skew: new SkewTracker(DEFAULT_MAX_CLOCK_SKEW_MS, env.logger) });
-        if (name === 'n2') {
-          storage = s;
-          now = () => env.clock.nowMicros();
-        }
-      });
-    }
-    const remote = systems.get('n1')!.ref<ReplicaMsg>({ node: nodeId('n2'), name: REPLICA_ACTOR });
+    const { systems, storage, now, remote } = await twoReplicas(sim);
     const t = now();
     const row = { ...address, clustering: bytes('c') };
     await settled(sim, mutate(remote, { ...row, cell: { value: bytes('v1'), timestampMicros: t, expiresAtMicros: t + 60_000_000 } }, clocks, 1_000));
@@ -131,6 +136,33 @@ describe('replica actor', () => {
     const after = await settled(sim, storage.reader.getCell({ ...address, clustering: bytes('d') }));
     expect(after === undefined || ('tombstone' in after && after.tombstone)).toBe(true);
     expect(systems.get('n2')!.stats().rejectedFrames).toBe(0);
+  });
+});
+
+describe('replica reads of one turn', () => {
+  it('answers a burst of remote data and digest reads, each with its own row, and a cached row with its digest', async () => {
+    const sim = new Simulation({ seed: 14, network: { latencyMs: 1, jitterMs: 0 } });
+    const { systems, storage, now, remote } = await twoReplicas(sim);
+    const t = now();
+    const row = (i: number) => ({ keyspace: 'app', token: token(BigInt(i * 7919 - 40_000)), partition: bytes(`p${i}`) });
+    await settled(sim, Promise.all(Array.from({ length: 40 }, (_, i) => (i % 4 === 3 ? Promise.resolve() : mutate(remote, { ...row(i), cell: { value: bytes(`v${i}`), timestampMicros: t + i } }, clocks, 1_000)))));
+    await settled(sim, storage.reader.getCell(row(0)));
+    const readsBefore = storage.reader.cacheStats().hits + storage.reader.cacheStats().misses;
+    // Sent at once: they arrive in one frame and the replica takes them in one turn.
+    const answers = await settled(
+      sim,
+      Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? readData(remote, row(i), clocks, 1_000) : readDigest(remote, row(i), clocks, 1_000)))),
+    );
+    expect(storage.reader.cacheStats().hits + storage.reader.cacheStats().misses - readsBefore).toBe(40);
+    for (let i = 0; i < 40; i++) {
+      const expected = i % 4 === 3 ? undefined : { value: bytes(`v${i}`), timestampMicros: t + i };
+      const a = answers[i]!;
+      if (a.type === 'replica.data') {
+        expect(plain(fromWireCell(a))).toEqual(plain(expected));
+        // Row 0 was cached before the burst: its data answer carries its digest, which the coordinator then need not compute.
+        if (i === 0) expect(plain(a.digest)).toEqual(plain(cellDigest(expected)));
+      } else expect(plain(a.digest)).toEqual(plain(cellDigest(expected)));
+    }
   });
 });
 

@@ -74,7 +74,7 @@ export type StorageMsg =
  * write. Writes go through the actor only (`write`), so nothing can get around
  * group commit.
  */
-export type StoreReader = Pick<Store, 'getCell' | 'get' | 'digest' | 'slice' | 'scanRange' | 'cacheStats'>;
+export type StoreReader = Pick<Store, 'getCell' | 'get' | 'digest' | 'pointReads' | 'slice' | 'scanRange' | 'cacheStats'>;
 
 export interface StorageHandle {
   /** The write path: send with `write`, `readCell`, `flush`. */

@@ -1,14 +1,193 @@
-import { type Cell, type RowAddress, compareCells, validateAddress } from '@chorus/model';
+import { type Cell, type RowAddress, bytesEqual, cellDigest, compareCells, validateAddress } from '@chorus/model';
 import { decodeStored } from './cell.js';
 import { COMPACT_MIN_VERSIONS, COMPACT_READ_CAP, type CompactionQueue } from './compaction.js';
 import { type DbIterator, EMPTY, ENC, type Entry, type StorageDb } from './db.js';
-import { DELETION_VERSION_BYTES, KIND_PARTITION_DELETION, KIND_ROW, VERSION_TS_BYTES, hasPrefix, isTie, kindPrefix, prefixEnd, readInvertedMicros, rowPrefixFromPartition } from './keys.js';
+import {
+  DELETION_VERSION_BYTES,
+  KIND_PARTITION_DELETION,
+  KIND_ROW,
+  VERSION_TS_BYTES,
+  escapedLength,
+  hasPrefix,
+  isTie,
+  kindPrefix,
+  partitionKeyLength,
+  prefixEnd,
+  readInvertedMicros,
+  rowPrefixFromPartition,
+  writeEscaped,
+  writePartitionKey,
+} from './keys.js';
 import type { StoreParts } from './parts.js';
 import { cacheId } from './row-cache.js';
 import { effective } from './row-versions.js';
 
 /** Versions a point read fetches in its first step: the newest is usually all it needs. */
 const POINT_CHUNK = 4;
+/**
+ * Entries a read of a batch fetches in its first step: the row's one version
+ * and the key after it (which tells the row is complete) in the usual case;
+ * a shared iterator has no bound at the row's end, so more would read rows
+ * nobody asked for.
+ */
+const SHARED_POINT_CHUNK = 2;
+/**
+ * Misses of one batch that share an iterator. Creating and closing an
+ * iterator costs more than a seek; the reads on one iterator run one after
+ * another, so a large batch is cut into a few iterators that run side by side
+ * on LevelDB's threads.
+ */
+const READS_PER_ITERATOR = 16;
+
+/** One point read of a batch: the row's cell, or only its digest. */
+export interface PointRead {
+  address: RowAddress;
+  digest: boolean;
+}
+
+/**
+ * Hears each read of a batch as it completes: an error, or the cell (the
+ * digest when the read asked for it). A read of the cell also gets the
+ * cell's digest when the row cache holds it (`digest`), so that nobody
+ * hashes the value again. Either may be the row cache's own object:
+ * read-only.
+ */
+export type PointReadCallback = (index: number, error: Error | undefined, result: Cell | Uint8Array | undefined, digest?: Uint8Array) => void;
+
+interface Miss {
+  index: number;
+  digest: boolean;
+  pk: Uint8Array;
+  rowPrefix: Uint8Array;
+  rowId: string;
+}
+
+/**
+ * The point reads that arrived together (one turn of the replica actor):
+ * hits are answered at once from the row cache, a cached digest included;
+ * misses of the empty clustering key are read in key order through a few
+ * shared iterators (one seek each) instead of an iterator per read; others
+ * go alone. Resolves once every read has been answered through `done`.
+ */
+export async function readRows(s: StoreParts, reads: readonly PointRead[], callback: PointReadCallback): Promise<void> {
+  const cache = s.cache;
+  // A callback that throws must not cost the batch's other reads their answer.
+  const done: PointReadCallback = (i, error, result, digest) => {
+    try {
+      callback(i, error, result, digest);
+    } catch (thrown) {
+      s.env.logger.error({ err: thrown }, 'point read callback failed');
+    }
+  };
+  let misses: Miss[] | undefined;
+  let alone: Array<Promise<void>> | undefined;
+  for (let i = 0; i < reads.length; i++) {
+    const { address: a, digest } = reads[i]!;
+    let pk: Uint8Array;
+    let rowPrefix: Uint8Array;
+    let clustering: Uint8Array;
+    try {
+      validateAddress(a);
+      clustering = a.clustering ?? EMPTY;
+      // The row's prefix in one allocation; the partition's key is a view of its start.
+      const ks = s.keyspaces.prefix(a.keyspace);
+      const pkLength = partitionKeyLength(ks, a.partition);
+      rowPrefix = new Uint8Array(pkLength + 1 + escapedLength(clustering));
+      writePartitionKey(rowPrefix, ks, a.token, a.partition);
+      rowPrefix[pkLength] = KIND_ROW;
+      writeEscaped(rowPrefix, pkLength + 1, clustering);
+      pk = rowPrefix.subarray(0, pkLength);
+    } catch (error) {
+      done(i, error as Error, undefined);
+      continue;
+    }
+    const rowId = cache.enabled ? cacheId(rowPrefix, rowPrefix.length) : '';
+    if (cache.enabled) {
+      const hit = cache.lookup(rowId);
+      if (hit !== undefined) {
+        if (digest) done(i, undefined, cache.digestOf(hit));
+        else done(i, undefined, hit.cell, cache.digestOf(hit));
+        continue;
+      }
+    }
+    if (clustering.length > 0) {
+      // Another clustering key reads its partition's deletions apart from the row: no shared iterator.
+      (alone ??= []).push(
+        readMissed(s, pk, clustering, rowPrefix, rowId).then(
+          (cell) => done(i, undefined, digest ? cellDigest(cell) : cell),
+          (error: unknown) => done(i, error as Error, undefined),
+        ),
+      );
+      continue;
+    }
+    (misses ??= []).push({ index: i, digest, pk, rowPrefix, rowId });
+  }
+  if (misses === undefined && alone === undefined) return;
+  const work: Array<Promise<void>> = alone ?? [];
+  if (misses !== undefined) {
+    misses.sort((x, y) => Buffer.compare(x.rowPrefix, y.rowPrefix));
+    const groups = Math.ceil(misses.length / READS_PER_ITERATOR);
+    const size = Math.ceil(misses.length / groups);
+    for (let g = 0; g < misses.length; g += size) work.push(readGroup(s, misses.slice(g, g + size), done));
+  }
+  await Promise.all(work);
+}
+
+/** A miss read alone, through the cache's fill rule. */
+async function readMissed(s: StoreParts, pk: Uint8Array, clustering: Uint8Array, rowPrefix: Uint8Array, rowId: string): Promise<Cell | undefined> {
+  const cache = s.cache;
+  if (!cache.enabled) return (await readRowFromDb(s.db, s.compactions, pk, clustering, rowPrefix)).cell;
+  const start = cache.beginRead();
+  let read: { cell: Cell | undefined; version: Uint8Array | undefined } | undefined;
+  try {
+    read = await readRowFromDb(s.db, s.compactions, pk, clustering, rowPrefix);
+    return read.cell;
+  } finally {
+    cache.endRead(start, rowId, rowId.slice(0, pk.length), read?.cell, read?.version, read !== undefined && !s.commits.closed);
+  }
+}
+
+/**
+ * Misses of the empty clustering key, sorted by key, read through one
+ * iterator: a seek to each partition, then its deletions and the row's
+ * newest versions, stopping at the first key past the row. The iterator's
+ * snapshot is taken when it is created, after every read of the group began
+ * (so the cache's fill rule holds for each) and after every write
+ * acknowledged before the batch arrived.
+ */
+async function readGroup(s: StoreParts, group: Miss[], done: PointReadCallback): Promise<void> {
+  const cache = s.cache;
+  const start = cache.enabled ? group.map(() => cache.beginRead()) : undefined;
+  let k = 0;
+  let it: DbIterator | undefined;
+  try {
+    // `gte`: a seek below an iterator's lower bound lands at its end, and a row asked twice seeks to the bound itself.
+    it = s.db.iterator({ gte: group[0]!.pk, lt: prefixEnd(group[group.length - 1]!.rowPrefix)!, ...ENC });
+    let cell: Cell | undefined;
+    let version: Uint8Array | undefined;
+    for (; k < group.length; k++) {
+      const m = group[k]!;
+      // The group is sorted, so a row asked twice comes twice in a row: the iterator's snapshot answers it once.
+      if (k === 0 || !bytesEqual(m.rowPrefix, group[k - 1]!.rowPrefix)) {
+        if (k > 0) it.seek(m.pk);
+        const reconciled = await reconcilePoint(it, m.pk.length, m.rowPrefix, s.compactions, true);
+        cell = effective(reconciled.row, reconciled.deletionTs);
+        version = cell !== undefined && cell === reconciled.row ? reconciled.rowKey : undefined;
+      }
+      if (start !== undefined) cache.endRead(start[k]!, m.rowId, m.rowId.slice(0, m.pk.length), cell, version, !s.commits.closed);
+      done(m.index, undefined, m.digest ? cellDigest(cell) : cell);
+    }
+  } catch (error) {
+    // The iterator may be unusable now: this read and the group's later ones fail with the error.
+    for (; k < group.length; k++) {
+      const m = group[k]!;
+      if (start !== undefined) cache.endRead(start[k]!, m.rowId, m.rowId.slice(0, m.pk.length), undefined, undefined, false);
+      done(m.index, error as Error, undefined);
+    }
+  } finally {
+    await it?.close();
+  }
+}
 
 /**
  * A row through the cache: a hit is the cached reconciled cell; a miss reads
@@ -21,18 +200,12 @@ export async function readRow(s: StoreParts, a: RowAddress): Promise<Cell | unde
   const clustering = a.clustering ?? EMPTY;
   const rowPrefix = rowPrefixFromPartition(pk, clustering);
   const cache = s.cache;
-  if (!cache.enabled) return (await readRowFromDb(s.db, s.compactions, pk, clustering, rowPrefix)).cell;
-  const rowId = cacheId(rowPrefix, rowPrefix.length);
-  const hit = cache.lookup(rowId);
-  if (hit !== undefined) return hit.cell;
-  const start = cache.beginRead();
-  let read: { cell: Cell | undefined; version: Uint8Array | undefined } | undefined;
-  try {
-    read = await readRowFromDb(s.db, s.compactions, pk, clustering, rowPrefix);
-    return read.cell;
-  } finally {
-    cache.endRead(start, rowId, rowId.slice(0, pk.length), read?.cell, read?.version, read !== undefined && !s.commits.closed);
+  const rowId = cache.enabled ? cacheId(rowPrefix, rowPrefix.length) : '';
+  if (cache.enabled) {
+    const hit = cache.lookup(rowId);
+    if (hit !== undefined) return hit.cell;
   }
+  return readMissed(s, pk, clustering, rowPrefix, rowId);
 }
 
 /** The row as `getCell` returns it, and the key of its winning version when that is the cell (not a partition deletion). */
@@ -95,6 +268,8 @@ async function reconcilePoint(
   partitionLength: number,
   rowPrefix: Uint8Array,
   compactions: CompactionQueue,
+  /** The iterator is shared by a batch: it is not bounded at the row's end, so the first key past the row ends the read. */
+  shared = false,
 ): Promise<{ row: Cell | undefined; rowKey: Uint8Array | undefined; deletionTs: number | undefined }> {
   let deletionTs: number | undefined;
   let bestRaw: Uint8Array | undefined;
@@ -103,16 +278,26 @@ async function reconcilePoint(
   let complete = false;
   const shadowed: Uint8Array[] = [];
   const staleDeletions: Uint8Array[] = [];
-  let chunk = POINT_CHUNK;
+  let chunk = shared ? SHARED_POINT_CHUNK : POINT_CHUNK;
+  let past = false;
   for (;;) {
     const entries = (await it.nextv(chunk)) as Entry[];
     for (const [key, raw] of entries) {
+      if (shared && !hasPrefix(key, rowPrefix, partitionLength)) {
+        past = true;
+        break;
+      }
       if (key[partitionLength] === KIND_PARTITION_DELETION) {
         if (deletionTs === undefined) deletionTs = readInvertedMicros(key, key.length - DELETION_VERSION_BYTES);
         else staleDeletions.push(key);
         continue;
       }
-      if (!hasPrefix(key, rowPrefix) || !isTie(key, rowPrefix.length + VERSION_TS_BYTES)) continue;
+      if (!hasPrefix(key, rowPrefix)) {
+        if (!shared) continue;
+        past = true;
+        break;
+      }
+      if (!isTie(key, rowPrefix.length + VERSION_TS_BYTES)) continue;
       const ts = readInvertedMicros(key, rowPrefix.length);
       if (bestRaw === undefined) {
         bestRaw = raw;
@@ -130,10 +315,10 @@ async function reconcilePoint(
       }
     }
     // Only an empty page ends the data: classic-level cuts pages short at its byte high-water mark.
-    if (entries.length === 0) break;
+    if (entries.length === 0 || past) break;
     // Stop once the newest timestamp is complete, unless the row is worth compacting now.
     if (complete && (shadowed.length < COMPACT_MIN_VERSIONS - 1 || shadowed.length >= COMPACT_READ_CAP)) break;
-    chunk = 64;
+    chunk = shared ? 16 : 64;
   }
   if (shadowed.length >= COMPACT_MIN_VERSIONS - 1) compactions.enqueue(shadowed);
   compactions.enqueue(staleDeletions);

@@ -1,4 +1,4 @@
-import { type Cell, bytesEqual, compareCells, isTombstone, mergeCells } from '@chorus/model';
+import { type Cell, bytesEqual, cellDigest, compareCells, isTombstone, mergeCells } from '@chorus/model';
 
 /** What the row cache has done since the store opened. */
 export interface RowCacheStats {
@@ -46,6 +46,8 @@ interface CachedRow {
   version: Uint8Array | undefined;
   bytes: number;
   partition: string;
+  /** `cellDigest(cell)`, computed by the first digest read of this cell: a hot row answers digest reads without hashing. */
+  digest?: Uint8Array | undefined;
 }
 
 function entryBytes(id: string, cell: Cell | undefined, version: Uint8Array | undefined): number {
@@ -132,6 +134,11 @@ export class RowCache {
     this.rows.delete(rowId);
     this.rows.set(rowId, e);
     return e;
+  }
+
+  /** The digest of a cached row (the same bytes for every caller: read-only). */
+  digestOf(e: CachedRow): Uint8Array {
+    return (e.digest ??= cellDigest(e.cell));
   }
 
   /** A miss starts reading LevelDB; returns the number to hand back to `endRead`. */
@@ -235,6 +242,7 @@ export class RowCache {
     e.cell = cell;
     e.version = version;
     e.bytes = bytes;
+    e.digest = undefined;
     if (this.bytes > this.capacityBytes) this.evict();
   }
 

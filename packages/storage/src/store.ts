@@ -1,5 +1,5 @@
 import type { Env, Token } from '@chorus/core';
-import { type Cell, type Mutation, type RowAddress, type ValueCell, cellDigest, isDead } from '@chorus/model';
+import { type Cell, type Mutation, type RowAddress, type ValueCell, isDead } from '@chorus/model';
 import { GroupCommit } from './commit.js';
 import { CompactionQueue } from './compaction.js';
 import { ENC, RESOLVED, SYNC, type StorageDb, opOptionsOf } from './db.js';
@@ -9,7 +9,7 @@ import { type SweepCursor, type SweepResult, purge, sweep } from './gc.js';
 import { SYNC_MARKER_KEY } from './keys.js';
 import { KeyspacePrefixes } from './keyspaces.js';
 import type { StoreParts } from './parts.js';
-import { readRow } from './point-read.js';
+import { type PointRead, type PointReadCallback, readRow, readRows } from './point-read.js';
 import { DEFAULT_ROW_CACHE_BYTES, RowCache, type RowCacheStats } from './row-cache.js';
 import { type ScanEntry, type ScanOptions, type TokenRange, scanRange } from './scan.js';
 import { type SlicePage, type StoreSliceOptions, slice } from './slice.js';
@@ -161,9 +161,28 @@ export class Store {
     return this.cache.stats();
   }
 
-  /** Digest of `getCell(a)`: what a digest read compares. */
+  /** Digest of `getCell(a)`: what a digest read compares (a cached row keeps its digest; read-only). */
   async digest(a: RowAddress): Promise<Uint8Array> {
-    return cellDigest(await readRow(this.parts, a));
+    let out: Uint8Array | undefined;
+    let failure: Error | undefined;
+    await readRows(this.parts, [{ address: a, digest: true }], (_i, error, result) => {
+      failure = error;
+      out = result as Uint8Array;
+    });
+    if (failure !== undefined) throw failure;
+    return out!;
+  }
+
+  /**
+   * Point reads that arrived together, each answered through `done` as it
+   * completes: its cell as `getCell` gives it, or its digest when
+   * `digest` is set (a cell or digest of the row cache's own: read-only).
+   * Cache hits answer before this returns; misses share a few LevelDB
+   * iterators (a seek each) instead of one iterator per read. An invalid
+   * address fails alone. Resolves once every read is answered.
+   */
+  pointReads(reads: readonly PointRead[], done: PointReadCallback): Promise<void> {
+    return readRows(this.parts, reads, done);
   }
 
   /** One page of a partition's rows in clustering order: one ordered iterator scan, reconciling each row's versions. */
