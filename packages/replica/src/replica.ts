@@ -1,6 +1,6 @@
 import type { ActorContext, ActorRef, ActorSystem, ReplyTo } from '@chorus/actors';
 import type { Env, NodeId, Token } from '@chorus/core';
-import { type PointRead, type ScanEntry, type ScanPosition, type StoreReader, type SlicePage, type SliceRow, type StorageHandle, type TokenRange, positionOf, write } from '@chorus/storage';
+import { type PointRead, type ScanEntry, type ScanPosition, type StoreReader, type SlicePage, type SliceRow, type StorageHandle, type TokenRange, positionOf, writeMany } from '@chorus/storage';
 import { MAX_STREAM_ENTRIES, type MessageKind, type WireMessage } from '@chorus/wire';
 import { type Cell, type Mutation, type RowAddress, isPartitionDelete, isTombstone, mutationBytes } from '@chorus/model';
 import { ReplicaLeft } from './errors.js';
@@ -328,6 +328,9 @@ export interface ReplicaOptions {
 /** Bytes of mutations the replica actor queues: past it a coordinator's write to this replica fails at once (Overloaded) instead of queueing. */
 export const DEFAULT_REPLICA_MAILBOX_BYTES = 128 * 1024 * 1024;
 
+/** Bytes of mutations in one message to the storage actor: a turn's writes beyond it go in several, so none is refused for its size alone. */
+const STORE_MESSAGE_BYTES = 4 * 1024 * 1024;
+
 function replicaMsgBytes(m: ReplicaMsg): number {
   return m.type === 'replica.mutate' ? mutationBytes(m.mutation) : 128;
 }
@@ -353,7 +356,29 @@ export function spawnReplica(system: ActorSystem, options: ReplicaOptions): Acto
     if (from !== env.node) skew.observeOneWay(from, msg.wallMicros, env.clock.nowMicros());
     hlc.observe(msg.hlc);
   };
-  const handle = (msg: Exclude<ReplicaMsg, PointReadMsg>, ctx: ActorContext<ReplicaMsg>): void => {
+  /**
+   * The mutations of one turn go to the storage actor as one message (cut at
+   * STORE_MESSAGE_BYTES): one ask and one answer for all of
+   * them, not one per write. Each is acknowledged, or failed, on its own.
+   */
+  const store = (writes: MutateMsg[], bytes: number, ctx: ActorContext<ReplicaMsg>): void => {
+    const mutations = writes.map((w) => w.mutation);
+    env.scheduler.track(writeMany(storage.ref, mutations, bytes, storageTimeoutMs)).then(
+      (outcomes) => {
+        // One answer object for the turn: it is read-only on its way, and the clocks are the same for all.
+        let mutated: MutatedMsg | undefined;
+        for (let i = 0; i < writes.length; i++) {
+          const error = outcomes[i];
+          if (error !== undefined) ctx.fail(writes[i]!.replyTo, error);
+          else ctx.reply(writes[i]!.replyTo, (mutated ??= { type: 'replica.mutated', ...clocks() }));
+        }
+      },
+      (error: unknown) => {
+        for (const w of writes) ctx.fail(w.replyTo, error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  };
+  const handle = (msg: Exclude<ReplicaMsg, PointReadMsg | MutateMsg>, ctx: ActorContext<ReplicaMsg>): void => {
     const answer = <R>(work: Promise<R>, reply: (r: R) => unknown): void => {
       env.scheduler.track(work).then(
         (r) => ctx.reply(msg.replyTo as ReplyTo<unknown>, reply(r)),
@@ -361,20 +386,6 @@ export function spawnReplica(system: ActorSystem, options: ReplicaOptions): Acto
       );
     };
     switch (msg.type) {
-      case 'replica.mutate': {
-        const mutation = msg.mutation;
-        const timestampMicros = timestampOf(mutation);
-        try {
-          // A coordinator whose clock runs ahead must not plant writes that beat every honest later one.
-          hlc.checkNotTooFarAhead(timestampMicros, 'write timestamp', mutationBoundMicros);
-        } catch (error) {
-          ctx.fail(msg.replyTo, error as Error);
-          return;
-        }
-        hlc.observe(timestampMicros);
-        answer(write(storage.ref, mutation, storageTimeoutMs), (): MutatedMsg => ({ type: 'replica.mutated', ...clocks() }));
-        return;
-      }
       case 'replica.slice': {
         const q: SliceQuery = { keyspace: msg.keyspace, token: msg.token as Token, partition: msg.partition, limit: msg.limit, reverse: msg.reverse };
         if (msg.from !== undefined) q.from = msg.from;
@@ -401,11 +412,26 @@ export function spawnReplica(system: ActorSystem, options: ReplicaOptions): Acto
       // The point reads of one turn go to the store together, so their LevelDB misses share iterators.
       let reads: PointRead[] | undefined;
       let readMsgs: PointReadMsg[] | undefined;
+      let writes: MutateMsg[] | undefined;
+      let writeBytes = 0;
       for (let i = 0; i < msgs.length; i++) {
         const msg = msgs[i]!;
         try {
           observe(msg);
-          if (msg.type !== 'replica.mutate' && options.left?.() === true) ctx.fail(msg.replyTo, new ReplicaLeft(env.node));
+          if (msg.type === 'replica.mutate') {
+            const timestampMicros = timestampOf(msg.mutation);
+            // A coordinator whose clock runs ahead must not plant writes that beat every honest later one.
+            hlc.checkNotTooFarAhead(timestampMicros, 'write timestamp', mutationBoundMicros);
+            hlc.observe(timestampMicros);
+            const bytes = mutationBytes(msg.mutation);
+            if (writes !== undefined && writeBytes + bytes > STORE_MESSAGE_BYTES) {
+              store(writes, writeBytes, ctx);
+              writes = undefined;
+              writeBytes = 0;
+            }
+            (writes ??= []).push(msg);
+            writeBytes += bytes;
+          } else if (options.left?.() === true) ctx.fail(msg.replyTo, new ReplicaLeft(env.node));
           else if (msg.type === 'replica.read' || msg.type === 'replica.read-digest') {
             (reads ??= []).push({ address: addressOf(msg), digest: msg.type === 'replica.read-digest' });
             (readMsgs ??= []).push(msg);
@@ -415,6 +441,7 @@ export function spawnReplica(system: ActorSystem, options: ReplicaOptions): Acto
           ctx.fail(msg.replyTo, error instanceof Error ? error : new Error(String(error)));
         }
       }
+      if (writes !== undefined) store(writes, writeBytes, ctx);
       if (reads === undefined) return;
       const asked = readMsgs!;
       const done = (i: number, error: Error | undefined, result: Cell | Uint8Array | undefined, digest?: Uint8Array): void => {

@@ -105,11 +105,11 @@ describe('replica actor', () => {
     await sim.addNode('n1', (boot) => {
       env = boot.env;
       const system = new ActorSystem({ env: boot.env, transport: boot.transport, codec: wireCodec() });
-      // Stands in for the storage actor: records the mutation it is asked to write.
-      const storageRef = system.spawn<{ type: 'write'; mutation: Mutation; replyTo: never }>('fake-storage', () => ({
+      // Stands in for the storage actor: records the mutations it is asked to write.
+      const storageRef = system.spawn<{ type: 'write-many'; mutations: Mutation[]; replyTo: never }>('fake-storage', () => ({
         receive(msg, ctx) {
-          received.push(msg.mutation);
-          ctx.reply(msg.replyTo, null);
+          received.push(...msg.mutations);
+          ctx.reply(msg.replyTo, msg.mutations.map(() => undefined));
         },
       }));
       const storage = { ref: storageRef, reader: {}, close: async () => undefined } as unknown as StorageHandle;

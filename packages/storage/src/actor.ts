@@ -62,8 +62,12 @@ export interface StorageActorOptions {
 type WriteAck = null;
 
 /** The storage actor's messages. Build them only through the functions below. */
+/** Each mutation's outcome in a `write-many`, in order: undefined when stored, else its error. */
+export type WriteOutcomes = Array<Error | undefined>;
+
 export type StorageMsg =
   | { type: 'write'; mutation: Mutation; replyTo: ReplyTo<WriteAck> }
+  | { type: 'write-many'; mutations: readonly Mutation[]; bytes: number; replyTo: ReplyTo<WriteOutcomes> }
   | { type: 'read'; address: RowAddress; replyTo: ReplyTo<Cell | null> }
   | { type: 'flush'; replyTo: ReplyTo<null> };
 
@@ -130,14 +134,20 @@ function storageBehavior(store: Store, o: Required<Omit<StorageActorOptions, 'db
 
     async receiveBatch(msgs, ctx: ActorContext<StorageMsg>) {
       // Writes are the hot path: one array of mutations, one of reply addresses, no closure per write.
+      // A `write-many` takes its mutations' places in the batch and is answered once for all of them.
       const mutations: Mutation[] = [];
-      const replies: Array<ReplyTo<WriteAck>> = [];
-      let others: Array<Exclude<StorageMsg, { type: 'write' }>> | undefined;
+      const replies: Array<ReplyTo<WriteAck> | ReplyTo<WriteOutcomes>> = [];
+      let many: Array<{ at: number; count: number }> | undefined;
+      let others: Array<Exclude<StorageMsg, { type: 'write' | 'write-many' }>> | undefined;
       for (let i = 0; i < msgs.length; i++) {
         const m = msgs[i]!;
         if (m.type === 'write') {
           mutations.push(m.mutation);
           replies.push(m.replyTo);
+        } else if (m.type === 'write-many') {
+          (many ??= []).push({ at: replies.length, count: m.mutations.length });
+          replies.push(m.replyTo);
+          for (const mutation of m.mutations) mutations.push(mutation);
         } else (others ??= []).push(m);
       }
       let landed: Promise<unknown> = Promise.resolve();
@@ -147,15 +157,27 @@ function storageBehavior(store: Store, o: Required<Omit<StorageActorOptions, 'db
         const submitted = store.submit(mutations, { sync: syncEach });
         landed = submitted.landed.then(
           (outcomes) => {
-            for (let i = 0; i < outcomes.length; i++) {
-              const r = outcomes[i]!;
-              if (r.ok) ctx.reply(replies[i]!, null);
-              else ctx.fail(replies[i]!, r.error);
+            let next = 0;
+            let group = 0;
+            for (let r = 0; r < replies.length; r++) {
+              if (many !== undefined && group < many.length && many[group]!.at === r) {
+                const count = many[group++]!.count;
+                const answer: WriteOutcomes = new Array(count);
+                for (let j = 0; j < count; j++) {
+                  const o = outcomes[next++]!;
+                  answer[j] = o.ok ? undefined : o.error;
+                }
+                ctx.reply(replies[r] as ReplyTo<WriteOutcomes>, answer);
+                continue;
+              }
+              const o = outcomes[next++]!;
+              if (o.ok) ctx.reply(replies[r] as ReplyTo<WriteAck>, null);
+              else ctx.fail(replies[r]!, o.error);
             }
           },
           (error: unknown) => {
             // A failed batch fails its writes but not the actor: the next batch may well succeed.
-            ctx.log.error({ err: error, writes: replies.length }, 'storage batch failed');
+            ctx.log.error({ err: error, writes: mutations.length }, 'storage batch failed');
             for (const r of replies) ctx.fail(r, error as Error);
           },
         );
@@ -228,7 +250,7 @@ export function spawnStorage(system: ActorSystem, options: StorageActorOptions):
 
 /** What a queued message holds: a write its mutation, anything else next to nothing. */
 function storageMsgBytes(m: StorageMsg): number {
-  return m.type === 'write' ? mutationBytes(m.mutation) : 64;
+  return m.type === 'write' ? mutationBytes(m.mutation) : m.type === 'write-many' ? m.bytes : 64;
 }
 
 /**
@@ -241,6 +263,18 @@ function storageMsgBytes(m: StorageMsg): number {
 export function write(ref: ActorRef<StorageMsg>, mutation: Mutation, timeoutMs: number): Promise<void> {
   // The ask resolves with the (empty) acknowledgment; handing its promise back saves one per write.
   return ref.ask<WriteAck>((replyTo) => ({ type: 'write', mutation, replyTo }), timeoutMs) as Promise<unknown> as Promise<void>;
+}
+
+/**
+ * Writes mutations through the storage actor in one message: they join one
+ * group-commit batch, and one answer gives each its outcome (undefined when
+ * stored, else its error, as `write` would throw it). Cheaper than a `write`
+ * per mutation for a caller that has several at once. `bytes` is their
+ * `mutationBytes` total, counted against the mailbox bound; the whole
+ * message is refused (MailboxFull) when it does not fit.
+ */
+export function writeMany(ref: ActorRef<StorageMsg>, mutations: readonly Mutation[], bytes: number, timeoutMs: number): Promise<WriteOutcomes> {
+  return ref.ask<WriteOutcomes>((replyTo) => ({ type: 'write-many', mutations, bytes, replyTo }), timeoutMs);
 }
 
 /** The row's raw merged cell (tombstones and expired values included), or undefined. */

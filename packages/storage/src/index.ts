@@ -10,6 +10,7 @@ export { SYSTEM_KEYSPACE, SCHEMA_PARTITION, SYSTEM_PARTITION_TOKENS, LOCAL, syst
 export {
   spawnStorage,
   write,
+  writeMany,
   readCell,
   flush,
   DEFAULT_COMMIT_SYNC,
@@ -20,6 +21,7 @@ export {
   type CommitSyncMode,
   type StorageActorOptions,
   type StorageMsg,
+  type WriteOutcomes,
   type StorageHandle,
   type StoreReader,
 } from './actor.js';

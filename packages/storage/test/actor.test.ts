@@ -2,7 +2,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ActorSystem, MailboxFull } from '@chorus/actors';
 import { Overloaded } from '@chorus/core';
 import { type Mutation, InvalidTimestamp } from '@chorus/model';
-import { type StorageDb, flush, readCell, spawnStorage, write, type StorageHandle, type CommitSyncMode } from '../src/index.js';
+import { type StorageDb, flush, readCell, spawnStorage, write, writeMany, type StorageHandle, type CommitSyncMode } from '../src/index.js';
+import { mutationBytes } from '@chorus/model';
 import { dec, enc, levelBackend, memoryBackend, testEnv, tokenOf } from './helpers.js';
 
 const put = (key: string, value: string, ts: number): Mutation => ({ keyspace: 'ks', token: tokenOf(key), partition: enc(key), cell: { value: enc(value), timestampMicros: ts } });
@@ -154,6 +155,23 @@ describe('storage actor', () => {
     expect(await handle.reader.getCell(addr)).toBeDefined();
     env.advanceSeconds(2);
     await until(async () => (await handle.reader.getCell(addr)) === undefined);
+  });
+
+  it('writes many mutations in one message: one batch with single writes beside them, an outcome each, a bad one failing alone', async () => {
+    const { handle, s } = await start({ commitSync: 'none' });
+    s.hold();
+    const single = write(handle.ref, put('s', 'v', 1), 5000);
+    const mutations = [put('a', 'v', 1), put('b', 'v', -1), put('c', 'v', 2)];
+    const many = writeMany(handle.ref, mutations, mutations.reduce((n, m) => n + mutationBytes(m), 0), 5000);
+    const after = write(handle.ref, put('t', 'v', 1), 5000);
+    for (let i = 0; i < 5; i++) await tick();
+    s.release();
+    const outcomes = await many;
+    await Promise.all([single, after]);
+    expect(outcomes.map((o) => o?.constructor.name)).toEqual([undefined, 'InvalidTimestamp', undefined]);
+    expect(s.batches.reduce((n, b) => n + b.size, 0)).toBe(4);
+    for (const key of ['s', 'a', 'c', 't']) expect(await handle.reader.get({ keyspace: 'ks', token: tokenOf(key), partition: enc(key) })).toBeDefined();
+    expect(await handle.reader.get({ keyspace: 'ks', token: tokenOf('b'), partition: enc('b') })).toBeUndefined();
   });
 
   it('rejects bad input with its typed error, and overload with MailboxFull', async () => {
