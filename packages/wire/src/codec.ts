@@ -51,12 +51,26 @@ export function wireCodec(options: WireCodecOptions = {}): Codec {
   // Kinds that only ever answer an ask: sent to an actor as a message, they would reach a handler that never expects them.
   const replyKinds = new Set([...byName.values()].map((k) => k.reply).filter((r): r is string => r !== null));
 
-  function bodyOf(message: unknown): { k: number; b: Record<string, unknown> } {
-    if (typeof message !== 'object' || message === null) throw new FrameRejected('unencodable', 'a message must be an object with a type');
-    const { type, replyTo: _replyTo, ...fields } = message as Record<string, unknown>;
-    const kind = typeof type === 'string' ? byName.get(type) : undefined;
-    if (!kind) throw new FrameRejected('unencodable', `no message kind named ${String(type)}`);
-    return { k: kind.id, b: fields };
+  const typeOf = (message: unknown): string | undefined => {
+    const type = typeof message === 'object' && message !== null ? (message as { type?: unknown }).type : undefined;
+    return typeof type === 'string' ? type : undefined;
+  };
+
+  /** The kind's number; throws for a message no kind names. */
+  function kindIdOf(message: unknown): number {
+    const type = typeOf(message);
+    const kind = type === undefined ? undefined : byName.get(type);
+    if (!kind) throw new FrameRejected('unencodable', typeof message === 'object' && message !== null ? `no message kind named ${String(type)}` : 'a message must be an object with a type');
+    return kind.id;
+  }
+
+  /** The fields a message carries on the wire: all but its type (sent as the kind's number) and its reply address (sent in the envelope). */
+  function bodyOf(message: unknown): Record<string, unknown> {
+    const body: Record<string, unknown> = {};
+    for (const key in message as Record<string, unknown>) {
+      if (key !== 'type' && key !== 'replyTo') body[key] = (message as Record<string, unknown>)[key];
+    }
+    return body;
   }
 
   function messageOf(k: unknown, b: unknown): Record<string, unknown> {
@@ -66,13 +80,11 @@ export function wireCodec(options: WireCodecOptions = {}): Codec {
       const first = kind.check.Errors(b).First();
       throw new FrameRejected('invalid-fields', `${kind.name}: ${first ? `${first.path || '/'} ${first.message}` : 'does not match its schema'}`, { kind: kind.name });
     }
-    return { type: kind.name, ...(b as Record<string, unknown>) };
+    // The decoded map is this frame's own: it becomes the message, no copy. Its schema has no `type` field, so nothing is overwritten.
+    const message = b as Record<string, unknown>;
+    message.type = kind.name;
+    return message;
   }
-
-  const typeOf = (message: unknown): string | undefined => {
-    const type = typeof message === 'object' && message !== null ? (message as { type?: unknown }).type : undefined;
-    return typeof type === 'string' ? type : undefined;
-  };
 
   return {
     // The runtime fails an ask whose reply is not of the kind this table names for it.
@@ -83,12 +95,19 @@ export function wireCodec(options: WireCodecOptions = {}): Codec {
     },
     kindOf: typeOf,
     encode(envelope: Envelope): Uint8Array {
-      const stamp = envelope.c === undefined ? {} : { c: envelope.c };
+      // Each envelope is one object literal of a fixed shape per kind of envelope; `c` is left out, not undefined, when absent.
       switch (envelope.t) {
-        case 'msg':
-          return packr.pack({ t: 'msg', to: envelope.to, r: envelope.r ? { id: envelope.r.id, run: envelope.r.run } : undefined, ...bodyOf(envelope.msg), ...stamp });
-        case 'ok':
-          return packr.pack({ t: 'ok', id: envelope.id, run: envelope.run, ...bodyOf(envelope.v), ...stamp });
+        case 'msg': {
+          const r = envelope.r === undefined ? undefined : { id: envelope.r.id, run: envelope.r.run };
+          const k = kindIdOf(envelope.msg);
+          const b = bodyOf(envelope.msg);
+          return packr.pack(envelope.c === undefined ? { t: 'msg', to: envelope.to, r, k, b } : { t: 'msg', to: envelope.to, r, k, b, c: envelope.c });
+        }
+        case 'ok': {
+          const k = kindIdOf(envelope.v);
+          const b = bodyOf(envelope.v);
+          return packr.pack(envelope.c === undefined ? { t: 'ok', id: envelope.id, run: envelope.run, k, b } : { t: 'ok', id: envelope.id, run: envelope.run, k, b, c: envelope.c });
+        }
         case 'err':
           return packr.pack(envelope);
       }
@@ -107,7 +126,6 @@ export function wireCodec(options: WireCodecOptions = {}): Codec {
       if (r.c !== undefined && !isClockStamp(r.c)) {
         throw new FrameRejected('bad-clock', `clock stamp ${typeof r.c === 'number' || typeof r.c === 'bigint' ? String(r.c) : typeof r.c} is not a non-negative integer of microseconds`);
       }
-      const stamp = r.c === undefined ? {} : { c: r.c };
       try {
         if (r.t === 'msg') {
           const replyTo = r.r === undefined || r.r === null ? undefined : r.r;
@@ -123,9 +141,13 @@ export function wireCodec(options: WireCodecOptions = {}): Codec {
           // Its handler answers it: without an address the answer has nowhere to go, and the handler nothing to answer.
           if (address === undefined && byName.get(msg.type as string)!.reply !== null) throw new FrameRejected('not-a-request', `${String(msg.type)} is asked, but came without a reply address`, { kind: msg.type });
           // The reply address's node is filled in by the runtime from the authenticated peer, never taken from the frame.
-          return checkEnvelope({ t: 'msg', to: r.to, msg, r: address && { node: '', id: address.id, run: address.run }, ...stamp });
+          const replyAddress = address && { node: '', id: address.id, run: address.run };
+          return checkEnvelope(r.c === undefined ? { t: 'msg', to: r.to, msg, r: replyAddress } : { t: 'msg', to: r.to, msg, r: replyAddress, c: r.c });
         }
-        if (r.t === 'ok') return checkEnvelope({ t: 'ok', id: r.id, run: r.run, v: messageOf(r.k, r.b), ...stamp });
+        if (r.t === 'ok') {
+          const v = messageOf(r.k, r.b);
+          return checkEnvelope(r.c === undefined ? { t: 'ok', id: r.id, run: r.run, v } : { t: 'ok', id: r.id, run: r.run, v, c: r.c });
+        }
         return checkEnvelope(raw);
       } catch (error) {
         if (error instanceof FrameRejected) throw error;
