@@ -11,8 +11,8 @@ describe('latency window p99', () => {
   it('is the sorted window’s 99th percentile for any window length and sample order', () => {
     let seed = 7;
     const next = () => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
-    for (const size of [1, 5, 100, 101, 128, 500]) {
-      const w = new LatencyWindow(size);
+    for (const size of [1, 5, 100, 101, 128, 500, 1024, 1600]) {
+      const w = new LatencyWindow(size, 0.2, 1);
       const recent: number[] = [];
       for (let i = 0; i < 3 * size + 7; i++) {
         // Ties and spikes included: latencies repeat, and a few are far above the rest.
@@ -22,6 +22,22 @@ describe('latency window p99', () => {
         if (recent.length > size) recent.shift();
         expect(w.p99(), `size ${size}, sample ${i}`).toBe(sortedP99(recent));
       }
+    }
+  });
+
+  it('is found again every refreshEvery samples, and is the window’s p99 then', () => {
+    const w = new LatencyWindow(1024, 0.2, 32);
+    const recent: number[] = [];
+    let seen: number | undefined;
+    for (let i = 0; i < 3000; i++) {
+      const ms = i % 97 === 0 ? 500 + i : i % 13;
+      w.record(ms);
+      recent.push(ms);
+      if (recent.length > 1024) recent.shift();
+      const p99 = w.p99();
+      if (i % 32 === 0) expect(p99, `sample ${i}`).toBe(sortedP99(recent));
+      else expect(p99, `sample ${i}`).toBe(seen);
+      seen = p99;
     }
   });
 });
