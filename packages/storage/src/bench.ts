@@ -118,7 +118,58 @@ async function pointReads(store: Store, keys: number): Promise<PointPhase> {
   return { perSec, hits: after.hits - before.hits, misses: after.misses - before.misses };
 }
 
-async function reads(root: string): Promise<{ cold: PointPhase; hot: PointPhase; hotUncached: PointPhase; cache: ReturnType<Store['cacheStats']>; sliceMs: number; slicePerSec: number }> {
+/**
+ * Cold reads in batches, as a replica hands its turn's reads to the store:
+ * `readers` loops, each asking for `batch` rows at a time, for half a phase.
+ * `read` answers one batch of key numbers.
+ */
+async function batchedReads(keys: number, batch: number, readers: number, read: (xs: number[]) => Promise<void>): Promise<number> {
+  let n = 0;
+  const start = performance.now();
+  const deadline = start + (SECONDS * 1000) / 2;
+  const worker = async (): Promise<void> => {
+    while (performance.now() < deadline) {
+      const xs: number[] = [];
+      for (let j = 0; j < batch; j++) xs.push((n++ * 7919) % keys);
+      await read(xs);
+    }
+  };
+  await Promise.all(Array.from({ length: readers }, worker));
+  return (n / (performance.now() - start)) * 1000;
+}
+
+/**
+ * The cold reads of a replica's turn through the store (a seek per row: a
+ * row's versions sit under keys that end in their timestamps, so the newest
+ * is the first key past a prefix) against the floor of the same work,
+ * LevelDB's `getMany` of exact keys, the same number of rows of the same size.
+ */
+async function batchedColdReads(root: string, db: Level<Uint8Array, Uint8Array>, keys: number): Promise<{ store: number; getMany: number }> {
+  const store = new Store(db, { env });
+  const storeRate = await batchedReads(keys, 64, 2, async (xs) => {
+    await store.pointReads(
+      xs.map((x) => ({ address: { keyspace: 'bench', token: tokenOf(x), partition: te.encode(`key-${x}`) }, digest: false })),
+      (_i, error, cell) => {
+        if (error !== undefined || cell === undefined) throw error ?? new Error('missing row');
+      },
+    );
+  });
+  const exact = await fresh(root, 'exact');
+  const keyOf = (x: number) => rowKeyPrefix('bench', tokenOf(x), te.encode(`key-${x}`), new Uint8Array(0));
+  for (let i = 0; i < keys; i += 1000) {
+    const ops = [];
+    for (let j = i; j < i + 1000; j++) ops.push({ type: 'put' as const, key: keyOf(j), value: VALUE });
+    await exact.batch(ops);
+  }
+  const getManyRate = await batchedReads(keys, 64, 2, async (xs) => {
+    const values = await exact.getMany(xs.map(keyOf));
+    if (values.some((v) => v === undefined)) throw new Error('missing key');
+  });
+  await exact.close();
+  return { store: storeRate, getMany: getManyRate };
+}
+
+async function reads(root: string): Promise<{ cold: PointPhase; coldBatched: { store: number; getMany: number }; hot: PointPhase; hotUncached: PointPhase; cache: ReturnType<Store['cacheStats']>; sliceMs: number; slicePerSec: number }> {
   const db = await fresh(root, 'reads');
   const store = new Store(db, { env });
   const N = 100_000;
@@ -133,6 +184,7 @@ async function reads(root: string): Promise<{ cold: PointPhase; hot: PointPhase;
 
   // Cold: 100,000 keys, none read twice within the phase, so every read is a miss (and fills the cache).
   const cold = await pointReads(store, N);
+  const coldBatched = await batchedColdReads(root, db, N);
   // Hot: a fresh store (cold cache) reading a 10,000-key set over and over; the same with the cache off.
   const hotStore = new Store(db, { env });
   const hot = await pointReads(hotStore, HOT_KEYS);
@@ -149,7 +201,7 @@ async function reads(root: string): Promise<{ cold: PointPhase; hot: PointPhase;
   }
   const ms = performance.now() - start;
   await store.close();
-  return { cold, hot, hotUncached, cache, sliceMs: ms / slices, slicePerSec: (slices / ms) * 1000 };
+  return { cold, coldBatched, hot, hotUncached, cache, sliceMs: ms / slices, slicePerSec: (slices / ms) * 1000 };
 }
 
 async function main(): Promise<void> {
@@ -168,6 +220,8 @@ async function main(): Promise<void> {
     const r = await reads(root);
     const misses = (p: PointPhase): string => `${p.hits.toLocaleString('en-US')} hits, ${p.misses.toLocaleString('en-US')} misses`;
     console.log(`point reads, cold (64 concurrent, 100k keys, each read once): ${rate(r.cold.perSec, 1000)} reads/s (${misses(r.cold)})`);
+    const { store: batchedRate, getMany } = r.coldBatched;
+    console.log(`point reads, cold, in batches of 64 as a replica's turn (2 batches in flight): ${rate(batchedRate, 1000)} reads/s; LevelDB getMany of as many exact keys: ${rate(getMany, 1000)} reads/s (ratio ${(batchedRate / getMany).toFixed(2)})`);
     console.log(`point reads, hot set of ${HOT_KEYS.toLocaleString('en-US')} keys, row cache on (default): ${rate(r.hot.perSec, 1000)} reads/s (${misses(r.hot)})`);
     console.log(`point reads, hot set of ${HOT_KEYS.toLocaleString('en-US')} keys, row cache off: ${rate(r.hotUncached.perSec, 1000)} reads/s`);
     console.log(`row cache after the hot phase: ${r.cache.entries.toLocaleString('en-US')} rows, ${(r.cache.bytes / 1024 / 1024).toFixed(1)} MiB estimated`);
