@@ -141,6 +141,9 @@ export class OutboundLinks {
         maxPayload: HANDSHAKE_MAX_BYTES,
         handshakeTimeout: this.settings.handshakeTimeoutMs,
         followRedirects: false,
+        // A zero masking key: ws then neither copies nor XORs the payload, on either side. Masking guards
+        // proxies against pages of a browser that forge frames; nothing here runs a page's script.
+        generateMask: zeroMask,
         // The peer's certificate must be signed by the cluster CA and name the address dialed (Node's default identity check).
         ...(tls !== undefined ? { ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: true } : {}),
         ...(this.localAddress !== undefined ? { localAddress: this.localAddress } : {}),
@@ -357,4 +360,9 @@ export class OutboundLinks {
   private get closing(): boolean {
     return this.ctx.isClosing();
   }
+}
+
+/** Fills a frame's masking key with zeros (see where the socket is opened). */
+function zeroMask(mask: Uint8Array): void {
+  mask.fill(0);
 }
