@@ -92,8 +92,8 @@ export interface NodeSettings {
   client_encryption: boolean;
 }
 
-/** max_heap_size's default: with the default row cache, a node's RSS stays within the row cache + 192 MB under load (README, Performance). */
-const DEFAULT_HEAP_BYTES = 144 * 1024 * 1024;
+/** max_heap_size's default: the node, the default row cache when full, and 48 MiB of byte budgets (README, Memory). */
+const DEFAULT_HEAP_BYTES = 224 * 1024 * 1024;
 const DEFAULT_ROW_CACHE_MIB = 64;
 
 export const DEFAULTS: Omit<NodeSettings, 'name' | 'listen_address' | 'data_dir' | 'secret'> = {

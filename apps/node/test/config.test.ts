@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadSettings } from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
-import { HEAP_RESERVE_BYTES, derivedBudgets, heapFlags, runsWithFlags } from '../src/heap.js';
+import { HEAP_RESERVE_BYTES, derivedBudgets, heapFlags, rowCacheHeapBytes, runsWithFlags } from '../src/heap.js';
 
 const required = { name: 'n1', listen_address: '127.0.0.1:7100', data_dir: '/tmp/x', secret: 'sesame-sesame' };
 
@@ -51,17 +51,17 @@ describe('settings', () => {
 
     it('derives every byte budget not set from the heap, leaving room for the node and its row cache', () => {
       const s = loadSettings({ flags: required });
-      expect(s.max_heap_size).toBe(144 * MiB);
+      expect(s.max_heap_size).toBe(224 * MiB);
       expect(s.row_cache_size).toBe(64);
-      expect(atOnce(s)).toBeLessThanOrEqual(s.max_heap_size - HEAP_RESERVE_BYTES - 64 * MiB);
+      expect(atOnce(s)).toBeLessThanOrEqual(s.max_heap_size - HEAP_RESERVE_BYTES - rowCacheHeapBytes(64));
       for (const name of budgets) expect(s[name]).toBeGreaterThanOrEqual(2 * MiB);
       // A bigger heap gives bigger budgets; a bigger row cache leaves them less.
       const big = loadSettings({ flags: required, overrides: ['max_heap_size=1GiB'] });
       for (const name of budgets) expect(big[name]).toBeGreaterThan(s[name]);
       expect(big.max_mailbox_bytes).toBe(derivedBudgets(1024 * MiB, 64).max_mailbox_bytes);
-      const cached = loadSettings({ flags: required, overrides: ['max_heap_size=1GiB', 'row_cache_size=512'] });
+      const cached = loadSettings({ flags: required, overrides: ['max_heap_size=1GiB', 'row_cache_size=256'] });
       expect(cached.max_inflight_request_bytes).toBeLessThan(big.max_inflight_request_bytes);
-      expect(atOnce(cached)).toBeLessThanOrEqual(1024 * MiB - HEAP_RESERVE_BYTES - 512 * MiB);
+      expect(atOnce(cached)).toBeLessThanOrEqual(1024 * MiB - HEAP_RESERVE_BYTES - rowCacheHeapBytes(256));
     });
 
     it('keeps a budget that is set, and derives the others', () => {
@@ -71,8 +71,8 @@ describe('settings', () => {
     });
 
     it('refuses, in one line with the figures, a heap too small for its row cache, and budgets set that do not fit it', () => {
-      expect(() => loadSettings({ flags: required, overrides: ['max_heap_size=100MiB'] })).toThrow(/^max_heap_size 100 MiB is too small for row_cache_size 64 MiB: .* must be at least 128 MiB/);
-      expect(loadSettings({ flags: required, overrides: ['max_heap_size=128MiB'] }).max_heap_size).toBe(128 * MiB);
+      expect(() => loadSettings({ flags: required, overrides: ['max_heap_size=160MiB'] })).toThrow(/^max_heap_size 160 MiB is too small for row_cache_size 64 MiB: .* must be at least 192 MiB/);
+      expect(loadSettings({ flags: required, overrides: ['max_heap_size=192MiB'] }).max_heap_size).toBe(192 * MiB);
       expect(loadSettings({ flags: required, overrides: ['max_heap_size=64MiB', 'row_cache_size=0'] }).max_heap_size).toBe(64 * MiB);
       expect(() => loadSettings({ flags: required, overrides: ['max_heap_size=32MiB', 'row_cache_size=0'] })).toThrow(/max_heap_size/);
       let message = '';
@@ -82,7 +82,7 @@ describe('settings', () => {
         expect(error).toBeInstanceOf(ConfigError);
         message = (error as Error).message;
       }
-      expect(message).toMatch(/^the byte budgets do not fit max_heap_size 144 MiB: .*max_mailbox_bytes 128 MiB × 2.* raise max_heap_size to at least \d+(\.\d)? MiB or lower the budgets set \(max_mailbox_bytes\)$/);
+      expect(message).toMatch(/^the byte budgets do not fit max_heap_size 224 MiB: .*max_mailbox_bytes 128 MiB × 2.* raise max_heap_size to at least \d+(\.\d)? MiB or lower the budgets set \(max_mailbox_bytes\)$/);
       expect(message).not.toContain('\n');
       expect(() => loadSettings({ flags: required, overrides: ['max_heap_size=32GiB', 'max_mailbox_bytes=128MiB'] })).not.toThrow();
       expect(() => loadSettings({ flags: required, overrides: ['max_heap_size=lots'] })).toThrow(/max_heap_size must be a size/);
