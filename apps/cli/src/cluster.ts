@@ -90,21 +90,28 @@ function initialTokens(names: string[], numTokens: number, rf: number): Map<stri
   return out;
 }
 
-function spawnNode(dir: string, layout: ClusterLayout, name: string, tokens: string[] | undefined, nodeArgs: string[] = []): void {
+async function spawnNode(dir: string, layout: ClusterLayout, name: string, tokens: string[] | undefined, nodeArgs: string[] = []): Promise<void> {
   const data = join(dir, name);
   const fresh = !existsSync(data);
   mkdirSync(data, { recursive: true });
   const seeds = layout.nodes.slice(0, Math.min(2, layout.nodes.length)).map((n) => addressOf(layout, n));
-  const args = [...nodeArgs, CLI_MAIN, 'node', 'start', '--name', name, '--listen', addressOf(layout, name), '--seeds', seeds.join(','), '--data', data, '--secret', layout.secret, '--num-tokens', String(layout.numTokens)];
-  if (fresh && tokens) args.push('--set', `initial_tokens=${tokens.join(',')}`);
+  const sets: string[] = [];
+  if (fresh && tokens) sets.push(`initial_tokens=${tokens.join(',')}`);
   if (layout.tls) {
     const files = nodeCertificate(dir, name);
-    args.push('--set', 'internode_encryption=all', '--set', 'client_encryption=true', '--set', `tls_cert_file=${files.cert}`, '--set', `tls_key_file=${files.key}`, '--set', `tls_ca_file=${caPath(dir)}`);
+    sets.push('internode_encryption=all', 'client_encryption=true', `tls_cert_file=${files.cert}`, `tls_key_file=${files.key}`, `tls_ca_file=${caPath(dir)}`);
   }
-  if (layout.auth) args.push('--set', 'authenticator=token', '--set', `authenticator_tokens_file=${tokensPath(dir)}`);
-  for (const override of layout.overrides) args.push('--set', override);
+  if (layout.auth) sets.push('authenticator=token', `authenticator_tokens_file=${tokensPath(dir)}`);
+  sets.push(...layout.overrides);
+  const flags = { name, listen_address: addressOf(layout, name), seeds: seeds.join(','), data_dir: data, secret: layout.secret, num_tokens: String(layout.numTokens) };
+  // The node's heap (max_heap_size) is a flag of its process: given here, the node need not start itself again.
+  // Imported here: loading the settings' schema would slow every other chorus command.
+  const { NODE_PROCESS_ENV, nodeProcessFlags } = await import('@chorus/server/node-process');
+  const heap = nodeProcessFlags({ environment: process.env, flags, overrides: sets });
+  const args = [...nodeArgs, ...heap, CLI_MAIN, 'node', 'start', '--name', name, '--listen', flags.listen_address, '--seeds', flags.seeds, '--data', data, '--secret', layout.secret, '--num-tokens', flags.num_tokens];
+  for (const set of sets) args.push('--set', set);
   const log = openSync(join(dir, `${name}.log`), 'a');
-  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log], env: { ...process.env, CHORUS_PID_FILE: pidPath(dir, name) } });
+  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log], env: { ...NODE_PROCESS_ENV, ...process.env, CHORUS_PID_FILE: pidPath(dir, name) } });
   closeSync(log);
   if (child.pid === undefined) throw new CliError(`could not start ${name}`);
   writeFileSync(pidPath(dir, name), `${child.pid}\n`);
@@ -235,7 +242,7 @@ export async function startCluster(options: StartOptions): Promise<StatusNode[]>
       log(`${name} is already running`);
       continue;
     }
-    spawnNode(dir, layout, name, tokens.get(name), options.nodeArgs);
+    await spawnNode(dir, layout, name, tokens.get(name), options.nodeArgs);
     log(`started ${name} on ${addressOf(layout, name)}`);
   }
   const timeoutMs = options.timeoutMs ?? 60_000;
@@ -329,7 +336,7 @@ export async function addNode(options: AddOptions): Promise<StatusNode[]> {
   if (layout.basePort + layout.nodes.length > 65535) throw new CliError(`no port left above ${layout.basePort} for another node`);
   const grown: ClusterLayout = { ...layout, nodes: [...layout.nodes, name] };
   writeFileSync(layoutPath(dir), `${JSON.stringify(grown, null, 2)}\n`, { mode: 0o600 });
-  spawnNode(dir, { ...grown, overrides: [...grown.overrides, ...(options.set ?? [])] }, name, undefined);
+  await spawnNode(dir, { ...grown, overrides: [...grown.overrides, ...(options.set ?? [])] }, name, undefined);
   log(`started ${name} on ${addressOf(grown, name)}; it bootstraps (chorus streams --host ${addressOf(grown, name)})`);
   try {
     return await waitForCluster(dir, grown, options.timeoutMs ?? 600_000);

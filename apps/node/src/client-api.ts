@@ -43,7 +43,7 @@ export interface ClientApiOptions {
   /**
    * Bytes one connection's requests may hold at once, and unsent answers
    * it may leave queued before the node stops reading from it
-   * (max_inflight_request_bytes_per_connection, default 8 MiB).
+   * (max_inflight_request_bytes_per_connection, derived from max_heap_size unless set).
    */
   maxInflightBytesPerConnection?: number;
 }

@@ -4,6 +4,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import bytes from 'bytes-iec';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from './errors.js';
+import { derivedBudgets, fitBudgetsToHeap } from './heap.js';
 
 /**
  * Every setting of a node, named as in the config file (snake_case, after
@@ -34,8 +35,13 @@ export interface NodeSettings {
   gc_grace_seconds: number;
   /** Pause between two gc sweeps of the store (each walks all data, compacting and purging what tombstone_gc allows). */
   gc_sweep_interval: number;
-  /** MiB of reconciled rows kept in memory for point reads; 0 turns the cache off. */
+  /** MiB of reconciled rows kept in memory for point reads; 0 turns the cache off. Counted in max_heap_size. */
   row_cache_size: number;
+  /**
+   * Bytes of the node process's heap (V8's old space, as Cassandra's MAX_HEAP_SIZE): the process runs with
+   * `--max-old-space-size` of it, and the byte budgets below that are not set are derived from it.
+   */
+  max_heap_size: number;
   max_clock_skew: number;
   /** A peer whose clock is further off than this (ms) is reported: status, a log line per change, a metric. Writes are refused only past max_clock_skew. */
   clock_skew_warn: number;
@@ -59,7 +65,7 @@ export interface NodeSettings {
   repair_history_size: number;
   /** How long (ms) nodes that left or were removed are gossiped and remembered on disk, so they cannot come back (Cassandra: 3 days). */
   gone_retention: number;
-  /** Bytes client requests (HTTP and client protocol) may hold at once on this node; past it they get 503 Overloaded. */
+  /** Bytes client requests (HTTP and client protocol) may hold at once on this node; past it they get 503 Overloaded. Derived from max_heap_size unless set, as are the four below. */
   max_inflight_request_bytes: number;
   /** Bytes one client protocol connection's requests may hold at once (and its unsent answers before the node stops reading it). */
   max_inflight_request_bytes_per_connection: number;
@@ -86,6 +92,10 @@ export interface NodeSettings {
   client_encryption: boolean;
 }
 
+/** max_heap_size's default: the node, the default row cache when full, and 48 MiB of byte budgets (README, Memory). */
+const DEFAULT_HEAP_BYTES = 224 * 1024 * 1024;
+const DEFAULT_ROW_CACHE_MIB = 64;
+
 export const DEFAULTS: Omit<NodeSettings, 'name' | 'listen_address' | 'data_dir' | 'secret'> = {
   cluster_name: 'chorus',
   seeds: [],
@@ -102,7 +112,8 @@ export const DEFAULTS: Omit<NodeSettings, 'name' | 'listen_address' | 'data_dir'
   commit_sync_period: 10_000,
   gc_grace_seconds: 864_000,
   gc_sweep_interval: 3_600_000,
-  row_cache_size: 64,
+  row_cache_size: DEFAULT_ROW_CACHE_MIB,
+  max_heap_size: DEFAULT_HEAP_BYTES,
   max_clock_skew: 1_000,
   clock_skew_warn: 20,
   hinted_handoff_enabled: true,
@@ -115,11 +126,8 @@ export const DEFAULTS: Omit<NodeSettings, 'name' | 'listen_address' | 'data_dir'
   repair_schedule_interval: 0,
   repair_history_size: 100,
   gone_retention: 3 * 86_400_000,
-  max_inflight_request_bytes: 32 * 1024 * 1024,
-  max_inflight_request_bytes_per_connection: 8 * 1024 * 1024,
-  max_coordinator_inflight_bytes: 12 * 1024 * 1024,
-  max_mailbox_bytes: 128 * 1024 * 1024,
-  max_storage_batch_bytes: 16 * 1024 * 1024,
+  // The byte budgets' defaults are their shares of the default heap; another heap or row cache gives others.
+  ...derivedBudgets(DEFAULT_HEAP_BYTES, DEFAULT_ROW_CACHE_MIB),
   log_level: 'info',
   authenticator: 'none',
   authenticator_tokens_file: '',
@@ -137,7 +145,7 @@ const INTEGERS = new Set(['num_tokens', 'gc_grace_seconds', 'row_cache_size', 'm
 /** Throughputs: a size, optionally per second as cassandra.yaml writes them (`64MiB/s`). */
 const RATES = new Set(['repair_throttle', 'stream_throughput']);
 /** Byte budgets: a size (`32MiB`, `1GB`, or bytes). */
-const SIZES = new Set(['max_inflight_request_bytes', 'max_inflight_request_bytes_per_connection', 'max_coordinator_inflight_bytes', 'max_mailbox_bytes', 'max_storage_batch_bytes']);
+const SIZES = new Set(['max_heap_size', 'max_inflight_request_bytes', 'max_inflight_request_bytes_per_connection', 'max_coordinator_inflight_bytes', 'max_mailbox_bytes', 'max_storage_batch_bytes']);
 /** Durations that may be off: `0` or `off`. */
 const OPTIONAL_DURATIONS = new Set(['repair_schedule_interval']);
 const NUMBERS = new Set(['phi_convict_threshold']);
@@ -168,6 +176,8 @@ const Schema = Type.Object(
     gc_grace_seconds: Type.Integer({ minimum: 0, maximum: 315_360_000 }),
     gc_sweep_interval: Duration,
     row_cache_size: Type.Integer({ minimum: 0, maximum: 1_048_576 }),
+    // Below 64 MiB a node has no room for its own structures; the budgets' fit is checked after.
+    max_heap_size: Type.Integer({ minimum: 64 * 1024 * 1024, maximum: 1024 ** 4 }),
     max_clock_skew: Duration,
     clock_skew_warn: Duration,
     hinted_handoff_enabled: Type.Boolean(),
@@ -213,23 +223,32 @@ export interface ConfigSources {
   overrides?: string[];
 }
 
-/** Merges defaults < file < environment < flags < --set, then validates the result. */
+/**
+ * Merges defaults < file < environment < flags < --set, validates the result, then derives the byte budgets
+ * not set from max_heap_size and checks that everything fits it.
+ */
 export function loadSettings(sources: ConfigSources): NodeSettings {
   const merged: Record<string, unknown> = { ...DEFAULTS };
-  if (sources.file) Object.assign(merged, normalizeAll(readConfigFile(sources.file), `config file ${sources.file}`));
+  /** Settings some source gave: a budget among them is the user's, not derived. */
+  const given = new Set<string>();
+  const set = (setting: string, value: unknown) => {
+    merged[setting] = value;
+    given.add(setting);
+  };
+  if (sources.file) for (const [setting, value] of Object.entries(normalizeAll(readConfigFile(sources.file), `config file ${sources.file}`))) set(setting, value);
   for (const [key, value] of Object.entries(sources.environment ?? {})) {
     if (!key.startsWith('CHORUS_') || value === undefined) continue;
     const setting = key.slice('CHORUS_'.length).toLowerCase();
-    if (KNOWN.has(setting)) merged[setting] = normalize(setting, value, `environment variable ${key}`);
+    if (KNOWN.has(setting)) set(setting, normalize(setting, value, `environment variable ${key}`));
   }
   for (const [setting, value] of Object.entries(sources.flags ?? {})) {
-    if (value !== undefined) merged[setting] = normalize(setting, value, `flag for ${setting}`);
+    if (value !== undefined) set(setting, normalize(setting, value, `flag for ${setting}`));
   }
   for (const pair of sources.overrides ?? []) {
     const eq = pair.indexOf('=');
     if (eq <= 0) throw new ConfigError(`--set expects key=value, got ${JSON.stringify(pair)}`);
     const setting = pair.slice(0, eq).trim();
-    merged[setting] = normalize(setting, pair.slice(eq + 1), `--set ${setting}`);
+    set(setting, normalize(setting, pair.slice(eq + 1), `--set ${setting}`));
   }
   for (const required of ['name', 'listen_address', 'data_dir', 'secret']) {
     if (merged[required] === undefined) throw new ConfigError(`${required} is required (flag, config file, CHORUS_${required.toUpperCase()} or --set ${required}=…)`);
@@ -239,7 +258,7 @@ export function loadSettings(sources: ConfigSources): NodeSettings {
     const setting = error.path.split('/')[1] ?? '';
     throw new ConfigError(`${setting || 'config'}: ${error.message}${error.value !== undefined && typeof error.value !== 'object' ? `, got ${JSON.stringify(error.value)}` : ''}`);
   }
-  const settings = merged as Static<typeof Schema> as NodeSettings;
+  const settings = fitBudgetsToHeap(merged as Static<typeof Schema> as NodeSettings, given);
   if (settings.initial_tokens.length > 0 && settings.initial_tokens.length !== settings.num_tokens) {
     throw new ConfigError(`initial_tokens has ${settings.initial_tokens.length} tokens but num_tokens is ${settings.num_tokens}`);
   }

@@ -1,6 +1,7 @@
 import { accessSync, constants, mkdirSync, readFileSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { getHeapStatistics } from 'node:v8';
 import { isChorusError, nodeId, realEnv } from '@chorus/core';
 import { type ChorusNode, startChorusNode } from '@chorus/node';
 import { createWsTransport, peerTlsServerOptions } from '@chorus/wire';
@@ -13,6 +14,8 @@ import { buildApi } from './http-api.js';
 import { type Security, loadSecurity } from './security.js';
 import { RequestBudget } from './request-budget.js';
 import { type MetricSources, createMetrics } from './metrics.js';
+import { HEAP_BUDGETS, heapFlags } from './heap.js';
+import { needsRestartWith, runAgainWith } from './node-process.js';
 
 /**
  * Runs one node until SIGTERM or SIGINT: settings, the real environment
@@ -26,6 +29,9 @@ export async function runNode(sources: ConfigSources): Promise<void> {
     if (error instanceof ConfigError) fail(`config: ${error.message}`);
     throw error;
   }
+  // Before anything opens: the child that runs with the right heap opens the data directory and the port.
+  const flags = heapFlags(settings);
+  if (needsRestartWith(flags)) return runAgainWith(flags);
   const logger = pino({ level: settings.log_level, base: { node: settings.name } });
   let security: Security;
   try {
@@ -119,7 +125,19 @@ export async function runNode(sources: ConfigSources): Promise<void> {
     if (isChorusError(error)) fail(error.message);
     throw error;
   }
-  logger.info({ address: settings.listen_address, hostId: node.hostId, dc: settings.dc, rack: settings.rack, tls: tls !== undefined, authenticator: settings.authenticator }, 'node serving');
+  logger.info(
+    {
+      address: settings.listen_address,
+      hostId: node.hostId,
+      dc: settings.dc,
+      rack: settings.rack,
+      tls: tls !== undefined,
+      authenticator: settings.authenticator,
+      heapLimitMiB: Math.round(getHeapStatistics().heap_size_limit / 1024 / 1024),
+      budgetsMiB: Object.fromEntries(Object.keys(HEAP_BUDGETS).map((name) => [name, Math.round((settings[name as keyof typeof HEAP_BUDGETS] / 1024 / 1024) * 10) / 10])),
+    },
+    'node serving',
+  );
   if (authenticator) {
     // Tokens are rotated without a restart: edit the file, then `kill -HUP`.
     process.on('SIGHUP', () => {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadSettings } from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
+import { HEAP_RESERVE_BYTES, derivedBudgets, heapFlags, rowCacheHeapBytes, runsWithFlags } from '../src/heap.js';
 
 const required = { name: 'n1', listen_address: '127.0.0.1:7100', data_dir: '/tmp/x', secret: 'sesame-sesame' };
 
@@ -35,18 +36,69 @@ describe('settings', () => {
 
   it('reads the byte budgets as sizes, and refuses one too small to hold the largest value', () => {
     const MiB = 1024 * 1024;
-    expect(loadSettings({ flags: required })).toMatchObject({
-      max_inflight_request_bytes: 32 * MiB,
-      max_inflight_request_bytes_per_connection: 8 * MiB,
-      max_coordinator_inflight_bytes: 12 * MiB,
-      max_mailbox_bytes: 128 * MiB,
-      max_storage_batch_bytes: 16 * MiB,
-    });
-    const s = loadSettings({ flags: required, overrides: ['max_inflight_request_bytes=256MiB', 'max_mailbox_bytes=1GB'], environment: { CHORUS_MAX_STORAGE_BATCH_BYTES: '4194304' } });
-    expect(s).toMatchObject({ max_inflight_request_bytes: 256 * MiB, max_mailbox_bytes: 1_000_000_000, max_storage_batch_bytes: 4 * MiB });
+    const s = loadSettings({ flags: required, overrides: ['max_heap_size=4GiB', 'max_inflight_request_bytes=256MiB', 'max_mailbox_bytes=1GB'], environment: { CHORUS_MAX_STORAGE_BATCH_BYTES: '4194304' } });
+    expect(s).toMatchObject({ max_heap_size: 4096 * MiB, max_inflight_request_bytes: 256 * MiB, max_mailbox_bytes: 1_000_000_000, max_storage_batch_bytes: 4 * MiB });
     expect(() => loadSettings({ flags: required, overrides: ['max_inflight_request_bytes=1MiB'] })).toThrow(/max_inflight_request_bytes/);
     expect(() => loadSettings({ flags: required, overrides: ['max_mailbox_bytes=64MiB/s'] })).toThrow(/max_mailbox_bytes must be a size/);
     expect(() => loadSettings({ flags: required, overrides: ['max_coordinator_inflight_bytes=lots'] })).toThrow(/max_coordinator_inflight_bytes/);
+  });
+
+  describe('max_heap_size', () => {
+    const MiB = 1024 * 1024;
+    const budgets = ['max_inflight_request_bytes', 'max_inflight_request_bytes_per_connection', 'max_coordinator_inflight_bytes', 'max_mailbox_bytes', 'max_storage_batch_bytes'] as const;
+    /** What the budgets may hold at once: the two mailboxes each, a connection's bytes inside the node's. */
+    const atOnce = (s: ReturnType<typeof loadSettings>) => s.max_inflight_request_bytes + s.max_coordinator_inflight_bytes + 2 * s.max_mailbox_bytes + s.max_storage_batch_bytes;
+
+    it('derives every byte budget not set from the heap, leaving room for the node and its row cache', () => {
+      const s = loadSettings({ flags: required });
+      expect(s.max_heap_size).toBe(224 * MiB);
+      expect(s.row_cache_size).toBe(64);
+      expect(atOnce(s)).toBeLessThanOrEqual(s.max_heap_size - HEAP_RESERVE_BYTES - rowCacheHeapBytes(64));
+      for (const name of budgets) expect(s[name]).toBeGreaterThanOrEqual(2 * MiB);
+      // A bigger heap gives bigger budgets; a bigger row cache leaves them less.
+      const big = loadSettings({ flags: required, overrides: ['max_heap_size=1GiB'] });
+      for (const name of budgets) expect(big[name]).toBeGreaterThan(s[name]);
+      expect(big.max_mailbox_bytes).toBe(derivedBudgets(1024 * MiB, 64).max_mailbox_bytes);
+      const cached = loadSettings({ flags: required, overrides: ['max_heap_size=1GiB', 'row_cache_size=256'] });
+      expect(cached.max_inflight_request_bytes).toBeLessThan(big.max_inflight_request_bytes);
+      expect(atOnce(cached)).toBeLessThanOrEqual(1024 * MiB - HEAP_RESERVE_BYTES - rowCacheHeapBytes(256));
+    });
+
+    it('keeps a budget that is set, and derives the others', () => {
+      const s = loadSettings({ flags: required, environment: { CHORUS_MAX_HEAP_SIZE: '512MiB' }, overrides: ['max_coordinator_inflight_bytes=8MiB'] });
+      expect(s.max_coordinator_inflight_bytes).toBe(8 * MiB);
+      expect(s.max_mailbox_bytes).toBe(derivedBudgets(512 * MiB, 64).max_mailbox_bytes);
+    });
+
+    it('refuses, in one line with the figures, a heap too small for its row cache, and budgets set that do not fit it', () => {
+      expect(() => loadSettings({ flags: required, overrides: ['max_heap_size=160MiB'] })).toThrow(/^max_heap_size 160 MiB is too small for row_cache_size 64 MiB: .* must be at least 192 MiB/);
+      expect(loadSettings({ flags: required, overrides: ['max_heap_size=192MiB'] }).max_heap_size).toBe(192 * MiB);
+      expect(loadSettings({ flags: required, overrides: ['max_heap_size=64MiB', 'row_cache_size=0'] }).max_heap_size).toBe(64 * MiB);
+      expect(() => loadSettings({ flags: required, overrides: ['max_heap_size=32MiB', 'row_cache_size=0'] })).toThrow(/max_heap_size/);
+      let message = '';
+      try {
+        loadSettings({ flags: required, overrides: ['max_mailbox_bytes=128MiB'] });
+      } catch (error) {
+        expect(error).toBeInstanceOf(ConfigError);
+        message = (error as Error).message;
+      }
+      expect(message).toMatch(/^the byte budgets do not fit max_heap_size 224 MiB: .*max_mailbox_bytes 128 MiB × 2.* raise max_heap_size to at least \d+(\.\d)? MiB or lower the budgets set \(max_mailbox_bytes\)$/);
+      expect(message).not.toContain('\n');
+      expect(() => loadSettings({ flags: required, overrides: ['max_heap_size=32GiB', 'max_mailbox_bytes=128MiB'] })).not.toThrow();
+      expect(() => loadSettings({ flags: required, overrides: ['max_heap_size=lots'] })).toThrow(/max_heap_size must be a size/);
+    });
+
+    it('is the old-space flag of the node process, which tells whether a process already runs with it', () => {
+      const flags = heapFlags(loadSettings({ flags: required, overrides: ['max_heap_size=192MiB'] }));
+      expect(flags[0]).toBe('--max-old-space-size=192');
+      expect(runsWithFlags(flags, flags)).toBe(true);
+      expect(runsWithFlags(flags, [])).toBe(false);
+      expect(runsWithFlags(flags, [], flags.join(' '))).toBe(true);
+      // The command line overrides NODE_OPTIONS, and a flag's last value is the one taken.
+      expect(runsWithFlags(flags, ['--max-old-space-size=64', ...flags.slice(1)], flags.join(' '))).toBe(false);
+      expect(runsWithFlags(flags, ['--max_old_space_size=64', ...flags])).toBe(true);
+      expect(runsWithFlags(flags, [...flags, '--max_old_space_size=64'])).toBe(false);
+    });
   });
 
   it('reads the repair settings: a throttle in bytes per second with IEC sizes, sessions, a schedule off by default, the history kept', () => {

@@ -8,17 +8,19 @@ import { type IdealCluster, startIdealCluster } from './ideal-cluster.js';
 import { freePorts } from './ports.js';
 import { formatTable } from './report.js';
 import { type Target, chorusTarget, echoTarget, idealTarget } from './targets.js';
-import { type RunContext, type System, WORKLOADS, type WorkloadName, type WorkloadReport, newSystem, runWorkload } from './workloads.js';
+import { ON_REQUEST, type RunContext, type System, WORKLOADS, type WorkloadName, type WorkloadReport, newSystem, runWorkload } from './workloads.js';
 
-const USAGE = `pnpm bench:cluster [--seconds S] [--warmup S] [--only w1,w2] [--json FILE] [--cpu-prof DIR] [--dir DIR] [--keep]
+const USAGE = `pnpm bench:cluster [--seconds S] [--warmup S] [--only w1,w2] [--no-ideal] [--json FILE] [--cpu-prof DIR] [--dir DIR] [--keep]
 
 Starts a 3-node Chorus cluster (rf 3) and a 3-process ideal pipeline on 127.0.0.1, runs each
 workload on both with the same load generator and 100-byte values, and prints Chorus's figure,
-the ideal's, their ratio, and each node's CPU share and RSS.
+the ideal's, their ratio, and each node's CPU share, RSS (at the end and at its peak) and GC share.
 
   --seconds S     measured seconds per workload and system (default 10)
   --warmup S      seconds of load before each measurement (default 2)
   --only LIST     comma-separated workloads among: ${WORKLOADS.join(', ')}
+                  (${[...ON_REQUEST].join(', ')} only when named here)
+  --no-ideal      Chorus alone, without the ideal pipeline (no ratios): for long runs
   --json FILE     one JSON line per workload to FILE (default: after the table, on stdout)
   --cpu-prof DIR  the Chorus nodes run with --cpu-prof --cpu-prof-dir DIR (profiles written when they stop)
   --dir DIR       where the clusters keep their data (default: a new temporary directory, removed at the end)
@@ -34,6 +36,7 @@ const { values } = parseArgs({
     'cpu-prof': { type: 'string' },
     dir: { type: 'string' },
     keep: { type: 'boolean', default: false },
+    'no-ideal': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
@@ -51,7 +54,8 @@ if (!(seconds > 0)) fail(`--seconds must be a positive number, got ${JSON.string
 if (!(warmupSeconds >= 0)) fail(`--warmup must be a number ≥ 0, got ${JSON.stringify(values.warmup)}`);
 const only = values.only?.split(',').map((w) => w.trim()).filter(Boolean);
 for (const w of only ?? []) if (!(WORKLOADS as readonly string[]).includes(w)) fail(`unknown workload ${JSON.stringify(w)}; known: ${WORKLOADS.join(', ')}`);
-const chosen = WORKLOADS.filter((w) => !only || only.includes(w));
+const chosen = WORKLOADS.filter((w) => (only ? only.includes(w) : !ON_REQUEST.has(w)));
+const withIdeal = !values['no-ideal'];
 
 const root = values.dir ? resolve(values.dir) : mkdtempSync(join(tmpdir(), 'chorus-bench-'));
 mkdirSync(root, { recursive: true });
@@ -64,7 +68,7 @@ process.env.CHORUS_STOP_WITH_PIDS = String(process.pid);
 
 interface Pair {
   chorus: System;
-  ideal: System;
+  ideal?: System;
   idealHosts: string[];
   stop(): Promise<void>;
 }
@@ -78,16 +82,19 @@ async function startPair(label: string, durable: boolean): Promise<Pair> {
   const nodeArgs = cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir] : [];
   if (cpuProfDir) mkdirSync(cpuProfDir, { recursive: true });
   await startCluster({ nodes: 3, dir: chorusDir, basePort: ports[0]!, rf: 3, set, timeoutMs: 120_000, nodeArgs });
-  const chorusProcesses = ['n1', 'n2', 'n3'].map((name) => ({ name, pid: Number(readFileSync(join(chorusDir, `${name}.pid`), 'utf8').trim()) }));
-  if (cpuProfDir) progress(`profiled Chorus nodes (CPU.<date>.<pid>.….cpuprofile when they stop): ${chorusProcesses.map((p) => `${p.name} pid ${p.pid}`).join(', ')}`);
   const hosts = ports.map((p) => `127.0.0.1:${p}`);
+  const chorusProcesses = ['n1', 'n2', 'n3'].map((name, i) => ({ name, pid: Number(readFileSync(join(chorusDir, `${name}.pid`), 'utf8').trim()), metrics: hosts[i]! }));
+  if (cpuProfDir) progress(`profiled Chorus nodes (CPU.<date>.<pid>.….cpuprofile when they stop): ${chorusProcesses.map((p) => `${p.name} pid ${p.pid}`).join(', ')}`);
   let ideal: IdealCluster | undefined;
   let targets: Target[] = [];
   try {
-    const idealPorts = await freePorts(3);
-    progress(`starting the ideal pipeline (${label}) on ports ${idealPorts[0]}–${idealPorts[2]}`);
-    ideal = await startIdealCluster({ ports: idealPorts, dir: join(root, `ideal-${label}`), durable });
-    targets = [await chorusTarget(hosts, 1024), await idealTarget(ideal.hosts)];
+    targets = [await chorusTarget(hosts, 1024)];
+    if (withIdeal) {
+      const idealPorts = await freePorts(3);
+      progress(`starting the ideal pipeline (${label}) on ports ${idealPorts[0]}–${idealPorts[2]}`);
+      ideal = await startIdealCluster({ ports: idealPorts, dir: join(root, `ideal-${label}`), durable });
+      targets.push(await idealTarget(ideal.hosts));
+    }
   } catch (error) {
     await ideal?.stop();
     await stopCluster(chorusDir, undefined);
@@ -96,11 +103,11 @@ async function startPair(label: string, durable: boolean): Promise<Pair> {
   const idealCluster = ideal;
   return {
     chorus: newSystem(targets[0]!, chorusProcesses),
-    ideal: newSystem(targets[1]!, idealCluster.processes),
-    idealHosts: idealCluster.hosts,
+    ...(idealCluster ? { ideal: newSystem(targets[1]!, idealCluster.processes) } : {}),
+    idealHosts: idealCluster?.hosts ?? [],
     async stop() {
       for (const t of targets) await t.close();
-      await idealCluster.stop();
+      await idealCluster?.stop();
       progress(`stopping the Chorus cluster (${label})`);
       await stopCluster(chorusDir, undefined);
     },
@@ -112,7 +119,7 @@ const done = new Map<WorkloadName, WorkloadReport>();
 const value = new Uint8Array(randomBytes(100));
 
 async function runAll(pair: Pair, workloads: WorkloadName[], echo: Target | undefined): Promise<void> {
-  const ctx: RunContext = { chorus: pair.chorus, ideal: pair.ideal, seconds, warmupSeconds, value, done, progress, ...(echo ? { echo } : {}) };
+  const ctx: RunContext = { chorus: pair.chorus, ...(pair.ideal ? { ideal: pair.ideal } : {}), seconds, warmupSeconds, value, done, progress, ...(echo ? { echo } : {}) };
   for (const w of workloads) {
     const report = await runWorkload(w, ctx);
     reports.push(report);
@@ -126,11 +133,11 @@ let exitCode = 0;
 try {
   const periodic = chosen.filter((w) => w !== 'durable');
   // The open loop runs at half the ideal peak: measure that peak first when the run does not include it.
-  if (periodic.includes('open-loop') && !periodic.includes('write-quorum-1024')) periodic.unshift('write-quorum-1024');
+  if (withIdeal && periodic.includes('open-loop') && !periodic.includes('write-quorum-1024')) periodic.unshift('write-quorum-1024');
   if (periodic.length > 0) {
     const pair = await startPair('periodic', false);
     try {
-      const echo = periodic.includes('serial') ? await echoTarget(pair.idealHosts[0]!) : undefined;
+      const echo = periodic.includes('serial') && pair.idealHosts.length > 0 ? await echoTarget(pair.idealHosts[0]!) : undefined;
       await runAll(pair, periodic, echo);
       await echo?.close();
     } finally {
@@ -155,7 +162,7 @@ try {
 
 if (reports.length > 0) {
   process.stdout.write(`\n${formatTable(reports)}\n`);
-  process.stdout.write(`\nratio: Chorus over the ideal (throughput; p99 for open-loop, p50 for serial). CPU: share of one core per node over the measured seconds; RSS at the end. ${seconds} s measured per workload and system after ${warmupSeconds} s of warm-up.\n`);
+  process.stdout.write(`\nratio: Chorus over the ideal (throughput; p99 for open-loop, p50 for serial). CPU: share of one core per node over the measured seconds; RSS at the end and (peak) its highest sample from the workload's first prepared key on; GC: seconds of GC pauses over CPU seconds of each node in the measured seconds. ${seconds} s measured per workload and system after ${warmupSeconds} s of warm-up.\n`);
   if (!jsonFile) process.stdout.write(`\n${reports.map((r) => JSON.stringify(r)).join('\n')}\n`);
   if (cpuProfDir) process.stdout.write(`\nCPU profiles of the Chorus nodes: ${cpuProfDir}\n`);
 }

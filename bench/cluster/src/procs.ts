@@ -5,6 +5,8 @@ import { performance } from 'node:perf_hooks';
 export interface Watched {
   name: string;
   pid: number;
+  /** host:port whose `/metrics` gives the process's GC time and CPU (Chorus nodes); none for the others. */
+  metrics?: string;
 }
 
 export interface ProcessUsage {
@@ -13,6 +15,10 @@ export interface ProcessUsage {
   cpu: number;
   /** Resident set at the end of the workload, MiB. */
   rssMiB: number;
+  /** Highest resident set sampled (every 250 ms) from the start of the workload, key preparation and warm-up included, MiB. */
+  peakRssMiB?: number;
+  /** Seconds of GC pauses over CPU seconds of the process in the measured window, from its `/metrics` (0–1). */
+  gcShare?: number;
 }
 
 // Linux reports utime and stime in clock ticks; USER_HZ is 100 on every architecture Node runs on.
@@ -52,4 +58,35 @@ export function watch(processes: Watched[]): () => ProcessUsage[] {
       rssMiB: Math.round(rssMiB(p.pid) ?? 0),
     }));
   };
+}
+
+/** Samples the processes' RSS until stopped; the highest sample of each, MiB, in the processes' order. */
+export function samplePeakRss(processes: Watched[], intervalMs = 250): { stop(): number[] } {
+  const peaks = processes.map(() => 0);
+  const sample = () => processes.forEach((p, i) => (peaks[i] = Math.max(peaks[i]!, rssMiB(p.pid) ?? 0)));
+  sample();
+  const timer = setInterval(sample, intervalMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      sample();
+      return peaks.map(Math.round);
+    },
+  };
+}
+
+/** GC pause seconds (prom-client's `nodejs_gc_duration_seconds`, every kind) and CPU seconds a Chorus node reports so far. */
+export async function gcAndCpuSeconds(host: string): Promise<{ gc: number; cpu: number } | undefined> {
+  try {
+    const text = await (await fetch(`http://${host}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
+    let gc = 0;
+    let cpu: number | undefined;
+    for (const line of text.split('\n')) {
+      if (/^chorus_nodejs_gc_duration_seconds_sum[{ ]/.test(line)) gc += Number(line.slice(line.lastIndexOf(' ') + 1));
+      else if (line.startsWith('chorus_process_cpu_seconds_total ')) cpu = Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+    return cpu === undefined ? undefined : { gc, cpu };
+  } catch {
+    return undefined;
+  }
 }

@@ -1,5 +1,5 @@
 import { type LoadResult, type NextOp, closedLoop, openLoop } from './load.js';
-import { type ProcessUsage, type Watched, watch } from './procs.js';
+import { type ProcessUsage, type Watched, gcAndCpuSeconds, samplePeakRss, watch } from './procs.js';
 import type { Target } from './targets.js';
 
 /** Every workload, in the order a full run takes them; `--only` picks some. */
@@ -15,8 +15,11 @@ export const WORKLOADS = [
   'open-loop',
   'serial',
   'durable',
+  'mix-long',
 ] as const;
 export type WorkloadName = (typeof WORKLOADS)[number];
+/** Workloads a full run leaves out: they run only when `--only` names them. */
+export const ON_REQUEST: ReadonlySet<WorkloadName> = new Set(['mix-long']);
 
 export const DESCRIPTIONS: Record<WorkloadName, string> = {
   'write-quorum-128': 'QUORUM writes of new keys, 128 in flight',
@@ -30,6 +33,7 @@ export const DESCRIPTIONS: Record<WorkloadName, string> = {
   'open-loop': 'QUORUM writes at a fixed rate, half the ideal peak (ratios: p99, and p99.9 in other)',
   serial: 'one QUORUM write at a time, p50 (other: × a bare ws round trip)',
   durable: 'QUORUM writes, 1024 in flight, each batch fsynced (other: × periodic mode)',
+  'mix-long': '50 % QUORUM reads, 50 % QUORUM overwrites, of 200,000 keys chosen at random, 256 in flight (for long runs: memory stays flat)',
 };
 
 /** A system under load: Chorus or the ideal pipeline, with the keys it holds so far. */
@@ -64,8 +68,9 @@ export interface WorkloadReport {
   rate?: number;
   seconds: number;
   chorus: Side;
-  ideal: Side;
-  /** Chorus's figure over the ideal's: throughput for closed loops, p99 for the open loop, p50 for serial. */
+  /** Absent when the run leaves the ideal pipeline out (`--no-ideal`). */
+  ideal?: Side;
+  /** Chorus's figure over the ideal's: throughput for closed loops, p99 for the open loop, p50 for serial; 0 without the ideal. */
   ratio: number;
   /** The second ratio a target names, as the description says. */
   other?: { label: string; chorus: number; ideal?: number };
@@ -75,7 +80,8 @@ export interface WorkloadReport {
 
 export interface RunContext {
   chorus: System;
-  ideal: System;
+  /** Absent with `--no-ideal`: Chorus alone, for long runs. */
+  ideal?: System;
   seconds: number;
   warmupSeconds: number;
   value: Uint8Array;
@@ -87,6 +93,8 @@ export interface RunContext {
 }
 
 const HOT_KEYS = 10_000;
+/** The keys mix-long reads and overwrites: `w:0` … `w:199999`, written first. */
+const MIX_KEYS = 200_000;
 /** Cold reads want at least this many keys to go through, so each is read once. */
 const COLD_KEYS = 50_000;
 /** A prime: stepping by it modulo the key count visits every written key once before any comes back. */
@@ -163,41 +171,64 @@ const SPECS: Record<WorkloadName, Spec> = {
   'open-loop': {
     consistency: 'QUORUM',
     rate: (ctx) => {
-      const peak = ctx.done.get('write-quorum-1024')?.ideal.opsPerSec;
-      if (peak === undefined) throw new Error('open-loop takes half the ideal peak of write-quorum-1024: run that workload first');
+      const peak = ctx.done.get('write-quorum-1024')?.ideal?.opsPerSec;
+      if (peak === undefined) throw new Error('open-loop takes half the ideal peak of write-quorum-1024: run that workload first, with the ideal');
       return Math.max(1, Math.round(peak / 2));
     },
     next: writeNew,
   },
   serial: { consistency: 'QUORUM', concurrency: 1, next: writeNew },
   durable: { consistency: 'QUORUM', concurrency: 1024, next: writeNew },
+  'mix-long': {
+    consistency: 'QUORUM',
+    concurrency: 256,
+    prepare: (s, ctx) => ensureWritten(s, MIX_KEYS, ctx.value),
+    next: () => () => ({ read: Math.random() < 0.5, key: `w:${Math.floor(Math.random() * MIX_KEYS)}` }),
+  },
 };
 
 async function measure(s: System, spec: Spec, ctx: RunContext, rate: number | undefined, label: string): Promise<Side> {
-  if (spec.prepare) {
-    ctx.progress(`${label}: preparing keys`);
-    await spec.prepare(s, ctx);
-  }
-  ctx.progress(`${label}: ${ctx.warmupSeconds} s warm-up, ${ctx.seconds} s measured`);
-  const options = { target: s.target, next: spec.next(s), consistency: spec.consistency, value: ctx.value, seconds: ctx.seconds, warmupSeconds: ctx.warmupSeconds };
-  // CPU counts from the start of the measured part: the warm-up runs first, inside the loop, so the window is the load's own.
-  let usage: (() => ProcessUsage[]) | undefined;
-  let sentBefore: Record<string, number> = {};
   const processes = [...s.processes, { name: 'bench', pid: process.pid }];
-  const startWatch = () => {
-    sentBefore = s.target.sentPerHost?.() ?? {};
-    return (usage = watch(processes));
-  };
-  const timer = setTimeout(startWatch, ctx.warmupSeconds * 1000);
+  // From the first key prepared: memory that grows while keys are loaded counts as much as under the measured load.
+  const peaks = samplePeakRss(processes);
+  let peakRss: number[] = [];
   try {
-    const result = rate !== undefined ? await openLoop({ ...options, rate }) : await closedLoop({ ...options, concurrency: spec.concurrency ?? 1 });
-    const measured = (usage ?? startWatch())();
-    const sent = Object.entries(s.target.sentPerHost?.() ?? {}).map(([host, n]) => [host, n - (sentBefore[host] ?? 0)] as const);
-    const total = sent.reduce((a, [, n]) => a + n, 0);
-    const coordinated = total > 0 ? Object.fromEntries(sent.map(([host, n]) => [host, Math.round((n / total) * 1000) / 1000])) : undefined;
-    return { ...result, processes: measured, ...(coordinated ? { coordinated } : {}) };
+    if (spec.prepare) {
+      ctx.progress(`${label}: preparing keys`);
+      await spec.prepare(s, ctx);
+    }
+    ctx.progress(`${label}: ${ctx.warmupSeconds} s warm-up, ${ctx.seconds} s measured`);
+    const options = { target: s.target, next: spec.next(s), consistency: spec.consistency, value: ctx.value, seconds: ctx.seconds, warmupSeconds: ctx.warmupSeconds };
+    // CPU counts from the start of the measured part: the warm-up runs first, inside the loop, so the window is the load's own.
+    let usage: (() => ProcessUsage[]) | undefined;
+    let sentBefore: Record<string, number> = {};
+    let gcBefore: Promise<Array<{ gc: number; cpu: number } | undefined>> = Promise.resolve([]);
+    const gcNow = () => Promise.all(processes.map((p) => (p.metrics ? gcAndCpuSeconds(p.metrics) : undefined)));
+    const startWatch = () => {
+      sentBefore = s.target.sentPerHost?.() ?? {};
+      gcBefore = gcNow();
+      return (usage = watch(processes));
+    };
+    const timer = setTimeout(startWatch, ctx.warmupSeconds * 1000);
+    try {
+      const result = rate !== undefined ? await openLoop({ ...options, rate }) : await closedLoop({ ...options, concurrency: spec.concurrency ?? 1 });
+      const measured = (usage ?? startWatch())();
+      const [before, after] = [await gcBefore, await gcNow()];
+      peakRss = peaks.stop();
+      const sent = Object.entries(s.target.sentPerHost?.() ?? {}).map(([host, n]) => [host, n - (sentBefore[host] ?? 0)] as const);
+      const total = sent.reduce((a, [, n]) => a + n, 0);
+      const coordinated = total > 0 ? Object.fromEntries(sent.map(([host, n]) => [host, Math.round((n / total) * 1000) / 1000])) : undefined;
+      const withMemory = measured.map((usage, i) => {
+        const [b, a] = [before[i], after[i]];
+        const gcShare = a && b && a.cpu > b.cpu ? Math.round(((a.gc - b.gc) / (a.cpu - b.cpu)) * 1000) / 1000 : undefined;
+        return { ...usage, peakRssMiB: Math.max(peakRss[i] ?? 0, usage.rssMiB), ...(gcShare !== undefined ? { gcShare } : {}) };
+      });
+      return { ...result, processes: withMemory, ...(coordinated ? { coordinated } : {}) };
+    } finally {
+      clearTimeout(timer);
+    }
   } finally {
-    clearTimeout(timer);
+    peaks.stop();
   }
 }
 
@@ -208,7 +239,7 @@ export async function runWorkload(name: WorkloadName, ctx: RunContext): Promise<
   const spec = SPECS[name];
   const rate = spec.rate?.(ctx);
   const chorus = await measure(ctx.chorus, spec, ctx, rate, `${name} chorus`);
-  const ideal = await measure(ctx.ideal, spec, ctx, rate, `${name} ideal`);
+  const ideal = ctx.ideal ? await measure(ctx.ideal, spec, ctx, rate, `${name} ideal`) : undefined;
   const report: WorkloadReport = {
     workload: name,
     description: DESCRIPTIONS[name],
@@ -217,9 +248,11 @@ export async function runWorkload(name: WorkloadName, ctx: RunContext): Promise<
     ...(rate !== undefined ? { rate } : {}),
     seconds: ctx.seconds,
     chorus,
-    ideal,
-    ratio: ratioOf(chorus.opsPerSec, ideal.opsPerSec),
+    ...(ideal ? { ideal } : {}),
+    ratio: ideal ? ratioOf(chorus.opsPerSec, ideal.opsPerSec) : 0,
   };
+  // Without the ideal, a ratio against it means nothing: the ideal's side of the `other` figures is left out too.
+  const idealRatio = (a: Side | undefined, b: Side | undefined, pick: (side: Side) => number) => (a && b ? { ideal: ratioOf(pick(a), pick(b)) } : {});
   const quorumWrites = ctx.done.get('write-quorum-1024');
   switch (name) {
     case 'write-one':
@@ -227,25 +260,26 @@ export async function runWorkload(name: WorkloadName, ctx: RunContext): Promise<
     case 'durable':
       if (quorumWrites) {
         const label = name === 'durable' ? '× periodic' : '× QUORUM writes';
-        report.other = { label, chorus: ratioOf(chorus.opsPerSec, quorumWrites.chorus.opsPerSec), ideal: ratioOf(ideal.opsPerSec, quorumWrites.ideal.opsPerSec) };
+        report.other = { label, chorus: ratioOf(chorus.opsPerSec, quorumWrites.chorus.opsPerSec), ...idealRatio(ideal, quorumWrites.ideal, (x) => x.opsPerSec) };
       }
       break;
     case 'read-all': {
       const quorumReads = ctx.done.get('read-quorum-cold');
-      if (quorumReads) report.other = { label: '× QUORUM reads', chorus: ratioOf(chorus.opsPerSec, quorumReads.chorus.opsPerSec), ideal: ratioOf(ideal.opsPerSec, quorumReads.ideal.opsPerSec) };
+      if (quorumReads) report.other = { label: '× QUORUM reads', chorus: ratioOf(chorus.opsPerSec, quorumReads.chorus.opsPerSec), ...idealRatio(ideal, quorumReads.ideal, (x) => x.opsPerSec) };
       break;
     }
     case 'open-loop':
+      if (!ideal) break;
       report.ratio = ratioOf(chorus.latencyMs.p99, ideal.latencyMs.p99);
       report.other = { label: 'p99.9 × ideal', chorus: ratioOf(chorus.latencyMs['p99.9'], ideal.latencyMs['p99.9']) };
       break;
     case 'serial': {
-      report.ratio = ratioOf(chorus.latencyMs.p50, ideal.latencyMs.p50);
+      report.ratio = ideal ? ratioOf(chorus.latencyMs.p50, ideal.latencyMs.p50) : 0;
       if (ctx.echo) {
         ctx.progress('serial: bare ws round trips');
         const echo = await closedLoop({ target: ctx.echo, next: () => ({ read: false, key: 'echo' }), consistency: 'QUORUM', value: ctx.value, seconds: ctx.seconds, warmupSeconds: ctx.warmupSeconds, concurrency: 1 });
         report.wsRoundTripMs = { p50: echo.latencyMs.p50, p99: echo.latencyMs.p99 };
-        report.other = { label: '× ws round trip', chorus: ratioOf(chorus.latencyMs.p50, echo.latencyMs.p50), ideal: ratioOf(ideal.latencyMs.p50, echo.latencyMs.p50) };
+        report.other = { label: '× ws round trip', chorus: ratioOf(chorus.latencyMs.p50, echo.latencyMs.p50), ...(ideal ? { ideal: ratioOf(ideal.latencyMs.p50, echo.latencyMs.p50) } : {}) };
       }
       break;
     }

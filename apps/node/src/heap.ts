@@ -1,0 +1,126 @@
+import { ConfigError } from './errors.js';
+
+/**
+ * The node's heap: one size, `max_heap_size` (V8's old space, as Cassandra's MAX_HEAP_SIZE), from which the
+ * byte budgets a user does not set are derived, so that a node under overload answers Overloaded rather
+ * than dying of an out-of-memory crash, and an idle or busy node does not let garbage grow its RSS.
+ */
+
+const MiB = 1024 * 1024;
+
+/** What the node holds beside its budgets and row cache: actors, rings, peer links, fastify, compiled code. */
+export const HEAP_RESERVE_BYTES = 48 * MiB;
+/**
+ * Heap bytes a row cache of `row_cache_size` takes per byte of its own estimate: its entries' objects, maps and
+ * small arrays weigh about twice the estimate the cache keeps (measured with the cluster bench at 100-byte values:
+ * a node at max_heap_size 144 MiB ran out of heap once its cache held 52 MiB by its estimate).
+ */
+export const ROW_CACHE_HEAP_FACTOR = 2;
+/** The least room the byte budgets may share once the reserve and the row cache are counted. */
+export const MIN_BUDGET_ROOM_BYTES = 16 * MiB;
+/** Every byte budget holds at least one largest value (1 MiB) and its keys (as the settings' own minimum). */
+const MIN_BUDGET_BYTES = 2 * MiB;
+/**
+ * A young generation of 16 MiB semi-spaces, V8's default on 64-bit, pinned so the RSS beside the old space
+ * (up to 3 × 16 MiB) does not move with the Node version. 32 MiB ones were measured with the cluster bench
+ * (README, Benchmarks): 40 MiB more RSS for one point less of GC share.
+ */
+const SEMI_SPACE_MIB = 16;
+
+/** Byte budgets derived from the heap unless set, and each one's share of the room they have. */
+export const HEAP_BUDGETS = {
+  max_inflight_request_bytes: 1 / 4,
+  max_inflight_request_bytes_per_connection: 1 / 16,
+  max_coordinator_inflight_bytes: 1 / 8,
+  max_mailbox_bytes: 1 / 4,
+  max_storage_batch_bytes: 1 / 16,
+} as const;
+export type HeapBudget = keyof typeof HEAP_BUDGETS;
+
+/**
+ * How many of each budget may be full at once on one node: the replica's and the storage actor's mailboxes
+ * each take max_mailbox_bytes; a connection's requests are part of the node's request bytes, so counted there.
+ */
+const FULL_AT_ONCE: Record<HeapBudget, number> = {
+  max_inflight_request_bytes: 1,
+  max_inflight_request_bytes_per_connection: 0,
+  max_coordinator_inflight_bytes: 1,
+  max_mailbox_bytes: 2,
+  max_storage_batch_bytes: 1,
+};
+
+export interface HeapSettings extends Record<HeapBudget, number> {
+  max_heap_size: number;
+  /** MiB. */
+  row_cache_size: number;
+}
+
+/** Heap a row cache of `rowCacheMiB` takes when full. */
+export function rowCacheHeapBytes(rowCacheMiB: number): number {
+  return ROW_CACHE_HEAP_FACTOR * rowCacheMiB * MiB;
+}
+
+/** Room the byte budgets share: the heap less the reserve and the full row cache. */
+export function budgetRoom(heapBytes: number, rowCacheMiB: number): number {
+  return heapBytes - HEAP_RESERVE_BYTES - rowCacheHeapBytes(rowCacheMiB);
+}
+
+/** Each budget's size for a heap and row cache, as the node takes it when the budget is not set. */
+export function derivedBudgets(heapBytes: number, rowCacheMiB: number): Record<HeapBudget, number> {
+  const room = Math.max(0, budgetRoom(heapBytes, rowCacheMiB));
+  const out = {} as Record<HeapBudget, number>;
+  // Whole KiB, readable in the metrics and the log.
+  for (const [name, share] of Object.entries(HEAP_BUDGETS) as Array<[HeapBudget, number]>) out[name] = Math.max(MIN_BUDGET_BYTES, Math.floor((room * share) / 1024) * 1024);
+  return out;
+}
+
+/**
+ * Fills in the budgets not in `explicit` from the heap, then checks that the reserve, the row cache and every
+ * budget full at once fit in it; a configuration that cannot is refused with the figures that do not add up.
+ */
+export function fitBudgetsToHeap<S extends HeapSettings>(settings: S, explicit: ReadonlySet<string>): S {
+  const derived = derivedBudgets(settings.max_heap_size, settings.row_cache_size);
+  const out = { ...settings };
+  for (const name of Object.keys(HEAP_BUDGETS) as HeapBudget[]) if (!explicit.has(name)) out[name] = derived[name];
+  const room = budgetRoom(out.max_heap_size, out.row_cache_size);
+  const mib = (bytes: number) => `${Math.round((bytes / MiB) * 10) / 10} MiB`;
+  if (room < MIN_BUDGET_ROOM_BYTES) {
+    throw new ConfigError(
+      `max_heap_size ${mib(out.max_heap_size)} is too small for row_cache_size ${out.row_cache_size} MiB: the node keeps ${mib(HEAP_RESERVE_BYTES)} for itself, the full row cache takes ${mib(rowCacheHeapBytes(out.row_cache_size))} of heap and the byte budgets need at least ${mib(MIN_BUDGET_ROOM_BYTES)}, so max_heap_size must be at least ${mib(HEAP_RESERVE_BYTES + MIN_BUDGET_ROOM_BYTES + rowCacheHeapBytes(out.row_cache_size))} (or lower row_cache_size)`,
+    );
+  }
+  const full = (Object.keys(HEAP_BUDGETS) as HeapBudget[]).filter((name) => FULL_AT_ONCE[name] > 0);
+  const total = full.reduce((sum, name) => sum + FULL_AT_ONCE[name] * out[name], 0);
+  if (total > room) {
+    const parts = full.map((name) => `${name} ${mib(out[name])}${FULL_AT_ONCE[name] > 1 ? ` × ${FULL_AT_ONCE[name]}` : ''}`).join(' + ');
+    throw new ConfigError(
+      `the byte budgets do not fit max_heap_size ${mib(out.max_heap_size)}: ${parts} = ${mib(total)}, but the heap leaves them ${mib(room)} (after ${mib(HEAP_RESERVE_BYTES)} for the node and ${mib(rowCacheHeapBytes(out.row_cache_size))} for the full row cache of row_cache_size ${out.row_cache_size} MiB); raise max_heap_size to at least ${mib(out.max_heap_size + total - room)} or lower the budgets set (${full.filter((n) => explicit.has(n)).join(', ') || 'none'})`,
+    );
+  }
+  return out;
+}
+
+/** Node flags that give a process the heap of `max_heap_size`. */
+export function heapFlags(settings: Pick<HeapSettings, 'max_heap_size'>): string[] {
+  return [`--max-old-space-size=${Math.floor(settings.max_heap_size / MiB)}`, `--max-semi-space-size=${SEMI_SPACE_MIB}`];
+}
+
+/**
+ * Whether a process started with `execArgv` (and NODE_OPTIONS, which its command line overrides) already runs
+ * with these flags: each flag's last value is the one V8 takes.
+ */
+export function runsWithFlags(flags: string[], execArgv: readonly string[], nodeOptions = ''): boolean {
+  const given = [...nodeOptions.split(/\s+/).filter(Boolean), ...execArgv];
+  const valueOf = (name: string) => {
+    let value: string | undefined;
+    for (const arg of given) {
+      const eq = arg.indexOf('=');
+      if (eq > 0 && arg.slice(0, eq).replaceAll('_', '-') === name) value = arg.slice(eq + 1);
+    }
+    return value;
+  };
+  return flags.every((flag) => {
+    const eq = flag.indexOf('=');
+    return valueOf(flag.slice(0, eq)) === flag.slice(eq + 1);
+  });
+}
