@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Packr } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { TestCluster, scaled, spawnChorus, tempDir } from './harness.js';
+import { TestCluster, freeBasePort, scaled, spawnChorus, tempDir } from './harness.js';
 
 /**
  * The smallest heap a node may have: 48 MiB for the node itself and 16 MiB for the byte budgets derived from
@@ -41,6 +41,14 @@ function send(address: string, agent: Agent, method: string, path: string, body?
     req.on('timeout', () => req.destroy(new Error(`${method} ${path} timed out`)));
     req.end(body);
   });
+}
+
+async function until(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 function alive(pid: number): boolean {
@@ -156,5 +164,28 @@ describe('a node whose byte budgets set do not fit its heap', () => {
     expect(code).toBe(1);
     expect(stderr).toMatch(/^chorus: config: the byte budgets do not fit max_heap_size \d+ MiB: .*max_mailbox_bytes 256 MiB × 2.*raise max_heap_size to at least \d+(\.\d)? MiB/);
     expect(stderr.trim().split('\n')).toHaveLength(1);
+  });
+});
+
+describe('a node started by hand, without its heap flags', () => {
+  it('runs itself again with its heap, and dies with the process that was started', async () => {
+    const dir = tempDir('heap-by-hand-');
+    const address = `127.0.0.1:${await freeBasePort(1)}`;
+    const child = spawnChorus(['node', 'start', '--name', 'n1', '--listen', address, '--data', join(dir, 'n1'), '--secret', 'sesame-sesame', '--set', 'max_heap_size=256MiB']);
+    let stdout = '';
+    child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+    child.stderr?.resume();
+    const servingLine = () => stdout.split('\n').find((line) => line.includes('"node serving"'));
+    await until('the node to serve', async () => servingLine() !== undefined, scaled(30_000));
+    const serving = JSON.parse(servingLine()!) as { heapLimitMiB: number };
+    // V8's limit is the old space asked for plus the young generation.
+    expect(serving.heapLimitMiB).toBeGreaterThanOrEqual(256);
+    expect(serving.heapLimitMiB).toBeLessThan(256 + 64);
+    const agent = new Agent({ keepAlive: false });
+    expect((await send(address, agent, 'GET', '/health')).status).toBe(200);
+    // What a pid file or `kill -9` by hand holds is the process started; the node must not outlive it.
+    child.kill('SIGKILL');
+    await until('the node to go with the process started', () => send(address, agent, 'GET', '/health').then(() => false, () => true), scaled(15_000));
+    agent.destroy();
   });
 });

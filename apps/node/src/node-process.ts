@@ -37,7 +37,11 @@ export function needsRestartWith(flags: string[]): boolean {
  * terminal; signals sent to this process go to the child, and this one exits as the child does.
  */
 export function runAgainWith(flags: string[]): Promise<never> {
-  const child = spawn(process.execPath, [...process.execArgv, ...flags, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...NODE_PROCESS_ENV, ...process.env, [RESTARTED]: flags.join(' ') } });
+  // The IPC channel only tells the child that this process is gone (see dieWithParent); nothing is sent on it.
+  const child = spawn(process.execPath, [...process.execArgv, ...flags, ...process.argv.slice(1)], {
+    stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
+    env: { ...NODE_PROCESS_ENV, ...process.env, [RESTARTED]: flags.join(' ') },
+  });
   const forward = (signal: NodeJS.Signals) => () => child.kill(signal);
   for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, forward(signal));
   return new Promise<never>(() => {
@@ -54,4 +58,17 @@ export function runAgainWith(flags: string[]): Promise<never> {
       process.exit(code ?? 1);
     });
   });
+}
+
+/**
+ * In the child `runAgainWith` started: dies at once when its parent is gone. Whoever holds the parent's pid
+ * (a pid file, a test, `kill -9` by hand) must be able to stop the node with it; without this, a SIGKILL of
+ * the parent, which it cannot forward, would leave the node running on its port and data directory.
+ */
+export function dieWithParent(): void {
+  const channel = process.channel;
+  if (process.env[RESTARTED] === undefined || channel === undefined) return;
+  process.once('disconnect', () => process.kill(process.pid, 'SIGKILL'));
+  // The channel must not keep the node running once it has stopped.
+  channel.unref();
 }

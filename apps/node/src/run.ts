@@ -15,7 +15,7 @@ import { type Security, loadSecurity } from './security.js';
 import { RequestBudget } from './request-budget.js';
 import { type MetricSources, createMetrics } from './metrics.js';
 import { HEAP_BUDGETS, heapFlags } from './heap.js';
-import { needsRestartWith, runAgainWith } from './node-process.js';
+import { dieWithParent, needsRestartWith, runAgainWith } from './node-process.js';
 
 /**
  * Runs one node until SIGTERM or SIGINT: settings, the real environment
@@ -32,6 +32,7 @@ export async function runNode(sources: ConfigSources): Promise<void> {
   // Before anything opens: the child that runs with the right heap opens the data directory and the port.
   const flags = heapFlags(settings);
   if (needsRestartWith(flags)) return runAgainWith(flags);
+  dieWithParent();
   const logger = pino({ level: settings.log_level, base: { node: settings.name } });
   let security: Security;
   try {
