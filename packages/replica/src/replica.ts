@@ -41,7 +41,14 @@ const SLICE_FIRST_CHUNK_ROWS = 32;
 type WithReply<K extends MessageKind, R> = WireMessage<K> & { replyTo: ReplyTo<R> };
 
 export type MutatedMsg = WireMessage<'replica.mutated'>;
-export type DataMsg = WireMessage<'replica.data'>;
+export type DataMsg = WireMessage<'replica.data'> & {
+  /**
+   * The cell's digest, when the replica had it at hand (a cached row), so the coordinator need not hash the
+   * value again. Only in answers to this node's own coordinator: the kind's schema has no such field, so that
+   * a node of the previous build, which would refuse the frame, never gets one.
+   */
+  digest?: Uint8Array;
+};
 export type DigestMsg = WireMessage<'replica.digest'>;
 export type RowsMsg = WireMessage<'replica.rows'>;
 export type RangePageMsg = WireMessage<'replica.range-page'>;
@@ -449,7 +456,7 @@ export function spawnReplica(system: ActorSystem, options: ReplicaOptions): Acto
         if (error !== undefined) ctx.fail(msg.replyTo, error);
         else if (msg.type === 'replica.read') {
           const data = dataMsg(result as Cell | undefined, hlc.peek(), env.clock.nowMicros());
-          if (digest !== undefined) data.digest = digest;
+          if (digest !== undefined && msg.replyTo.node === env.node) data.digest = digest;
           ctx.reply(msg.replyTo, data);
         }
         else ctx.reply(msg.replyTo, { type: 'replica.digest', digest: result as Uint8Array, hlc: hlc.peek(), wallMicros: env.clock.nowMicros() } satisfies DigestMsg);

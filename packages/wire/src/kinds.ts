@@ -186,8 +186,7 @@ export const MESSAGE_KINDS = {
   },
   'replica.mutated': { id: 201, schema: Type.Object({ ...ReplicaClocks }, { additionalProperties: false }) },
   'replica.read': { id: 202, timeoutMs: 5_000, reply: 'replica.data', schema: Type.Object({ ...ReplicaRowAddress, ...ReplicaClocks }, { additionalProperties: false }) },
-  // `digest`: the replica's cellDigest of the cell when it had it at hand (a cached row), so the coordinator need not hash the value again.
-  'replica.data': { id: 203, schema: Type.Object({ ...ReplicaCell, digest: Type.Optional(Type.Uint8Array({ maxByteLength: 64 })), ...ReplicaClocks }, { additionalProperties: false }) },
+  'replica.data': { id: 203, schema: Type.Object({ ...ReplicaCell, ...ReplicaClocks }, { additionalProperties: false }) },
   'replica.read-digest': {
     id: 204,
     timeoutMs: 5_000,
