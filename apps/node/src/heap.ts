@@ -21,6 +21,12 @@ export const MIN_BUDGET_ROOM_BYTES = 16 * MiB;
 /** Every byte budget holds at least one largest value (1 MiB) and its keys (as the settings' own minimum). */
 const MIN_BUDGET_BYTES = 2 * MiB;
 /**
+ * The most a derived budget may be, whatever the heap. The writes a node coordinates stay below the 16 MiB
+ * each peer link queues, so that their excess is refused as Overloaded rather than dropped on a link and
+ * timed out; a bigger heap does not change the link.
+ */
+const DERIVED_BUDGET_CAPS: Partial<Record<keyof typeof HEAP_BUDGETS, number>> = { max_coordinator_inflight_bytes: 12 * MiB };
+/**
  * A young generation of 16 MiB semi-spaces, V8's default on 64-bit, pinned so the RSS beside the old space
  * (up to 3 × 16 MiB) does not move with the Node version. 32 MiB ones were measured with the cluster bench
  * (README, Benchmarks): 40 MiB more RSS for one point less of GC share.
@@ -70,7 +76,9 @@ export function derivedBudgets(heapBytes: number, rowCacheMiB: number): Record<H
   const room = Math.max(0, budgetRoom(heapBytes, rowCacheMiB));
   const out = {} as Record<HeapBudget, number>;
   // Whole KiB, readable in the metrics and the log.
-  for (const [name, share] of Object.entries(HEAP_BUDGETS) as Array<[HeapBudget, number]>) out[name] = Math.max(MIN_BUDGET_BYTES, Math.floor((room * share) / 1024) * 1024);
+  for (const [name, share] of Object.entries(HEAP_BUDGETS) as Array<[HeapBudget, number]>) {
+    out[name] = Math.min(DERIVED_BUDGET_CAPS[name] ?? Infinity, Math.max(MIN_BUDGET_BYTES, Math.floor((room * share) / 1024) * 1024));
+  }
   return out;
 }
 

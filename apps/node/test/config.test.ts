@@ -58,6 +58,8 @@ describe('settings', () => {
       // A bigger heap gives bigger budgets; a bigger row cache leaves them less.
       const big = loadSettings({ flags: required, overrides: ['max_heap_size=1GiB'] });
       for (const name of budgets) expect(big[name]).toBeGreaterThan(s[name]);
+      // The writes a node coordinates stay below what a peer link queues (16 MiB), whatever the heap.
+      expect(loadSettings({ flags: required, overrides: ['max_heap_size=4GiB'] }).max_coordinator_inflight_bytes).toBe(12 * MiB);
       expect(big.max_mailbox_bytes).toBe(derivedBudgets(1024 * MiB, 64).max_mailbox_bytes);
       const cached = loadSettings({ flags: required, overrides: ['max_heap_size=1GiB', 'row_cache_size=256'] });
       expect(cached.max_inflight_request_bytes).toBeLessThan(big.max_inflight_request_bytes);
