@@ -364,11 +364,10 @@ export function spawnReplica(system: ActorSystem, options: ReplicaOptions): Acto
     hlc.observe(msg.hlc);
   };
   /**
-   * The mutations of one turn go to the storage actor as one message (cut at
-   * STORE_MESSAGE_BYTES): one ask and one answer for all of
-   * them, not one per write. Each is acknowledged, or failed, on its own.
+   * The mutations of one turn go to the storage actor as one message (cut at STORE_MESSAGE_BYTES):
+   * one ask and one answer for all of them, not one per write. Each is acknowledged, or failed, on its own.
    */
-  const store = (writes: MutateMsg[], bytes: number, ctx: ActorContext<ReplicaMsg>): void => {
+  const storeWrites = (writes: MutateMsg[], bytes: number, ctx: ActorContext<ReplicaMsg>): void => {
     const mutations = writes.map((w) => w.mutation);
     env.scheduler.track(writeMany(storage.ref, mutations, bytes, storageTimeoutMs)).then(
       (outcomes) => {
@@ -432,7 +431,7 @@ export function spawnReplica(system: ActorSystem, options: ReplicaOptions): Acto
             hlc.observe(timestampMicros);
             const bytes = mutationBytes(msg.mutation);
             if (writes !== undefined && writeBytes + bytes > STORE_MESSAGE_BYTES) {
-              store(writes, writeBytes, ctx);
+              storeWrites(writes, writeBytes, ctx);
               writes = undefined;
               writeBytes = 0;
             }
@@ -448,7 +447,7 @@ export function spawnReplica(system: ActorSystem, options: ReplicaOptions): Acto
           ctx.fail(msg.replyTo, error instanceof Error ? error : new Error(String(error)));
         }
       }
-      if (writes !== undefined) store(writes, writeBytes, ctx);
+      if (writes !== undefined) storeWrites(writes, writeBytes, ctx);
       if (reads === undefined) return;
       const asked = readMsgs!;
       const done = (i: number, error: Error | undefined, result: Cell | Uint8Array | undefined, digest?: Uint8Array): void => {
