@@ -122,9 +122,18 @@ export function createMetrics(sources: MetricSources): Metrics {
     buckets: LATENCY_BUCKETS_SECONDS,
     registers: [registry],
   });
+  // Each label set's child once: observing by a labels object hashes the labels again for every request.
+  const children = new Map<string, { observe(seconds: number): void }>();
   const timeRequest: RequestTimer = (op, consistency) => {
     const started = performance.now();
-    return (error) => latency.observe({ op, consistency: levelLabel(consistency), outcome: error === undefined ? 'ok' : outcomeOf(error) }, (performance.now() - started) / 1000);
+    return (error) => {
+      const level = levelLabel(consistency);
+      const outcome = error === undefined ? 'ok' : outcomeOf(error);
+      const key = `${op} ${level} ${outcome}`;
+      let child = children.get(key);
+      if (child === undefined) children.set(key, (child = latency.labels({ op, consistency: level, outcome })));
+      child.observe((performance.now() - started) / 1000);
+    };
   };
 
   gauge('chorus_peers', 'Peers this node sees, by state', ['state'], fromNode((n) => [[{ state: 'up' }, n.counters().peersUp], [{ state: 'down' }, n.counters().peersDown]]));

@@ -1,6 +1,7 @@
 export {
   ActorSystem,
   type ActorRef,
+  type Answered,
   type ActorContext,
   type ActorSystemOptions,
   type MessageClock,
@@ -12,3 +13,4 @@ export {
 export { type ReplyTo, type ActorAddress, type Envelope, type Codec, type WireError, msgpackCodec, checkEnvelope, isClockStamp } from './envelope.js';
 export { type MailboxOptions, type OverflowPolicy } from './mailbox.js';
 export { MailboxFull, AskTimeout, NodeUnreachable, ActorStopped, ActorNotFound, ActorCrashed, RemoteActorError, UnexpectedReply } from './errors.js';
+export { DeadlineQueues } from './deadlines.js';

@@ -46,7 +46,17 @@ export interface ActorRef<M> {
   tell(msg: M): void;
   /** Sends the message built around a reply address and waits at most `timeoutMs` for the answer. */
   ask<R>(build: (replyTo: ReplyTo<R>) => M, timeoutMs: number): Promise<R>;
+  /**
+   * `ask` without a promise, for callers that make asks by the thousand (a coordinator's replica requests):
+   * the answer, or the error `ask` would reject with, goes to `answered`, exactly once. It runs outside the
+   * asking actor's turn, like any reply, and may run before `request` returns when the ask fails at once
+   * (an unreachable node, a full mailbox): a callback that touches actor state should only tell its actor.
+   */
+  request<R>(build: (replyTo: ReplyTo<R>) => M, timeoutMs: number, answered: Answered<R>): void;
 }
+
+/** Where `ActorRef.request` hands its outcome: an error, or undefined and the answer. */
+export type Answered<R> = (error: Error | undefined, answer: R | undefined) => void;
 
 export interface ActorContext<M> {
   readonly self: ActorRef<M>;
@@ -115,14 +125,15 @@ const DEFAULT_MAILBOX: MailboxOptions = { capacity: 10_000, overflow: 'reject' }
 const DEFAULT_SUPERVISION: SupervisionOptions = { maxRestarts: 5, windowMs: 10_000, minBackoffMs: 10, maxBackoffMs: 1_000 };
 const DEFAULT_BATCH_LIMIT = 1_000;
 const NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
+/** Refs kept per peer: the long-lived actors a node addresses (repair sessions name theirs, so the map is bounded). */
+const MAX_REMOTE_REFS_PER_NODE = 256;
 
 interface PendingAsk {
   node: NodeId;
   actor: string;
   /** The kind the reply must have (null: none is due), when the codec knows kinds; checked on replies from other nodes. */
   expect: string | null | undefined;
-  resolve(value: unknown): void;
-  reject(error: Error): void;
+  settle: Answered<unknown>;
 }
 
 type CellState = 'starting' | 'running' | 'restarting' | 'stopping' | 'stopped';
@@ -385,7 +396,7 @@ interface SystemInternals {
   replyError(to: ReplyTo<unknown>, error: Error): void;
   deadLetter(actor: string, letter: Letter<unknown>, reason: Error): void;
   /** `deliver` sends the message and returns the kind its reply must have, when that is known. */
-  ask<R>(address: ActorAddress, deliver: (replyTo: ReplyTo<R>) => string | null | undefined | void, timeoutMs: number): Promise<R>;
+  ask<R>(address: ActorAddress, deliver: (replyTo: ReplyTo<R>) => string | null | undefined | void, timeoutMs: number, answered: Answered<R>): void;
 }
 
 class LocalRef<M> implements ActorRef<M> {
@@ -397,9 +408,17 @@ class LocalRef<M> implements ActorRef<M> {
     if (!this.cell.enqueue({ msg, replyTo: undefined })) throw this.cell.full();
   }
   ask<R>(build: (replyTo: ReplyTo<R>) => M, timeoutMs: number): Promise<R> {
-    return this.internals.ask<R>(this.address, (replyTo) => {
-      if (!this.cell.enqueue({ msg: build(replyTo), replyTo })) this.internals.replyError(replyTo, this.cell.full());
-    }, timeoutMs);
+    return promised((answered) => this.request(build, timeoutMs, answered));
+  }
+  request<R>(build: (replyTo: ReplyTo<R>) => M, timeoutMs: number, answered: Answered<R>): void {
+    this.internals.ask<R>(
+      this.address,
+      (replyTo) => {
+        if (!this.cell.enqueue({ msg: build(replyTo), replyTo })) this.internals.replyError(replyTo, this.cell.full());
+      },
+      timeoutMs,
+      answered,
+    );
   }
 }
 
@@ -409,12 +428,24 @@ class RemoteRef<M> implements ActorRef<M> {
     this.system.sendEnvelope(this.address.node, { t: 'msg', to: this.address.name, msg });
   }
   ask<R>(build: (replyTo: ReplyTo<R>) => M, timeoutMs: number): Promise<R> {
-    return this.internals.ask<R>(this.address, (replyTo) => {
-      const msg = build(replyTo);
-      this.system.sendEnvelope(this.address.node, { t: 'msg', to: this.address.name, msg, r: replyTo });
-      return this.system.replyKindOf(msg);
-    }, timeoutMs);
+    return promised((answered) => this.request(build, timeoutMs, answered));
   }
+  request<R>(build: (replyTo: ReplyTo<R>) => M, timeoutMs: number, answered: Answered<R>): void {
+    this.internals.ask<R>(
+      this.address,
+      (replyTo) => {
+        const msg = build(replyTo);
+        this.system.sendEnvelope(this.address.node, { t: 'msg', to: this.address.name, msg, r: replyTo });
+        return this.system.replyKindOf(msg);
+      },
+      timeoutMs,
+      answered,
+    );
+  }
+}
+
+function promised<R>(start: (answered: Answered<R>) => void): Promise<R> {
+  return new Promise<R>((resolve, reject) => start((error, answer) => (error === undefined ? resolve(answer as R) : reject(error))));
 }
 
 /**
@@ -437,6 +468,7 @@ export class ActorSystem {
   private readonly cells = new Map<string, ActorCell<unknown>>();
   private readonly topLevel = new Map<string, ActorCell<unknown>>();
   private readonly pending = new Map<number, PendingAsk>();
+  private readonly remoteRefs = new Map<NodeId, Map<string, RemoteRef<unknown>>>();
   private readonly down = new Set<NodeId>();
   private nextAskId = 1;
   private nextAnonymous = 1;
@@ -454,7 +486,7 @@ export class ActorSystem {
       const ask = this.pending.get(id);
       if (!ask) return;
       this.pending.delete(id);
-      ask.reject(new AskTimeout(`${ask.node}/${ask.actor}`, timeoutMs));
+      ask.settle(new AskTimeout(`${ask.node}/${ask.actor}`, timeoutMs), undefined);
     });
     this.node = options.env.node;
     this.run = runOf(options.env.random.bytes(6));
@@ -480,7 +512,7 @@ export class ActorSystem {
         if (letter.replyTo) system.deliverReply(letter.replyTo, { ok: false, error: reason });
         else system.env.logger.debug({ actor }, 'dead letter');
       },
-      ask: (address, deliver, timeoutMs) => system.ask(address, deliver, timeoutMs),
+      ask: (address, deliver, timeoutMs, answered) => system.ask(address, deliver, timeoutMs, answered),
     };
     this.transport?.onFrame((from, frame) => {
       // Messages to this node never cross the transport (sendEnvelope keeps them local), so a frame claiming to be from here is forged.
@@ -505,8 +537,17 @@ export class ActorSystem {
     if (address.node === this.node) {
       const cell = this.cells.get(address.name);
       if (cell) return cell.ref as ActorRef<M>;
+      return new RemoteRef<M>(address, this, this.internals);
     }
-    return new RemoteRef<M>(address, this, this.internals);
+    // A coordinator asks for the refs of the same few replicas for every request: one each, not one per request.
+    let byName = this.remoteRefs.get(address.node);
+    if (byName === undefined) this.remoteRefs.set(address.node, (byName = new Map()));
+    let ref = byName.get(address.name);
+    if (ref === undefined) {
+      if (byName.size >= MAX_REMOTE_REFS_PER_NODE) byName.clear();
+      byName.set(address.name, (ref = new RemoteRef<unknown>({ node: address.node, name: address.name }, this, this.internals)));
+    }
+    return ref as ActorRef<M>;
   }
 
   async stop(ref: ActorRef<unknown>): Promise<void> {
@@ -519,7 +560,7 @@ export class ActorSystem {
     await Promise.all([...this.topLevel.values()].map((c) => c.stop()));
     for (const [id, ask] of this.pending) {
       this.pending.delete(id);
-      ask.reject(new ActorStopped(ask.actor));
+      ask.settle(new ActorStopped(ask.actor), undefined);
     }
     this.deadlines.cancelAll();
   }
@@ -554,7 +595,9 @@ export class ActorSystem {
       if (envelope.t === 'msg' && envelope.r) this.deliverReply(envelope.r, { ok: false, error: new NodeUnreachable(to) });
       return;
     }
-    this.transport.send(to, this.codec.encode(this.clock ? { ...envelope, c: this.clock.stamp() } : envelope));
+    // Every envelope is built for this one send, so the stamp goes on it rather than on a copy.
+    if (this.clock) envelope.c = this.clock.stamp();
+    this.transport.send(to, this.codec.encode(envelope));
   }
 
   private spawnCell<M>(parent: ActorCell<unknown> | undefined, name: string, factory: () => Behavior<M>, options: SpawnOptions<M>): ActorRef<M> {
@@ -575,19 +618,24 @@ export class ActorSystem {
     return this.codec.replyKindOf?.(msg);
   }
 
-  private ask<R>(address: ActorAddress, deliver: (replyTo: ReplyTo<R>) => string | null | undefined | void, timeoutMs: number): Promise<R> {
-    return new Promise<R>((resolve, reject) => {
-      if (address.node !== this.node && this.down.has(address.node)) {
-        reject(new NodeUnreachable(address.node));
-        return;
-      }
-      const id = this.nextAskId++;
-      const ask: PendingAsk = { node: address.node, actor: address.name, expect: undefined, resolve: resolve as (v: unknown) => void, reject };
-      this.pending.set(id, ask);
-      this.deadlines.add(id, timeoutMs);
-      const expect = deliver({ node: this.node, id, run: this.run });
-      if (expect !== undefined) ask.expect = expect;
-    });
+  private ask<R>(address: ActorAddress, deliver: (replyTo: ReplyTo<R>) => string | null | undefined | void, timeoutMs: number, answered: Answered<R>): void {
+    if (address.node !== this.node && this.down.has(address.node)) {
+      answered(new NodeUnreachable(address.node), undefined);
+      return;
+    }
+    const id = this.nextAskId++;
+    const ask: PendingAsk = { node: address.node, actor: address.name, expect: undefined, settle: answered as Answered<unknown> };
+    this.pending.set(id, ask);
+    this.deadlines.add(id, timeoutMs);
+    let expect: string | null | undefined | void;
+    try {
+      expect = deliver({ node: this.node, id, run: this.run });
+    } catch (error) {
+      // As the promise of `ask` did: a message that cannot be built or sent fails its ask, not the caller.
+      if (this.pending.delete(id)) answered(error instanceof Error ? error : new Error(String(error)), undefined);
+      return;
+    }
+    if (expect !== undefined) ask.expect = expect;
   }
 
   private deliverReply(to: ReplyTo<unknown>, outcome: { ok: true; value: unknown } | { ok: false; error: Error }): void {
@@ -604,8 +652,8 @@ export class ActorSystem {
     const ask = to.run === this.run ? this.pending.get(to.id) : undefined;
     if (!ask) return;
     this.pending.delete(to.id);
-    if (outcome.ok) ask.resolve(outcome.value);
-    else ask.reject(outcome.error);
+    if (outcome.ok) ask.settle(undefined, outcome.value);
+    else ask.settle(outcome.error, undefined);
   }
 
   /**
@@ -623,7 +671,7 @@ export class ActorSystem {
     }
     this.pending.delete(id);
     if (!outcome.ok) {
-      ask.reject(outcome.error);
+      ask.settle(outcome.error, undefined);
       return;
     }
     if (ask.expect !== undefined) {
@@ -631,11 +679,11 @@ export class ActorSystem {
       if (ask.expect === null || received !== ask.expect) {
         this.unexpectedReplies++;
         this.env.logger.warn({ peer: from, actor: ask.actor, expected: ask.expect, received: received ?? null }, 'a peer answered an ask with a reply of the wrong kind');
-        ask.reject(new UnexpectedReply(from, ask.actor, ask.expect, received));
+        ask.settle(new UnexpectedReply(from, ask.actor, ask.expect, received), undefined);
         return;
       }
     }
-    ask.resolve(outcome.value);
+    ask.settle(undefined, outcome.value);
   }
 
   private receiveFrame(from: NodeId, frame: Uint8Array): void {
@@ -687,7 +735,7 @@ export class ActorSystem {
     for (const [id, ask] of this.pending) {
       if (ask.node !== peer) continue;
       this.pending.delete(id);
-      ask.reject(new NodeUnreachable(peer));
+      ask.settle(new NodeUnreachable(peer), undefined);
     }
   }
 }

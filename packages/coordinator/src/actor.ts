@@ -1,5 +1,5 @@
-import type { ActorContext, ActorRef, ActorSystem, Behavior, ReplyTo } from '@chorus/actors';
-import { InvalidRequest, type NodeId, Overloaded, type Timer, type Token, isChorusError } from '@chorus/core';
+import { type ActorContext, type ActorRef, type ActorSystem, type Behavior, DeadlineQueues, type ReplyTo } from '@chorus/actors';
+import { InvalidRequest, type NodeId, Overloaded, type Token, isChorusError } from '@chorus/core';
 import { type Cell, EmptyPartitionKey, KeyTooLarge, LIMITS, type Mutation, expiryFromTtl, isDead, isTombstone, mutationBytes, validateMutation } from '@chorus/model';
 import type { ReplicaRepair } from '@chorus/read-repair';
 import { type Clocks, type HybridLogicalClock, REPLICA_ACTOR, type ReplicaMsg, type RowKey, type SkewTracker, type SliceQuery } from '@chorus/replica';
@@ -10,7 +10,7 @@ import { type ConsistencyLevel, DEFAULT_CONSISTENCY, blockFor, parseConsistency,
 import { type ReplicaPlan, planRead, planWrite } from './plan.js';
 import { ReadRequest } from './read.js';
 import type { RepairPolicy } from './repair.js';
-import { type Op, type Outcome, type ReplicaAnswer, type Request, type RequestIo, type Tick } from './request.js';
+import { type Op, type Outcome, type ReplicaRequest, type Request, type RequestIo, type Tick } from './request.js';
 import { type RowFloor, SliceRequest } from './slice.js';
 import type { MergedPage } from './slice-merge.js';
 import { sortByProximity } from './snitch.js';
@@ -94,7 +94,6 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
   let nextId = 1;
 
   return (): Behavior<CoordinatorMsg> => {
-    const requests = new Map<number, { op: Op; request: Request; io: RequestIo; timers: Timer[] }>();
 
     const clocks = (): Clocks => ({ hlc: hlc.peek(), wallMicros: env.clock.nowMicros() });
     // The counters every request's io shares: built once, not per request.
@@ -191,102 +190,127 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
       };
     }
 
-    function startRequest<R>(ctx: ActorContext<CoordinatorMsg>, op: Op, replyTo: ReplyTo<R>, makePlan: () => ReplicaPlan, make: (io: RequestIo) => Request): void {
-      const counters = shared.counters[op];
+    /**
+     * One request in flight: its state machine's `RequestIo`, one object per
+     * request (no closures per request or per answer beyond each ask's callback).
+     */
+    class Running implements RequestIo {
+      request!: Request;
+      hint?: RequestIo['hint'];
+      private answered = false;
+      private ended = false;
+      readonly speculated = counts.speculated;
+      readonly mismatch = counts.mismatch;
+      readonly repair = counts.repair;
+      readonly session = counts.session;
+
+      constructor(
+        private readonly ctx: ActorContext<CoordinatorMsg>,
+        readonly id: number,
+        readonly op: Op,
+        readonly plan: ReplicaPlan,
+        private readonly replyTo: ReplyTo<unknown>,
+        private readonly startedAt: number,
+      ) {}
+
+      ask(node: NodeId, send: ReplicaRequest): void {
+        const sentAtMs = env.clock.monotonicMs();
+        const c = clocks();
+        const id = this.id;
+        const ctx = this.ctx;
+        // The arrival time is taken here, not when the actor gets to the answer, so a backlog in this mailbox is not counted as network time.
+        send(system.ref<ReplicaMsg>({ node, name: replicaName }), c, askTimeoutMs[this.op], (error, msg) =>
+          deliver(ctx, {
+            type: 'answer',
+            id,
+            from: node,
+            sentAtMs,
+            sentWallMicros: c.wallMicros,
+            receivedAtMs: env.clock.monotonicMs(),
+            outcome: error === undefined ? { ok: true, msg: msg! } : { ok: false, error },
+          }),
+        );
+      }
+
+      after(ms: number, tag: Tick): void {
+        (tag === 'timeout' ? timeouts : speculations).add(this.id, Math.max(1, Math.ceil(ms)));
+      }
+
+      succeed(value: unknown): void {
+        if (!this.settle()) return;
+        shared.counters[this.op].ok++;
+        this.ctx.reply(this.replyTo, value);
+      }
+
+      fail(error: Error): void {
+        if (!this.settle()) return;
+        const counters = shared.counters[this.op];
+        if (error instanceof WriteTimeout || error instanceof ReadTimeout) counters.timeouts++;
+        // The replicas holding a session's write are down or silent: the cluster cannot serve it now, as with Unavailable.
+        else if (error instanceof Unavailable || error instanceof SessionFloorNotMet) counters.unavailable++;
+        else counters.failed++;
+        this.ctx.fail(this.replyTo, error);
+      }
+
+      /** Ends the request: later answers and ticks find nothing (its deadlines are dropped when they come). */
+      end(): void {
+        if (this.ended) return;
+        this.ended = true;
+        requests.delete(this.id);
+      }
+
+      /** The caller's answer ends the request, unless it still has work after it (a write that owes hints). */
+      private settle(): boolean {
+        if (this.answered) return false;
+        this.answered = true;
+        if (this.request?.open?.() !== true) this.end();
+        shared.counters[this.op].latency.record(env.clock.monotonicMs() - this.startedAt);
+        return true;
+      }
+    }
+
+    const requests = new Map<number, Running>();
+    // Ticks without a timer per request: each delay keeps a queue with one timer for its head. A tick whose
+    // request has ended is dropped when it comes; one still running is handled in a turn of this actor.
+    const tickOf = (tag: Tick) => (id: number) => {
+      if (requests.has(id)) deliverTo(id, tag);
+    };
+    let deliverTo: (id: number, tag: Tick) => void = () => {};
+    const timeouts = new DeadlineQueues(env.scheduler, () => env.clock.monotonicMs(), tickOf('timeout'));
+    const speculations = new DeadlineQueues(env.scheduler, () => env.clock.monotonicMs(), tickOf('speculate'));
+
+    function startRequest(ctx: ActorContext<CoordinatorMsg>, op: Op, replyTo: ReplyTo<unknown>, makePlan: () => ReplicaPlan, make: (io: RequestIo) => Request): void {
       const startedAt = env.clock.monotonicMs();
       let plan: ReplicaPlan;
       try {
         // Everything the plan reads (ring, membership, keyspace) may throw; that fails this request, never the actor.
         plan = makePlan();
       } catch (error) {
+        const counters = shared.counters[op];
         if (isChorusError(error) && error.code === 'UNAVAILABLE') counters.unavailable++;
         else counters.failed++;
         ctx.fail(replyTo, error instanceof Error ? error : new Error(String(error)));
         return;
       }
-      const id = nextId++;
-      const timers: Timer[] = [];
-      let request: Request | undefined;
-      let answered = false;
-      let ended = false;
-      const end = (): void => {
-        if (ended) return;
-        ended = true;
-        for (const t of timers) t.cancel();
-        requests.delete(id);
-      };
-      // The caller's answer ends the request, unless it still has work after it (a write that owes hints).
-      const settle = (): boolean => {
-        if (answered) return false;
-        answered = true;
-        if (request?.open?.() !== true) end();
-        counters.latency.record(env.clock.monotonicMs() - startedAt);
-        return true;
-      };
-      const io: RequestIo = {
-        plan,
-        ask(node, send) {
-          const sentAtMs = env.clock.monotonicMs();
-          const c = clocks();
-          let answer: Promise<ReplicaAnswer>;
-          try {
-            answer = send(system.ref<ReplicaMsg>({ node, name: replicaName }), c, askTimeoutMs[op]);
-          } catch (error) {
-            answer = Promise.reject(error as Error);
-          }
-          // The arrival time is taken here, not when the actor gets to the answer, so a backlog in this mailbox is not counted as network time.
-          const sentWallMicros = c.wallMicros;
-          // One object literal per answer (no spread of a shared base): every read and write makes one per replica.
-          answer.then(
-            (msg) => deliver(ctx, { type: 'answer', id, from: node, sentAtMs, sentWallMicros, receivedAtMs: env.clock.monotonicMs(), outcome: { ok: true, msg } }),
-            (error: unknown) =>
-              deliver(ctx, {
-                type: 'answer',
-                id,
-                from: node,
-                sentAtMs,
-                sentWallMicros,
-                receivedAtMs: env.clock.monotonicMs(),
-                outcome: { ok: false, error: error instanceof Error ? error : new Error(String(error)) },
-              }),
-          );
-        },
-        after(ms, tag) {
-          timers.push(ctx.after(ms, { type: 'tick', id, tag }));
-        },
-        succeed(value) {
-          if (!settle()) return;
-          counters.ok++;
-          ctx.reply(replyTo, value as R);
-        },
-        fail(error) {
-          if (!settle()) return;
-          if (error instanceof WriteTimeout || error instanceof ReadTimeout) counters.timeouts++;
-          // The replicas holding a session's write are down or silent: the cluster cannot serve it now, as with Unavailable.
-          else if (error instanceof Unavailable || error instanceof SessionFloorNotMet) counters.unavailable++;
-          else counters.failed++;
-          ctx.fail(replyTo, error);
-        },
-        end,
-        speculated: counts.speculated,
-        mismatch: counts.mismatch,
-        repair: counts.repair,
-        session: counts.session,
-      };
+      const running = new Running(ctx, nextId++, op, plan, replyTo, startedAt);
       // Only writes offer hints (a read repairs only the replicas that answered it), so reads build no hint closure.
-      const hint = op === 'write' ? offerHint(ctx, id) : undefined;
-      if (hint !== undefined) io.hint = hint;
-      let made: Request;
+      if (op === 'write') {
+        const hint = offerHint(ctx, running.id);
+        if (hint !== undefined) running.hint = hint;
+      }
       try {
-        made = make(io);
+        running.request = make(running);
       } catch (error) {
-        ctx.log.error({ err: error, request: id }, 'request state machine failed');
-        io.fail(new RequestFailed(op, error));
+        ctx.log.error({ err: error, request: running.id }, 'request state machine failed');
+        running.fail(new RequestFailed(op, error));
         return;
       }
-      request = made;
-      requests.set(id, { op, request: made, io, timers });
-      guarded(ctx, id, () => made.start());
+      requests.set(running.id, running);
+      try {
+        running.request.start();
+      } catch (error) {
+        broken(ctx, running, error);
+      }
     }
 
     /**
@@ -294,16 +318,11 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
      * and every other request with it; the caller hears at once rather than
      * at its ask timeout.
      */
-    function guarded(ctx: ActorContext<CoordinatorMsg>, id: number, work: () => void): void {
-      try {
-        work();
-      } catch (error) {
-        ctx.log.error({ err: error, request: id }, 'request state machine failed');
-        const entry = requests.get(id);
-        entry?.io.fail(new RequestFailed(entry.op, error));
-        // A broken state machine has no work left that can be trusted, even after its answer.
-        entry?.io.end();
-      }
+    function broken(ctx: ActorContext<CoordinatorMsg>, running: Running, error: unknown): void {
+      ctx.log.error({ err: error, request: running.id }, 'request state machine failed');
+      running.fail(new RequestFailed(running.op, error));
+      // A broken state machine has no work left that can be trusted, even after its answer.
+      running.end();
     }
 
     return {
@@ -313,11 +332,16 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
        * told now, not at their ask timeout. Their asks are already out, so a
        * write may have been applied; the timeout errors say so.
        */
+      started(ctx) {
+        deliverTo = (id, tag) => deliver(ctx, { type: 'tick', id, tag });
+      },
       stopping() {
-        for (const entry of [...requests.values()]) {
-          entry.io.fail(entry.request.interrupted('the coordinator restarted or stopped before enough replicas answered'));
-          entry.request.abandoned?.();
-          entry.io.end();
+        timeouts.cancelAll();
+        speculations.cancelAll();
+        for (const running of [...requests.values()]) {
+          running.fail(running.request.interrupted('the coordinator restarted or stopped before enough replicas answered'));
+          running.request.abandoned?.();
+          running.end();
         }
       },
       receive(msg: CoordinatorMsg, ctx: ActorContext<CoordinatorMsg>) {
@@ -382,18 +406,33 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
               hlc.observe(answer.hlc);
               if (msg.from !== env.node) skew.observeRoundTrip(msg.from, { sentWallMicros: msg.sentWallMicros, peerWallMicros: answer.wallMicros, rttMs, atMs: msg.receivedAtMs });
             }
-            const entry = requests.get(msg.id);
-            if (entry) guarded(ctx, msg.id, () => entry.request.onAnswer(msg.from, msg.outcome));
+            const running = requests.get(msg.id);
+            if (running === undefined) return;
+            try {
+              running.request.onAnswer(msg.from, msg.outcome);
+            } catch (error) {
+              broken(ctx, running, error);
+            }
             return;
           }
           case 'tick': {
-            const entry = requests.get(msg.id);
-            if (entry) guarded(ctx, msg.id, () => entry.request.onTick(msg.tag));
+            const running = requests.get(msg.id);
+            if (running === undefined) return;
+            try {
+              running.request.onTick(msg.tag);
+            } catch (error) {
+              broken(ctx, running, error);
+            }
             return;
           }
           case 'hinted': {
-            const entry = requests.get(msg.id);
-            if (entry) guarded(ctx, msg.id, () => entry.request.onHinted?.(msg.target, msg.stored));
+            const running = requests.get(msg.id);
+            if (running === undefined) return;
+            try {
+              running.request.onHinted?.(msg.target, msg.stored);
+            } catch (error) {
+              broken(ctx, running, error);
+            }
             return;
           }
         }

@@ -1,7 +1,7 @@
 import type { NodeId } from '@chorus/core';
 import { type Cell, cellDigest } from '@chorus/model';
 import { digestsAgree, repairMutations, resolveCells, staleReplicas } from '@chorus/read-repair';
-import { type RowKey, fromWireCell, readData, readDigest } from '@chorus/replica';
+import { type RowKey, fromWireCell, requestData, requestDigest } from '@chorus/replica';
 import { ReadTimeout, SessionFloorNotMet } from './errors.js';
 import { countAnswers, isSatisfied, takeExtra } from './plan.js';
 import { BlockingRepair, type RepairPolicy } from './repair.js';
@@ -65,8 +65,8 @@ export class ReadRequest implements Request {
 
   private request(node: NodeId, kind: 'data' | 'digest'): void {
     this.outstanding.set(node, kind);
-    if (kind === 'data') this.io.ask(node, (ref, clocks, t) => readData(ref, this.row, clocks, t));
-    else this.io.ask(node, (ref, clocks, t) => readDigest(ref, this.row, clocks, t));
+    if (kind === 'data') this.io.ask(node, (ref, clocks, t, answered) => requestData(ref, this.row, clocks, t, answered));
+    else this.io.ask(node, (ref, clocks, t, answered) => requestDigest(ref, this.row, clocks, t, answered));
   }
 
   private get dataPresent(): boolean {

@@ -1,6 +1,6 @@
 import type { NodeId } from '@chorus/core';
 import type { ReplicaRepair } from '@chorus/read-repair';
-import { mutate } from '@chorus/replica';
+import { requestMutate } from '@chorus/replica';
 import type { ReadRepairMode } from '@chorus/ring';
 import { ReadTimeout } from './errors.js';
 import { countAnswers, isSatisfied } from './plan.js';
@@ -42,7 +42,7 @@ export class BlockingRepair {
     for (const { target, mutations, rows: n } of this.repairs) {
       this.pending.set(target, mutations.length);
       rows += n;
-      for (const m of mutations) this.io.ask(target, (ref, clocks, t) => mutate(ref, m, clocks, t));
+      for (const m of mutations) this.io.ask(target, (ref, clocks, t, answered) => requestMutate(ref, m, clocks, t, answered));
     }
     this.io.repair.sent(rows);
   }

@@ -1,4 +1,4 @@
-import type { ActorRef } from '@chorus/actors';
+import type { ActorRef, Answered } from '@chorus/actors';
 import { type NodeId, isChorusError } from '@chorus/core';
 import type { Mutation } from '@chorus/model';
 import type { Clocks, DataMsg, DigestMsg, MutatedMsg, ReplicaMsg, RowsMsg } from '@chorus/replica';
@@ -8,11 +8,13 @@ export type ReplicaAnswer = MutatedMsg | DataMsg | DigestMsg | RowsMsg;
 export type Outcome = { ok: true; msg: ReplicaAnswer } | { ok: false; error: Error };
 export type Tick = 'timeout' | 'speculate';
 export type Op = 'write' | 'read' | 'slice';
+/** Sends one request to a replica and hands its outcome to `answered`: one of the replica layer's `request…` functions. */
+export type ReplicaRequest = (ref: ActorRef<ReplicaMsg>, clocks: Clocks, timeoutMs: number, answered: Answered<ReplicaAnswer>) => void;
 
 /** What a request's state machine may do; provided by the actor. */
 export interface RequestIo {
   readonly plan: ReplicaPlan;
-  ask(node: NodeId, send: (ref: ActorRef<ReplicaMsg>, clocks: Clocks, timeoutMs: number) => Promise<ReplicaAnswer>): void;
+  ask(node: NodeId, send: ReplicaRequest): void;
   after(ms: number, tag: Tick): void;
   /** Answers the caller (only the first answer counts) and ends the request, unless the request is still `open`. */
   succeed(value: unknown): void;

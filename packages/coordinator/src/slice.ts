@@ -1,7 +1,7 @@
 import type { NodeId } from '@chorus/core';
 import { compareBytes } from '@chorus/model';
 import { sliceRepairs } from '@chorus/read-repair';
-import { type SliceQuery, pageOf, readSlice } from '@chorus/replica';
+import { type SliceQuery, pageOf, requestSlice } from '@chorus/replica';
 import { ReadTimeout, SessionFloorNotMet } from './errors.js';
 import { countAnswers, isSatisfied, takeExtra } from './plan.js';
 import { BlockingRepair, type RepairPolicy } from './repair.js';
@@ -66,7 +66,7 @@ export class SliceRequest implements Request {
 
   private request(node: NodeId): void {
     this.outstanding.add(node);
-    this.io.ask(node, (ref, clocks, t) => readSlice(ref, this.query, clocks, t));
+    this.io.ask(node, (ref, clocks, t, answered) => requestSlice(ref, this.query, clocks, t, answered));
   }
 
   onAnswer(from: NodeId, outcome: Outcome): void {

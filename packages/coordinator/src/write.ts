@@ -1,6 +1,6 @@
 import type { NodeId } from '@chorus/core';
 import type { Mutation } from '@chorus/model';
-import { mutate } from '@chorus/replica';
+import { requestMutate } from '@chorus/replica';
 import { ClockSkewed, Unavailable, WriteTimeout } from './errors.js';
 import { countAnswers, isSatisfied } from './plan.js';
 import { type Outcome, type Request, type RequestIo, clientError } from './request.js';
@@ -58,7 +58,7 @@ export class WriteRequest implements Request {
     this.io.after(this.timeoutMs, 'timeout');
     for (const node of plan.contacts) {
       this.outstanding.add(node);
-      this.io.ask(node, (ref, clocks, t) => mutate(ref, this.mutation, clocks, t));
+      this.io.ask(node, (ref, clocks, t, answered) => requestMutate(ref, this.mutation, clocks, t, answered));
     }
     if (this.any && this.hinting) {
       this.hintDown();

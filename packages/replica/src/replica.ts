@@ -1,4 +1,4 @@
-import type { ActorContext, ActorRef, ActorSystem, ReplyTo } from '@chorus/actors';
+import type { ActorContext, ActorRef, ActorSystem, Answered, ReplyTo } from '@chorus/actors';
 import type { Env, NodeId, Token } from '@chorus/core';
 import { type PointRead, type ScanEntry, type ScanPosition, type StoreReader, type SlicePage, type SliceRow, type StorageHandle, type TokenRange, positionOf, writeMany } from '@chorus/storage';
 import { MAX_STREAM_ENTRIES, type MessageKind, type WireMessage } from '@chorus/wire';
@@ -127,13 +127,49 @@ export interface SliceQuery {
   reverse: boolean;
 }
 
+/** The message of `mutate`, built around its reply address. */
+const mutateMsg =
+  (m: Mutation, clocks: Clocks) =>
+  (replyTo: ReplyTo<MutatedMsg>): ReplicaMsg => ({ type: 'replica.mutate', mutation: m, hlc: clocks.hlc, wallMicros: clocks.wallMicros, replyTo });
+
+const readMsg =
+  (row: RowKey, clocks: Clocks) =>
+  (replyTo: ReplyTo<DataMsg>): ReplicaMsg => ({
+    type: 'replica.read',
+    keyspace: row.keyspace,
+    token: row.token,
+    partition: row.partition,
+    clustering: row.clustering ?? EMPTY,
+    hlc: clocks.hlc,
+    wallMicros: clocks.wallMicros,
+    replyTo,
+  });
+
+const readDigestMsg =
+  (row: RowKey, clocks: Clocks) =>
+  (replyTo: ReplyTo<DigestMsg>): ReplicaMsg => ({
+    type: 'replica.read-digest',
+    keyspace: row.keyspace,
+    token: row.token,
+    partition: row.partition,
+    clustering: row.clustering ?? EMPTY,
+    hlc: clocks.hlc,
+    wallMicros: clocks.wallMicros,
+    replyTo,
+  });
+
 /**
  * Sends a mutation to a replica; resolves with the replica's clocks once it is
  * applied there. The message holds `m` itself (no copy), so `m` must not be
  * changed afterwards.
  */
 export function mutate(ref: ActorRef<ReplicaMsg>, m: Mutation, clocks: Clocks, timeoutMs: number): Promise<MutatedMsg> {
-  return ref.ask<MutatedMsg>((replyTo) => ({ type: 'replica.mutate', mutation: m, ...clocks, replyTo }), timeoutMs);
+  return ref.ask<MutatedMsg>(mutateMsg(m, clocks), timeoutMs);
+}
+
+/** `mutate` with its outcome handed to `answered` (see `ActorRef.request`): a coordinator's form, without a promise per replica. */
+export function requestMutate(ref: ActorRef<ReplicaMsg>, m: Mutation, clocks: Clocks, timeoutMs: number, answered: Answered<MutatedMsg>): void {
+  ref.request<MutatedMsg>(mutateMsg(m, clocks), timeoutMs, answered);
 }
 
 /** The write timestamp a mutation carries: its cell's, or its partition deletion's. */
@@ -142,19 +178,24 @@ function timestampOf(m: Mutation): number {
 }
 
 export function readData(ref: ActorRef<ReplicaMsg>, row: RowKey, clocks: Clocks, timeoutMs: number): Promise<DataMsg> {
-  const { keyspace, token, partition } = row;
-  return ref.ask<DataMsg>((replyTo) => ({ type: 'replica.read', keyspace, token, partition, clustering: row.clustering ?? EMPTY, ...clocks, replyTo }), timeoutMs);
+  return ref.ask<DataMsg>(readMsg(row, clocks), timeoutMs);
+}
+
+/** `readData` with its outcome handed to `answered`. */
+export function requestData(ref: ActorRef<ReplicaMsg>, row: RowKey, clocks: Clocks, timeoutMs: number, answered: Answered<DataMsg>): void {
+  ref.request<DataMsg>(readMsg(row, clocks), timeoutMs, answered);
 }
 
 export function readDigest(ref: ActorRef<ReplicaMsg>, row: RowKey, clocks: Clocks, timeoutMs: number): Promise<DigestMsg> {
-  const { keyspace, token, partition } = row;
-  return ref.ask<DigestMsg>(
-    (replyTo) => ({ type: 'replica.read-digest', keyspace, token, partition, clustering: row.clustering ?? EMPTY, ...clocks, replyTo }),
-    timeoutMs,
-  );
+  return ref.ask<DigestMsg>(readDigestMsg(row, clocks), timeoutMs);
 }
 
-export function readSlice(ref: ActorRef<ReplicaMsg>, q: SliceQuery, clocks: Clocks, timeoutMs: number): Promise<RowsMsg> {
+/** `readDigest` with its outcome handed to `answered`. */
+export function requestDigest(ref: ActorRef<ReplicaMsg>, row: RowKey, clocks: Clocks, timeoutMs: number, answered: Answered<DigestMsg>): void {
+  ref.request<DigestMsg>(readDigestMsg(row, clocks), timeoutMs, answered);
+}
+
+function sliceMsg(q: SliceQuery, clocks: Clocks): (replyTo: ReplyTo<RowsMsg>) => ReplicaMsg {
   const msg: Omit<WireMessage<'replica.slice'>, 'type'> = {
     keyspace: q.keyspace,
     token: q.token,
@@ -166,7 +207,16 @@ export function readSlice(ref: ActorRef<ReplicaMsg>, q: SliceQuery, clocks: Cloc
   if (q.from !== undefined) msg.from = q.from;
   if (q.to !== undefined) msg.to = q.to;
   if (q.after !== undefined) msg.after = q.after;
-  return ref.ask<RowsMsg>((replyTo) => ({ type: 'replica.slice', ...msg, replyTo }), timeoutMs);
+  return (replyTo) => ({ type: 'replica.slice', ...msg, replyTo });
+}
+
+export function readSlice(ref: ActorRef<ReplicaMsg>, q: SliceQuery, clocks: Clocks, timeoutMs: number): Promise<RowsMsg> {
+  return ref.ask<RowsMsg>(sliceMsg(q, clocks), timeoutMs);
+}
+
+/** `readSlice` with its outcome handed to `answered`. */
+export function requestSlice(ref: ActorRef<ReplicaMsg>, q: SliceQuery, clocks: Clocks, timeoutMs: number, answered: Answered<RowsMsg>): void {
+  ref.request<RowsMsg>(sliceMsg(q, clocks), timeoutMs, answered);
 }
 
 /** A replica's slice answer as the page it read (dead rows included). */

@@ -48,6 +48,8 @@ interface CachedRow {
   partition: string;
   /** `cellDigest(cell)`, computed by the first digest read of this cell: a hot row answers digest reads without hashing. */
   digest?: Uint8Array | undefined;
+  /** Read since eviction last passed it. */
+  referenced: boolean;
 }
 
 function entryBytes(id: string, cell: Cell | undefined, version: Uint8Array | undefined): number {
@@ -66,7 +68,7 @@ function own(cell: Cell): Cell {
 }
 
 /**
- * A bounded LRU cache of reconciled rows, keyed by the row's key prefix (as a
+ * A bounded cache of reconciled rows (CLOCK eviction, close to LRU), keyed by the row's key prefix (as a
  * latin1 string) and indexed by partition so a partition deletion reaches
  * every cached row of its partition. The store keeps it exact:
  *
@@ -131,8 +133,9 @@ export class RowCache {
       return undefined;
     }
     this.hits++;
-    this.rows.delete(rowId);
-    this.rows.set(rowId, e);
+    // Second chance rather than moving the entry to the end of the map: a hit writes one flag, and eviction
+    // moves a flagged entry once instead of dropping it (CLOCK, close to LRU at a fraction of its cost).
+    e.referenced = true;
     return e;
   }
 
@@ -251,7 +254,7 @@ export class RowCache {
     if (bytes > this.capacityBytes) return;
     const old = this.rows.get(rowId);
     if (old !== undefined) this.remove(rowId, old);
-    this.rows.set(rowId, { cell, version, bytes, partition: partitionId });
+    this.rows.set(rowId, { cell, version, bytes, partition: partitionId, referenced: false });
     this.bytes += bytes;
     const ids = this.partitions.get(partitionId);
     if (ids === undefined) this.partitions.set(partitionId, rowId);
@@ -272,10 +275,17 @@ export class RowCache {
     }
   }
 
-  /** Drops least recently read entries until the cache is within its bound. */
+  /** Drops entries not read since eviction last passed them, oldest first, until the cache is within its bound. */
   private evict(): void {
+    // An entry moved to the end is met again by this same loop (a Map iterates what is added while it runs), unflagged.
     for (const [id, e] of this.rows) {
       if (this.bytes <= this.capacityBytes) break;
+      if (e.referenced) {
+        e.referenced = false;
+        this.rows.delete(id);
+        this.rows.set(id, e);
+        continue;
+      }
       this.remove(id, e);
       this.evictions++;
     }
