@@ -7,7 +7,7 @@ import { type KeyspaceDef, type RingView, readRepairOf, tokenOf } from '@chorus/
 import { ClockSkewed, ReadTimeout, RequestFailed, SchemaDisagreement, SessionFloorNotMet, Unavailable, WriteTimeout } from './errors.js';
 import { LatencyHistogram, PeerLatencies } from './latency.js';
 import { type ConsistencyLevel, DEFAULT_CONSISTENCY, blockFor, parseConsistency, validateForRead } from './levels.js';
-import { type ReplicaPlan, planRead, planWrite } from './plan.js';
+import { PlanCache, type ReplicaPlan, planRead, planWrite } from './plan.js';
 import { ReadRequest } from './read.js';
 import type { RepairPolicy } from './repair.js';
 import { type Op, type Outcome, type ReplicaRequest, type Request, type RequestIo, type Tick } from './request.js';
@@ -31,6 +31,10 @@ export const DEFAULT_MAX_IN_FLIGHT_BYTES = 12 * 1024 * 1024;
 /** What a read or slice counts against the byte budget: its answer is bounded by the count and the slice budget instead. */
 const READ_REQUEST_BYTES = 256;
 export const COORDINATOR_ACTOR = 'coordinator';
+/** How long a read plan (its replicas' order of proximity) serves the requests of its replica set. */
+const READ_PLAN_MAX_AGE_MS = 100;
+/** Write plans hold no proximity: they change with the ring and the replicas' liveness, which the cache checks. */
+const WRITE_PLAN_MAX_AGE_MS = 1_000;
 
 type WriteAnswer = { timestampMicros: number };
 type ReadAnswer = { cell: Cell | undefined };
@@ -270,6 +274,9 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
     }
 
     const requests = new Map<number, Running>();
+    const isAlive = (n: NodeId): boolean => n === env.node || membership.isAlive(n);
+    const readPlans = new PlanCache('read', READ_PLAN_MAX_AGE_MS);
+    const writePlans = new PlanCache('write', WRITE_PLAN_MAX_AGE_MS);
     // Ticks without a timer per request: each delay keeps a queue with one timer for its head. A tick whose
     // request has ended is dropped when it comes; one still running is handled in a turn of this actor.
     const tickOf = (tag: Tick) => (id: number) => {
@@ -354,16 +361,19 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
               msg.replyTo,
               () => {
                 const ring = topology.ring();
-                return planWrite({
-                  consistency,
-                  token: mutation.token,
-                  replication: keyspace.replication,
-                  ring,
-                  localDc: topology.localDc,
-                  isAlive: (n) => n === env.node || membership.isAlive(n),
-                  dcOf: (n) => ring.member(n)?.dc ?? membership.locationOf(n)?.dc,
-                  hintsAvailable: o.hints !== undefined,
-                });
+                const token = mutation.token;
+                return writePlans.plan(ring, ring.naturalReplicas(token, keyspace.replication), consistency, isAlive, env.clock.monotonicMs(), () =>
+                  planWrite({
+                    consistency,
+                    token,
+                    replication: keyspace.replication,
+                    ring,
+                    localDc: topology.localDc,
+                    isAlive,
+                    dcOf: (n) => ring.member(n)?.dc ?? membership.locationOf(n)?.dc,
+                    hintsAvailable: o.hints !== undefined,
+                  }),
+                );
               },
               (io) => new WriteRequest(io, mutation, timestampMicros, o.writeTimeoutMs, clientTimestamp),
             );
@@ -374,16 +384,19 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
             const token = msg.type === 'read' ? msg.row.token : msg.query.token;
             const makePlan = () => {
               const ring = topology.ring();
-              return planRead({
-                consistency: msg.consistency,
-                token,
-                replication: msg.keyspace.replication,
-                ring,
-                localDc: topology.localDc,
-                isAlive: (n) => n === env.node || membership.isAlive(n),
-                dcOf: (n) => ring.member(n)?.dc ?? membership.locationOf(n)?.dc,
-                byProximity: proximity(ring),
-              });
+              const replication = msg.keyspace.replication;
+              return readPlans.plan(ring, ring.naturalReplicas(token, replication), msg.consistency, isAlive, env.clock.monotonicMs(), () =>
+                planRead({
+                  consistency: msg.consistency,
+                  token,
+                  replication,
+                  ring,
+                  localDc: topology.localDc,
+                  isAlive,
+                  dcOf: (n) => ring.member(n)?.dc ?? membership.locationOf(n)?.dc,
+                  byProximity: proximity(ring),
+                }),
+              );
             };
             if (msg.type === 'read') {
               const row = msg.row;

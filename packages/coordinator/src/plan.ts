@@ -20,7 +20,6 @@ export type Scope =
 export interface ReplicaPlan {
   readonly op: 'read' | 'write';
   readonly consistency: ConsistencyLevel;
-  readonly token: Token;
   readonly natural: readonly NodeId[];
   /** Joining or moving nodes that will own the token; writes go to them too, reads never. */
   readonly pending: readonly NodeId[];
@@ -71,7 +70,9 @@ function countIn(nodes: Iterable<NodeId>, dcOf: ReadonlyMap<NodeId, string>, dc:
   return n;
 }
 
+/** Frozen through its lists too: one plan serves many requests (PlanCache). */
 function freezePlan(plan: ReplicaPlan): ReplicaPlan {
+  for (const list of [plan.natural, plan.pending, plan.live, plan.contacts, plan.extras]) Object.freeze(list);
   return Object.freeze(plan);
 }
 
@@ -123,7 +124,6 @@ export function planWrite(input: PlanInput): ReplicaPlan {
   return freezePlan({
     op: 'write',
     consistency,
-    token,
     natural,
     pending,
     live,
@@ -171,7 +171,6 @@ export function planRead(input: PlanInput): ReplicaPlan {
   return freezePlan({
     op: 'read',
     consistency,
-    token,
     natural,
     pending: [],
     live,
@@ -197,20 +196,33 @@ export function countsToward(plan: ReplicaPlan, node: NodeId): boolean {
   }
 }
 
+/** `nodes` without repeats: a Set or a Map's keys are taken as they are (every answer calls this). */
+function distinct(nodes: Iterable<NodeId> | ReadonlyMap<NodeId, unknown>): Iterable<NodeId> {
+  if (nodes instanceof Set) return nodes;
+  if (nodes instanceof Map) return nodes.keys();
+  return new Set(nodes as Iterable<NodeId>);
+}
+
 /** How many of `nodes` count toward the level (for EACH_QUORUM, capped at each datacenter's need). */
-export function countAnswers(plan: ReplicaPlan, nodes: Iterable<NodeId>): number {
-  const list = [...new Set(nodes)].filter((n) => countsToward(plan, n));
-  if (plan.scope.kind !== 'each') return list.length;
+export function countAnswers(plan: ReplicaPlan, nodes: Iterable<NodeId> | ReadonlyMap<NodeId, unknown>): number {
+  const scope = plan.scope;
+  if (scope.kind !== 'each') {
+    let n = 0;
+    for (const node of distinct(nodes)) if (countsToward(plan, node)) n++;
+    return n;
+  }
+  const list = [...distinct(nodes)].filter((n) => countsToward(plan, n));
   let total = 0;
-  for (const [dc, need] of plan.scope.perDc) total += Math.min(need, countIn(list, plan.dcOf, dc));
+  for (const [dc, need] of scope.perDc) total += Math.min(need, countIn(list, plan.dcOf, dc));
   return total;
 }
 
-/** Whether answers from `nodes` meet the level. */
-export function isSatisfied(plan: ReplicaPlan, nodes: Iterable<NodeId>): boolean {
-  const list = [...new Set(nodes)].filter((n) => countsToward(plan, n));
-  if (plan.scope.kind !== 'each') return list.length >= plan.blockFor;
-  for (const [dc, need] of plan.scope.perDc) if (countIn(list, plan.dcOf, dc) < need) return false;
+/** Whether answers from `nodes` (a Map: its keys) meet the level. */
+export function isSatisfied(plan: ReplicaPlan, nodes: Iterable<NodeId> | ReadonlyMap<NodeId, unknown>): boolean {
+  const scope = plan.scope;
+  if (scope.kind !== 'each') return countAnswers(plan, nodes) >= plan.blockFor;
+  const list = [...distinct(nodes)].filter((n) => countsToward(plan, n));
+  for (const [dc, need] of scope.perDc) if (countIn(list, plan.dcOf, dc) < need) return false;
   return true;
 }
 
@@ -234,4 +246,40 @@ export function takeExtra(plan: ReplicaPlan, extras: NodeId[], covered: Iterable
   let i = preferDc !== undefined && short(preferDc) ? extras.findIndex((n) => plan.dcOf.get(n) === preferDc) : -1;
   if (i < 0) i = extras.findIndex((n) => short(plan.dcOf.get(n)));
   return i < 0 ? undefined : extras.splice(i, 1)[0];
+}
+
+/**
+ * Plans reused by the requests of one replica set: a plan depends on the ring, the level, which replicas are
+ * alive and (for reads) their proximity, not on the token. A plan is taken again while the ring view is the
+ * same, the same replicas are alive, and it is younger than `maxAgeMs`, which bounds how long a read keeps an
+ * order of proximity that latencies have changed since (Cassandra's dynamic snitch recomputes its scores on
+ * an interval, too). A plan that throws (Unavailable) is not kept.
+ */
+export class PlanCache {
+  private ring: RingView | undefined;
+  private readonly byReplicas = new Map<readonly NodeId[], Map<ConsistencyLevel, { plan: ReplicaPlan; alive: number; madeAtMs: number }>>();
+
+  constructor(
+    private readonly op: 'read' | 'write',
+    private readonly maxAgeMs: number,
+  ) {}
+
+  /** The plan for `natural` at `consistency`, cached or made by `make`. */
+  plan(ring: RingView, natural: readonly NodeId[], consistency: ConsistencyLevel, isAlive: (n: NodeId) => boolean, nowMs: number, make: () => ReplicaPlan): ReplicaPlan {
+    // Writes to a token in motion also go to its pending replicas, which depend on the token, not on its replica set.
+    if (natural.length > 30 || (this.op === 'write' && ring.hasPendingChanges)) return make();
+    if (ring !== this.ring) {
+      this.ring = ring;
+      this.byReplicas.clear();
+    }
+    let alive = 0;
+    for (let i = 0; i < natural.length; i++) if (isAlive(natural[i]!)) alive |= 1 << i;
+    let byLevel = this.byReplicas.get(natural);
+    const cached = byLevel?.get(consistency);
+    if (cached !== undefined && cached.alive === alive && nowMs - cached.madeAtMs < this.maxAgeMs) return cached.plan;
+    const plan = make();
+    if (byLevel === undefined) this.byReplicas.set(natural, (byLevel = new Map()));
+    byLevel.set(consistency, { plan, alive, madeAtMs: nowMs });
+    return plan;
+  }
 }

@@ -1,6 +1,6 @@
 import type { NodeId } from '@chorus/core';
-import { type Cell, cellDigest } from '@chorus/model';
-import { digestsAgree, repairMutations, resolveCells, staleReplicas } from '@chorus/read-repair';
+import { type Cell, bytesEqual, cellDigest } from '@chorus/model';
+import { repairMutations, resolveCells, staleReplicas } from '@chorus/read-repair';
 import { type RowKey, fromWireCell, requestData, requestDigest } from '@chorus/replica';
 import { ReadTimeout, SessionFloorNotMet } from './errors.js';
 import { countAnswers, isSatisfied, takeExtra } from './plan.js';
@@ -134,21 +134,20 @@ export class ReadRequest implements Request {
   private progress(): void {
     const plan = this.io.plan;
     if (this.phase === 'digests') {
-      if (!isSatisfied(plan, this.answers.keys())) return this.failIfHopeless([...this.answers.keys()]);
-      if (!this.dataPresent) {
+      if (!isSatisfied(plan, this.answers)) return this.failIfHopeless([...this.answers.keys()]);
+      const agreed = this.agreedData();
+      if (agreed === null) {
         // Enough digests but the data replica failed: ask one of the digest replicas for data.
         if (!this.dataOutstanding) this.request(this.answers.keys().next().value!, 'data');
         return;
       }
-      const digests = [...this.answers.values()].map((a) => a.digest);
-      if (digestsAgree(digests)) {
-        const agreed = [...this.answers.values()].find((a) => a.data)!.data!.cell;
-        if (this.belowFloor(agreed)) {
+      if (agreed !== undefined) {
+        if (this.belowFloor(agreed.cell)) {
           // The digests say every answer holds this same version.
-          for (const a of this.answers.values()) a.data ??= { cell: agreed };
+          for (const a of this.answers.values()) a.data ??= agreed;
           return this.escalate();
         }
-        this.io.succeed({ cell: agreed });
+        this.io.succeed({ cell: agreed.cell });
         return;
       }
       this.io.mismatch();
@@ -161,6 +160,23 @@ export class ReadRequest implements Request {
     const resolved = resolveCells(cells.values());
     if (this.belowFloor(resolved)) return this.escalate();
     this.answerResolved(cells, resolved);
+  }
+
+  /**
+   * The data answer when every answer's digest is the same (the usual read); undefined when they differ, null
+   * when no answer has data yet. Allocation-free: every read comes here.
+   */
+  private agreedData(): { cell: Cell | undefined } | undefined | null {
+    let data: { cell: Cell | undefined } | undefined;
+    let first: Uint8Array | undefined;
+    let agree = true;
+    for (const a of this.answers.values()) {
+      if (a.data !== undefined) data ??= a.data;
+      if (first === undefined) first = a.digest;
+      else if (agree && !bytesEqual(first, a.digest)) agree = false;
+    }
+    if (data === undefined) return null;
+    return agree ? data : undefined;
   }
 
   private dataCells(): Map<NodeId, Cell | undefined> {
@@ -248,6 +264,8 @@ export class ReadRequest implements Request {
    * (`takeExtra`), so an extra is asked whenever its datacenter runs short.
    */
   private failIfHopeless(answered: NodeId[]): void {
+    // No replica has failed: the contacts, which meet the level, have all answered or are still asked.
+    if (this.errors.length === 0) return;
     const possible = [...answered, ...this.outstanding.keys(), ...this.extras];
     if (isSatisfied(this.io.plan, possible)) return;
     this.io.fail(clientError(this.errors) ?? new ReadTimeout(this.io.plan.consistency, this.io.plan.blockFor, countAnswers(this.io.plan, answered), this.dataPresent));

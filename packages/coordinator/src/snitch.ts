@@ -22,7 +22,28 @@ function tier(p: Proximity, node: NodeId): number {
  * after measured ones, then ring order (the sort is stable).
  */
 export function sortByProximity(nodes: readonly NodeId[], p: Proximity): NodeId[] {
-  const keyed = nodes.map((n) => ({ n, tier: tier(p, n), lat: p.latencyMs(n) ?? Infinity }));
-  keyed.sort((a, b) => a.tier - b.tier || (a.lat === b.lat ? 0 : a.lat < b.lat ? -1 : 1));
-  return keyed.map((k) => k.n);
+  const out = nodes.slice();
+  const tiers: number[] = [];
+  const lats: number[] = [];
+  for (const n of out) {
+    tiers.push(tier(p, n));
+    lats.push(p.latencyMs(n) ?? Infinity);
+  }
+  // Insertion sort: a replica set is a handful of nodes, and it is stable.
+  for (let i = 1; i < out.length; i++) {
+    const n = out[i]!;
+    const t = tiers[i]!;
+    const l = lats[i]!;
+    let j = i - 1;
+    while (j >= 0 && (tiers[j]! > t || (tiers[j] === t && lats[j]! > l))) {
+      out[j + 1] = out[j]!;
+      tiers[j + 1] = tiers[j]!;
+      lats[j + 1] = lats[j]!;
+      j--;
+    }
+    out[j + 1] = n;
+    tiers[j + 1] = t;
+    lats[j + 1] = l;
+  }
+  return out;
 }

@@ -71,6 +71,8 @@ export class WriteRequest implements Request {
   /** Offers the mutation for each replica of the plan that was down when the request started. */
   private hintDown(): void {
     const plan = this.io.plan;
+    // Every replica live, the usual case: nothing to offer (this runs for every write).
+    if (plan.live.length === plan.natural.length + plan.pending.length) return;
     for (const node of [...plan.natural, ...plan.pending]) if (!plan.live.includes(node)) this.offer(node, this.any);
   }
 
@@ -159,8 +161,8 @@ export class WriteRequest implements Request {
   private finish(): void {
     if (this.finished || !this.hinting) return;
     this.finished = true;
-    if (!this.refused) {
-      const plan = this.io.plan;
+    const plan = this.io.plan;
+    if (!this.refused && this.acks.size < plan.natural.length + plan.pending.length) {
       for (const node of [...plan.natural, ...plan.pending]) if (!this.acks.has(node)) this.offer(node, false);
     }
     this.io.end();
