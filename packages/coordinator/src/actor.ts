@@ -223,7 +223,7 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
         const id = this.id;
         const ctx = this.ctx;
         // The arrival time is taken here, not when the actor gets to the answer, so a backlog in this mailbox is not counted as network time.
-        send(system.ref<ReplicaMsg>({ node, name: replicaName }), c, askTimeoutMs[this.op], (error, msg) =>
+        send(replicaRef(node), c, askTimeoutMs[this.op], (error, msg) =>
           deliver(ctx, {
             type: 'answer',
             id,
@@ -274,6 +274,15 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
     }
 
     const requests = new Map<number, Running>();
+    const localReplica = { node: env.node, name: replicaName };
+    const remoteReplicas = new Map<NodeId, ActorRef<ReplicaMsg>>();
+    // The local replica is looked up each time: a ref taken before it was spawned would go through the codec.
+    const replicaRef = (node: NodeId): ActorRef<ReplicaMsg> => {
+      if (node === env.node) return system.ref<ReplicaMsg>(localReplica);
+      let ref = remoteReplicas.get(node);
+      if (ref === undefined) remoteReplicas.set(node, (ref = system.ref<ReplicaMsg>({ node, name: replicaName })));
+      return ref;
+    };
     const isAlive = (n: NodeId): boolean => n === env.node || membership.isAlive(n);
     const readPlans = new PlanCache('read', READ_PLAN_MAX_AGE_MS);
     const writePlans = new PlanCache('write', WRITE_PLAN_MAX_AGE_MS);
