@@ -99,6 +99,10 @@ const LOG_FIRST = 5;
 const LOG_EVERY = 1000;
 /** A coalesced message is cut at about this many bytes of values. */
 const SOFT_MESSAGE_BYTES = 1024 * 1024;
+type Coordinator = ChorusNode['coordinator'];
+type PutOptions = NonNullable<Parameters<Coordinator['put']>[4]>;
+type GetOptions = NonNullable<Parameters<Coordinator['get']>[3]>;
+type DelOptions = NonNullable<Parameters<Coordinator['del']>[3]>;
 const DATA_OPS: Partial<Record<Request['op'], RequestOp>> = { put: 'write', del: 'write', get: 'read', slice: 'slice' };
 
 class ClientConnection {
@@ -401,25 +405,29 @@ class ClientApiImpl implements ClientApi {
           },
           bytes: 128,
         };
+      // The options are built field by field, not spread from literals: every data request comes here.
       case 'put': {
-        const result = await node!.coordinator.put(r.ks, r.key, r.ck, r.value, {
-          ...(r.cl !== undefined ? { consistency: r.cl } : {}),
-          ...(r.ttl !== undefined ? { ttlSeconds: r.ttl } : {}),
-          ...(r.ts !== undefined ? { timestampMicros: r.ts } : {}),
-          ...(r.after !== undefined ? { afterMicros: r.after } : {}),
-        });
+        const options: PutOptions = {};
+        if (r.cl !== undefined) options.consistency = r.cl;
+        if (r.ttl !== undefined) options.ttlSeconds = r.ttl;
+        if (r.ts !== undefined) options.timestampMicros = r.ts;
+        if (r.after !== undefined) options.afterMicros = r.after;
+        const result = await node!.coordinator.put(r.ks, r.key, r.ck, r.value, options);
         return { ok: { ts: result.timestampMicros }, bytes: 24 };
       }
       case 'get': {
-        const found = await node!.coordinator.get(r.ks, r.key, r.ck, { ...(r.cl !== undefined ? { consistency: r.cl } : {}), ...(r.floor !== undefined ? { floorMicros: r.floor } : {}) });
+        const options: GetOptions = {};
+        if (r.cl !== undefined) options.consistency = r.cl;
+        if (r.floor !== undefined) options.floorMicros = r.floor;
+        const found = await node!.coordinator.get(r.ks, r.key, r.ck, options);
         return found ? { ok: { value: found.value, ts: found.timestampMicros }, bytes: 32 + found.value.byteLength } : { ok: null, bytes: 16 };
       }
       case 'del': {
-        const result = await node!.coordinator.del(r.ks, r.key, r.ck, {
-          ...(r.cl !== undefined ? { consistency: r.cl } : {}),
-          ...(r.ts !== undefined ? { timestampMicros: r.ts } : {}),
-          ...(r.after !== undefined ? { afterMicros: r.after } : {}),
-        });
+        const options: DelOptions = {};
+        if (r.cl !== undefined) options.consistency = r.cl;
+        if (r.ts !== undefined) options.timestampMicros = r.ts;
+        if (r.after !== undefined) options.afterMicros = r.after;
+        const result = await node!.coordinator.del(r.ks, r.key, r.ck, options);
         return { ok: { ts: result.timestampMicros }, bytes: 24 };
       }
       case 'slice': {

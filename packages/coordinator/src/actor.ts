@@ -531,24 +531,26 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
   /** What a timeout says when the coordinator actor's answer never came: it cannot tell how many replicas answered. */
   const LOST_ANSWER = 'the coordinator did not answer in time; how many replicas acknowledged is not known';
 
-  async function run<R>(timeoutMs: number, bytes: number, build: (replyTo: ReplyTo<R>) => CoordinatorMsg, lost: () => Error): Promise<R> {
-    if (inFlight >= o.maxInFlight) throw new Overloaded('coordinator in-flight requests', o.maxInFlight);
+  function run<R>(timeoutMs: number, bytes: number, build: (replyTo: ReplyTo<R>) => CoordinatorMsg, lost: () => Error): Promise<R> {
+    if (inFlight >= o.maxInFlight) return Promise.reject(new Overloaded('coordinator in-flight requests', o.maxInFlight));
     // One request alone always fits, so no size the model allows is refused forever.
-    if (inFlight > 0 && inFlightBytes + bytes > maxInFlightBytes) throw new Overloaded('coordinator in-flight request bytes', maxInFlightBytes, { heldBytes: inFlightBytes, requestBytes: bytes });
+    if (inFlight > 0 && inFlightBytes + bytes > maxInFlightBytes) {
+      return Promise.reject(new Overloaded('coordinator in-flight request bytes', maxInFlightBytes, { heldBytes: inFlightBytes, requestBytes: bytes }));
+    }
     inFlight++;
     inFlightBytes += bytes;
-    try {
+    // One promise per request, settled by the actor's answer (no async function around it: every request comes here).
+    return new Promise<R>((resolve, reject) => {
       // The actor always answers by the request's own deadline; the margin only covers a lost actor, or a process
       // paused past both deadlines (both timers fire at once when it resumes). The request may have reached replicas
       // either way, so the caller hears the request's own timeout, never the actor runtime's.
-      return await ref.ask<R>(build, timeoutMs + 5_000);
-    } catch (error) {
-      if (isChorusError(error) && error.name === 'AskTimeout') throw lost();
-      throw error;
-    } finally {
-      inFlight--;
-      inFlightBytes -= bytes;
-    }
+      ref.request<R>(build, timeoutMs + 5_000, (error, answer) => {
+        inFlight--;
+        inFlightBytes -= bytes;
+        if (error === undefined) resolve(answer as R);
+        else reject(isChorusError(error) && error.name === 'AskTimeout' ? lost() : error);
+      });
+    });
   }
 
   async function write(keyspace: string, partitionKey: Key, clustering: Key | undefined, what: { value?: Uint8Array | string; ttlSeconds?: number; partition?: boolean }, options: WriteOptions = {}): Promise<WriteAnswer> {

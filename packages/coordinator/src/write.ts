@@ -28,9 +28,9 @@ import { type Outcome, type Request, type RequestIo, clientError } from './reque
 export class WriteRequest implements Request {
   private readonly acks = new Set<NodeId>();
   private readonly outstanding = new Set<NodeId>();
-  private readonly errors: Error[] = [];
+  private errors: Error[] | undefined;
   /** Replicas the mutation was offered for, so none is offered twice. */
-  private readonly hinted = new Set<NodeId>();
+  private hinted: Set<NodeId> | undefined;
   /** Offers whose outcome a write at ANY still waits for. */
   private hintsAwaited = 0;
   private refused = false;
@@ -78,8 +78,8 @@ export class WriteRequest implements Request {
 
   private offer(node: NodeId, report: boolean): void {
     const hint = this.io.hint;
-    if (hint === undefined || this.hinted.has(node)) return;
-    this.hinted.add(node);
+    if (hint === undefined || this.hinted?.has(node) === true) return;
+    (this.hinted ??= new Set()).add(node);
     if (report) this.hintsAwaited++;
     hint(node, this.mutation, report);
   }
@@ -94,7 +94,7 @@ export class WriteRequest implements Request {
       if (isSatisfied(plan, this.acks)) this.io.succeed({ timestampMicros: this.timestampMicros });
       else this.settleIfHopeless();
     } else {
-      this.errors.push(outcome.error);
+      (this.errors ??= []).push(outcome.error);
       this.settleIfHopeless();
     }
     this.finishIfSettled();
@@ -120,7 +120,7 @@ export class WriteRequest implements Request {
     if (isSatisfied(plan, [...this.acks, ...this.outstanding])) return;
     // At ANY a hint still being stored may yet be the acknowledgement.
     if (this.any && this.hintsAwaited > 0) return;
-    const refusal = clientError(this.errors);
+    const refusal = this.errors && clientError(this.errors);
     if (this.acks.size > 0) {
       this.io.fail(this.timeout(refusal && `refused by a replica: ${refusal.message}`));
       return;
