@@ -1,4 +1,5 @@
 import { type Cell, bytesEqual, cellDigest, compareCells, isTombstone, mergeCells } from '@chorus/model';
+import { KIND_ROW } from './keys.js';
 
 /** What the row cache has done since the store opened. */
 export interface RowCacheStats {
@@ -32,39 +33,81 @@ export function cacheId(key: Uint8Array, end: number): string {
 
 /*
  * Rough heap cost of one entry beside its key and value bytes: the Map slot,
- * the entry and cell objects, the Uint8Array header and the partition index
- * slot. It only has to be the right order of magnitude for the byte bound.
+ * the id string, the entry object and its one byte array. It only has to be
+ * the right order of magnitude for the byte bound.
  */
 const ENTRY_OVERHEAD = 200;
 /** Most row/partition ids remembered as written while reads are in flight; older ones fold into `evictedSeq`. */
 const RECENT_WRITES_CAP = 65_536;
+/** What follows a partition's id in the id of its row with the empty clustering key: KIND_ROW, then esc(empty) = 00 01. */
+const EMPTY_CLUSTERING_SUFFIX = String.fromCharCode(KIND_ROW, 0x00, 0x01);
 
-interface CachedRow {
-  /** The row as `getCell` returns it: a partition deletion is already applied; undefined when the row is absent. */
-  cell: Cell | undefined;
-  /** Key of the LevelDB version that is `cell`; undefined when the cell is absence or a partition deletion's tombstone. */
-  version: Uint8Array | undefined;
-  bytes: number;
-  partition: string;
-  /** `cellDigest(cell)`, computed by the first digest read of this cell: a hot row answers digest reads without hashing. */
-  digest?: Uint8Array | undefined;
-  /** Read since eviction last passed it. */
-  referenced: boolean;
-}
-
-function entryBytes(id: string, cell: Cell | undefined, version: Uint8Array | undefined): number {
-  return ENTRY_OVERHEAD + id.length + (version === undefined ? 0 : version.length) + (cell === undefined || isTombstone(cell) ? 0 : cell.value.length);
-}
+const ABSENT = 0;
+const TOMBSTONE = 1;
+const VALUE = 2;
+const EXPIRING = 3;
 
 /**
- * A cell the cache may keep: its value is copied so that the entry neither
- * pins a larger buffer it is a view of (a LevelDB read chunk, a wire frame)
- * nor changes if the caller reuses its array.
+ * One cached row, in as few heap objects as a row can take: the old space holds
+ * every entry, and each object is marked by every full collection. The row's
+ * version key and value share one byte array; the cell is rebuilt, as a view of
+ * it, when it is read.
  */
-function own(cell: Cell): Cell {
-  if (isTombstone(cell)) return cell;
-  const value = new Uint8Array(cell.value);
-  return cell.expiresAtMicros === undefined ? { value, timestampMicros: cell.timestampMicros } : { value, timestampMicros: cell.timestampMicros, expiresAtMicros: cell.expiresAtMicros };
+class CachedRow {
+  referenced = false;
+  /** `cellDigest(cell)`, computed by the first digest read of this cell: a hot row answers digest reads without hashing. */
+  digest: Uint8Array | undefined = undefined;
+
+  constructor(
+    /** The version key (its first `versionLength` bytes), then the value. */
+    public data: Uint8Array | undefined,
+    public versionLength: number,
+    public kind: number,
+    public timestampMicros: number,
+    public expiresAtMicros: number,
+    public bytes: number,
+    /** The partition's id is the row id's first `partitionLength` chars. */
+    readonly partitionLength: number,
+  ) {}
+
+  /** The row as `getCell` returns it: a partition deletion is already applied; undefined when the row is absent. */
+  get cell(): Cell | undefined {
+    switch (this.kind) {
+      case ABSENT:
+        return undefined;
+      case TOMBSTONE:
+        return { tombstone: true, timestampMicros: this.timestampMicros };
+      case VALUE:
+        return { value: this.data!.subarray(this.versionLength), timestampMicros: this.timestampMicros };
+      default:
+        return { value: this.data!.subarray(this.versionLength), timestampMicros: this.timestampMicros, expiresAtMicros: this.expiresAtMicros };
+    }
+  }
+
+  /** Key of the LevelDB version that is `cell`; undefined when the cell is absence or a partition deletion's tombstone. */
+  get version(): Uint8Array | undefined {
+    return this.versionLength === 0 ? undefined : this.data!.subarray(0, this.versionLength);
+  }
+
+  /** Holds `cell` (stored under `version`, when it is a LevelDB version), copied so that the entry pins no larger buffer. */
+  set(cell: Cell | undefined, version: Uint8Array | undefined, rowId: string): void {
+    const versionLength = version === undefined ? 0 : version.length;
+    const value = cell === undefined || isTombstone(cell) ? undefined : cell.value;
+    const length = versionLength + (value === undefined ? 0 : value.length);
+    let data: Uint8Array | undefined;
+    if (length > 0) {
+      data = new Uint8Array(length);
+      if (version !== undefined) data.set(version, 0);
+      if (value !== undefined) data.set(value, versionLength);
+    }
+    this.data = data;
+    this.versionLength = versionLength;
+    this.kind = cell === undefined ? ABSENT : isTombstone(cell) ? TOMBSTONE : cell.expiresAtMicros === undefined ? VALUE : EXPIRING;
+    this.timestampMicros = cell?.timestampMicros ?? 0;
+    this.expiresAtMicros = cell !== undefined && !isTombstone(cell) ? (cell.expiresAtMicros ?? 0) : 0;
+    this.bytes = ENTRY_OVERHEAD + rowId.length + length;
+    this.digest = undefined;
+  }
 }
 
 /**
@@ -155,7 +198,7 @@ export class RowCache {
     if (filled) {
       const rowSeq = this.recent.get(rowId) ?? this.evictedSeq;
       const partSeq = this.recent.get(partitionId) ?? this.evictedSeq;
-      if (rowSeq <= startSeq && partSeq <= startSeq) this.install(rowId, partitionId, cell === undefined ? undefined : own(cell), version === undefined ? undefined : new Uint8Array(version));
+      if (rowSeq <= startSeq && partSeq <= startSeq) this.install(rowId, partitionId.length, cell, version);
       else this.raceSkips++;
     }
     if (--this.readsInFlight === 0) {
@@ -175,28 +218,31 @@ export class RowCache {
     this.note(rowId, seq);
     const e = this.rows.get(rowId);
     if (e === undefined) return;
-    const order = e.cell === undefined ? 1 : compareCells(cell, e.cell);
+    const cached = e.cell;
+    const order = cached === undefined ? 1 : compareCells(cell, cached);
     // Equal cells are the same version (a retry; or one written under the previous key layout and again under
     // this one, which the sweep reduces to one): nothing to do. Equal keys are one entry in LevelDB: never delete it.
     if (order > 0) {
-      if (e.version !== undefined && !bytesEqual(e.version, key)) this.shadowed(e.version);
-      this.replace(e, own(cell), key, rowId);
-    } else if (order < 0 && (e.version === undefined || !bytesEqual(e.version, key))) this.shadowed(key);
+      const version = e.version;
+      // A copy: the entry's bytes are about to be replaced.
+      if (version !== undefined && !bytesEqual(version, key)) this.shadowed(version.slice());
+      this.replace(e, cell, key, rowId);
+    } else if (order < 0) {
+      const version = e.version;
+      if (version === undefined || !bytesEqual(version, key)) this.shadowed(key);
+    }
   }
 
   /** A partition deletion at `timestampMicros` landed in batch `seq`: it shadows every cached row of the partition it is at least as new as. */
   partitionDeleted(seq: number, partitionId: string, timestampMicros: number): void {
     this.note(partitionId, seq);
-    const ids = this.partitions.get(partitionId);
-    if (ids === undefined) return;
     // Merging a tombstone at the deletion's timestamp is `effective` applied again: rows newer than it stay.
     const tombstone: Cell = { tombstone: true, timestampMicros };
-    for (const id of typeof ids === 'string' ? [ids] : [...ids]) {
+    for (const id of this.rowsOf(partitionId)) {
       const e = this.rows.get(id);
       if (e === undefined) continue;
-      const merged = mergeCells(e.cell, tombstone)!;
       // The row's version stays in LevelDB, shadowed: the sweep removes it.
-      if (merged !== e.cell) this.replace(e, merged, undefined, id);
+      if (mergeCells(e.cell, tombstone) === tombstone) this.replace(e, tombstone, undefined, id);
     }
   }
 
@@ -210,9 +256,7 @@ export class RowCache {
   /** The same for a whole partition: forgets every cached row of it. */
   invalidatePartition(seq: number, partitionId: string): void {
     this.note(partitionId, seq);
-    const ids = this.partitions.get(partitionId);
-    if (ids === undefined) return;
-    for (const id of typeof ids === 'string' ? [ids] : [...ids]) {
+    for (const id of this.rowsOf(partitionId)) {
       const e = this.rows.get(id);
       if (e !== undefined) this.remove(id, e);
     }
@@ -239,39 +283,53 @@ export class RowCache {
     }
   }
 
+  /**
+   * The ids of the cached rows of a partition: its row of the empty clustering key, which the index leaves out
+   * (a key-value row needs no entry of its own there), and the rows of other clustering keys the index holds.
+   */
+  private rowsOf(partitionId: string): string[] {
+    const ids = this.partitions.get(partitionId);
+    const out = [partitionId + EMPTY_CLUSTERING_SUFFIX];
+    if (ids !== undefined) for (const id of typeof ids === 'string' ? [ids] : ids) out.push(id);
+    return out;
+  }
+
   private replace(e: CachedRow, cell: Cell, version: Uint8Array | undefined, rowId: string): void {
-    const bytes = entryBytes(rowId, cell, version);
-    this.bytes += bytes - e.bytes;
-    e.cell = cell;
-    e.version = version;
-    e.bytes = bytes;
-    e.digest = undefined;
+    const before = e.bytes;
+    e.set(cell, version, rowId);
+    this.bytes += e.bytes - before;
     if (this.bytes > this.capacityBytes) this.evict();
   }
 
-  private install(rowId: string, partitionId: string, cell: Cell | undefined, version: Uint8Array | undefined): void {
-    const bytes = entryBytes(rowId, cell, version);
-    if (bytes > this.capacityBytes) return;
+  private install(rowId: string, partitionLength: number, cell: Cell | undefined, version: Uint8Array | undefined): void {
     const old = this.rows.get(rowId);
     if (old !== undefined) this.remove(rowId, old);
-    this.rows.set(rowId, { cell, version, bytes, partition: partitionId, referenced: false });
-    this.bytes += bytes;
-    const ids = this.partitions.get(partitionId);
-    if (ids === undefined) this.partitions.set(partitionId, rowId);
-    else if (typeof ids === 'string') this.partitions.set(partitionId, new Set([ids, rowId]));
-    else ids.add(rowId);
+    const e = new CachedRow(undefined, 0, ABSENT, 0, 0, 0, partitionLength);
+    e.set(cell, version, rowId);
+    if (e.bytes > this.capacityBytes) return;
+    this.rows.set(rowId, e);
+    this.bytes += e.bytes;
+    if (rowId.length !== partitionLength + EMPTY_CLUSTERING_SUFFIX.length) {
+      const partitionId = rowId.slice(0, partitionLength);
+      const ids = this.partitions.get(partitionId);
+      if (ids === undefined) this.partitions.set(partitionId, rowId);
+      else if (typeof ids === 'string') this.partitions.set(partitionId, new Set([ids, rowId]));
+      else ids.add(rowId);
+    }
     if (this.bytes > this.capacityBytes) this.evict();
   }
 
   private remove(rowId: string, e: CachedRow): void {
     this.rows.delete(rowId);
     this.bytes -= e.bytes;
-    const ids = this.partitions.get(e.partition);
+    if (rowId.length === e.partitionLength + EMPTY_CLUSTERING_SUFFIX.length) return;
+    const partitionId = rowId.slice(0, e.partitionLength);
+    const ids = this.partitions.get(partitionId);
     if (ids === undefined) return;
-    if (typeof ids === 'string') this.partitions.delete(e.partition);
+    if (typeof ids === 'string') this.partitions.delete(partitionId);
     else {
       ids.delete(rowId);
-      if (ids.size === 1) this.partitions.set(e.partition, ids.values().next().value as string);
+      if (ids.size === 1) this.partitions.set(partitionId, ids.values().next().value as string);
     }
   }
 
