@@ -208,7 +208,9 @@ export class Connection {
         this.inFlight.delete(id);
         continue;
       }
-      batch.push({ id, ...call.body });
+      // The id goes on the body itself (a call resent elsewhere gets its new id the same way): no copy per request.
+      (call.body as RequestBody & { id: number }).id = id;
+      batch.push(call.body);
       bytes += call.bytes;
       this.host.sent++;
       if (batch.length >= MAX_BATCH || bytes >= SOFT_MESSAGE_BYTES) {
