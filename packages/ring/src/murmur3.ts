@@ -17,6 +17,7 @@ const FMIX2_HI = 0xc4ceb9fe;
 const FMIX2_LO = 0x1a85ec53;
 
 const utf8 = new TextEncoder();
+const HALVES = new DataView(new ArrayBuffer(8));
 
 /** A 64-bit lane: [high 32 bits, low 32 bits], both unsigned. */
 type Lane = [number, number];
@@ -161,7 +162,10 @@ export function murmur3Hash64(key: Uint8Array): bigint {
   h2Lo = t[1];
   add64(h1Hi, h1Lo, h2Hi, h2Lo, t);
   // Only h1 is returned, so the final h2 += h1 is skipped.
-  return BigInt.asIntN(64, (BigInt(t[0]) << 32n) | BigInt(t[1]));
+  // One bigint for the two halves, read as a signed 64-bit integer (shifting and or-ing bigints makes four).
+  HALVES.setUint32(0, t[0]! >>> 0);
+  HALVES.setUint32(4, t[1]! >>> 0);
+  return HALVES.getBigInt64(0);
 }
 
 /**

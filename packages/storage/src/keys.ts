@@ -60,7 +60,8 @@ export const SYNC_MARKER_KEY = Uint8Array.of(META, 0x73, 0x79, 0x6e, 0x63); // '
 
 /** Writes the token's 8 order-preserving bytes at `at` (no BigInt arithmetic, no allocation). */
 export function writeToken(out: Uint8Array, at: number, t: Token | bigint): void {
-  SCRATCH.setBigInt64(0, BigInt.asIntN(64, t));
+  // setBigInt64 takes the value modulo 2^64 itself: no BigInt.asIntN, which allocates a bigint per key.
+  SCRATCH.setBigInt64(0, t);
   out[at] = SCRATCH.getUint8(0) ^ 0x80;
   for (let i = 1; i < 8; i++) out[at + i] = SCRATCH.getUint8(i);
 }
