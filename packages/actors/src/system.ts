@@ -127,6 +127,7 @@ const DEFAULT_BATCH_LIMIT = 1_000;
 const NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
 /** Refs kept per peer: the long-lived actors a node addresses (repair sessions name theirs, so the map is bounded). */
 const MAX_REMOTE_REFS_PER_NODE = 256;
+const MAX_REMOTE_REF_NODES = 1024;
 
 interface PendingAsk {
   node: NodeId;
@@ -541,7 +542,11 @@ export class ActorSystem {
     }
     // A coordinator asks for the refs of the same few replicas for every request: one each, not one per request.
     let byName = this.remoteRefs.get(address.node);
-    if (byName === undefined) this.remoteRefs.set(address.node, (byName = new Map()));
+    if (byName === undefined) {
+      // Bounded whatever node ids come and go over a long life (replaced and removed hosts).
+      if (this.remoteRefs.size >= MAX_REMOTE_REF_NODES) this.remoteRefs.clear();
+      this.remoteRefs.set(address.node, (byName = new Map()));
+    }
     let ref = byName.get(address.name);
     if (ref === undefined) {
       if (byName.size >= MAX_REMOTE_REFS_PER_NODE) byName.clear();

@@ -54,6 +54,29 @@ describe('tell and ask', { timeout: TEST_TIMEOUT_MS }, () => {
     expect(system.stats().pendingAsks).toBe(0);
     await system.shutdown();
   });
+
+  it('request hands the answer, or the error an ask would reject with, to its callback once', async () => {
+    const system = new ActorSystem({ env: env() });
+    const ref = system.spawn<Counter>('counter', counter);
+    ref.tell({ type: 'add', n: 7 });
+    const outcomes: Array<[string | undefined, number | undefined]> = [];
+    ref.request<number>((replyTo) => ({ type: 'get', replyTo }), WAIT_MS, (error, answer) => outcomes.push([error?.name, answer]));
+    const mute = system.spawn<{ replyTo: ReplyTo<string> }>('mute', () => ({ receive() {} }));
+    mute.request<string>((replyTo) => ({ replyTo }), 30, (error, answer) => outcomes.push([error?.name, answer as undefined]));
+    // A message that cannot be built fails its request, not the caller.
+    ref.request<number>(() => {
+      throw new TypeError('no message');
+    }, WAIT_MS, (error) => outcomes.push([error?.name, undefined]));
+    await until(() => outcomes.length === 3);
+    await sleep(50);
+    expect(outcomes).toEqual([
+      ['TypeError', undefined],
+      [undefined, 7],
+      ['AskTimeout', undefined],
+    ]);
+    expect(system.stats().pendingAsks).toBe(0);
+    await system.shutdown();
+  });
 });
 
 describe('bounded mailboxes', { timeout: TEST_TIMEOUT_MS }, () => {

@@ -3,6 +3,7 @@ import { RingView, type ReplicationSpec } from '@chorus/ring';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CONSISTENCY_LEVELS, Unavailable, blockFor, countAnswers, isSatisfied, parseConsistency, planRead, planWrite, quorumOf } from '../src/index.js';
+import { PlanCache } from '../src/plan.js';
 
 const simple3: ReplicationSpec = { class: 'SimpleStrategy', rf: 3 };
 const nts33: ReplicationSpec = { class: 'NetworkTopologyStrategy', dcs: { dc1: 3, dc2: 3 } };
@@ -128,5 +129,57 @@ describe('replica plan', () => {
         }
       }),
     );
+  });
+});
+
+describe('plan cache', () => {
+  const ring = ringOf({ dc1: 3 });
+  const dcOf = (n: NodeId) => ring.member(n)?.dc;
+  const natural = ring.naturalReplicas(token(500n), simple3);
+
+  it('shares a plan while the ring, the live replicas and its age allow, and makes a new one otherwise', () => {
+    const cache = new PlanCache('read', 100);
+    const down = new Set<NodeId>();
+    const isAlive = (n: NodeId) => !down.has(n);
+    let made = 0;
+    const plan = (r: RingView, at: number) =>
+      cache.plan(r, r.naturalReplicas(token(500n), simple3), 'QUORUM', isAlive, at, () => {
+        made++;
+        return planRead({ token: token(500n), ring: r, localDc: 'dc1', dcOf, consistency: 'QUORUM', replication: simple3, isAlive });
+      });
+    const first = plan(ring, 0);
+    expect(plan(ring, 50)).toBe(first);
+    expect(made).toBe(1);
+    // A replica went down: the plan of the same set is made again, without it.
+    down.add(natural[0]!);
+    const second = plan(ring, 60);
+    expect(made).toBe(2);
+    expect(second.live).not.toContain(natural[0]);
+    // Older than its age: made again even though nothing else changed.
+    expect(plan(ring, 200)).not.toBe(second);
+    expect(made).toBe(3);
+    // Another ring view: made again.
+    plan(ringOf({ dc1: 3 }), 210);
+    expect(made).toBe(4);
+    // Shared plans cannot be changed by the request that gets one.
+    expect(Object.isFrozen(second.extras) && Object.isFrozen(second.contacts)).toBe(true);
+  });
+
+  it('keeps no plan that throws Unavailable, and none for writes while the ring has pending changes', () => {
+    const reads = new PlanCache('read', 1_000);
+    const none = () => false;
+    const tries = () => reads.plan(ring, natural, 'QUORUM', none, 0, () => planRead({ token: token(500n), ring, localDc: 'dc1', dcOf, consistency: 'QUORUM', replication: simple3, isAlive: none }));
+    expect(tries).toThrow(Unavailable);
+    expect(reads.plan(ring, natural, 'QUORUM', () => true, 1, () => planRead({ token: token(500n), ring, localDc: 'dc1', dcOf, consistency: 'QUORUM', replication: simple3, isAlive: () => true })).live).toHaveLength(3);
+    const joining = ringOf({ dc1: 4 }, (i) => (i === 3 ? 'joining' : 'normal'));
+    const writes = new PlanCache('write', 1_000);
+    let made = 0;
+    for (let i = 0; i < 2; i++) {
+      writes.plan(joining, joining.naturalReplicas(token(500n), simple3), 'QUORUM', () => true, i, () => {
+        made++;
+        return planWrite({ token: token(500n), ring: joining, localDc: 'dc1', dcOf: (n) => joining.member(n)?.dc, consistency: 'QUORUM', replication: simple3, isAlive: () => true });
+      });
+    }
+    expect(made).toBe(2);
   });
 });
