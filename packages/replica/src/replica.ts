@@ -132,31 +132,20 @@ const mutateMsg =
   (m: Mutation, clocks: Clocks) =>
   (replyTo: ReplyTo<MutatedMsg>): ReplicaMsg => ({ type: 'replica.mutate', mutation: m, hlc: clocks.hlc, wallMicros: clocks.wallMicros, replyTo });
 
-const readMsg =
-  (row: RowKey, clocks: Clocks) =>
-  (replyTo: ReplyTo<DataMsg>): ReplicaMsg => ({
-    type: 'replica.read',
-    keyspace: row.keyspace,
-    token: row.token,
-    partition: row.partition,
-    clustering: row.clustering ?? EMPTY,
-    hlc: clocks.hlc,
-    wallMicros: clocks.wallMicros,
-    replyTo,
-  });
-
-const readDigestMsg =
-  (row: RowKey, clocks: Clocks) =>
-  (replyTo: ReplyTo<DigestMsg>): ReplicaMsg => ({
-    type: 'replica.read-digest',
-    keyspace: row.keyspace,
-    token: row.token,
-    partition: row.partition,
-    clustering: row.clustering ?? EMPTY,
-    hlc: clocks.hlc,
-    wallMicros: clocks.wallMicros,
-    replyTo,
-  });
+/** The message of `readData` or `readDigest`: the two kinds carry the same fields. */
+const pointReadMsg =
+  <R>(type: 'replica.read' | 'replica.read-digest', row: RowKey, clocks: Clocks) =>
+  (replyTo: ReplyTo<R>): ReplicaMsg =>
+    ({
+      type,
+      keyspace: row.keyspace,
+      token: row.token,
+      partition: row.partition,
+      clustering: row.clustering ?? EMPTY,
+      hlc: clocks.hlc,
+      wallMicros: clocks.wallMicros,
+      replyTo,
+    }) as ReplicaMsg;
 
 /**
  * Sends a mutation to a replica; resolves with the replica's clocks once it is
@@ -178,21 +167,21 @@ function timestampOf(m: Mutation): number {
 }
 
 export function readData(ref: ActorRef<ReplicaMsg>, row: RowKey, clocks: Clocks, timeoutMs: number): Promise<DataMsg> {
-  return ref.ask<DataMsg>(readMsg(row, clocks), timeoutMs);
+  return ref.ask<DataMsg>(pointReadMsg('replica.read', row, clocks), timeoutMs);
 }
 
 /** `readData` with its outcome handed to `answered`. */
 export function requestData(ref: ActorRef<ReplicaMsg>, row: RowKey, clocks: Clocks, timeoutMs: number, answered: Answered<DataMsg>): void {
-  ref.request<DataMsg>(readMsg(row, clocks), timeoutMs, answered);
+  ref.request<DataMsg>(pointReadMsg('replica.read', row, clocks), timeoutMs, answered);
 }
 
 export function readDigest(ref: ActorRef<ReplicaMsg>, row: RowKey, clocks: Clocks, timeoutMs: number): Promise<DigestMsg> {
-  return ref.ask<DigestMsg>(readDigestMsg(row, clocks), timeoutMs);
+  return ref.ask<DigestMsg>(pointReadMsg('replica.read-digest', row, clocks), timeoutMs);
 }
 
 /** `readDigest` with its outcome handed to `answered`. */
 export function requestDigest(ref: ActorRef<ReplicaMsg>, row: RowKey, clocks: Clocks, timeoutMs: number, answered: Answered<DigestMsg>): void {
-  ref.request<DigestMsg>(readDigestMsg(row, clocks), timeoutMs, answered);
+  ref.request<DigestMsg>(pointReadMsg('replica.read-digest', row, clocks), timeoutMs, answered);
 }
 
 function sliceMsg(q: SliceQuery, clocks: Clocks): (replyTo: ReplyTo<RowsMsg>) => ReplicaMsg {
