@@ -98,7 +98,6 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
   let nextId = 1;
 
   return (): Behavior<CoordinatorMsg> => {
-
     const clocks = (): Clocks => ({ hlc: hlc.peek(), wallMicros: env.clock.nowMicros() });
     // The counters every request's io shares: built once, not per request.
     const counts: Pick<RequestIo, 'speculated' | 'mismatch' | 'repair' | 'session'> = {

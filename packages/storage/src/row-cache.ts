@@ -54,18 +54,18 @@ const EXPIRING = 3;
  * it, when it is read.
  */
 class CachedRow {
+  /** The version key (its first `versionLength` bytes), then the value. */
+  private data: Uint8Array | undefined = undefined;
+  private versionLength = 0;
+  private kind = ABSENT;
+  private timestampMicros = 0;
+  private expiresAtMicros = 0;
+  bytes = 0;
   referenced = false;
   /** `cellDigest(cell)`, computed by the first digest read of this cell: a hot row answers digest reads without hashing. */
   digest: Uint8Array | undefined = undefined;
 
   constructor(
-    /** The version key (its first `versionLength` bytes), then the value. */
-    public data: Uint8Array | undefined,
-    public versionLength: number,
-    public kind: number,
-    public timestampMicros: number,
-    public expiresAtMicros: number,
-    public bytes: number,
     /** The partition's id is the row id's first `partitionLength` chars. */
     readonly partitionLength: number,
   ) {}
@@ -304,7 +304,7 @@ export class RowCache {
   private install(rowId: string, partitionLength: number, cell: Cell | undefined, version: Uint8Array | undefined): void {
     const old = this.rows.get(rowId);
     if (old !== undefined) this.remove(rowId, old);
-    const e = new CachedRow(undefined, 0, ABSENT, 0, 0, 0, partitionLength);
+    const e = new CachedRow(partitionLength);
     e.set(cell, version, rowId);
     if (e.bytes > this.capacityBytes) return;
     this.rows.set(rowId, e);
