@@ -19,6 +19,10 @@ export interface ProcessUsage {
   peakRssMiB?: number;
   /** Seconds of GC pauses over CPU seconds of the process in the measured window, from its `/metrics` (0–1). */
   gcShare?: number;
+  /** V8 heap in use at the end of the workload, MiB, from its `/metrics`: what of the RSS is the JavaScript heap. */
+  heapUsedMiB?: number;
+  /** The row cache's own estimate of what it holds at the end of the workload, MiB, from its `/metrics`. */
+  rowCacheMiB?: number;
 }
 
 // Linux reports utime and stime in clock ticks; USER_HZ is 100 on every architecture Node runs on.
@@ -76,16 +80,29 @@ export function samplePeakRss(processes: Watched[], intervalMs = 250): { stop():
 }
 
 /** GC pause seconds (prom-client's `nodejs_gc_duration_seconds`, every kind) and CPU seconds a Chorus node reports so far. */
-export async function gcAndCpuSeconds(host: string): Promise<{ gc: number; cpu: number } | undefined> {
+export interface NodeReadings {
+  gc: number;
+  cpu: number;
+  heapUsedMiB?: number;
+  rowCacheMiB?: number;
+}
+
+/** A node's GC and CPU seconds so far, its heap in use and its row cache's size, from its `/metrics`; undefined when it does not answer. */
+export async function nodeReadings(host: string): Promise<NodeReadings | undefined> {
   try {
     const text = await (await fetch(`http://${host}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
+    const value = (line: string) => Number(line.slice(line.lastIndexOf(' ') + 1));
+    const mib = (bytes: number) => Math.round(bytes / (1024 * 1024));
     let gc = 0;
     let cpu: number | undefined;
+    const readings: Omit<NodeReadings, 'gc' | 'cpu'> = {};
     for (const line of text.split('\n')) {
-      if (/^chorus_nodejs_gc_duration_seconds_sum[{ ]/.test(line)) gc += Number(line.slice(line.lastIndexOf(' ') + 1));
-      else if (line.startsWith('chorus_process_cpu_seconds_total ')) cpu = Number(line.slice(line.lastIndexOf(' ') + 1));
+      if (/^chorus_nodejs_gc_duration_seconds_sum[{ ]/.test(line)) gc += value(line);
+      else if (line.startsWith('chorus_process_cpu_seconds_total ')) cpu = value(line);
+      else if (line.startsWith('chorus_nodejs_heap_size_used_bytes ')) readings.heapUsedMiB = mib(value(line));
+      else if (line.startsWith('chorus_row_cache_bytes ')) readings.rowCacheMiB = mib(value(line));
     }
-    return cpu === undefined ? undefined : { gc, cpu };
+    return cpu === undefined ? undefined : { gc, cpu, ...readings };
   } catch {
     return undefined;
   }

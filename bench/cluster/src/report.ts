@@ -29,10 +29,12 @@ function usage(side: Side | undefined): string {
     : '';
   const peak = nodes.every((p) => p.peakRssMiB !== undefined) ? ` (peak ${nodes.map((p) => p.peakRssMiB).join('/')})` : '';
   const gc = nodes.every((p) => p.gcShare !== undefined) ? ` GC ${nodes.map((p) => Math.round(p.gcShare! * 100)).join('/')} %` : '';
-  return `${nodes.map((p) => Math.round(p.cpu * 100)).join('/')} % ${nodes.map((p) => p.rssMiB).join('/')}${peak} MiB${gc}${bench ? ` bench ${Math.round(bench.cpu * 100)} %` : ''}${coordinated}`;
+  const heap = nodes.every((p) => p.heapUsedMiB !== undefined) ? ` heap ${nodes.map((p) => p.heapUsedMiB).join('/')} MiB` : '';
+  const cache = nodes.every((p) => p.rowCacheMiB !== undefined) ? ` (row cache ${nodes.map((p) => p.rowCacheMiB).join('/')})` : '';
+  return `${nodes.map((p) => Math.round(p.cpu * 100)).join('/')} % ${nodes.map((p) => p.rssMiB).join('/')}${peak} MiB${gc}${heap}${cache}${bench ? ` bench ${Math.round(bench.cpu * 100)} %` : ''}${coordinated}`;
 }
 
-const COLUMNS = ['workload', 'chorus', 'ideal', 'ratio', 'other', 'chorus: nodes CPU, RSS, GC share, bench CPU, coordinators', 'ideal: same'];
+const COLUMNS = ['workload', 'chorus', 'ideal', 'ratio', 'other', 'chorus: nodes CPU, RSS, GC share, heap, row cache, bench CPU, coordinators', 'ideal: same'];
 
 export function tableRow(r: WorkloadReport): string[] {
   const errors = (s: Side | undefined) => (!s ? '' : (s.errors > 0 ? ` (${s.errors} errors)` : '') + (s.shed ? ` (${s.shed} shed)` : ''));

@@ -1,5 +1,5 @@
 import { type LoadResult, type NextOp, closedLoop, openLoop } from './load.js';
-import { type ProcessUsage, type Watched, gcAndCpuSeconds, samplePeakRss, watch } from './procs.js';
+import { type NodeReadings, type ProcessUsage, type Watched, nodeReadings, samplePeakRss, watch } from './procs.js';
 import type { Target } from './targets.js';
 
 /** Every workload, in the order a full run takes them; `--only` picks some. */
@@ -202,8 +202,8 @@ async function measure(s: System, spec: Spec, ctx: RunContext, rate: number | un
     // CPU counts from the start of the measured part: the warm-up runs first, inside the loop, so the window is the load's own.
     let usage: (() => ProcessUsage[]) | undefined;
     let sentBefore: Record<string, number> = {};
-    let gcBefore: Promise<Array<{ gc: number; cpu: number } | undefined>> = Promise.resolve([]);
-    const gcNow = () => Promise.all(processes.map((p) => (p.metrics ? gcAndCpuSeconds(p.metrics) : undefined)));
+    let gcBefore: Promise<Array<NodeReadings | undefined>> = Promise.resolve([]);
+    const gcNow = () => Promise.all(processes.map((p) => (p.metrics ? nodeReadings(p.metrics) : undefined)));
     const startWatch = () => {
       sentBefore = s.target.sentPerHost?.() ?? {};
       gcBefore = gcNow();
@@ -221,7 +221,8 @@ async function measure(s: System, spec: Spec, ctx: RunContext, rate: number | un
       const withMemory = measured.map((usage, i) => {
         const [b, a] = [before[i], after[i]];
         const gcShare = a && b && a.cpu > b.cpu ? Math.round(((a.gc - b.gc) / (a.cpu - b.cpu)) * 1000) / 1000 : undefined;
-        return { ...usage, peakRssMiB: Math.max(peakRss[i] ?? 0, usage.rssMiB), ...(gcShare !== undefined ? { gcShare } : {}) };
+        const memory = { ...(a?.heapUsedMiB !== undefined ? { heapUsedMiB: a.heapUsedMiB } : {}), ...(a?.rowCacheMiB !== undefined ? { rowCacheMiB: a.rowCacheMiB } : {}) };
+        return { ...usage, peakRssMiB: Math.max(peakRss[i] ?? 0, usage.rssMiB), ...(gcShare !== undefined ? { gcShare } : {}), ...memory };
       });
       return { ...result, processes: withMemory, ...(coordinated ? { coordinated } : {}) };
     } finally {
