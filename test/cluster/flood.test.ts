@@ -4,7 +4,7 @@ import { Worker } from 'node:worker_threads';
 import { Packr } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { TestCluster, scaled } from './harness.js';
+import { TestCluster, openClientSocket, scaled } from './harness.js';
 
 /**
  * The documented bound (README, How it behaves: memory) on a node's resident
@@ -153,12 +153,7 @@ describe('a node flooded with 1 MiB writes', () => {
 
     /** The client protocol: CLIENT_DEPTH puts in flight per connection, each answered before the next is sent. */
     const clientWriter = async (w: number) => {
-      const ws = new WebSocket(`ws://${target}/client`, { perMessageDeflate: false });
-      await new Promise<void>((resolve, reject) => {
-        ws.once('open', () => resolve());
-        ws.once('error', reject);
-      });
-      ws.on('error', () => undefined);
+      const ws = await openClientSocket(target);
       const waiting = new Map<number, { key: string; done: () => void }>();
       ws.on('message', (data: Buffer) => {
         const decoded = packr.unpack(data) as unknown;

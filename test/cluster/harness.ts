@@ -6,12 +6,24 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { inject } from 'vitest';
+import WebSocket from 'ws';
 import { isAlive, killNodesUnder, waitGone } from './reaper.mjs';
 import { TIME_SCALE, scaled } from './scale.js';
 
 export { TIME_SCALE, scaled };
 
 const run = promisify(execFile);
+
+/** An open client-protocol WebSocket to a node; later socket errors are left to its close. */
+export async function openClientSocket(address: string): Promise<WebSocket> {
+  const ws = new WebSocket(`ws://${address}/client`, { perMessageDeflate: false });
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  ws.on('error', () => undefined);
+  return ws;
+}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export const CLI = resolve(dirname(fileURLToPath(import.meta.url)), '../../apps/cli/dist/main.js');

@@ -3,8 +3,7 @@ import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { Packr } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
-import { TestCluster, freeBasePort, scaled, spawnChorus, tempDir } from './harness.js';
+import { TestCluster, freeBasePort, openClientSocket, scaled, spawnChorus, tempDir } from './harness.js';
 
 /**
  * The smallest heap a node may have: 48 MiB for the node itself and 16 MiB for the byte budgets derived from
@@ -93,12 +92,7 @@ describe(`a node with the smallest heap allowed (max_heap_size=${SMALLEST_HEAP_M
 
     /** Keeps CLIENT_IN_FLIGHT small writes outstanding: each answer sends the next. */
     const clientWriter = async (w: number) => {
-      const ws = new WebSocket(`ws://${target}/client`, { perMessageDeflate: false });
-      await new Promise<void>((resolve, reject) => {
-        ws.once('open', () => resolve());
-        ws.once('error', reject);
-      });
-      ws.on('error', () => undefined);
+      const ws = await openClientSocket(target);
       let nextId = 1;
       let outstanding = 0;
       let finished: () => void = () => {};
