@@ -33,7 +33,7 @@ export function cacheId(key: Uint8Array, end: number): string {
 
 /*
  * Rough heap cost of one entry beside its key and value bytes: the Map slot,
- * the id string, the entry object and its one byte array. It only has to be
+ * the id string, the entry object and its timestamps, the data string's header. It only has to be
  * the right order of magnitude for the byte bound.
  */
 const ENTRY_OVERHEAD = 200;
@@ -50,12 +50,15 @@ const EXPIRING = 3;
 /**
  * One cached row, in as few heap objects as a row can take: the old space holds
  * every entry, and each object is marked by every full collection. The row's
- * version key and value share one byte array; the cell is rebuilt, as a view of
- * it, when it is read.
+ * version key and value are one latin1 string (one char per byte), not a byte
+ * array: a string of this size lives in the V8 heap in one object, where a
+ * Uint8Array over 64 bytes is a JS object, an ArrayBuffer, a C++ backing store
+ * and a malloc block, which cost more than the bytes themselves and stay in
+ * the process's malloc heap. The cell is rebuilt from it when it is read.
  */
 class CachedRow {
-  /** The version key (its first `versionLength` bytes), then the value. */
-  private data: Uint8Array | undefined = undefined;
+  /** The version key (its first `versionLength` chars), then the value. */
+  private data = '';
   private versionLength = 0;
   private kind = ABSENT;
   private timestampMicros = 0;
@@ -70,7 +73,7 @@ class CachedRow {
     readonly partitionLength: number,
   ) {}
 
-  /** The row as `getCell` returns it: a partition deletion is already applied; undefined when the row is absent. */
+  /** The row as `getCell` returns it: a partition deletion is already applied; undefined when the row is absent. Each call gives a new value buffer. */
   get cell(): Cell | undefined {
     switch (this.kind) {
       case ABSENT:
@@ -78,27 +81,36 @@ class CachedRow {
       case TOMBSTONE:
         return { tombstone: true, timestampMicros: this.timestampMicros };
       case VALUE:
-        return { value: this.data!.subarray(this.versionLength), timestampMicros: this.timestampMicros };
+        return { value: this.bytesOf(this.versionLength, this.data.length), timestampMicros: this.timestampMicros };
       default:
-        return { value: this.data!.subarray(this.versionLength), timestampMicros: this.timestampMicros, expiresAtMicros: this.expiresAtMicros };
+        return { value: this.bytesOf(this.versionLength, this.data.length), timestampMicros: this.timestampMicros, expiresAtMicros: this.expiresAtMicros };
     }
   }
 
-  /** Key of the LevelDB version that is `cell`; undefined when the cell is absence or a partition deletion's tombstone. */
+  /** Key of the LevelDB version that is `cell` (a new buffer); undefined when the cell is absence or a partition deletion's tombstone. */
   get version(): Uint8Array | undefined {
-    return this.versionLength === 0 ? undefined : this.data!.subarray(0, this.versionLength);
+    return this.versionLength === 0 ? undefined : this.bytesOf(0, this.versionLength);
   }
 
-  /** Holds `cell` (stored under `version`, when it is a LevelDB version), copied so that the entry pins no larger buffer. */
+  /** `compareCells(cell, this.cell)`, without rebuilding this cell unless the timestamps tie. */
+  compare(cell: Cell): number {
+    if (this.kind === ABSENT) return 1;
+    if (cell.timestampMicros !== this.timestampMicros) return cell.timestampMicros > this.timestampMicros ? 1 : -1;
+    return compareCells(cell, this.cell!);
+  }
+
+  /** Holds `cell` (stored under `version`, when it is a LevelDB version), copied so that the entry pins no buffer. */
   set(cell: Cell | undefined, version: Uint8Array | undefined, rowId: string): void {
     const versionLength = version === undefined ? 0 : version.length;
     const value = cell === undefined || isTombstone(cell) ? undefined : cell.value;
     const length = versionLength + (value === undefined ? 0 : value.length);
-    let data: Uint8Array | undefined;
+    let data = '';
     if (length > 0) {
-      data = new Uint8Array(length);
-      if (version !== undefined) data.set(version, 0);
-      if (value !== undefined) data.set(value, versionLength);
+      // A small Buffer.allocUnsafe is a slice of Node's shared pool: no allocation of its own before the string is made.
+      const joined = Buffer.allocUnsafe(length);
+      if (version !== undefined) joined.set(version, 0);
+      if (value !== undefined) joined.set(value, versionLength);
+      data = joined.toString('latin1', 0, length);
     }
     this.data = data;
     this.versionLength = versionLength;
@@ -107,6 +119,12 @@ class CachedRow {
     this.expiresAtMicros = cell !== undefined && !isTombstone(cell) ? (cell.expiresAtMicros ?? 0) : 0;
     this.bytes = ENTRY_OVERHEAD + rowId.length + length;
     this.digest = undefined;
+  }
+
+  private bytesOf(start: number, end: number): Uint8Array {
+    const out = Buffer.allocUnsafe(end - start);
+    out.write(start === 0 && end === this.data.length ? this.data : this.data.slice(start, end), 0, 'latin1');
+    return out;
   }
 }
 
@@ -218,14 +236,12 @@ export class RowCache {
     this.note(rowId, seq);
     const e = this.rows.get(rowId);
     if (e === undefined) return;
-    const cached = e.cell;
-    const order = cached === undefined ? 1 : compareCells(cell, cached);
+    const order = e.compare(cell);
     // Equal cells are the same version (a retry; or one written under the previous key layout and again under
     // this one, which the sweep reduces to one): nothing to do. Equal keys are one entry in LevelDB: never delete it.
     if (order > 0) {
       const version = e.version;
-      // A copy: the entry's bytes are about to be replaced.
-      if (version !== undefined && !bytesEqual(version, key)) this.shadowed(version.slice());
+      if (version !== undefined && !bytesEqual(version, key)) this.shadowed(version);
       this.replace(e, cell, key, rowId);
     } else if (order < 0) {
       const version = e.version;
