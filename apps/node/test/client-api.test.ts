@@ -90,7 +90,7 @@ function fakeNode(address: string): Fake {
       return { tokens: [{ token: '0', name: 'n1', address, dc: 'dc1', rack: 'rack1', state: 'UN' }] };
     },
     async keyspaces() {
-      return { keyspaces: [{ name: 'default', replication: { class: 'SimpleStrategy', rf: 1 } }] };
+      return { schemaAgreed: true, keyspaces: [{ name: 'default', replication: { class: 'SimpleStrategy', rf: 1 } }] };
     },
   } as unknown as ChorusNode;
   return fake;

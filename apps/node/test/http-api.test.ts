@@ -132,7 +132,7 @@ describe('the HTTP API', () => {
   it("refuses a local read of keyspace system or of an unknown keyspace with 400 InvalidRequest, without reading the store", async () => {
     const asked: string[] = [];
     const node = {
-      keyspaces: async () => ({ keyspaces: [{ name: 'default', replication: { class: 'SimpleStrategy', rf: 1 }, readRepair: 'blocking' }] }),
+      keyspaces: async () => ({ schemaAgreed: true, keyspaces: [{ name: 'default', replication: { class: 'SimpleStrategy', rf: 1 }, readRepair: 'blocking' }] }),
       coordinator: {
         async local(ks: string) {
           asked.push(ks);
@@ -153,6 +153,19 @@ describe('the HTTP API', () => {
     expect(ok.json()).toEqual({ value: Buffer.from('v').toString('base64'), timestamp: 7, tombstone: false });
     expect(asked).toEqual(['default']);
     expect(errors()).toEqual([]);
+  });
+
+  it('answers a local read of a keyspace unknown while its schema disagrees with a live peer\'s with the retryable 503 SchemaDisagreement', async () => {
+    const node = {
+      keyspaces: async () => ({ schemaAgreed: false, keyspaces: [{ name: 'default', replication: { class: 'SimpleStrategy', rf: 1 }, readRepair: 'blocking' }] }),
+      coordinator: { local: async () => ({ value: new TextEncoder().encode('v'), timestampMicros: 7 }) },
+    } as unknown as ChorusNode;
+    const { app } = api(() => node);
+    apps.push(app);
+    const unknown = await app.inject({ method: 'GET', url: '/v1/local/later/k' });
+    expect(unknown.statusCode).toBe(503);
+    expect(unknown.json()).toMatchObject({ error: 'SchemaDisagreement', keyspace: 'later' });
+    expect((await app.inject({ method: 'GET', url: '/v1/local/default/k' })).statusCode).toBe(200);
   });
 
   it('refuses a request past the node\'s in-flight bytes with 503 Overloaded and Retry-After, before reading its body, and keeps answering /health', async () => {

@@ -1,5 +1,5 @@
 import type { ActorRef, ActorSystem } from '@chorus/actors';
-import { type Env, InvalidRequest, type MembershipView, type NodeId, Throttle, type Timer, type Token } from '@chorus/core';
+import { type Env, InvalidRequest, type MembershipView, type NodeId, SchemaDisagreement, Throttle, type Timer, type Token } from '@chorus/core';
 import type { Clocks } from '@chorus/replica';
 import type { KeyspaceDef, RingView, TokenRange } from '@chorus/ring';
 import { SYSTEM_KEYSPACE, type StorageHandle } from '@chorus/storage';
@@ -66,6 +66,13 @@ export interface AntiEntropyOptions {
   membership: MembershipView;
   ring(): RingView;
   keyspaces(): readonly KeyspaceDef[];
+  /**
+   * Whether this node's schema is the one its live peers hold. A repair of a
+   * keyspace unknown here while it is not is refused with the retryable
+   * SchemaDisagreement (the keyspace may not have arrived yet), not as a
+   * keyspace that does not exist. Agreed when not given.
+   */
+  schemaAgreed?(): boolean;
   /** This node's hybrid clock readings, carried on the replica messages repair sends. */
   clocks(): Clocks;
   /**
@@ -198,6 +205,7 @@ export async function startAntiEntropy(system: ActorSystem, options: AntiEntropy
     if (request.keyspace === undefined) return all;
     if (request.keyspace === SYSTEM_KEYSPACE) throw new InvalidRequest('the system keyspace is local to each node and is never repaired', { field: 'keyspace' });
     const def = all.find((k) => k.name === request.keyspace);
+    if (def === undefined && options.schemaAgreed?.() === false) throw new SchemaDisagreement(request.keyspace);
     if (def === undefined) throw new InvalidRequest(`unknown keyspace ${JSON.stringify(request.keyspace).slice(0, 80)}`, { field: 'keyspace', reason: 'UNKNOWN_KEYSPACE' });
     return [def];
   };

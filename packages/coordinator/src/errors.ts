@@ -1,5 +1,8 @@
 import { ChorusError } from '@chorus/core';
 
+/** Moved to core, where the repair service and local reads meet it too; still exported here. */
+export { SchemaDisagreement } from '@chorus/core';
+
 /**
  * Too few replicas are alive to meet the consistency level. Decided from the
  * request's replica plan before any replica is contacted, so nothing was
@@ -21,21 +24,6 @@ export class Unavailable extends ChorusError {
     this.consistency = consistency;
     this.required = required;
     this.alive = alive;
-  }
-}
-
-/**
- * The coordinator does not know the keyspace, but its schema differs from a
- * live peer's: the keyspace may have been created there and not have reached
- * this node yet (a pull under way, or lost to a fault and retried). Nothing
- * was done; another node, or this one a moment later, can take the request.
- * A problem of the cluster, so a 503, never the 400 of a keyspace that does
- * not exist.
- */
-export class SchemaDisagreement extends ChorusError {
-  constructor(keyspace: string) {
-    const name = keyspace.slice(0, 80);
-    super('SchemaDisagreement', 'SCHEMA_DISAGREEMENT', `keyspace ${JSON.stringify(name)} is unknown to this node, whose schema is not yet the one its live peers hold; retry, or try another node`, { keyspace: name }, 503);
   }
 }
 

@@ -47,6 +47,21 @@ export class Overloaded extends ChorusError {
   }
 }
 
+/**
+ * This node does not know the keyspace, but its schema differs from a live
+ * peer's: the keyspace may have been created there and not have reached
+ * this node yet (a pull under way, or lost to a fault and retried). Nothing
+ * was done; another node, or this one a moment later, can take the request.
+ * A problem of the cluster, so a 503, never the 400 of a keyspace that does
+ * not exist.
+ */
+export class SchemaDisagreement extends ChorusError {
+  constructor(keyspace: string) {
+    const name = keyspace.slice(0, 80);
+    super('SchemaDisagreement', 'SCHEMA_DISAGREEMENT', `keyspace ${JSON.stringify(name)} is unknown to this node, whose schema is not yet the one its live peers hold; retry, or try another node`, { keyspace: name }, 503);
+  }
+}
+
 export function isChorusError(e: unknown): e is ChorusError {
   return e instanceof ChorusError;
 }

@@ -6,5 +6,5 @@ export { type HintSink, NO_HINTS } from './hints.js';
 export { type SchemaGossip, type SchemaMismatch } from './schema-gossip.js';
 export { realEnv } from './real-env.js';
 export { SeededRandom, hashString } from './seeded-random.js';
-export { ChorusError, InvalidRequest, Overloaded, isChorusError } from './errors.js';
+export { ChorusError, InvalidRequest, Overloaded, SchemaDisagreement, isChorusError } from './errors.js';
 export { Throttle } from './throttle.js';

@@ -136,7 +136,8 @@ export interface ChorusNode {
   membership(): MembershipSnapshot;
   status(): Promise<{ nodes: StatusEntry[] }>;
   ring(): Promise<{ tokens: RingEntry[] }>;
-  keyspaces(): Promise<{ keyspaces: KeyspaceView[] }>;
+  /** The schema's keyspaces, and whether this node's schema is the one its live peers hold (a keyspace may not have arrived yet when it is not). */
+  keyspaces(): Promise<{ keyspaces: KeyspaceView[]; schemaAgreed: boolean }>;
   /**
    * Creates or changes a keyspace; an option left out (`readRepair`,
    * `tombstoneGc`) keeps the keyspace's current one (blocking, repair for a new keyspace).
@@ -344,6 +345,8 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
   subscribe(gossiper, listener, (event): ListenerMsg => ({ type: 'membership', event }));
   current = new LatestMembership(await membership(gossiper, LOCAL_TIMEOUT_MS));
   const latest = current.snapshot.bind(current);
+  // A keyspace unknown here while a live peer holds another schema may just not have arrived: retryable, not a 400.
+  const schemaAgreed = () => peersWithOtherSchema(latest(), schemaVersion).length === 0;
   const heardBy = () => peersHoldingOwnStatus(gossiper, LOCAL_TIMEOUT_MS);
 
   if (leftBefore) {
@@ -430,8 +433,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     topology: {
       ring: requestRing,
       keyspace: (name) => (name === SYSTEM_KEYSPACE ? undefined : schema.get(name)),
-      // A keyspace unknown here while a live peer holds another schema may just not have arrived: retryable, not a 400.
-      schemaAgreed: () => peersWithOtherSchema(latest(), schemaVersion).length === 0,
+      schemaAgreed,
       localDc: settings.dc,
       localRack: settings.rack,
     },
@@ -457,6 +459,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     membership: current,
     ring: currentRing,
     keyspaces: () => [...schema.values()],
+    schemaAgreed,
     clocks: () => ({ hlc: hlc.peek(), wallMicros: env.clock.nowMicros() }),
     // Dead data both sides may already have purged is left out of comparisons: the same rule as the sweep's, for a whole range.
     purgeBefore: (keyspace, range, history) => {
@@ -561,7 +564,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     },
     ring: async () => ringEntries(latest()),
     async keyspaces() {
-      return { keyspaces: [...schema.values()].map((k) => ({ name: k.name, replication: k.replication, readRepair: readRepairOf(k), tombstoneGc: tombstoneGcOf(k) })).sort((a, b) => a.name.localeCompare(b.name)) };
+      return { schemaAgreed: schemaAgreed(), keyspaces: [...schema.values()].map((k) => ({ name: k.name, replication: k.replication, readRepair: readRepairOf(k), tombstoneGc: tombstoneGcOf(k) })).sort((a, b) => a.name.localeCompare(b.name)) };
     },
     async putKeyspace(name, replication, readRepair, tombstoneGc) {
       const known = new Set(latest().endpoints().map((e) => e.dc).filter((dc): dc is string => dc !== undefined));

@@ -222,6 +222,9 @@ describe('bootstrap: a joining node and the schema', () => {
     expect((await c.node('n4').keyspaces()).keyspaces).toEqual([]);
     await expect(c.during(c.node('n4').coordinator.put(KS, 'k0', undefined, 'early', { consistency: 'ONE' }))).rejects.toMatchObject({ name: 'SchemaDisagreement', httpStatus: 503, fields: { keyspace: KS } });
     await expect(c.during(c.node('n4').coordinator.put('nowhere', 'k0', undefined, 'early', { consistency: 'ONE' }))).rejects.toMatchObject({ name: 'SchemaDisagreement' });
+    // So does a repair of it started there; the schema's disagreement is what `GET /v1/local` answers 503 by too.
+    expect((await c.node('n4').keyspaces()).schemaAgreed).toBe(false);
+    await expect(c.during(c.node('n4').repair.start({ keyspace: KS }))).rejects.toMatchObject({ name: 'SchemaDisagreement', httpStatus: 503, fields: { keyspace: KS } });
     // Each time a peer sees n4 in the ring, n4 must already hold the keyspace.
     const seenWithout: string[] = [];
     await c.settle(
