@@ -20,7 +20,9 @@ export interface SchemaGossip {
   publishVersion(version: string): void;
   /**
    * Calls `listener` whenever an UP peer's version differs from this node's:
-   * when the peer comes up, when its version changes, or when ours does.
+   * when the peer comes up, when its version changes, or when ours does; and
+   * for every UP peer that still differs each time this node publishes its
+   * version, changed or not.
    *
    * Contract, as for `MembershipEvents`: the gossiper actor calls the
    * listener during its own turn; it must return at once and must not throw,

@@ -785,18 +785,17 @@ class Gossiper {
   private setLocal(entries: ReadonlyArray<readonly [string, string]>): void {
     const me = this.states.get(this.self)!;
     const app = { ...me.app };
-    let schemaChanged = false;
+    let schemaPublished = false;
     for (const [key, value] of entries) {
       const old = Object.hasOwn(app, key) ? app[key]!.value : undefined;
       app[key] = { value, version: ++this.version };
-      if (old !== value) {
-        this.pending.push({ kind: 'changed', node: this.self, key, oldValue: old, newValue: value });
-        if (key === AppStateKey.SCHEMA) schemaChanged = true;
-      }
+      if (old !== value) this.pending.push({ kind: 'changed', node: this.self, key, oldValue: old, newValue: value });
+      if (key === AppStateKey.SCHEMA) schemaPublished = true;
     }
     this.states.set(this.self, { heartbeat: me.heartbeat, app });
     this.view = undefined;
-    if (schemaChanged) for (const node of this.liveness.keys()) this.checkSchema(node);
+    // Even an unchanged version: the schema publishes its own again to hear once more of the peers it still differs from.
+    if (schemaPublished) for (const node of this.liveness.keys()) this.checkSchema(node);
   }
 
   private remove(node: NodeId, replyTo: ReplyTo<boolean>): void {

@@ -63,6 +63,11 @@ describe("the gossiper behind core's interfaces", () => {
     expect(await until(h, () => mismatches.length > 0, 30_000), 'seed 45').toBeDefined();
     expect(mismatches[0]).toEqual({ peer: 'n2', theirs: 'v2', ours: 'v1' });
     expect(await until(h, () => h.views.get('n2')?.endpoint(id('n1'))?.schema === 'v1', 30_000)).toBeDefined();
+    // Publishing the same version again reports the peers that still differ: how the schema hears of them once more.
+    const reported = mismatches.length;
+    schema1.publishVersion('v1');
+    await h.sim.runFor(10);
+    expect(mismatches.slice(reported)).toEqual([{ peer: 'n2', theirs: 'v2', ours: 'v1' }]);
 
     off();
     await h.sim.runFor(10);

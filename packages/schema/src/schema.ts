@@ -30,7 +30,8 @@ export type SchemaMsg =
   | { type: 'schema.differs'; peer: NodeId; theirs?: string }
   | { type: 'schema.pulled'; peer: NodeId; keyspaces: KeyspaceDefinitionWire[] }
   | { type: 'schema.pullFailed'; peer: NodeId; error: unknown }
-  | { type: 'schema.retry'; peer: NodeId };
+  | { type: 'schema.retry'; peer: NodeId }
+  | { type: 'schema.recheck' };
 
 /**
  * How a failed pull is tried again. Gossip reports a mismatch only when a
@@ -203,9 +204,12 @@ export function spawnSchema(system: ActorSystem, options: SchemaOptions): ActorR
       for (const [peer, entry] of pending) if (!entry.inFlight && entry.theirs !== undefined && versions.has(entry.theirs)) settle(peer);
     }
 
+    /** Set while a publication of this version is due, to hear again of the peers whose pulls all failed. */
+    let recheck: Timer | undefined;
     let unsubscribe: (() => void) | undefined;
     return {
       started(ctx) {
+        // After a restart too: publishing again reports every peer that still differs, whose pulls the previous run kept.
         announce();
         unsubscribe = options.gossip.onVersionMismatch(({ peer, theirs }) => {
           // Called in the gossiper's turn: hand the pull to this actor and return.
@@ -259,6 +263,10 @@ export function spawnSchema(system: ActorSystem, options: SchemaOptions): ActorR
             pull(msg.peer);
             return;
           }
+          case 'schema.recheck':
+            recheck = undefined;
+            options.gossip.publishVersion(snapshot.version);
+            return;
           case 'schema.retry': {
             const entry = pending.get(msg.peer);
             if (entry === undefined || entry.inFlight) return;
@@ -291,8 +299,10 @@ export function spawnSchema(system: ActorSystem, options: SchemaOptions): ActorR
         function retryLater(peer: NodeId, error: unknown): void {
           const entry = pending.get(peer)!;
           if (entry.attempt >= retry.attempts) {
-            ctx.log.warn({ peer, attempts: entry.attempt, err: error }, 'schema pull failed again; waiting for gossip to report this peer again');
+            ctx.log.warn({ peer, attempts: entry.attempt, err: error }, 'schema pull failed again; publishing this version again later to hear of the peers that still differ');
             settle(peer);
+            // The peer's version may never change again, nor may it go down and come back: without this, nothing would report it.
+            recheck ??= ctx.after(retry.maxMs, { type: 'schema.recheck' });
             return;
           }
           const delayMs = Math.min(retry.maxMs, retry.firstMs * 2 ** entry.attempt);

@@ -5,7 +5,7 @@ import { SCHEMA_PARTITION, type StorageHandle, spawnStorage, systemRow, write } 
 import { wireCodec } from '@chorus/wire';
 import { MemoryLevel } from 'memory-level';
 import { describe, expect, it } from 'vitest';
-import { type SchemaMsg, type SchemaSnapshot, type StoredKeyspace, loadSchema, putKeyspace, schemaVersion, spawnSchema, validateKeyspaceRequest } from '../src/index.js';
+import { type SchemaMsg, type SchemaOptions, type SchemaSnapshot, type StoredKeyspace, loadSchema, putKeyspace, schemaVersion, spawnSchema, validateKeyspaceRequest } from '../src/index.js';
 import { VersionBus } from './helpers.js';
 
 const simple = (name: string, rf: number, timestampMicros: number): StoredKeyspace => ({ name, replication: { class: 'SimpleStrategy', rf }, readRepair: 'blocking', tombstoneGc: 'repair', timestampMicros });
@@ -49,7 +49,7 @@ interface Node {
 }
 
 /** Schema actors on simulated nodes, each on its own memory-level disk that survives restarts, meeting through a VersionBus. */
-async function cluster(seed: number, names: string[]) {
+async function cluster(seed: number, names: string[], pullRetry?: SchemaOptions['pullRetry']) {
   const sim = new Simulation({ seed, network: { latencyMs: 2, jitterMs: 2 } });
   const bus = new VersionBus();
   const nodes = new Map<string, Node>();
@@ -63,7 +63,7 @@ async function cluster(seed: number, names: string[]) {
       const system = new ActorSystem({ env, transport, codec: wireCodec() });
       const storage = spawnStorage(system, { db, env });
       const node: Node = { system, storage, latest: undefined, ref: undefined as unknown as ActorRef<SchemaMsg> };
-      node.ref = spawnSchema(system, { storage, initial: await loadSchema(storage), gossip: bus.gossipOf(env.node), timeoutMs: 5_000, listener: { schemaChanged: (s) => (node.latest = s) } });
+      node.ref = spawnSchema(system, { storage, initial: await loadSchema(storage), gossip: bus.gossipOf(env.node), timeoutMs: 5_000, ...(pullRetry ? { pullRetry } : {}), listener: { schemaChanged: (s) => (node.latest = s) } });
       nodes.set(name, node);
     });
   }
@@ -127,6 +127,19 @@ describe('the schema actor', () => {
     // Nothing changes after the heal: only a retry of the lost pull brings the definition.
     await sim.runFor(60_000);
     expect(nodes.get('n2')!.latest!.version).toBe(created.version);
+    expect(nodes.get('n2')!.latest!.keyspaces.get('app')).toEqual(created.keyspaces.get('app'));
+  });
+
+  it('gives up on a peer after its last retry, publishes its version again later and pulls then, so a cut longer than every retry still heals (seed 29)', async () => {
+    const { sim, nodes, during } = await cluster(29, ['n1', 'n2'], { attempts: 2, firstMs: 500, maxMs: 2_000 });
+    sim.network.partition([nodeId('n1')], [nodeId('n2')]);
+    const created = await during(putKeyspace(nodes.get('n1')!.ref, validateKeyspaceRequest('app', { class: 'SimpleStrategy', rf: 2 }, new Set()), 5_000));
+    // The pull and both retries time out in the cut (5 s each): n2 gives up on n1.
+    await sim.runFor(40_000);
+    expect(nodes.get('n2')!.latest!.keyspaces.has('app')).toBe(false);
+    sim.network.heal();
+    // No version changes after the heal, and no retry is left: n2 publishing its own again is what brings the definition.
+    await sim.runFor(30_000);
     expect(nodes.get('n2')!.latest!.keyspaces.get('app')).toEqual(created.keyspaces.get('app'));
   });
 
