@@ -33,8 +33,8 @@ export function cacheId(key: Uint8Array, end: number): string {
 
 /*
  * Rough heap cost of one entry beside its key and value bytes: the Map slot,
- * the id string, the entry object and its timestamps, the data string's header. It only has to be
- * the right order of magnitude for the byte bound.
+ * the id string, the entry object and its timestamps, the data string's
+ * header. It only has to be the right order of magnitude for the byte bound.
  */
 const ENTRY_OVERHEAD = 200;
 /** Most row/partition ids remembered as written while reads are in flight; older ones fold into `evictedSeq`. */
