@@ -10,7 +10,9 @@ import { type ChorusNode, SYSTEM_KEYSPACE } from '@chorus/node';
 export async function readLocal(node: ChorusNode, keyspace: string, key: Uint8Array | string, clustering: Uint8Array | string | undefined) {
   if (keyspace === SYSTEM_KEYSPACE) throw new InvalidRequest(`keyspace ${SYSTEM_KEYSPACE} holds the node's own records and is not readable`, { field: 'keyspace' });
   const { keyspaces, schemaAgreed } = await node.keyspaces();
-  if (!schemaAgreed && !keyspaces.some((k) => k.name === keyspace)) throw new SchemaDisagreement(keyspace);
-  if (!keyspaces.some((k) => k.name === keyspace)) throw new InvalidRequest(`unknown keyspace ${JSON.stringify(keyspace).slice(0, 80)}`, { field: 'keyspace', reason: 'UNKNOWN_KEYSPACE' });
+  if (!keyspaces.some((k) => k.name === keyspace)) {
+    if (!schemaAgreed) throw new SchemaDisagreement(keyspace);
+    throw new InvalidRequest(`unknown keyspace ${JSON.stringify(keyspace).slice(0, 80)}`, { field: 'keyspace', reason: 'UNKNOWN_KEYSPACE' });
+  }
   return node.coordinator.local(keyspace, key, clustering);
 }

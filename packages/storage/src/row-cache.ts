@@ -127,7 +127,7 @@ class CachedRow {
 
   private bytesOf(start: number, end: number): Uint8Array {
     const out = Buffer.allocUnsafe(end - start);
-    out.write(start === 0 && end === this.data.length ? this.data : this.data.slice(start, end), 0, 'latin1');
+    out.write(this.data.slice(start, end), 0, 'latin1');
     return out;
   }
 }
