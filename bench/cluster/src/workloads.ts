@@ -26,9 +26,9 @@ export const DESCRIPTIONS: Record<WorkloadName, string> = {
   'write-quorum-1024': 'QUORUM writes of new keys, 1024 in flight',
   'read-quorum-hot': 'QUORUM reads of 10,000 keys written and read before, 1024 in flight',
   'read-quorum-cold': 'QUORUM reads of keys written earlier and not read since, 1024 in flight',
-  'write-one': 'ONE writes, 1024 in flight (other: × QUORUM writes at 1024)',
-  'write-all': 'ALL writes, 1024 in flight (other: × QUORUM writes at 1024)',
-  'read-all': 'ALL reads of keys not read since written, 1024 in flight (other: × cold QUORUM reads)',
+  'write-one': 'ONE writes, 1024 in flight (other: × QUORUM writes at 1024, run right before and after)',
+  'write-all': 'ALL writes, 1024 in flight (other: × QUORUM writes at 1024, run right before and after)',
+  'read-all': 'ALL reads of keys not read since written, 1024 in flight (other: × cold QUORUM reads, run right before and after)',
   mix: '50 % QUORUM reads of earlier keys, 50 % QUORUM writes, 256 in flight',
   'open-loop': 'QUORUM writes at a fixed rate, half the ideal peak (ratios: p99, and p99.9 in other)',
   serial: 'one QUORUM write at a time, p50 (other: × a bare ws round trip)',
@@ -44,12 +44,15 @@ export interface System {
   written: number;
   /** The 10,000 `h:` keys are written and have been read once. */
   hot: boolean;
-  /** How far the cold reads went through a permutation of the written keys. */
-  coldCursor: number;
+  /**
+   * The keys cold reads take, in a permutation: `w:<start>` … `w:<start+size-1>`, read up to `cursor`. Each
+   * workload that reads cold keys takes a new pool of keys written after the last one, so none has been read.
+   */
+  cold: { start: number; size: number; cursor: number };
 }
 
 export function newSystem(target: Target, processes: Watched[]): System {
-  return { target, processes, written: 0, hot: false, coldCursor: 0 };
+  return { target, processes, written: 0, hot: false, cold: { start: 0, size: 0, cursor: 0 } };
 }
 
 export interface Side extends LoadResult {
@@ -74,6 +77,8 @@ export interface WorkloadReport {
   ratio: number;
   /** The second ratio a target names, as the description says. */
   other?: { label: string; chorus: number; ideal?: number };
+  /** The workload `other` compares with, run right before and right after this one: the mean of its two runs. */
+  reference?: { workload: WorkloadName; chorusOpsPerSec: number; idealOpsPerSec?: number };
   /** The bare ws round trip of the serial workload. */
   wsRoundTripMs?: { p50: number; p99: number };
 }
@@ -95,16 +100,27 @@ export interface RunContext {
 const HOT_KEYS = 10_000;
 /** The keys mix-long reads and overwrites: `w:0` … `w:199999`, written first. */
 const MIX_KEYS = 200_000;
-/** Cold reads want at least this many keys to go through, so each is read once. */
-const COLD_KEYS = 50_000;
+/**
+ * Keys in each pool of cold reads: more than Chorus reads in one workload (about 6,000 reads/s for 12 s), so
+ * that each is read once. The ideal pipeline reads faster and goes through its pool more than once: with no
+ * row cache, that changes nothing for it but LevelDB's own block cache.
+ */
+const COLD_KEYS = 100_000;
 /** A prime: stepping by it modulo the key count visits every written key once before any comes back. */
 const STRIDE = 1_000_003;
 
 const writeNew = (s: System): NextOp => () => ({ read: false, key: `w:${s.written++}` });
 
 function coldRead(s: System): NextOp {
-  const n = Math.max(1, s.written);
-  return () => ({ read: true, key: `w:${(s.coldCursor++ * STRIDE) % n}` });
+  const pool = s.cold;
+  return () => ({ read: true, key: `w:${pool.start + ((pool.cursor++ * STRIDE) % pool.size)}` });
+}
+
+/** A new pool of keys not read yet for the cold reads, written first if the write workloads left too few. */
+async function newColdPool(s: System, value: Uint8Array): Promise<void> {
+  const start = s.cold.start + s.cold.size;
+  await ensureWritten(s, start + COLD_KEYS, value);
+  s.cold = { start, size: s.written - start, cursor: 0 };
 }
 
 /** Untimed writes of `w:` keys until there are `count`, for the reads that need them. */
@@ -154,14 +170,14 @@ const SPECS: Record<WorkloadName, Spec> = {
     prepare: (s, ctx) => ensureHot(s, ctx.value),
     next: () => () => ({ read: true, key: `h:${Math.floor(Math.random() * HOT_KEYS)}` }),
   },
-  'read-quorum-cold': { consistency: 'QUORUM', concurrency: 1024, prepare: (s, ctx) => ensureWritten(s, COLD_KEYS, ctx.value), next: coldRead },
+  'read-quorum-cold': { consistency: 'QUORUM', concurrency: 1024, prepare: (s, ctx) => newColdPool(s, ctx.value), next: coldRead },
   'write-one': { consistency: 'ONE', concurrency: 1024, next: writeNew },
   'write-all': { consistency: 'ALL', concurrency: 1024, next: writeNew },
-  'read-all': { consistency: 'ALL', concurrency: 1024, prepare: (s, ctx) => ensureWritten(s, COLD_KEYS, ctx.value), next: coldRead },
+  'read-all': { consistency: 'ALL', concurrency: 1024, prepare: (s, ctx) => newColdPool(s, ctx.value), next: coldRead },
   mix: {
     consistency: 'QUORUM',
     concurrency: 256,
-    prepare: (s, ctx) => ensureWritten(s, COLD_KEYS, ctx.value),
+    prepare: (s, ctx) => newColdPool(s, ctx.value),
     next: (s) => {
       const read = coldRead(s);
       const write = writeNew(s);
@@ -235,12 +251,37 @@ async function measure(s: System, spec: Spec, ctx: RunContext, rate: number | un
 
 const ratioOf = (a: number, b: number) => (b > 0 ? Math.round((a / b) * 1000) / 1000 : 0);
 
+/**
+ * Workloads whose second ratio compares them with another workload. The other one runs right before and right
+ * after, on the same system, and the ratio takes the mean of the two: a workload run later meets a fuller store
+ * (LevelDB's compactions count in the nodes' CPU) and a different moment of a shared machine, and comparing
+ * with a measurement taken minutes earlier would weigh that rather than the consistency level.
+ */
+const REFERENCES: Partial<Record<WorkloadName, { workload: WorkloadName; label: string }>> = {
+  'write-one': { workload: 'write-quorum-1024', label: '× QUORUM writes' },
+  'write-all': { workload: 'write-quorum-1024', label: '× QUORUM writes' },
+  'read-all': { workload: 'read-quorum-cold', label: '× QUORUM reads' },
+};
+
+/** One system's run of a workload, between two runs of its reference workload when it has one. */
+async function measureBracketed(s: System, name: WorkloadName, ctx: RunContext, rate: number | undefined, label: string): Promise<{ side: Side; referenceOpsPerSec?: number }> {
+  const reference = REFERENCES[name];
+  if (!reference) return { side: await measure(s, SPECS[name], ctx, rate, label) };
+  const again = () => measure(s, SPECS[reference.workload], ctx, undefined, `${label}, reference ${reference.workload}`);
+  const before = await again();
+  const side = await measure(s, SPECS[name], ctx, rate, label);
+  const after = await again();
+  return { side, referenceOpsPerSec: (before.opsPerSec + after.opsPerSec) / 2 };
+}
+
 /** Runs one workload on Chorus, then on the ideal pipeline, and reports both. */
 export async function runWorkload(name: WorkloadName, ctx: RunContext): Promise<WorkloadReport> {
   const spec = SPECS[name];
   const rate = spec.rate?.(ctx);
-  const chorus = await measure(ctx.chorus, spec, ctx, rate, `${name} chorus`);
-  const ideal = ctx.ideal ? await measure(ctx.ideal, spec, ctx, rate, `${name} ideal`) : undefined;
+  const chorusRun = await measureBracketed(ctx.chorus, name, ctx, rate, `${name} chorus`);
+  const idealRun = ctx.ideal ? await measureBracketed(ctx.ideal, name, ctx, rate, `${name} ideal`) : undefined;
+  const chorus = chorusRun.side;
+  const ideal = idealRun?.side;
   const report: WorkloadReport = {
     workload: name,
     description: DESCRIPTIONS[name],
@@ -252,23 +293,23 @@ export async function runWorkload(name: WorkloadName, ctx: RunContext): Promise<
     ...(ideal ? { ideal } : {}),
     ratio: ideal ? ratioOf(chorus.opsPerSec, ideal.opsPerSec) : 0,
   };
+  const reference = REFERENCES[name];
+  if (reference && chorusRun.referenceOpsPerSec !== undefined) {
+    const idealReference = idealRun?.referenceOpsPerSec;
+    report.reference = { workload: reference.workload, chorusOpsPerSec: Math.round(chorusRun.referenceOpsPerSec), ...(idealReference !== undefined ? { idealOpsPerSec: Math.round(idealReference) } : {}) };
+    report.other = {
+      label: reference.label,
+      chorus: ratioOf(chorus.opsPerSec, chorusRun.referenceOpsPerSec),
+      ...(ideal && idealReference !== undefined ? { ideal: ratioOf(ideal.opsPerSec, idealReference) } : {}),
+    };
+  }
   // Without the ideal, a ratio against it means nothing: the ideal's side of the `other` figures is left out too.
   const idealRatio = (a: Side | undefined, b: Side | undefined, pick: (side: Side) => number) => (a && b ? { ideal: ratioOf(pick(a), pick(b)) } : {});
   const quorumWrites = ctx.done.get('write-quorum-1024');
   switch (name) {
-    case 'write-one':
-    case 'write-all':
     case 'durable':
-      if (quorumWrites) {
-        const label = name === 'durable' ? '× periodic' : '× QUORUM writes';
-        report.other = { label, chorus: ratioOf(chorus.opsPerSec, quorumWrites.chorus.opsPerSec), ...idealRatio(ideal, quorumWrites.ideal, (x) => x.opsPerSec) };
-      }
+      if (quorumWrites) report.other = { label: '× periodic', chorus: ratioOf(chorus.opsPerSec, quorumWrites.chorus.opsPerSec), ...idealRatio(ideal, quorumWrites.ideal, (x) => x.opsPerSec) };
       break;
-    case 'read-all': {
-      const quorumReads = ctx.done.get('read-quorum-cold');
-      if (quorumReads) report.other = { label: '× QUORUM reads', chorus: ratioOf(chorus.opsPerSec, quorumReads.chorus.opsPerSec), ...idealRatio(ideal, quorumReads.ideal, (x) => x.opsPerSec) };
-      break;
-    }
     case 'open-loop':
       if (!ideal) break;
       report.ratio = ratioOf(chorus.latencyMs.p99, ideal.latencyMs.p99);
