@@ -38,6 +38,10 @@ const WRITE_PLAN_MAX_AGE_MS = 1_000;
 
 type WriteAnswer = { timestampMicros: number };
 type ReadAnswer = { cell: Cell | undefined };
+/** What a write puts: a value (with a TTL), a row tombstone (nothing), or a partition deletion. */
+type WriteWhat = { value?: Uint8Array | string; ttlSeconds?: number; partition?: boolean };
+const sameAnswer = (answer: WriteAnswer): WriteAnswer => answer;
+const sameCell = (cell: Cell | undefined): Cell | undefined => cell;
 
 /** The coordinator actor's messages. Only this module builds them. */
 export type CoordinatorMsg =
@@ -530,7 +534,11 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
   /** What a timeout says when the coordinator actor's answer never came: it cannot tell how many replicas answered. */
   const LOST_ANSWER = 'the coordinator did not answer in time; how many replicas acknowledged is not known';
 
-  function run<R>(timeoutMs: number, bytes: number, build: (replyTo: ReplyTo<R>) => CoordinatorMsg, lost: () => Error): Promise<R> {
+  /**
+   * Sends a request to the actor and resolves with `shape` of its answer: one promise per request, so the
+   * functions below are not async (each async function and await would be one more promise and job per request).
+   */
+  function run<R, T>(timeoutMs: number, bytes: number, build: (replyTo: ReplyTo<R>) => CoordinatorMsg, lost: () => Error, shape: (answer: R) => T): Promise<T> {
     if (inFlight >= o.maxInFlight) return Promise.reject(new Overloaded('coordinator in-flight requests', o.maxInFlight));
     // One request alone always fits, so no size the model allows is refused forever.
     if (inFlight > 0 && inFlightBytes + bytes > maxInFlightBytes) {
@@ -538,21 +546,34 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
     }
     inFlight++;
     inFlightBytes += bytes;
-    // One promise per request, settled by the actor's answer (no async function around it: every request comes here).
-    return new Promise<R>((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       // The actor always answers by the request's own deadline; the margin only covers a lost actor, or a process
       // paused past both deadlines (both timers fire at once when it resumes). The request may have reached replicas
       // either way, so the caller hears the request's own timeout, never the actor runtime's.
       ref.request<R>(build, timeoutMs + 5_000, (error, answer) => {
         inFlight--;
         inFlightBytes -= bytes;
-        if (error === undefined) resolve(answer as R);
-        else reject(isChorusError(error) && error.name === 'AskTimeout' ? lost() : error);
+        if (error !== undefined) reject(isChorusError(error) && error.name === 'AskTimeout' ? lost() : error);
+        else {
+          try {
+            resolve(shape(answer as R));
+          } catch (thrown) {
+            reject(thrown);
+          }
+        }
       });
     });
   }
 
-  async function write(keyspace: string, partitionKey: Key, clustering: Key | undefined, what: { value?: Uint8Array | string; ttlSeconds?: number; partition?: boolean }, options: WriteOptions = {}): Promise<WriteAnswer> {
+  function write(keyspace: string, partitionKey: Key, clustering: Key | undefined, what: WriteWhat, options: WriteOptions = {}): Promise<WriteAnswer> {
+    try {
+      return startWrite(keyspace, partitionKey, clustering, what, options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  function startWrite(keyspace: string, partitionKey: Key, clustering: Key | undefined, what: WriteWhat, options: WriteOptions): Promise<WriteAnswer> {
     const ks = keyspaceDef(keyspace);
     const consistency = options.consistency === undefined ? DEFAULT_CONSISTENCY : parseConsistency(options.consistency);
     const partition = bytesOf(partitionKey);
@@ -593,20 +614,25 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
     validateMutation(mutation);
     // A timestamp not taken from the clock (the client's, or above a session's mark) is adopted once the write may exist.
     const clientStamped = options.timestampMicros !== undefined || options.afterMicros !== undefined;
-    try {
-      const answer = await run<WriteAnswer>(
-        o.writeTimeoutMs,
-        mutationBytes(mutation),
-        (replyTo) => ({ type: 'write', keyspace: ks, consistency, mutation, timestampMicros, clientTimestamp: options.timestampMicros !== undefined, replyTo }),
-        () => new WriteTimeout(consistency, blockFor(consistency, ks.replication, o.topology.localDc), 0, 'SIMPLE', LOST_ANSWER, timestampMicros),
-      );
-      if (clientStamped) adoptClientTimestamp(timestampMicros);
-      return answer;
-    } catch (error) {
-      // A timed-out write may exist on some replica and win later; one refused or never sent does not.
-      if (clientStamped && error instanceof WriteTimeout) adoptClientTimestamp(timestampMicros);
-      throw error;
-    }
+    const answered = run(
+      o.writeTimeoutMs,
+      mutationBytes(mutation),
+      (replyTo: ReplyTo<WriteAnswer>) => ({ type: 'write', keyspace: ks, consistency, mutation, timestampMicros, clientTimestamp: options.timestampMicros !== undefined, replyTo }),
+      () => new WriteTimeout(consistency, blockFor(consistency, ks.replication, o.topology.localDc), 0, 'SIMPLE', LOST_ANSWER, timestampMicros),
+      sameAnswer,
+    );
+    if (!clientStamped) return answered;
+    return answered.then(
+      (answer) => {
+        adoptClientTimestamp(timestampMicros);
+        return answer;
+      },
+      (error: unknown) => {
+        // A timed-out write may exist on some replica and win later; one refused or never sent does not.
+        if (error instanceof WriteTimeout) adoptClientTimestamp(timestampMicros);
+        throw error;
+      },
+    );
   }
 
   /**
@@ -622,25 +648,37 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
     hlc.observe(ts);
   }
 
-  async function readCellAt(keyspace: string, key: Key, clustering: Key | undefined, options: RowReadOptions = {}): Promise<Cell | undefined> {
-    const ks = keyspaceDef(keyspace);
-    const consistency = options.consistency === undefined ? DEFAULT_CONSISTENCY : parseConsistency(options.consistency);
-    validateForRead(consistency);
-    const partition = bytesOf(key);
-    const ck = clustering === undefined ? undefined : bytesOf(clustering);
-    validateRowKey(partition, ck);
-    const row: RowKey = { keyspace: ks.name, token: tokenOf(partition), partition };
-    if (ck !== undefined) row.clustering = ck;
+  /** Reads a row at a level and resolves with `shape` of its reconciled cell. */
+  function readCellAt<T>(keyspace: string, key: Key, clustering: Key | undefined, options: RowReadOptions, shape: (cell: Cell | undefined) => T): Promise<T> {
+    let ks: KeyspaceDef;
+    let consistency: ConsistencyLevel;
+    let row: RowKey;
+    try {
+      ks = keyspaceDef(keyspace);
+      consistency = options.consistency === undefined ? DEFAULT_CONSISTENCY : parseConsistency(options.consistency);
+      validateForRead(consistency);
+      const partition = bytesOf(key);
+      const ck = clustering === undefined ? undefined : bytesOf(clustering);
+      validateRowKey(partition, ck);
+      row = { keyspace: ks.name, token: tokenOf(partition), partition };
+      if (ck !== undefined) row.clustering = ck;
+      if (options.floorMicros !== undefined) micros(options.floorMicros, 'floor');
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const floorMicros = options.floorMicros;
-    if (floorMicros !== undefined) micros(floorMicros, 'floor');
-    const answer = await run<ReadAnswer>(
+    return run(
       o.readTimeoutMs,
       READ_REQUEST_BYTES,
-      (replyTo) => (floorMicros === undefined ? { type: 'read', keyspace: ks, consistency, row, replyTo } : { type: 'read', keyspace: ks, consistency, row, floorMicros, replyTo }),
+      (replyTo: ReplyTo<ReadAnswer>) => (floorMicros === undefined ? { type: 'read', keyspace: ks, consistency, row, replyTo } : { type: 'read', keyspace: ks, consistency, row, floorMicros, replyTo }),
       () => new ReadTimeout(consistency, blockFor(consistency, ks.replication, o.topology.localDc), 0, false, LOST_ANSWER),
+      (answer) => shape(answer.cell),
     );
-    return answer.cell;
   }
+
+  /** What `get` answers: the live value, or undefined for absence, a tombstone or an expired cell. */
+  const liveValue = (cell: Cell | undefined): { value: Uint8Array; timestampMicros: number } | undefined =>
+    cell === undefined || isDead(cell, env.clock.nowMicros()) || isTombstone(cell) ? undefined : { value: cell.value, timestampMicros: cell.timestampMicros };
 
   return {
     ref,
@@ -648,12 +686,8 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
     put: (keyspace, key, clustering, value, opts = {}) => write(keyspace, key, clustering, opts.ttlSeconds === undefined ? { value } : { value, ttlSeconds: opts.ttlSeconds }, opts),
     del: (keyspace, key, clustering, opts = {}) => write(keyspace, key, clustering, {}, opts),
     deletePartition: (keyspace, partition, opts = {}) => write(keyspace, partition, undefined, { partition: true }, opts),
-    getCell: readCellAt,
-    async get(keyspace, key, clustering, opts) {
-      const cell = await readCellAt(keyspace, key, clustering, opts);
-      if (cell === undefined || isDead(cell, env.clock.nowMicros()) || isTombstone(cell)) return undefined;
-      return { value: cell.value, timestampMicros: cell.timestampMicros };
-    },
+    getCell: (keyspace, key, clustering, opts = {}) => readCellAt(keyspace, key, clustering, opts, sameCell),
+    get: (keyspace, key, clustering, opts = {}) => readCellAt(keyspace, key, clustering, opts, liveValue),
     async slice(keyspace, partitionKey, opts = {}) {
       const ks = keyspaceDef(keyspace);
       const consistency = opts.consistency === undefined ? DEFAULT_CONSISTENCY : parseConsistency(opts.consistency);
@@ -678,11 +712,12 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
           floors.push({ clustering, timestampMicros: micros(f.timestampMicros, 'floors') });
         }
       }
-      const page = await run<MergedPage>(
+      const page = await run(
         o.readTimeoutMs,
         READ_REQUEST_BYTES,
-        (replyTo) => ({ type: 'slice', keyspace: ks, consistency, query, floors, replyTo }),
+        (replyTo: ReplyTo<MergedPage>) => ({ type: 'slice', keyspace: ks, consistency, query, floors, replyTo }),
         () => new ReadTimeout(consistency, blockFor(consistency, ks.replication, o.topology.localDc), 0, false, LOST_ANSWER),
+        (merged: MergedPage) => merged,
       );
       const rows = page.rows.map((r): SliceResponseRow => {
         const cell = r.cell as Exclude<Cell, { tombstone: true }>;
