@@ -650,23 +650,24 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
 
   /** Reads a row at a level and resolves with `shape` of its reconciled cell. */
   function readCellAt<T>(keyspace: string, key: Key, clustering: Key | undefined, options: RowReadOptions, shape: (cell: Cell | undefined) => T): Promise<T> {
-    let ks: KeyspaceDef;
-    let consistency: ConsistencyLevel;
-    let row: RowKey;
     try {
-      ks = keyspaceDef(keyspace);
-      consistency = options.consistency === undefined ? DEFAULT_CONSISTENCY : parseConsistency(options.consistency);
-      validateForRead(consistency);
-      const partition = bytesOf(key);
-      const ck = clustering === undefined ? undefined : bytesOf(clustering);
-      validateRowKey(partition, ck);
-      row = { keyspace: ks.name, token: tokenOf(partition), partition };
-      if (ck !== undefined) row.clustering = ck;
-      if (options.floorMicros !== undefined) micros(options.floorMicros, 'floor');
+      return startRead(keyspace, key, clustering, options, shape);
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  function startRead<T>(keyspace: string, key: Key, clustering: Key | undefined, options: RowReadOptions, shape: (cell: Cell | undefined) => T): Promise<T> {
+    const ks = keyspaceDef(keyspace);
+    const consistency = options.consistency === undefined ? DEFAULT_CONSISTENCY : parseConsistency(options.consistency);
+    validateForRead(consistency);
+    const partition = bytesOf(key);
+    const ck = clustering === undefined ? undefined : bytesOf(clustering);
+    validateRowKey(partition, ck);
+    const row: RowKey = { keyspace: ks.name, token: tokenOf(partition), partition };
+    if (ck !== undefined) row.clustering = ck;
     const floorMicros = options.floorMicros;
+    if (floorMicros !== undefined) micros(floorMicros, 'floor');
     return run(
       o.readTimeoutMs,
       READ_REQUEST_BYTES,

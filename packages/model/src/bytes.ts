@@ -13,3 +13,13 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
 }
+
+/**
+ * `length` bytes for the caller to fill, all of them: a plain Uint8Array over Node's pooled memory. A Uint8Array
+ * made with `new` and over 64 bytes gets an ArrayBuffer and a backing store of its own, about ten times the cost,
+ * and every full collection sweeps them.
+ */
+export function unfilledBytes(length: number): Uint8Array {
+  const pooled = Buffer.allocUnsafe(length);
+  return new Uint8Array(pooled.buffer, pooled.byteOffset, length);
+}

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { compareBytes } from './bytes.js';
 
 /** A live value, optionally expiring at `expiresAtMicros` (wall-clock microseconds). */
@@ -60,26 +60,29 @@ export function mergeCells(a: Cell | undefined, b: Cell | undefined): Cell | und
   return compareCells(a, b) >= 0 ? a : b;
 }
 
-const ABSENT = new Uint8Array(0);
-
 /**
  * Digest of a row's merged cell: timestamp, tombstone flag, expiry and value
  * (sha256, first 16 bytes). Two replicas agree on it exactly when they hold
  * the same version; an absent row has its own fixed digest.
  */
 export function cellDigest(cell: Cell | undefined): Uint8Array {
-  const h = createHash('sha256');
-  if (cell === undefined) h.update(ABSENT);
-  else {
-    const head = new Uint8Array(17);
-    const dv = new DataView(head.buffer);
-    head[0] = isTombstone(cell) ? 1 : cell.expiresAtMicros !== undefined ? 2 : 3;
-    dv.setFloat64(1, cell.timestampMicros);
-    if (!isTombstone(cell)) {
-      dv.setFloat64(9, cell.expiresAtMicros ?? 0);
-      h.update(head);
-      h.update(cell.value);
-    } else h.update(head);
-  }
-  return new Uint8Array(h.digest().subarray(0, 16));
+  if (cell === undefined) return digestBytes(ABSENT_DIGEST);
+  // One buffer hashed at once: the flag, the timestamp and the expiry (0 for none and for a tombstone), then the value.
+  const tombstone = isTombstone(cell);
+  const bytes = Buffer.allocUnsafe(17 + (tombstone ? 0 : cell.value.length));
+  bytes[0] = tombstone ? 1 : cell.expiresAtMicros !== undefined ? 2 : 3;
+  bytes.writeDoubleBE(cell.timestampMicros, 1);
+  bytes.writeDoubleBE(tombstone ? 0 : (cell.expiresAtMicros ?? 0), 9);
+  if (!tombstone) bytes.set(cell.value, 17);
+  // As a 'binary' (latin1) string: a Buffer made by the hash is an ArrayBuffer of its own, which costs more than the hash.
+  return digestBytes(hash('sha256', bytes, 'binary'));
+}
+
+const ABSENT_DIGEST = hash('sha256', new Uint8Array(0), 'binary');
+
+/** A digest's first 16 bytes, in a new Uint8Array (one that size lives in the V8 heap). */
+function digestBytes(binary: string): Uint8Array {
+  const out = new Uint8Array(16);
+  for (let i = 0; i < 16; i++) out[i] = binary.charCodeAt(i);
+  return out;
 }

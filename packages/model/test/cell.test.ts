@@ -41,4 +41,12 @@ describe('digests', () => {
     expect(cellDigest(v('a', 1))).toEqual(cellDigest(v('a', 1)));
     expect(cellDigest(v('a', 1)).length).toBe(16);
   });
+  it('keeps its bytes from one build to the next: replicas of different builds compare them', () => {
+    const hex = (c: Cell | undefined) => Buffer.from(cellDigest(c)).toString('hex');
+    expect(hex(undefined)).toBe('e3b0c44298fc1c149afbf4c8996fb924');
+    expect(hex(v('chorus', 1767225600000000))).toBe('ea5d93c157c74293a8ba14729e8142e4');
+    expect(hex(v('chorus', 1767225600000000, 1767229200000000))).toBe('c03feeb5f980b9740e3398f9d8396e56');
+    expect(hex(t(1767225600000001))).toBe('5935f909ef5d33805195f06497467ba2');
+    expect(hex({ value: new Uint8Array(1000).fill(7), timestampMicros: 5 })).toBe('6065c626989eabe611f42aa4b32ff9a5');
+  });
 });

@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto';
-import { type Cell, isTombstone } from '@chorus/model';
+import { type Cell, isTombstone, unfilledBytes } from '@chorus/model';
 import { TIE_DIGEST, TIE_LITERAL, TIE_LITERAL_MAX, TIE_TAG } from './keys.js';
 
 /*
@@ -41,7 +41,7 @@ export function encodeStored(cell: Cell, deletionTimeMicros: number): Uint8Array
   }
   const expiring = cell.expiresAtMicros !== undefined;
   const head = expiring ? 17 : 9;
-  const out = new Uint8Array(head + cell.value.length);
+  const out = unfilledBytes(head + cell.value.length);
   out[0] = expiring ? F_EXPIRING : 0;
   writeF64(out, 1, cell.timestampMicros);
   if (expiring) writeF64(out, 9, cell.expiresAtMicros!);
@@ -103,6 +103,8 @@ export function writeTie(out: Uint8Array, at: number, cell: Cell): void {
     out.set(v, at + 1);
   } else {
     out[at] = TIE_DIGEST;
-    out.set(hash('sha256', v, 'buffer') as Buffer, at + 1);
+    // As a 'binary' (latin1) string: a Buffer made by the hash is an ArrayBuffer of its own, which costs more than the hash.
+    const digest = hash('sha256', v, 'binary');
+    for (let i = 0; i < digest.length; i++) out[at + 1 + i] = digest.charCodeAt(i);
   }
 }

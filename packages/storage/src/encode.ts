@@ -1,4 +1,4 @@
-import { type Mutation, InvalidMutation, isPartitionDelete, validateMutationBody } from '@chorus/model';
+import { type Mutation, InvalidMutation, isPartitionDelete, unfilledBytes, validateMutationBody } from '@chorus/model';
 import type { Batch } from './batch.js';
 import { encodeDeletion, encodeStored, tieLength, writeTie } from './cell.js';
 import { EMPTY } from './db.js';
@@ -57,7 +57,7 @@ function encodeMutation(m: Mutation, keyspaces: KeyspacePrefixes, batch: Batch, 
   const clustering = m.clustering ?? EMPTY;
   const cell = m.cell;
   const versionAt = partEnd + 1 + escapedLength(clustering);
-  const key = new Uint8Array(versionAt + VERSION_TS_BYTES + tieLength(cell));
+  const key = unfilledBytes(versionAt + VERSION_TS_BYTES + tieLength(cell));
   key.set(ks, 0);
   writeToken(key, ks.length, m.token);
   writeEscaped(key, ks.length + 8, partition);
