@@ -40,8 +40,8 @@ type WriteAnswer = { timestampMicros: number };
 type ReadAnswer = { cell: Cell | undefined };
 /** What a write puts: a value (with a TTL), a row tombstone (nothing), or a partition deletion. */
 type WriteWhat = { value?: Uint8Array | string; ttlSeconds?: number; partition?: boolean };
-const sameAnswer = (answer: WriteAnswer): WriteAnswer => answer;
-const sameCell = (cell: Cell | undefined): Cell | undefined => cell;
+/** The shape of an answer taken as it is. */
+const asIs = <T>(value: T): T => value;
 
 /** The coordinator actor's messages. Only this module builds them. */
 export type CoordinatorMsg =
@@ -619,7 +619,7 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
       mutationBytes(mutation),
       (replyTo: ReplyTo<WriteAnswer>) => ({ type: 'write', keyspace: ks, consistency, mutation, timestampMicros, clientTimestamp: options.timestampMicros !== undefined, replyTo }),
       () => new WriteTimeout(consistency, blockFor(consistency, ks.replication, o.topology.localDc), 0, 'SIMPLE', LOST_ANSWER, timestampMicros),
-      sameAnswer,
+      asIs,
     );
     if (!clientStamped) return answered;
     return answered.then(
@@ -687,7 +687,7 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
     put: (keyspace, key, clustering, value, opts = {}) => write(keyspace, key, clustering, opts.ttlSeconds === undefined ? { value } : { value, ttlSeconds: opts.ttlSeconds }, opts),
     del: (keyspace, key, clustering, opts = {}) => write(keyspace, key, clustering, {}, opts),
     deletePartition: (keyspace, partition, opts = {}) => write(keyspace, partition, undefined, { partition: true }, opts),
-    getCell: (keyspace, key, clustering, opts = {}) => readCellAt(keyspace, key, clustering, opts, sameCell),
+    getCell: (keyspace, key, clustering, opts = {}) => readCellAt(keyspace, key, clustering, opts, asIs),
     get: (keyspace, key, clustering, opts = {}) => readCellAt(keyspace, key, clustering, opts, liveValue),
     async slice(keyspace, partitionKey, opts = {}) {
       const ks = keyspaceDef(keyspace);
@@ -718,7 +718,7 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
         READ_REQUEST_BYTES,
         (replyTo: ReplyTo<MergedPage>) => ({ type: 'slice', keyspace: ks, consistency, query, floors, replyTo }),
         () => new ReadTimeout(consistency, blockFor(consistency, ks.replication, o.topology.localDc), 0, false, LOST_ANSWER),
-        (merged: MergedPage) => merged,
+        asIs,
       );
       const rows = page.rows.map((r): SliceResponseRow => {
         const cell = r.cell as Exclude<Cell, { tombstone: true }>;

@@ -23,3 +23,8 @@ export function unfilledBytes(length: number): Uint8Array {
   const pooled = Buffer.allocUnsafe(length);
   return new Uint8Array(pooled.buffer, pooled.byteOffset, length);
 }
+
+/** Writes a binary (latin1) string's chars into `out` from `at`, one byte each: how hashes come back without a Buffer of their own. */
+export function writeBinary(out: Uint8Array, at: number, binary: string, length = binary.length): void {
+  for (let i = 0; i < length; i++) out[at + i] = binary.charCodeAt(i);
+}

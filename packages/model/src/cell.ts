@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto';
-import { compareBytes } from './bytes.js';
+import { compareBytes, writeBinary } from './bytes.js';
 
 /** A live value, optionally expiring at `expiresAtMicros` (wall-clock microseconds). */
 export interface ValueCell {
@@ -83,6 +83,6 @@ const ABSENT_DIGEST = hash('sha256', new Uint8Array(0), 'binary');
 /** A digest's first 16 bytes, in a new Uint8Array (one that size lives in the V8 heap). */
 function digestBytes(binary: string): Uint8Array {
   const out = new Uint8Array(16);
-  for (let i = 0; i < 16; i++) out[i] = binary.charCodeAt(i);
+  writeBinary(out, 0, binary, 16);
   return out;
 }

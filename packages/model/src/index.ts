@@ -1,4 +1,4 @@
-export { compareBytes, bytesEqual, unfilledBytes } from './bytes.js';
+export { compareBytes, bytesEqual, unfilledBytes, writeBinary } from './bytes.js';
 export { type Cell, type ValueCell, type TombstoneCell, isTombstone, isDead, compareCells, mergeCells, cellDigest } from './cell.js';
 export {
   type RowAddress,

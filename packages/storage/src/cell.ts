@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto';
-import { type Cell, isTombstone, unfilledBytes } from '@chorus/model';
+import { type Cell, isTombstone, unfilledBytes, writeBinary } from '@chorus/model';
 import { TIE_DIGEST, TIE_LITERAL, TIE_LITERAL_MAX, TIE_TAG } from './keys.js';
 
 /*
@@ -104,7 +104,6 @@ export function writeTie(out: Uint8Array, at: number, cell: Cell): void {
   } else {
     out[at] = TIE_DIGEST;
     // As a 'binary' (latin1) string: a Buffer made by the hash is an ArrayBuffer of its own, which costs more than the hash.
-    const digest = hash('sha256', v, 'binary');
-    for (let i = 0; i < digest.length; i++) out[at + 1 + i] = digest.charCodeAt(i);
+    writeBinary(out, at + 1, hash('sha256', v, 'binary'));
   }
 }

@@ -1,4 +1,4 @@
-import { type Cell, bytesEqual, cellDigest, compareCells, isTombstone, mergeCells } from '@chorus/model';
+import { type Cell, bytesEqual, cellDigest, compareCells, isTombstone, mergeCells, writeBinary } from '@chorus/model';
 import { KIND_ROW } from './keys.js';
 
 /** What the row cache has done since the store opened. */
@@ -210,7 +210,7 @@ export class RowCache {
     if (kept !== undefined) {
       // A Uint8Array of 16 bytes lives in the V8 heap: cheaper to make than a Buffer from Node's pool.
       const bytes = new Uint8Array(kept.length);
-      for (let i = 0; i < bytes.length; i++) bytes[i] = kept.charCodeAt(i);
+      writeBinary(bytes, 0, kept);
       return bytes;
     }
     const digest = cellDigest(e.cell);
