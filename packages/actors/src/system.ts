@@ -588,7 +588,7 @@ export class ActorSystem {
       // A ref made before its actor was spawned: encoded as it would be for a peer, but delivered here, never over the transport.
       let frame: Uint8Array;
       try {
-        frame = this.codec.encode(envelope);
+        frame = this.codec.encode(envelope, true);
       } catch (error) {
         if (envelope.t === 'msg' && envelope.r) this.deliverReply(envelope.r, { ok: false, error: error instanceof Error ? error : new Error(String(error)) });
         return;
@@ -602,7 +602,7 @@ export class ActorSystem {
     }
     // Every envelope is built for this one send, so the stamp goes on it rather than on a copy.
     if (this.clock) envelope.c = this.clock.stamp();
-    this.transport.send(to, this.codec.encode(envelope));
+    this.transport.send(to, this.codec.encode(envelope, this.transport.readsPositionalFrames?.(to) === true));
   }
 
   private spawnCell<M>(parent: ActorCell<unknown> | undefined, name: string, factory: () => Behavior<M>, options: SpawnOptions<M>): ActorRef<M> {

@@ -26,5 +26,11 @@ export interface Transport {
    * transport may close a connection that keeps sending bad frames.
    */
   penalize?(peer: NodeId): void;
+  /**
+   * Whether `peer` has said it reads positional frames (see the wire codec),
+   * on the link a frame sent now goes out on. Without the method, or before a
+   * link has said so, frames use the format every build reads.
+   */
+  readsPositionalFrames?(peer: NodeId): boolean;
   close(): Promise<void>;
 }

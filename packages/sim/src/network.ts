@@ -96,6 +96,8 @@ export class MemoryNetwork {
       send: (to, frame) => network.send(node, epoch, to, frame),
       onFrame: (handler) => void endpoint.onFrame.push(handler),
       onLinkState: (handler) => void endpoint.onLink.push(handler),
+      // Every simulated node runs this build.
+      readsPositionalFrames: () => true,
       async close() {
         if (network.endpoints.get(node) === endpoint) network.detach(node);
       },

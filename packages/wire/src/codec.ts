@@ -6,6 +6,11 @@ import { Packr } from 'msgpackr';
 import { FrameRejected } from './errors.js';
 import { AREA_ACTORS, type KindSpec, MESSAGE_KINDS } from './kinds.js';
 
+/** First element of a positional envelope: a message to an actor. */
+const POSITIONAL_MSG = 0;
+/** First element of a positional envelope: the answer to an ask. */
+const POSITIONAL_OK = 1;
+
 /** Largest frame accepted, before any decoding. Large enough for a repair stream batch, small enough to bound memory per peer. */
 export const MAX_FRAME_BYTES = LIMITS.maxFrameBytes;
 
@@ -18,17 +23,32 @@ export interface WireCodecOptions {
 interface CompiledKind {
   name: string;
   id: number;
+  /** Its schema's fields, in the schema's order: the order of a positional body. */
+  fields: readonly string[];
   check: TypeCheck<TObject>;
   /** The kind of its reply; null for a kind that is never asked. */
   reply: string | null;
 }
 
 /**
- * The actors' codec for traffic between nodes: msgpack with plain maps (no
- * record structures learned on the fly), kinds sent by number, and every
- * message checked against its kind's schema on the way in. Anything that is
- * not exactly right throws FrameRejected, which the runtime logs and counts.
+ * The actors' codec for traffic between nodes: msgpack without record
+ * structures learned on the fly, kinds sent by number, and every message
+ * checked against its kind's schema on the way in. Anything that is not
+ * exactly right throws FrameRejected, which the runtime logs and counts.
  *
+ * An envelope goes out in one of two formats, and every build since the
+ * second reads both:
+ * - as a map of named fields, which every build reads;
+ * - positional, to a peer whose handshake said it reads them: the envelope
+ *   is an array (`[0, to, replyId, replyRun, kind, body, c?]` for a message,
+ *   `[1, id, run, kind, body, c?]` for an answer) and the body an array of
+ *   the kind's fields in its schema's order, trailing absent ones left off.
+ *   Nested objects stay maps. No field name is written or read, which makes
+ *   a frame about a third smaller and several times faster to decode. The
+ *   order of a kind's fields is therefore part of the protocol: a new field
+ *   goes at the end of its schema, optional, as a map would need it anyway.
+ *
+
  * Every envelope may carry `c`, the sender's hybrid-clock reading in
  * microseconds (one integer: 11 bytes with its key). It is optional both
  * ways, and a peer of an earlier build skips the key, so it needs no new
@@ -43,7 +63,7 @@ export function wireCodec(options: WireCodecOptions = {}): Codec {
   const byId = new Map<number, CompiledKind>();
   for (const [name, spec] of Object.entries(kinds)) {
     if (byId.has(spec.id)) throw new Error(`message kinds ${byId.get(spec.id)!.name} and ${name} share id ${spec.id}`);
-    const compiled = { name, id: spec.id, check: TypeCompiler.Compile(spec.schema), reply: spec.reply ?? null };
+    const compiled = { name, id: spec.id, fields: Object.keys(spec.schema.properties), check: TypeCompiler.Compile(spec.schema), reply: spec.reply ?? null };
     byName.set(name, compiled);
     byId.set(spec.id, compiled);
   }
@@ -56,12 +76,22 @@ export function wireCodec(options: WireCodecOptions = {}): Codec {
     return typeof type === 'string' ? type : undefined;
   };
 
-  /** The kind's number; throws for a message no kind names. */
-  function kindIdOf(message: unknown): number {
+  /** The message's kind; throws for a message no kind names. */
+  function kindOfMessage(message: unknown): CompiledKind {
     const type = typeOf(message);
     const kind = type === undefined ? undefined : byName.get(type);
     if (!kind) throw new FrameRejected('unencodable', typeof message === 'object' && message !== null ? `no message kind named ${String(type)}` : 'a message must be an object with a type');
-    return kind.id;
+    return kind;
+  }
+
+  /** The message's fields as its kind lists them, trailing absent ones left off (as a map leaves them out). */
+  function positionalBodyOf(kind: CompiledKind, message: unknown): unknown[] {
+    const fields = kind.fields;
+    let length = fields.length;
+    while (length > 0 && (message as Record<string, unknown>)[fields[length - 1]!] === undefined) length--;
+    const body = new Array<unknown>(length);
+    for (let i = 0; i < length; i++) body[i] = (message as Record<string, unknown>)[fields[i]!];
+    return body;
   }
 
   /** The fields a message carries on the wire: all but its type (sent as the kind's number) and its reply address (sent in the envelope). */
@@ -73,9 +103,17 @@ export function wireCodec(options: WireCodecOptions = {}): Codec {
     return body;
   }
 
-  function messageOf(k: unknown, b: unknown): Record<string, unknown> {
+  function messageOf(k: unknown, b: unknown, positional: boolean): Record<string, unknown> {
     const kind = typeof k === 'number' ? byId.get(k) : undefined;
     if (!kind) throw new FrameRejected('unknown-kind', `unknown message kind ${String(k)}`);
+    if (positional) {
+      if (!Array.isArray(b) || b.length > kind.fields.length) {
+        throw new FrameRejected('invalid-fields', `${kind.name}: a positional body is an array of at most ${kind.fields.length} fields`, { kind: kind.name });
+      }
+      const named: Record<string, unknown> = {};
+      for (let i = 0; i < b.length; i++) if (b[i] !== undefined) named[kind.fields[i]!] = b[i];
+      b = named;
+    }
     if (!kind.check.Check(b)) {
       const first = kind.check.Errors(b).First();
       throw new FrameRejected('invalid-fields', `${kind.name}: ${first ? `${first.path || '/'} ${first.message}` : 'does not match its schema'}`, { kind: kind.name });
@@ -86,6 +124,36 @@ export function wireCodec(options: WireCodecOptions = {}): Codec {
     return message;
   }
 
+  function checkStamp(c: unknown): void {
+    if (c !== undefined && !isClockStamp(c)) {
+      throw new FrameRejected('bad-clock', `clock stamp ${typeof c === 'number' || typeof c === 'bigint' ? String(c) : typeof c} is not a non-negative integer of microseconds`);
+    }
+  }
+
+  function messageEnvelope(to: unknown, replyTo: unknown, k: unknown, b: unknown, c: unknown, positional: boolean): Envelope {
+    checkStamp(c);
+    const address = replyTo as { id?: unknown; run?: unknown } | undefined;
+    if (address !== undefined && !(typeof address === 'object' && address !== null && Number.isSafeInteger(address.id) && Number.isSafeInteger(address.run))) {
+      throw new FrameRejected('not-an-envelope', 'bad reply address');
+    }
+    const msg = messageOf(k, b, positional);
+    const type = msg.type as string;
+    const actor = AREA_ACTORS[type.slice(0, type.indexOf('.'))];
+    if (actor !== undefined && to !== actor) throw new FrameRejected('wrong-actor', `${type} goes to ${actor}, not ${String(to).slice(0, 64)}`, { kind: type });
+    if (replyKinds.has(type)) throw new FrameRejected('not-a-request', `${type} only answers an ask`, { kind: type });
+    // Its handler answers it: without an address the answer has nowhere to go, and the handler nothing to answer.
+    if (address === undefined && byName.get(type)!.reply !== null) throw new FrameRejected('not-a-request', `${type} is asked, but came without a reply address`, { kind: type });
+    // The reply address's node is filled in by the runtime from the authenticated peer, never taken from the frame.
+    const r = address && { node: '', id: address.id as number, run: address.run as number };
+    return checkEnvelope(c === undefined ? { t: 'msg', to, msg, r } : { t: 'msg', to, msg, r, c });
+  }
+
+  function replyEnvelope(id: unknown, run: unknown, k: unknown, b: unknown, c: unknown, positional: boolean): Envelope {
+    checkStamp(c);
+    const v = messageOf(k, b, positional);
+    return checkEnvelope(c === undefined ? { t: 'ok', id, run, v } : { t: 'ok', id, run, v, c });
+  }
+
   return {
     // The runtime fails an ask whose reply is not of the kind this table names for it.
     replyKindOf(request: unknown): string | null | undefined {
@@ -94,21 +162,32 @@ export function wireCodec(options: WireCodecOptions = {}): Codec {
       return kind ? kind.reply : undefined;
     },
     kindOf: typeOf,
-    encode(envelope: Envelope): Uint8Array {
-      // Each envelope is one object literal of a fixed shape per kind of envelope; `c` is left out, not undefined, when absent.
+    encode(envelope: Envelope, positional = false): Uint8Array {
+      // Each envelope is one literal of a fixed shape per kind of envelope; `c` is left out, not undefined, when absent.
       switch (envelope.t) {
         case 'msg': {
+          const kind = kindOfMessage(envelope.msg);
+          if (positional) {
+            const frame = [POSITIONAL_MSG, envelope.to, envelope.r?.id ?? null, envelope.r?.run ?? null, kind.id, positionalBodyOf(kind, envelope.msg)];
+            if (envelope.c !== undefined) frame.push(envelope.c);
+            return packr.pack(frame);
+          }
           const r = envelope.r === undefined ? undefined : { id: envelope.r.id, run: envelope.r.run };
-          const k = kindIdOf(envelope.msg);
           const b = bodyOf(envelope.msg);
-          return packr.pack(envelope.c === undefined ? { t: 'msg', to: envelope.to, r, k, b } : { t: 'msg', to: envelope.to, r, k, b, c: envelope.c });
+          return packr.pack(envelope.c === undefined ? { t: 'msg', to: envelope.to, r, k: kind.id, b } : { t: 'msg', to: envelope.to, r, k: kind.id, b, c: envelope.c });
         }
         case 'ok': {
-          const k = kindIdOf(envelope.v);
+          const kind = kindOfMessage(envelope.v);
+          if (positional) {
+            const frame = [POSITIONAL_OK, envelope.id, envelope.run, kind.id, positionalBodyOf(kind, envelope.v)];
+            if (envelope.c !== undefined) frame.push(envelope.c);
+            return packr.pack(frame);
+          }
           const b = bodyOf(envelope.v);
-          return packr.pack(envelope.c === undefined ? { t: 'ok', id: envelope.id, run: envelope.run, k, b } : { t: 'ok', id: envelope.id, run: envelope.run, k, b, c: envelope.c });
+          return packr.pack(envelope.c === undefined ? { t: 'ok', id: envelope.id, run: envelope.run, k: kind.id, b } : { t: 'ok', id: envelope.id, run: envelope.run, k: kind.id, b, c: envelope.c });
         }
         case 'err':
+          // Rare, and read by every build as a map.
           return packr.pack(envelope);
       }
     },
@@ -121,33 +200,24 @@ export function wireCodec(options: WireCodecOptions = {}): Codec {
         // Includes RangeError from hostile nesting depth: msgpackr decodes recursively.
         throw new FrameRejected('undecodable', error instanceof Error ? error.message : String(error));
       }
-      if (typeof raw !== 'object' || raw === null) throw new FrameRejected('not-an-envelope', 'not a map');
-      const r = raw as Record<string, unknown>;
-      if (r.c !== undefined && !isClockStamp(r.c)) {
-        throw new FrameRejected('bad-clock', `clock stamp ${typeof r.c === 'number' || typeof r.c === 'bigint' ? String(r.c) : typeof r.c} is not a non-negative integer of microseconds`);
-      }
       try {
-        if (r.t === 'msg') {
-          const replyTo = r.r === undefined || r.r === null ? undefined : r.r;
-          const address = replyTo as { id?: unknown; run?: unknown } | undefined;
-          if (address !== undefined && !(typeof address === 'object' && Number.isSafeInteger(address.id) && Number.isSafeInteger(address.run))) {
-            throw new FrameRejected('not-an-envelope', 'bad reply address');
+        if (Array.isArray(raw)) {
+          const [tag] = raw as unknown[];
+          if (tag === POSITIONAL_MSG && (raw.length === 6 || raw.length === 7)) {
+            const [, to, id, run, k, b, c] = raw as unknown[];
+            return messageEnvelope(to, id === null && run === null ? undefined : { id, run }, k, b, c, true);
           }
-          const msg = messageOf(r.k, r.b);
-          const type = msg.type as string;
-          const actor = AREA_ACTORS[type.slice(0, type.indexOf('.'))];
-          if (actor !== undefined && r.to !== actor) throw new FrameRejected('wrong-actor', `${type} goes to ${actor}, not ${String(r.to).slice(0, 64)}`, { kind: type });
-          if (replyKinds.has(msg.type as string)) throw new FrameRejected('not-a-request', `${String(msg.type)} only answers an ask`, { kind: msg.type });
-          // Its handler answers it: without an address the answer has nowhere to go, and the handler nothing to answer.
-          if (address === undefined && byName.get(msg.type as string)!.reply !== null) throw new FrameRejected('not-a-request', `${String(msg.type)} is asked, but came without a reply address`, { kind: msg.type });
-          // The reply address's node is filled in by the runtime from the authenticated peer, never taken from the frame.
-          const replyAddress = address && { node: '', id: address.id, run: address.run };
-          return checkEnvelope(r.c === undefined ? { t: 'msg', to: r.to, msg, r: replyAddress } : { t: 'msg', to: r.to, msg, r: replyAddress, c: r.c });
+          if (tag === POSITIONAL_OK && (raw.length === 5 || raw.length === 6)) {
+            const [, id, run, k, b, c] = raw as unknown[];
+            return replyEnvelope(id, run, k, b, c, true);
+          }
+          throw new FrameRejected('not-an-envelope', 'not a positional envelope');
         }
-        if (r.t === 'ok') {
-          const v = messageOf(r.k, r.b);
-          return checkEnvelope(r.c === undefined ? { t: 'ok', id: r.id, run: r.run, v } : { t: 'ok', id: r.id, run: r.run, v, c: r.c });
-        }
+        if (typeof raw !== 'object' || raw === null) throw new FrameRejected('not-an-envelope', 'not a map');
+        const r = raw as Record<string, unknown>;
+        if (r.t === 'msg') return messageEnvelope(r.to, r.r === null ? undefined : r.r, r.k, r.b, r.c, false);
+        if (r.t === 'ok') return replyEnvelope(r.id, r.run, r.k, r.b, r.c, false);
+        checkStamp(r.c);
         return checkEnvelope(raw);
       } catch (error) {
         if (error instanceof FrameRejected) throw error;

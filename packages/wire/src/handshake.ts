@@ -7,8 +7,8 @@ import { HandshakeRefused, type HandshakeFailure } from './errors.js';
  * The peer handshake: four small msgpack maps exchanged before a connection
  * carries any frame.
  *
- *   client → server  hello      { t, v, cluster, node, to, nonce }
- *   server → client  challenge  { t, v, cluster, node, nonce }
+ *   client → server  hello      { t, v, cluster, node, to, nonce, positional }
+ *   server → client  challenge  { t, v, cluster, node, nonce, positional }
  *   client → server  auth       { t, proof }   HMAC(secret, "client" transcript)
  *   server → client  ready      { t, proof }   HMAC(secret, "server" transcript)
  *
@@ -16,6 +16,12 @@ import { HandshakeRefused, type HandshakeFailure } from './errors.js';
  * with the secret. Each proof covers both nonces, the cluster name and both
  * node ids, under a label per role, so neither a proof nor a whole
  * conversation can be replayed or reflected. The secret never crosses the wire.
+ *
+ * `positional: true` says the sender reads positional frames (see the wire
+ * codec); a build before them leaves it out and reads maps only. Only the
+ * dialing side sends frames on a connection, so what counts is the server's
+ * answer. It is not part of the proofs, which earlier builds compute without
+ * it: whoever could change it in flight could as well drop the connection.
  */
 
 /**
@@ -140,12 +146,16 @@ function sameProof(expected: Buffer, received: Uint8Array): boolean {
   return received.byteLength === expected.byteLength && timingSafeEqual(expected, received);
 }
 
-export type HandshakeStep = { reply?: Uint8Array; done: false } | { reply?: Uint8Array; done: true; peer: NodeId };
+export type HandshakeStep =
+  | { reply?: Uint8Array; done: false }
+  /** `positionalFrames`: the server reads positional frames (told to the dialing side only, which sends them). */
+  | { reply?: Uint8Array; done: true; peer: NodeId; positionalFrames?: boolean };
 
 /** The dialing side. `hello()` opens; `receive` takes each server message and throws HandshakeRefused when the server is not a peer. */
 export class ClientHandshake {
   private readonly nonce: Uint8Array;
   private serverNonce: Uint8Array | undefined;
+  private serverReadsPositional = false;
   private stage: 'hello' | 'challenge' | 'ready' | 'done' = 'hello';
 
   constructor(private readonly me: HandshakeIdentity, private readonly peer: NodeId) {
@@ -154,7 +164,7 @@ export class ClientHandshake {
 
   hello(): Uint8Array {
     this.stage = 'challenge';
-    return encode({ t: 'hello', v: PEER_PROTOCOL_VERSION, cluster: this.me.clusterName, node: this.me.localNode, to: this.peer, nonce: this.nonce });
+    return encode({ t: 'hello', v: PEER_PROTOCOL_VERSION, cluster: this.me.clusterName, node: this.me.localNode, to: this.peer, nonce: this.nonce, positional: true });
   }
 
   receive(bytes: Uint8Array): HandshakeStep {
@@ -165,6 +175,7 @@ export class ClientHandshake {
       const server = nodeOf(map, 'node');
       if (server !== this.peer) throw new HandshakeRefused('node id mismatch', `dialed ${this.peer} but it calls itself ${server}`);
       this.serverNonce = bytesOf(map, 'nonce', NONCE_BYTES);
+      this.serverReadsPositional = map.positional === true;
       this.stage = 'ready';
       return { done: false, reply: encode({ t: 'auth', proof: this.proof('client') }) };
     }
@@ -172,7 +183,7 @@ export class ClientHandshake {
       const map = decodeMap(bytes, 'ready');
       if (!sameProof(this.proof('server'), bytesOf(map, 'proof', PROOF_BYTES))) throw new HandshakeRefused('bad secret', 'the server could not prove it knows the cluster secret');
       this.stage = 'done';
-      return { done: true, peer: this.peer };
+      return { done: true, peer: this.peer, positionalFrames: this.serverReadsPositional };
     }
     throw malformed(`unexpected message in stage ${this.stage}`);
   }
@@ -211,7 +222,7 @@ export class ServerHandshake {
       if (to !== this.me.localNode) throw new HandshakeRefused('node id mismatch', `peer dialed ${to} but this node is ${this.me.localNode}`);
       this.clientNonce = bytesOf(map, 'nonce', NONCE_BYTES);
       this.stage = 'auth';
-      return { done: false, reply: encode({ t: 'challenge', v: PEER_PROTOCOL_VERSION, cluster: this.me.clusterName, node: this.me.localNode, nonce: this.nonce }) };
+      return { done: false, reply: encode({ t: 'challenge', v: PEER_PROTOCOL_VERSION, cluster: this.me.clusterName, node: this.me.localNode, nonce: this.nonce, positional: true }) };
     }
     if (this.stage === 'auth') {
       const map = decodeMap(bytes, 'auth');

@@ -27,6 +27,8 @@ export class OutboundLink {
   drainTimer: Timer | undefined;
   framesSent = 0;
   framesDropped = 0;
+  /** The peer at the other end of the link now up said it reads positional frames. */
+  positionalFrames = false;
   constructor(readonly peer: NodeId) {}
 }
 
@@ -63,6 +65,12 @@ export class OutboundLinks {
 
   peers(): IterableIterator<NodeId> {
     return this.links.keys();
+  }
+
+  /** Frames queued before a link is up are sent as maps: the peer's answer is not known yet. */
+  readsPositionalFrames(peer: NodeId): boolean {
+    const link = this.links.get(peer);
+    return link !== undefined && link.phase === 'up' && link.positionalFrames;
   }
 
   send(to: NodeId, frame: Uint8Array): void {
@@ -182,7 +190,10 @@ export class OutboundLinks {
         return;
       }
       if (step.reply) ws.send(step.reply, { binary: true });
-      if (step.done) this.linkUp(link);
+      if (step.done) {
+        link.positionalFrames = step.positionalFrames === true;
+        this.linkUp(link);
+      }
     });
     ws.on('pong', () => {
       if (link.socket === ws) link.lastPongMs = this.now();
@@ -250,6 +261,7 @@ export class OutboundLinks {
   private linkLost(link: OutboundLink, ws: WebSocket | undefined, why: string): void {
     if (this.closing || link.socket !== ws) return;
     link.socket = undefined;
+    link.positionalFrames = false;
     link.handshakeTimer?.cancel();
     link.pingTimer?.cancel();
     link.drainTimer?.cancel();

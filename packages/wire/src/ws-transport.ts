@@ -239,6 +239,10 @@ class WsTransportImpl implements WsTransport {
     this.outbound.send(to, frame);
   }
 
+  readsPositionalFrames(peer: NodeId): boolean {
+    return this.outbound.readsPositionalFrames(peer);
+  }
+
   onFrame(handler: (from: NodeId, frame: Uint8Array) => void): void {
     this.frameHandlers.push(handler);
   }

@@ -9,6 +9,8 @@ import { FrameRejected, MAX_HANDOFF_HINTS, MESSAGE_KINDS, wireCodec } from '../s
 import { raw, rejection } from './frames.js';
 
 const syn = { type: 'gossip.syn', cluster: 'test', digests: [{ node: '127.0.0.1:7100', generation: 1_767_225_600, maxVersion: 42 }] };
+/** A kind that is told, not asked. */
+const shutdown = { type: 'gossip.shutdown', node: '127.0.0.1:7100', generation: 1_767_225_600 };
 
 
 describe('wire codec', () => {
@@ -17,6 +19,41 @@ describe('wire codec', () => {
     const frame = codec.encode({ t: 'msg', to: 'gossiper', msg: syn, r: { node: nodeId('a'), id: 3, run: 4 } });
     expect(raw.unpack(frame)).toMatchObject({ t: 'msg', to: 'gossiper', k: MESSAGE_KINDS['gossip.syn'].id, r: { id: 3, run: 4 } });
     expect(codec.decode(frame)).toEqual({ t: 'msg', to: 'gossiper', msg: syn, r: { node: '', id: 3, run: 4 } });
+  });
+
+  it('sends positional frames to a peer that reads them: arrays without field names, decoded to the same envelopes as maps', () => {
+    const codec = wireCodec();
+    const mutation = { keyspace: 'app', token: -42n, partition: Uint8Array.of(1, 2), cell: { value: Uint8Array.of(7), timestampMicros: 1_767_225_600_000_000 } };
+    const envelopes: Envelope[] = [
+      { t: 'msg', to: 'replica', msg: { type: 'replica.mutate', mutation, hlc: 5, wallMicros: 6 }, r: { node: nodeId('a'), id: 3, run: 4 }, c: 1_767_225_600_000_001 },
+      { t: 'msg', to: 'gossiper', msg: shutdown },
+      { t: 'ok', id: 3, run: 4, v: { type: 'replica.mutated', hlc: 7, wallMicros: 8 }, c: 9 },
+      // A trailing optional field left out, as a map leaves it out.
+      { t: 'msg', to: 'replica', msg: { type: 'replica.read', keyspace: 'app', token: 1n, partition: Uint8Array.of(1), clustering: Uint8Array.of(), hlc: 1, wallMicros: 2 }, r: { node: nodeId('a'), id: 1, run: 1 } },
+    ];
+    for (const envelope of envelopes) {
+      const positional = codec.encode(envelope, true);
+      const asMap = codec.encode(envelope);
+      expect(Array.isArray(raw.unpack(positional))).toBe(true);
+      expect(positional.byteLength).toBeLessThan(asMap.byteLength);
+      expect(Buffer.from(positional).includes(Buffer.from('wallMicros'))).toBe(false);
+      expect(codec.decode(positional)).toEqual(codec.decode(asMap));
+    }
+    expect(raw.unpack(codec.encode(envelopes[1]!, true))).toEqual([0, 'gossiper', null, null, MESSAGE_KINDS['gossip.shutdown'].id, [shutdown.node, shutdown.generation]]);
+  });
+
+  it('rejects a positional frame of the wrong length, tag, body or reply address, each with its reason', () => {
+    const k = MESSAGE_KINDS['gossip.syn'].id;
+    expect(rejection(raw.pack([0, 'gossiper', null, null, k, ['c', [], 'extra']])).reason).toBe('invalid-fields');
+    expect(rejection(raw.pack([0, 'gossiper', null, null, k, { cluster: 'c', digests: [] }])).reason).toBe('invalid-fields');
+    expect(rejection(raw.pack([0, 'gossiper', null, null, k, [7, []]])).reason).toBe('invalid-fields');
+    expect(rejection(raw.pack([0, 'gossiper', null, null, k])).reason).toBe('not-an-envelope');
+    expect(rejection(raw.pack([2, 'gossiper', null, null, k, ['c', []]])).reason).toBe('not-an-envelope');
+    expect(rejection(raw.pack([0, 'gossiper', 1, null, k, ['c', []]])).reason).toBe('not-an-envelope');
+    expect(rejection(raw.pack([0, 'gossiper', null, null, k, ['c', []], -1])).reason).toBe('bad-clock');
+    expect(rejection(raw.pack([0, 'replica', null, null, k, ['c', []]])).reason).toBe('wrong-actor');
+    expect(rejection(raw.pack([1, 1, 1, 9_999, []])).reason).toBe('unknown-kind');
+    expect(wireCodec().decode(raw.pack([0, 'gossiper', 1, 2, k, ['c', []]]))).toEqual({ t: 'msg', to: 'gossiper', msg: { type: 'gossip.syn', cluster: 'c', digests: [] }, r: { node: '', id: 1, run: 2 } });
   });
 
   it('refuses to encode a message of no known kind', () => {
@@ -71,6 +108,8 @@ describe('wire codec', () => {
       codec.encode({ t: 'msg', to: 'gossiper', msg: syn }),
       codec.encode({ t: 'msg', to: 'gossiper', msg: { type: 'gossip.ack2', states: { n1: { heartbeat: { generation: 1, version: 2 }, app: { STATUS: { value: 'NORMAL', version: 1 } } } } } }),
       codec.encode({ t: 'err', id: 3, run: 7, e: { name: 'X', code: 'X', message: 'm', fields: {}, status: 500 } }),
+      codec.encode({ t: 'msg', to: 'gossiper', msg: syn, r: { node: nodeId('a'), id: 3, run: 4 }, c: 5 }, true),
+      codec.encode({ t: 'ok', id: 3, run: 7, v: { type: 'hints.stored', stored: 3 } }, true),
     ];
     const mutated = fc.tuple(fc.constantFrom(...valid), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 })).map(([frame, edits]) => {
       const copy = frame.slice();

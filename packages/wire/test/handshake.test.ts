@@ -56,6 +56,23 @@ describe('handshake, in memory', { timeout: TEST_TIMEOUT_MS }, () => {
     }
   });
 
+  it('tells the dialing side whether the server reads positional frames; a server of an earlier build says nothing and gets maps', () => {
+    const client = new ClientHandshake(identity(A), B);
+    const server = new ServerHandshake(identity(B, { seed: 2 }));
+    const hello = client.hello();
+    expect(packr.unpack(hello)).toMatchObject({ t: 'hello', positional: true });
+    const challenge = server.receive(hello).reply!;
+    expect(packr.unpack(challenge)).toMatchObject({ t: 'challenge', positional: true });
+    const done = server.receive(client.receive(challenge).reply!);
+    expect(client.receive(done.reply!)).toMatchObject({ done: true, peer: B, positionalFrames: true });
+
+    const withEarlierServer = new ClientHandshake(identity(A), B);
+    const earlierServer = new ServerHandshake(identity(B, { seed: 3 }));
+    const { positional: _, ...earlierChallenge } = packr.unpack(earlierServer.receive(withEarlierServer.hello()).reply!) as Record<string, unknown>;
+    const auth = withEarlierServer.receive(packr.pack(earlierChallenge)).reply!;
+    expect(withEarlierServer.receive(earlierServer.receive(auth).reply!)).toMatchObject({ done: true, peer: B, positionalFrames: false });
+  });
+
   it('refuses a wrong secret, a wrong cluster name, another protocol version and a dialed id that is not the server', () => {
     expect(refusal(() => converse(new ClientHandshake(identity(A, { secret: 'other' }), B), new ServerHandshake(identity(B)))).reason).toBe('bad secret');
     expect(refusal(() => converse(new ClientHandshake(identity(A, { clusterName: 'other' }), B), new ServerHandshake(identity(B)))).reason).toBe('cluster name mismatch');

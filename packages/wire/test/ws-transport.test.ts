@@ -123,6 +123,10 @@ describe('ws transport', { timeout: TEST_TIMEOUT_MS }, () => {
     expect(answer).toEqual({ type: 'test.echoed', text: 'OVER THE WIRE' });
     expect(await until(() => heard.length === 1)).toBe(true);
     expect(heard[0]).toEqual(syn);
+    // The first frames went out before the handshake told what the peer reads, as maps; the link up, they go positional.
+    expect(a.readsPositionalFrames(b.localNode)).toBe(true);
+    const again = await systemA.ref<Echo>({ node: b.localNode, name: 'echo' }).ask<{ type: 'test.echoed'; text: string }>((replyTo) => ({ type: 'test.echo', text: 'positional', replyTo }), WAIT_MS);
+    expect(again).toEqual({ type: 'test.echoed', text: 'POSITIONAL' });
   });
 
   it('coalesces the frames of one tick into few WebSocket messages, in order', async () => {
