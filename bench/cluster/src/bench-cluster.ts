@@ -2,10 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startCluster, stopCluster } from '@chorus/cli';
 import { type IdealCluster, startIdealCluster } from './ideal-cluster.js';
 import { freePorts } from './ports.js';
+import { MeasuredProfiles } from './profiles.js';
 import { formatTable } from './report.js';
 import { type Target, chorusTarget, echoTarget, idealTarget } from './targets.js';
 import { ON_REQUEST, type RunContext, type System, WORKLOADS, type WorkloadName, type WorkloadReport, newSystem, runWorkload } from './workloads.js';
@@ -22,7 +24,7 @@ the ideal's, their ratio, and each node's CPU share, RSS (at the end and at its 
                   (${[...ON_REQUEST].join(', ')} only when named here)
   --no-ideal      Chorus alone, without the ideal pipeline (no ratios): for long runs
   --json FILE     one JSON line per workload to FILE (default: after the table, on stdout)
-  --cpu-prof DIR  the Chorus nodes run with --cpu-prof --cpu-prof-dir DIR (profiles written when they stop)
+  --cpu-prof DIR  a CPU profile of each Chorus node over each measured phase, written into DIR
   --dir DIR       where the clusters keep their data (default: a new temporary directory, removed at the end)
   --keep          keep the data directory
 `;
@@ -60,6 +62,12 @@ const withIdeal = !values['no-ideal'];
 const root = values.dir ? resolve(values.dir) : mkdtempSync(join(tmpdir(), 'chorus-bench-'));
 mkdirSync(root, { recursive: true });
 const cpuProfDir = values['cpu-prof'] ? resolve(values['cpu-prof']) : undefined;
+const profiles = cpuProfDir ? new MeasuredProfiles(cpuProfDir) : undefined;
+if (cpuProfDir) {
+  mkdirSync(cpuProfDir, { recursive: true });
+  // The nodes inherit this process's environment: it tells the profiler they load where to write.
+  process.env.CHORUS_BENCH_PROFILE_DIR = cpuProfDir;
+}
 const jsonFile = values.json ? resolve(values.json) : undefined;
 if (jsonFile) writeFileSync(jsonFile, '');
 const progress = (line: string) => process.stderr.write(`${line}\n`);
@@ -79,12 +87,10 @@ async function startPair(label: string, durable: boolean): Promise<Pair> {
   const ports = await freePorts(3);
   const set = durable ? ['commit_sync=batch'] : [];
   progress(`starting a 3-node Chorus cluster (${label}) on ports ${ports[0]}–${ports[2]}, data in ${chorusDir}`);
-  const nodeArgs = cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir] : [];
-  if (cpuProfDir) mkdirSync(cpuProfDir, { recursive: true });
+  const nodeArgs = cpuProfDir ? ['--import', fileURLToPath(new URL('./profile-on-signal.js', import.meta.url))] : [];
   await startCluster({ nodes: 3, dir: chorusDir, basePort: ports[0]!, rf: 3, set, timeoutMs: 120_000, nodeArgs });
   const hosts = ports.map((p) => `127.0.0.1:${p}`);
   const chorusProcesses = ['n1', 'n2', 'n3'].map((name, i) => ({ name, pid: Number(readFileSync(join(chorusDir, `${name}.pid`), 'utf8').trim()), metrics: hosts[i]! }));
-  if (cpuProfDir) progress(`profiled Chorus nodes (CPU.<date>.<pid>.….cpuprofile when they stop): ${chorusProcesses.map((p) => `${p.name} pid ${p.pid}`).join(', ')}`);
   let ideal: IdealCluster | undefined;
   let targets: Target[] = [];
   try {
@@ -119,7 +125,7 @@ const done = new Map<WorkloadName, WorkloadReport>();
 const value = new Uint8Array(randomBytes(100));
 
 async function runAll(pair: Pair, workloads: WorkloadName[], echo: Target | undefined): Promise<void> {
-  const ctx: RunContext = { chorus: pair.chorus, ...(pair.ideal ? { ideal: pair.ideal } : {}), seconds, warmupSeconds, value, done, progress, ...(echo ? { echo } : {}) };
+  const ctx: RunContext = { chorus: pair.chorus, ...(pair.ideal ? { ideal: pair.ideal } : {}), seconds, warmupSeconds, value, done, progress, ...(echo ? { echo } : {}), ...(profiles ? { profiles } : {}) };
   for (const w of workloads) {
     const report = await runWorkload(w, ctx);
     reports.push(report);
@@ -164,6 +170,6 @@ if (reports.length > 0) {
   process.stdout.write(`\n${formatTable(reports)}\n`);
   process.stdout.write(`\nratio: Chorus over the ideal (throughput; p99 for open-loop, p50 for serial). CPU: share of one core per node over the measured seconds; RSS at the end and (peak) its highest sample from the workload's first prepared key on; GC: seconds of GC pauses over CPU seconds of each node in the measured seconds. ${seconds} s measured per workload and system after ${warmupSeconds} s of warm-up.\n`);
   if (!jsonFile) process.stdout.write(`\n${reports.map((r) => JSON.stringify(r)).join('\n')}\n`);
-  if (cpuProfDir) process.stdout.write(`\nCPU profiles of the Chorus nodes: ${cpuProfDir}\n`);
+  if (cpuProfDir) process.stdout.write(`\nCPU profiles of the Chorus nodes over each measured phase: ${cpuProfDir}\n`);
 }
 process.exit(exitCode);

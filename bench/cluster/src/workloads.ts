@@ -1,5 +1,6 @@
 import { type LoadResult, type NextOp, closedLoop, openLoop } from './load.js';
 import { type NodeReadings, type ProcessUsage, type Watched, nodeReadings, samplePeakRss, watch } from './procs.js';
+import type { MeasuredProfiles } from './profiles.js';
 import type { Target } from './targets.js';
 
 /** Every workload, in the order a full run takes them; `--only` picks some. */
@@ -95,6 +96,8 @@ export interface RunContext {
   progress(line: string): void;
   /** Serial only: a bare ws round trip to an ideal node. */
   echo?: Target;
+  /** With `--cpu-prof`: profiles the Chorus nodes over each measured phase. */
+  profiles?: MeasuredProfiles;
 }
 
 const HOT_KEYS = 10_000;
@@ -220,9 +223,12 @@ async function measure(s: System, spec: Spec, ctx: RunContext, rate: number | un
     let sentBefore: Record<string, number> = {};
     let gcBefore: Promise<Array<NodeReadings | undefined>> = Promise.resolve([]);
     const gcNow = () => Promise.all(processes.map((p) => (p.metrics ? nodeReadings(p.metrics) : undefined)));
+    // Only the Chorus nodes have metrics, and only they run the profiler.
+    const profiled = ctx.profiles !== undefined && s === ctx.chorus ? s.processes : [];
     const startWatch = () => {
       sentBefore = s.target.sentPerHost?.() ?? {};
       gcBefore = gcNow();
+      ctx.profiles?.start(profiled);
       return (usage = watch(processes));
     };
     const timer = setTimeout(startWatch, ctx.warmupSeconds * 1000);
@@ -230,6 +236,7 @@ async function measure(s: System, spec: Spec, ctx: RunContext, rate: number | un
       const result = rate !== undefined ? await openLoop({ ...options, rate }) : await closedLoop({ ...options, concurrency: spec.concurrency ?? 1 });
       const measured = (usage ?? startWatch())();
       const [before, after] = [await gcBefore, await gcNow()];
+      await ctx.profiles?.stop(profiled, label);
       peakRss = peaks.stop();
       const sent = Object.entries(s.target.sentPerHost?.() ?? {}).map(([host, n]) => [host, n - (sentBefore[host] ?? 0)] as const);
       const total = sent.reduce((a, [, n]) => a + n, 0);
