@@ -65,7 +65,7 @@ const cpuProfDir = values['cpu-prof'] ? resolve(values['cpu-prof']) : undefined;
 const profiles = cpuProfDir ? new MeasuredProfiles(cpuProfDir) : undefined;
 if (cpuProfDir) {
   mkdirSync(cpuProfDir, { recursive: true });
-  // The nodes inherit this process's environment: it tells the profiler they load where to write.
+  // The nodes inherit this process's environment, which tells their profiler where to write.
   process.env.CHORUS_BENCH_PROFILE_DIR = cpuProfDir;
 }
 const jsonFile = values.json ? resolve(values.json) : undefined;

@@ -223,7 +223,7 @@ async function measure(s: System, spec: Spec, ctx: RunContext, rate: number | un
     let sentBefore: Record<string, number> = {};
     let gcBefore: Promise<Array<NodeReadings | undefined>> = Promise.resolve([]);
     const gcNow = () => Promise.all(processes.map((p) => (p.metrics ? nodeReadings(p.metrics) : undefined)));
-    // Only the Chorus nodes have metrics, and only they run the profiler.
+    // Only the Chorus nodes run the profiler.
     const profiled = ctx.profiles !== undefined && s === ctx.chorus ? s.processes : [];
     const startWatch = () => {
       sentBefore = s.target.sentPerHost?.() ?? {};

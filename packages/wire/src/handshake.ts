@@ -7,7 +7,7 @@ import { HandshakeRefused, type HandshakeFailure } from './errors.js';
  * The peer handshake: four small msgpack maps exchanged before a connection
  * carries any frame.
  *
- *   client → server  hello      { t, v, cluster, node, to, nonce, positional }
+ *   client → server  hello      { t, v, cluster, node, to, nonce }
  *   server → client  challenge  { t, v, cluster, node, nonce, positional }
  *   client → server  auth       { t, proof }   HMAC(secret, "client" transcript)
  *   server → client  ready      { t, proof }   HMAC(secret, "server" transcript)
@@ -17,11 +17,12 @@ import { HandshakeRefused, type HandshakeFailure } from './errors.js';
  * node ids, under a label per role, so neither a proof nor a whole
  * conversation can be replayed or reflected. The secret never crosses the wire.
  *
- * `positional: true` says the sender reads positional frames (see the wire
- * codec); a build before them leaves it out and reads maps only. Only the
- * dialing side sends frames on a connection, so what counts is the server's
- * answer. It is not part of the proofs, which earlier builds compute without
- * it: whoever could change it in flight could as well drop the connection.
+ * `positional: true` in the challenge says the server reads positional frames
+ * (see the wire codec); a build before them leaves it out and reads maps
+ * only. Only the dialing side sends frames on a connection, so the server's
+ * word is the one that counts. It is not part of the proofs, which earlier
+ * builds compute without it: whoever could change it in flight could as well
+ * drop the connection.
  */
 
 /**
@@ -164,7 +165,7 @@ export class ClientHandshake {
 
   hello(): Uint8Array {
     this.stage = 'challenge';
-    return encode({ t: 'hello', v: PEER_PROTOCOL_VERSION, cluster: this.me.clusterName, node: this.me.localNode, to: this.peer, nonce: this.nonce, positional: true });
+    return encode({ t: 'hello', v: PEER_PROTOCOL_VERSION, cluster: this.me.clusterName, node: this.me.localNode, to: this.peer, nonce: this.nonce });
   }
 
   receive(bytes: Uint8Array): HandshakeStep {

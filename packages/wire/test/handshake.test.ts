@@ -60,7 +60,6 @@ describe('handshake, in memory', { timeout: TEST_TIMEOUT_MS }, () => {
     const client = new ClientHandshake(identity(A), B);
     const server = new ServerHandshake(identity(B, { seed: 2 }));
     const hello = client.hello();
-    expect(packr.unpack(hello)).toMatchObject({ t: 'hello', positional: true });
     const challenge = server.receive(hello).reply!;
     expect(packr.unpack(challenge)).toMatchObject({ t: 'challenge', positional: true });
     const done = server.receive(client.receive(challenge).reply!);
