@@ -126,8 +126,9 @@ export async function chorus(args: string[], timeoutMs?: number): Promise<string
  * Starts `chorus …` as a child process the harness kills when this test process exits, whatever the test
  * did; with `pidFile` (in a directory from `tempDir`) the end of the run finds it too.
  */
-export function spawnChorus(args: string[], pidFile?: string): ChildProcess {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: ENV });
+export function spawnChorus(args: string[], options: { pidFile?: string; env?: NodeJS.ProcessEnv } = {}): ChildProcess {
+  const { pidFile, env } = options;
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...ENV, ...env } });
   if (pidFile && child.pid !== undefined) writeFileSync(pidFile, `${child.pid}\n`);
   registry.children.add(child);
   child.once('exit', () => registry.children.delete(child));

@@ -98,7 +98,7 @@ describe('a five-node cluster of real processes', () => {
     const dir = tempDir('intruder-');
     const port = await freeBasePort(1);
     const n1Before = cluster.log('n1').length;
-    const intruder = spawnChorus(['node', 'start', '--name', 'intruder', '--listen', `127.0.0.1:${port}`, '--seeds', cluster.address('n1'), '--data', `${dir}/data`, '--secret', 'not-the-cluster-secret'], `${dir}/intruder.pid`);
+    const intruder = spawnChorus(['node', 'start', '--name', 'intruder', '--listen', `127.0.0.1:${port}`, '--seeds', cluster.address('n1'), '--data', `${dir}/data`, '--secret', 'not-the-cluster-secret'], { pidFile: `${dir}/intruder.pid` });
     let intruderLog = '';
     intruder.stdout!.on('data', (chunk: Buffer) => (intruderLog += chunk.toString()));
     try {

@@ -121,7 +121,7 @@ describe('a local cluster started with --tls --auth', () => {
     const child = spawnChorus(
       ['node', 'start', '--name', name, '--listen', address, '--seeds', cluster.address('n1'), '--data', join(dir, 'data'), '--secret', secret, '--num-tokens', '4',
         '--set', 'internode_encryption=all', '--set', 'client_encryption=true', '--set', `tls_cert_file=${files.cert}`, '--set', `tls_key_file=${files.key}`, '--set', `tls_ca_file=${files.ca}`],
-      join(dir, 'pid'),
+      { pidFile: join(dir, 'pid') },
     );
     rogues.push(child);
     return child;

@@ -104,14 +104,14 @@ async function spawnNode(dir: string, layout: ClusterLayout, name: string, token
   if (layout.auth) sets.push('authenticator=token', `authenticator_tokens_file=${tokensPath(dir)}`);
   sets.push(...layout.overrides);
   const flags = { name, listen_address: addressOf(layout, name), seeds: seeds.join(','), data_dir: data, secret: layout.secret, num_tokens: String(layout.numTokens) };
-  // The node's heap (max_heap_size) is a flag of its process: given here, the node need not start itself again.
+  // The node's heap (max_heap_size) and I/O pool (io_threads) are set when its process starts: given here, the node need not start itself again.
   // Imported here: loading the settings' schema would slow every other chorus command.
-  const { NODE_PROCESS_ENV, nodeProcessFlags } = await import('@chorus/server/node-process');
-  const heap = nodeProcessFlags({ environment: process.env, flags, overrides: sets });
-  const args = [...nodeArgs, ...heap, CLI_MAIN, 'node', 'start', '--name', name, '--listen', flags.listen_address, '--seeds', flags.seeds, '--data', data, '--secret', layout.secret, '--num-tokens', flags.num_tokens];
+  const { nodeProcessLaunch } = await import('@chorus/server/node-process');
+  const launch = nodeProcessLaunch({ environment: process.env, flags, overrides: sets }, process.env);
+  const args = [...nodeArgs, ...launch.flags, CLI_MAIN, 'node', 'start', '--name', name, '--listen', flags.listen_address, '--seeds', flags.seeds, '--data', data, '--secret', layout.secret, '--num-tokens', flags.num_tokens];
   for (const set of sets) args.push('--set', set);
   const log = openSync(join(dir, `${name}.log`), 'a');
-  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log], env: { ...NODE_PROCESS_ENV, ...process.env, CHORUS_PID_FILE: pidPath(dir, name) } });
+  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log], env: { ...launch.env, CHORUS_PID_FILE: pidPath(dir, name) } });
   closeSync(log);
   if (child.pid === undefined) throw new CliError(`could not start ${name}`);
   writeFileSync(pidPath(dir, name), `${child.pid}\n`);

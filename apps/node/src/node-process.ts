@@ -1,46 +1,60 @@
 import { spawn } from 'node:child_process';
-import { type ConfigSources, loadSettings } from './config.js';
+import { type ConfigSources, type NodeSettings, loadSettings } from './config.js';
 import { ConfigError } from './errors.js';
 import { heapFlags, runsWithFlags } from './heap.js';
 
+/** What a node process with some settings starts with: its Node flags and its environment. */
+export interface NodeProcessLaunch {
+  flags: string[];
+  env: NodeJS.ProcessEnv;
+}
+
 /**
- * The Node flags a node process with these settings must start with (its heap, `max_heap_size`), for whoever
- * spawns one (`chorus cluster start`). Settings that do not load give none: the node then says why itself.
+ * What a node process with these settings must start with, for whoever spawns one (`chorus cluster start`).
+ * Settings that do not load give no flags and the caller's environment: the node then says why itself.
  */
-export function nodeProcessFlags(sources: ConfigSources): string[] {
+export function nodeProcessLaunch(sources: ConfigSources, callerEnv: NodeJS.ProcessEnv): NodeProcessLaunch {
   try {
-    return heapFlags(loadSettings(sources));
+    const settings = loadSettings(sources);
+    return { flags: heapFlags(settings), env: nodeProcessEnv(settings, callerEnv) };
   } catch (error) {
-    if (error instanceof ConfigError) return [];
+    if (error instanceof ConfigError) return { flags: [], env: callerEnv };
     throw error;
   }
 }
 
 /**
- * The environment a node process starts with, beside the caller's (which wins): two malloc arenas, not eight
- * per core, so the memory LevelDB's and libuv's threads free goes back to the node rather than sitting in
- * arenas of their own (the cluster bench's mixed load showed 40–60 MiB less RSS a node; ignored by a libc other than glibc).
+ * The environment of a node process: the caller's, and
+ * - `MALLOC_ARENA_MAX=2` unless the caller sets it: two malloc arenas, not eight per core, so the memory
+ *   LevelDB's and libuv's threads free goes back to the node rather than sitting in arenas of their own (the
+ *   cluster bench's mixed load showed 40–60 MiB less RSS a node; ignored by a libc other than glibc);
+ * - `UV_THREADPOOL_SIZE` of `io_threads`, over the caller's: libuv reads it once, when its pool first starts,
+ *   which is before any of the node's own code runs.
  */
-export const NODE_PROCESS_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };
+export function nodeProcessEnv(settings: Pick<NodeSettings, 'io_threads'>, callerEnv: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return { MALLOC_ARENA_MAX: '2', ...callerEnv, UV_THREADPOOL_SIZE: String(settings.io_threads) };
+}
 
 /** Set in the environment of a node process started again with its flags: it never starts a third. */
 const RESTARTED = 'CHORUS_HEAP_FLAGS_APPLIED';
 
-/** Whether this process must run the node in a child of its own, with `flags`: it was started without them. */
-export function needsRestartWith(flags: string[]): boolean {
-  return !runsWithFlags(flags, process.execArgv, process.env.NODE_OPTIONS) && process.env[RESTARTED] === undefined;
+/** Whether this process must run the node in a child of its own: it was started without its flags or its I/O pool's size. */
+export function needsRestart(flags: string[], settings: Pick<NodeSettings, 'io_threads'>): boolean {
+  const started = runsWithFlags(flags, process.execArgv, process.env.NODE_OPTIONS) && process.env.UV_THREADPOOL_SIZE === String(settings.io_threads);
+  return !started && process.env[RESTARTED] === undefined;
 }
 
 /**
- * A process cannot change its own heap limit once V8 runs, so a node started without its flags (`chorus node
+ * A process cannot change its own heap limit once V8 runs, nor its I/O pool once libuv started it, so a node
+ * started without its flags or its environment (`chorus node
  * start` in a terminal, a service manager) runs itself once more with them, as a child that shares its
  * terminal; signals sent to this process go to the child, and this one exits as the child does.
  */
-export function runAgainWith(flags: string[]): Promise<never> {
+export function runAgainWith(flags: string[], settings: Pick<NodeSettings, 'io_threads'>): Promise<never> {
   // The IPC channel only tells the child that this process is gone (see dieWithParent); nothing is sent on it.
   const child = spawn(process.execPath, [...process.execArgv, ...flags, ...process.argv.slice(1)], {
     stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
-    env: { ...NODE_PROCESS_ENV, ...process.env, [RESTARTED]: flags.join(' ') },
+    env: { ...nodeProcessEnv(settings, process.env), [RESTARTED]: flags.join(' ') },
   });
   const forward = (signal: NodeJS.Signals) => () => child.kill(signal);
   for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, forward(signal));

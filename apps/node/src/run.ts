@@ -15,7 +15,7 @@ import { type Security, loadSecurity } from './security.js';
 import { RequestBudget } from './request-budget.js';
 import { type MetricSources, createMetrics } from './metrics.js';
 import { HEAP_BUDGETS, heapFlags } from './heap.js';
-import { dieWithParent, needsRestartWith, runAgainWith } from './node-process.js';
+import { dieWithParent, needsRestart, runAgainWith } from './node-process.js';
 
 /**
  * Runs one node until SIGTERM or SIGINT: settings, the real environment
@@ -29,9 +29,9 @@ export async function runNode(sources: ConfigSources): Promise<void> {
     if (error instanceof ConfigError) fail(`config: ${error.message}`);
     throw error;
   }
-  // Before anything opens: the child that runs with the right heap opens the data directory and the port.
+  // Before anything opens: the child that runs with the right heap and I/O pool opens the data directory and the port.
   const flags = heapFlags(settings);
-  if (needsRestartWith(flags)) return runAgainWith(flags);
+  if (needsRestart(flags, settings)) return runAgainWith(flags, settings);
   dieWithParent();
   const logger = pino({ level: settings.log_level, base: { node: settings.name } });
   let security: Security;
@@ -136,6 +136,7 @@ export async function runNode(sources: ConfigSources): Promise<void> {
       authenticator: settings.authenticator,
       heapLimitMiB: Math.round(getHeapStatistics().heap_size_limit / 1024 / 1024),
       budgetsMiB: Object.fromEntries(Object.keys(HEAP_BUDGETS).map((name) => [name, Math.round((settings[name as keyof typeof HEAP_BUDGETS] / 1024 / 1024) * 10) / 10])),
+      ioThreads: Number(process.env.UV_THREADPOOL_SIZE ?? 4),
     },
     'node serving',
   );

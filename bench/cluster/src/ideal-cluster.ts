@@ -2,6 +2,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DEFAULTS } from '@chorus/server';
+import { nodeProcessEnv } from '@chorus/server/node-process';
 
 /** The built entry of one ideal node; the same path from `src` (tests) and from `dist`. */
 const MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'ideal-main.js');
@@ -38,7 +40,8 @@ export async function startIdealCluster(o: { ports: number[]; dir: string; durab
         const dir = join(o.dir, `i${i + 1}`);
         mkdirSync(dir, { recursive: true });
         const args = [MAIN, '--port', String(port), '--ports', o.ports.join(','), '--dir', dir, ...(o.durable ? ['--durable'] : [])];
-        const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+        // The environment a Chorus node gets by default (its I/O pool's size, its malloc arenas): the same libraries, tuned alike.
+        const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'], env: nodeProcessEnv(DEFAULTS, process.env) });
         children.push(child);
         return new Promise<void>((resolve, reject) => {
           const timer = setTimeout(() => reject(new Error(`ideal node on port ${port} not ready after ${o.timeoutMs ?? 30_000} ms`)), o.timeoutMs ?? 30_000);
