@@ -82,6 +82,8 @@ export class RingView {
   private readonly tokenOwner: Int32Array;
   private readonly owners: readonly RingMember[];
   private readonly replicaCache = new Map<string, (readonly NodeId[] | undefined)[]>();
+  /** Each distinct replica list once, by replication and content. */
+  private readonly replicaLists = new Map<string, readonly NodeId[]>();
   private future: RingView | undefined;
 
   private constructor(members: readonly RingMember[]) {
@@ -177,6 +179,7 @@ export class RingView {
     return i < 0 ? undefined : this.owners[this.tokenOwner[i]!]!.node;
   }
 
+  /** The replicas of `t`, frozen; ranges with the same replicas in the same order give the same array. */
   naturalReplicas(t: Token, replication: ReplicationSpec): readonly NodeId[] {
     const i = this.rangeIndexOf(t);
     return i < 0 ? [] : this.replicasOfRange(i, replication);
@@ -237,9 +240,12 @@ export class RingView {
     }
     let replicas = perRange[index];
     if (replicas === undefined) {
-      replicas = Object.freeze(
-        replication.class === 'SimpleStrategy' ? this.simpleReplicas(index, replication.rf) : this.topologyReplicas(index, replication.dcs),
-      );
+      const computed = replication.class === 'SimpleStrategy' ? this.simpleReplicas(index, replication.rf) : this.topologyReplicas(index, replication.dcs);
+      // Ranges with the same replicas in the same order share one array: with vnodes a few lists serve every
+      // range, so what callers key by a list (the coordinator's plans) is shared by all of its ranges.
+      const listKey = `${key}\u0000${computed.join('\u0000')}`;
+      replicas = this.replicaLists.get(listKey);
+      if (replicas === undefined) this.replicaLists.set(listKey, (replicas = Object.freeze(computed)));
       perRange[index] = replicas;
     }
     return replicas;

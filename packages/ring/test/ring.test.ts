@@ -42,6 +42,16 @@ describe('ring lookups', () => {
     expect(ring.naturalReplicas(token(500), simple(5))).toEqual(['a', 'b', 'c']);
   });
 
+  it('gives ranges with the same replicas in the same order one shared list', () => {
+    // Two vnodes each: the ranges ending at a's two tokens have the same replicas, and so on.
+    const vnodes = RingView.of([member('a', [-200, 200]), member('b', [-100, 300]), member('c', [0, 400])]);
+    expect(vnodes.naturalReplicas(token(-150), simple(2))).toBe(vnodes.naturalReplicas(token(250), simple(2)));
+    expect(vnodes.naturalReplicas(token(-150), simple(2))).toEqual(['b', 'c']);
+    expect(vnodes.naturalReplicas(token(-250), simple(2))).not.toBe(vnodes.naturalReplicas(token(-150), simple(2)));
+    // Another replication factor has lists of its own, even where the content would match.
+    expect(vnodes.naturalReplicas(token(-150), simple(3))).not.toBe(vnodes.naturalReplicas(token(-150), simple(2)));
+  });
+
   it('describes ranges as (start, end] with the wrapping range ending at the first token', () => {
     expect(ring.primaryRanges(nodeId('a'))).toEqual([{ start: 100n, end: -100n }]);
     expect(ring.primaryRanges(nodeId('b'))).toEqual([{ start: -100n, end: 0n }]);
