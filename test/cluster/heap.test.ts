@@ -61,14 +61,16 @@ function alive(pid: number): boolean {
 
 describe(`a node with the smallest heap allowed (max_heap_size=${SMALLEST_HEAP_MIB}MiB, no row cache) driven past its byte budgets`, () => {
   const cluster = new TestCluster();
-  beforeAll(() => cluster.start(3, ['--set', `max_heap_size=${SMALLEST_HEAP_MIB}MiB`, '--set', 'row_cache_size=0', '--set', 'io_threads=2']));
+  beforeAll(() => cluster.start(3, ['--set', `max_heap_size=${SMALLEST_HEAP_MIB}MiB`, '--set', 'row_cache_size=0', '--set', 'io_threads=2', '--set', 'gc_threads=2']));
   afterAll(() => cluster.destroy());
 
   it('runs with that heap, answers the excess with Overloaded, and lives on to serve', async () => {
     const target = cluster.address('n1');
     const pid = cluster.pid('n1');
-    // The node process itself, not a wrapper, has the heap of its setting.
-    expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')).toContain(`--max-old-space-size=${SMALLEST_HEAP_MIB}`);
+    // The node process itself, not a wrapper, has the heap and V8's thread pool of its settings.
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    expect(cmdline).toContain(`--max-old-space-size=${SMALLEST_HEAP_MIB}`);
+    expect(cmdline).toContain('--v8-pool-size=2');
     // And the I/O pool of io_threads (libuv reads its size from the environment the process started with).
     expect(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')).toContain('UV_THREADPOOL_SIZE=2');
 
@@ -163,19 +165,20 @@ describe('a node whose byte budgets set do not fit its heap', () => {
   });
 });
 
-describe('a node started by hand, without its heap flags or its I/O pool', () => {
-  it('runs itself again with its heap and io_threads, and dies with the process that was started', async () => {
+describe('a node started by hand, without its heap flags or its thread pools', () => {
+  it('runs itself again with its heap, io_threads and gc_threads, and dies with the process that was started', async () => {
     const dir = tempDir('heap-by-hand-');
     const address = `127.0.0.1:${await freeBasePort(1)}`;
-    const child = spawnChorus(['node', 'start', '--name', 'n1', '--listen', address, '--data', join(dir, 'n1'), '--secret', 'sesame-sesame', '--set', 'max_heap_size=256MiB', '--set', 'io_threads=3'], { env: { UV_THREADPOOL_SIZE: '7' } });
+    const child = spawnChorus(['node', 'start', '--name', 'n1', '--listen', address, '--data', join(dir, 'n1'), '--secret', 'sesame-sesame', '--set', 'max_heap_size=256MiB', '--set', 'io_threads=3', '--set', 'gc_threads=1'], { env: { UV_THREADPOOL_SIZE: '7' } });
     let stdout = '';
     child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
     child.stderr?.resume();
     const servingLine = () => stdout.split('\n').find((line) => line.includes('"node serving"'));
     await until('the node to serve', async () => servingLine() !== undefined, scaled(30_000));
-    const serving = JSON.parse(servingLine()!) as { heapLimitMiB: number; ioThreads: number };
-    // The setting, not the environment the process was started with, sizes the pool the node runs with.
+    const serving = JSON.parse(servingLine()!) as { heapLimitMiB: number; ioThreads: number; gcThreads: number };
+    // The settings, not the environment the process was started with, size the pools the node runs with.
     expect(serving.ioThreads).toBe(3);
+    expect(serving.gcThreads).toBe(1);
     // V8's limit is the old space asked for plus the young generation (three 32 MiB semi-spaces: 96 MiB).
     expect(serving.heapLimitMiB).toBeGreaterThanOrEqual(256);
     expect(serving.heapLimitMiB).toBeLessThan(256 + 128);

@@ -48,6 +48,8 @@ export interface NodeSettings {
    * the process starts with it. Default: half the cores, at least 1 and at most 4.
    */
   io_threads: number;
+  /** Threads of V8's own pool (Node's `--v8-pool-size`), where garbage collection's helpers run: the process starts with it. Default as io_threads. */
+  gc_threads: number;
   max_clock_skew: number;
   /** A peer whose clock is further off than this (ms) is reported: status, a log line per change, a metric. Writes are refused only past max_clock_skew. */
   clock_skew_warn: number;
@@ -102,12 +104,14 @@ export interface NodeSettings {
 const DEFAULT_HEAP_BYTES = 224 * 1024 * 1024;
 const DEFAULT_ROW_CACHE_MIB = 64;
 /**
- * io_threads' default. Handing work to an idle pool thread costs a wake-up in the kernel, which on a small
- * machine weighs more than the work: on 2 cores, three nodes with one thread each did 40–75 % more cold
- * reads and writes per second than with libuv's default of 4 (README, Performance). More cores leave room
- * for reads to wait on the disk side by side.
+ * io_threads' and gc_threads' default: half the cores, at least 1 and at most 4 (libuv's and Node's own
+ * default). Waking an idle pool thread costs a trip through the kernel, and each thread a node keeps competes
+ * with every process on the machine: on 2 cores, three nodes with one thread in each pool did 30–70 % more
+ * writes and cold reads per second with one I/O thread than with four, and spent about 10–15 % less CPU per
+ * operation with one GC thread (README, Benchmarks). More cores leave room for reads that wait on the disk
+ * side by side, and for collections that run beside the main thread.
  */
-const DEFAULT_IO_THREADS = Math.max(1, Math.min(4, Math.floor(availableParallelism() / 2)));
+const DEFAULT_POOL_THREADS = Math.max(1, Math.min(4, Math.floor(availableParallelism() / 2)));
 
 export const DEFAULTS: Omit<NodeSettings, 'name' | 'listen_address' | 'data_dir' | 'secret'> = {
   cluster_name: 'chorus',
@@ -127,7 +131,8 @@ export const DEFAULTS: Omit<NodeSettings, 'name' | 'listen_address' | 'data_dir'
   gc_sweep_interval: 3_600_000,
   row_cache_size: DEFAULT_ROW_CACHE_MIB,
   max_heap_size: DEFAULT_HEAP_BYTES,
-  io_threads: DEFAULT_IO_THREADS,
+  io_threads: DEFAULT_POOL_THREADS,
+  gc_threads: DEFAULT_POOL_THREADS,
   max_clock_skew: 1_000,
   clock_skew_warn: 20,
   hinted_handoff_enabled: true,
@@ -155,7 +160,7 @@ export const DEFAULTS: Omit<NodeSettings, 'name' | 'listen_address' | 'data_dir'
 
 const DURATIONS = new Set(['gossip_interval', 'write_request_timeout', 'read_request_timeout', 'commit_sync_period', 'max_clock_skew', 'clock_skew_warn', 'max_hint_window', 'gc_sweep_interval', 'gone_retention']);
 const LISTS = new Set(['seeds', 'initial_tokens']);
-const INTEGERS = new Set(['num_tokens', 'io_threads', 'gc_grace_seconds', 'row_cache_size', 'max_hints_size_per_host', 'hinted_handoff_throttle', 'repair_max_sessions', 'repair_history_size']);
+const INTEGERS = new Set(['num_tokens', 'io_threads', 'gc_threads', 'gc_grace_seconds', 'row_cache_size', 'max_hints_size_per_host', 'hinted_handoff_throttle', 'repair_max_sessions', 'repair_history_size']);
 /** Throughputs: a size, optionally per second as cassandra.yaml writes them (`64MiB/s`). */
 const RATES = new Set(['repair_throttle', 'stream_throughput']);
 /** Byte budgets: a size (`32MiB`, `1GB`, or bytes). */
@@ -194,6 +199,7 @@ const Schema = Type.Object(
     max_heap_size: Type.Integer({ minimum: 64 * 1024 * 1024, maximum: 1024 ** 4 }),
     // libuv's own bound.
     io_threads: Type.Integer({ minimum: 1, maximum: 1024 }),
+    gc_threads: Type.Integer({ minimum: 1, maximum: 1024 }),
     max_clock_skew: Duration,
     clock_skew_warn: Duration,
     hinted_handoff_enabled: Type.Boolean(),

@@ -16,11 +16,16 @@ export interface NodeProcessLaunch {
 export function nodeProcessLaunch(sources: ConfigSources, callerEnv: NodeJS.ProcessEnv): NodeProcessLaunch {
   try {
     const settings = loadSettings(sources);
-    return { flags: heapFlags(settings), env: nodeProcessEnv(settings, callerEnv) };
+    return { flags: processFlags(settings), env: nodeProcessEnv(settings, callerEnv) };
   } catch (error) {
     if (error instanceof ConfigError) return { flags: [], env: callerEnv };
     throw error;
   }
+}
+
+/** The Node flags of a node process: its heap (`max_heap_size`) and V8's thread pool (`gc_threads`). */
+export function processFlags(settings: Pick<NodeSettings, 'max_heap_size' | 'gc_threads'>): string[] {
+  return [...heapFlags(settings), `--v8-pool-size=${settings.gc_threads}`];
 }
 
 /**

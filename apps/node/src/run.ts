@@ -14,8 +14,8 @@ import { buildApi } from './http-api.js';
 import { type Security, loadSecurity } from './security.js';
 import { RequestBudget } from './request-budget.js';
 import { type MetricSources, createMetrics } from './metrics.js';
-import { HEAP_BUDGETS, heapFlags } from './heap.js';
-import { dieWithParent, needsRestart, runAgainWith } from './node-process.js';
+import { HEAP_BUDGETS } from './heap.js';
+import { dieWithParent, needsRestart, processFlags, runAgainWith } from './node-process.js';
 
 /**
  * Runs one node until SIGTERM or SIGINT: settings, the real environment
@@ -30,7 +30,7 @@ export async function runNode(sources: ConfigSources): Promise<void> {
     throw error;
   }
   // Before anything opens: the child that runs with the right heap and I/O pool opens the data directory and the port.
-  const flags = heapFlags(settings);
+  const flags = processFlags(settings);
   if (needsRestart(flags, settings)) return runAgainWith(flags, settings);
   dieWithParent();
   const logger = pino({ level: settings.log_level, base: { node: settings.name } });
@@ -136,7 +136,9 @@ export async function runNode(sources: ConfigSources): Promise<void> {
       authenticator: settings.authenticator,
       heapLimitMiB: Math.round(getHeapStatistics().heap_size_limit / 1024 / 1024),
       budgetsMiB: Object.fromEntries(Object.keys(HEAP_BUDGETS).map((name) => [name, Math.round((settings[name as keyof typeof HEAP_BUDGETS] / 1024 / 1024) * 10) / 10])),
+      // What the process runs with (libuv's and Node's defaults are 4), which needsRestart made the settings'.
       ioThreads: Number(process.env.UV_THREADPOOL_SIZE ?? 4),
+      gcThreads: Number(process.execArgv.findLast((arg) => arg.startsWith('--v8-pool-size='))?.slice('--v8-pool-size='.length) ?? 4),
     },
     'node serving',
   );

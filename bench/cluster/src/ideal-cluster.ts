@@ -39,8 +39,8 @@ export async function startIdealCluster(o: { ports: number[]; dir: string; durab
       o.ports.map((port, i) => {
         const dir = join(o.dir, `i${i + 1}`);
         mkdirSync(dir, { recursive: true });
-        const args = [MAIN, '--port', String(port), '--ports', o.ports.join(','), '--dir', dir, ...(o.durable ? ['--durable'] : [])];
-        // The environment a Chorus node gets by default (its I/O pool's size, its malloc arenas): the same libraries, tuned alike.
+        const args = [`--v8-pool-size=${DEFAULTS.gc_threads}`, MAIN, '--port', String(port), '--ports', o.ports.join(','), '--dir', dir, ...(o.durable ? ['--durable'] : [])];
+        // The thread pools and malloc arenas a Chorus node gets by default: the same libraries, tuned alike.
         const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'], env: nodeProcessEnv(DEFAULTS, process.env) });
         children.push(child);
         return new Promise<void>((resolve, reject) => {
