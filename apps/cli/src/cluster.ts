@@ -104,7 +104,7 @@ async function spawnNode(dir: string, layout: ClusterLayout, name: string, token
   if (layout.auth) sets.push('authenticator=token', `authenticator_tokens_file=${tokensPath(dir)}`);
   sets.push(...layout.overrides);
   const flags = { name, listen_address: addressOf(layout, name), seeds: seeds.join(','), data_dir: data, secret: layout.secret, num_tokens: String(layout.numTokens) };
-  // The node's heap (max_heap_size) and I/O pool (io_threads) are set when its process starts: given here, the node need not start itself again.
+  // The node's heap and thread pools (max_heap_size, gc_threads, io_threads) are fixed when its process starts: given here, the node need not start itself again.
   // Imported here: loading the settings' schema would slow every other chorus command.
   const { nodeProcessLaunch } = await import('@chorus/server/node-process');
   const launch = nodeProcessLaunch({ environment: process.env, flags, overrides: sets }, process.env);

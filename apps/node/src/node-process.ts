@@ -50,10 +50,10 @@ export function needsRestart(flags: string[], settings: Pick<NodeSettings, 'io_t
 }
 
 /**
- * A process cannot change its own heap limit once V8 runs, nor its I/O pool once libuv started it, so a node
- * started without its flags or its environment (`chorus node
- * start` in a terminal, a service manager) runs itself once more with them, as a child that shares its
- * terminal; signals sent to this process go to the child, and this one exits as the child does.
+ * A process cannot change its heap limit or its thread pools once it runs, so a node started without its
+ * flags or its environment (`chorus node start` in a terminal, a service manager) runs itself once more with
+ * them, as a child that shares its terminal; signals sent to this process go to the child, and this one exits
+ * as the child does.
  */
 export function runAgainWith(flags: string[], settings: Pick<NodeSettings, 'io_threads'>): Promise<never> {
   // The IPC channel only tells the child that this process is gone (see dieWithParent); nothing is sent on it.

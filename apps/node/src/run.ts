@@ -29,7 +29,7 @@ export async function runNode(sources: ConfigSources): Promise<void> {
     if (error instanceof ConfigError) fail(`config: ${error.message}`);
     throw error;
   }
-  // Before anything opens: the child that runs with the right heap and I/O pool opens the data directory and the port.
+  // Before anything opens: the child that runs with the right heap and thread pools opens the data directory and the port.
   const flags = processFlags(settings);
   if (needsRestart(flags, settings)) return runAgainWith(flags, settings);
   dieWithParent();
