@@ -2,8 +2,9 @@ import { performance } from 'node:perf_hooks';
 import { type Clock, isChorusError } from '@chorus/core';
 import { type ChorusNode, hintsView, stateOf } from '@chorus/node';
 import type { WsTransport } from '@chorus/wire';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ClientApi } from './client-api.js';
+import { LatencyHistogram } from './latency-histogram.js';
 import type { RequestBudget } from './request-budget.js';
 import { type RepairJobState, type RepairJobStatus, repairServiceOf } from './repair-api.js';
 
@@ -52,6 +53,7 @@ const SYSTEM_CLOCK: Pick<Clock, 'nowMicros'> = { nowMicros: () => Date.now() * 1
 function levelLabel(consistency: unknown): string {
   if (consistency === undefined) return DEFAULT_LEVEL;
   if (typeof consistency !== 'string') return 'invalid';
+  if (LEVELS.has(consistency)) return consistency;
   const upper = consistency.trim().toUpperCase();
   return LEVELS.has(upper) ? upper : 'invalid';
 }
@@ -115,24 +117,21 @@ export function createMetrics(sources: MetricSources): Metrics {
   };
   const one = (value: number): Reading => [[{}, value]];
 
-  const latency = new Histogram({
-    name: 'chorus_request_duration_seconds',
-    help: 'Time to answer data requests (HTTP and client protocol), by operation, consistency level and outcome',
-    labelNames: ['op', 'consistency', 'outcome'],
-    buckets: LATENCY_BUCKETS_SECONDS,
-    registers: [registry],
-  });
-  // Each label set's child once: observing by a labels object hashes the labels again for every request.
-  const children = new Map<string, { observe(seconds: number): void }>();
+  const latency = new LatencyHistogram(
+    'chorus_request_duration_seconds',
+    'Time to answer data requests (HTTP and client protocol), by operation, consistency level and outcome',
+    LATENCY_BUCKETS_SECONDS,
+    registry,
+  );
   const timeRequest: RequestTimer = (op, consistency) => {
     const started = performance.now();
     return (error) => {
       const level = levelLabel(consistency);
       const outcome = error === undefined ? 'ok' : outcomeOf(error);
-      const key = `${op} ${level} ${outcome}`;
-      let child = children.get(key);
-      if (child === undefined) children.set(key, (child = latency.labels({ op, consistency: level, outcome })));
-      child.observe((performance.now() - started) / 1000);
+      latency.observe(
+        latency.seriesOf(`${op} ${level} ${outcome}`, () => ({ op, consistency: level, outcome })),
+        (performance.now() - started) / 1000,
+      );
     };
   };
 

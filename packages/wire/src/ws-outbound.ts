@@ -76,7 +76,8 @@ export class OutboundLinks {
   send(to: NodeId, frame: Uint8Array): void {
     if (this.closing) return;
     const link = this.linkFor(to);
-    link.lastSendMs = this.now();
+    // Once per burst: the frames queued behind a scheduled flush were sent in the same tick, at the same time.
+    if (!link.flushScheduled) link.lastSendMs = this.now();
     if (frame.byteLength > this.settings.maxFrameBytes) {
       this.log.warn({ peer: to, bytes: frame.byteLength, limit: this.settings.maxFrameBytes }, 'dropped a frame over the size limit');
       this.drop(link, 1);
