@@ -145,29 +145,27 @@ class Client implements ChorusClient, RoutingOwner {
 
   // ——— the calls, with a session's fields (see session.ts) ———
 
-  async putIn(keyspace: string, key: Bytes, value: Bytes, options: PutOptions, after: number | undefined): Promise<{ timestamp: number }> {
-    const result = (await this.call(
+  // Not async: an async function and its await would be one more promise and job per call.
+  putIn(keyspace: string, key: Bytes, value: Bytes, options: PutOptions, after: number | undefined): Promise<{ timestamp: number }> {
+    return this.call(
       strip({ op: 'put', ks: keyspace, key, value, ck: options.clustering, cl: options.consistency ?? this.settings.consistency, ttl: options.ttl, ts: options.timestamp, after }) as RequestBody,
       { kind: 'token', keyspace, key },
-    )) as WriteResult;
-    return { timestamp: result.ts };
+    ).then(writeTimestamp);
   }
 
-  async getIn(keyspace: string, key: Bytes, options: GetOptions, floor: number | undefined): Promise<{ value: Uint8Array; timestamp: number } | undefined> {
-    const result = (await this.call(strip({ op: 'get', ks: keyspace, key, ck: options.clustering, cl: options.consistency ?? this.settings.consistency, floor }) as RequestBody, {
+  getIn(keyspace: string, key: Bytes, options: GetOptions, floor: number | undefined): Promise<{ value: Uint8Array; timestamp: number } | undefined> {
+    return this.call(strip({ op: 'get', ks: keyspace, key, ck: options.clustering, cl: options.consistency ?? this.settings.consistency, floor }) as RequestBody, {
       kind: 'token',
       keyspace,
       key,
-    })) as GetResult | null;
-    return result ? { value: result.value, timestamp: result.ts } : undefined;
+    }).then(readValue);
   }
 
-  async delIn(keyspace: string, key: Bytes, options: DelOptions, after: number | undefined): Promise<{ timestamp: number }> {
-    const result = (await this.call(
+  delIn(keyspace: string, key: Bytes, options: DelOptions, after: number | undefined): Promise<{ timestamp: number }> {
+    return this.call(
       strip({ op: 'del', ks: keyspace, key, ck: options.clustering, cl: options.consistency ?? this.settings.consistency, ts: options.timestamp, after }) as RequestBody,
       { kind: 'token', keyspace, key },
-    )) as WriteResult;
-    return { timestamp: result.ts };
+    ).then(writeTimestamp);
   }
 
   async sliceIn(keyspace: string, partition: Bytes, options: SliceOptions, floors: Array<{ ck: Uint8Array; ts: number }> | undefined): Promise<SliceResult> {
@@ -248,7 +246,7 @@ class Client implements ChorusClient, RoutingOwner {
       route,
       bytes: 48 + byteLength((body as { value?: Bytes }).value) + byteLength((body as { key?: Bytes }).key),
       deadlineMs: this.now() + this.settings.requestTimeoutMs,
-      tried: new Map(),
+      tried: undefined,
       attempts: 0,
       host: undefined,
       lastError: undefined,
@@ -330,7 +328,7 @@ class Client implements ChorusClient, RoutingOwner {
   }
 
   private retry(call: Call, reason: string, error: ChorusError): void {
-    if (call.host) call.tried.set(call.host.address, reason);
+    if (call.host) (call.tried ??= new Map()).set(call.host.address, reason);
     call.lastError = error;
     if (call.route.kind === 'host' || call.attempts >= this.settings.maxAttempts) {
       this.settle(call, exhaustedError(call));
@@ -425,6 +423,13 @@ function byteLength(x: Bytes | undefined): number {
  * `o` without its undefined fields, as a new object built field by field: deleting them instead would turn
  * every request into a slow dictionary-mode object for the encoder.
  */
+const writeTimestamp = (result: unknown): { timestamp: number } => ({ timestamp: (result as WriteResult).ts });
+
+function readValue(result: unknown): { value: Uint8Array; timestamp: number } | undefined {
+  const r = result as GetResult | null;
+  return r ? { value: r.value, timestamp: r.ts } : undefined;
+}
+
 function strip<T extends Record<string, unknown>>(o: T): T {
   const out: Record<string, unknown> = {};
   for (const k in o) if (o[k] !== undefined) out[k] = o[k];

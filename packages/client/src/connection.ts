@@ -26,8 +26,8 @@ export interface Call {
   readonly route: Route;
   readonly bytes: number;
   readonly deadlineMs: number;
-  /** Hosts already tried, with why they failed. */
-  readonly tried: Map<string, string>;
+  /** Hosts already tried, with why they failed; made on the first failure (most calls never fail). */
+  tried: Map<string, string> | undefined;
   attempts: number;
   host: Host | undefined;
   lastError: ChorusError | undefined;

@@ -42,8 +42,13 @@ export class Host {
     return this.node ?? this.address;
   }
 
+  private get hasOpenConnection(): boolean {
+    for (const c of this.connections) if (c.state === 'open') return true;
+    return false;
+  }
+
   get state(): HostState {
-    if (this.connections.some((c) => c.state === 'open')) return 'up';
+    if (this.hasOpenConnection) return 'up';
     if (this.downUntilMs > this.client.now()) return 'down';
     if (this.connections.some((c) => c.state === 'connecting')) return 'connecting';
     return this.failures > 0 ? 'down' : 'idle';
@@ -51,7 +56,7 @@ export class Host {
 
   /** Usable for a new request: not backing off after a failure. */
   get usable(): boolean {
-    return this.connections.some((c) => c.state === 'open') || this.downUntilMs <= this.client.now();
+    return this.hasOpenConnection || this.downUntilMs <= this.client.now();
   }
 
   get load(): number {
@@ -144,7 +149,7 @@ export class HostPool {
     const route = call.route;
     if (route.kind === 'host') {
       const host = this.hostOf(route.host);
-      return call.tried.has(host.address) ? undefined : host;
+      return call.tried?.has(host.address) === true ? undefined : host;
     }
     const settings = this.client.settings;
     if (call.attempts >= settings.maxAttempts) return undefined;
@@ -158,26 +163,26 @@ export class HostPool {
     let best: Host | undefined;
     let bestScore = Number.POSITIVE_INFINITY;
     const start = this.rotation++;
-    const consider = (host: Host | undefined, rank: number) => {
-      if (!host || call.tried.has(host.address) || !host.usable) return;
-      let score = rank * 1_000_000_000;
-      if (host.state !== 'up') score += 100_000_000;
-      if (host.serverState !== undefined && host.serverState[0] === 'D') score += 200_000_000;
-      if (settings.localDc !== undefined && host.dc !== undefined && host.dc !== settings.localDc) score += 400_000_000;
-      score += host.load;
+    const n = replicas.length;
+    for (let i = 0; i < n; i++) {
+      const host = this.byNode.get(replicas[(start + i) % n]!);
+      const score = host === undefined ? Number.POSITIVE_INFINITY : this.score(host, 0, call);
       if (score < bestScore) {
         best = host;
         bestScore = score;
       }
-    };
-    const n = replicas.length;
-    for (let i = 0; i < n; i++) consider(this.byNode.get(replicas[(start + i) % n]!), 0);
+    }
     if (!best || bestScore >= 100_000_000) {
       const all = [...this.hosts.values()];
       const m = all.length;
       for (let i = 0; i < m; i++) {
         const host = all[(start + i) % m]!;
-        if (n === 0 || !replicas.includes(host.id)) consider(host, 1);
+        if (n > 0 && replicas.includes(host.id)) continue;
+        const score = this.score(host, 1, call);
+        if (score < bestScore) {
+          best = host;
+          bestScore = score;
+        }
       }
     }
     const chosen = best as Host | undefined;
@@ -186,6 +191,17 @@ export class HostPool {
       else this.client.counters.nonReplica++;
     }
     return chosen;
+  }
+
+  /** Lower is better: replicas before other hosts, then healthy, then in the local datacenter, then least loaded; infinite when not to be tried. */
+  private score(host: Host, rank: number, call: Call): number {
+    if (call.tried?.has(host.address) === true || !host.usable) return Number.POSITIVE_INFINITY;
+    const localDc = this.client.settings.localDc;
+    let score = rank * 1_000_000_000;
+    if (host.state !== 'up') score += 100_000_000;
+    if (host.serverState !== undefined && host.serverState[0] === 'D') score += 200_000_000;
+    if (localDc !== undefined && host.dc !== undefined && host.dc !== localDc) score += 400_000_000;
+    return score + host.load;
   }
 
   /** A connection of `host` said hello: the host is healthy, and its hello names the node as the ring does. */
@@ -278,5 +294,5 @@ export function exhaustedError(call: Call): Error {
   const last = call.lastError;
   if (last && !(last instanceof ConnectionError)) return last;
   if (call.route.kind === 'host') return last ?? new ConnectionError(call.route.host, 'host is down');
-  return new NoHostAvailable(Object.fromEntries(call.tried));
+  return new NoHostAvailable(Object.fromEntries(call.tried ?? []));
 }
