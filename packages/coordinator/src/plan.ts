@@ -226,6 +226,15 @@ export function isSatisfied(plan: ReplicaPlan, nodes: Iterable<NodeId> | Readonl
   return true;
 }
 
+/** `isSatisfied` over two sets that share no node (a write's acknowledgements and the replicas still asked), without building their union: every write calls it. */
+export function isSatisfiedByEither(plan: ReplicaPlan, a: ReadonlySet<NodeId>, b: ReadonlySet<NodeId>): boolean {
+  if (plan.scope.kind === 'each') return isSatisfied(plan, [...a, ...b]);
+  let n = 0;
+  for (const node of a) if (countsToward(plan, node)) n++;
+  for (const node of b) if (countsToward(plan, node)) n++;
+  return n >= plan.blockFor;
+}
+
 /**
  * Takes from `extras` (closest first) the replica to ask next, and removes
  * it; undefined when none would help. For EACH_QUORUM it must be in a

@@ -59,7 +59,8 @@ export class ReadRequest implements Request {
 
   start(): void {
     this.io.after(this.timeoutMs, 'timeout');
-    this.io.plan.contacts.forEach((node, i) => this.request(node, i === 0 ? 'data' : 'digest'));
+    const contacts = this.io.plan.contacts;
+    for (let i = 0; i < contacts.length; i++) this.request(contacts[i]!, i === 0 ? 'data' : 'digest');
     if (this.speculateAfterMs !== undefined && this.extras.length > 0) this.io.after(this.speculateAfterMs, 'speculate');
   }
 

@@ -2,8 +2,8 @@ import type { NodeId } from '@chorus/core';
 import type { Mutation } from '@chorus/model';
 import { requestMutate } from '@chorus/replica';
 import { ClockSkewed, Unavailable, WriteTimeout } from './errors.js';
-import { countAnswers, isSatisfied } from './plan.js';
-import { type Outcome, type Request, type RequestIo, clientError } from './request.js';
+import { countAnswers, isSatisfied, isSatisfiedByEither } from './plan.js';
+import { type Outcome, type ReplicaRequest, type Request, type RequestIo, clientError } from './request.js';
 
 /**
  * One write: the mutation goes to every contact of the plan, and the caller
@@ -56,9 +56,10 @@ export class WriteRequest implements Request {
   start(): void {
     const plan = this.io.plan;
     this.io.after(this.timeoutMs, 'timeout');
+    const send: ReplicaRequest = (ref, clocks, t, answered) => requestMutate(ref, this.mutation, clocks, t, answered);
     for (const node of plan.contacts) {
       this.outstanding.add(node);
-      this.io.ask(node, (ref, clocks, t, answered) => requestMutate(ref, this.mutation, clocks, t, answered));
+      this.io.ask(node, send);
     }
     if (this.any && this.hinting) {
       this.hintDown();
@@ -117,7 +118,7 @@ export class WriteRequest implements Request {
    */
   private settleIfHopeless(): void {
     const plan = this.io.plan;
-    if (isSatisfied(plan, [...this.acks, ...this.outstanding])) return;
+    if (isSatisfiedByEither(plan, this.acks, this.outstanding)) return;
     // At ANY a hint still being stored may yet be the acknowledgement.
     if (this.any && this.hintsAwaited > 0) return;
     const refusal = this.errors && clientError(this.errors);
