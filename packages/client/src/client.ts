@@ -418,11 +418,6 @@ function byteLength(x: Bytes | undefined): number {
   return x === undefined ? 0 : typeof x === 'string' ? x.length * 3 : x.byteLength;
 }
 
-/** Drops undefined fields: the server refuses fields it does not know, and msgpack would send undefined as nil. */
-/**
- * `o` without its undefined fields, as a new object built field by field: deleting them instead would turn
- * every request into a slow dictionary-mode object for the encoder.
- */
 const writeTimestamp = (result: unknown): { timestamp: number } => ({ timestamp: (result as WriteResult).ts });
 
 function readValue(result: unknown): { value: Uint8Array; timestamp: number } | undefined {
@@ -430,6 +425,11 @@ function readValue(result: unknown): { value: Uint8Array; timestamp: number } | 
   return r ? { value: r.value, timestamp: r.ts } : undefined;
 }
 
+/**
+ * Drops undefined fields: the server refuses fields it does not know, and msgpack would send undefined as nil.
+ * `o` without its undefined fields, as a new object built field by field: deleting them instead would turn
+ * every request into a slow dictionary-mode object for the encoder.
+ */
 function strip<T extends Record<string, unknown>>(o: T): T {
   const out: Record<string, unknown> = {};
   for (const k in o) if (o[k] !== undefined) out[k] = o[k];
