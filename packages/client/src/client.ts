@@ -426,9 +426,9 @@ function readValue(result: unknown): { value: Uint8Array; timestamp: number } | 
 }
 
 /**
- * Drops undefined fields: the server refuses fields it does not know, and msgpack would send undefined as nil.
- * `o` without its undefined fields, as a new object built field by field: deleting them instead would turn
- * every request into a slow dictionary-mode object for the encoder.
+ * `o` without its undefined fields (the server refuses fields it does not know, and msgpack would send
+ * undefined as nil), built field by field: deleting them instead would turn every request into a slow
+ * dictionary-mode object for the encoder.
  */
 function strip<T extends Record<string, unknown>>(o: T): T {
   const out: Record<string, unknown> = {};
