@@ -1,4 +1,5 @@
-import { ChorusError, Overloaded } from '@chorus/core';
+import { ChorusError, Overloaded, isChorusError } from '@chorus/core';
+import type { WireError } from './envelope.js';
 
 /** The receiving actor's mailbox is full (messages, or its byte budget) and its policy is to reject. */
 export class MailboxFull extends Overloaded {
@@ -65,4 +66,15 @@ export class RemoteActorError extends ChorusError {
   constructor(name: string, code: string, message: string, fields: Record<string, unknown>, httpStatus: number) {
     super(name, code, message, fields, httpStatus);
   }
+}
+
+/** An error as it crosses the wire: a Chorus error keeps its name, code, fields and status; anything else is an internal error. */
+export function toWireError(error: Error): WireError {
+  if (isChorusError(error)) return { name: error.name, code: error.code, message: error.message, fields: { ...error.fields }, status: error.httpStatus };
+  return { name: 'InternalError', code: 'INTERNAL', message: error.message, fields: {}, status: 500 };
+}
+
+/** The error a peer sent, rebuilt with the same name, code, fields and status. */
+export function fromWireError(e: WireError): RemoteActorError {
+  return new RemoteActorError(e.name, e.code, e.message, e.fields, e.status);
 }

@@ -1,6 +1,6 @@
-import { type Env, type LinkState, type Logger, type NodeId, type Timer, type Transport, isChorusError } from '@chorus/core';
-import { type ActorAddress, type Codec, type Envelope, type ReplyTo, type WireError, msgpackCodec } from './envelope.js';
-import { ActorCrashed, ActorNotFound, ActorStopped, AskTimeout, MailboxFull, NodeUnreachable, RemoteActorError, UnexpectedReply } from './errors.js';
+import { type Env, type LinkState, type Logger, type NodeId, type Timer, type Transport } from '@chorus/core';
+import { type ActorAddress, type Codec, type Envelope, type ReplyTo, msgpackCodec } from './envelope.js';
+import { ActorCrashed, ActorNotFound, ActorStopped, AskTimeout, MailboxFull, NodeUnreachable, UnexpectedReply, fromWireError, toWireError } from './errors.js';
 import { DeadlineQueues } from './deadlines.js';
 import { type Letter, Mailbox, type MailboxOptions } from './mailbox.js';
 
@@ -582,6 +582,15 @@ export class ActorSystem {
     };
   }
 
+  /**
+   * Whether `node` reads `kind`, a message kind added after the protocol
+   * version (see `Transport.readsKind`): this node always does; a peer only
+   * once its link said so.
+   */
+  readsKind(node: NodeId, kind: string): boolean {
+    return node === this.node || this.transport?.readsKind?.(node, kind) === true;
+  }
+
   /** @internal used by remote refs */
   sendEnvelope(to: NodeId, envelope: Envelope): void {
     if (to === this.node) {
@@ -709,7 +718,7 @@ export class ActorSystem {
         return;
       case 'err': {
         const e = envelope.e;
-        this.settleRemote(from, envelope.id, envelope.run, { ok: false, error: new RemoteActorError(e.name, e.code, e.message, e.fields, e.status) });
+        this.settleRemote(from, envelope.id, envelope.run, { ok: false, error: fromWireError(e) });
         return;
       }
       case 'msg': {
@@ -752,7 +761,3 @@ function runOf(bytes: Uint8Array): number {
   return run;
 }
 
-function toWireError(error: Error): WireError {
-  if (isChorusError(error)) return { name: error.name, code: error.code, message: error.message, fields: { ...error.fields }, status: error.httpStatus };
-  return { name: 'InternalError', code: 'INTERNAL', message: error.message, fields: {}, status: 500 };
-}

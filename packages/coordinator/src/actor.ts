@@ -1,8 +1,23 @@
-import { type ActorContext, type ActorRef, type ActorSystem, type Behavior, DeadlineQueues, type ReplyTo } from '@chorus/actors';
+import { type ActorContext, type ActorRef, type ActorSystem, type Behavior, DeadlineQueues, type ReplyTo, fromWireError } from '@chorus/actors';
 import { InvalidRequest, type NodeId, Overloaded, type Token, isChorusError } from '@chorus/core';
 import { type Cell, EmptyPartitionKey, KeyTooLarge, LIMITS, type Mutation, expiryFromTtl, isDead, isTombstone, mutationBytes, validateMutation } from '@chorus/model';
 import type { ReplicaRepair } from '@chorus/read-repair';
-import { type Clocks, type HybridLogicalClock, REPLICA_ACTOR, type ReplicaMsg, type RowKey, type SkewTracker, type SliceQuery } from '@chorus/replica';
+import {
+  BATCH_KIND,
+  type BatchedMsg,
+  type Clocks,
+  type HybridLogicalClock,
+  type MutatedMsg,
+  REPLICA_ACTOR,
+  type ReplicaBatch,
+  type ReplicaMsg,
+  type RowKey,
+  type SkewTracker,
+  type SliceQuery,
+  requestBatch,
+  requestDigest,
+  requestMutate,
+} from '@chorus/replica';
 import { type KeyspaceDef, type RingView, readRepairOf, tokenOf } from '@chorus/ring';
 import { ClockSkewed, ReadTimeout, RequestFailed, SchemaDisagreement, SessionFloorNotMet, Unavailable, WriteTimeout } from './errors.js';
 import { LatencyHistogram, PeerLatencies } from './latency.js';
@@ -10,7 +25,7 @@ import { type ConsistencyLevel, DEFAULT_CONSISTENCY, blockFor, parseConsistency,
 import { PlanCache, type ReplicaPlan, planRead, planWrite } from './plan.js';
 import { ReadRequest } from './read.js';
 import type { RepairPolicy } from './repair.js';
-import { type Op, type Outcome, type ReplicaRequest, type Request, type RequestIo, type Tick } from './request.js';
+import { type BatchableRequest, type Op, type Outcome, type ReplicaRequest, type Request, type RequestIo, type Tick } from './request.js';
 import { type RowFloor, SliceRequest } from './slice.js';
 import type { MergedPage } from './slice-merge.js';
 import { sortByProximity } from './snitch.js';
@@ -35,6 +50,10 @@ export const COORDINATOR_ACTOR = 'coordinator';
 const READ_PLAN_MAX_AGE_MS = 100;
 /** Write plans hold no proximity: they change with the ring and the replicas' liveness, which the cache checks. */
 const WRITE_PLAN_MAX_AGE_MS = 1_000;
+/** Mutation bytes at which a replica's batch leaves before its turn ends: a batch stays well inside the 4 MiB frame. */
+const BATCH_MAX_BYTES = 1024 * 1024;
+/** Items at which a replica's batch leaves before its turn ends (the wire's MAX_BATCH_ITEMS is larger). */
+const BATCH_MAX_ITEMS = 1_024;
 
 type WriteAnswer = { timestampMicros: number };
 type ReadAnswer = { cell: Cell | undefined };
@@ -58,6 +77,17 @@ export type CoordinatorMsg =
       /** Our wall clock when the ask went out: with the peer's reading in the answer, an NTP-style offset sample. */
       sentWallMicros: number;
       outcome: Outcome;
+    }
+  | {
+      type: 'batch-answer';
+      from: NodeId;
+      sentAtMs: number;
+      receivedAtMs: number;
+      sentWallMicros: number;
+      /** The requests of the batch's items: its mutations', then its digest reads'. */
+      mutationIds: number[];
+      digestIds: number[];
+      outcome: { ok: true; answer: BatchedMsg } | { ok: false; error: Error };
     }
   | { type: 'tick'; id: number; tag: Tick }
   /** Whether a hint a write offered was stored (see `RequestIo.hint`). */
@@ -84,6 +114,14 @@ interface Shared {
   digestMismatches: number;
   readRepair: { mismatches: number; rowsRepaired: number; timeouts: number };
   sessionFloor: { escalations: number; notMet: number };
+}
+
+/** The batchable requests of one turn for one replica (see `batches` below). */
+interface PendingBatch {
+  batch: ReplicaBatch;
+  mutationIds: number[];
+  digestIds: number[];
+  bytes: number;
 }
 
 /** The options with their defaults filled in; the hooks stay optional. */
@@ -220,7 +258,14 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
         private readonly startedAt: number,
       ) {}
 
-      ask(node: NodeId, send: ReplicaRequest): void {
+      ask(node: NodeId, send: ReplicaRequest | BatchableRequest): void {
+        if (typeof send !== 'function') {
+          if (system.readsKind(node, BATCH_KIND)) {
+            batches.add(this.ctx, this.op, node, this.id, send);
+            return;
+          }
+          send = alone(send);
+        }
         const sentAtMs = env.clock.monotonicMs();
         const c = clocks();
         const id = this.id;
@@ -273,6 +318,113 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
         if (this.request?.open?.() !== true) this.end();
         shared.counters[this.op].latency.record(env.clock.monotonicMs() - this.startedAt);
         return true;
+      }
+    }
+
+    /** A batchable request sent on its own, to a peer of an earlier build. */
+    const alone = (send: BatchableRequest): ReplicaRequest =>
+      'mutation' in send
+        ? (ref, clocks, t, answered) => requestMutate(ref, send.mutation, clocks, t, answered)
+        : (ref, clocks, t, answered) => requestDigest(ref, send.digestOf, clocks, t, answered);
+
+    /** Moves the clocks on and notes the replica's latency and offset from an answer. */
+    function observeAnswer(from: NodeId, sentAtMs: number, receivedAtMs: number, sentWallMicros: number, answer: Clocks): void {
+      const rttMs = receivedAtMs - sentAtMs;
+      latencies.record(from, rttMs);
+      hlc.observe(answer.hlc);
+      if (from !== env.node) skew.observeRoundTrip(from, { sentWallMicros, peerWallMicros: answer.wallMicros, rttMs, atMs: receivedAtMs });
+    }
+
+    /**
+     * The batchable requests of the current turn, per replica and per kind of
+     * request (writes and reads wait for different timeouts): each leaves as
+     * one `replica.batch` when the turn ends, or earlier once it is full.
+     * Asked outside a turn, a request leaves at once.
+     */
+    class TurnBatches {
+      private readonly pending = { write: new Map<NodeId, PendingBatch>(), read: new Map<NodeId, PendingBatch>() };
+      inTurn = false;
+
+      add(ctx: ActorContext<CoordinatorMsg>, op: Op, node: NodeId, id: number, send: BatchableRequest): void {
+        const byNode = op === 'write' ? this.pending.write : this.pending.read;
+        let p = byNode.get(node);
+        if (p === undefined) byNode.set(node, (p = { batch: { mutations: [], digests: [] }, mutationIds: [], digestIds: [], bytes: 0 }));
+        if ('mutation' in send) {
+          p.batch.mutations.push(send.mutation);
+          p.mutationIds.push(id);
+          p.bytes += mutationBytes(send.mutation);
+        } else {
+          p.batch.digests.push(send.digestOf);
+          p.digestIds.push(id);
+        }
+        if (this.inTurn && p.bytes < BATCH_MAX_BYTES && p.mutationIds.length + p.digestIds.length < BATCH_MAX_ITEMS) return;
+        byNode.delete(node);
+        this.send(ctx, op, node, p);
+      }
+
+      flush(ctx: ActorContext<CoordinatorMsg>): void {
+        for (const op of ['write', 'read'] as const) {
+          const byNode = this.pending[op];
+          for (const [node, p] of byNode) this.send(ctx, op, node, p);
+          byNode.clear();
+        }
+      }
+
+      clear(): void {
+        this.pending.write.clear();
+        this.pending.read.clear();
+      }
+
+      private send(ctx: ActorContext<CoordinatorMsg>, op: Op, node: NodeId, p: PendingBatch): void {
+        const sentAtMs = env.clock.monotonicMs();
+        const c = clocks();
+        requestBatch(replicaRef(node), p.batch, c, askTimeoutMs[op], (error, answer) =>
+          deliver(ctx, {
+            type: 'batch-answer',
+            from: node,
+            sentAtMs,
+            sentWallMicros: c.wallMicros,
+            receivedAtMs: env.clock.monotonicMs(),
+            mutationIds: p.mutationIds,
+            digestIds: p.digestIds,
+            outcome: error === undefined ? { ok: true, answer: answer! } : { ok: false, error },
+          }),
+        );
+      }
+    }
+    const batches = new TurnBatches();
+
+    /** Hands each item of a batch's answer to its request, as the answer of a `mutate` or a `readDigest` alone would be. */
+    function batchAnswered(ctx: ActorContext<CoordinatorMsg>, msg: Extract<CoordinatorMsg, { type: 'batch-answer' }>): void {
+      const { from, mutationIds, digestIds } = msg;
+      let failures: Map<number, Error> | undefined;
+      let mutated: Outcome | undefined;
+      if (msg.outcome.ok) {
+        const answer = msg.outcome.answer;
+        observeAnswer(from, msg.sentAtMs, msg.receivedAtMs, msg.sentWallMicros, answer);
+        if (answer.failures !== undefined) failures = new Map(answer.failures.map((f) => [f.index, fromWireError(f.error)]));
+      }
+      const items = mutationIds.length + digestIds.length;
+      for (let i = 0; i < items; i++) {
+        const isMutation = i < mutationIds.length;
+        const running = requests.get(isMutation ? mutationIds[i]! : digestIds[i - mutationIds.length]!);
+        if (running === undefined) continue;
+        let outcome: Outcome;
+        if (!msg.outcome.ok) outcome = msg.outcome;
+        else {
+          const { answer } = msg.outcome;
+          const failure = failures?.get(i);
+          const digest = isMutation ? undefined : answer.digests?.[i - mutationIds.length];
+          if (failure !== undefined) outcome = { ok: false, error: failure };
+          else if (isMutation) outcome = mutated ??= { ok: true, msg: { type: 'replica.mutated', hlc: answer.hlc, wallMicros: answer.wallMicros } satisfies MutatedMsg };
+          else if (digest === undefined || digest.length === 0) outcome = { ok: false, error: new Error(`replica ${from} answered a batch without one of its digests`) };
+          else outcome = { ok: true, msg: { type: 'replica.digest', digest, hlc: answer.hlc, wallMicros: answer.wallMicros } };
+        }
+        try {
+          running.request.onAnswer(from, outcome);
+        } catch (error) {
+          broken(ctx, running, error);
+        }
       }
     }
 
@@ -355,6 +507,7 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
         deliverTo = (id, tag) => deliver(ctx, { type: 'tick', id, tag });
       },
       stopping() {
+        batches.clear();
         timeouts.cancelAll();
         speculations.cancelAll();
         for (const running of [...requests.values()]) {
@@ -363,106 +516,113 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
           running.end();
         }
       },
-      receive(msg: CoordinatorMsg, ctx: ActorContext<CoordinatorMsg>) {
-        switch (msg.type) {
-          case 'write': {
-            const { keyspace, consistency, mutation, timestampMicros, clientTimestamp } = msg;
-            startRequest(
-              ctx,
-              'write',
-              msg.replyTo,
-              () => {
-                const ring = topology.ring();
-                const token = mutation.token;
-                return writePlans.plan(ring, ring.naturalReplicas(token, keyspace.replication), consistency, isAlive, env.clock.monotonicMs(), () =>
-                  planWrite({
-                    consistency,
-                    token,
-                    replication: keyspace.replication,
-                    ring,
-                    localDc: topology.localDc,
-                    isAlive,
-                    dcOf: (n) => ring.member(n)?.dc ?? membership.locationOf(n)?.dc,
-                    hintsAvailable: o.hints !== undefined,
-                  }),
-                );
-              },
-              (io) => new WriteRequest(io, mutation, timestampMicros, o.writeTimeoutMs, clientTimestamp),
-            );
-            return;
-          }
-          case 'read':
-          case 'slice': {
-            const token = msg.type === 'read' ? msg.row.token : msg.query.token;
-            const makePlan = () => {
+      receiveBatch(msgs: CoordinatorMsg[], ctx: ActorContext<CoordinatorMsg>) {
+        batches.inTurn = true;
+        try {
+          for (let i = 0; i < msgs.length; i++) handle(msgs[i]!, ctx);
+        } finally {
+          batches.inTurn = false;
+          batches.flush(ctx);
+        }
+      },
+    };
+
+    function handle(msg: CoordinatorMsg, ctx: ActorContext<CoordinatorMsg>): void {
+      switch (msg.type) {
+        case 'write': {
+          const { keyspace, consistency, mutation, timestampMicros, clientTimestamp } = msg;
+          startRequest(
+            ctx,
+            'write',
+            msg.replyTo,
+            () => {
               const ring = topology.ring();
-              const replication = msg.keyspace.replication;
-              return readPlans.plan(ring, ring.naturalReplicas(token, replication), msg.consistency, isAlive, env.clock.monotonicMs(), () =>
-                planRead({
-                  consistency: msg.consistency,
+              const token = mutation.token;
+              return writePlans.plan(ring, ring.naturalReplicas(token, keyspace.replication), consistency, isAlive, env.clock.monotonicMs(), () =>
+                planWrite({
+                  consistency,
                   token,
-                  replication,
+                  replication: keyspace.replication,
                   ring,
                   localDc: topology.localDc,
                   isAlive,
                   dcOf: (n) => ring.member(n)?.dc ?? membership.locationOf(n)?.dc,
-                  byProximity: proximity(ring),
+                  hintsAvailable: o.hints !== undefined,
                 }),
               );
-            };
-            if (msg.type === 'read') {
-              const row = msg.row;
-              const policy = repairPolicy(ctx, msg.keyspace, 'read', row);
-              const floor = msg.floorMicros;
-              startRequest(ctx, 'read', msg.replyTo, makePlan, (io) => new ReadRequest(io, row, o.readTimeoutMs, speculationDelay(io.plan), policy, floor));
-            } else {
-              const query = msg.query;
-              const policy = repairPolicy(ctx, msg.keyspace, 'slice', query);
-              const floors = msg.floors;
-              startRequest(ctx, 'slice', msg.replyTo, makePlan, (io) => new SliceRequest(io, query, o.readTimeoutMs, speculationDelay(io.plan), () => env.clock.nowMicros(), policy, floors));
-            }
-            return;
-          }
-          case 'answer': {
-            if (msg.outcome.ok) {
-              const answer = msg.outcome.msg;
-              const rttMs = msg.receivedAtMs - msg.sentAtMs;
-              latencies.record(msg.from, rttMs);
-              hlc.observe(answer.hlc);
-              if (msg.from !== env.node) skew.observeRoundTrip(msg.from, { sentWallMicros: msg.sentWallMicros, peerWallMicros: answer.wallMicros, rttMs, atMs: msg.receivedAtMs });
-            }
-            const running = requests.get(msg.id);
-            if (running === undefined) return;
-            try {
-              running.request.onAnswer(msg.from, msg.outcome);
-            } catch (error) {
-              broken(ctx, running, error);
-            }
-            return;
-          }
-          case 'tick': {
-            const running = requests.get(msg.id);
-            if (running === undefined) return;
-            try {
-              running.request.onTick(msg.tag);
-            } catch (error) {
-              broken(ctx, running, error);
-            }
-            return;
-          }
-          case 'hinted': {
-            const running = requests.get(msg.id);
-            if (running === undefined) return;
-            try {
-              running.request.onHinted?.(msg.target, msg.stored);
-            } catch (error) {
-              broken(ctx, running, error);
-            }
-            return;
-          }
+            },
+            (io) => new WriteRequest(io, mutation, timestampMicros, o.writeTimeoutMs, clientTimestamp),
+          );
+          return;
         }
-      },
-    };
+        case 'read':
+        case 'slice': {
+          const token = msg.type === 'read' ? msg.row.token : msg.query.token;
+          const makePlan = () => {
+            const ring = topology.ring();
+            const replication = msg.keyspace.replication;
+            return readPlans.plan(ring, ring.naturalReplicas(token, replication), msg.consistency, isAlive, env.clock.monotonicMs(), () =>
+              planRead({
+                consistency: msg.consistency,
+                token,
+                replication,
+                ring,
+                localDc: topology.localDc,
+                isAlive,
+                dcOf: (n) => ring.member(n)?.dc ?? membership.locationOf(n)?.dc,
+                byProximity: proximity(ring),
+              }),
+            );
+          };
+          if (msg.type === 'read') {
+            const row = msg.row;
+            const policy = repairPolicy(ctx, msg.keyspace, 'read', row);
+            const floor = msg.floorMicros;
+            startRequest(ctx, 'read', msg.replyTo, makePlan, (io) => new ReadRequest(io, row, o.readTimeoutMs, speculationDelay(io.plan), policy, floor));
+          } else {
+            const query = msg.query;
+            const policy = repairPolicy(ctx, msg.keyspace, 'slice', query);
+            const floors = msg.floors;
+            startRequest(ctx, 'slice', msg.replyTo, makePlan, (io) => new SliceRequest(io, query, o.readTimeoutMs, speculationDelay(io.plan), () => env.clock.nowMicros(), policy, floors));
+          }
+          return;
+        }
+        case 'answer': {
+          if (msg.outcome.ok) observeAnswer(msg.from, msg.sentAtMs, msg.receivedAtMs, msg.sentWallMicros, msg.outcome.msg);
+          const running = requests.get(msg.id);
+          if (running === undefined) return;
+          try {
+            running.request.onAnswer(msg.from, msg.outcome);
+          } catch (error) {
+            broken(ctx, running, error);
+          }
+          return;
+        }
+        case 'tick': {
+          const running = requests.get(msg.id);
+          if (running === undefined) return;
+          try {
+            running.request.onTick(msg.tag);
+          } catch (error) {
+            broken(ctx, running, error);
+          }
+          return;
+        }
+        case 'hinted': {
+          const running = requests.get(msg.id);
+          if (running === undefined) return;
+          try {
+            running.request.onHinted?.(msg.target, msg.stored);
+          } catch (error) {
+            broken(ctx, running, error);
+          }
+          return;
+        }
+        case 'batch-answer':
+          batchAnswered(ctx, msg);
+          return;
+      }
+    }
   };
 }
 

@@ -1,7 +1,7 @@
 import type { ActorRef, Answered } from '@chorus/actors';
 import { type NodeId, isChorusError } from '@chorus/core';
 import type { Mutation } from '@chorus/model';
-import type { Clocks, DataMsg, DigestMsg, MutatedMsg, ReplicaMsg, RowsMsg } from '@chorus/replica';
+import type { Clocks, DataMsg, DigestMsg, MutatedMsg, ReplicaMsg, RowKey, RowsMsg } from '@chorus/replica';
 import type { ReplicaPlan } from './plan.js';
 
 export type ReplicaAnswer = MutatedMsg | DataMsg | DigestMsg | RowsMsg;
@@ -10,11 +10,18 @@ export type Tick = 'timeout' | 'speculate';
 export type Op = 'write' | 'read' | 'slice';
 /** Sends one request to a replica and hands its outcome to `answered`: one of the replica layer's `request…` functions. */
 export type ReplicaRequest = (ref: ActorRef<ReplicaMsg>, clocks: Clocks, timeoutMs: number, answered: Answered<ReplicaAnswer>) => void;
+/**
+ * A mutation or a digest read, which the coordinator sends in one
+ * `replica.batch` with the others of its turn for the same replica (or alone,
+ * to a peer of an earlier build). Its answer is the same as `mutate`'s or
+ * `readDigest`'s.
+ */
+export type BatchableRequest = { mutation: Mutation } | { digestOf: RowKey };
 
 /** What a request's state machine may do; provided by the actor. */
 export interface RequestIo {
   readonly plan: ReplicaPlan;
-  ask(node: NodeId, send: ReplicaRequest): void;
+  ask(node: NodeId, send: ReplicaRequest | BatchableRequest): void;
   after(ms: number, tag: Tick): void;
   /** Answers the caller (only the first answer counts) and ends the request, unless the request is still `open`. */
   succeed(value: unknown): void;

@@ -1,9 +1,8 @@
 import type { NodeId } from '@chorus/core';
 import type { Mutation } from '@chorus/model';
-import { requestMutate } from '@chorus/replica';
 import { ClockSkewed, Unavailable, WriteTimeout } from './errors.js';
 import { countAnswers, isSatisfied, isSatisfiedByEither } from './plan.js';
-import { type Outcome, type ReplicaRequest, type Request, type RequestIo, clientError } from './request.js';
+import { type Outcome, type Request, type RequestIo, clientError } from './request.js';
 
 /**
  * One write: the mutation goes to every contact of the plan, and the caller
@@ -56,7 +55,7 @@ export class WriteRequest implements Request {
   start(): void {
     const plan = this.io.plan;
     this.io.after(this.timeoutMs, 'timeout');
-    const send: ReplicaRequest = (ref, clocks, t, answered) => requestMutate(ref, this.mutation, clocks, t, answered);
+    const send = { mutation: this.mutation };
     for (const node of plan.contacts) {
       this.outstanding.add(node);
       this.io.ask(node, send);

@@ -4,7 +4,7 @@ import { DEFAULT_MAX_CLOCK_SKEW_MS, HybridLogicalClock, SkewTracker, spawnReplic
 import { type KeyspaceDef, RingView, type RingMember, allocateTokens, tokenOf } from '@chorus/ring';
 import { type LinkFaults, Simulation } from '@chorus/sim';
 import { spawnStorage } from '@chorus/storage';
-import { wireCodec } from '@chorus/wire';
+import { type KindSpec, LATER_KINDS, MESSAGE_KINDS, wireCodec } from '@chorus/wire';
 import { MemoryLevel } from 'memory-level';
 import { type CoordinatorHandle, type CoordinatorMembership, type CoordinatorOptions, type CoordinatorTopology, spawnCoordinator } from '../src/index.js';
 
@@ -23,6 +23,11 @@ export interface ClusterOptions {
   coordinator?: Partial<Pick<CoordinatorOptions, 'writeTimeoutMs' | 'readTimeoutMs' | 'defaultSpeculativeDelayMs' | 'readRepair' | 'hints' | 'maxInFlightBytes'>> & { maxClockSkewMs?: number };
   /** Nodes every membership view reports alive even while crashed: a failure detector that has not noticed yet. */
   believedUp?: readonly string[];
+  /**
+   * Nodes of an earlier build: their codec knows none of the message kinds
+   * added after the protocol version, and no peer is told they read them.
+   */
+  earlierBuild?: readonly string[];
   /** Replaces a node's topology (say, with one whose ring() throws). */
   topology?: (node: string, base: CoordinatorTopology) => CoordinatorTopology;
 }
@@ -75,9 +80,16 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const handles = new Map<string, CoordinatorHandle>();
   const systems = new Map<string, ActorSystem>();
   const rejectedBefore = new Map<string, number>();
+  const earlier = new Set(options.earlierBuild ?? []);
+  const kinds: Record<string, KindSpec> = MESSAGE_KINDS;
+  // A later kind's reply kind is as new as the kind itself.
+  const later = new Set(LATER_KINDS.flatMap((kind) => [kind, kinds[kind]!.reply]));
+  const earlierKinds = Object.fromEntries(Object.entries(kinds).filter(([kind]) => !later.has(kind)));
   for (const spec of options.nodes) {
-    await sim.addNode(spec.name, ({ env, transport, disk }) => {
-      const system = new ActorSystem({ env, transport, codec: wireCodec() });
+    await sim.addNode(spec.name, ({ env, transport: network, disk }) => {
+      // Neither side of a link with a node of an earlier build sends it a later kind.
+      const transport = { ...network, readsKind: (peer: NodeId, kind: string) => !earlier.has(spec.name) && !earlier.has(peer) && network.readsKind?.(peer, kind) === true };
+      const system = new ActorSystem({ env, transport, codec: earlier.has(spec.name) ? wireCodec({ kinds: earlierKinds }) : wireCodec() });
       const before = systems.get(spec.name)?.stats().rejectedFrames ?? 0;
       rejectedBefore.set(spec.name, (rejectedBefore.get(spec.name) ?? 0) + before);
       systems.set(spec.name, system);

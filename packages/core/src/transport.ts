@@ -32,5 +32,12 @@ export interface Transport {
    * link has said so, frames use the format every build reads.
    */
   readsPositionalFrames?(peer: NodeId): boolean;
+  /**
+   * Whether `peer` has said it reads the message kind `kind`, one added
+   * after the protocol version both speak, on the link a frame sent now goes
+   * out on. Without the method, or before a link has said so, such kinds are
+   * not sent to it.
+   */
+  readsKind?(peer: NodeId, kind: string): boolean;
   close(): Promise<void>;
 }

@@ -1,4 +1,4 @@
-import type { ActorContext, ActorRef, ActorSystem, Answered, ReplyTo } from '@chorus/actors';
+import { type ActorContext, type ActorRef, type ActorSystem, type Answered, type ReplyTo, toWireError } from '@chorus/actors';
 import type { Env, NodeId, Token } from '@chorus/core';
 import { type PointRead, type ScanEntry, type ScanPosition, type StoreReader, type SlicePage, type SliceRow, type StorageHandle, type TokenRange, positionOf, writeMany } from '@chorus/storage';
 import { MAX_STREAM_ENTRIES, type MessageKind, type WireMessage } from '@chorus/wire';
@@ -51,6 +51,7 @@ export type DataMsg = WireMessage<'replica.data'> & {
 };
 export type DigestMsg = WireMessage<'replica.digest'>;
 export type RowsMsg = WireMessage<'replica.rows'>;
+export type BatchedMsg = WireMessage<'replica.batched'>;
 export type RangePageMsg = WireMessage<'replica.range-page'>;
 export type StreamEntryWire = RangePageMsg['entries'][number];
 
@@ -62,6 +63,8 @@ export type StreamEntryWire = RangePageMsg['entries'][number];
  * `Mutation` ever holds something the schema does not admit.
  */
 type MutateMsg = WithReply<'replica.mutate', MutatedMsg> & { mutation: Mutation };
+/** `replica.batch` holds the model's mutations as `replica.mutate` does. */
+type BatchMsg = WithReply<'replica.batch', BatchedMsg> & { mutations?: Mutation[] };
 
 /**
  * What the replica actor handles: the coordinator-to-replica verbs (as
@@ -73,7 +76,8 @@ export type ReplicaMsg =
   | WithReply<'replica.read', DataMsg>
   | WithReply<'replica.read-digest', DigestMsg>
   | WithReply<'replica.slice', RowsMsg>
-  | WithReply<'replica.stream-range', RangePageMsg>;
+  | WithReply<'replica.stream-range', RangePageMsg>
+  | BatchMsg;
 
 /** A node's readings that travel on every coordinator/replica message. */
 export interface Clocks {
@@ -182,6 +186,31 @@ export function readDigest(ref: ActorRef<ReplicaMsg>, row: RowKey, clocks: Clock
 /** `readDigest` with its outcome handed to `answered`. */
 export function requestDigest(ref: ActorRef<ReplicaMsg>, row: RowKey, clocks: Clocks, timeoutMs: number, answered: Answered<DigestMsg>): void {
   ref.request<DigestMsg>(pointReadMsg('replica.read-digest', row, clocks), timeoutMs, answered);
+}
+
+/** The mutations and digest reads a coordinator sends one replica together (see `requestBatch`). */
+export interface ReplicaBatch {
+  mutations: Mutation[];
+  digests: RowKey[];
+}
+
+/** The name of the batch kind: send a batch only to a node that reads it (`ActorSystem.readsKind`). */
+export const BATCH_KIND = 'replica.batch';
+
+/**
+ * Sends a batch to a replica in one message: it applies the mutations and
+ * reads the digests as it would the same `mutate` and `readDigest` messages,
+ * and answers once for all of them, with a digest per digest read and the
+ * items that failed (numbered mutations first, then digests). The message
+ * holds the mutations themselves, so they must not be changed afterwards.
+ */
+export function requestBatch(ref: ActorRef<ReplicaMsg>, batch: ReplicaBatch, clocks: Clocks, timeoutMs: number, answered: Answered<BatchedMsg>): void {
+  const msg: Omit<BatchMsg, 'replyTo'> = { type: 'replica.batch', hlc: clocks.hlc, wallMicros: clocks.wallMicros };
+  if (batch.mutations.length > 0) msg.mutations = batch.mutations;
+  if (batch.digests.length > 0) {
+    msg.digests = batch.digests.map((row) => ({ keyspace: row.keyspace, token: row.token, partition: row.partition, clustering: row.clustering ?? EMPTY }));
+  }
+  ref.request<BatchedMsg>((replyTo) => ({ ...msg, replyTo }), timeoutMs, answered);
 }
 
 function sliceMsg(q: SliceQuery, clocks: Clocks): (replyTo: ReplyTo<RowsMsg>) => ReplicaMsg {
@@ -307,7 +336,7 @@ function dataMsg(cell: Cell | undefined, hlcNow: number, wallMicros: number): Da
   return { type: 'replica.data', state: 'value', value: cell.value, timestampMicros: cell.timestampMicros, expiresAtMicros: cell.expiresAtMicros, hlc: hlcNow, wallMicros };
 }
 
-function addressOf(m: WireMessage<'replica.read'> | WireMessage<'replica.read-digest'>): RowAddress {
+function addressOf(m: Pick<WireMessage<'replica.read'>, 'keyspace' | 'token' | 'partition' | 'clustering'>): RowAddress {
   return { keyspace: m.keyspace, token: m.token as Token, partition: m.partition, clustering: m.clustering };
 }
 
@@ -377,9 +406,54 @@ export const DEFAULT_REPLICA_MAILBOX_BYTES = 128 * 1024 * 1024;
 /** Bytes of mutations in one message to the storage actor: a turn's writes beyond it go in several, so none is refused for its size alone. */
 const STORE_MESSAGE_BYTES = 4 * 1024 * 1024;
 
+/** What a point read counts for in the mailbox's byte bound. */
+const READ_MSG_BYTES = 128;
+
 function replicaMsgBytes(m: ReplicaMsg): number {
-  return m.type === 'replica.mutate' ? mutationBytes(m.mutation) : 128;
+  if (m.type === 'replica.mutate') return mutationBytes(m.mutation);
+  if (m.type !== 'replica.batch') return READ_MSG_BYTES;
+  let bytes = READ_MSG_BYTES * (m.digests?.length ?? 0);
+  for (const mutation of m.mutations ?? []) bytes += mutationBytes(mutation);
+  return bytes;
 }
+
+/**
+ * The answer to one `replica.batch`, filled item by item as the turn's
+ * writes land and its reads complete, and sent once the last is in.
+ */
+class BatchAnswer {
+  private pending: number;
+  private readonly digests: Uint8Array[];
+  private failures: BatchedMsg['failures'];
+
+  constructor(
+    private readonly msg: BatchMsg,
+    private readonly ctx: ActorContext<ReplicaMsg>,
+    private readonly clocks: () => Clocks,
+  ) {
+    const digests = msg.digests?.length ?? 0;
+    this.pending = (msg.mutations?.length ?? 0) + digests;
+    this.digests = new Array<Uint8Array>(digests).fill(EMPTY);
+    if (this.pending === 0) this.send();
+  }
+
+  /** Item `index` (mutations first, then digests) succeeded, with its digest for a digest read, or failed. */
+  done(index: number, error: Error | undefined, digest?: Uint8Array): void {
+    if (error !== undefined) (this.failures ??= []).push({ index, error: toWireError(error) });
+    else if (digest !== undefined) this.digests[index - (this.msg.mutations?.length ?? 0)] = digest;
+    if (--this.pending === 0) this.send();
+  }
+
+  private send(): void {
+    const answer: BatchedMsg = { type: 'replica.batched', ...this.clocks() };
+    if (this.digests.length > 0) answer.digests = this.digests;
+    if (this.failures !== undefined) answer.failures = this.failures;
+    this.ctx.reply(this.msg.replyTo, answer);
+  }
+}
+
+/** Who hears how a mutation or a point read of the turn went: the message that asked for it, or the batch holding it (with the item's number). */
+type Asker<M> = M | BatchAnswer;
 
 /**
  * Spawns the replica actor: it applies mutations through the local storage
@@ -402,24 +476,34 @@ export function spawnReplica(system: ActorSystem, options: ReplicaOptions): Acto
     if (from !== env.node) skew.observeOneWay(from, msg.wallMicros, env.clock.nowMicros());
     hlc.observe(msg.hlc);
   };
+  /** The mutations of one turn, with who asked for each (its item number within a batch, -1 otherwise). */
+  interface TurnWrites {
+    mutations: Mutation[];
+    askers: Array<Asker<MutateMsg>>;
+    items: number[];
+    bytes: number;
+  }
   /**
    * The mutations of one turn go to the storage actor as one message (cut at STORE_MESSAGE_BYTES):
    * one ask and one answer for all of them, not one per write. Each is acknowledged, or failed, on its own.
    */
-  const storeWrites = (writes: MutateMsg[], bytes: number, ctx: ActorContext<ReplicaMsg>): void => {
-    const mutations = writes.map((w) => w.mutation);
+  const storeWrites = ({ mutations, askers, items, bytes }: TurnWrites, ctx: ActorContext<ReplicaMsg>): void => {
+    const settle = (i: number, error: Error | undefined, mutated: () => MutatedMsg): void => {
+      const asker = askers[i]!;
+      if (asker instanceof BatchAnswer) asker.done(items[i]!, error);
+      else if (error !== undefined) ctx.fail(asker.replyTo, error);
+      else ctx.reply(asker.replyTo, mutated());
+    };
     env.scheduler.track(writeMany(storage.ref, mutations, bytes, storageTimeoutMs)).then(
       (outcomes) => {
         // One answer object for the turn: it is read-only on its way, and the clocks are the same for all.
-        let mutated: MutatedMsg | undefined;
-        for (let i = 0; i < writes.length; i++) {
-          const error = outcomes[i];
-          if (error !== undefined) ctx.fail(writes[i]!.replyTo, error);
-          else ctx.reply(writes[i]!.replyTo, (mutated ??= { type: 'replica.mutated', ...clocks() }));
-        }
+        let answer: MutatedMsg | undefined;
+        const mutated = () => (answer ??= { type: 'replica.mutated', ...clocks() });
+        for (let i = 0; i < mutations.length; i++) settle(i, outcomes[i], mutated);
       },
       (error: unknown) => {
-        for (const w of writes) ctx.fail(w.replyTo, error instanceof Error ? error : new Error(String(error)));
+        const failure = error instanceof Error ? error : new Error(String(error));
+        for (let i = 0; i < mutations.length; i++) settle(i, failure, () => undefined as never);
       },
     );
   };
@@ -456,48 +540,72 @@ export function spawnReplica(system: ActorSystem, options: ReplicaOptions): Acto
     receiveBatch(msgs, ctx) {
       // The point reads of one turn go to the store together, so their LevelDB misses share iterators.
       let reads: PointRead[] | undefined;
-      let readMsgs: PointReadMsg[] | undefined;
-      let writes: MutateMsg[] | undefined;
-      let writeBytes = 0;
+      let readers: Array<Asker<PointReadMsg>> | undefined;
+      let readItems: number[] | undefined;
+      let writes: TurnWrites | undefined;
+      const write = (mutation: Mutation, asker: Asker<MutateMsg>, item: number): void => {
+        const timestampMicros = timestampOf(mutation);
+        // A coordinator whose clock runs ahead must not plant writes that beat every honest later one.
+        hlc.checkNotTooFarAhead(timestampMicros, 'write timestamp', mutationBoundMicros);
+        hlc.observe(timestampMicros);
+        const bytes = mutationBytes(mutation);
+        if (writes !== undefined && writes.bytes + bytes > STORE_MESSAGE_BYTES) {
+          storeWrites(writes, ctx);
+          writes = undefined;
+        }
+        writes ??= { mutations: [], askers: [], items: [], bytes: 0 };
+        writes.mutations.push(mutation);
+        writes.askers.push(asker);
+        writes.items.push(item);
+        writes.bytes += bytes;
+      };
+      const read = (address: RowAddress, digest: boolean, asker: Asker<PointReadMsg>, item: number): void => {
+        (reads ??= []).push({ address, digest });
+        (readers ??= []).push(asker);
+        (readItems ??= []).push(item);
+      };
       for (let i = 0; i < msgs.length; i++) {
         const msg = msgs[i]!;
         try {
           observe(msg);
-          if (msg.type === 'replica.mutate') {
-            const timestampMicros = timestampOf(msg.mutation);
-            // A coordinator whose clock runs ahead must not plant writes that beat every honest later one.
-            hlc.checkNotTooFarAhead(timestampMicros, 'write timestamp', mutationBoundMicros);
-            hlc.observe(timestampMicros);
-            const bytes = mutationBytes(msg.mutation);
-            if (writes !== undefined && writeBytes + bytes > STORE_MESSAGE_BYTES) {
-              storeWrites(writes, writeBytes, ctx);
-              writes = undefined;
-              writeBytes = 0;
+          if (msg.type === 'replica.mutate') write(msg.mutation, msg, -1);
+          else if (msg.type === 'replica.batch') {
+            const batch = new BatchAnswer(msg, ctx, clocks);
+            const mutations = msg.mutations ?? [];
+            for (let m = 0; m < mutations.length; m++) {
+              try {
+                write(mutations[m]!, batch, m);
+              } catch (error) {
+                batch.done(m, error instanceof Error ? error : new Error(String(error)));
+              }
             }
-            (writes ??= []).push(msg);
-            writeBytes += bytes;
+            const digests = msg.digests ?? [];
+            const left = options.left?.() === true ? new ReplicaLeft(env.node) : undefined;
+            for (let d = 0; d < digests.length; d++) {
+              if (left !== undefined) batch.done(mutations.length + d, left);
+              else read(addressOf(digests[d]!), true, batch, mutations.length + d);
+            }
           } else if (options.left?.() === true) ctx.fail(msg.replyTo, new ReplicaLeft(env.node));
-          else if (msg.type === 'replica.read' || msg.type === 'replica.read-digest') {
-            (reads ??= []).push({ address: addressOf(msg), digest: msg.type === 'replica.read-digest' });
-            (readMsgs ??= []).push(msg);
-          } else handle(msg, ctx);
+          else if (msg.type === 'replica.read' || msg.type === 'replica.read-digest') read(addressOf(msg), msg.type === 'replica.read-digest', msg, -1);
+          else handle(msg, ctx);
         } catch (error) {
           // A message that breaks its handler fails alone, never the turn's other messages.
           ctx.fail(msg.replyTo, error instanceof Error ? error : new Error(String(error)));
         }
       }
-      if (writes !== undefined) storeWrites(writes, writeBytes, ctx);
+      if (writes !== undefined) storeWrites(writes, ctx);
       if (reads === undefined) return;
-      const asked = readMsgs!;
+      const askers = readers!;
+      const items = readItems!;
       const done = (i: number, error: Error | undefined, result: Cell | Uint8Array | undefined, digest?: Uint8Array): void => {
-        const msg = asked[i]!;
-        if (error !== undefined) ctx.fail(msg.replyTo, error);
-        else if (msg.type === 'replica.read') {
+        const asker = askers[i]!;
+        if (asker instanceof BatchAnswer) asker.done(items[i]!, error, result as Uint8Array | undefined);
+        else if (error !== undefined) ctx.fail(asker.replyTo, error);
+        else if (asker.type === 'replica.read') {
           const data = dataMsg(result as Cell | undefined, hlc.peek(), env.clock.nowMicros());
-          if (digest !== undefined && msg.replyTo.node === env.node) data.digest = digest;
-          ctx.reply(msg.replyTo, data);
-        }
-        else ctx.reply(msg.replyTo, { type: 'replica.digest', digest: result as Uint8Array, hlc: hlc.peek(), wallMicros: env.clock.nowMicros() } satisfies DigestMsg);
+          if (digest !== undefined && asker.replyTo.node === env.node) data.digest = digest;
+          ctx.reply(asker.replyTo, data);
+        } else ctx.reply(asker.replyTo, { type: 'replica.digest', digest: result as Uint8Array, hlc: hlc.peek(), wallMicros: env.clock.nowMicros() } satisfies DigestMsg);
       };
       env.scheduler.track(storage.reader.pointReads(reads, done)).catch((error: unknown) => ctx.log.error({ err: error }, 'point reads failed'));
     },

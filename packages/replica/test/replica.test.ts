@@ -6,7 +6,7 @@ import { type StorageHandle, spawnStorage } from '@chorus/storage';
 import { FrameRejected, wireCodec } from '@chorus/wire';
 import { MemoryLevel } from 'memory-level';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_MAX_CLOCK_SKEW_MS, HybridLogicalClock, REPLICA_ACTOR, type ReplicaMsg, SkewTracker, fromWireCell, mutate, readData, readDigest, spawnReplica } from '../src/index.js';
+import { type BatchedMsg, DEFAULT_MAX_CLOCK_SKEW_MS, HybridLogicalClock, REPLICA_ACTOR, type ReplicaMsg, SkewTracker, fromWireCell, mutate, readData, readDigest, requestBatch, spawnReplica } from '../src/index.js';
 
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
 const address = { keyspace: 'app', token: token(-7n), partition: bytes('p') };
@@ -167,6 +167,50 @@ describe('replica reads of one turn', () => {
     const local = systems.get('n2')!.ref<ReplicaMsg>({ node: nodeId('n2'), name: REPLICA_ACTOR });
     const own = await settled(sim, readData(local, row(0), clocks, 1_000));
     expect(plain(own.digest)).toEqual(plain(cellDigest({ value: bytes('v0'), timestampMicros: t })));
+  });
+});
+
+describe('replica.batch', () => {
+  const row = (i: number) => ({ keyspace: 'app', token: token(BigInt(i * 7919 - 40_000)), partition: bytes(`p${i}`) });
+
+  it('applies the mutations and reads the digests of one message, and answers once with the failed items by number', async () => {
+    const sim = new Simulation({ seed: 15, network: { latencyMs: 1, jitterMs: 0 } });
+    const { storage, now, remote } = await twoReplicas(sim);
+    const t = now();
+    await settled(sim, Promise.all([0, 1].map((i) => mutate(remote, { ...row(i), cell: { value: bytes(`v${i}`), timestampMicros: t + i } }, clocks, 1_000))));
+    const aheadMicros = t + 3_600_000_000;
+    const mutations: Mutation[] = [
+      { ...row(10), cell: { value: bytes('a'), timestampMicros: t } },
+      { ...row(11), cell: { value: bytes('b'), timestampMicros: aheadMicros } },
+      { ...row(12), cell: { tombstone: true, timestampMicros: t } },
+    ];
+    const answered = new Promise<BatchedMsg>((resolve, reject) =>
+      requestBatch(remote, { mutations, digests: [row(0), row(5), row(1)] }, clocks, 1_000, (error, answer) => (error ? reject(error) : resolve(answer!))),
+    );
+    const answer = await settled(sim, answered);
+    expect(answer.failures?.map((f) => [f.index, f.error.name, f.error.fields.reason])).toEqual([[1, 'InvalidRequest', 'TIMESTAMP_IN_FUTURE']]);
+    expect(answer.digests?.map(plain)).toEqual([cellDigest({ value: bytes('v0'), timestampMicros: t }), cellDigest(undefined), cellDigest({ value: bytes('v1'), timestampMicros: t + 1 })].map(plain));
+    expect(plain(await settled(sim, storage.reader.getCell(row(10))))).toEqual(plain({ value: bytes('a'), timestampMicros: t }));
+    expect(await settled(sim, storage.reader.getCell(row(11)))).toBeUndefined();
+    expect(await settled(sim, storage.reader.getCell(row(12)))).toEqual({ tombstone: true, timestampMicros: t });
+  });
+
+  it('on a replica that left, still applies the mutations and fails the digest reads', async () => {
+    const sim = new Simulation({ seed: 16 });
+    let replica!: ActorRef<ReplicaMsg>;
+    let storage!: StorageHandle;
+    await sim.addNode('n1', ({ env }) => {
+      const system = new ActorSystem({ env });
+      storage = spawnStorage(system, { db: new MemoryLevel<Uint8Array, Uint8Array>({ keyEncoding: 'view', valueEncoding: 'view' }), env });
+      const hlc = new HybridLogicalClock(() => env.clock.nowMicros());
+      replica = spawnReplica(system, { env, storage, hlc, skew: new SkewTracker(DEFAULT_MAX_CLOCK_SKEW_MS, env.logger), left: () => true });
+    });
+    const answered = new Promise<BatchedMsg>((resolve, reject) =>
+      requestBatch(replica, { mutations: [{ ...row(1), cell: { value: bytes('v'), timestampMicros: 1_000 } }], digests: [row(1), row(2)] }, clocks, 1_000, (error, answer) => (error ? reject(error) : resolve(answer!))),
+    );
+    const answer = await settled(sim, answered);
+    expect(answer.failures?.map((f) => [f.index, f.error.name])).toEqual([[1, 'ReplicaLeft'], [2, 'ReplicaLeft']]);
+    expect(plain(await settled(sim, storage.reader.getCell(row(1))))).toEqual(plain({ value: bytes('v'), timestampMicros: 1_000 }));
   });
 });
 

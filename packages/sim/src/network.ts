@@ -98,6 +98,7 @@ export class MemoryNetwork {
       onLinkState: (handler) => void endpoint.onLink.push(handler),
       // Every simulated node runs this build.
       readsPositionalFrames: () => true,
+      readsKind: () => true,
       async close() {
         if (network.endpoints.get(node) === endpoint) network.detach(node);
       },

@@ -8,7 +8,7 @@ import { HandshakeRefused, type HandshakeFailure } from './errors.js';
  * carries any frame.
  *
  *   client → server  hello      { t, v, cluster, node, to, nonce }
- *   server → client  challenge  { t, v, cluster, node, nonce, positional }
+ *   server → client  challenge  { t, v, cluster, node, nonce, positional, kinds }
  *   client → server  auth       { t, proof }   HMAC(secret, "client" transcript)
  *   server → client  ready      { t, proof }   HMAC(secret, "server" transcript)
  *
@@ -23,7 +23,17 @@ import { HandshakeRefused, type HandshakeFailure } from './errors.js';
  * word is the one that counts. It is not part of the proofs, which earlier
  * builds compute without it: whoever could change it in flight could as well
  * drop the connection.
+ *
+ * `kinds` in the challenge lists the message kinds the server reads that
+ * came after its protocol version (`LATER_KINDS`): a dialing side sends such
+ * a kind only to a peer that listed it, and a server of an earlier build
+ * lists none. It is outside the proofs for the same reason.
  */
+
+/** Message kinds added since PEER_PROTOCOL_VERSION 2, which a peer reads only if its challenge lists them. */
+export const LATER_KINDS: readonly string[] = ['replica.batch'];
+/** Most entries of a challenge's `kinds` this side takes; longer lists are ignored whole. */
+const MAX_LATER_KINDS = 64;
 
 /**
  * Bumped when the handshake, the batch format or the envelope changes
@@ -95,6 +105,12 @@ function versionOf(map: Record<string, unknown>): number {
   return map.v as number;
 }
 
+/** The later kinds a challenge lists; anything but a short list of short strings counts as none. */
+function laterKindsOf(kinds: unknown): ReadonlySet<string> {
+  if (!Array.isArray(kinds) || kinds.length > MAX_LATER_KINDS || !kinds.every((k) => typeof k === 'string' && k.length <= 64)) return new Set();
+  return new Set(kinds as string[]);
+}
+
 function clusterOf(map: Record<string, unknown>, expected: string): string {
   const cluster = map.cluster;
   if (typeof cluster !== 'string' || cluster.length === 0 || cluster.length > CLUSTER_NAME_MAX) throw malformed('cluster name missing or too long');
@@ -150,13 +166,14 @@ function sameProof(expected: Buffer, received: Uint8Array): boolean {
 export type HandshakeStep =
   | { reply?: Uint8Array; done: false }
   /** `positionalFrames`: the server reads positional frames (told to the dialing side only, which sends them). */
-  | { reply?: Uint8Array; done: true; peer: NodeId; positionalFrames?: boolean };
+  | { reply?: Uint8Array; done: true; peer: NodeId; positionalFrames?: boolean; laterKinds?: ReadonlySet<string> };
 
 /** The dialing side. `hello()` opens; `receive` takes each server message and throws HandshakeRefused when the server is not a peer. */
 export class ClientHandshake {
   private readonly nonce: Uint8Array;
   private serverNonce: Uint8Array | undefined;
   private serverReadsPositional = false;
+  private serverLaterKinds: ReadonlySet<string> = new Set();
   private stage: 'hello' | 'challenge' | 'ready' | 'done' = 'hello';
 
   constructor(private readonly me: HandshakeIdentity, private readonly peer: NodeId) {
@@ -177,6 +194,7 @@ export class ClientHandshake {
       if (server !== this.peer) throw new HandshakeRefused('node id mismatch', `dialed ${this.peer} but it calls itself ${server}`);
       this.serverNonce = bytesOf(map, 'nonce', NONCE_BYTES);
       this.serverReadsPositional = map.positional === true;
+      this.serverLaterKinds = laterKindsOf(map.kinds);
       this.stage = 'ready';
       return { done: false, reply: encode({ t: 'auth', proof: this.proof('client') }) };
     }
@@ -184,7 +202,7 @@ export class ClientHandshake {
       const map = decodeMap(bytes, 'ready');
       if (!sameProof(this.proof('server'), bytesOf(map, 'proof', PROOF_BYTES))) throw new HandshakeRefused('bad secret', 'the server could not prove it knows the cluster secret');
       this.stage = 'done';
-      return { done: true, peer: this.peer, positionalFrames: this.serverReadsPositional };
+      return { done: true, peer: this.peer, positionalFrames: this.serverReadsPositional, laterKinds: this.serverLaterKinds };
     }
     throw malformed(`unexpected message in stage ${this.stage}`);
   }
@@ -223,7 +241,7 @@ export class ServerHandshake {
       if (to !== this.me.localNode) throw new HandshakeRefused('node id mismatch', `peer dialed ${to} but this node is ${this.me.localNode}`);
       this.clientNonce = bytesOf(map, 'nonce', NONCE_BYTES);
       this.stage = 'auth';
-      return { done: false, reply: encode({ t: 'challenge', v: PEER_PROTOCOL_VERSION, cluster: this.me.clusterName, node: this.me.localNode, nonce: this.nonce, positional: true }) };
+      return { done: false, reply: encode({ t: 'challenge', v: PEER_PROTOCOL_VERSION, cluster: this.me.clusterName, node: this.me.localNode, nonce: this.nonce, positional: true, kinds: LATER_KINDS }) };
     }
     if (this.stage === 'auth') {
       const map = decodeMap(bytes, 'auth');

@@ -147,6 +147,20 @@ const StreamEntry = Type.Object(
   { additionalProperties: false },
 );
 
+/** Mutations, and digest reads, one `replica.batch` may carry; the coordinator also ends a batch at about a MiB of mutations. */
+export const MAX_BATCH_ITEMS = 4_096;
+/** An error as the actor runtime sends it (see `toWireError`): a failed item of a batch. */
+const WireErrorSchema = Type.Object(
+  {
+    name: Type.String({ maxLength: 128 }),
+    code: Type.String({ maxLength: 64 }),
+    message: Type.String({ maxLength: 4_096 }),
+    fields: Type.Record(Type.String({ maxLength: 64 }), Type.Unknown()),
+    status: Type.Integer({ minimum: 100, maximum: 599 }),
+  },
+  { additionalProperties: false },
+);
+
 export interface KindSpec {
   readonly id: number;
   readonly schema: TObject;
@@ -239,6 +253,38 @@ export const MESSAGE_KINDS = {
     id: 211,
     schema: Type.Object(
       { entries: Type.Array(StreamEntry, { maxItems: MAX_STREAM_ENTRIES }), last: Type.Optional(RepairScanPosition), done: Type.Boolean(), ...ReplicaClocks },
+      { additionalProperties: false },
+    ),
+  },
+
+  /**
+   * The mutations and digest reads one coordinator sends one replica in a
+   * turn, in one message: one ask, one envelope and one answer for all of
+   * them instead of one each. Sent only to a peer whose handshake listed the
+   * kind. Items are numbered mutations first, then digests.
+   */
+  'replica.batch': {
+    id: 212,
+    timeoutMs: 2_000,
+    reply: 'replica.batched',
+    schema: Type.Object(
+      {
+        mutations: Type.Optional(Type.Array(ReplicaMutation, { maxItems: MAX_BATCH_ITEMS })),
+        digests: Type.Optional(Type.Array(Type.Object(ReplicaRowAddress, { additionalProperties: false }), { maxItems: MAX_BATCH_ITEMS })),
+        ...ReplicaClocks,
+      },
+      { additionalProperties: false },
+    ),
+  },
+  /** One digest per digest read asked (empty for a failed one), and the items that failed, by number, with their errors. */
+  'replica.batched': {
+    id: 213,
+    schema: Type.Object(
+      {
+        digests: Type.Optional(Type.Array(Type.Uint8Array({ maxByteLength: 64 }), { maxItems: MAX_BATCH_ITEMS })),
+        failures: Type.Optional(Type.Array(Type.Object({ index: Type.Integer({ minimum: 0, maximum: 2 * MAX_BATCH_ITEMS }), error: WireErrorSchema }, { additionalProperties: false }), { maxItems: 2 * MAX_BATCH_ITEMS })),
+        ...ReplicaClocks,
+      },
       { additionalProperties: false },
     ),
   },

@@ -8,6 +8,7 @@ import { CLOSE_GRACE_MS, type Counters, type LinkContext, type Settings, toBuffe
 
 /** How often a peer whose socket buffer is full is looked at again. */
 const DRAIN_POLL_MS = 5;
+const NO_KINDS: ReadonlySet<string> = new Set();
 
 export type OutboundPhase = 'idle' | 'connecting' | 'up' | 'retrying';
 
@@ -29,6 +30,8 @@ export class OutboundLink {
   framesDropped = 0;
   /** The peer at the other end of the link now up said it reads positional frames. */
   positionalFrames = false;
+  /** The later message kinds (see the handshake) that peer said it reads. */
+  laterKinds: ReadonlySet<string> = NO_KINDS;
   constructor(readonly peer: NodeId) {}
 }
 
@@ -71,6 +74,12 @@ export class OutboundLinks {
   readsPositionalFrames(peer: NodeId): boolean {
     const link = this.links.get(peer);
     return link !== undefined && link.phase === 'up' && link.positionalFrames;
+  }
+
+  /** Whether the peer at the other end of the link now up said it reads `kind`, one of the handshake's later kinds. */
+  readsKind(peer: NodeId, kind: string): boolean {
+    const link = this.links.get(peer);
+    return link !== undefined && link.phase === 'up' && link.laterKinds.has(kind);
   }
 
   send(to: NodeId, frame: Uint8Array): void {
@@ -193,6 +202,7 @@ export class OutboundLinks {
       if (step.reply) ws.send(step.reply, { binary: true });
       if (step.done) {
         link.positionalFrames = step.positionalFrames === true;
+        link.laterKinds = step.laterKinds ?? NO_KINDS;
         this.linkUp(link);
       }
     });
@@ -263,6 +273,7 @@ export class OutboundLinks {
     if (this.closing || link.socket !== ws) return;
     link.socket = undefined;
     link.positionalFrames = false;
+    link.laterKinds = NO_KINDS;
     link.handshakeTimer?.cancel();
     link.pingTimer?.cancel();
     link.drainTimer?.cancel();

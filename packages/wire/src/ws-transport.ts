@@ -243,6 +243,10 @@ class WsTransportImpl implements WsTransport {
     return this.outbound.readsPositionalFrames(peer);
   }
 
+  readsKind(peer: NodeId, kind: string): boolean {
+    return this.outbound.readsKind(peer, kind);
+  }
+
   onFrame(handler: (from: NodeId, frame: Uint8Array) => void): void {
     this.frameHandlers.push(handler);
   }

@@ -5,7 +5,7 @@ import { Type } from '@sinclair/typebox';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { LIMITS } from '@chorus/model';
-import { FrameRejected, MAX_HANDOFF_HINTS, MESSAGE_KINDS, wireCodec } from '../src/index.js';
+import { FrameRejected, MAX_BATCH_ITEMS, MAX_HANDOFF_HINTS, MESSAGE_KINDS, wireCodec } from '../src/index.js';
 import { raw, rejection } from './frames.js';
 
 const syn = { type: 'gossip.syn', cluster: 'test', digests: [{ node: '127.0.0.1:7100', generation: 1_767_225_600, maxVersion: 42 }] };
@@ -40,6 +40,28 @@ describe('wire codec', () => {
       expect(codec.decode(positional)).toEqual(codec.decode(asMap));
     }
     expect(raw.unpack(codec.encode(envelopes[1]!, true))).toEqual([0, 'gossiper', null, null, MESSAGE_KINDS['gossip.shutdown'].id, [shutdown.node, shutdown.generation]]);
+  });
+
+  it('carries a replica batch and its answer, with failed items and their errors', () => {
+    const codec = wireCodec();
+    const mutation = { keyspace: 'app', token: -42n, partition: Uint8Array.of(1, 2), cell: { value: Uint8Array.of(7), timestampMicros: 1_767_225_600_000_000 } };
+    const row = { keyspace: 'app', token: 5n, partition: Uint8Array.of(3), clustering: Uint8Array.of() };
+    const batch = { type: 'replica.batch', mutations: [mutation, mutation], digests: [row], hlc: 1, wallMicros: 2 };
+    const error = { name: 'ClockSkewed', code: 'CLOCK_SKEWED', message: 'write timestamp too far ahead', fields: { offsetMs: 12 }, status: 503 };
+    const batched = { type: 'replica.batched', digests: [Uint8Array.of(9, 9)], failures: [{ index: 1, error }], hlc: 3, wallMicros: 4 };
+    const request: Envelope = { t: 'msg', to: 'replica', msg: batch, r: { node: nodeId('a'), id: 1, run: 1 } };
+    const answer: Envelope = { t: 'ok', id: 1, run: 1, v: batched };
+    expect(codec.decode(codec.encode(request, true))).toEqual(codec.decode(codec.encode(request)));
+    expect(codec.decode(codec.encode(answer, true))).toEqual(codec.decode(codec.encode(answer)));
+    const decoded = codec.decode(codec.encode(request, true)) as Extract<Envelope, { t: 'msg' }>;
+    const { mutations, digests } = decoded.msg as typeof batch;
+    expect(mutations.map((m) => m.cell.timestampMicros)).toEqual([mutation.cell.timestampMicros, mutation.cell.timestampMicros]);
+    expect(digests.map((d) => [d.token, [...d.partition]])).toEqual([[5n, [3]]]);
+    expect((codec.decode(codec.encode(answer, true)) as Extract<Envelope, { t: 'ok' }>).v).toMatchObject({ failures: [{ index: 1, error }], hlc: 3 });
+    const tooMany = { ...batch, digests: Array.from({ length: MAX_BATCH_ITEMS + 1 }, () => row) };
+    expect(rejection(codec.encode({ t: 'msg', to: 'replica', msg: tooMany, r: { node: nodeId('a'), id: 1, run: 1 } })).reason).toBe('invalid-fields');
+    const badError = { ...batched, failures: [{ index: 0, error: { ...error, status: 'five hundred' } }] };
+    expect(rejection(codec.encode({ t: 'ok', id: 1, run: 1, v: badError })).reason).toBe('invalid-fields');
   });
 
   it('rejects a positional frame of the wrong length, tag, body or reply address, each with its reason', () => {

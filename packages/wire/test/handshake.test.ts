@@ -61,15 +61,29 @@ describe('handshake, in memory', { timeout: TEST_TIMEOUT_MS }, () => {
     const server = new ServerHandshake(identity(B, { seed: 2 }));
     const hello = client.hello();
     const challenge = server.receive(hello).reply!;
-    expect(packr.unpack(challenge)).toMatchObject({ t: 'challenge', positional: true });
+    expect(packr.unpack(challenge)).toMatchObject({ t: 'challenge', positional: true, kinds: ['replica.batch'] });
     const done = server.receive(client.receive(challenge).reply!);
-    expect(client.receive(done.reply!)).toMatchObject({ done: true, peer: B, positionalFrames: true });
+    const step = client.receive(done.reply!);
+    expect(step).toMatchObject({ done: true, peer: B, positionalFrames: true });
+    expect(step.done && [...step.laterKinds!]).toEqual(['replica.batch']);
 
     const withEarlierServer = new ClientHandshake(identity(A), B);
     const earlierServer = new ServerHandshake(identity(B, { seed: 3 }));
-    const { positional: _, ...earlierChallenge } = packr.unpack(earlierServer.receive(withEarlierServer.hello()).reply!) as Record<string, unknown>;
+    const { positional: _, kinds: __, ...earlierChallenge } = packr.unpack(earlierServer.receive(withEarlierServer.hello()).reply!) as Record<string, unknown>;
     const auth = withEarlierServer.receive(packr.pack(earlierChallenge)).reply!;
-    expect(withEarlierServer.receive(earlierServer.receive(auth).reply!)).toMatchObject({ done: true, peer: B, positionalFrames: false });
+    const earlier = withEarlierServer.receive(earlierServer.receive(auth).reply!);
+    expect(earlier).toMatchObject({ done: true, peer: B, positionalFrames: false });
+    expect(earlier.done && earlier.laterKinds!.size).toBe(0);
+  });
+
+  it('takes a challenge whose list of later kinds is malformed as listing none', () => {
+    for (const kinds of ['replica.batch', [1, 2], Array.from({ length: 65 }, () => 'x'), ['x'.repeat(65)]]) {
+      const client = new ClientHandshake(identity(A), B);
+      const server = new ServerHandshake(identity(B, { seed: 4 }));
+      const challenge = { ...(packr.unpack(server.receive(client.hello()).reply!) as Record<string, unknown>), kinds };
+      const step = client.receive(server.receive(client.receive(packr.pack(challenge)).reply!).reply!);
+      expect(step.done && step.laterKinds!.size).toBe(0);
+    }
   });
 
   it('refuses a wrong secret, a wrong cluster name, another protocol version and a dialed id that is not the server', () => {
