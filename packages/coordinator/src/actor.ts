@@ -15,6 +15,7 @@ import {
   type SkewTracker,
   type SliceQuery,
   requestBatch,
+  requestData,
   requestDigest,
   requestMutate,
 } from '@chorus/replica';
@@ -84,9 +85,7 @@ export type CoordinatorMsg =
       sentAtMs: number;
       receivedAtMs: number;
       sentWallMicros: number;
-      /** The requests of the batch's items: its mutations', then its digest reads'. */
-      mutationIds: number[];
-      digestIds: number[];
+      ids: ItemIds;
       outcome: { ok: true; answer: BatchedMsg } | { ok: false; error: Error };
     }
   | { type: 'tick'; id: number; tag: Tick }
@@ -119,9 +118,15 @@ interface Shared {
 /** The batchable requests of one turn for one replica (see `batches` below). */
 interface PendingBatch {
   batch: ReplicaBatch;
-  mutationIds: number[];
-  digestIds: number[];
+  /** The request of each item, in the batch's order of items: mutations, digest reads, data reads. */
+  ids: ItemIds;
   bytes: number;
+}
+
+interface ItemIds {
+  mutations: number[];
+  digests: number[];
+  reads: number[];
 }
 
 /** The options with their defaults filled in; the hooks stay optional. */
@@ -260,7 +265,7 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
 
       ask(node: NodeId, send: ReplicaRequest | BatchableRequest): void {
         if (typeof send !== 'function') {
-          if (system.readsKind(node, BATCH_KIND)) {
+          if ('dataOf' in send ? node === env.node : system.readsKind(node, BATCH_KIND)) {
             batches.add(this.ctx, this.op, node, this.id, send);
             return;
           }
@@ -322,10 +327,11 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
     }
 
     /** A batchable request sent on its own, to a peer of an earlier build. */
-    const alone = (send: BatchableRequest): ReplicaRequest =>
-      'mutation' in send
-        ? (ref, clocks, t, answered) => requestMutate(ref, send.mutation, clocks, t, answered)
-        : (ref, clocks, t, answered) => requestDigest(ref, send.digestOf, clocks, t, answered);
+    const alone = (send: BatchableRequest): ReplicaRequest => {
+      if ('mutation' in send) return (ref, clocks, t, answered) => requestMutate(ref, send.mutation, clocks, t, answered);
+      if ('digestOf' in send) return (ref, clocks, t, answered) => requestDigest(ref, send.digestOf, clocks, t, answered);
+      return (ref, clocks, t, answered) => requestData(ref, send.dataOf, clocks, t, answered);
+    };
 
     /** Moves the clocks on and notes the replica's latency and offset from an answer. */
     function observeAnswer(from: NodeId, sentAtMs: number, receivedAtMs: number, sentWallMicros: number, answer: Clocks): void {
@@ -348,16 +354,19 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
       add(ctx: ActorContext<CoordinatorMsg>, op: Op, node: NodeId, id: number, send: BatchableRequest): void {
         const byNode = op === 'write' ? this.pending.write : this.pending.read;
         let p = byNode.get(node);
-        if (p === undefined) byNode.set(node, (p = { batch: { mutations: [], digests: [] }, mutationIds: [], digestIds: [], bytes: 0 }));
+        if (p === undefined) byNode.set(node, (p = { batch: { mutations: [], digests: [], reads: [] }, ids: { mutations: [], digests: [], reads: [] }, bytes: 0 }));
         if ('mutation' in send) {
           p.batch.mutations.push(send.mutation);
-          p.mutationIds.push(id);
+          p.ids.mutations.push(id);
           p.bytes += mutationBytes(send.mutation);
-        } else {
+        } else if ('digestOf' in send) {
           p.batch.digests.push(send.digestOf);
-          p.digestIds.push(id);
+          p.ids.digests.push(id);
+        } else {
+          p.batch.reads.push(send.dataOf);
+          p.ids.reads.push(id);
         }
-        if (this.inTurn && p.bytes < BATCH_MAX_BYTES && p.mutationIds.length + p.digestIds.length < BATCH_MAX_ITEMS) return;
+        if (this.inTurn && p.bytes < BATCH_MAX_BYTES && p.ids.mutations.length + p.ids.digests.length + p.ids.reads.length < BATCH_MAX_ITEMS) return;
         byNode.delete(node);
         this.send(ctx, op, node, p);
       }
@@ -385,8 +394,7 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
             sentAtMs,
             sentWallMicros: c.wallMicros,
             receivedAtMs: env.clock.monotonicMs(),
-            mutationIds: p.mutationIds,
-            digestIds: p.digestIds,
+            ids: p.ids,
             outcome: error === undefined ? { ok: true, answer: answer! } : { ok: false, error },
           }),
         );
@@ -394,36 +402,39 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
     }
     const batches = new TurnBatches();
 
-    /** Hands each item of a batch's answer to its request, as the answer of a `mutate` or a `readDigest` alone would be. */
+    /** Hands each item of a batch's answer to its request, as the answer of a `mutate`, `readDigest` or `readData` alone would be. */
     function batchAnswered(ctx: ActorContext<CoordinatorMsg>, msg: Extract<CoordinatorMsg, { type: 'batch-answer' }>): void {
-      const { from, mutationIds, digestIds } = msg;
+      const { from, ids } = msg;
       let failures: Map<number, Error> | undefined;
-      let mutated: Outcome | undefined;
       if (msg.outcome.ok) {
         const answer = msg.outcome.answer;
         observeAnswer(from, msg.sentAtMs, msg.receivedAtMs, msg.sentWallMicros, answer);
         if (answer.failures !== undefined) failures = new Map(answer.failures.map((f) => [f.index, fromWireError(f.error)]));
       }
-      const items = mutationIds.length + digestIds.length;
-      for (let i = 0; i < items; i++) {
-        const isMutation = i < mutationIds.length;
-        const running = requests.get(isMutation ? mutationIds[i]! : digestIds[i - mutationIds.length]!);
-        if (running === undefined) continue;
-        let outcome: Outcome;
-        if (!msg.outcome.ok) outcome = msg.outcome;
-        else {
-          const { answer } = msg.outcome;
-          const failure = failures?.get(i);
-          const digest = isMutation ? undefined : answer.digests?.[i - mutationIds.length];
-          if (failure !== undefined) outcome = { ok: false, error: failure };
-          else if (isMutation) outcome = mutated ??= { ok: true, msg: { type: 'replica.mutated', hlc: answer.hlc, wallMicros: answer.wallMicros } satisfies MutatedMsg };
-          else if (digest === undefined || digest.length === 0) outcome = { ok: false, error: new Error(`replica ${from} answered a batch without one of its digests`) };
-          else outcome = { ok: true, msg: { type: 'replica.digest', digest, hlc: answer.hlc, wallMicros: answer.wallMicros } };
+      let mutated: Outcome | undefined;
+      const answerOf = (answer: BatchedMsg, kind: keyof ItemIds, i: number): Outcome => {
+        if (kind === 'mutations') return (mutated ??= { ok: true, msg: { type: 'replica.mutated', hlc: answer.hlc, wallMicros: answer.wallMicros } satisfies MutatedMsg });
+        if (kind === 'reads') {
+          const data = answer.data?.[i];
+          return data === undefined ? missing('data') : { ok: true, msg: data };
         }
-        try {
-          running.request.onAnswer(from, outcome);
-        } catch (error) {
-          broken(ctx, running, error);
+        const digest = answer.digests?.[i];
+        return digest === undefined || digest.length === 0 ? missing('digest') : { ok: true, msg: { type: 'replica.digest', digest, hlc: answer.hlc, wallMicros: answer.wallMicros } };
+      };
+      const missing = (what: string): Outcome => ({ ok: false, error: new Error(`replica ${from} answered a batch without one of its ${what} answers`) });
+      let item = 0;
+      for (const kind of ['mutations', 'digests', 'reads'] as const) {
+        const requestIds = ids[kind];
+        for (let i = 0; i < requestIds.length; i++, item++) {
+          const running = requests.get(requestIds[i]!);
+          if (running === undefined) continue;
+          const failure = failures?.get(item);
+          const outcome: Outcome = !msg.outcome.ok ? msg.outcome : failure !== undefined ? { ok: false, error: failure } : answerOf(msg.outcome.answer, kind, i);
+          try {
+            running.request.onAnswer(from, outcome);
+          } catch (error) {
+            broken(ctx, running, error);
+          }
         }
       }
     }

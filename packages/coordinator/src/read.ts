@@ -1,7 +1,7 @@
 import type { NodeId } from '@chorus/core';
 import { type Cell, bytesEqual, cellDigest } from '@chorus/model';
 import { repairMutations, resolveCells, staleReplicas } from '@chorus/read-repair';
-import { type RowKey, fromWireCell, requestData } from '@chorus/replica';
+import { type RowKey, fromWireCell } from '@chorus/replica';
 import { ReadTimeout, SessionFloorNotMet } from './errors.js';
 import { countAnswers, isSatisfied, takeExtra } from './plan.js';
 import { BlockingRepair, type RepairPolicy } from './repair.js';
@@ -66,8 +66,7 @@ export class ReadRequest implements Request {
 
   private request(node: NodeId, kind: 'data' | 'digest'): void {
     this.outstanding.set(node, kind);
-    if (kind === 'data') this.io.ask(node, (ref, clocks, t, answered) => requestData(ref, this.row, clocks, t, answered));
-    else this.io.ask(node, { digestOf: this.row });
+    this.io.ask(node, kind === 'data' ? { dataOf: this.row } : { digestOf: this.row });
   }
 
   private get dataPresent(): boolean {

@@ -11,12 +11,13 @@ export type Op = 'write' | 'read' | 'slice';
 /** Sends one request to a replica and hands its outcome to `answered`: one of the replica layer's `request…` functions. */
 export type ReplicaRequest = (ref: ActorRef<ReplicaMsg>, clocks: Clocks, timeoutMs: number, answered: Answered<ReplicaAnswer>) => void;
 /**
- * A mutation or a digest read, which the coordinator sends in one
- * `replica.batch` with the others of its turn for the same replica (or alone,
- * to a peer of an earlier build). Its answer is the same as `mutate`'s or
- * `readDigest`'s.
+ * A mutation or a read, which the coordinator sends in one `replica.batch`
+ * with the others of its turn for the same replica: mutations and digest
+ * reads to any node that reads the kind, data reads to this node's own
+ * replica only; otherwise alone. Its answer is the same as `mutate`'s,
+ * `readDigest`'s or `readData`'s.
  */
-export type BatchableRequest = { mutation: Mutation } | { digestOf: RowKey };
+export type BatchableRequest = { mutation: Mutation } | { digestOf: RowKey } | { dataOf: RowKey };
 
 /** What a request's state machine may do; provided by the actor. */
 export interface RequestIo {

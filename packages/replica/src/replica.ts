@@ -51,7 +51,10 @@ export type DataMsg = WireMessage<'replica.data'> & {
 };
 export type DigestMsg = WireMessage<'replica.digest'>;
 export type RowsMsg = WireMessage<'replica.rows'>;
-export type BatchedMsg = WireMessage<'replica.batched'>;
+export type BatchedMsg = WireMessage<'replica.batched'> & {
+  /** The answers to a batch's data reads, in order: only in answers to this node's own coordinator (see `ReplicaBatch.reads`). */
+  data?: DataMsg[];
+};
 export type RangePageMsg = WireMessage<'replica.range-page'>;
 export type StreamEntryWire = RangePageMsg['entries'][number];
 
@@ -63,8 +66,14 @@ export type StreamEntryWire = RangePageMsg['entries'][number];
  * `Mutation` ever holds something the schema does not admit.
  */
 type MutateMsg = WithReply<'replica.mutate', MutatedMsg> & { mutation: Mutation };
-/** `replica.batch` holds the model's mutations as `replica.mutate` does. */
-type BatchMsg = WithReply<'replica.batch', BatchedMsg> & { mutations?: Mutation[] };
+/**
+ * `replica.batch` holds the model's mutations as `replica.mutate` does, and,
+ * from this node's own coordinator only, data reads (`reads`), which the
+ * kind's schema does not carry.
+ */
+type BatchMsg = WithReply<'replica.batch', BatchedMsg> & { mutations?: Mutation[]; reads?: RowAddressWire[] };
+/** A row's address as the replica kinds carry it. */
+type RowAddressWire = Pick<WireMessage<'replica.read'>, 'keyspace' | 'token' | 'partition' | 'clustering'>;
 
 /**
  * What the replica actor handles: the coordinator-to-replica verbs (as
@@ -188,10 +197,16 @@ export function requestDigest(ref: ActorRef<ReplicaMsg>, row: RowKey, clocks: Cl
   ref.request<DigestMsg>(pointReadMsg('replica.read-digest', row, clocks), timeoutMs, answered);
 }
 
-/** The mutations and digest reads a coordinator sends one replica together (see `requestBatch`). */
+/** The mutations and reads a coordinator sends one replica together (see `requestBatch`). */
 export interface ReplicaBatch {
   mutations: Mutation[];
   digests: RowKey[];
+  /**
+   * Data reads, for this node's own replica only: a local message is not
+   * encoded, while a remote batch's answer of many values could outgrow a
+   * frame, so the wire kind has no such field.
+   */
+  reads: RowKey[];
 }
 
 /** The name of the batch kind: send a batch only to a node that reads it (`ActorSystem.readsKind`). */
@@ -199,18 +214,23 @@ export const BATCH_KIND = 'replica.batch';
 
 /**
  * Sends a batch to a replica in one message: it applies the mutations and
- * reads the digests as it would the same `mutate` and `readDigest` messages,
- * and answers once for all of them, with a digest per digest read and the
- * items that failed (numbered mutations first, then digests). The message
+ * serves the reads as it would the same `mutate`, `readDigest` and
+ * `readData` messages, and answers once for all of them, with a digest per
+ * digest read, the data of each data read and the items that failed
+ * (numbered mutations first, then digests, then data reads). The message
  * holds the mutations themselves, so they must not be changed afterwards.
  */
 export function requestBatch(ref: ActorRef<ReplicaMsg>, batch: ReplicaBatch, clocks: Clocks, timeoutMs: number, answered: Answered<BatchedMsg>): void {
   const msg: Omit<BatchMsg, 'replyTo'> = { type: 'replica.batch', hlc: clocks.hlc, wallMicros: clocks.wallMicros };
   if (batch.mutations.length > 0) msg.mutations = batch.mutations;
-  if (batch.digests.length > 0) {
-    msg.digests = batch.digests.map((row) => ({ keyspace: row.keyspace, token: row.token, partition: row.partition, clustering: row.clustering ?? EMPTY }));
-  }
+  if (batch.digests.length > 0) msg.digests = batch.digests.map(addressWire);
+  if (batch.reads.length > 0) msg.reads = batch.reads.map(addressWire);
   ref.request<BatchedMsg>((replyTo) => ({ ...msg, replyTo }), timeoutMs, answered);
+}
+
+/** A row's address as the replica kinds carry it: the empty clustering key written out. */
+function addressWire(row: RowKey): RowAddressWire {
+  return { keyspace: row.keyspace, token: row.token, partition: row.partition, clustering: row.clustering ?? EMPTY };
 }
 
 function sliceMsg(q: SliceQuery, clocks: Clocks): (replyTo: ReplyTo<RowsMsg>) => ReplicaMsg {
@@ -336,7 +356,7 @@ function dataMsg(cell: Cell | undefined, hlcNow: number, wallMicros: number): Da
   return { type: 'replica.data', state: 'value', value: cell.value, timestampMicros: cell.timestampMicros, expiresAtMicros: cell.expiresAtMicros, hlc: hlcNow, wallMicros };
 }
 
-function addressOf(m: Pick<WireMessage<'replica.read'>, 'keyspace' | 'token' | 'partition' | 'clustering'>): RowAddress {
+function addressOf(m: RowAddressWire): RowAddress {
   return { keyspace: m.keyspace, token: m.token as Token, partition: m.partition, clustering: m.clustering };
 }
 
@@ -412,7 +432,7 @@ const READ_MSG_BYTES = 128;
 function replicaMsgBytes(m: ReplicaMsg): number {
   if (m.type === 'replica.mutate') return mutationBytes(m.mutation);
   if (m.type !== 'replica.batch') return READ_MSG_BYTES;
-  let bytes = READ_MSG_BYTES * (m.digests?.length ?? 0);
+  let bytes = READ_MSG_BYTES * ((m.digests?.length ?? 0) + (m.reads?.length ?? 0));
   for (const mutation of m.mutations ?? []) bytes += mutationBytes(mutation);
   return bytes;
 }
@@ -423,7 +443,11 @@ function replicaMsgBytes(m: ReplicaMsg): number {
  */
 class BatchAnswer {
   private pending: number;
+  /** Where the batch's digest reads and data reads start among its items. */
+  private readonly firstDigest: number;
+  private readonly firstRead: number;
   private readonly digests: Uint8Array[];
+  private readonly data: DataMsg[];
   private failures: BatchedMsg['failures'];
 
   constructor(
@@ -431,22 +455,34 @@ class BatchAnswer {
     private readonly ctx: ActorContext<ReplicaMsg>,
     private readonly clocks: () => Clocks,
   ) {
-    const digests = msg.digests?.length ?? 0;
-    this.pending = (msg.mutations?.length ?? 0) + digests;
-    this.digests = new Array<Uint8Array>(digests).fill(EMPTY);
+    this.firstDigest = msg.mutations?.length ?? 0;
+    this.firstRead = this.firstDigest + (msg.digests?.length ?? 0);
+    this.pending = this.firstRead + (msg.reads?.length ?? 0);
+    this.digests = new Array<Uint8Array>(this.firstRead - this.firstDigest).fill(EMPTY);
+    this.data = new Array<DataMsg>(this.pending - this.firstRead);
     if (this.pending === 0) this.send();
   }
 
-  /** Item `index` (mutations first, then digests) succeeded, with its digest for a digest read, or failed. */
-  done(index: number, error: Error | undefined, digest?: Uint8Array): void {
+  /**
+   * Item `index` (mutations first, then digest reads, then data reads)
+   * succeeded, with the read's result (a digest, or a cell and the digest
+   * the row cache had for it), or failed.
+   */
+  done(index: number, error: Error | undefined, result?: Cell | Uint8Array, digest?: Uint8Array): void {
     if (error !== undefined) (this.failures ??= []).push({ index, error: toWireError(error) });
-    else if (digest !== undefined) this.digests[index - (this.msg.mutations?.length ?? 0)] = digest;
+    else if (index >= this.firstRead) {
+      const { hlc, wallMicros } = this.clocks();
+      const data = dataMsg(result as Cell | undefined, hlc, wallMicros);
+      if (digest !== undefined) data.digest = digest;
+      this.data[index - this.firstRead] = data;
+    } else if (index >= this.firstDigest) this.digests[index - this.firstDigest] = result as Uint8Array;
     if (--this.pending === 0) this.send();
   }
 
   private send(): void {
     const answer: BatchedMsg = { type: 'replica.batched', ...this.clocks() };
     if (this.digests.length > 0) answer.digests = this.digests;
+    if (this.data.length > 0) answer.data = this.data;
     if (this.failures !== undefined) answer.failures = this.failures;
     this.ctx.reply(this.msg.replyTo, answer);
   }
@@ -580,10 +616,13 @@ export function spawnReplica(system: ActorSystem, options: ReplicaOptions): Acto
               }
             }
             const digests = msg.digests ?? [];
+            const data = msg.reads ?? [];
             const left = options.left?.() === true ? new ReplicaLeft(env.node) : undefined;
-            for (let d = 0; d < digests.length; d++) {
-              if (left !== undefined) batch.done(mutations.length + d, left);
-              else read(addressOf(digests[d]!), true, batch, mutations.length + d);
+            for (let r = 0; r < digests.length + data.length; r++) {
+              const item = mutations.length + r;
+              if (left !== undefined) batch.done(item, left);
+              else if (r < digests.length) read(addressOf(digests[r]!), true, batch, item);
+              else read(addressOf(data[r - digests.length]!), false, batch, item);
             }
           } else if (options.left?.() === true) ctx.fail(msg.replyTo, new ReplicaLeft(env.node));
           else if (msg.type === 'replica.read' || msg.type === 'replica.read-digest') read(addressOf(msg), msg.type === 'replica.read-digest', msg, -1);
@@ -599,7 +638,7 @@ export function spawnReplica(system: ActorSystem, options: ReplicaOptions): Acto
       const items = readItems!;
       const done = (i: number, error: Error | undefined, result: Cell | Uint8Array | undefined, digest?: Uint8Array): void => {
         const asker = askers[i]!;
-        if (asker instanceof BatchAnswer) asker.done(items[i]!, error, result as Uint8Array | undefined);
+        if (asker instanceof BatchAnswer) asker.done(items[i]!, error, result, digest);
         else if (error !== undefined) ctx.fail(asker.replyTo, error);
         else if (asker.type === 'replica.read') {
           const data = dataMsg(result as Cell | undefined, hlc.peek(), env.clock.nowMicros());

@@ -185,7 +185,7 @@ describe('replica.batch', () => {
       { ...row(12), cell: { tombstone: true, timestampMicros: t } },
     ];
     const answered = new Promise<BatchedMsg>((resolve, reject) =>
-      requestBatch(remote, { mutations, digests: [row(0), row(5), row(1)] }, clocks, 1_000, (error, answer) => (error ? reject(error) : resolve(answer!))),
+      requestBatch(remote, { mutations, digests: [row(0), row(5), row(1)], reads: [] }, clocks, 1_000, (error, answer) => (error ? reject(error) : resolve(answer!))),
     );
     const answer = await settled(sim, answered);
     expect(answer.failures?.map((f) => [f.index, f.error.name, f.error.fields.reason])).toEqual([[1, 'InvalidRequest', 'TIMESTAMP_IN_FUTURE']]);
@@ -193,6 +193,23 @@ describe('replica.batch', () => {
     expect(plain(await settled(sim, storage.reader.getCell(row(10))))).toEqual(plain({ value: bytes('a'), timestampMicros: t }));
     expect(await settled(sim, storage.reader.getCell(row(11)))).toBeUndefined();
     expect(await settled(sim, storage.reader.getCell(row(12)))).toEqual({ tombstone: true, timestampMicros: t });
+  });
+
+  it("serves data reads for this node's own coordinator, each with its cell and the cached digest", async () => {
+    const sim = new Simulation({ seed: 17 });
+    const { systems, now, remote } = await twoReplicas(sim);
+    const t = now();
+    await settled(sim, Promise.all([0, 1].map((i) => mutate(remote, { ...row(i), cell: { value: bytes(`v${i}`), timestampMicros: t + i } }, clocks, 1_000))));
+    const local = systems.get('n2')!.ref<ReplicaMsg>({ node: nodeId('n2'), name: REPLICA_ACTOR });
+    const ask = () =>
+      settled(sim, new Promise<BatchedMsg>((resolve, reject) => requestBatch(local, { mutations: [], digests: [row(1)], reads: [row(0), row(7), row(1)] }, clocks, 1_000, (error, answer) => (error ? reject(error) : resolve(answer!)))));
+    const first = await ask();
+    expect(first.failures).toBeUndefined();
+    expect(first.digests?.map(plain)).toEqual([plain(cellDigest({ value: bytes('v1'), timestampMicros: t + 1 }))]);
+    expect(first.data?.map((d) => plain(fromWireCell(d)))).toEqual([plain({ value: bytes('v0'), timestampMicros: t }), undefined, plain({ value: bytes('v1'), timestampMicros: t + 1 })]);
+    // Read again, the rows come from the row cache, with the digests it keeps.
+    const again = await ask();
+    expect(plain(again.data?.[0]?.digest)).toEqual(plain(cellDigest({ value: bytes('v0'), timestampMicros: t })));
   });
 
   it('on a replica that left, still applies the mutations and fails the digest reads', async () => {
@@ -206,10 +223,10 @@ describe('replica.batch', () => {
       replica = spawnReplica(system, { env, storage, hlc, skew: new SkewTracker(DEFAULT_MAX_CLOCK_SKEW_MS, env.logger), left: () => true });
     });
     const answered = new Promise<BatchedMsg>((resolve, reject) =>
-      requestBatch(replica, { mutations: [{ ...row(1), cell: { value: bytes('v'), timestampMicros: 1_000 } }], digests: [row(1), row(2)] }, clocks, 1_000, (error, answer) => (error ? reject(error) : resolve(answer!))),
+      requestBatch(replica, { mutations: [{ ...row(1), cell: { value: bytes('v'), timestampMicros: 1_000 } }], digests: [row(1), row(2)], reads: [row(1)] }, clocks, 1_000, (error, answer) => (error ? reject(error) : resolve(answer!))),
     );
     const answer = await settled(sim, answered);
-    expect(answer.failures?.map((f) => [f.index, f.error.name])).toEqual([[1, 'ReplicaLeft'], [2, 'ReplicaLeft']]);
+    expect(answer.failures?.map((f) => [f.index, f.error.name])).toEqual([[1, 'ReplicaLeft'], [2, 'ReplicaLeft'], [3, 'ReplicaLeft']]);
     expect(plain(await settled(sim, storage.reader.getCell(row(1))))).toEqual(plain({ value: bytes('v'), timestampMicros: 1_000 }));
   });
 });

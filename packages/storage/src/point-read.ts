@@ -88,20 +88,19 @@ export async function readRows(s: StoreParts, reads: readonly PointRead[], callb
   let alone: Array<Promise<void>> | undefined;
   for (let i = 0; i < reads.length; i++) {
     const { address: a, digest } = reads[i]!;
-    let pk: Uint8Array;
+    let pkLength: number;
     let rowPrefix: Uint8Array;
     let clustering: Uint8Array;
     try {
       validateAddress(a);
       clustering = a.clustering ?? EMPTY;
-      // The row's prefix in one allocation; the partition's key is a view of its start.
+      // The row's prefix in one allocation; the partition's key is a view of its start, made only on a miss.
       const ks = s.keyspaces.prefix(a.keyspace);
-      const pkLength = partitionKeyLength(ks, a.partition);
+      pkLength = partitionKeyLength(ks, a.partition);
       rowPrefix = new Uint8Array(pkLength + 1 + escapedLength(clustering));
       writePartitionKey(rowPrefix, ks, a.token, a.partition);
       rowPrefix[pkLength] = KIND_ROW;
       writeEscaped(rowPrefix, pkLength + 1, clustering);
-      pk = rowPrefix.subarray(0, pkLength);
     } catch (error) {
       done(i, error as Error, undefined);
       continue;
@@ -115,6 +114,7 @@ export async function readRows(s: StoreParts, reads: readonly PointRead[], callb
         continue;
       }
     }
+    const pk = rowPrefix.subarray(0, pkLength);
     if (clustering.length > 0) {
       // Another clustering key reads its partition's deletions apart from the row: no shared iterator.
       (alone ??= []).push(
