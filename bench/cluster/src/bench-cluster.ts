@@ -10,9 +10,9 @@ import { freePorts } from './ports.js';
 import { MeasuredProfiles } from './profiles.js';
 import { formatTable } from './report.js';
 import { type Target, chorusTarget, echoTarget, idealTarget } from './targets.js';
-import { ON_REQUEST, type RunContext, type System, WORKLOADS, type WorkloadName, type WorkloadReport, newSystem, runWorkload } from './workloads.js';
+import { ON_REQUEST, type RunContext, prime, type System, WORKLOADS, type WorkloadName, type WorkloadReport, newSystem, runWorkload } from './workloads.js';
 
-const USAGE = `pnpm bench:cluster [--seconds S] [--warmup S] [--only w1,w2] [--no-ideal] [--json FILE] [--cpu-prof DIR] [--dir DIR] [--keep]
+const USAGE = `pnpm bench:cluster [--seconds S] [--warmup S] [--prime S] [--only w1,w2] [--no-ideal] [--json FILE] [--cpu-prof DIR] [--dir DIR] [--keep]
 
 Starts a 3-node Chorus cluster (rf 3) and a 3-process ideal pipeline on 127.0.0.1, runs each
 workload on both with the same load generator and 100-byte values, and prints Chorus's figure,
@@ -20,6 +20,7 @@ the ideal's, their ratio, and each node's CPU share, RSS (at the end and at its 
 
   --seconds S     measured seconds per workload and system (default 10)
   --warmup S      seconds of load before each measurement (default 2)
+  --prime S       seconds of mixed load on each system after it starts, before its first workload (default 20)
   --only LIST     comma-separated workloads among: ${WORKLOADS.join(', ')}
                   (${[...ON_REQUEST].join(', ')} only when named here)
   --no-ideal      Chorus alone, without the ideal pipeline (no ratios): for long runs
@@ -33,6 +34,7 @@ const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '10' },
     warmup: { type: 'string', default: '2' },
+    prime: { type: 'string', default: '20' },
     only: { type: 'string' },
     json: { type: 'string' },
     'cpu-prof': { type: 'string' },
@@ -54,6 +56,8 @@ const seconds = Number(values.seconds);
 const warmupSeconds = Number(values.warmup);
 if (!(seconds > 0)) fail(`--seconds must be a positive number, got ${JSON.stringify(values.seconds)}`);
 if (!(warmupSeconds >= 0)) fail(`--warmup must be a number ≥ 0, got ${JSON.stringify(values.warmup)}`);
+const primeSeconds = Number(values.prime);
+if (!(primeSeconds >= 0)) fail(`--prime must be a number ≥ 0, got ${JSON.stringify(values.prime)}`);
 const only = values.only?.split(',').map((w) => w.trim()).filter(Boolean);
 for (const w of only ?? []) if (!(WORKLOADS as readonly string[]).includes(w)) fail(`unknown workload ${JSON.stringify(w)}; known: ${WORKLOADS.join(', ')}`);
 const chosen = WORKLOADS.filter((w) => (only ? only.includes(w) : !ON_REQUEST.has(w)));
@@ -107,6 +111,10 @@ async function startPair(label: string, durable: boolean): Promise<Pair> {
     throw error;
   }
   const idealCluster = ideal;
+  if (primeSeconds > 0) {
+    progress(`priming each system with ${primeSeconds} s of mixed load`);
+    for (const t of targets) await prime(t, primeSeconds, value);
+  }
   return {
     chorus: newSystem(targets[0]!, chorusProcesses),
     ...(idealCluster ? { ideal: newSystem(targets[1]!, idealCluster.processes) } : {}),
