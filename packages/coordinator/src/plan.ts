@@ -227,12 +227,25 @@ export function isSatisfied(plan: ReplicaPlan, nodes: Iterable<NodeId> | Readonl
 }
 
 /** `isSatisfied` over two sets that share no node (a write's acknowledgements and the replicas still asked), without building their union: every write calls it. */
-export function isSatisfiedByEither(plan: ReplicaPlan, a: ReadonlySet<NodeId>, b: ReadonlySet<NodeId>): boolean {
-  if (plan.scope.kind === 'each') return isSatisfied(plan, [...a, ...b]);
+/**
+ * `countAnswers` of nodes known to be distinct (a request's own lists): no Set and no iterator for the usual
+ * scopes, since every answer of every request comes here.
+ */
+export function countDistinct(plan: ReplicaPlan, nodes: readonly NodeId[]): number {
+  if (plan.scope.kind === 'each') return countAnswers(plan, nodes);
   let n = 0;
-  for (const node of a) if (countsToward(plan, node)) n++;
-  for (const node of b) if (countsToward(plan, node)) n++;
-  return n >= plan.blockFor;
+  for (let i = 0; i < nodes.length; i++) if (countsToward(plan, nodes[i]!)) n++;
+  return n;
+}
+
+/** `isSatisfied` of nodes known to be distinct. */
+export function isSatisfiedByDistinct(plan: ReplicaPlan, nodes: readonly NodeId[]): boolean {
+  return plan.scope.kind === 'each' ? isSatisfied(plan, nodes) : countDistinct(plan, nodes) >= plan.blockFor;
+}
+
+export function isSatisfiedByEither(plan: ReplicaPlan, a: readonly NodeId[], b: readonly NodeId[]): boolean {
+  if (plan.scope.kind === 'each') return isSatisfied(plan, [...a, ...b]);
+  return countDistinct(plan, a) + countDistinct(plan, b) >= plan.blockFor;
 }
 
 /**

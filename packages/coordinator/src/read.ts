@@ -3,7 +3,7 @@ import { type Cell, bytesEqual, cellDigest } from '@chorus/model';
 import { repairMutations, resolveCells, staleReplicas } from '@chorus/read-repair';
 import { type RowKey, fromWireCell } from '@chorus/replica';
 import { ReadTimeout, SessionFloorNotMet } from './errors.js';
-import { countAnswers, isSatisfied, takeExtra } from './plan.js';
+import { countAnswers, countsToward, isSatisfied, takeExtra } from './plan.js';
 import { BlockingRepair, type RepairPolicy } from './repair.js';
 import { type Outcome, type Request, type RequestIo, type Tick, clientError } from './request.js';
 
@@ -37,8 +37,14 @@ interface ReadAnswerState {
  * than it wrote.
  */
 export class ReadRequest implements Request {
-  private readonly answers = new Map<NodeId, ReadAnswerState>();
-  private readonly outstanding = new Map<NodeId, 'data' | 'digest'>();
+  /**
+   * Every replica this read has asked (the contacts, then any extra), each once; beside each, its answer and
+   * what it is still asked for. Lists the size of the plan rather than Maps: every read makes them, and a Map is
+   * a hash table that shrinks (a new one) as it empties and an iterator each time it is walked.
+   */
+  private readonly nodes: NodeId[];
+  private readonly answers: Array<ReadAnswerState | undefined>;
+  private readonly asked: Array<'data' | 'digest' | undefined>;
   private readonly extras: NodeId[];
   private readonly errors: Error[] = [];
   private phase: 'digests' | 'resolve' | 'floor' | 'repair' = 'digests';
@@ -55,6 +61,10 @@ export class ReadRequest implements Request {
     private readonly floorMicros?: number,
   ) {
     this.extras = [...io.plan.extras];
+    const contacts = io.plan.contacts;
+    this.nodes = contacts.slice();
+    this.answers = contacts.map(() => undefined);
+    this.asked = contacts.map(() => undefined);
   }
 
   start(): void {
@@ -65,18 +75,54 @@ export class ReadRequest implements Request {
   }
 
   private request(node: NodeId, kind: 'data' | 'digest'): void {
-    this.outstanding.set(node, kind);
+    let i = this.nodes.indexOf(node);
+    if (i < 0) {
+      i = this.nodes.push(node) - 1;
+      this.answers.push(undefined);
+      this.asked.push(undefined);
+    }
+    this.asked[i] = kind;
     this.io.ask(node, kind === 'data' ? { dataOf: this.row } : { digestOf: this.row });
   }
 
+  private isAsked(node: NodeId): boolean {
+    const i = this.nodes.indexOf(node);
+    return i >= 0 && this.asked[i] !== undefined;
+  }
+
+  private hasAnswered(node: NodeId): boolean {
+    const i = this.nodes.indexOf(node);
+    return i >= 0 && this.answers[i] !== undefined;
+  }
+
+  /** The replicas that answered (with data, when `withData`). */
+  private answered(withData = false): NodeId[] {
+    return this.nodes.filter((_, i) => this.answers[i] !== undefined && (!withData || this.answers[i]!.data !== undefined));
+  }
+
+  private stillAsked(): NodeId[] {
+    return this.nodes.filter((_, i) => this.asked[i] !== undefined);
+  }
+
+  /** Whether the answers (with data, when `withData`) meet the level; lists nothing but for EACH_QUORUM. */
+  private meetsLevel(withData = false): boolean {
+    const plan = this.io.plan;
+    if (plan.scope.kind === 'each') return isSatisfied(plan, this.answered(withData));
+    let n = 0;
+    for (let i = 0; i < this.nodes.length; i++) {
+      const a = this.answers[i];
+      if (a !== undefined && (!withData || a.data !== undefined) && countsToward(plan, this.nodes[i]!)) n++;
+    }
+    return n >= plan.blockFor;
+  }
+
   private get dataPresent(): boolean {
-    for (const a of this.answers.values()) if (a.data) return true;
+    for (let i = 0; i < this.answers.length; i++) if (this.answers[i]?.data) return true;
     return false;
   }
 
   private get dataOutstanding(): boolean {
-    for (const kind of this.outstanding.values()) if (kind === 'data') return true;
-    return false;
+    return this.asked.includes('data');
   }
 
   onAnswer(from: NodeId, outcome: Outcome): void {
@@ -85,14 +131,15 @@ export class ReadRequest implements Request {
       if (this.repair.blocking.onAnswer(from, outcome)) this.settleRepair();
       return;
     }
-    if (!this.outstanding.has(from)) return;
-    this.outstanding.delete(from);
+    const at = this.nodes.indexOf(from);
+    if (at < 0 || this.asked[at] === undefined) return;
+    this.asked[at] = undefined;
     if (!outcome.ok) {
       this.errors.push(outcome.error);
-      this.answers.delete(from);
+      this.answers[at] = undefined;
       // Every live replica is already asked: nothing is left to replace it with.
       if (this.phase === 'floor') return this.progressFloor();
-      const replacement = takeExtra(this.io.plan, this.extras, [...this.answers.keys(), ...this.outstanding.keys()], this.io.plan.dcOf.get(from));
+      const replacement = takeExtra(this.io.plan, this.extras, [...this.answered(), ...this.stillAsked()], this.io.plan.dcOf.get(from));
       if (replacement !== undefined) this.request(replacement, this.phase === 'resolve' || (!this.dataPresent && !this.dataOutstanding) ? 'data' : 'digest');
       this.progress();
       return;
@@ -101,9 +148,9 @@ export class ReadRequest implements Request {
     if (msg.type === 'replica.data') {
       const cell = fromWireCell(msg);
       // A replica that had the digest at hand sent it along: the value need not be hashed here.
-      this.answers.set(from, { digest: msg.digest ?? cellDigest(cell), data: { cell } });
+      this.answers[at] = { digest: msg.digest ?? cellDigest(cell), data: { cell } };
     } else if (msg.type === 'replica.digest') {
-      this.answers.set(from, { digest: msg.digest });
+      this.answers[at] = { digest: msg.digest };
       // Already resolving: this late (speculative) replica must send data to count.
       if (this.phase !== 'digests') this.request(from, 'data');
     }
@@ -122,9 +169,9 @@ export class ReadRequest implements Request {
       this.io.fail(this.interrupted());
       return;
     }
-    if (this.speculated || this.phase !== 'digests' || isSatisfied(this.io.plan, this.answers.keys())) return;
+    if (this.speculated || this.phase !== 'digests' || this.meetsLevel()) return;
     // For the datacenter still short of answers (EACH_QUORUM): a slow remote contact is not helped by a local extra.
-    const extra = takeExtra(this.io.plan, this.extras, this.answers.keys());
+    const extra = takeExtra(this.io.plan, this.extras, this.answered());
     if (extra === undefined) return;
     this.speculated = true;
     this.io.speculated();
@@ -134,17 +181,17 @@ export class ReadRequest implements Request {
   private progress(): void {
     const plan = this.io.plan;
     if (this.phase === 'digests') {
-      if (!isSatisfied(plan, this.answers)) return this.failIfHopeless([...this.answers.keys()]);
+      if (!this.meetsLevel()) return this.failIfHopeless(this.answered());
       const agreed = this.agreedData();
       if (agreed === null) {
         // Enough digests but the data replica failed: ask one of the digest replicas for data.
-        if (!this.dataOutstanding) this.request(this.answers.keys().next().value!, 'data');
+        if (!this.dataOutstanding) this.request(this.answered()[0]!, 'data');
         return;
       }
       if (agreed !== undefined) {
         if (this.belowFloor(agreed.cell)) {
           // The digests say every answer holds this same version.
-          for (const a of this.answers.values()) a.data ??= agreed;
+          for (const a of this.answers) if (a !== undefined) a.data ??= agreed;
           return this.escalate();
         }
         this.io.succeed({ cell: agreed.cell });
@@ -152,10 +199,9 @@ export class ReadRequest implements Request {
       }
       this.io.mismatch();
       this.phase = 'resolve';
-      for (const [node, a] of this.answers) if (!a.data && !this.outstanding.has(node)) this.request(node, 'data');
+      for (let i = 0; i < this.nodes.length; i++) if (this.answers[i] !== undefined && !this.answers[i]!.data && this.asked[i] === undefined) this.request(this.nodes[i]!, 'data');
     }
-    const withData = [...this.answers].filter(([, a]) => a.data).map(([n]) => n);
-    if (!isSatisfied(plan, withData)) return this.failIfHopeless(withData);
+    if (!this.meetsLevel(true)) return this.failIfHopeless(this.answered(true));
     const cells = this.dataCells();
     const resolved = resolveCells(cells.values());
     if (this.belowFloor(resolved)) return this.escalate();
@@ -170,7 +216,9 @@ export class ReadRequest implements Request {
     let data: { cell: Cell | undefined } | undefined;
     let first: Uint8Array | undefined;
     let agree = true;
-    for (const a of this.answers.values()) {
+    for (let i = 0; i < this.answers.length; i++) {
+      const a = this.answers[i];
+      if (a === undefined) continue;
       if (a.data !== undefined) data ??= a.data;
       if (first === undefined) first = a.digest;
       else if (agree && !bytesEqual(first, a.digest)) agree = false;
@@ -181,7 +229,10 @@ export class ReadRequest implements Request {
 
   private dataCells(): Map<NodeId, Cell | undefined> {
     const cells = new Map<NodeId, Cell | undefined>();
-    for (const [node, a] of this.answers) if (a.data) cells.set(node, a.data.cell);
+    for (let i = 0; i < this.nodes.length; i++) {
+      const data = this.answers[i]?.data;
+      if (data) cells.set(this.nodes[i]!, data.cell);
+    }
     return cells;
   }
 
@@ -194,7 +245,7 @@ export class ReadRequest implements Request {
     this.phase = 'floor';
     this.io.session.escalated();
     for (const node of this.io.plan.live) {
-      if (this.answers.has(node) || this.outstanding.has(node)) continue;
+      if (this.hasAnswered(node) || this.isAsked(node)) continue;
       const i = this.extras.indexOf(node);
       if (i >= 0) this.extras.splice(i, 1);
       this.request(node, 'data');
@@ -207,7 +258,7 @@ export class ReadRequest implements Request {
     const cells = this.dataCells();
     const resolved = resolveCells(cells.values());
     if (!this.belowFloor(resolved)) return this.answerResolved(cells, resolved);
-    if (this.outstanding.size > 0) return;
+    if (this.stillAsked().length > 0) return;
     this.io.session.notMet();
     this.io.fail(this.floorNotMet(resolved, cells.size));
   }
@@ -253,7 +304,7 @@ export class ReadRequest implements Request {
       const cells = this.dataCells();
       return this.floorNotMet(resolveCells(cells.values()), cells.size, detail);
     }
-    const responders = this.phase === 'digests' ? [...this.answers.keys()] : [...this.answers].filter(([, a]) => a.data).map(([n]) => n);
+    const responders = this.answered(this.phase !== 'digests');
     return new ReadTimeout(this.io.plan.consistency, this.io.plan.blockFor, countAnswers(this.io.plan, responders), this.dataPresent, detail);
   }
 
@@ -266,7 +317,7 @@ export class ReadRequest implements Request {
   private failIfHopeless(answered: NodeId[]): void {
     // No replica has failed: the contacts, which meet the level, have all answered or are still asked.
     if (this.errors.length === 0) return;
-    const possible = [...answered, ...this.outstanding.keys(), ...this.extras];
+    const possible = [...answered, ...this.stillAsked(), ...this.extras];
     if (isSatisfied(this.io.plan, possible)) return;
     this.io.fail(clientError(this.errors) ?? new ReadTimeout(this.io.plan.consistency, this.io.plan.blockFor, countAnswers(this.io.plan, answered), this.dataPresent));
   }

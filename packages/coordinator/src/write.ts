@@ -1,7 +1,7 @@
 import type { NodeId } from '@chorus/core';
 import type { Mutation } from '@chorus/model';
 import { ClockSkewed, Unavailable, WriteTimeout } from './errors.js';
-import { countAnswers, isSatisfied, isSatisfiedByEither } from './plan.js';
+import { countDistinct, isSatisfiedByDistinct, isSatisfiedByEither } from './plan.js';
 import { type Outcome, type Request, type RequestIo, clientError } from './request.js';
 
 /**
@@ -25,8 +25,13 @@ import { type Outcome, type Request, type RequestIo, clientError } from './reque
  * was written anywhere.
  */
 export class WriteRequest implements Request {
-  private readonly acks = new Set<NodeId>();
-  private readonly outstanding = new Set<NodeId>();
+  /**
+   * The replicas that acknowledged, and the contacts still asked: a node is in at most one of them, once. Lists
+   * of a few nodes rather than Sets: every write makes them, and a Set is a hash table that shrinks (a new
+   * one) as it empties and an iterator each time it is counted.
+   */
+  private readonly acks: NodeId[] = [];
+  private outstanding: NodeId[] = [];
   private errors: Error[] | undefined;
   /** Replicas the mutation was offered for, so none is offered twice. */
   private hinted: Set<NodeId> | undefined;
@@ -56,10 +61,8 @@ export class WriteRequest implements Request {
     const plan = this.io.plan;
     this.io.after(this.timeoutMs, 'timeout');
     const send = { mutation: this.mutation };
-    for (const node of plan.contacts) {
-      this.outstanding.add(node);
-      this.io.ask(node, send);
-    }
+    this.outstanding = plan.contacts.slice();
+    for (const node of plan.contacts) this.io.ask(node, send);
     if (this.any && this.hinting) {
       this.hintDown();
       // No live replica and nobody to hint (a ring without replicas for the token): nothing can ever acknowledge.
@@ -85,13 +88,17 @@ export class WriteRequest implements Request {
   }
 
   onAnswer(from: NodeId, outcome: Outcome): void {
-    if (!this.outstanding.delete(from)) return;
+    const outstanding = this.outstanding;
+    const i = outstanding.indexOf(from);
+    if (i < 0) return;
+    outstanding[i] = outstanding[outstanding.length - 1]!;
+    outstanding.pop();
     const plan = this.io.plan;
     if (outcome.ok) {
-      this.acks.add(from);
+      this.acks.push(from);
       // The write exists now: the replicas that were down get it later.
-      if (this.acks.size === 1) this.hintDown();
-      if (isSatisfied(plan, this.acks)) this.io.succeed({ timestampMicros: this.timestampMicros });
+      if (this.acks.length === 1) this.hintDown();
+      if (isSatisfiedByDistinct(plan, this.acks)) this.io.succeed({ timestampMicros: this.timestampMicros });
       else this.settleIfHopeless();
     } else {
       (this.errors ??= []).push(outcome.error);
@@ -121,12 +128,12 @@ export class WriteRequest implements Request {
     // At ANY a hint still being stored may yet be the acknowledgement.
     if (this.any && this.hintsAwaited > 0) return;
     const refusal = this.errors && clientError(this.errors);
-    if (this.acks.size > 0) {
+    if (this.acks.length > 0) {
       this.io.fail(this.timeout(refusal && `refused by a replica: ${refusal.message}`));
       return;
     }
     // Wait for the replicas still asked: whether any applies the write decides which error is true.
-    if (this.outstanding.size > 0) return;
+    if (this.outstanding.length > 0) return;
     if (plan.contacts.length === 0) {
       // ANY with every replica down, and every hint refused: nothing was written anywhere.
       this.io.fail(new Unavailable(plan.consistency, plan.blockFor, 0));
@@ -154,7 +161,7 @@ export class WriteRequest implements Request {
   }
 
   private finishIfSettled(): void {
-    if (this.hinting && this.outstanding.size === 0 && this.hintsAwaited === 0) this.finish();
+    if (this.hinting && this.outstanding.length === 0 && this.hintsAwaited === 0) this.finish();
   }
 
   /** Every contact answered, or the deadline passed: the replicas that have not acknowledged by now missed the write. */
@@ -162,15 +169,15 @@ export class WriteRequest implements Request {
     if (this.finished || !this.hinting) return;
     this.finished = true;
     const plan = this.io.plan;
-    if (!this.refused && this.acks.size < plan.natural.length + plan.pending.length) {
-      for (const node of [...plan.natural, ...plan.pending]) if (!this.acks.has(node)) this.offer(node, false);
+    if (!this.refused && this.acks.length < plan.natural.length + plan.pending.length) {
+      for (const node of [...plan.natural, ...plan.pending]) if (!this.acks.includes(node)) this.offer(node, false);
     }
     this.io.end();
   }
 
   private timeout(detail?: string): WriteTimeout {
     const plan = this.io.plan;
-    return new WriteTimeout(plan.consistency, plan.blockFor, countAnswers(plan, this.acks), 'SIMPLE', detail, this.timestampMicros);
+    return new WriteTimeout(plan.consistency, plan.blockFor, countDistinct(plan, this.acks), 'SIMPLE', detail, this.timestampMicros);
   }
 }
 

@@ -3,7 +3,7 @@ import { RingView, type ReplicationSpec } from '@chorus/ring';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CONSISTENCY_LEVELS, Unavailable, blockFor, countAnswers, isSatisfied, parseConsistency, planRead, planWrite, quorumOf } from '../src/index.js';
-import { PlanCache, isSatisfiedByEither } from '../src/plan.js';
+import { PlanCache, countDistinct, isSatisfiedByDistinct, isSatisfiedByEither } from '../src/plan.js';
 
 const simple3: ReplicationSpec = { class: 'SimpleStrategy', rf: 3 };
 const nts33: ReplicationSpec = { class: 'NetworkTopologyStrategy', dcs: { dc1: 3, dc2: 3 } };
@@ -137,9 +137,20 @@ describe('replica plan', () => {
         const plan = planWrite({ ...base, consistency: level, replication: spec, isAlive: () => true });
         const names = ['dc1n0', 'dc1n1', 'dc1n2', 'dc2n0', 'dc2n1', 'dc2n2'].map(nodeId);
         // Each node is in the first set, the second, or neither.
-        const a = new Set(names.filter((_, i) => sides[i] === 1));
-        const b = new Set(names.filter((_, i) => sides[i] === 2));
+        const a = names.filter((_, i) => sides[i] === 1);
+        const b = names.filter((_, i) => sides[i] === 2);
         expect(isSatisfiedByEither(plan, a, b)).toBe(isSatisfied(plan, [...a, ...b]));
+      }),
+    );
+  });
+
+  it('property: a list of distinct answers counts and satisfies a plan as the general functions do', () => {
+    fc.assert(
+      fc.property(fc.constantFrom(...CONSISTENCY_LEVELS), fc.constantFrom(simple3, nts33, nts32), fc.subarray(['dc1n0', 'dc1n1', 'dc1n2', 'dc2n0', 'dc2n1', 'dc2n2', 'elsewhere']), (level, spec, names) => {
+        const plan = planWrite({ ...base, consistency: level, replication: spec, isAlive: () => true });
+        const answered = names.map(nodeId);
+        expect(countDistinct(plan, answered)).toBe(countAnswers(plan, answered));
+        expect(isSatisfiedByDistinct(plan, answered)).toBe(isSatisfied(plan, answered));
       }),
     );
   });
