@@ -18,6 +18,8 @@ const FMIX2_LO = 0x1a85ec53;
 
 const utf8 = new TextEncoder();
 const HALVES = new DataView(new ArrayBuffer(8));
+/** Where `tokenOf` puts a string key's UTF-8 bytes: every request's key is hashed, and `encode` makes a new array each time. */
+const KEY_BYTES = new Uint8Array(1024);
 
 /** A 64-bit lane: [high 32 bits, low 32 bits], both unsigned. */
 type Lane = [number, number];
@@ -86,8 +88,7 @@ function xorTailByte(k: Lane, key: Uint8Array, at: number, shift: number): void 
  * The first 64 bits of MurmurHash3 x64_128 (seed 0) of `key`, as a signed
  * bigint, with Cassandra's sign extension of tail bytes.
  */
-export function murmur3Hash64(key: Uint8Array): bigint {
-  const length = key.length;
+export function murmur3Hash64(key: Uint8Array, length = key.length): bigint {
   const t: Lane = [0, 0];
   let h1Hi = 0;
   let h1Lo = 0;
@@ -175,8 +176,18 @@ export function murmur3Hash64(key: Uint8Array): bigint {
  * the token of a real key and can serve as the ring's exclusive start.
  */
 export function tokenOf(key: Uint8Array | string): Token {
-  const bytes = typeof key === 'string' ? utf8.encode(key) : key;
-  if (bytes.length === 0) return MIN_TOKEN;
-  const hash = murmur3Hash64(bytes);
+  let bytes = key as Uint8Array;
+  let length: number;
+  if (typeof key !== 'string') length = key.length;
+  else if (key.length * 3 <= KEY_BYTES.length) {
+    // At most 3 bytes per UTF-16 unit, so the whole key fits.
+    bytes = KEY_BYTES;
+    length = utf8.encodeInto(key, KEY_BYTES).written;
+  } else {
+    bytes = utf8.encode(key);
+    length = bytes.length;
+  }
+  if (length === 0) return MIN_TOKEN;
+  const hash = murmur3Hash64(bytes, length);
   return (hash === MIN_TOKEN ? MAX_TOKEN : hash) as Token;
 }

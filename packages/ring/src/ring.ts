@@ -82,6 +82,8 @@ export class RingView {
   private readonly tokenOwner: Int32Array;
   private readonly owners: readonly RingMember[];
   private readonly replicaCache = new Map<string, (readonly NodeId[] | undefined)[]>();
+  /** The same per-range lists by the spec object callers pass again and again: no key string to build per lookup. */
+  private readonly replicaCacheBySpec = new WeakMap<ReplicationSpec, (readonly NodeId[] | undefined)[]>();
   /** Each distinct replica list once, by replication and content. */
   private readonly replicaLists = new Map<string, readonly NodeId[]>();
   private future: RingView | undefined;
@@ -232,14 +234,19 @@ export class RingView {
   }
 
   private replicasOfRange(index: number, replication: ReplicationSpec): readonly NodeId[] {
-    const key = replicationKey(replication);
-    let perRange = this.replicaCache.get(key);
+    let perRange = this.replicaCacheBySpec.get(replication);
     if (perRange === undefined) {
-      perRange = new Array<readonly NodeId[] | undefined>(this.tokens.length);
-      this.replicaCache.set(key, perRange);
+      const key = replicationKey(replication);
+      perRange = this.replicaCache.get(key);
+      if (perRange === undefined) {
+        perRange = new Array<readonly NodeId[] | undefined>(this.tokens.length);
+        this.replicaCache.set(key, perRange);
+      }
+      this.replicaCacheBySpec.set(replication, perRange);
     }
     let replicas = perRange[index];
     if (replicas === undefined) {
+      const key = replicationKey(replication);
       const computed = replication.class === 'SimpleStrategy' ? this.simpleReplicas(index, replication.rf) : this.topologyReplicas(index, replication.dcs);
       // Ranges with the same replicas in the same order share one array: with vnodes a few lists serve every
       // range, so what callers key by a list (the coordinator's plans) is shared by all of its ranges.

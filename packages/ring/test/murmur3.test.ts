@@ -55,6 +55,14 @@ describe('murmur3 partitioner', () => {
   it('hashes strings as UTF-8', () => {
     expect(tokenOf('123')).toBe(-7468325962851647638n);
     expect(tokenOf('é')).toBe(tokenOf(bytes(0xc3, 0xa9)));
+    // Short and long strings (a long one is encoded apart), any code point, one after another.
+    const utf8 = new TextEncoder();
+    fc.assert(
+      fc.property(fc.oneof(fc.string({ unit: 'grapheme', maxLength: 20 }), fc.string({ unit: 'grapheme', minLength: 300, maxLength: 600 })), (key) => {
+        expect(tokenOf(key)).toBe(tokenOf(utf8.encode(key)));
+      }),
+      { numRuns: 500 },
+    );
   });
 
   it('maps the empty key to MIN_TOKEN and never gives MIN_TOKEN for a real key', () => {
