@@ -4,7 +4,7 @@ import { type ChorusNode, hintsView, stateOf } from '@chorus/node';
 import type { WsTransport } from '@chorus/wire';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ClientApi } from './client-api.js';
-import { LatencyHistogram } from './latency-histogram.js';
+import { LatencyHistogram, type LatencySeries } from './latency-histogram.js';
 import type { RequestBudget } from './request-budget.js';
 import { type RepairJobState, type RepairJobStatus, repairServiceOf } from './repair-api.js';
 
@@ -123,15 +123,21 @@ export function createMetrics(sources: MetricSources): Metrics {
     LATENCY_BUCKETS_SECONDS,
     registry,
   );
+  // Every label is from a short fixed list: maps of its values find a request's series without building a key string per request.
+  const latencySeries = new Map<string, Map<string, Map<string, LatencySeries>>>();
+  const seriesFor = (op: string, level: string, outcome: string): LatencySeries => {
+    let byLevel = latencySeries.get(op);
+    if (byLevel === undefined) latencySeries.set(op, (byLevel = new Map()));
+    let byOutcome = byLevel.get(level);
+    if (byOutcome === undefined) byLevel.set(level, (byOutcome = new Map()));
+    let series = byOutcome.get(outcome);
+    if (series === undefined) byOutcome.set(outcome, (series = latency.seriesOf(`${op} ${level} ${outcome}`, () => ({ op, consistency: level, outcome }))));
+    return series;
+  };
   const timeRequest: RequestTimer = (op, consistency) => {
     const started = performance.now();
     return (error) => {
-      const level = levelLabel(consistency);
-      const outcome = error === undefined ? 'ok' : outcomeOf(error);
-      latency.observe(
-        latency.seriesOf(`${op} ${level} ${outcome}`, () => ({ op, consistency: level, outcome })),
-        (performance.now() - started) / 1000,
-      );
+      latency.observe(seriesFor(op, levelLabel(consistency), error === undefined ? 'ok' : outcomeOf(error)), (performance.now() - started) / 1000);
     };
   };
 

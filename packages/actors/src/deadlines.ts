@@ -1,20 +1,69 @@
 import type { Scheduler, Timer } from '@chorus/core';
 
-/** One timeout's FIFO: deadlines and ids side by side, so that an entry is two numbers in two arrays, not an object. */
-interface Queue {
-  deadlines: number[];
-  ids: number[];
-  head: number;
-  timer: Timer | undefined;
+/** Entries a queue holds before its first growth, and the least it shrinks back to. */
+const MIN_CAPACITY = 256;
+
+/**
+ * One timeout's FIFO, as a ring over two typed arrays: an entry is two
+ * numbers, and the arrays' memory lies outside the V8 heap. A queue holds a
+ * timeout's worth of asks (tens of thousands under load), each long past
+ * its ask: as objects, or as the backing stores of growing JS arrays, they
+ * were copied by every scavenge, promoted, and left for full collections.
+ */
+class Queue {
+  deadlines = new Float64Array(MIN_CAPACITY);
+  /** Ids are integers below 2^53: a double holds each exactly. */
+  ids = new Float64Array(MIN_CAPACITY);
+  head = 0;
+  size = 0;
+  timer: Timer | undefined = undefined;
+
+  push(deadline: number, id: number): void {
+    if (this.size === this.deadlines.length) this.resize(this.deadlines.length * 2);
+    const at = (this.head + this.size) % this.deadlines.length;
+    this.deadlines[at] = deadline;
+    this.ids[at] = id;
+    this.size++;
+  }
+
+  /** The oldest entry's deadline; the queue must not be empty. */
+  get firstDeadline(): number {
+    return this.deadlines[this.head]!;
+  }
+
+  /** Drops the oldest entry and returns its id; the queue must not be empty. */
+  shift(): number {
+    const id = this.ids[this.head]!;
+    this.head = (this.head + 1) % this.deadlines.length;
+    this.size--;
+    return id;
+  }
+
+  /** Gives back the room of a burst once it has drained. */
+  shrinkIfSparse(): void {
+    const capacity = this.deadlines.length;
+    if (capacity > MIN_CAPACITY && this.size * 4 <= capacity) this.resize(Math.max(MIN_CAPACITY, capacity / 2));
+  }
+
+  private resize(capacity: number): void {
+    const deadlines = new Float64Array(capacity);
+    const ids = new Float64Array(capacity);
+    for (let i = 0; i < this.size; i++) {
+      const from = (this.head + i) % this.deadlines.length;
+      deadlines[i] = this.deadlines[from]!;
+      ids[i] = this.ids[from]!;
+    }
+    this.deadlines = deadlines;
+    this.ids = ids;
+    this.head = 0;
+  }
 }
 
 /**
  * Ask timeouts without a timer per ask. Asks with the same timeout expire in
  * the order they were made, so each distinct timeout keeps a FIFO and one
  * timer armed for its head. Settled asks are skipped lazily when their
- * deadline comes; a burst of 100,000 asks costs a handful of timers. An entry
- * lives as long as its timeout, long past most asks: as an object it would be
- * promoted to the old space every time, so entries are kept as plain numbers.
+ * deadline comes; a burst of 100,000 asks costs a handful of timers.
  */
 export class DeadlineQueues {
   private readonly queues = new Map<number, Queue>();
@@ -29,12 +78,11 @@ export class DeadlineQueues {
   add(id: number, timeoutMs: number): void {
     let queue = this.queues.get(timeoutMs);
     if (!queue) {
-      queue = { deadlines: [], ids: [], head: 0, timer: undefined };
+      queue = new Queue();
       this.queues.set(timeoutMs, queue);
     }
-    queue.deadlines.push(this.now() + timeoutMs);
-    queue.ids.push(id);
-    if (!queue.timer) this.arm(timeoutMs);
+    queue.push(this.now() + timeoutMs, id);
+    if (!queue.timer) this.arm(timeoutMs, queue);
   }
 
   cancelAll(): void {
@@ -42,26 +90,19 @@ export class DeadlineQueues {
     this.queues.clear();
   }
 
-  private arm(timeoutMs: number): void {
-    const queue = this.queues.get(timeoutMs)!;
-    if (queue.head >= queue.ids.length) {
+  private arm(timeoutMs: number, queue: Queue): void {
+    if (queue.size === 0) {
       this.queues.delete(timeoutMs);
       return;
     }
-    queue.timer = this.scheduler.setTimer(Math.max(0, queue.deadlines[queue.head]! - this.now()), () => {
+    queue.timer = this.scheduler.setTimer(Math.max(0, queue.firstDeadline - this.now()), () => {
       queue.timer = undefined;
       const now = this.now();
-      while (queue.head < queue.ids.length && queue.deadlines[queue.head]! <= now) {
-        this.expire(queue.ids[queue.head]!, timeoutMs);
-        queue.head++;
-      }
-      // Compact once the expired prefix dominates, so the arrays do not grow without end.
-      if (queue.head > 1024 && queue.head * 2 > queue.ids.length) {
-        queue.deadlines = queue.deadlines.slice(queue.head);
-        queue.ids = queue.ids.slice(queue.head);
-        queue.head = 0;
-      }
-      this.arm(timeoutMs);
+      // An expiry may cancel every queue, this one included, or add to this one (and arm it).
+      const current = () => this.queues.get(timeoutMs) === queue;
+      while (queue.size > 0 && queue.firstDeadline <= now && current()) this.expire(queue.shift(), timeoutMs);
+      queue.shrinkIfSparse();
+      if (queue.timer === undefined && current()) this.arm(timeoutMs, queue);
     });
   }
 }

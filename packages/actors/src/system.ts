@@ -1,4 +1,4 @@
-import { type Env, type LinkState, type Logger, type NodeId, type Timer, type Transport } from '@chorus/core';
+import { type Env, IdTable, type LinkState, type Logger, type NodeId, type Timer, type Transport } from '@chorus/core';
 import { type ActorAddress, type Codec, type Envelope, type ReplyTo, msgpackCodec } from './envelope.js';
 import { ActorCrashed, ActorNotFound, ActorStopped, AskTimeout, MailboxFull, NodeUnreachable, UnexpectedReply, fromWireError, toWireError } from './errors.js';
 import { DeadlineQueues } from './deadlines.js';
@@ -468,7 +468,8 @@ export class ActorSystem {
   private readonly clock: MessageClock | undefined;
   private readonly cells = new Map<string, ActorCell<unknown>>();
   private readonly topLevel = new Map<string, ActorCell<unknown>>();
-  private readonly pending = new Map<number, PendingAsk>();
+  /** Asks by id: a table of slots, not a Map (see IdTable: a Map of short-lived asks promotes them all). */
+  private readonly pending = new IdTable<PendingAsk>();
   private readonly remoteRefs = new Map<NodeId, Map<string, RemoteRef<unknown>>>();
   private readonly down = new Set<NodeId>();
   private nextAskId = 1;
@@ -563,7 +564,7 @@ export class ActorSystem {
   async shutdown(): Promise<void> {
     this.shuttingDown = true;
     await Promise.all([...this.topLevel.values()].map((c) => c.stop()));
-    for (const [id, ask] of this.pending) {
+    for (const [id, ask] of this.pending.entries()) {
       this.pending.delete(id);
       ask.settle(new ActorStopped(ask.actor), undefined);
     }
@@ -746,7 +747,7 @@ export class ActorSystem {
       return;
     }
     this.down.add(peer);
-    for (const [id, ask] of this.pending) {
+    for (const [id, ask] of this.pending.entries()) {
       if (ask.node !== peer) continue;
       this.pending.delete(id);
       ask.settle(new NodeUnreachable(peer), undefined);

@@ -42,7 +42,7 @@ export class Host {
     return this.node ?? this.address;
   }
 
-  private get hasOpenConnection(): boolean {
+  get hasOpenConnection(): boolean {
     for (const c of this.connections) if (c.state === 'open') return true;
     return false;
   }
@@ -195,10 +195,13 @@ export class HostPool {
 
   /** Lower is better: replicas before other hosts, then healthy, then in the local datacenter, then least loaded; infinite when not to be tried. */
   private score(host: Host, rank: number, call: Call): number {
-    if (call.tried?.has(host.address) === true || !host.usable) return Number.POSITIVE_INFINITY;
+    if (call.tried?.has(host.address) === true) return Number.POSITIVE_INFINITY;
+    // `usable` and `state` in one look at the connections: this runs for every replica of every request.
+    const up = host.hasOpenConnection;
+    if (!up && host.downUntilMs > this.client.now()) return Number.POSITIVE_INFINITY;
     const localDc = this.client.settings.localDc;
     let score = rank * 1_000_000_000;
-    if (host.state !== 'up') score += 100_000_000;
+    if (!up) score += 100_000_000;
     if (host.serverState !== undefined && host.serverState[0] === 'D') score += 200_000_000;
     if (localDc !== undefined && host.dc !== undefined && host.dc !== localDc) score += 400_000_000;
     return score + host.load;

@@ -1,5 +1,5 @@
 import { type ActorContext, type ActorRef, type ActorSystem, type Behavior, DeadlineQueues, type ReplyTo, fromWireError } from '@chorus/actors';
-import { InvalidRequest, type NodeId, Overloaded, type Token, isChorusError } from '@chorus/core';
+import { IdTable, InvalidRequest, type NodeId, Overloaded, type Token, isChorusError } from '@chorus/core';
 import { type Cell, EmptyPartitionKey, KeyTooLarge, LIMITS, type Mutation, expiryFromTtl, isDead, isTombstone, mutationBytes, validateMutation } from '@chorus/model';
 import type { ReplicaRepair } from '@chorus/read-repair';
 import {
@@ -121,6 +121,12 @@ interface PendingBatch {
   /** The request of each item, in the batch's order of items: mutations, digest reads, data reads. */
   ids: ItemIds;
   bytes: number;
+}
+
+/** A replica node's batch of the current turn, if any. */
+interface BatchSlot {
+  readonly node: NodeId;
+  pending: PendingBatch | undefined;
 }
 
 interface ItemIds {
@@ -348,13 +354,21 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
      * Asked outside a turn, a request leaves at once.
      */
     class TurnBatches {
-      private readonly pending = { write: new Map<NodeId, PendingBatch>(), read: new Map<NodeId, PendingBatch>() };
+      /**
+       * One slot per replica node and kind, emptied as its batch leaves: a slot list that only grows to the
+       * number of nodes, not a Map cleared every turn (a Map's dropped tables keep the batches reachable for the
+       * scavenger, which then promotes them).
+       */
+      private readonly slots = { write: [] as BatchSlot[], read: [] as BatchSlot[] };
       inTurn = false;
 
       add(ctx: ActorContext<CoordinatorMsg>, op: Op, node: NodeId, id: number, send: BatchableRequest): void {
-        const byNode = op === 'write' ? this.pending.write : this.pending.read;
-        let p = byNode.get(node);
-        if (p === undefined) byNode.set(node, (p = { batch: { mutations: [], digests: [], reads: [] }, ids: { mutations: [], digests: [], reads: [] }, bytes: 0 }));
+        const slots = op === 'write' ? this.slots.write : this.slots.read;
+        let slot: BatchSlot | undefined;
+        for (let i = 0; i < slots.length; i++) if (slots[i]!.node === node) slot = slots[i];
+        if (slot === undefined) slots.push((slot = { node, pending: undefined }));
+        let p = slot.pending;
+        if (p === undefined) slot.pending = p = { batch: { mutations: [], digests: [], reads: [] }, ids: { mutations: [], digests: [], reads: [] }, bytes: 0 };
         if ('mutation' in send) {
           p.batch.mutations.push(send.mutation);
           p.ids.mutations.push(id);
@@ -367,21 +381,23 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
           p.ids.reads.push(id);
         }
         if (this.inTurn && p.bytes < BATCH_MAX_BYTES && p.ids.mutations.length + p.ids.digests.length + p.ids.reads.length < BATCH_MAX_ITEMS) return;
-        byNode.delete(node);
+        slot.pending = undefined;
         this.send(ctx, op, node, p);
       }
 
       flush(ctx: ActorContext<CoordinatorMsg>): void {
         for (const op of ['write', 'read'] as const) {
-          const byNode = this.pending[op];
-          for (const [node, p] of byNode) this.send(ctx, op, node, p);
-          byNode.clear();
+          for (const slot of this.slots[op]) {
+            const p = slot.pending;
+            if (p === undefined) continue;
+            slot.pending = undefined;
+            this.send(ctx, op, slot.node, p);
+          }
         }
       }
 
       clear(): void {
-        this.pending.write.clear();
-        this.pending.read.clear();
+        for (const op of ['write', 'read'] as const) for (const slot of this.slots[op]) slot.pending = undefined;
       }
 
       private send(ctx: ActorContext<CoordinatorMsg>, op: Op, node: NodeId, p: PendingBatch): void {
@@ -439,7 +455,8 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
       }
     }
 
-    const requests = new Map<number, Running>();
+    // A table of slots, not a Map: see IdTable (a Map of requests in flight promotes every one of them).
+    const requests = new IdTable<Running>();
     const localReplica = { node: env.node, name: replicaName };
     const remoteReplicas = new Map<NodeId, ActorRef<ReplicaMsg>>();
     // The local replica is looked up each time: a ref taken before it was spawned would go through the codec.
@@ -521,7 +538,7 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
         batches.clear();
         timeouts.cancelAll();
         speculations.cancelAll();
-        for (const running of [...requests.values()]) {
+        for (const [, running] of [...requests.entries()]) {
           running.fail(running.request.interrupted('the coordinator restarted or stopped before enough replicas answered'));
           running.request.abandoned?.();
           running.end();

@@ -45,7 +45,8 @@ export class ReadRequest implements Request {
   private readonly nodes: NodeId[];
   private readonly answers: Array<ReadAnswerState | undefined>;
   private readonly asked: Array<'data' | 'digest' | undefined>;
-  private readonly extras: NodeId[];
+  /** The plan's extras not yet asked: the plan's own list until one is taken, then a copy (most reads take none). */
+  private extrasLeft: readonly NodeId[];
   private readonly errors: Error[] = [];
   private phase: 'digests' | 'resolve' | 'floor' | 'repair' = 'digests';
   private speculated = false;
@@ -60,7 +61,7 @@ export class ReadRequest implements Request {
     /** The session's floor for this row (µs), when the read is in a session. */
     private readonly floorMicros?: number,
   ) {
-    this.extras = [...io.plan.extras];
+    this.extrasLeft = io.plan.extras;
     const contacts = io.plan.contacts;
     this.nodes = contacts.slice();
     this.answers = contacts.map(() => undefined);
@@ -71,7 +72,7 @@ export class ReadRequest implements Request {
     this.io.after(this.timeoutMs, 'timeout');
     const contacts = this.io.plan.contacts;
     for (let i = 0; i < contacts.length; i++) this.request(contacts[i]!, i === 0 ? 'data' : 'digest');
-    if (this.speculateAfterMs !== undefined && this.extras.length > 0) this.io.after(this.speculateAfterMs, 'speculate');
+    if (this.speculateAfterMs !== undefined && this.extrasLeft.length > 0) this.io.after(this.speculateAfterMs, 'speculate');
   }
 
   private request(node: NodeId, kind: 'data' | 'digest'): void {
@@ -83,6 +84,12 @@ export class ReadRequest implements Request {
     }
     this.asked[i] = kind;
     this.io.ask(node, kind === 'data' ? { dataOf: this.row } : { digestOf: this.row });
+  }
+
+  /** The extras not yet asked, as a list of this read's own that may be taken from. */
+  private extras(): NodeId[] {
+    if (this.extrasLeft === this.io.plan.extras) this.extrasLeft = this.extrasLeft.slice();
+    return this.extrasLeft as NodeId[];
   }
 
   private isAsked(node: NodeId): boolean {
@@ -139,7 +146,7 @@ export class ReadRequest implements Request {
       this.answers[at] = undefined;
       // Every live replica is already asked: nothing is left to replace it with.
       if (this.phase === 'floor') return this.progressFloor();
-      const replacement = takeExtra(this.io.plan, this.extras, [...this.answered(), ...this.stillAsked()], this.io.plan.dcOf.get(from));
+      const replacement = takeExtra(this.io.plan, this.extras(), [...this.answered(), ...this.stillAsked()], this.io.plan.dcOf.get(from));
       if (replacement !== undefined) this.request(replacement, this.phase === 'resolve' || (!this.dataPresent && !this.dataOutstanding) ? 'data' : 'digest');
       this.progress();
       return;
@@ -171,7 +178,7 @@ export class ReadRequest implements Request {
     }
     if (this.speculated || this.phase !== 'digests' || this.meetsLevel()) return;
     // For the datacenter still short of answers (EACH_QUORUM): a slow remote contact is not helped by a local extra.
-    const extra = takeExtra(this.io.plan, this.extras, this.answered());
+    const extra = takeExtra(this.io.plan, this.extras(), this.answered());
     if (extra === undefined) return;
     this.speculated = true;
     this.io.speculated();
@@ -246,8 +253,8 @@ export class ReadRequest implements Request {
     this.io.session.escalated();
     for (const node of this.io.plan.live) {
       if (this.hasAnswered(node) || this.isAsked(node)) continue;
-      const i = this.extras.indexOf(node);
-      if (i >= 0) this.extras.splice(i, 1);
+      const i = this.extrasLeft.indexOf(node);
+      if (i >= 0) this.extras().splice(i, 1);
       this.request(node, 'data');
     }
     this.progressFloor();
@@ -317,7 +324,7 @@ export class ReadRequest implements Request {
   private failIfHopeless(answered: NodeId[]): void {
     // No replica has failed: the contacts, which meet the level, have all answered or are still asked.
     if (this.errors.length === 0) return;
-    const possible = [...answered, ...this.stillAsked(), ...this.extras];
+    const possible = [...answered, ...this.stillAsked(), ...this.extrasLeft];
     if (isSatisfied(this.io.plan, possible)) return;
     this.io.fail(clientError(this.errors) ?? new ReadTimeout(this.io.plan.consistency, this.io.plan.blockFor, countAnswers(this.io.plan, answered), this.dataPresent));
   }

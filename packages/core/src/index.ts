@@ -8,3 +8,4 @@ export { realEnv } from './real-env.js';
 export { SeededRandom, hashString } from './seeded-random.js';
 export { ChorusError, InvalidRequest, Overloaded, SchemaDisagreement, isChorusError } from './errors.js';
 export { Throttle } from './throttle.js';
+export { IdTable } from './id-table.js';
