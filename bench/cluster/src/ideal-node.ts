@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:http';
+import { IdTable } from '@chorus/core';
 import { Level } from 'level';
 import { Packr } from 'msgpackr';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -153,7 +154,8 @@ export async function startIdealNode(o: IdealNodeOptions): Promise<IdealNode> {
   const db = new Level<string, Buffer>(o.dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
   await db.open();
   const store = new TickStore(db, o.durable);
-  const pending = new Map<number, Pending>();
+  // Slots, not a Map, as in Chorus (see IdTable): a Map of requests in flight has the scavenger promote them.
+  const pending = new IdTable<Pending>();
   let nextRid = 1;
   let lastMicros = 0;
   const peers = o.ports.filter((p) => p !== o.port);

@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { IdTable } from '@chorus/core';
 import hdr from 'hdr-histogram-js';
 import type { Target } from './targets.js';
 
@@ -121,7 +122,8 @@ export async function openLoop(o: LoadOptions & { rate: number; maxWaiting?: num
   const warmupEnd = begun + o.warmupSeconds * 1000;
   const end = warmupEnd + o.seconds * 1000;
   let issued = 0;
-  const inFlight = new Set<Promise<void>>();
+  // Slots, not a Set: a Set of short-lived promises has the scavenger promote them (see IdTable).
+  const inFlight = new IdTable<Promise<void>>();
   while (performance.now() < end) {
     const now = performance.now();
     const due = Math.floor(((now - begun) / 1000) * o.rate);
@@ -132,14 +134,17 @@ export async function openLoop(o: LoadOptions & { rate: number; maxWaiting?: num
         continue;
       }
       outstanding++;
-      const p = issue(o, rec, dueAt, dueAt >= warmupEnd && dueAt < end).then(() => {
-        outstanding--;
-        inFlight.delete(p);
-      });
-      inFlight.add(p);
+      const slot = issued;
+      inFlight.set(
+        slot,
+        issue(o, rec, dueAt, dueAt >= warmupEnd && dueAt < end).then(() => {
+          outstanding--;
+          inFlight.delete(slot);
+        }),
+      );
     }
     await sleep(1);
   }
-  await Promise.all(inFlight);
+  await Promise.all([...inFlight.entries()].map(([, p]) => p));
   return { ...rec.result(o.seconds), shed };
 }

@@ -1,4 +1,5 @@
 import { type ChorusClient, connect } from '@chorus/client';
+import { IdTable } from '@chorus/core';
 import { Packr } from 'msgpackr';
 import WebSocket from 'ws';
 import { CLIENT_PATH, ECHO_PATH } from './ideal-node.js';
@@ -33,7 +34,7 @@ interface Waiter {
 /** One WebSocket to one ideal node: requests matched by id, everything of a tick in one message. */
 class IdealConnection {
   sent = 0;
-  private readonly waiting = new Map<number, Waiter>();
+  private readonly waiting = new IdTable<Waiter>();
   private outbox: unknown[] = [];
   private scheduled = false;
   private nextId = 1;
@@ -49,7 +50,7 @@ class IdealConnection {
       }
     });
     ws.on('close', () => {
-      for (const w of this.waiting.values()) w.reject(new Error('connection closed'));
+      for (const [, w] of this.waiting.entries()) w.reject(new Error('connection closed'));
       this.waiting.clear();
     });
   }

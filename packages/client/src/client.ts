@@ -1,5 +1,5 @@
 import { type GetResult, type LocalResult, type RequestBody, type RingResult, type SliceResultWire, type WireError, type WriteResult, createPackr } from '@chorus/client-protocol';
-import { type ChorusError, type Logger, type Timer, nodeId, realEnv, silentLogger } from '@chorus/core';
+import { type ChorusError, IdTable, type Logger, type Timer, nodeId, realEnv, silentLogger } from '@chorus/core';
 import type { Call, Connection, Route } from './connection.js';
 import { ClientClosed, type ConnectionError, InvalidRequest, Overloaded, RequestTimeout, errorFromWire } from './errors.js';
 import { type Bytes, type ClientEnv, type ClientOptions, type DelOptions, type GetOptions, type PutOptions, type Settings, type SliceOptions, settingsOf } from './options.js';
@@ -97,7 +97,9 @@ class Client implements ChorusClient, RoutingOwner {
   readonly counters = { requests: 0, succeeded: 0, failed: 0, retries: 0, tokenAware: 0, nonReplica: 0, timeouts: 0, messagesSent: 0, messagesReceived: 0, ringFetches: 0 };
   private readonly errorCounts = new Map<string, number>();
   private readonly pool = new HostPool(this);
-  private readonly pending = new Set<Call>();
+  /** Calls not yet settled, by serial (slots, not a Set: see IdTable). */
+  private readonly pending = new IdTable<Call>();
+  private nextSerial = 1;
   private ringFetch: Promise<RingInfo> | undefined;
   private lastRingRequestMs = Number.NEGATIVE_INFINITY;
   private ringTimer: Timer | undefined;
@@ -229,7 +231,7 @@ class Client implements ChorusClient, RoutingOwner {
     this.closed = true;
     this.ringTimer?.cancel();
     this.sweepTimer?.cancel();
-    for (const call of [...this.pending]) this.settle(call, new ClientClosed());
+    for (const [, call] of [...this.pending.entries()]) this.settle(call, new ClientClosed());
     this.pool.close();
   }
 
@@ -241,6 +243,7 @@ class Client implements ChorusClient, RoutingOwner {
 
   private newCall(body: RequestBody, route: Route, internal: boolean, resolve: (v: unknown) => void, reject: (e: Error) => void): Call {
     return {
+      serial: this.nextSerial++,
       body,
       op: body.op,
       route,
@@ -267,7 +270,7 @@ class Client implements ChorusClient, RoutingOwner {
     }
     return new Promise((resolve, reject) => {
       const call = this.newCall(body, route, false, resolve, reject);
-      this.pending.add(call);
+      this.pending.set(call.serial, call);
       this.dispatch(call);
     });
   }
@@ -341,7 +344,7 @@ class Client implements ChorusClient, RoutingOwner {
   private settle(call: Call, error: Error | undefined, result?: unknown): void {
     if (call.settled) return;
     call.settled = true;
-    this.pending.delete(call);
+    this.pending.delete(call.serial);
     if (error) {
       this.counters.failed++;
       this.errorCounts.set(error.name, (this.errorCounts.get(error.name) ?? 0) + 1);
@@ -357,7 +360,7 @@ class Client implements ChorusClient, RoutingOwner {
     this.sweepTimer = this.env.scheduler.setTimer(SWEEP_INTERVAL_MS, () => {
       if (this.closed) return;
       const now = this.now();
-      for (const call of this.pending) {
+      for (const [, call] of this.pending.entries()) {
         if (call.deadlineMs <= now) {
           this.counters.timeouts++;
           this.settle(call, new RequestTimeout(this.settings.requestTimeoutMs, call.host?.address));

@@ -10,7 +10,7 @@ import {
   type WireError,
   type createPackr,
 } from '@chorus/client-protocol';
-import type { ChorusError, Logger, Timer } from '@chorus/core';
+import { type ChorusError, IdTable, type Logger, type Timer } from '@chorus/core';
 import WebSocket from 'ws';
 import { ConnectionError } from './errors.js';
 import type { Bytes, ClientEnv, Settings } from './options.js';
@@ -21,6 +21,8 @@ export type Route = { kind: 'token'; keyspace: string; key: Bytes } | { kind: 'h
 
 /** One request of the client, from the call until it settles, across every host it is tried on. */
 export interface Call {
+  /** The client's own number for the call, unique while the client lives. */
+  readonly serial: number;
   readonly body: RequestBody;
   readonly op: Op;
   readonly route: Route;
@@ -72,7 +74,8 @@ type ConnState = 'connecting' | 'open' | 'closed';
 /** One WebSocket to one node: pipelined requests matched by id, coalesced sends. */
 export class Connection {
   state: ConnState = 'connecting';
-  readonly inFlight = new Map<number, Call>();
+  /** Calls sent and not yet answered, by request id (slots, not a Map: see IdTable). */
+  readonly inFlight = new IdTable<Call>();
   /** Calls waiting for the connection to open or for a free in-flight slot. */
   readonly waiting: Call[] = [];
   private outbox: Array<{ id: number; call: Call }> = [];
@@ -273,7 +276,7 @@ export class Connection {
     }
     const unsent = [...this.waiting, ...this.outbox.map((o) => o.call)];
     const sentIds = new Set(this.outbox.map((o) => o.id));
-    const sent = [...this.inFlight].filter(([id]) => !sentIds.has(id)).map(([, call]) => call);
+    const sent = [...this.inFlight.entries()].filter(([id]) => !sentIds.has(id)).map(([, call]) => call);
     this.waiting.length = 0;
     this.outbox = [];
     this.inFlight.clear();

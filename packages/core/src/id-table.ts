@@ -74,6 +74,12 @@ export class IdTable<V> {
     return this.stragglers?.delete(id) ?? false;
   }
 
+  clear(): void {
+    this.values.fill(undefined);
+    this.inSlots = 0;
+    this.stragglers = undefined;
+  }
+
   /** Every entry, in no particular order. Deleting the entry being visited is safe. */
   *entries(): IterableIterator<[number, V]> {
     for (let slot = 0; slot < this.values.length; slot++) {

@@ -58,4 +58,19 @@ describe('IdTable', () => {
     expect(seen).toBe(5_000);
     expect(table.size).toBe(0);
   });
+
+  it('forgets everything on clear, stragglers included', () => {
+    const table = new IdTable<number>();
+    table.set(1, 1);
+    for (let id = 2; id < 10_000; id++) {
+      table.set(id, id);
+      table.delete(id);
+    }
+    table.set(1 + 1024, 1025); // takes the first entry's slot: the first becomes a straggler
+    table.clear();
+    expect(table.size).toBe(0);
+    expect(table.get(1)).toBeUndefined();
+    expect(table.get(1025)).toBeUndefined();
+    expect([...table.entries()]).toEqual([]);
+  });
 });
