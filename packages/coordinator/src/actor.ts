@@ -654,10 +654,10 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
   };
 }
 
-const utf8 = new TextEncoder();
 
+/** A key's bytes. Buffer.from takes a short string's bytes from Node's buffer pool: TextEncoder's `encode` gives each its own ArrayBuffer, 1.7 µs against 0.26 for a 14-character key. */
 function bytesOf(k: Key): Uint8Array {
-  return typeof k === 'string' ? utf8.encode(k) : k;
+  return typeof k === 'string' ? Buffer.from(k, 'utf8') : k;
 }
 
 /** A session timestamp from the caller: a non-negative integer of microseconds. */

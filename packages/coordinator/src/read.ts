@@ -63,9 +63,15 @@ export class ReadRequest implements Request {
   ) {
     this.extrasLeft = io.plan.extras;
     const contacts = io.plan.contacts;
-    this.nodes = contacts.slice();
-    this.answers = contacts.map(() => undefined);
-    this.asked = contacts.map(() => undefined);
+    const n = contacts.length;
+    this.nodes = new Array<NodeId>(n);
+    this.answers = new Array<ReadAnswerState | undefined>(n);
+    this.asked = new Array<'data' | 'digest' | undefined>(n);
+    for (let i = 0; i < n; i++) {
+      this.nodes[i] = contacts[i]!;
+      this.answers[i] = undefined;
+      this.asked[i] = undefined;
+    }
   }
 
   start(): void {
