@@ -147,27 +147,31 @@ class Client implements ChorusClient, RoutingOwner {
 
   // ——— the calls, with a session's fields (see session.ts) ———
 
-  // Not async: an async function and its await would be one more promise and job per call.
+  // Not async: an async function and its await would be one more promise and job per call. The bodies of
+  // the three calls every load makes are built field by field, the optional ones only when set (the server
+  // refuses fields it does not know, and msgpack would send undefined as nil), without strip()'s loop.
   putIn(keyspace: string, key: Bytes, value: Bytes, options: PutOptions, after: number | undefined): Promise<{ timestamp: number }> {
-    return this.call(
-      strip({ op: 'put', ks: keyspace, key, value, ck: options.clustering, cl: options.consistency ?? this.settings.consistency, ttl: options.ttl, ts: options.timestamp, after }) as RequestBody,
-      { kind: 'token', keyspace, key },
-    ).then(writeTimestamp);
+    const body: Record<string, unknown> = { op: 'put', ks: keyspace, key, value, cl: options.consistency ?? this.settings.consistency };
+    if (options.clustering !== undefined) body.ck = options.clustering;
+    if (options.ttl !== undefined) body.ttl = options.ttl;
+    if (options.timestamp !== undefined) body.ts = options.timestamp;
+    if (after !== undefined) body.after = after;
+    return this.call(body as RequestBody, { kind: 'token', keyspace, key }).then(writeTimestamp);
   }
 
   getIn(keyspace: string, key: Bytes, options: GetOptions, floor: number | undefined): Promise<{ value: Uint8Array; timestamp: number } | undefined> {
-    return this.call(strip({ op: 'get', ks: keyspace, key, ck: options.clustering, cl: options.consistency ?? this.settings.consistency, floor }) as RequestBody, {
-      kind: 'token',
-      keyspace,
-      key,
-    }).then(readValue);
+    const body: Record<string, unknown> = { op: 'get', ks: keyspace, key, cl: options.consistency ?? this.settings.consistency };
+    if (options.clustering !== undefined) body.ck = options.clustering;
+    if (floor !== undefined) body.floor = floor;
+    return this.call(body as RequestBody, { kind: 'token', keyspace, key }).then(readValue);
   }
 
   delIn(keyspace: string, key: Bytes, options: DelOptions, after: number | undefined): Promise<{ timestamp: number }> {
-    return this.call(
-      strip({ op: 'del', ks: keyspace, key, ck: options.clustering, cl: options.consistency ?? this.settings.consistency, ts: options.timestamp, after }) as RequestBody,
-      { kind: 'token', keyspace, key },
-    ).then(writeTimestamp);
+    const body: Record<string, unknown> = { op: 'del', ks: keyspace, key, cl: options.consistency ?? this.settings.consistency };
+    if (options.clustering !== undefined) body.ck = options.clustering;
+    if (options.timestamp !== undefined) body.ts = options.timestamp;
+    if (after !== undefined) body.after = after;
+    return this.call(body as RequestBody, { kind: 'token', keyspace, key }).then(writeTimestamp);
   }
 
   async sliceIn(keyspace: string, partition: Bytes, options: SliceOptions, floors: Array<{ ck: Uint8Array; ts: number }> | undefined): Promise<SliceResult> {
