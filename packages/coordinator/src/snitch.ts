@@ -17,33 +17,38 @@ function tier(p: Proximity, node: NodeId): number {
 }
 
 /**
- * Closest first: this node, then its rack, then its datacenter, then the
- * rest; within a tier the lower measured latency first, unmeasured nodes
- * after measured ones, then ring order (the sort is stable).
+ * How much slower (EWMA) than the fastest of its tier a replica may be and
+ * keep its ring-order place, as a fraction: 1.0 lets ring order stand until a
+ * replica takes twice as long as the fastest (Cassandra's
+ * `dynamic_snitch_badness_threshold`, whose default is 1.0 since 4.0).
  */
-export function sortByProximity(nodes: readonly NodeId[], p: Proximity): NodeId[] {
-  const out = nodes.slice();
-  const tiers: number[] = [];
-  const lats: number[] = [];
-  for (const n of out) {
-    tiers.push(tier(p, n));
-    lats.push(p.latencyMs(n) ?? Infinity);
-  }
-  // Insertion sort: a replica set is a handful of nodes, and it is stable.
-  for (let i = 1; i < out.length; i++) {
-    const n = out[i]!;
-    const t = tiers[i]!;
-    const l = lats[i]!;
-    let j = i - 1;
-    while (j >= 0 && (tiers[j]! > t || (tiers[j] === t && lats[j]! > l))) {
-      out[j + 1] = out[j]!;
-      tiers[j + 1] = tiers[j]!;
-      lats[j + 1] = lats[j]!;
-      j--;
-    }
-    out[j + 1] = n;
-    tiers[j + 1] = t;
-    lats[j + 1] = l;
+export const DEFAULT_BADNESS_THRESHOLD = 1.0;
+
+/**
+ * Closest first: this node, then its rack, then its datacenter, then the
+ * rest. Within a tier ring order stands while latencies are alike, so each
+ * replica set (a vnode's natural order) puts a different peer first and
+ * reads spread over the peers; sorting by latency alone sent every digest
+ * read of a coordinator to the one peer that was a little faster, until
+ * that made it the slowest. A tier is ordered by measured latency (EWMA,
+ * unmeasured nodes after measured ones, then ring order) once a node at
+ * some position is slower than the tier's same-rank latency by more than
+ * `badnessThreshold` (Cassandra's dynamic snitch compares the same way).
+ */
+export function sortByProximity(nodes: readonly NodeId[], p: Proximity, badnessThreshold = DEFAULT_BADNESS_THRESHOLD): NodeId[] {
+  const tiers = nodes.map((n) => tier(p, n));
+  const lats = nodes.map((n) => p.latencyMs(n) ?? Infinity);
+  // Array.prototype.sort is stable: equal tiers (and equal latencies) keep ring order. Infinity − Infinity is NaN, a tie.
+  const byTier = nodes.map((_, i) => i).sort((a, b) => tiers[a]! - tiers[b]!);
+  const out: NodeId[] = [];
+  for (let from = 0; from < byTier.length; ) {
+    let to = from + 1;
+    while (to < byTier.length && tiers[byTier[to]!] === tiers[byTier[from]!]) to++;
+    const group = byTier.slice(from, to);
+    const fastest = group.map((i) => lats[i]!).sort((a, b) => a - b);
+    if (group.some((i, rank) => lats[i]! > fastest[rank]! * (1 + badnessThreshold))) group.sort((a, b) => lats[a]! - lats[b]! || 0);
+    for (const i of group) out.push(nodes[i]!);
+    from = to;
   }
   return out;
 }

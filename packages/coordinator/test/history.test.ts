@@ -184,7 +184,7 @@ describe('randomized history (QUORUM reads see acknowledged QUORUM writes and ne
   // Which seed shows it moves with the request path's timing, so the check takes the first of a few that does.
   it('without read repair: the same workload lets QUORUM reads go back in time (the check has teeth)', async () => {
     let shown: { seed: number; goneBack: number } | undefined;
-    for (const seed of [8, 6, 4, 9, 10, 11, 12, 13, 14, 15, 16, 17]) {
+    for (const seed of [20, 8, 6, 4, 9, 10, 11, 12, 13, 14, 15, 16, 17]) {
       const result = await runHistory(seed, 3_000, 'none');
       expect(result.readRepair.rowsRepaired).toBe(0);
       if (result.goneBack > 0) {
