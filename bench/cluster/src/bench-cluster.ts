@@ -176,7 +176,7 @@ try {
 
 if (reports.length > 0) {
   process.stdout.write(`\n${formatTable(reports)}\n`);
-  process.stdout.write(`\nratio: Chorus over the ideal (throughput; p99 for open-loop, p50 for serial). CPU: share of one core per node over the measured seconds; RSS at the end and (peak) its highest sample from the workload's first prepared key on; GC: seconds of GC pauses over CPU seconds of each node in the measured seconds. ${seconds} s measured per workload and system after ${warmupSeconds} s of warm-up.\n`);
+  process.stdout.write(`\nratio: Chorus over the ideal (throughput; p99 for open-loop, p50 for serial). CPU: share of one core per node over the measured seconds; RSS at the end and (peak) its highest sample from the workload's first prepared key on, with the highest of its anonymous part (RssAnon: the RSS less mapped files, the node binary and LevelDB's tables); GC: seconds of GC pauses over CPU seconds of each node in the measured seconds. ${seconds} s measured per workload and system after ${warmupSeconds} s of warm-up.\n`);
   if (!jsonFile) process.stdout.write(`\n${reports.map((r) => JSON.stringify(r)).join('\n')}\n`);
   if (cpuProfDir) process.stdout.write(`\nCPU profiles of the Chorus nodes over each measured phase: ${cpuProfDir}\n`);
 }

@@ -2,7 +2,7 @@ export { startIdealNode, type IdealNode, type IdealNodeOptions } from './ideal-n
 export { startIdealCluster, type IdealCluster } from './ideal-cluster.js';
 export { type Target, chorusTarget, idealTarget, echoTarget } from './targets.js';
 export { closedLoop, openLoop, type LoadResult, type NextOp } from './load.js';
-export { watch, cpuSeconds, rssMiB, samplePeakRss, nodeReadings, type NodeReadings, type ProcessUsage, type Watched } from './procs.js';
+export { watch, cpuSeconds, residentMiB, samplePeakRss, nodeReadings, type NodeReadings, type ProcessUsage, type Watched } from './procs.js';
 export { freePorts } from './ports.js';
 export { WORKLOADS, DESCRIPTIONS, runWorkload, newSystem, type WorkloadName, type WorkloadReport, type RunContext, type System } from './workloads.js';
 export { formatTable, tableRow } from './report.js';

@@ -17,6 +17,12 @@ export interface ProcessUsage {
   rssMiB: number;
   /** Highest resident set sampled (every 250 ms) from the start of the workload, key preparation and warm-up included, MiB. */
   peakRssMiB?: number;
+  /**
+   * Highest anonymous part of the resident set (RssAnon), sampled with `peakRssMiB`: the process's own memory
+   * (heap, stacks, malloc), without file pages mapped in (the node binary, LevelDB's tables), which the kernel
+   * shares and can drop.
+   */
+  peakAnonMiB?: number;
   /** Seconds of GC pauses over CPU seconds of the process in the measured window, from its `/metrics` (0–1). */
   gcShare?: number;
   /** V8 heap in use at the end of the workload, MiB, from its `/metrics`: what of the RSS is the JavaScript heap. */
@@ -40,11 +46,13 @@ export function cpuSeconds(pid: number): number | undefined {
   }
 }
 
-/** VmRSS of a process in MiB, from /proc/<pid>/status. */
-export function rssMiB(pid: number): number | undefined {
+/** VmRSS of a process and its anonymous part (RssAnon) in MiB, from /proc/<pid>/status. */
+export function residentMiB(pid: number): { rss: number; anon: number } | undefined {
   try {
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : undefined;
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const rss = /^VmRSS:\s+(\d+) kB/m.exec(status);
+    const anon = /^RssAnon:\s+(\d+) kB/m.exec(status);
+    return rss && anon ? { rss: Number(rss[1]) / 1024, anon: Number(anon[1]) / 1024 } : undefined;
   } catch {
     return undefined;
   }
@@ -59,22 +67,29 @@ export function watch(processes: Watched[]): () => ProcessUsage[] {
     return processes.map((p, i) => ({
       name: p.name,
       cpu: Math.round((((cpuSeconds(p.pid) ?? before[i]!) - before[i]!) / wall) * 100) / 100,
-      rssMiB: Math.round(rssMiB(p.pid) ?? 0),
+      rssMiB: Math.round(residentMiB(p.pid)?.rss ?? 0),
     }));
   };
 }
 
-/** Samples the processes' RSS until stopped; the highest sample of each, MiB, in the processes' order. */
-export function samplePeakRss(processes: Watched[], intervalMs = 250): { stop(): number[] } {
-  const peaks = processes.map(() => 0);
-  const sample = () => processes.forEach((p, i) => (peaks[i] = Math.max(peaks[i]!, rssMiB(p.pid) ?? 0)));
+/** Samples the processes' RSS until stopped; the highest samples of each (all of it, and its anonymous part), MiB, in the processes' order. */
+export function samplePeakRss(processes: Watched[], intervalMs = 250): { stop(): { rss: number[]; anon: number[] } } {
+  const rss = processes.map(() => 0);
+  const anon = processes.map(() => 0);
+  const sample = () =>
+    processes.forEach((p, i) => {
+      const now = residentMiB(p.pid);
+      if (now === undefined) return;
+      rss[i] = Math.max(rss[i]!, now.rss);
+      anon[i] = Math.max(anon[i]!, now.anon);
+    });
   sample();
   const timer = setInterval(sample, intervalMs);
   return {
     stop() {
       clearInterval(timer);
       sample();
-      return peaks.map(Math.round);
+      return { rss: rss.map(Math.round), anon: anon.map(Math.round) };
     },
   };
 }

@@ -27,7 +27,7 @@ function usage(side: Side | undefined): string {
         .map(([, share]) => Math.round(share * 100))
         .join('/')} %`
     : '';
-  const peak = nodes.every((p) => p.peakRssMiB !== undefined) ? ` (peak ${nodes.map((p) => p.peakRssMiB).join('/')})` : '';
+  const peak = nodes.every((p) => p.peakRssMiB !== undefined) ? ` (peak ${nodes.map((p) => p.peakRssMiB).join('/')}${nodes.every((p) => p.peakAnonMiB !== undefined) ? `, anonymous ${nodes.map((p) => p.peakAnonMiB).join('/')}` : ''})` : '';
   const gc = nodes.every((p) => p.gcShare !== undefined) ? ` GC ${nodes.map((p) => Math.round(p.gcShare! * 100)).join('/')} %` : '';
   const heap = nodes.every((p) => p.heapUsedMiB !== undefined) ? ` heap ${nodes.map((p) => p.heapUsedMiB).join('/')} MiB` : '';
   const cache = nodes.every((p) => p.rowCacheMiB !== undefined) ? ` (row cache ${nodes.map((p) => p.rowCacheMiB).join('/')})` : '';

@@ -225,7 +225,7 @@ async function measure(s: System, spec: Spec, ctx: RunContext, rate: number | un
   const processes = [...s.processes, { name: 'bench', pid: process.pid }];
   // From the first key prepared: memory that grows while keys are loaded counts as much as under the measured load.
   const peaks = samplePeakRss(processes);
-  let peakRss: number[] = [];
+  let peakRss: { rss: number[]; anon: number[] } = { rss: [], anon: [] };
   try {
     if (spec.prepare) {
       ctx.progress(`${label}: preparing keys`);
@@ -260,7 +260,7 @@ async function measure(s: System, spec: Spec, ctx: RunContext, rate: number | un
         const [b, a] = [before[i], after[i]];
         const gcShare = a && b && a.cpu > b.cpu ? Math.round(((a.gc - b.gc) / (a.cpu - b.cpu)) * 1000) / 1000 : undefined;
         const memory = { ...(a?.heapUsedMiB !== undefined ? { heapUsedMiB: a.heapUsedMiB } : {}), ...(a?.rowCacheMiB !== undefined ? { rowCacheMiB: a.rowCacheMiB } : {}) };
-        return { ...usage, peakRssMiB: Math.max(peakRss[i] ?? 0, usage.rssMiB), ...(gcShare !== undefined ? { gcShare } : {}), ...memory };
+        return { ...usage, peakRssMiB: Math.max(peakRss.rss[i] ?? 0, usage.rssMiB), peakAnonMiB: peakRss.anon[i] ?? 0, ...(gcShare !== undefined ? { gcShare } : {}), ...memory };
       });
       return { ...result, processes: withMemory, ...(coordinated ? { coordinated } : {}) };
     } finally {

@@ -79,6 +79,8 @@ describe('the cluster benchmark pipeline', () => {
     expect(report.chorus.ops).toBeGreaterThan(0);
     expect(report.ideal?.ops).toBeGreaterThan(0);
     expect(report.chorus.processes.every((p) => (p.peakRssMiB ?? 0) >= p.rssMiB)).toBe(true);
+    // The anonymous part is part of the RSS.
+    expect(report.chorus.processes.every((p) => (p.peakAnonMiB ?? 0) > 0 && (p.peakAnonMiB ?? 0) <= (p.peakRssMiB ?? 0))).toBe(true);
     expect(report.ratio).toBeGreaterThan(0);
     expect(report.chorus.processes.map((p) => p.name)).toEqual(['i1', 'i2', 'i3', 'bench']);
     expect(report.chorus.processes.every((p) => p.rssMiB > 0)).toBe(true);

@@ -16,6 +16,7 @@ import { Level } from 'level';
 import type { Mutation } from '@chorus/model';
 import { type CommitSyncMode, spawnStorage, write } from './index.js';
 import { rowKeyPrefix } from './keys.js';
+import { cacheId, RowCache } from './row-cache.js';
 import { Store } from './store.js';
 
 const HOT_KEYS = 10_000;
@@ -204,6 +205,35 @@ async function reads(root: string): Promise<{ cold: PointPhase; coldBatched: { s
   return { cold, coldBatched, hot, hotUncached, cache, sliceMs: ms / slices, slicePerSec: (slices / ms) * 1000 };
 }
 
+/**
+ * The row cache's real heap cost per entry against its own estimate, the one
+ * its byte bound counts: 100,000 rows of 100-byte values installed into an
+ * unbounded cache, the heap measured after full collections before and after.
+ * Needs `--expose-gc` (the `bench:storage` script passes it).
+ */
+function rowCacheFootprint(): { realPerEntry: number; estimatedPerEntry: number } | undefined {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc === undefined) return undefined;
+  const rows = 100_000;
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  const cache = new RowCache(2 ** 40, () => {});
+  for (let i = 0; i < rows; i++) {
+    const prefix = rowKeyPrefix('bench', tokenOf(i), te.encode(`key-${i}`), new Uint8Array(0));
+    // A version key as the store writes one for a value over 32 bytes: the prefix, ~timestamp, the tie tag and a SHA-256.
+    const version = new Uint8Array(prefix.length + 8 + 2 + 32);
+    version.set(prefix);
+    const rowId = cacheId(prefix, prefix.length);
+    const partitionId = rowId.slice(0, prefix.length - 3);
+    cache.endRead(cache.beginRead(), rowId, partitionId, { value: VALUE, timestampMicros: 1_700_000_000_000_000 + i }, version, true);
+  }
+  gc();
+  const real = process.memoryUsage().heapUsed - before;
+  const stats = cache.stats();
+  if (stats.entries !== rows) throw new Error(`row cache kept ${stats.entries} of ${rows} rows`);
+  return { realPerEntry: real / rows, estimatedPerEntry: stats.bytes / rows };
+}
+
 async function main(): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), 'chorus-bench-'));
   try {
@@ -225,6 +255,12 @@ async function main(): Promise<void> {
     console.log(`point reads, hot set of ${HOT_KEYS.toLocaleString('en-US')} keys, row cache on (default): ${rate(r.hot.perSec, 1000)} reads/s (${misses(r.hot)})`);
     console.log(`point reads, hot set of ${HOT_KEYS.toLocaleString('en-US')} keys, row cache off: ${rate(r.hotUncached.perSec, 1000)} reads/s`);
     console.log(`row cache after the hot phase: ${r.cache.entries.toLocaleString('en-US')} rows, ${(r.cache.bytes / 1024 / 1024).toFixed(1)} MiB estimated`);
+    const footprint = rowCacheFootprint();
+    console.log(
+      footprint === undefined
+        ? 'row cache footprint: run with --expose-gc to measure it'
+        : `row cache footprint: ${footprint.realPerEntry.toFixed(0)} B of heap per 100-byte row, estimated ${footprint.estimatedPerEntry.toFixed(0)} B (real/estimate ${(footprint.realPerEntry / footprint.estimatedPerEntry).toFixed(2)})`,
+    );
     console.log(`100-row slice: ${r.sliceMs.toFixed(3)} ms (${rate(r.slicePerSec, 1000)} slices/s)`);
     console.log(`ratio ${(results['periodic']! / raw).toFixed(2)}`);
   } finally {
