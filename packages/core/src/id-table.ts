@@ -18,7 +18,11 @@ const MIN_CAPACITY = 1024;
  * Each id has one slot, `id mod capacity`, cleared on delete. An entry still
  * there when a newer id needs its slot (it outlived `capacity` newer ones)
  * moves to a small Map of stragglers, which only long-lived entries reach.
- * The table doubles once it is half full, so its slots stay mostly free.
+ * The table doubles once it is half full, so its slots stay mostly free, and
+ * halves, on a `set`, once under an eighth full (never below its first size),
+ * so that a burst does not leave every later walk of it (`entries()`) the
+ * burst's length: between two resizes come at least an eighth of its slots'
+ * worth of sets or deletes.
  */
 export class IdTable<V> {
   private values: Array<V | undefined> = new Array(MIN_CAPACITY).fill(undefined);
@@ -29,6 +33,11 @@ export class IdTable<V> {
 
   get size(): number {
     return this.inSlots + (this.stragglers?.size ?? 0);
+  }
+
+  /** Slots the table holds now. */
+  get capacity(): number {
+    return this.values.length;
   }
 
   get(id: number): V | undefined {
@@ -46,21 +55,10 @@ export class IdTable<V> {
   set(id: number, value: V): void {
     // One entry per id: a straggler set again goes back to its slot.
     this.stragglers?.delete(id);
-    const slot = id & this.mask;
-    const occupant = this.values[slot];
-    if (occupant !== undefined) {
-      const occupantId = this.ids[slot]!;
-      if (occupantId === id) {
-        this.values[slot] = value;
-        return;
-      }
-      (this.stragglers ??= new Map()).set(occupantId, occupant);
-      this.inSlots--;
-    }
-    this.values[slot] = value;
-    this.ids[slot] = id;
-    this.inSlots++;
-    if (this.inSlots * 2 > this.values.length) this.resize(this.values.length * 2);
+    this.place(id, value);
+    const capacity = this.values.length;
+    if (this.inSlots * 2 > capacity) this.resize(capacity * 2);
+    else if (this.inSlots * 8 < capacity && capacity > MIN_CAPACITY) this.resize(capacity / 2);
   }
 
   /** Removes `id`; whether it was there. */
@@ -76,6 +74,9 @@ export class IdTable<V> {
 
   clear(): void {
     this.values.fill(undefined);
+    this.values = new Array(MIN_CAPACITY).fill(undefined);
+    this.ids = new Float64Array(MIN_CAPACITY);
+    this.mask = MIN_CAPACITY - 1;
     this.inSlots = 0;
     this.stragglers = undefined;
   }
@@ -89,6 +90,29 @@ export class IdTable<V> {
     if (this.stragglers !== undefined) yield* [...this.stragglers];
   }
 
+  /** Puts `id` in its slot; an older id there moves to the stragglers. */
+  private place(id: number, value: V): void {
+    const slot = id & this.mask;
+    const occupant = this.values[slot];
+    if (occupant !== undefined) {
+      const occupantId = this.ids[slot]!;
+      if (occupantId === id) {
+        this.values[slot] = value;
+        return;
+      }
+      // The newer id keeps the slot: stragglers are for entries that outlive many newer ones.
+      if (occupantId > id) {
+        (this.stragglers ??= new Map()).set(id, value);
+        return;
+      }
+      (this.stragglers ??= new Map()).set(occupantId, occupant);
+      this.inSlots--;
+    }
+    this.values[slot] = value;
+    this.ids[slot] = id;
+    this.inSlots++;
+  }
+
   private resize(capacity: number): void {
     const values = this.values;
     const ids = this.ids;
@@ -98,7 +122,7 @@ export class IdTable<V> {
     this.inSlots = 0;
     for (let slot = 0; slot < values.length; slot++) {
       const value = values[slot];
-      if (value !== undefined) this.set(ids[slot]!, value);
+      if (value !== undefined) this.place(ids[slot]!, value);
     }
     // The old slots would otherwise keep their values reachable from wherever the old array lives.
     values.fill(undefined);

@@ -73,4 +73,24 @@ describe('IdTable', () => {
     expect(table.get(1025)).toBeUndefined();
     expect([...table.entries()]).toEqual([]);
   });
+
+  it('gives back the slots of a burst once it is over, keeping what is still there', () => {
+    const table = new IdTable<number>();
+    const first = table.capacity;
+    for (let id = 0; id < 100_000; id++) table.set(id, id);
+    expect(table.capacity).toBeGreaterThanOrEqual(200_000);
+    // The burst ends but for a few long-lived entries; the steady load that follows has 10 in flight.
+    for (let id = 0; id < 100_000; id++) if (id % 10_000 !== 0) table.delete(id);
+    for (let id = 100_000; id < 300_000; id++) {
+      table.set(id, id);
+      if (id >= 100_010) table.delete(id - 10);
+    }
+    expect(table.capacity).toBe(first);
+    expect(table.size).toBe(20);
+    const expected = [...Array.from({ length: 10 }, (_, i) => i * 10_000), ...Array.from({ length: 10 }, (_, i) => 299_990 + i)];
+    expect([...table.entries()].map(([id]) => id).sort((a, b) => a - b)).toEqual(expected);
+    for (const id of expected) expect(table.get(id)).toBe(id);
+    table.clear();
+    expect(table.capacity).toBe(first);
+  });
 });
