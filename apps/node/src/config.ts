@@ -28,6 +28,11 @@ export interface NodeSettings {
   auto_bootstrap: boolean;
   secret: string;
   phi_convict_threshold: number;
+  /**
+   * How much slower (EWMA of latency) than the fastest replica of its tier a replica may be before reads order
+   * the tier by latency instead of ring order, as a fraction (1.0: twice as slow), as Cassandra's.
+   */
+  dynamic_snitch_badness_threshold: number;
   gossip_interval: number;
   write_request_timeout: number;
   read_request_timeout: number;
@@ -122,6 +127,7 @@ export const DEFAULTS: Omit<NodeSettings, 'name' | 'listen_address' | 'data_dir'
   initial_tokens: [],
   auto_bootstrap: true,
   phi_convict_threshold: 8,
+  dynamic_snitch_badness_threshold: 1,
   gossip_interval: 1_000,
   write_request_timeout: 2_000,
   read_request_timeout: 2_000,
@@ -167,7 +173,7 @@ const RATES = new Set(['repair_throttle', 'stream_throughput']);
 const SIZES = new Set(['max_heap_size', 'max_inflight_request_bytes', 'max_inflight_request_bytes_per_connection', 'max_coordinator_inflight_bytes', 'max_mailbox_bytes', 'max_storage_batch_bytes']);
 /** Durations that may be off: `0` or `off`. */
 const OPTIONAL_DURATIONS = new Set(['repair_schedule_interval']);
-const NUMBERS = new Set(['phi_convict_threshold']);
+const NUMBERS = new Set(['phi_convict_threshold', 'dynamic_snitch_badness_threshold']);
 const BOOLEANS = new Set(['auto_bootstrap', 'hinted_handoff_enabled', 'metrics_require_auth', 'client_encryption']);
 
 const Address = Type.String({ pattern: '^[A-Za-z0-9.\\-]+:[0-9]{1,5}$' });
@@ -187,6 +193,7 @@ const Schema = Type.Object(
     auto_bootstrap: Type.Boolean(),
     secret: Type.String({ minLength: 8, maxLength: 1024 }),
     phi_convict_threshold: Type.Number({ minimum: 1, maximum: 32 }),
+    dynamic_snitch_badness_threshold: Type.Number({ minimum: 0, maximum: 100 }),
     gossip_interval: Duration,
     write_request_timeout: Duration,
     read_request_timeout: Duration,

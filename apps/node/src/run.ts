@@ -254,6 +254,7 @@ function nodeSettingsOf(s: NodeSettings) {
     initialTokens: s.initial_tokens,
     autoBootstrap: s.auto_bootstrap,
     phiConvictThreshold: s.phi_convict_threshold,
+    dynamicSnitchBadnessThreshold: s.dynamic_snitch_badness_threshold,
     gossipIntervalMs: s.gossip_interval,
     writeTimeoutMs: s.write_request_timeout,
     readTimeoutMs: s.read_request_timeout,

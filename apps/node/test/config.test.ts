@@ -150,7 +150,7 @@ describe('settings', () => {
       file,
       environment: { CHORUS_NUM_TOKENS: '32', CHORUS_DC: 'east', PATH: '/bin' },
       flags: { ...required, name: 'from-flag' },
-      overrides: ['dc=west', 'max_clock_skew=2s', 'phi_convict_threshold=10'],
+      overrides: ['dc=west', 'max_clock_skew=2s', 'phi_convict_threshold=10', 'dynamic_snitch_badness_threshold=0.1'],
     });
     expect(s.name).toBe('from-flag');
     expect(s.seeds).toEqual(['127.0.0.1:7100', '127.0.0.1:7101']);
@@ -159,6 +159,8 @@ describe('settings', () => {
     expect(s.dc).toBe('west');
     expect(s.max_clock_skew).toBe(2_000);
     expect(s.phi_convict_threshold).toBe(10);
+    expect(s.dynamic_snitch_badness_threshold).toBe(0.1);
+    expect(() => loadSettings({ flags: required, overrides: ['dynamic_snitch_badness_threshold=-1'] })).toThrow(/dynamic_snitch_badness_threshold/);
     expect(s.clock_skew_warn).toBe(20);
     expect(loadSettings({ flags: required, overrides: ['clock_skew_warn=50ms'] }).clock_skew_warn).toBe(50);
   });

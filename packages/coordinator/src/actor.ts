@@ -29,7 +29,7 @@ import type { RepairPolicy } from './repair.js';
 import { type BatchableRequest, type Op, type Outcome, type ReplicaRequest, type Request, type RequestIo, type Tick } from './request.js';
 import { type RowFloor, SliceRequest } from './slice.js';
 import type { MergedPage } from './slice-merge.js';
-import { sortByProximity } from './snitch.js';
+import { DEFAULT_BADNESS_THRESHOLD, sortByProximity } from './snitch.js';
 import type { CoordinatorHandle, CoordinatorOptions, Key, OpStats, RowReadOptions, SliceResponseRow, WriteOptions } from './types.js';
 import { WriteRequest } from './write.js';
 
@@ -197,7 +197,7 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
           localRack: topology.localRack,
           locate: (n) => ring.member(n) ?? membership.locationOf(n),
           latencyMs: (n) => latencies.ewma(n),
-        });
+        }, o.badnessThreshold);
     }
 
     function speculationDelay(plan: ReplicaPlan): number {
@@ -688,6 +688,7 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
     writeTimeoutMs: options.writeTimeoutMs ?? DEFAULT_WRITE_TIMEOUT_MS,
     readTimeoutMs: options.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS,
     defaultSpeculativeDelayMs: options.defaultSpeculativeDelayMs ?? DEFAULT_SPECULATIVE_DELAY_MS,
+    badnessThreshold: options.badnessThreshold ?? DEFAULT_BADNESS_THRESHOLD,
     maxInFlight: options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT,
   };
   const maxInFlightBytes = options.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES;

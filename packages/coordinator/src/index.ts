@@ -30,6 +30,6 @@ export {
 } from './levels.js';
 export { type ReplicaPlan, type Scope, type PlanInput, planRead, planWrite, countsToward, countAnswers, isSatisfied } from './plan.js';
 export { mergeSlicePages, type ReplicaPage, type MergedPage, type PageRow } from './slice-merge.js';
-export { sortByProximity, type Proximity } from './snitch.js';
+export { DEFAULT_BADNESS_THRESHOLD, sortByProximity, type Proximity } from './snitch.js';
 export { LatencyWindow, PeerLatencies, LatencyHistogram } from './latency.js';
 export { Unavailable, WriteTimeout, ReadTimeout, SessionFloorNotMet, ClockSkewed, RequestFailed, SchemaDisagreement, type WriteType } from './errors.js';

@@ -50,6 +50,12 @@ export interface CoordinatorOptions {
   writeTimeoutMs?: number;
   /** `read_request_timeout` (default 5000 ms, as Cassandra). */
   readTimeoutMs?: number;
+  /**
+   * How much slower (EWMA) than the fastest replica of its proximity tier a replica may be before reads order the
+   * tier by latency instead of ring order, as a fraction (`dynamic_snitch_badness_threshold`; default 1.0, see
+   * `sortByProximity`).
+   */
+  badnessThreshold?: number;
   /** Speculative-retry delay before a replica has latency samples (default 50 ms). */
   defaultSpeculativeDelayMs?: number;
   /** Requests coordinated at once before new ones fail with Overloaded (default 10000). */

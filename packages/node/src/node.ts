@@ -38,6 +38,8 @@ export interface NodeSettings {
   /** stream_throughput: bytes per second this node streams for bootstrap (default 24 MiB/s; 0: unpaced). */
   streamThroughputBytesPerSec?: number;
   phiConvictThreshold: number;
+  /** dynamic_snitch_badness_threshold: see the coordinator's `badnessThreshold` (its default when absent). */
+  dynamicSnitchBadnessThreshold?: number;
   gossipIntervalMs: number;
   writeTimeoutMs: number;
   readTimeoutMs: number;
@@ -439,6 +441,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     },
     writeTimeoutMs: settings.writeTimeoutMs,
     readTimeoutMs: settings.readTimeoutMs,
+    ...(settings.dynamicSnitchBadnessThreshold !== undefined ? { badnessThreshold: settings.dynamicSnitchBadnessThreshold } : {}),
     ...(settings.memory?.coordinatorInflightBytes !== undefined ? { maxInFlightBytes: settings.memory.coordinatorInflightBytes } : {}),
     // Read repair runs in the coordinator, as each keyspace's read_repair says; the node only tells the log.
     readRepair: (e) =>
