@@ -73,7 +73,6 @@ export class IdTable<V> {
   }
 
   clear(): void {
-    this.values.fill(undefined);
     this.values = new Array(MIN_CAPACITY).fill(undefined);
     this.ids = new Float64Array(MIN_CAPACITY);
     this.mask = MIN_CAPACITY - 1;
