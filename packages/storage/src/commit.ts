@@ -2,7 +2,6 @@ import { isPartitionDelete } from '@chorus/model';
 import { Batch, type Touched } from './batch.js';
 import { type ENC, RESOLVED, type StorageDb } from './db.js';
 import { DELETION_VERSION_BYTES, rowVersionAt } from './keys.js';
-import type { PlannedHeads } from './heads.js';
 import { type RowCache, cacheId } from './row-cache.js';
 
 /**
@@ -45,34 +44,17 @@ export class GroupCommit {
     return new Batch(this.db, this.opOptions);
   }
 
-  /**
-   * Hands a batch to LevelDB (after any exclusive section in progress);
-   * resolves when it has landed. `heads`, when given, completes the batch
-   * first (reading and ordering its heads) and hears how it ended; both
-   * happen while the batch counts as in flight, so no exclusive section runs
-   * in between.
-   */
-  commit(batch: Batch, sync: boolean, heads?: PlannedHeads): Promise<void> {
-    if (batch.length === 0 && heads === undefined) {
+  /** Hands a batch to LevelDB (after any exclusive section in progress); resolves when it has landed. */
+  commit(batch: Batch, sync: boolean): Promise<void> {
+    if (batch.length === 0) {
       batch.close();
       return RESOLVED;
     }
     // A batch waiting at the gate of an exclusive section is not yet in LevelDB: counting it as in flight
     // would make the section wait for a batch that waits for the section.
-    const handOver = (): Promise<void> => {
+    const handOver = () => {
       this.inflight++;
-      if (heads === undefined) return batch.write(sync);
-      return heads.prepare().then(
-        () => {
-          if (batch.length > 0) return batch.write(sync);
-          batch.close();
-          return undefined;
-        },
-        (error: unknown) => {
-          batch.close();
-          throw error;
-        },
-      );
+      return batch.write(sync);
     };
     let write: Promise<void>;
     if (this.gate === undefined) write = handOver();
@@ -83,18 +65,24 @@ export class GroupCommit {
         return handOver();
       });
     }
-    // The cache learns of the batch here, before the promise resolves, so before any of its writes is acknowledged;
-    // and the heads after the cache, so a batch that finds this one landed may read the cache.
     const touched = batch.touched;
+    if (touched === undefined) {
+      return write.then(
+        () => this.landed(),
+        (error: unknown) => {
+          this.landed();
+          throw error;
+        },
+      );
+    }
+    // The cache learns of the batch here, before the promise resolves, so before any of its writes is acknowledged.
     return write.then(
       () => {
-        if (touched !== undefined) cacheLanded(this.cache, touched, true);
-        heads?.settle(undefined);
+        cacheLanded(this.cache, touched, true);
         this.landed();
       },
       (error: unknown) => {
-        if (touched !== undefined) cacheLanded(this.cache, touched, false);
-        heads?.settle(error as Error);
+        cacheLanded(this.cache, touched, false);
         this.landed();
         throw error;
       },
@@ -175,7 +163,7 @@ function cacheLanded(cache: RowCache, t: Touched, ok: boolean): void {
       else cache.invalidatePartition(seq, id);
     } else {
       const id = cacheId(key, rowVersionAt(key));
-      if (ok) cache.rowWritten(seq, id, m.cell, key, (m.clustering?.length ?? 0) > 0);
+      if (ok) cache.rowWritten(seq, id, m.cell, key);
       else cache.invalidateRow(seq, id);
     }
   }

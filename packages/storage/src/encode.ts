@@ -1,11 +1,9 @@
-import { type Cell, type Mutation, InvalidMutation, isPartitionDelete, unfilledBytes, validateMutationBody } from '@chorus/model';
+import { type Mutation, InvalidMutation, isPartitionDelete, unfilledBytes, validateMutationBody } from '@chorus/model';
 import type { Batch } from './batch.js';
 import { encodeDeletion, encodeStored, tieLength, writeTie } from './cell.js';
 import { EMPTY } from './db.js';
-import type { HeadUpdate } from './heads.js';
-import { DELETION_VERSION_BYTES, KEY_VALUE_ROW_SUFFIX, KIND_PARTITION_DELETION, KIND_ROW, VERSION_TS_BYTES, concat, escapedLength, writeEscaped, writeInvertedMicros, writeToken } from './keys.js';
+import { DELETION_VERSION_BYTES, KIND_PARTITION_DELETION, KIND_ROW, VERSION_TS_BYTES, escapedLength, writeEscaped, writeInvertedMicros, writeToken } from './keys.js';
 import type { KeyspacePrefixes } from './keyspaces.js';
-import { cacheId } from './row-cache.js';
 
 /**
  * The outcome of one mutation of a batch: stored (`ok: true`), or rejected
@@ -17,21 +15,18 @@ export type ApplyOutcome = { ok: true } | { ok: false; error: Error };
 const STORED: ApplyOutcome = Object.freeze({ ok: true }) as ApplyOutcome;
 
 /**
- * Encodes a group of mutations, one version each. Each mutation is validated
- * on its own, so a bad one fails alone. Versions of key-value rows (the empty
- * clustering key) and partition deletions also change a row's head: they go
- * to `heads`, and a key-value row's version enters the batch only once its
- * head says it wins (heads.ts); the others enter `batch` at once. With
- * `trackKeys` the batch also records the rows it touches, for the row cache.
+ * Encodes a group of mutations into `batch`, one version each. Each mutation
+ * is validated on its own, so a bad one fails alone. With `trackKeys` the
+ * batch also records the rows it touches, for the row cache.
  */
-export function encodeMutations(batch: Batch, mutations: readonly Mutation[], keyspaces: KeyspacePrefixes, now: number, trackKeys: boolean, heads: HeadUpdate[]): ApplyOutcome[] {
+export function encodeMutations(batch: Batch, mutations: readonly Mutation[], keyspaces: KeyspacePrefixes, now: number, trackKeys: boolean): ApplyOutcome[] {
   const n = mutations.length;
   const outcomes: ApplyOutcome[] = new Array(n);
   const keys = trackKeys ? new Array<Uint8Array | undefined>(n) : undefined;
   if (keys !== undefined) batch.touched = { mutations, keys };
   for (let i = 0; i < n; i++) {
     try {
-      const key = encodeMutation(mutations[i]!, i, keyspaces, batch, now, heads);
+      const key = encodeMutation(mutations[i]!, keyspaces, batch, now);
       if (keys !== undefined) keys[i] = key;
       outcomes[i] = STORED;
     } catch (error) {
@@ -41,8 +36,8 @@ export function encodeMutations(batch: Batch, mutations: readonly Mutation[], ke
   return outcomes;
 }
 
-/** Validates one mutation and adds its version to the batch or to `heads`; returns the version's key. */
-function encodeMutation(m: Mutation, index: number, keyspaces: KeyspacePrefixes, batch: Batch, now: number, heads: HeadUpdate[]): Uint8Array {
+/** Validates one mutation and adds its version to the batch; returns the version's key. */
+function encodeMutation(m: Mutation, keyspaces: KeyspacePrefixes, batch: Batch, now: number): Uint8Array {
   if (typeof m !== 'object' || m === null) throw new InvalidMutation('mutation must be an object');
   const ks = keyspaces.prefix(m.keyspace);
   validateMutationBody(m);
@@ -57,8 +52,6 @@ function encodeMutation(m: Mutation, index: number, keyspaces: KeyspacePrefixes,
     key[partEnd] = KIND_PARTITION_DELETION;
     writeInvertedMicros(key, partEnd + 1, ts);
     batch.put(key, encodeDeletion(ts, now));
-    const rowPrefix = concat(key.subarray(0, partEnd), KEY_VALUE_ROW_SUFFIX);
-    heads.push({ index, id: cacheId(rowPrefix, rowPrefix.length), rowPrefix, cell: { tombstone: true, timestampMicros: ts } });
     return key;
   }
   const clustering = m.clustering ?? EMPTY;
@@ -72,16 +65,6 @@ function encodeMutation(m: Mutation, index: number, keyspaces: KeyspacePrefixes,
   writeEscaped(key, partEnd + 1, clustering);
   writeInvertedMicros(key, versionAt, cell.timestampMicros);
   writeTie(key, versionAt + VERSION_TS_BYTES, cell);
-  if (clustering.length === 0) heads.push({ index, id: cacheId(key, versionAt), rowPrefix: key.subarray(0, versionAt), cell, key, value: encodeStored(cell, now) });
-  else batch.put(key, encodeStored(cell, now));
-  return key;
-}
-
-/** The key of the row version that is `cell`, under the row's prefix. */
-export function rowVersionKey(rowPrefix: Uint8Array, cell: Cell): Uint8Array {
-  const key = unfilledBytes(rowPrefix.length + VERSION_TS_BYTES + tieLength(cell));
-  key.set(rowPrefix, 0);
-  writeInvertedMicros(key, rowPrefix.length, cell.timestampMicros);
-  writeTie(key, rowPrefix.length + VERSION_TS_BYTES, cell);
+  batch.put(key, encodeStored(cell, now));
   return key;
 }

@@ -1,22 +1,18 @@
 import type { Token } from '@chorus/core';
 import { isTombstone } from '@chorus/model';
-import type { Batch } from './batch.js';
-import { type StoredCell, decodeStored, encodeStored } from './cell.js';
+import { type StoredCell, decodeStored } from './cell.js';
 import { ENC, type Entry } from './db.js';
 import {
   DATA_END,
   DATA_START,
   DELETION_VERSION_BYTES,
-  KEY_VALUE_ROW_SUFFIX,
   KIND_PARTITION_DELETION,
   KIND_ROW,
   VERSION_TS_BYTES,
-  concat,
   copyBytes,
   decodeToken,
   escapedFieldLength,
   hasPrefix,
-  headKey,
   isTie,
   kindPrefix,
   partitionPrefixLength,
@@ -26,7 +22,7 @@ import {
 import { keyspaceNameOf } from './keyspaces.js';
 import type { StoreParts } from './parts.js';
 import { cacheId } from './row-cache.js';
-import { RowVersions, effective, versionTs } from './row-versions.js';
+import { RowVersions, versionTs } from './row-versions.js';
 
 /** Where a sweep stopped; pass it back to continue. Opaque to callers. */
 export interface SweepCursor {
@@ -253,7 +249,6 @@ async function purgeAlone(s: StoreParts, rows: readonly Candidate[], partitions:
   if (dels.length === 0 || s.commits.closed) return 0;
   const batch = s.commits.batch();
   for (const k of dels) batch.del(k);
-  await rewriteHeads(s, batch, rows, partitions, dels);
   const cache = s.cache;
   try {
     await batch.write(false);
@@ -266,38 +261,6 @@ async function purgeAlone(s: StoreParts, rows: readonly Candidate[], partitions:
     }
   }
   return dels.length;
-}
-
-/**
- * Puts into the purge's batch the heads of the key-value rows it changes
- * (rows purged, and the key-value row of each partition whose deletions
- * it purges): each reconciled again from what the purge leaves.
- */
-async function rewriteHeads(s: StoreParts, batch: Batch, rows: readonly Candidate[], partitions: readonly Candidate[], dels: readonly Uint8Array[]): Promise<void> {
-  const rowPrefixes = new Map<string, Uint8Array>();
-  for (const { prefix } of rows) if (partitionPrefixLength(prefix) + KEY_VALUE_ROW_SUFFIX.length === prefix.length) rowPrefixes.set(cacheId(prefix, prefix.length), prefix);
-  for (const { prefix } of partitions) {
-    const rowPrefix = concat(prefix, KEY_VALUE_ROW_SUFFIX);
-    rowPrefixes.set(cacheId(rowPrefix, rowPrefix.length), rowPrefix);
-  }
-  if (rowPrefixes.size === 0) return;
-  const purged = new Set(dels.map((k) => cacheId(k, k.length)));
-  const left = (entries: Entry[]) => entries.filter(([k]) => !purged.has(cacheId(k, k.length)));
-  for (const rowPrefix of rowPrefixes.values()) {
-    const p = rowPrefix.length - KEY_VALUE_ROW_SUFFIX.length;
-    const versions = left(await readAll(s, rowPrefix));
-    const deletions = left(await readAll(s, kindPrefix(rowPrefix.subarray(0, p), KIND_PARTITION_DELETION)));
-    let row: StoredCell | undefined;
-    if (versions.length > 0) {
-      const group = new RowVersions(false);
-      group.start(versions[0]![0], versions[0]![1]);
-      for (let i = 1; i < versions.length; i++) group.add(versions[i]![0], versions[i]![1]);
-      row = group.best();
-    }
-    const cell = effective(row?.cell, deletions.length > 0 ? readInvertedMicros(deletions[0]![0], p + 1) : undefined);
-    if (cell === undefined) batch.del(headKey(rowPrefix));
-    else batch.put(headKey(rowPrefix), encodeStored(cell, s.env.clock.nowMicros()));
-  }
 }
 
 /**

@@ -33,7 +33,6 @@ import { MAX_TOKEN, MIN_TOKEN, type Token } from '@chorus/core';
 
 const DATA = 0x64; // 'd'
 const META = 0x6d; // 'm'
-const HEAD = 0x68; // 'h'
 export const KIND_PARTITION_DELETION = 0x00;
 export const KIND_ROW = 0x01;
 /** Bytes of a row version's ~timestamp, which the tie follows. */
@@ -58,17 +57,6 @@ const SCRATCH = new DataView(new ArrayBuffer(8));
 const TWO32 = 0x1_0000_0000;
 
 export const SYNC_MARKER_KEY = Uint8Array.of(META, 0x73, 0x79, 0x6e, 0x63); // 'msync'
-/** Present once every key-value row of the store has its head (see heads.ts). */
-export const HEADS_MARKER_KEY = Uint8Array.of(META, 0x68, 0x65, 0x61, 0x64, 0x73); // 'mheads'
-/** What follows a partition's key in the prefix of its key-value row (the empty clustering key): `01 | 00 01`. */
-export const KEY_VALUE_ROW_SUFFIX = Uint8Array.of(KIND_ROW, 0x00, 0x01);
-
-/** The head key of a key-value row: its row prefix (`P | 01 00 01`) with `h` in place of `d`. */
-export function headKey(rowPrefix: Uint8Array, end = rowPrefix.length): Uint8Array {
-  const out = copyBytes(rowPrefix, 0, end);
-  out[0] = HEAD;
-  return out;
-}
 
 /** Writes the token's 8 order-preserving bytes at `at` (no BigInt arithmetic, no allocation). */
 export function writeToken(out: Uint8Array, at: number, t: Token | bigint): void {

@@ -18,6 +18,4 @@ export interface StoreParts {
   readonly compactions: CompactionQueue;
   /** Reconciled rows for point reads; kept exact by every landed batch and purge (see row-cache.ts). */
   readonly cache: RowCache;
-  /** Resolves once every key-value row has its head (see heads.ts): point reads of those rows read the heads. */
-  readonly headsReady: () => Promise<void>;
 }

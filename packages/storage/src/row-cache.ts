@@ -219,11 +219,6 @@ export class RowCache {
     return digest;
   }
 
-  /** The entry of a row (absence included) without counting it as a read: for a write that merges into the row's head. */
-  peek(rowId: string): CachedRow | undefined {
-    return this.rows.get(rowId);
-  }
-
   /** A miss starts reading LevelDB; returns the number to hand back to `endRead`. */
   beginRead(): number {
     this.readsInFlight++;
@@ -250,12 +245,8 @@ export class RowCache {
     return ++this.seq;
   }
 
-  /**
-   * A row version (`cell`, stored under `key`) landed in batch `seq`. With
-   * `compact` false (a key-value row, whose head already deleted what the
-   * write shadows) no version is queued for deletion.
-   */
-  rowWritten(seq: number, rowId: string, cell: Cell, key: Uint8Array, compact: boolean): void {
+  /** A row version (`cell`, stored under `key`) landed in batch `seq`. */
+  rowWritten(seq: number, rowId: string, cell: Cell, key: Uint8Array): void {
     this.note(rowId, seq);
     const e = this.rows.get(rowId);
     if (e === undefined) return;
@@ -264,9 +255,9 @@ export class RowCache {
     // this one, which the sweep reduces to one): nothing to do. Equal keys are one entry in LevelDB: never delete it.
     if (order > 0) {
       const version = e.version;
-      if (compact && version !== undefined && !bytesEqual(version, key)) this.shadowed(version);
+      if (version !== undefined && !bytesEqual(version, key)) this.shadowed(version);
       this.replace(e, cell, key, rowId);
-    } else if (compact && order < 0) {
+    } else if (order < 0) {
       const version = e.version;
       if (version === undefined || !bytesEqual(version, key)) this.shadowed(key);
     }

@@ -4,7 +4,6 @@ import { GroupCommit } from './commit.js';
 import { CompactionQueue } from './compaction.js';
 import { ENC, RESOLVED, SYNC, type StorageDb, opOptionsOf } from './db.js';
 import { type ApplyOutcome, encodeMutations } from './encode.js';
-import { HeadLedger, type HeadUpdate, type PlannedHeads, buildHeads } from './heads.js';
 import { StorageClosed } from './errors.js';
 import { type SweepCursor, type SweepResult, purge, sweep } from './gc.js';
 import { SYNC_MARKER_KEY } from './keys.js';
@@ -61,9 +60,6 @@ export class Store {
   private readonly commits: GroupCommit;
   private readonly compactions: CompactionQueue;
   private readonly parts: StoreParts;
-  private readonly heads: HeadLedger;
-  private headsBuilt = false;
-  private headsBuilding: Promise<void> | undefined;
 
   constructor(db: StorageDb, options: StoreOptions) {
     const grace = options.gcGraceSeconds ?? DEFAULT_GC_GRACE_SECONDS;
@@ -77,7 +73,6 @@ export class Store {
     // Shadowed versions queued while batches were in flight go once the last one lands.
     this.commits = new GroupCommit(db, opOptionsOf(db), this.cache, () => this.compactions.flush());
     this.compactions = new CompactionQueue(this.commits, this.env);
-    this.heads = new HeadLedger(db, this.cache);
     this.parts = {
       db,
       env: this.env,
@@ -87,36 +82,13 @@ export class Store {
       commits: this.commits,
       compactions: this.compactions,
       cache: this.cache,
-      headsReady: () => this.headsReady(),
     };
   }
 
-  /** Opens the database (a no-op when it is already open) and gives a store written before heads existed its heads. */
+  /** Opens the database (a no-op when it is already open). */
   async open(): Promise<this> {
     await this.db.open();
-    await this.headsReady();
     return this;
-  }
-
-  /**
-   * Resolves once every key-value row has its head: at once, but for the
-   * first call on a store written before heads existed, which builds them
-   * (writes, point reads and the sweep wait for it).
-   */
-  private headsReady(): Promise<void> {
-    if (this.headsBuilt) return RESOLVED;
-    this.headsBuilding ??= buildHeads(this.db, this.env.clock.nowMicros()).then(
-      (built) => {
-        this.headsBuilt = true;
-        if (built > 0) this.env.logger.info({ rows: built }, 'built the heads of the key-value rows of a store written before heads existed');
-      },
-      (error: unknown) => {
-        // The next write or read tries again (a database that was not open yet, say).
-        this.headsBuilding = undefined;
-        throw error;
-      },
-    );
-    return this.headsBuilding;
   }
 
   /**
@@ -143,17 +115,9 @@ export class Store {
       return { merged: err as Promise<never>, landed: err as Promise<never> };
     }
     const batch = commits.batch();
-    const now = this.env.clock.nowMicros();
-    const updates: HeadUpdate[] = [];
-    const outcomes = encodeMutations(batch, mutations, this.keyspaces, now, this.cache.enabled, updates);
+    const outcomes = encodeMutations(batch, mutations, this.keyspaces, this.env.clock.nowMicros(), this.cache.enabled);
     if (this.compactions.length > 0) this.compactions.drainInto(batch);
-    let heads: PlannedHeads | undefined;
-    if (updates.length > 0) {
-      const touched = batch.touched;
-      const planned = this.heads.plan(updates, batch, (i) => touched !== undefined && (touched.keys[i] = undefined), now);
-      heads = this.headsBuilt ? planned : { prepare: () => this.headsReady().then(() => planned.prepare()), settle: planned.settle };
-    }
-    const landed = commits.commit(batch, options.sync === true, heads).then(() => outcomes);
+    const landed = commits.commit(batch, options.sync === true).then(() => outcomes);
     landed.catch(() => undefined);
     return { merged: RESOLVED, landed };
   }
@@ -235,14 +199,12 @@ export class Store {
   }
 
   /** One step of the gc sweep (and compaction) over at most `maxKeys` entries (see gc.ts). */
-  async sweep(cursor?: SweepCursor, maxKeys = 1000): Promise<SweepResult> {
-    await this.headsReady();
+  sweep(cursor?: SweepCursor, maxKeys = 1000): Promise<SweepResult> {
     return sweep(this.parts, cursor, maxKeys);
   }
 
   /** Runs a whole sweep to the end; returns the number of entries removed. */
-  async purge(): Promise<number> {
-    await this.headsReady();
+  purge(): Promise<number> {
     return purge(this.parts);
   }
 

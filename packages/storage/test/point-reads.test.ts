@@ -68,9 +68,9 @@ describe.each(backends.map((b) => [b().name, b] as const))('point reads of one t
       reads.push({ address: row('k3'), digest: false }); // the same row twice in one batch
       const counter = countIterators(db);
       const got = await pointReads(store, reads);
-      // Misses of the empty clustering key read their heads, no iterator (other rows read their partition's deletions apart: two each).
+      // Misses of the empty clustering key share an iterator per 16 (other rows read their partition's deletions apart: two each).
       const others = reads.filter((r) => r.address.clustering !== undefined).length;
-      if (cacheBytes === 0) expect(counter.count).toBe(2 * others);
+      if (cacheBytes === 0) expect(counter.count).toBe(2 * others + Math.ceil((reads.length - others) / 16));
       for (let j = 0; j < reads.length; j++) {
         const expected = await new Store(db, { env, rowCacheBytes: 0 }).getCell(reads[j]!.address);
         if (reads[j]!.digest) expect(got[j]).toEqual(cellDigest(expected));

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { type Cell, type Mutation, isDead, mergeCells } from '@chorus/model';
-import { HEADS_MARKER_KEY } from '../src/keys.js';
 import { Store } from '../src/store.js';
 import { enc, memoryBackend, testEnv, tokenOf } from './helpers.js';
 
@@ -54,17 +53,6 @@ function model(ops: readonly Op[]): (p: number, c: number) => Cell | undefined {
     if (d !== undefined && (row === undefined || row.timestampMicros <= d)) return { tombstone: true, timestampMicros: d };
     return row;
   };
-}
-
-/** Each key-value row's head (a point read, no row cache) is the row as its versions and its partition's deletion say. */
-async function expectHeadsAgree(store: Store): Promise<void> {
-  for (const pk of PARTITIONS) {
-    const page = await store.slice(KS, tokenOf(pk), enc(pk), { includeDead: true });
-    const versions = page.rows.find((r) => r.clustering.length === 0)?.cell;
-    const deletion = page.partitionDeletedAtMicros;
-    const expected = versions ?? (deletion === undefined ? undefined : { tombstone: true as const, timestampMicros: deletion });
-    expect(norm(await store.getCell({ keyspace: KS, token: tokenOf(pk), partition: enc(pk) })), `partition ${pk}`).toEqual(norm(expected));
-  }
 }
 
 const norm = (c: Cell | undefined) => (c === undefined ? undefined : 'tombstone' in c ? { t: c.timestampMicros } : { v: Array.from(c.value), t: c.timestampMicros, e: c.expiresAtMicros });
@@ -139,38 +127,6 @@ describe('reconciliation (property)', () => {
         },
       ),
       { numRuns: 200 },
-    );
-  });
-
-  it('the head of every key-value row agrees with its versions, after purges past gc grace, and once built for a store written without heads', async () => {
-    await fc.assert(
-      fc.asyncProperty(fc.array(fc.record({ op: opArb, purge: fc.boolean(), wait: fc.boolean() }), { minLength: 1, maxLength: 30 }), async (steps) => {
-        const db = await memoryBackend().create();
-        const env = testEnv();
-        let store = await new Store(db, { env, gcGraceSeconds: 10, rowCacheBytes: 0 }).open();
-        try {
-          for (const { op, purge, wait } of steps) {
-            const landed = store.submit([toMutation(op)]).landed;
-            if (wait) await landed;
-            if (purge) {
-              env.advanceSeconds(11);
-              await store.purge();
-            }
-          }
-          await store.settled();
-          await expectHeadsAgree(store);
-          // The same data as a store written before heads existed: no heads, no marker.
-          await store.close();
-          await db.open();
-          await db.clear({ gte: Uint8Array.of(0x68), lt: Uint8Array.of(0x69), keyEncoding: 'view' } as never);
-          await db.del(HEADS_MARKER_KEY, { keyEncoding: 'view' } as never);
-          store = await new Store(db, { env, gcGraceSeconds: 10, rowCacheBytes: 0 }).open();
-          await expectHeadsAgree(store);
-        } finally {
-          await store.close();
-        }
-      }),
-      { numRuns: 150 },
     );
   });
 });
