@@ -116,6 +116,19 @@ interface RingState {
 
 const RING_STATUS: Record<string, RingMember['status'] | undefined> = { N: 'normal', L: 'leaving', J: 'joining' };
 
+/**
+ * Replicas count as loaded alike while the requests a replica has in flight
+ * are at most the least loaded one's times (1 + this factor), or at most
+ * `ALIKE_LOAD_SLACK` more: then rotation decides, and each replica
+ * coordinates its share of the keys. Picking the least loaded outright
+ * follows every wobble of latency, and the node that happens to answer a
+ * little faster coordinates (and spends the CPU of) more than its share.
+ * A replica twice as loaded as another is passed over, as Cassandra's
+ * dynamic snitch passes over one twice as slow (badness threshold 1.0).
+ */
+const ALIKE_LOAD_FACTOR = 1;
+const ALIKE_LOAD_SLACK = 8;
+
 /** The nodes the client knows, the last ring it fetched, and the host each call goes to. */
 export class HostPool {
   readonly hosts = new Map<string, Host>();
@@ -123,6 +136,8 @@ export class HostPool {
   readonly byNode = new Map<string, Host>();
   ring: RingState | undefined;
   private rotation = 0;
+  /** The replicas' scores of the call being routed (reused: routing runs for every request). */
+  private scores = new Float64Array(8);
 
   constructor(private readonly client: RoutingOwner) {}
 
@@ -164,12 +179,24 @@ export class HostPool {
     let bestScore = Number.POSITIVE_INFINITY;
     const start = this.rotation++;
     const n = replicas.length;
+    const scores = n <= this.scores.length ? this.scores : (this.scores = new Float64Array(n));
     for (let i = 0; i < n; i++) {
       const host = this.byNode.get(replicas[(start + i) % n]!);
       const score = host === undefined ? Number.POSITIVE_INFINITY : this.score(host, 0, call);
+      scores[i] = score;
       if (score < bestScore) {
         best = host;
         bestScore = score;
+      }
+    }
+    if (best !== undefined && bestScore < 100_000_000) {
+      // Replicas loaded alike take turns: the first in rotation within the bound wins, so each coordinates its share.
+      const bound = bestScore + Math.max(ALIKE_LOAD_SLACK, best.load * ALIKE_LOAD_FACTOR);
+      for (let i = 0; i < n; i++) {
+        if (scores[i]! > bound) continue;
+        best = this.byNode.get(replicas[(start + i) % n]!)!;
+        bestScore = scores[i]!;
+        break;
       }
     }
     if (!best || bestScore >= 100_000_000) {

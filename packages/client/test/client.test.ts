@@ -182,6 +182,42 @@ describe('the client against fake nodes', () => {
     expect(c.stats().tokenAware).toBe(300);
   });
 
+  it('takes replicas in turn while their loads are alike, and passes over one loaded past the bound', async () => {
+    const all = [await node(), await node(), await node()];
+    const members = () => all.map((n, i) => ({ address: n.address, name: `n${i}`, dc: 'dc1', rack: 'r1', state: 'UN', tokens: [String(BigInt(i) * 6148914691236517205n - 6148914691236517205n)] }));
+    for (const n of all) {
+      n.members = members;
+      n.rf = 3;
+    }
+    const c = client([all[0]!.address], { requestTimeoutMs: 5_000 });
+    await c.ready();
+    const slow = all[0]!;
+    /** Leaves `count` requests unanswered on the slow node, in flight until they time out. */
+    const stall = async (count: number) => {
+      const before = slow.seen.length;
+      slow.behaviour = () => 'drop';
+      for (let i = 0; slow.seen.length < before + count; i++) {
+        void c.put('ks', `stalled${before}-${i}`, 'v').catch(() => undefined);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      slow.behaviour = () => 'answer';
+    };
+    const sequential = async (label: string) => {
+      const before = all.map((n) => n.seen.length);
+      for (let i = 0; i < 90; i++) await c.put('ks', `${label}${i}`, 'v');
+      return all.map((n, i) => n.seen.length - before[i]!);
+    };
+    await stall(3);
+    // 3 in flight against 0 is alike (within 8): the replicas take turns, so each coordinates about a third.
+    const alike = await sequential('alike');
+    for (const share of alike) expect(share, alike.join(' ')).toBeGreaterThanOrEqual(15);
+    // 9 in flight against 0 is past the slack (and twice the least loaded): passed over while it lasts.
+    await stall(6);
+    const passedOver = await sequential('loaded');
+    expect(passedOver[0]).toBe(0);
+    expect(passedOver[1]! + passedOver[2]!).toBe(90);
+  });
+
   it('goes to another node when one refuses connections, and marks it down', async () => {
     const a = await node();
     const dead = await node();
