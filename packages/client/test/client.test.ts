@@ -167,13 +167,19 @@ describe('the client against fake nodes', () => {
     expect(c.stats().tokenAware).toBe(40);
   });
 
-  it('spreads keys over every replica, also replicas the client learnt of only from the ring', async () => {
+  /** Three nodes that each replicate every key (rf 3), on a ring of one token each. */
+  const threeReplicas = async () => {
     const all = [await node(), await node(), await node()];
     const members = () => all.map((n, i) => ({ address: n.address, name: `n${i}`, dc: 'dc1', rack: 'r1', state: 'UN', tokens: [String(BigInt(i) * 6148914691236517205n - 6148914691236517205n)] }));
     for (const n of all) {
       n.members = members;
       n.rf = 3;
     }
+    return all;
+  };
+
+  it('spreads keys over every replica, also replicas the client learnt of only from the ring', async () => {
+    const all = await threeReplicas();
     const c = client([all[0]!.address]);
     await c.ready();
     for (let round = 0; round < 10; round++) await Promise.all(Array.from({ length: 30 }, (_, i) => c.put('ks', `key${round}-${i}`, 'v')));
@@ -183,12 +189,7 @@ describe('the client against fake nodes', () => {
   });
 
   it('takes replicas in turn while their loads are alike, and passes over one loaded past the bound', async () => {
-    const all = [await node(), await node(), await node()];
-    const members = () => all.map((n, i) => ({ address: n.address, name: `n${i}`, dc: 'dc1', rack: 'r1', state: 'UN', tokens: [String(BigInt(i) * 6148914691236517205n - 6148914691236517205n)] }));
-    for (const n of all) {
-      n.members = members;
-      n.rf = 3;
-    }
+    const all = await threeReplicas();
     const c = client([all[0]!.address], { requestTimeoutMs: 5_000 });
     await c.ready();
     const slow = all[0]!;
