@@ -17,9 +17,9 @@ function tier(p: Proximity, node: NodeId): number {
 }
 
 /**
- * How much slower (EWMA) than the fastest of its tier a replica may be and
- * keep its ring-order place, as a fraction: 1.0 lets ring order stand until a
- * replica takes twice as long as the fastest (Cassandra's
+ * How much slower (EWMA) than its tier's latency of the same rank a replica
+ * may be and keep its ring-order place, as a fraction: 1.0 lets ring order
+ * stand until a replica takes twice as long as that (Cassandra's
  * `dynamic_snitch_badness_threshold`, whose default is 1.0 since 4.0).
  */
 export const DEFAULT_BADNESS_THRESHOLD = 1.0;

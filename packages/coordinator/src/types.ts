@@ -51,8 +51,8 @@ export interface CoordinatorOptions {
   /** `read_request_timeout` (default 5000 ms, as Cassandra). */
   readTimeoutMs?: number;
   /**
-   * How much slower (EWMA) than the fastest replica of its proximity tier a replica may be before reads order the
-   * tier by latency instead of ring order, as a fraction (`dynamic_snitch_badness_threshold`; default 1.0, see
+   * How much slower (EWMA) than the tier's latency of its rank a replica of a proximity tier may be before reads
+   * order the tier by latency instead of ring order, as a fraction (`dynamic_snitch_badness_threshold`; default 1.0, see
    * `sortByProximity`).
    */
   badnessThreshold?: number;
