@@ -29,7 +29,7 @@ export interface NodeSettings {
   secret: string;
   phi_convict_threshold: number;
   /**
-   * How much slower (EWMA of latency) than its tier's latency of the same rank a replica may be before reads order
+   * How much slower (by its latency average) than its tier's latency of the same rank a replica may be before reads order
    * the tier by latency instead of ring order, as a fraction (1.0: twice as slow), as Cassandra's.
    */
   dynamic_snitch_badness_threshold: number;

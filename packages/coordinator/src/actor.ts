@@ -1,4 +1,4 @@
-import { type ActorContext, type ActorRef, type ActorSystem, type Behavior, DeadlineQueues, type ReplyTo, fromWireError } from '@chorus/actors';
+import { type ActorContext, type ActorRef, type ActorSystem, AskTimeout, type Behavior, DeadlineQueues, type ReplyTo, fromWireError } from '@chorus/actors';
 import { IdTable, InvalidRequest, type NodeId, Overloaded, type Token, isChorusError } from '@chorus/core';
 import { type Cell, EmptyPartitionKey, KeyTooLarge, LIMITS, type Mutation, expiryFromTtl, isDead, isTombstone, mutationBytes, validateMutation } from '@chorus/model';
 import type { ReplicaRepair } from '@chorus/read-repair';
@@ -196,7 +196,7 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
           localDc: topology.localDc,
           localRack: topology.localRack,
           locate: (n) => ring.member(n) ?? membership.locationOf(n),
-          latencyMs: (n) => latencies.ewma(n),
+          latencyMs: (n) => latencies.averageMs(n),
         }, o.badnessThreshold);
     }
 
@@ -339,10 +339,23 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
       return (ref, clocks, t, answered) => requestData(ref, send.dataOf, clocks, t, answered);
     };
 
+    /**
+     * An ask the replica let time out counts as an answer that took that
+     * long, as Cassandra's snitch counts an expired callback: a replica that
+     * stops answering (a stalled disk, a paused process the failure detector
+     * has not convicted yet) would otherwise keep the latency of its last
+     * answers and stay first, and every read sent to it would wait for its
+     * speculative retry. Only the average hears it: the p99 that times
+     * speculative retries is of answers.
+     */
+    function observeFailure(from: NodeId, sentAtMs: number, receivedAtMs: number, error: Error): void {
+      if (error instanceof AskTimeout) latencies.recordTimeout(from, receivedAtMs - sentAtMs, receivedAtMs);
+    }
+
     /** Moves the clocks on and notes the replica's latency and offset from an answer. */
     function observeAnswer(from: NodeId, sentAtMs: number, receivedAtMs: number, sentWallMicros: number, answer: Clocks): void {
       const rttMs = receivedAtMs - sentAtMs;
-      latencies.record(from, rttMs);
+      latencies.record(from, rttMs, receivedAtMs);
       hlc.observe(answer.hlc);
       if (from !== env.node) skew.observeRoundTrip(from, { sentWallMicros, peerWallMicros: answer.wallMicros, rttMs, atMs: receivedAtMs });
     }
@@ -426,7 +439,7 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
         const answer = msg.outcome.answer;
         observeAnswer(from, msg.sentAtMs, msg.receivedAtMs, msg.sentWallMicros, answer);
         if (answer.failures !== undefined) failures = new Map(answer.failures.map((f) => [f.index, fromWireError(f.error)]));
-      }
+      } else observeFailure(from, msg.sentAtMs, msg.receivedAtMs, msg.outcome.error);
       let mutated: Outcome | undefined;
       const answerOf = (answer: BatchedMsg, kind: keyof ItemIds, i: number): Outcome => {
         if (kind === 'mutations') return (mutated ??= { ok: true, msg: { type: 'replica.mutated', hlc: answer.hlc, wallMicros: answer.wallMicros } satisfies MutatedMsg });
@@ -617,6 +630,7 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
         }
         case 'answer': {
           if (msg.outcome.ok) observeAnswer(msg.from, msg.sentAtMs, msg.receivedAtMs, msg.sentWallMicros, msg.outcome.msg);
+          else observeFailure(msg.from, msg.sentAtMs, msg.receivedAtMs, msg.outcome.error);
           const running = requests.get(msg.id);
           if (running === undefined) return;
           try {

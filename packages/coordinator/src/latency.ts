@@ -1,9 +1,18 @@
 import type { NodeId } from '@chorus/core';
 
 /**
- * Recent latencies of one peer: an EWMA to rank replicas by speed (the
- * dynamic-snitch part) and a window of the last samples for the p99 that
- * decides when to retry speculatively.
+ * Recent latencies of one peer: an average that forgets by time, to rank
+ * replicas by speed (the dynamic-snitch part), and a window of the last
+ * samples for the p99 that decides when to retry speculatively.
+ *
+ * The average weighs each answer by the time since the one before (half of
+ * it is older than `halfLifeMs`), as Cassandra's snitch keeps a reservoir
+ * biased to the last second. Weighing each answer alike, as an EWMA of the
+ * last few answers does, followed every burst of a saturated node: under
+ * cold reads at 1024 in flight the estimates swung from 6 to 570 ms within
+ * seconds, one peer looked twice as slow as another by chance, every
+ * coordinator sent its reads to the other one, and one node served 2.5
+ * times the reads of another.
  *
  * The window is long (1024 answers) so that the p99 is a percentile and not
  * the largest of a burst: with a short one, under load every burst of slow
@@ -17,22 +26,39 @@ export class LatencyWindow {
   private count = 0;
   private cachedP99: number | undefined;
   private sinceRefresh = 0;
-  ewmaMs: number | undefined;
+  private lastAtMs = 0;
+  averageMs: number | undefined;
 
   constructor(
     private readonly size = 1024,
-    private readonly alpha = 0.2,
+    private readonly halfLifeMs = DEFAULT_HALF_LIFE_MS,
     private readonly refreshEvery = 32,
   ) {
     this.samples = new Array<number>(size).fill(0);
   }
 
-  record(ms: number): void {
+  /** An answer that took `ms`, received at `atMs` (monotonic). */
+  record(ms: number, atMs: number): void {
     this.samples[this.next] = ms;
     this.next = (this.next + 1) % this.size;
     if (this.count < this.size) this.count++;
     if (++this.sinceRefresh >= this.refreshEvery) this.cachedP99 = undefined;
-    this.ewmaMs = this.ewmaMs === undefined ? ms : this.ewmaMs + this.alpha * (ms - this.ewmaMs);
+    this.average(ms, atMs);
+  }
+
+  /** An ask that timed out after `ms`: it moves the average, not the p99 of answers. */
+  recordTimeout(ms: number, atMs: number): void {
+    this.average(ms, atMs);
+  }
+
+  private average(ms: number, atMs: number): void {
+    if (this.averageMs === undefined) this.averageMs = ms;
+    else {
+      // Answers of the same millisecond share its weight; the first after a long silence replaces the average.
+      const weight = 1 - 0.5 ** (Math.max(0, atMs - this.lastAtMs) / this.halfLifeMs);
+      this.averageMs += weight * (ms - this.averageMs);
+    }
+    this.lastAtMs = atMs;
   }
 
   get sampleCount(): number {
@@ -52,6 +78,9 @@ export class LatencyWindow {
     return this.cachedP99;
   }
 }
+
+/** Half of a peer's latency average is from its answers of the last second. */
+export const DEFAULT_HALF_LIFE_MS = 1_000;
 
 /** Up to this many from the top, a scan that keeps the largest few beats a sort of the window. */
 const TOP_SCAN = 16;
@@ -77,26 +106,34 @@ function largest(values: readonly number[], count: number, k: number): number {
 export class PeerLatencies {
   private readonly peers = new Map<NodeId, LatencyWindow>();
 
-  record(node: NodeId, ms: number): void {
+  record(node: NodeId, ms: number, atMs: number): void {
+    this.window(node).record(ms, atMs);
+  }
+
+  recordTimeout(node: NodeId, ms: number, atMs: number): void {
+    this.window(node).recordTimeout(ms, atMs);
+  }
+
+  private window(node: NodeId): LatencyWindow {
     let w = this.peers.get(node);
     if (w === undefined) {
       w = new LatencyWindow();
       this.peers.set(node, w);
     }
-    w.record(ms);
+    return w;
   }
 
-  ewma(node: NodeId): number | undefined {
-    return this.peers.get(node)?.ewmaMs;
+  averageMs(node: NodeId): number | undefined {
+    return this.peers.get(node)?.averageMs;
   }
 
   p99(node: NodeId): number | undefined {
     return this.peers.get(node)?.p99();
   }
 
-  snapshot(): Record<string, { ewmaMs: number; p99Ms: number; samples: number }> {
-    const out: Record<string, { ewmaMs: number; p99Ms: number; samples: number }> = {};
-    for (const [node, w] of this.peers) out[node] = { ewmaMs: w.ewmaMs ?? 0, p99Ms: w.p99() ?? 0, samples: w.sampleCount };
+  snapshot(): Record<string, { averageMs: number; p99Ms: number; samples: number }> {
+    const out: Record<string, { averageMs: number; p99Ms: number; samples: number }> = {};
+    for (const [node, w] of this.peers) out[node] = { averageMs: w.averageMs ?? 0, p99Ms: w.p99() ?? 0, samples: w.sampleCount };
     return out;
   }
 }

@@ -17,7 +17,7 @@ function tier(p: Proximity, node: NodeId): number {
 }
 
 /**
- * How much slower (EWMA) than its tier's latency of the same rank a replica
+ * How much slower (by its latency average) than its tier's latency of the same rank a replica
  * may be and keep its ring-order place, as a fraction: 1.0 lets ring order
  * stand until a replica takes twice as long as that (Cassandra's
  * `dynamic_snitch_badness_threshold`, whose default is 1.0 since 4.0).
@@ -30,7 +30,7 @@ export const DEFAULT_BADNESS_THRESHOLD = 1.0;
  * replica set (a vnode's natural order) puts a different peer first and
  * reads spread over the peers; sorting by latency alone sent every digest
  * read of a coordinator to the one peer that was a little faster, until
- * that made it the slowest. A tier is ordered by measured latency (EWMA,
+ * that made it the slowest. A tier is ordered by measured latency (the average,
  * unmeasured nodes after measured ones, then ring order) once a node at
  * some position is slower than the tier's same-rank latency by more than
  * `badnessThreshold` (Cassandra's dynamic snitch compares the same way).

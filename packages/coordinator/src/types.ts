@@ -51,7 +51,7 @@ export interface CoordinatorOptions {
   /** `read_request_timeout` (default 5000 ms, as Cassandra). */
   readTimeoutMs?: number;
   /**
-   * How much slower (EWMA) than the tier's latency of its rank a replica of a proximity tier may be before reads
+   * How much slower (by its latency average) than the tier's latency of its rank a replica of a proximity tier may be before reads
    * order the tier by latency instead of ring order, as a fraction (`dynamic_snitch_badness_threshold`; default 1.0, see
    * `sortByProximity`).
    */
@@ -205,7 +205,7 @@ export interface CoordinatorStats {
   sessionFloor: { escalations: number; notMet: number };
   /** Peer timestamps not adopted by the clock because they lay beyond max_clock_skew. */
   refusedPeerTimestamps: number;
-  peers: Record<string, { ewmaMs: number; p99Ms: number; samples: number }>;
+  peers: Record<string, { averageMs: number; p99Ms: number; samples: number }>;
 }
 
 export interface CoordinatorHandle {

@@ -12,12 +12,12 @@ describe('latency window p99', () => {
     let seed = 7;
     const next = () => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
     for (const size of [1, 5, 100, 101, 128, 500, 1024, 1600]) {
-      const w = new LatencyWindow(size, 0.2, 1);
+      const w = new LatencyWindow(size, 1_000, 1);
       const recent: number[] = [];
       for (let i = 0; i < 3 * size + 7; i++) {
         // Ties and spikes included: latencies repeat, and a few are far above the rest.
         const ms = next() < 0.05 ? 100 + Math.floor(next() * 1000) : Math.floor(next() * 20);
-        w.record(ms);
+        w.record(ms, i);
         recent.push(ms);
         if (recent.length > size) recent.shift();
         expect(w.p99(), `size ${size}, sample ${i}`).toBe(sortedP99(recent));
@@ -26,12 +26,12 @@ describe('latency window p99', () => {
   });
 
   it('is found again every refreshEvery samples, and is the window’s p99 then', () => {
-    const w = new LatencyWindow(1024, 0.2, 32);
+    const w = new LatencyWindow(1024, 1_000, 32);
     const recent: number[] = [];
     let seen: number | undefined;
     for (let i = 0; i < 3000; i++) {
       const ms = i % 97 === 0 ? 500 + i : i % 13;
-      w.record(ms);
+      w.record(ms, i);
       recent.push(ms);
       if (recent.length > 1024) recent.shift();
       const p99 = w.p99();
@@ -39,5 +39,26 @@ describe('latency window p99', () => {
       else expect(p99, `sample ${i}`).toBe(seen);
       seen = p99;
     }
+  });
+});
+
+describe('latency average (the dynamic snitch’s estimate)', () => {
+  it('weighs answers by time: a burst of slow answers moves it by the moment they span, not by their number', () => {
+    const w = new LatencyWindow();
+    for (let t = 0; t < 1_000; t++) w.record(10, t);
+    // Five answers of 500 ms land in the same millisecond, as a batch does from a node that stalled once.
+    for (let i = 0; i < 5; i++) w.record(500, 1_000);
+    expect(w.averageMs).toBeLessThan(12);
+  });
+
+  it('follows a lasting change within about a second, and lets the first answer after a silence replace it', () => {
+    const w = new LatencyWindow(1024, 1_000);
+    for (let t = 0; t < 1_000; t++) w.record(10, t);
+    for (let t = 1_000; t < 3_000; t++) w.record(30, t);
+    // Two half-lives: three quarters of the way from 10 to 30 ms.
+    expect(w.averageMs).toBeGreaterThan(24.9);
+    expect(w.averageMs).toBeLessThan(25.1);
+    w.record(4, 60_000);
+    expect(w.averageMs).toBeCloseTo(4, 6);
   });
 });
