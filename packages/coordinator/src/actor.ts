@@ -190,14 +190,16 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
     }
 
     function proximity(ring: RingView) {
-      return (nodes: readonly NodeId[]) =>
-        sortByProximity(nodes, {
+      return (nodes: readonly NodeId[]) => {
+        const nowMs = env.clock.monotonicMs();
+        return sortByProximity(nodes, {
           self: env.node,
           localDc: topology.localDc,
           localRack: topology.localRack,
           locate: (n) => ring.member(n) ?? membership.locationOf(n),
-          latencyMs: (n) => latencies.averageMs(n),
+          latencyMs: (n) => latencies.averageMs(n, nowMs),
         }, o.badnessThreshold);
+      };
     }
 
     function speculationDelay(plan: ReplicaPlan): number {

@@ -27,6 +27,7 @@ export class LatencyWindow {
   private cachedP99: number | undefined;
   private sinceRefresh = 0;
   private lastAtMs = 0;
+  private freshUntilMs = 0;
   averageMs: number | undefined;
 
   constructor(
@@ -54,11 +55,24 @@ export class LatencyWindow {
   private average(ms: number, atMs: number): void {
     if (this.averageMs === undefined) this.averageMs = ms;
     else {
-      // Answers of the same millisecond share its weight; the first after a long silence replaces the average.
+      // Time, not the number of answers, gives the weight: an answer in the same instant as the last adds nothing, the first after a long silence replaces the average.
       const weight = 1 - 0.5 ** (Math.max(0, atMs - this.lastAtMs) / this.halfLifeMs);
       this.averageMs += weight * (ms - this.averageMs);
     }
     this.lastAtMs = atMs;
+    this.freshUntilMs = atMs + Math.max(FRESH_FOR_MS, FRESH_FOR_LATENCIES * this.averageMs);
+  }
+
+  /**
+   * The average while it is recent, else undefined: a replica the snitch
+   * passes over gets few answers to refresh it, so without this a moment of
+   * slowness could keep it passed over for good (Cassandra resets its scores
+   * on an interval for the same reason). A slower replica's average stays
+   * longer, so one that stopped answering is asked again only after ten times
+   * the timeout it earned.
+   */
+  averageAt(nowMs: number): number | undefined {
+    return nowMs <= this.freshUntilMs ? this.averageMs : undefined;
   }
 
   get sampleCount(): number {
@@ -81,6 +95,9 @@ export class LatencyWindow {
 
 /** Half of a peer's latency average is from its answers of the last second. */
 export const DEFAULT_HALF_LIFE_MS = 1_000;
+/** An average is evidence for at least this long after its last answer, and for this many times itself. */
+const FRESH_FOR_MS = 2_000;
+const FRESH_FOR_LATENCIES = 10;
 
 /** Up to this many from the top, a scan that keeps the largest few beats a sort of the window. */
 const TOP_SCAN = 16;
@@ -123,8 +140,9 @@ export class PeerLatencies {
     return w;
   }
 
-  averageMs(node: NodeId): number | undefined {
-    return this.peers.get(node)?.averageMs;
+  /** The peer's latency average, while it is recent enough to rank the peer by. */
+  averageMs(node: NodeId, nowMs: number): number | undefined {
+    return this.peers.get(node)?.averageAt(nowMs);
   }
 
   p99(node: NodeId): number | undefined {

@@ -5,7 +5,7 @@ export interface Proximity {
   localDc: string;
   localRack: string;
   locate(node: NodeId): { dc: string; rack: string } | undefined;
-  /** Recent latency to the node, when measured. */
+  /** Recent latency to the node, when measured lately. */
   latencyMs(node: NodeId): number | undefined;
 }
 
@@ -30,23 +30,28 @@ export const DEFAULT_BADNESS_THRESHOLD = 1.0;
  * replica set (a vnode's natural order) puts a different peer first and
  * reads spread over the peers; sorting by latency alone sent every digest
  * read of a coordinator to the one peer that was a little faster, until
- * that made it the slowest. A tier is ordered by measured latency (the average,
- * unmeasured nodes after measured ones, then ring order) once a node at
- * some position is slower than the tier's same-rank latency by more than
- * `badnessThreshold` (Cassandra's dynamic snitch compares the same way).
+ * that made it the slowest. A tier is ordered by measured latency (ties in
+ * ring order) once a node at some position is slower than the tier's
+ * same-rank latency by more than `badnessThreshold` (Cassandra's dynamic
+ * snitch compares the same way). A tier with a node not measured lately
+ * keeps ring order: no evidence is no reason to pass a node over (Cassandra
+ * ranks a node without a score first), and being asked is how it is
+ * measured again.
  */
 export function sortByProximity(nodes: readonly NodeId[], p: Proximity, badnessThreshold = DEFAULT_BADNESS_THRESHOLD): NodeId[] {
   const tiers = nodes.map((n) => tier(p, n));
-  const lats = nodes.map((n) => p.latencyMs(n) ?? Infinity);
-  // Array.prototype.sort is stable: equal tiers (and equal latencies) keep ring order. Infinity − Infinity is NaN, a tie.
+  const lats = nodes.map((n) => p.latencyMs(n));
+  // Array.prototype.sort is stable: equal tiers (and equal latencies) keep ring order.
   const byTier = nodes.map((_, i) => i).sort((a, b) => tiers[a]! - tiers[b]!);
   const out: NodeId[] = [];
   for (let from = 0; from < byTier.length; ) {
     let to = from + 1;
     while (to < byTier.length && tiers[byTier[to]!] === tiers[byTier[from]!]) to++;
     const group = byTier.slice(from, to);
-    const fastest = group.map((i) => lats[i]!).sort((a, b) => a - b);
-    if (group.some((i, rank) => lats[i]! > fastest[rank]! * (1 + badnessThreshold))) group.sort((a, b) => lats[a]! - lats[b]! || 0);
+    if (group.every((i) => lats[i] !== undefined)) {
+      const fastest = group.map((i) => lats[i]!).sort((a, b) => a - b);
+      if (group.some((i, rank) => lats[i]! > fastest[rank]! * (1 + badnessThreshold))) group.sort((a, b) => lats[a]! - lats[b]!);
+    }
     for (const i of group) out.push(nodes[i]!);
     from = to;
   }

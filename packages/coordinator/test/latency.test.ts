@@ -61,4 +61,19 @@ describe('latency average (the dynamic snitch’s estimate)', () => {
     w.record(4, 60_000);
     expect(w.averageMs).toBeCloseTo(4, 6);
   });
+
+  it('is evidence while it is recent: two seconds after the last answer, or ten times itself when longer', () => {
+    const w = new LatencyWindow();
+    expect(w.averageAt(0)).toBeUndefined();
+    w.record(300, 1_000);
+    expect(w.averageAt(3_000)).toBe(300);
+    expect(w.averageAt(4_001)).toBeUndefined();
+    w.record(20, 10_000);
+    expect(w.averageAt(12_000)).toBeDefined();
+    expect(w.averageAt(12_001)).toBeUndefined();
+    // A replica that let an ask time out after 5 s is passed over for 50 s before it is asked again.
+    w.recordTimeout(5_000, 20_000);
+    expect(w.averageAt(69_000)).toBeGreaterThan(4_990);
+    expect(w.averageAt(70_001)).toBeUndefined();
+  });
 });

@@ -32,8 +32,11 @@ describe('proximity order (the dynamic snitch)', () => {
     expect(sortByProximity([c, b, a], proximity({ b: 4, c: 4.2 }), 0.1)).toEqual([a, c, b]);
   });
 
-  it('puts measured replicas before unmeasured ones, and leaves unmeasured ones in ring order', () => {
-    expect(sortByProximity([c, b], proximity({ b: 30 }))).toEqual([b, c]);
+  it('keeps ring order in a tier while one of its replicas has no recent latency, so that it is asked and measured again', () => {
+    expect(sortByProximity([c, b], proximity({ b: 30 }))).toEqual([c, b]);
+    expect(sortByProximity([b, c], proximity({ b: 30 }))).toEqual([b, c]);
+    expect(sortByProximity([c, b, d], proximity({ b: 4, c: 50 }))).toEqual([b, c, d]);
+    expect(sortByProximity([c, b, d], proximity({ b: 4, c: 50, d: 1 }))).toEqual([b, c, d]);
     expect(sortByProximity([c, b], proximity({}))).toEqual([c, b]);
   });
 });
