@@ -26,9 +26,9 @@ export const DEFAULT_BADNESS_THRESHOLD = 1.0;
 
 /**
  * Closest first: this node, then its rack, then its datacenter, then the
- * rest. Within a tier ring order stands while latencies are alike, so each
- * replica set (a vnode's natural order) puts a different peer first and
- * reads spread over the peers; sorting by latency alone sent every digest
+ * rest. Within a tier ring order from this node on stands while latencies
+ * are alike, so each replica of a set (a vnode's natural order) is the
+ * first peer of another and reads spread over the peers; sorting by latency alone sent every digest
  * read of a coordinator to the one peer that was a little faster, until
  * that made it the slowest. A tier is ordered by measured latency (ties in
  * ring order) once a node at some position is slower than the tier's
@@ -38,7 +38,15 @@ export const DEFAULT_BADNESS_THRESHOLD = 1.0;
  * ranks a node without a score first), and being asked is how it is
  * measured again.
  */
-export function sortByProximity(nodes: readonly NodeId[], p: Proximity, badnessThreshold = DEFAULT_BADNESS_THRESHOLD): NodeId[] {
+export function sortByProximity(natural: readonly NodeId[], p: Proximity, badnessThreshold = DEFAULT_BADNESS_THRESHOLD): NodeId[] {
+  // Ring order from this node's successor, not from the range's primary
+  // replica: from the primary, two thirds of a range's remote reads went to
+  // the primary (rf 3), so a node's share of them followed its share of
+  // primary ranges (23, 37 and 40 % for the first three nodes' 16 tokens).
+  // From the successor, each replica is the next one of exactly one other,
+  // whatever the tokens.
+  const self = natural.indexOf(p.self);
+  const nodes = self <= 0 ? natural : [...natural.slice(self), ...natural.slice(0, self)];
   const tiers = nodes.map((n) => tier(p, n));
   const lats = nodes.map((n) => p.latencyMs(n));
   // Array.prototype.sort is stable: equal tiers (and equal latencies) keep ring order.

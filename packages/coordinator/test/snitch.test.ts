@@ -15,10 +15,16 @@ describe('proximity order (the dynamic snitch)', () => {
     expect(sortByProximity([e, d, c, a], proximity({ e: 0.1, d: 0.2, c: 50 }))).toEqual([a, c, d, e]);
   });
 
-  it('keeps ring order within a tier while latencies are alike, so replica sets spread their reads over the peers', () => {
-    const alike = proximity({ b: 4, c: 7 });
+  it('keeps ring order from this node on within a tier while latencies are alike, so each replica is the first peer of exactly one other', () => {
+    const alike = proximity({ a: 5, b: 4, c: 7 });
     expect(sortByProximity([c, b, a], alike)).toEqual([a, c, b]);
-    expect(sortByProximity([b, a, c], alike)).toEqual([a, b, c]);
+    expect(sortByProximity([b, a, c], alike)).toEqual([a, c, b]);
+    expect(sortByProximity([a, b, c], alike)).toEqual([a, b, c]);
+    // In any natural order, whichever replica is primary, each replica asks a different one first.
+    for (const order of [[a, b, c], [b, c, a], [c, a, b], [a, c, b]]) {
+      const firstPeers = [a, b, c].map((self) => sortByProximity(order, { ...alike, self })[1]);
+      expect(new Set(firstPeers).size, order.join('')).toBe(3);
+    }
     // Every natural order of three replicas: each peer comes right after this node in half of them.
     const orders = [[a, b, c], [a, c, b], [b, a, c], [b, c, a], [c, a, b], [c, b, a]];
     const second = orders.map((o) => sortByProximity(o, alike)[1]);

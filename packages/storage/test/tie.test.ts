@@ -195,6 +195,8 @@ describe.each(backends.map((b) => [b().name, b] as const))('versions with equal 
     for (const m of versions) await store.write(m);
     expect(await entries(db)).toBe(versions.length);
     expect(show(await store.getCell(row('k')))).toBe(`T@${TS}`);
+    // The read queued the deletes of the nine shadowed versions: let them land, or the first rewrite's batch carries them too and the delete wins.
+    await store.settled();
     // Writing them all again adds nothing: the same version always has the same key.
     for (const m of versions) await store.write(m);
     expect(await entries(db)).toBe(versions.length);
