@@ -1,5 +1,11 @@
 import type { NodeId } from '@chorus/core';
 
+/** Half of a peer's latency average is from its answers of the last second. */
+const DEFAULT_HALF_LIFE_MS = 1_000;
+/** An average is evidence for at least this long after its last answer, and for this many times itself. */
+const FRESH_FOR_MS = 2_000;
+const FRESH_FOR_LATENCIES = 10;
+
 /**
  * Recent latencies of one peer: an average that forgets by time, to rank
  * replicas by speed (the dynamic-snitch part), and a window of the last
@@ -92,12 +98,6 @@ export class LatencyWindow {
     return this.cachedP99;
   }
 }
-
-/** Half of a peer's latency average is from its answers of the last second. */
-export const DEFAULT_HALF_LIFE_MS = 1_000;
-/** An average is evidence for at least this long after its last answer, and for this many times itself. */
-const FRESH_FOR_MS = 2_000;
-const FRESH_FOR_LATENCIES = 10;
 
 /** Up to this many from the top, a scan that keeps the largest few beats a sort of the window. */
 const TOP_SCAN = 16;

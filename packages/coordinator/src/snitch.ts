@@ -28,9 +28,9 @@ export const DEFAULT_BADNESS_THRESHOLD = 1.0;
  * Closest first: this node, then its rack, then its datacenter, then the
  * rest. Within a tier ring order from this node on stands while latencies
  * are alike, so each replica of a set (a vnode's natural order) is the
- * first peer of another and reads spread over the peers; sorting by latency alone sent every digest
- * read of a coordinator to the one peer that was a little faster, until
- * that made it the slowest. A tier is ordered by measured latency (ties in
+ * first peer of another and reads spread over the peers; sorting by
+ * latency alone sent every digest read of a coordinator to the one peer
+ * that was a little faster, until that made it the slowest. A tier is ordered by measured latency (ties in
  * ring order) once a node at some position is slower than the tier's
  * same-rank latency by more than `badnessThreshold` (Cassandra's dynamic
  * snitch compares the same way). A tier with a node not measured lately
