@@ -32,6 +32,8 @@ export interface ClientApiOptions {
   maxPayloadBytes?: number;
   /** Answers produced in one turn go out as one message (default true; env CHORUS_CLIENT_COALESCE=0 turns it off). */
   coalesce?: boolean;
+  /** Where a connection's flush of answers is deferred to: the node's scheduler, so it runs in the same drain as the work that answered (default `setImmediate`). */
+  defer?: (fn: () => void) => void;
   /** Connections at once before new ones are refused (default 4096). */
   maxConnections?: number;
   /** Times the data requests (put, get, del, slice). */
@@ -137,7 +139,7 @@ class ClientConnection {
     }
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      setImmediate(() => this.flush());
+      this.api.defer(() => this.flush());
     }
   }
 
@@ -188,6 +190,7 @@ class ClientApiImpl implements ClientApi {
   readonly log: Logger;
   readonly packr = protocol.createPackr();
   readonly coalesce: boolean;
+  readonly defer: (fn: () => void) => void;
   readonly counters = { connectionsTotal: 0, requests: 0, badRequests: 0, badFrames: 0, overloaded: 0, messagesIn: 0, messagesOut: 0, answersOut: 0 };
   private readonly ops = new Map<string, number>();
   private readonly errors = new Map<string, number>();
@@ -208,6 +211,7 @@ class ClientApiImpl implements ClientApi {
     this.budget = options.budget ?? new RequestBudget(4 * this.maxConnectionBytes);
     this.maxConnections = options.maxConnections ?? 4096;
     this.coalesce = options.coalesce ?? process.env.CHORUS_CLIENT_COALESCE !== '0';
+    this.defer = options.defer ?? setImmediate;
     this.wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayloadBytes ?? protocol.MAX_MESSAGE_BYTES, perMessageDeflate: false, clientTracking: false });
     this.wss.on('error', (error) => this.log.warn({ err: error }, 'client WebSocket server error'));
     const server = options.app?.server ?? options.server;

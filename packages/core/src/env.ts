@@ -22,7 +22,11 @@ export interface Timer {
 export interface Scheduler {
   /** Run `fn` once after `delayMs` milliseconds. */
   setTimer(delayMs: number, fn: () => void): Timer;
-  /** Run `fn` soon, after the current turn and after I/O that is already waiting. */
+  /**
+   * Run `fn` soon, after the current turn. In production what a deferred
+   * callback defers runs in the same pass, before the next poll for I/O, up
+   * to a bound.
+   */
   defer(fn: () => void): void;
   /**
    * Tells the scheduler that work is in flight outside its queue (an awaited

@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import { nodeId, realEnv } from '../src/index.js';
+
+const env = () => realEnv(nodeId('n1'));
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+describe('realEnv scheduler.defer', () => {
+  it('runs deferred callbacks in order, after the current turn', async () => {
+    const { scheduler } = env();
+    const ran: number[] = [];
+    scheduler.defer(() => ran.push(1));
+    scheduler.defer(() => ran.push(2));
+    expect(ran).toEqual([]);
+    await nextTurn();
+    expect(ran).toEqual([1, 2]);
+  });
+
+  it('runs what a deferred callback defers in the same pass, before I/O that came meanwhile', async () => {
+    const { scheduler } = env();
+    const ran: string[] = [];
+    // A chain of hand-offs, as a request takes from actor to actor.
+    scheduler.defer(() => {
+      ran.push('first');
+      setImmediate(() => ran.push('event loop')); // house-rules-allow
+      scheduler.defer(() => {
+        ran.push('second');
+        scheduler.defer(() => ran.push('third'));
+      });
+    });
+    await new Promise<void>((resolve) => setTimeout(resolve, 5)); // house-rules-allow
+    expect(ran).toEqual(['first', 'second', 'third', 'event loop']);
+  });
+
+  it('yields to the event loop after a bounded pass, and still runs the rest', async () => {
+    const { scheduler } = env();
+    let count = 0;
+    let loopTurnsSeen = 0;
+    const forever = () => {
+      count++;
+      if (count < 5000) scheduler.defer(forever);
+    };
+    scheduler.defer(forever);
+    const watcher = setInterval(() => loopTurnsSeen++, 0); // house-rules-allow
+    while (count < 5000) await new Promise<void>((resolve) => setTimeout(resolve, 1)); // house-rules-allow
+    clearInterval(watcher);
+    expect(count).toBe(5000);
+    expect(loopTurnsSeen).toBeGreaterThan(0);
+  });
+
+});
