@@ -46,8 +46,8 @@ const MAX_DEFERRED_PER_DRAIN = 1024;
  * `defer` on one `setImmediate` per check phase that also runs what the
  * callbacks defer in turn. A request handed from actor to actor (client
  * connection, coordinator, replica, storage, peer link) otherwise took a whole
- * turn of the event loop per hop (timers, an epoll, the check phase), which a
- * request alone pays in full and requests in flight together share.
+ * turn of the event loop per hop (timers, an epoll, the check phase). Promise
+ * jobs a callback queues run after the pass, not between its callbacks.
  */
 function deferQueue(): (fn: () => void) => void {
   let queue: Array<(() => void) | undefined> = [];
