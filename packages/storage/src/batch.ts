@@ -1,5 +1,6 @@
 import type { Mutation } from '@chorus/model';
 import { type ENC, NO_SYNC, SYNC, type StorageDb } from './db.js';
+import type { BatchHeads } from './heads.js';
 
 /**
  * The rows a write batch touches, for the row cache, which learns of them only
@@ -19,6 +20,8 @@ export class Batch {
   length = 0;
   /** The rows it writes, when the store keeps a row cache. */
   touched: Touched | undefined;
+  /** The heads it puts (heads.ts). */
+  heads: BatchHeads | undefined;
 
   constructor(
     private readonly db: StorageDb,

@@ -84,7 +84,8 @@ async function actorWrites(root: string, mode: CommitSyncMode, warm = false): Pr
     while (performance.now() < deadline) {
       const n = next++;
       const i = warm && n % 2 === 0 ? (n / 2) % HOT_KEYS : n;
-      await write(h.ref, mutation(i, warm ? 2 + n : 1), 30_000);
+      // Each write newer than the ones before, as a clock stamps them.
+      await write(h.ref, mutation(i, 2 + n), 30_000);
       acked++;
     }
   };
@@ -140,13 +141,13 @@ async function batchedReads(keys: number, batch: number, readers: number, read: 
 }
 
 /**
- * The cold reads of a replica's turn through the store (a seek per row: a
- * row's versions sit under keys that end in their timestamps, so the newest
- * is the first key past a prefix) against the floor of the same work,
- * LevelDB's `getMany` of exact keys, the same number of rows of the same size.
+ * The cold reads of a replica's turn through the store (one `getMany` of the
+ * rows' heads, then the row cache's fill) against the floor of the same
+ * work, LevelDB's `getMany` of exact keys, the same number of rows of the
+ * same size.
  */
 async function batchedColdReads(root: string, db: Level<Uint8Array, Uint8Array>, keys: number): Promise<{ store: number; getMany: number }> {
-  const store = new Store(db, { env });
+  const store = await new Store(db, { env }).open();
   const storeRate = await batchedReads(keys, 64, 2, async (xs) => {
     await store.pointReads(
       xs.map((x) => ({ address: { keyspace: 'bench', token: tokenOf(x), partition: te.encode(`key-${x}`) }, digest: false })),
@@ -172,11 +173,12 @@ async function batchedColdReads(root: string, db: Level<Uint8Array, Uint8Array>,
 
 async function reads(root: string): Promise<{ cold: PointPhase; coldBatched: { store: number; getMany: number }; hot: PointPhase; hotUncached: PointPhase; cache: ReturnType<Store['cacheStats']>; sliceMs: number; slicePerSec: number }> {
   const db = await fresh(root, 'reads');
-  const store = new Store(db, { env });
+  const store = await new Store(db, { env }).open();
   const N = 100_000;
   for (let i = 0; i < N; i += 1000) {
     const batch: Mutation[] = [];
-    for (let j = i; j < i + 1000; j++) batch.push(mutation(j, 1));
+    // Each write newer than the one before, as a clock gives them: each puts its row's head.
+    for (let j = i; j < i + 1000; j++) batch.push(mutation(j, 1 + j));
     await store.apply(batch);
   }
   const wide: Mutation[] = [];

@@ -1,15 +1,16 @@
 import { isPartitionDelete } from '@chorus/model';
 import { Batch, type Touched } from './batch.js';
 import { type ENC, RESOLVED, type StorageDb } from './db.js';
-import { DELETION_VERSION_BYTES, rowVersionAt } from './keys.js';
+import type { Heads } from './heads.js';
+import { DELETION_VERSION_BYTES, rowEntryAt } from './keys.js';
 import { type RowCache, cacheId } from './row-cache.js';
 
 /**
  * Group commit's plumbing: hands batches to LevelDB and keeps count of those
  * in flight, so that an exclusive section (a gc purge) runs with nothing in
  * flight while new batches wait at its gate, and so that closing waits for
- * every batch. The row cache learns of each batch as it lands, before the
- * batch's writes are acknowledged.
+ * every batch. The row cache and the heads learn of each batch as it lands,
+ * before the batch's writes are acknowledged.
  */
 export class GroupCommit {
   /** Batches handed to LevelDB and not yet landed. */
@@ -26,6 +27,7 @@ export class GroupCommit {
     private readonly db: StorageDb,
     private readonly opOptions: typeof ENC | undefined,
     private readonly cache: RowCache,
+    private readonly heads: Heads,
     /** Called each time the last batch in flight lands. */
     private readonly onIdle: () => void,
   ) {}
@@ -65,24 +67,27 @@ export class GroupCommit {
         return handOver();
       });
     }
-    const touched = batch.touched;
-    if (touched === undefined) {
+    const { touched, heads } = batch;
+    if (touched === undefined && heads === undefined) {
       return write.then(
         () => this.landed(),
         (error: unknown) => {
+          this.heads.landed(undefined, false);
           this.landed();
           throw error;
         },
       );
     }
-    // The cache learns of the batch here, before the promise resolves, so before any of its writes is acknowledged.
+    // The cache and the heads learn of the batch here, before the promise resolves, so before any of its writes is acknowledged.
     return write.then(
       () => {
-        cacheLanded(this.cache, touched, true);
+        if (touched !== undefined) cacheLanded(this.cache, touched, true);
+        if (heads !== undefined) this.heads.landed(heads, true);
         this.landed();
       },
       (error: unknown) => {
-        cacheLanded(this.cache, touched, false);
+        if (touched !== undefined) cacheLanded(this.cache, touched, false);
+        this.heads.landed(heads, false);
         this.landed();
         throw error;
       },
@@ -162,7 +167,7 @@ function cacheLanded(cache: RowCache, t: Touched, ok: boolean): void {
       if (ok) cache.partitionDeleted(seq, id, m.partitionDeletion.timestampMicros);
       else cache.invalidatePartition(seq, id);
     } else {
-      const id = cacheId(key, rowVersionAt(key));
+      const id = cacheId(key, rowEntryAt(key));
       if (ok) cache.rowWritten(seq, id, m.cell, key);
       else cache.invalidateRow(seq, id);
     }

@@ -1,6 +1,7 @@
 import type { Env } from '@chorus/core';
 import type { Batch } from './batch.js';
 import type { GroupCommit } from './commit.js';
+import { isHeadKey } from './keys.js';
 
 /** A read that meets a row with at least this many versions deletes the shadowed ones. */
 export const COMPACT_MIN_VERSIONS = 4;
@@ -15,7 +16,8 @@ const COMPACT_QUEUE_CAP = 10_000;
  * version never changes what reads see, in any order with other writes: its
  * winner stays (only an exclusive gc purge removes winners, and it removes
  * everything older with them), and a late rewrite of the same version is
- * shadowed by the same winner.
+ * shadowed by the same winner. That holds for version keys only: a head's
+ * key is the row's own, which the next newest write puts again.
  */
 export class CompactionQueue {
   private keys: Uint8Array[] = [];
@@ -30,12 +32,12 @@ export class CompactionQueue {
     return this.keys.length;
   }
 
-  /** Queues the keys of shadowed versions a read found. */
+  /** Queues the keys of shadowed versions a read found. A head is left alone: a write in flight may put its key again. */
   enqueue(keys: readonly Uint8Array[]): void {
     if (this.commits.closed || keys.length === 0) return;
     for (const k of keys) {
       if (this.keys.length >= COMPACT_QUEUE_CAP) break;
-      this.keys.push(k);
+      if (!isHeadKey(k)) this.keys.push(k);
     }
     if (this.commits.inFlight === 0 && !this.scheduled) {
       this.scheduled = true;
@@ -48,7 +50,7 @@ export class CompactionQueue {
 
   /** One shadowed version the row cache found (see RowCache); deleted like the ones reads find. */
   enqueueShadowed(key: Uint8Array): void {
-    if (this.commits.closed || this.keys.length >= COMPACT_QUEUE_CAP) return;
+    if (this.commits.closed || this.keys.length >= COMPACT_QUEUE_CAP || isHeadKey(key)) return;
     this.keys.push(key);
     // Called as a batch lands: the store flushes the queue when nothing else is in flight.
   }

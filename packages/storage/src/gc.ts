@@ -13,6 +13,7 @@ import {
   decodeToken,
   escapedFieldLength,
   hasPrefix,
+  isHeadKey,
   isTie,
   kindPrefix,
   partitionPrefixLength,
@@ -111,7 +112,8 @@ export async function sweep(s: StoreParts, cursor: SweepCursor | undefined, maxK
     group.count = 0;
     const best = group.best();
     if (deletion !== undefined && best.cell.timestampMicros <= deletion.timestampMicros) {
-      shadowed.push(group.bestKey);
+      // A head stays: a write in flight may put the same key again. The purge that removes the deletion takes it.
+      if (!isHeadKey(group.bestKey)) shadowed.push(group.bestKey);
       return;
     }
     const since = deadSince(best);
@@ -136,7 +138,7 @@ export async function sweep(s: StoreParts, cursor: SweepCursor | undefined, maxK
         last = key;
         if (group.belongs(key)) {
           const loser = group.add(key, raw);
-          shadowed.push(loser);
+          if (!isHeadKey(loser)) shadowed.push(loser);
           continue;
         }
         finishRow();
@@ -154,8 +156,9 @@ export async function sweep(s: StoreParts, cursor: SweepCursor | undefined, maxK
           continue;
         }
         const c = escapedFieldLength(key, p + 1);
-        if (kind !== KIND_ROW || c < 0 || !isTie(key, p + 1 + c + VERSION_TS_BYTES)) continue;
-        group.start(key, raw, p + 1 + c);
+        const at = p + 1 + c;
+        if (kind !== KIND_ROW || c < 0 || (key.length !== at && !isTie(key, at + VERSION_TS_BYTES))) continue;
+        group.start(key, raw, at);
       }
     }
   } finally {
@@ -229,8 +232,10 @@ async function purgeAlone(s: StoreParts, rows: readonly Candidate[], partitions:
     for (let i = 1; i < versions.length; i++) group.add(versions[i]![0], versions[i]![1]);
     const best = group.best();
     const since = deadSince(best);
-    if ((since !== undefined && since <= horizon) || (deletionTs !== undefined && best.cell.timestampMicros <= deletionTs)) for (const [k] of versions) dels.push(k);
-    else for (const k of group.losers) dels.push(k);
+    if ((since !== undefined && since <= horizon) || (deletionTs !== undefined && best.cell.timestampMicros <= deletionTs)) {
+      // Its head too: nothing is in flight that could put the same key again.
+      for (const [k] of versions) dels.push(k);
+    } else for (const k of group.losers) dels.push(k);
   }
   for (const { prefix: pk, horizon } of partitions) {
     const deletions = await readAll(s, kindPrefix(pk, KIND_PARTITION_DELETION));
@@ -244,7 +249,8 @@ async function purgeAlone(s: StoreParts, rows: readonly Candidate[], partitions:
     // The deletion goes, and with it every row version it shadows (late writes included).
     const ts = stored.cell.timestampMicros;
     for (const [k] of deletions) dels.push(k);
-    for (const [k] of await readAll(s, kindPrefix(pk, KIND_ROW))) if (versionTs(k) <= ts) dels.push(k);
+    for (const [k, raw] of await readAll(s, kindPrefix(pk, KIND_ROW))) if (versionTs(k, raw) <= ts) dels.push(k);
+
   }
   if (dels.length === 0 || s.commits.closed) return 0;
   const batch = s.commits.batch();

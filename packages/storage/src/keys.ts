@@ -7,6 +7,9 @@ import { MAX_TOKEN, MIN_TOKEN, type Token } from '@chorus/core';
  *   partition  P = 'd' | len(keyspace):u8 | keyspace | token:8 | esc(partition) 00 01
  *   deletion       P | 00 | ~timestamp:8
  *   row version    P | 01 | esc(clustering) 00 01 | ~timestamp:8 | tie
+ *   head           P | 01 | esc(clustering) 00 01        (heads.ts: a row's
+ *                  newest version, its timestamp in its value; sorts right
+ *                  before the row's versions, and reads take it as one)
  *
  * - token: the signed 64-bit value with its sign bit flipped, big-endian, so
  *   byte order equals numeric order (MIN_TOKEN → 00…, MAX_TOKEN → ff…).
@@ -24,7 +27,7 @@ import { MAX_TOKEN, MIN_TOKEN, type Token } from '@chorus/core';
  *   content a client chose to collide: the value itself when short, else its
  *   SHA-256. Rewriting the very same version writes the very same key. Its
  *   length varies, so a version's ~timestamp is found by parsing the key
- *   forward (`rowVersionAt`), never counted from its end. The previous layout's
+ *   forward (`rowEntryAt`), never counted from its end. The previous layout's
  *   8-byte tie (rank 00..02 and a 56-bit hash) still reads: its first byte
  *   tells it apart from the current one's (10..12).
  *
@@ -55,6 +58,11 @@ const TEXT = new TextEncoder();
 const DECODE = new TextDecoder();
 const SCRATCH = new DataView(new ArrayBuffer(8));
 const TWO32 = 0x1_0000_0000;
+
+/** Entries `mhb | ~bound`: a bound on every timestamp stored (heads.ts). */
+export const HEAD_BOUND_PREFIX = Uint8Array.of(META, 0x68, 0x62);
+/** Entries `mhd | row prefix without its d`: rows that have versions beside their head, or no head (heads.ts). */
+export const HEAD_MARKER_PREFIX = Uint8Array.of(META, 0x68, 0x64);
 
 export const SYNC_MARKER_KEY = Uint8Array.of(META, 0x73, 0x79, 0x6e, 0x63); // 'msync'
 
@@ -314,14 +322,24 @@ export function isTie(key: Uint8Array, at: number): boolean {
   return form === TIE_LITERAL ? rest <= TIE_LITERAL_MAX : form === TIE_DIGEST && rest === TIE_DIGEST_BYTES;
 }
 
-/** Where a row version's ~timestamp starts (the length of its row prefix), or -1 for a key that is no row version. */
-export function rowVersionAt(key: Uint8Array): number {
+/**
+ * Where a row entry's version suffix starts (the length of its row prefix):
+ * for a version, its ~timestamp; for a head, the end of the key. -1 for a
+ * key that is no row entry.
+ */
+export function rowEntryAt(key: Uint8Array): number {
   const p = partitionPrefixLength(key);
   if (p < 0 || p >= key.length || key[p] !== KIND_ROW) return -1;
   const c = escapedFieldLength(key, p + 1);
   if (c < 0) return -1;
   const at = p + 1 + c;
-  return isTie(key, at + VERSION_TS_BYTES) ? at : -1;
+  return at === key.length || isTie(key, at + VERSION_TS_BYTES) ? at : -1;
+}
+
+/** True when `key` is a row's head (see heads.ts): the sweep and the deletes of shadowed versions leave it alone. */
+export function isHeadKey(key: Uint8Array): boolean {
+  const at = rowEntryAt(key);
+  return at >= 0 && at === key.length;
 }
 
 /** True when `key` starts with the first `len` bytes of `prefix`. */

@@ -2,6 +2,7 @@ import type { Env, Token } from '@chorus/core';
 import type { GroupCommit } from './commit.js';
 import type { CompactionQueue } from './compaction.js';
 import type { StorageDb } from './db.js';
+import type { Heads } from './heads.js';
 import type { KeyspacePrefixes } from './keyspaces.js';
 import type { RowCache } from './row-cache.js';
 
@@ -18,4 +19,6 @@ export interface StoreParts {
   readonly compactions: CompactionQueue;
   /** Reconciled rows for point reads; kept exact by every landed batch and purge (see row-cache.ts). */
   readonly cache: RowCache;
+  /** Copies of key-value rows' newest versions, for point reads (see heads.ts). */
+  readonly heads: Heads;
 }

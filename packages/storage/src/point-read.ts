@@ -1,5 +1,5 @@
 import { type Cell, type RowAddress, bytesEqual, cellDigest, compareCells, validateAddress } from '@chorus/model';
-import { decodeStored } from './cell.js';
+import { decodeStored, storedTimestamp } from './cell.js';
 import { COMPACT_MIN_VERSIONS, COMPACT_READ_CAP, type CompactionQueue } from './compaction.js';
 import { type DbIterator, EMPTY, ENC, type Entry, type StorageDb } from './db.js';
 import {
@@ -65,14 +65,18 @@ interface Miss {
   pk: Uint8Array;
   rowPrefix: Uint8Array;
   rowId: string;
+  /** The row cache's number from when a read that found no head began (see `beginRead`). */
+  start?: number;
 }
 
 /**
  * The point reads that arrived together (one turn of the replica actor):
  * hits are answered at once from the row cache, a cached digest included;
- * misses of the empty clustering key are read in key order through a few
- * shared iterators (one seek each) instead of an iterator per read; others
- * go alone. Resolves once every read has been answered through `done`.
+ * misses of the empty clustering key take their rows' heads in one
+ * `getMany` (heads.ts), and those without one are read in key order
+ * through a few shared iterators (one seek each) instead of an iterator per
+ * read; others go alone. Resolves once every read has been answered through
+ * `done`.
  */
 export async function readRows(s: StoreParts, reads: readonly PointRead[], callback: PointReadCallback): Promise<void> {
   const cache = s.cache;
@@ -85,10 +89,12 @@ export async function readRows(s: StoreParts, reads: readonly PointRead[], callb
     }
   };
   let misses: Miss[] | undefined;
+  let headed: Array<Miss & { marker: Uint8Array | null }> | undefined;
   let alone: Array<Promise<void>> | undefined;
   for (let i = 0; i < reads.length; i++) {
     const { address: a, digest } = reads[i]!;
     let pkLength: number;
+    let tokenEnd: number;
     let rowPrefix: Uint8Array;
     let clustering: Uint8Array;
     try {
@@ -97,6 +103,7 @@ export async function readRows(s: StoreParts, reads: readonly PointRead[], callb
       // The row's prefix in one allocation; the partition's key is a view of its start, made only on a miss.
       const ks = s.keyspaces.prefix(a.keyspace);
       pkLength = partitionKeyLength(ks, a.partition);
+      tokenEnd = ks.length + 8;
       rowPrefix = new Uint8Array(pkLength + 1 + escapedLength(clustering));
       writePartitionKey(rowPrefix, ks, a.token, a.partition);
       rowPrefix[pkLength] = KIND_ROW;
@@ -125,17 +132,62 @@ export async function readRows(s: StoreParts, reads: readonly PointRead[], callb
       );
       continue;
     }
-    (misses ??= []).push({ index: i, digest, pk, rowPrefix, rowId });
+    const marker = s.heads.headRead(rowPrefix, tokenEnd);
+    if (marker !== undefined) (headed ??= []).push({ index: i, digest, pk, rowPrefix, rowId, marker });
+    else (misses ??= []).push({ index: i, digest, pk, rowPrefix, rowId });
   }
-  if (misses === undefined && alone === undefined) return;
+  if (misses === undefined && alone === undefined && headed === undefined) return;
   const work: Array<Promise<void>> = alone ?? [];
-  if (misses !== undefined) {
-    misses.sort((x, y) => Buffer.compare(x.rowPrefix, y.rowPrefix));
-    const groups = Math.min(MAX_ITERATORS_PER_BATCH, Math.ceil(misses.length / MIN_READS_PER_ITERATOR));
-    const size = Math.ceil(misses.length / groups);
-    for (let g = 0; g < misses.length; g += size) work.push(readGroup(s, misses.slice(g, g + size), done));
-  }
+  if (headed !== undefined) work.push(readHeads(s, headed, done));
+  if (misses !== undefined) work.push(readGroups(s, misses, done));
   await Promise.all(work);
+}
+
+/** Misses read through a few shared iterators, in key order. */
+async function readGroups(s: StoreParts, misses: Miss[], done: PointReadCallback): Promise<void> {
+  misses.sort((x, y) => Buffer.compare(x.rowPrefix, y.rowPrefix));
+  const groups = Math.min(MAX_ITERATORS_PER_BATCH, Math.ceil(misses.length / MIN_READS_PER_ITERATOR));
+  const size = Math.ceil(misses.length / groups);
+  const work: Array<Promise<void>> = [];
+  for (let g = 0; g < misses.length; g += size) work.push(readGroup(s, misses.slice(g, g + size), done));
+  await Promise.all(work);
+}
+
+/**
+ * Misses of key-value rows: one `getMany` of their heads (and, in buckets
+ * where rows have markers, of their markers) answers each row that has a
+ * head and no marker — the head is then its newest version, and no partition
+ * deletion shadows it; the others read their entries.
+ */
+async function readHeads(s: StoreParts, reads: Array<Miss & { marker: Uint8Array | null }>, done: PointReadCallback): Promise<void> {
+  const cache = s.cache;
+  if (cache.enabled) for (const m of reads) m.start = cache.beginRead();
+  const keys: Uint8Array[] = [];
+  for (const m of reads) {
+    keys.push(m.rowPrefix);
+    if (m.marker !== null) keys.push(m.marker);
+  }
+  let values: Array<Uint8Array | undefined>;
+  try {
+    values = (await s.db.getMany(keys, ENC)) as Array<Uint8Array | undefined>;
+  } catch {
+    // The entries answer instead; their read reports the error if the database has one.
+    values = [];
+  }
+  let headless: Miss[] | undefined;
+  let k = 0;
+  for (const m of reads) {
+    const raw = values[k++];
+    const marked = m.marker !== null && values[k++] !== undefined;
+    if (raw === undefined || marked) {
+      (headless ??= []).push(m);
+      continue;
+    }
+    const cell = decodeStored(raw).cell;
+    if (m.start !== undefined) cache.endRead(m.start, m.rowId, m.rowId.slice(0, m.pk.length), cell, m.rowPrefix, !s.commits.closed);
+    done(m.index, undefined, m.digest ? cellDigest(cell) : cell);
+  }
+  if (headless !== undefined) await readGroups(s, headless, done);
 }
 
 /** A miss read alone, through the cache's fill rule. */
@@ -162,7 +214,7 @@ async function readMissed(s: StoreParts, pk: Uint8Array, clustering: Uint8Array,
  */
 async function readGroup(s: StoreParts, group: Miss[], done: PointReadCallback): Promise<void> {
   const cache = s.cache;
-  const start = cache.enabled ? group.map(() => cache.beginRead()) : undefined;
+  const start = cache.enabled ? group.map((m) => m.start ?? cache.beginRead()) : undefined;
   let k = 0;
   let it: DbIterator | undefined;
   try {
@@ -279,6 +331,8 @@ async function reconcilePoint(
   let deletionTs: number | undefined;
   let bestRaw: Uint8Array | undefined;
   let bestKey: Uint8Array | undefined;
+  let headRaw: Uint8Array | undefined;
+  let headKey: Uint8Array | undefined;
   let topTs = -1;
   let complete = false;
   const shadowed: Uint8Array[] = [];
@@ -302,6 +356,12 @@ async function reconcilePoint(
         past = true;
         break;
       }
+      if (key.length === rowPrefix.length) {
+        // The row's head sorts before its versions; it is weighed against them once they are read.
+        headKey = key;
+        headRaw = raw;
+        continue;
+      }
       if (!isTie(key, rowPrefix.length + VERSION_TS_BYTES)) continue;
       const ts = readInvertedMicros(key, rowPrefix.length);
       if (bestRaw === undefined) {
@@ -324,6 +384,14 @@ async function reconcilePoint(
     // Stop once the newest timestamp is complete, unless the row is worth compacting now.
     if (complete && (shadowed.length < COMPACT_MIN_VERSIONS - 1 || shadowed.length >= COMPACT_READ_CAP)) break;
     chunk = shared ? 16 : 64;
+  }
+  if (headRaw !== undefined) {
+    const headTs = storedTimestamp(headRaw);
+    if (bestRaw === undefined || headTs > topTs || (headTs === topTs && compareCells(decodeStored(headRaw).cell, decodeStored(bestRaw).cell) > 0)) {
+      if (bestKey !== undefined) shadowed.push(bestKey);
+      bestRaw = headRaw;
+      bestKey = headKey;
+    }
   }
   if (shadowed.length >= COMPACT_MIN_VERSIONS - 1) compactions.enqueue(shadowed);
   compactions.enqueue(staleDeletions);

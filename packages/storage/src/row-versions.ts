@@ -1,7 +1,7 @@
 import { type Cell, compareCells } from '@chorus/model';
-import { type StoredCell, decodeStored } from './cell.js';
+import { type StoredCell, decodeStored, storedTimestamp } from './cell.js';
 import { EMPTY } from './db.js';
-import { VERSION_TS_BYTES, hasPrefix, isTie, partitionPrefixLength, readInvertedMicros, rowVersionAt, unescape } from './keys.js';
+import { VERSION_TS_BYTES, hasPrefix, isTie, partitionPrefixLength, readInvertedMicros, rowEntryAt, unescape } from './keys.js';
 
 /** The row's cell as reads see it: a partition deletion at least as new shadows it (shown as a tombstone). */
 export function effective(row: Cell | undefined, deletionTs: number | undefined): Cell | undefined {
@@ -9,16 +9,22 @@ export function effective(row: Cell | undefined, deletionTs: number | undefined)
   return row;
 }
 
-/** Timestamp of a row version, from its key (NaN for a key that is no row version: it compares with nothing). */
-export function versionTs(key: Uint8Array): number {
-  const at = rowVersionAt(key);
-  return at < 0 ? Number.NaN : readInvertedMicros(key, at);
+/** Timestamp of a row entry whose row prefix is `at` bytes long: a version's is in its key, a head's in its value. */
+export function entryTs(key: Uint8Array, raw: Uint8Array, at: number): number {
+  return key.length === at ? storedTimestamp(raw) : readInvertedMicros(key, at);
+}
+
+/** Timestamp of a row entry (NaN for a key that is no row entry: it compares with nothing). */
+export function versionTs(key: Uint8Array, raw: Uint8Array): number {
+  const at = rowEntryAt(key);
+  return at < 0 ? Number.NaN : entryTs(key, raw, at);
 }
 
 /**
- * The versions of one row as a scan meets them (newest first going forward,
- * oldest first in reverse): keeps the winner by the merge rules, decoding a
- * value only to break a timestamp tie, and the keys of the others.
+ * The versions of one row as a scan meets them (its head first, then newest
+ * first going forward; oldest first and its head last in reverse): keeps the
+ * winner by the merge rules, decoding a value only to break a timestamp tie,
+ * and the keys of the others.
  */
 export class RowVersions {
   /** Key of the first version seen; its first `prefixLength` bytes name the row. */
@@ -33,26 +39,26 @@ export class RowVersions {
 
   constructor(private readonly keepLosers: boolean) {}
 
-  /** Starts a row at its first version; `prefixLength` is where its ~timestamp starts, when the caller parsed the key already. */
-  start(key: Uint8Array, raw: Uint8Array, prefixLength = rowVersionAt(key)): void {
+  /** Starts a row at its first entry; `prefixLength` is the length of its row prefix, when the caller parsed the key already. */
+  start(key: Uint8Array, raw: Uint8Array, prefixLength = rowEntryAt(key)): void {
     this.first = key;
     this.prefixLength = prefixLength;
     this.bestKey = key;
     this.bestRaw = raw;
-    this.bestTs = readInvertedMicros(key, prefixLength);
+    this.bestTs = entryTs(key, raw, prefixLength);
     this.count = 1;
     this.losers.length = 0;
   }
 
   belongs(key: Uint8Array): boolean {
     // Row prefixes are prefix-free (escaped fields), so a key that starts with this row's prefix is a version of this row.
-    return this.count > 0 && hasPrefix(key, this.first, this.prefixLength) && isTie(key, this.prefixLength + VERSION_TS_BYTES);
+    return this.count > 0 && hasPrefix(key, this.first, this.prefixLength) && (key.length === this.prefixLength || isTie(key, this.prefixLength + VERSION_TS_BYTES));
   }
 
   /** Adds a version of the same row; returns the key that lost. */
   add(key: Uint8Array, raw: Uint8Array): Uint8Array {
     this.count++;
-    const ts = readInvertedMicros(key, this.prefixLength);
+    const ts = entryTs(key, raw, this.prefixLength);
     let loser = key;
     if (ts > this.bestTs || (ts === this.bestTs && compareCells(decodeStored(raw).cell, decodeStored(this.bestRaw).cell) > 0)) {
       loser = this.bestKey;

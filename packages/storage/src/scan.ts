@@ -158,8 +158,9 @@ export async function* scanRange(s: StoreParts, keyspace: string, range: TokenRa
             continue;
           }
           const c = escapedFieldLength(key, part.length + 1);
-          if (kind !== KIND_ROW || c < 0 || !isTie(key, part.length + 1 + c + VERSION_TS_BYTES)) continue;
-          group.start(key, raw, part.length + 1 + c);
+          const at = part.length + 1 + c;
+          if (kind !== KIND_ROW || c < 0 || (key.length !== at && !isTie(key, at + VERSION_TS_BYTES))) continue;
+          group.start(key, raw, at);
         }
       }
       const done = finish();

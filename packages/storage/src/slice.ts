@@ -3,7 +3,7 @@ import { type Cell, LIMITS, compareBytes, isDead, validateAddress, validateClust
 import { COMPACT_MIN_VERSIONS } from './compaction.js';
 import { ENC, type Entry } from './db.js';
 import { InvalidSlice } from './errors.js';
-import { KIND_ROW, kindPrefix, prefixEnd, rowPrefixFromPartition, rowVersionAt } from './keys.js';
+import { KIND_ROW, kindPrefix, prefixEnd, rowEntryAt, rowPrefixFromPartition } from './keys.js';
 import type { StoreParts } from './parts.js';
 import { newestDeletion } from './point-read.js';
 import { RowVersions, effective } from './row-versions.js';
@@ -75,7 +75,7 @@ export async function slice(s: StoreParts, keyspace: string, t: Token, partition
           group.add(key, raw);
           continue;
         }
-        const at = rowVersionAt(key);
+        const at = rowEntryAt(key);
         if (at < 0) continue;
         if (group.count > 0) {
           finish();

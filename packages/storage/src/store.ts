@@ -4,6 +4,7 @@ import { GroupCommit } from './commit.js';
 import { CompactionQueue } from './compaction.js';
 import { ENC, RESOLVED, SYNC, type StorageDb, opOptionsOf } from './db.js';
 import { type ApplyOutcome, encodeMutations } from './encode.js';
+import { Heads } from './heads.js';
 import { StorageClosed } from './errors.js';
 import { type SweepCursor, type SweepResult, purge, sweep } from './gc.js';
 import { SYNC_MARKER_KEY } from './keys.js';
@@ -59,6 +60,8 @@ export class Store {
   private readonly cache: RowCache;
   private readonly commits: GroupCommit;
   private readonly compactions: CompactionQueue;
+  private readonly heads = new Heads();
+  private readonly headsOpened: Promise<void>;
   private readonly parts: StoreParts;
 
   constructor(db: StorageDb, options: StoreOptions) {
@@ -71,7 +74,7 @@ export class Store {
     this.env = options.env;
     this.gcGraceMicros = grace * 1_000_000;
     // Shadowed versions queued while batches were in flight go once the last one lands.
-    this.commits = new GroupCommit(db, opOptionsOf(db), this.cache, () => this.compactions.flush());
+    this.commits = new GroupCommit(db, opOptionsOf(db), this.cache, this.heads, () => this.compactions.flush());
     this.compactions = new CompactionQueue(this.commits, this.env);
     this.parts = {
       db,
@@ -82,19 +85,26 @@ export class Store {
       commits: this.commits,
       compactions: this.compactions,
       cache: this.cache,
+      heads: this.heads,
     };
+    // Not awaited here: until the heads are open, writes delete them and reads use the versions.
+    this.headsOpened = this.heads.open(db).catch((error: unknown) => {
+      if (db.status === 'open') this.env.logger.error({ err: error }, 'opening the heads failed: point reads use the versions');
+    });
   }
 
   /** Opens the database (a no-op when it is already open). */
   async open(): Promise<this> {
     await this.db.open();
+    await this.headsOpened;
     return this;
   }
 
   /**
    * Applies a group of mutations as one LevelDB batch (group commit). Each
    * mutation is validated on its own, so a bad one fails alone. Nothing is
-   * read: each write adds a version, and reads reconcile. The promise resolves
+   * read: each write adds a version or replaces its row's head (heads.ts),
+   * and reads reconcile. The promise resolves
    * after the batch is written (and fsynced when `sync`).
    */
   apply(mutations: readonly Mutation[], options: { sync?: boolean } = {}): Promise<ApplyOutcome[]> {
@@ -104,8 +114,9 @@ export class Store {
   /**
    * `apply` in two stages, for a caller that pipelines: `merged` settles once
    * the batch is encoded and handed to LevelDB (at once: writes do not read),
-   * `landed` once it is in the database. Batches may land in any order: every
-   * write is its own version, so the order does not change what reads see.
+   * `landed` once it is in the database. Batches may land in any order:
+   * versions commute, and a head is put only while no other batch in flight
+   * puts one in its bucket, so the order does not change what reads see.
    */
   submit(mutations: readonly Mutation[], options: { sync?: boolean } = {}): { merged: Promise<void>; landed: Promise<ApplyOutcome[]> } {
     const commits = this.commits;
@@ -115,7 +126,7 @@ export class Store {
       return { merged: err as Promise<never>, landed: err as Promise<never> };
     }
     const batch = commits.batch();
-    const outcomes = encodeMutations(batch, mutations, this.keyspaces, this.env.clock.nowMicros(), this.cache.enabled);
+    const outcomes = encodeMutations(batch, mutations, this.keyspaces, this.heads, this.env.clock.nowMicros(), this.cache.enabled);
     if (this.compactions.length > 0) this.compactions.drainInto(batch);
     const landed = commits.commit(batch, options.sync === true).then(() => outcomes);
     landed.catch(() => undefined);

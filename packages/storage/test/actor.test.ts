@@ -19,13 +19,17 @@ async function until(check: () => boolean | Promise<boolean>, deadlineMs = 20_00
 }
 
 interface Spy {
+  /** Each batch written: the row versions it puts, and whether it was synced. */
   batches: Array<{ size: number; sync: boolean }>;
   syncPuts: number;
   hold(): void;
   release(): void;
 }
 
-/** Wraps the db so a test can count batches (array or chained) and their sync flag, and hold them back. */
+/** Row versions among a batch's operations (heads and bookkeeping entries are not counted). */
+const isVersionPut = (op: { type?: string; key: Uint8Array }) => op.type !== 'del' && op.key[0] === 0x64;
+
+/** Wraps the db so a test can count batches (array or chained), the versions they write and their sync flag, and hold them back. */
 function spy(db: StorageDb): Spy {
   const batch = db.batch.bind(db) as (...a: unknown[]) => unknown;
   const put = db.put.bind(db) as (k: unknown, v: unknown, o: { sync?: boolean }) => Promise<void>;
@@ -44,17 +48,23 @@ function spy(db: StorageDb): Spy {
   };
   (db as { batch: unknown }).batch = (...args: unknown[]) => {
     if (args.length > 0) {
-      const [ops, o] = args as [unknown[], { sync?: boolean } | undefined];
-      s.batches.push({ size: ops.length, sync: o?.sync === true });
+      const [ops, o] = args as [Array<{ type: string; key: Uint8Array }>, { sync?: boolean } | undefined];
+      s.batches.push({ size: ops.filter(isVersionPut).length, sync: o?.sync === true });
       return (async () => {
         if (gate) await gate;
         return batch(...args);
       })();
     }
-    const chained = batch() as { length: number; write: (o?: { sync?: boolean }) => Promise<void> };
+    const chained = batch() as { put: (k: Uint8Array, ...rest: unknown[]) => unknown; write: (o?: { sync?: boolean }) => Promise<void> };
+    let versions = 0;
+    const chainedPut = chained.put.bind(chained);
+    chained.put = (k: Uint8Array, ...rest: unknown[]) => {
+      if (isVersionPut({ key: k })) versions++;
+      return chainedPut(k, ...rest);
+    };
     const write = chained.write.bind(chained);
     chained.write = async (o?: { sync?: boolean }) => {
-      s.batches.push({ size: chained.length, sync: o?.sync === true });
+      s.batches.push({ size: versions, sync: o?.sync === true });
       if (gate) await gate;
       return write(o);
     };
