@@ -104,11 +104,12 @@ const HOT_KEYS = 10_000;
 /** The keys mix-long reads and overwrites: `w:0` … `w:199999`, written first. */
 const MIX_KEYS = 200_000;
 /**
- * Keys in each pool of cold reads: more than Chorus reads in one workload (about 6,000 reads/s for 12 s), so
- * that each is read once. The ideal pipeline reads faster and goes through its pool more than once: with no
- * row cache, that changes nothing for it but LevelDB's own block cache.
+ * Cold reads a second a pool of cold keys has room for, for each second of warm-up and measure: more than
+ * Chorus reads (about 40,000 a second), so that each key is read once and never meets a row cache. The ideal
+ * pipeline reads faster and goes through its pool more than once: with no row cache, that changes nothing for
+ * it but LevelDB's own block cache.
  */
-const COLD_KEYS = 100_000;
+const COLD_READS_PER_SECOND = 50_000;
 /** A prime: stepping by it modulo the key count visits every written key once before any comes back. */
 const STRIDE = 1_000_003;
 
@@ -120,9 +121,9 @@ function coldRead(s: System): NextOp {
 }
 
 /** A new pool of keys not read yet for the cold reads, written first if the write workloads left too few. */
-async function newColdPool(s: System, value: Uint8Array): Promise<void> {
+async function newColdPool(s: System, ctx: RunContext): Promise<void> {
   const start = s.cold.start + s.cold.size;
-  await ensureWritten(s, start + COLD_KEYS, value);
+  await ensureWritten(s, start + COLD_READS_PER_SECOND * (ctx.warmupSeconds + ctx.seconds), ctx.value);
   s.cold = { start, size: s.written - start, cursor: 0 };
 }
 
@@ -188,14 +189,14 @@ const SPECS: Record<WorkloadName, Spec> = {
     prepare: (s, ctx) => ensureHot(s, ctx.value),
     next: () => () => ({ read: true, key: `h:${Math.floor(Math.random() * HOT_KEYS)}` }),
   },
-  'read-quorum-cold': { consistency: 'QUORUM', concurrency: 1024, prepare: (s, ctx) => newColdPool(s, ctx.value), next: coldRead },
+  'read-quorum-cold': { consistency: 'QUORUM', concurrency: 1024, prepare: newColdPool, next: coldRead },
   'write-one': { consistency: 'ONE', concurrency: 1024, next: writeNew },
   'write-all': { consistency: 'ALL', concurrency: 1024, next: writeNew },
-  'read-all': { consistency: 'ALL', concurrency: 1024, prepare: (s, ctx) => newColdPool(s, ctx.value), next: coldRead },
+  'read-all': { consistency: 'ALL', concurrency: 1024, prepare: newColdPool, next: coldRead },
   mix: {
     consistency: 'QUORUM',
     concurrency: 256,
-    prepare: (s, ctx) => newColdPool(s, ctx.value),
+    prepare: newColdPool,
     next: (s) => {
       const read = coldRead(s);
       const write = writeNew(s);

@@ -38,6 +38,10 @@ export function cacheId(key: Uint8Array, end: number): string {
  * 100 bytes takes 391 bytes of heap, estimated 400.
  */
 const ENTRY_OVERHEAD = 200;
+/** Bits of the doorkeeper (128 KiB): a row enters the cache on its second miss (see `RowCache.admits`). */
+const DOORKEEPER_BITS = 1 << 20;
+/** The doorkeeper forgets every row once this many have knocked: with a quarter of its bits set, a row read once passes by chance one time in four at most. */
+const DOORKEEPER_WINDOW = DOORKEEPER_BITS >>> 2;
 /** Most row/partition ids remembered as written while reads are in flight; older ones fold into `evictedSeq`. */
 const RECENT_WRITES_CAP = 65_536;
 /** What follows a partition's id in the id of its row with the empty clustering key: KIND_ROW, then esc(empty) = 00 01. */
@@ -167,6 +171,8 @@ export class RowCache {
   /** At least the number of every write no longer in `recent`. */
   private evictedSeq = 0;
   private readsInFlight = 0;
+  private readonly doorkeeper = new Int32Array(DOORKEEPER_BITS >>> 5);
+  private knocked = 0;
 
   /**
    * @param shadowed receives the key of a row version that a landed write
@@ -177,6 +183,8 @@ export class RowCache {
   constructor(
     readonly capacityBytes: number,
     private readonly shadowed: (key: Uint8Array) => void,
+    /** Cache a row on its first miss rather than its second (for tests of the fill rules). */
+    private readonly admitFirstMiss = false,
   ) {}
 
   get enabled(): boolean {
@@ -225,19 +233,46 @@ export class RowCache {
     return this.seq;
   }
 
-  /** A miss finished; fills the cache with `cell` when `filled` and no write to the row or its partition landed since `startSeq`. */
+  /**
+   * A miss finished; fills the cache with `cell` when `filled`, no write to
+   * the row or its partition landed since `startSeq`, and the row is cached
+   * already or missed before (`admits`).
+   */
   endRead(startSeq: number, rowId: string, partitionId: string, cell: Cell | undefined, version: Uint8Array | undefined, filled: boolean): void {
     if (filled) {
       const rowSeq = this.recent.get(rowId) ?? this.evictedSeq;
       const partSeq = this.recent.get(partitionId) ?? this.evictedSeq;
-      if (rowSeq <= startSeq && partSeq <= startSeq) this.install(rowId, partitionId.length, cell, version);
-      else this.raceSkips++;
+      if (rowSeq > startSeq || partSeq > startSeq) this.raceSkips++;
+      else if (this.admitFirstMiss || this.rows.has(rowId) || this.admits(rowId)) this.install(rowId, partitionId.length, cell, version);
     }
     if (--this.readsInFlight === 0) {
       // No read is left that started before the current number: what `recent` remembers can no longer stop a fill.
       this.recent.clear();
       this.evictedSeq = this.seq;
     }
+  }
+
+  /**
+   * Whether a row that missed is worth caching: only when it missed before,
+   * as a doorkeeper's bit (a hash of its id) says. Rows read once — a scan
+   * of cold keys, the reads of a mix over more keys than the cache holds —
+   * would each take an entry, push out one that is read again, and leave
+   * garbage for the collector; a row read twice in a window is cached on its
+   * second miss. (TinyLFU's doorkeeper, without the frequency sketch.)
+   */
+  private admits(rowId: string): boolean {
+    let h = 0x811c9dc5;
+    for (let i = 0; i < rowId.length; i++) h = Math.imul(h ^ rowId.charCodeAt(i), 0x01000193);
+    const bit = h >>> (32 - Math.log2(DOORKEEPER_BITS));
+    const word = bit >>> 5;
+    const mask = 1 << (bit & 31);
+    if ((this.doorkeeper[word]! & mask) !== 0) return true;
+    this.doorkeeper[word]! |= mask;
+    if (++this.knocked >= DOORKEEPER_WINDOW) {
+      this.doorkeeper.fill(0);
+      this.knocked = 0;
+    }
+    return false;
   }
 
   /** A batch landed (or failed): returns its number for the calls below. */

@@ -37,6 +37,8 @@ export interface StoreOptions {
    * (estimated heap bytes; default 64 MiB). 0 turns it off.
    */
   rowCacheBytes?: number;
+  /** Cache a row on its first miss, not its second (tests of the cache's fill rules). */
+  rowCacheAdmitsFirstMiss?: boolean;
 }
 
 /**
@@ -69,7 +71,7 @@ export class Store {
     if (!Number.isInteger(grace) || grace < 0) throw new RangeError(`gcGraceSeconds must be a non-negative integer, got ${grace}`);
     const cacheBytes = options.rowCacheBytes ?? DEFAULT_ROW_CACHE_BYTES;
     if (!Number.isSafeInteger(cacheBytes) || cacheBytes < 0) throw new RangeError(`rowCacheBytes must be a non-negative integer, got ${cacheBytes}`);
-    this.cache = new RowCache(cacheBytes, (key) => this.compactions.enqueueShadowed(key));
+    this.cache = new RowCache(cacheBytes, (key) => this.compactions.enqueueShadowed(key), options.rowCacheAdmitsFirstMiss === true);
     this.db = db;
     this.env = options.env;
     this.gcGraceMicros = grace * 1_000_000;

@@ -53,12 +53,27 @@ describe.each(backends.map((b) => [b().name, b] as const))('row cache: %s', (_na
   beforeEach(async () => {
     db = await backend.create();
     env = testEnv();
-    store = new Store(db, { env, gcGraceSeconds: 100 });
+    // These tests are about what a fill may install; which misses are worth caching is tested apart.
+    store = new Store(db, { env, gcGraceSeconds: 100, rowCacheAdmitsFirstMiss: true });
     return async () => {
       await store.close();
     };
   });
   afterAll(() => backend.cleanup());
+
+  it('by default a row is cached on its second miss: rows read once leave the cache to rows read again', async () => {
+    const doorkeeping = new Store(db, { env });
+    await doorkeeping.apply([put('a', 'v', 10), put('b', 'w', 10)]);
+    expect(show(await doorkeeping.getCell(row('a')))).toBe('v@10');
+    expect(doorkeeping.cacheStats()).toMatchObject({ misses: 1, entries: 0 });
+    expect(show(await doorkeeping.getCell(row('a')))).toBe('v@10');
+    expect(doorkeeping.cacheStats()).toMatchObject({ misses: 2, entries: 1 });
+    expect(show(await doorkeeping.getCell(row('a')))).toBe('v@10');
+    expect(doorkeeping.cacheStats()).toMatchObject({ hits: 1, misses: 2, entries: 1 });
+    expect(show(await doorkeeping.getCell(row('b')))).toBe('w@10');
+    expect(doorkeeping.cacheStats()).toMatchObject({ entries: 1 });
+    await doorkeeping.close();
+  });
 
   it('a miss fills the cache and the next read hits, absent rows included', async () => {
     await store.write(put('a', 'v', 10));
@@ -167,7 +182,7 @@ describe.each(backends.map((b) => [b().name, b] as const))('row cache: %s', (_na
   });
 
   it('evicts the least recently read rows to stay within its byte bound', async () => {
-    const small = new Store(db, { env, rowCacheBytes: 4000 });
+    const small = new Store(db, { env, rowCacheBytes: 4000, rowCacheAdmitsFirstMiss: true });
     const muts: Mutation[] = [];
     for (let i = 0; i < 100; i++) muts.push(put(`k${i}`, `value-${i}`, 1));
     await small.apply(muts);
@@ -281,7 +296,7 @@ describe.each(backends.map((b) => [b().name, b] as const))('row cache: %s', (_na
       // memory-level keeps its data across close and open.
       await db.open();
     }
-    store = new Store(db, { env, gcGraceSeconds: 100 });
+    store = new Store(db, { env, gcGraceSeconds: 100, rowCacheAdmitsFirstMiss: true });
     expect(store.cacheStats()).toMatchObject({ hits: 0, misses: 0, entries: 0, bytes: 0 });
     expect(show(await store.get(row('a')))).toBe('v@1');
     expect(store.cacheStats()).toMatchObject({ hits: 0, misses: 1 });
@@ -291,7 +306,7 @@ describe.each(backends.map((b) => [b().name, b] as const))('row cache: %s', (_na
 describe('row cache and pipelined batches', () => {
   it('each batch updates the cache when it lands, in any order, before its writes are acknowledged', async () => {
     const db = await memoryBackend().create();
-    const store = new Store(db, { env: testEnv() });
+    const store = new Store(db, { env: testEnv(), rowCacheAdmitsFirstMiss: true });
     await store.write(put('a', 'v0', 5));
     await store.getCell(row('a'));
     const hold = holdBatches(db);
@@ -312,7 +327,7 @@ describe('row cache and pipelined batches', () => {
 
   it('a batch that fails drops the rows it touched', async () => {
     const db = await memoryBackend().create();
-    const store = new Store(db, { env: testEnv() });
+    const store = new Store(db, { env: testEnv(), rowCacheAdmitsFirstMiss: true });
     await store.write(put('a', 'v0', 5));
     await store.getCell(row('a'));
     const realBatch = db.batch.bind(db) as (...a: unknown[]) => unknown;
