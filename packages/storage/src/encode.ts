@@ -17,9 +17,9 @@ const STORED: ApplyOutcome = Object.freeze({ ok: true }) as ApplyOutcome;
 
 /**
  * Encodes a group of mutations into `batch`, one entry each: a key-value
- * row's head when the write is known to be its newest, else a version. Each mutation is validated on its
- * own, so a bad one fails alone. With `trackKeys` the batch also records the
- * rows it touches, for the row cache.
+ * row's head when the write is known to be its newest, else a version. Each
+ * mutation is validated on its own, so a bad one fails alone. With
+ * `trackKeys` the batch also records the rows it touches, for the row cache.
  */
 export function encodeMutations(
   batch: Batch,

@@ -250,7 +250,6 @@ async function purgeAlone(s: StoreParts, rows: readonly Candidate[], partitions:
     const ts = stored.cell.timestampMicros;
     for (const [k] of deletions) dels.push(k);
     for (const [k, raw] of await readAll(s, kindPrefix(pk, KIND_ROW))) if (versionTs(k, raw) <= ts) dels.push(k);
-
   }
   if (dels.length === 0 || s.commits.closed) return 0;
   const batch = s.commits.batch();
