@@ -4,7 +4,7 @@ import type { StorageDb } from '../src/index.js';
 import { decodeStored, tieLength, writeTie } from '../src/cell.js';
 import { VERSION_TS_BYTES, isHeadKey, writeInvertedMicros } from '../src/keys.js';
 import { Store } from '../src/store.js';
-import { type Backend, dec, enc, holdBatches, levelBackend, memoryBackend, type TestEnv, testEnv, tokenOf } from './helpers.js';
+import { type Backend, countIterators, dec, enc, holdBatches, levelBackend, memoryBackend, type TestEnv, testEnv, tokenOf } from './helpers.js';
 
 /*
  * A head is a key-value row's newest version stored under the row's prefix
@@ -30,17 +30,6 @@ async function batchRead(store: Store, keys: string[]): Promise<Array<string | u
     },
   );
   return out.map(show);
-}
-
-/** Counts the iterators the store opens: a read answered by a head opens none. */
-function countIterators(db: StorageDb): { count: number } {
-  const counter = { count: 0 };
-  const real = db.iterator.bind(db) as (o: unknown) => ReturnType<StorageDb['iterator']>;
-  (db as { iterator: unknown }).iterator = (o: unknown) => {
-    counter.count++;
-    return real(o);
-  };
-  return counter;
 }
 
 const backends: Array<() => Backend> = [memoryBackend, levelBackend];

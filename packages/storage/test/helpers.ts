@@ -134,3 +134,14 @@ export function holdBatches(db: StorageDb): { release(i: number): void } {
     },
   };
 }
+
+/** Counts the iterators `db` opens from now on (a point read answered by a head opens none). */
+export function countIterators(db: StorageDb): { count: number } {
+  const counter = { count: 0 };
+  const real = db.iterator.bind(db) as (o: unknown) => ReturnType<StorageDb['iterator']>;
+  (db as { iterator: unknown }).iterator = (o: unknown) => {
+    counter.count++;
+    return real(o);
+  };
+  return counter;
+}

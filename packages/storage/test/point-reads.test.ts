@@ -2,7 +2,7 @@ import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { type Cell, EmptyPartitionKey, type Mutation, type RowAddress, cellDigest } from '@chorus/model';
 import type { StorageDb } from '../src/index.js';
 import { Store } from '../src/store.js';
-import { type Backend, dec, enc, levelBackend, memoryBackend, type TestEnv, testEnv, tokenOf } from './helpers.js';
+import { type Backend, countIterators, dec, enc, levelBackend, memoryBackend, type TestEnv, testEnv, tokenOf } from './helpers.js';
 
 const KS = 'ks';
 const row = (key: string, clustering?: string): RowAddress => ({ keyspace: KS, token: tokenOf(key), partition: enc(key), ...(clustering === undefined ? {} : { clustering: enc(clustering) }) });
@@ -18,17 +18,6 @@ async function pointReads(store: Store, reads: Array<{ address: RowAddress; dige
     out[i] = error ?? result;
   });
   return out;
-}
-
-/** Counts the iterators the store opens. */
-function countIterators(db: StorageDb): { count: number } {
-  const counter = { count: 0 };
-  const real = db.iterator.bind(db) as (o: unknown) => ReturnType<StorageDb['iterator']>;
-  (db as { iterator: unknown }).iterator = (o: unknown) => {
-    counter.count++;
-    return real(o);
-  };
-  return counter;
 }
 
 const backends: Array<() => Backend> = [memoryBackend, levelBackend];
