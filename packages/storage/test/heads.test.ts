@@ -4,7 +4,7 @@ import type { StorageDb } from '../src/index.js';
 import { decodeStored, tieLength, writeTie } from '../src/cell.js';
 import { VERSION_TS_BYTES, isHeadKey, writeInvertedMicros } from '../src/keys.js';
 import { Store } from '../src/store.js';
-import { type Backend, countIterators, dec, enc, holdBatches, levelBackend, memoryBackend, type TestEnv, testEnv, tokenOf } from './helpers.js';
+import { type Backend, countIterators, dec, delayBatchWrites, enc, holdBatches, levelBackend, memoryBackend, type TestEnv, testEnv, tokenOf } from './helpers.js';
 
 /*
  * A head is a key-value row's newest version stored under the row's prefix
@@ -168,22 +168,6 @@ async function toLayoutWithoutHeads(db: StorageDb): Promise<void> {
 function holdDeletesOfHeads(db: StorageDb): { release(): void } {
   let open!: () => void;
   const gate = new Promise<void>((resolve) => (open = resolve));
-  const realBatch = db.batch.bind(db) as (...a: unknown[]) => unknown;
-  (db as { batch: unknown }).batch = (...args: unknown[]) => {
-    const b = realBatch(...args) as { del: (k: Uint8Array, o?: unknown) => unknown; write: (o: unknown) => Promise<void> };
-    if (args.length > 0) return b;
-    let deletesHead = false;
-    const del = b.del.bind(b);
-    b.del = (k: Uint8Array, o?: unknown) => {
-      if (isHeadKey(k)) deletesHead = true;
-      return del(k, o);
-    };
-    const write = b.write.bind(b);
-    b.write = async (o: unknown) => {
-      if (deletesHead) await gate;
-      return write(o);
-    };
-    return b;
-  };
+  delayBatchWrites(db, (_i, deleted) => (deleted.some(isHeadKey) ? gate : undefined));
   return { release: open };
 }

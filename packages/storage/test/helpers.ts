@@ -103,6 +103,33 @@ export function tokenOf(key: string): Token {
   return token(BigInt.asIntN(64, h));
 }
 
+/**
+ * Lets a test hold back chained batch writes of `db`: before each is written,
+ * `wait` gets its index (in creation order) and the keys it deletes, and the
+ * write waits for the promise it returns, if any.
+ */
+export function delayBatchWrites(db: StorageDb, wait: (index: number, deleted: readonly Uint8Array[]) => Promise<unknown> | undefined): void {
+  const realBatch = db.batch.bind(db) as (...a: unknown[]) => unknown;
+  let n = 0;
+  (db as { batch: unknown }).batch = (...args: unknown[]) => {
+    const b = realBatch(...args) as { del: (k: Uint8Array, o?: unknown) => unknown; write: (o: unknown) => Promise<void> };
+    if (args.length > 0) return b;
+    const index = n++;
+    const deleted: Uint8Array[] = [];
+    const del = b.del.bind(b);
+    b.del = (k: Uint8Array, o?: unknown) => {
+      deleted.push(k);
+      return del(k, o);
+    };
+    const write = b.write.bind(b);
+    b.write = async (o: unknown) => {
+      await wait(index, deleted);
+      return write(o);
+    };
+    return b;
+  };
+}
+
 /** Holds every chained batch write of `db` until released by its index. */
 export function holdBatches(db: StorageDb): { release(i: number): void } {
   const gates: Array<() => void> = [];
@@ -114,19 +141,7 @@ export function holdBatches(db: StorageDb): { release(i: number): void } {
     }
     return waits[i]!;
   };
-  const realBatch = db.batch.bind(db) as (...a: unknown[]) => unknown;
-  let n = 0;
-  (db as { batch: unknown }).batch = (...args: unknown[]) => {
-    const b = realBatch(...args) as { write: (o: unknown) => Promise<void> };
-    if (args.length > 0) return b;
-    const write = b.write.bind(b);
-    const id = n++;
-    b.write = async (o: unknown) => {
-      await gate(id);
-      return write(o);
-    };
-    return b;
-  };
+  delayBatchWrites(db, (i) => gate(i));
   return {
     release(i) {
       void gate(i);

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { type Cell, type Mutation, isDead, mergeCells } from '@chorus/model';
 import type { StorageDb } from '../src/index.js';
 import { Store } from '../src/store.js';
-import { enc, memoryBackend, testEnv, tokenOf } from './helpers.js';
+import { delayBatchWrites, enc, memoryBackend, testEnv, tokenOf } from './helpers.js';
 
 /*
  * Writes never read, so the order in which versions arrive, how they are
@@ -63,19 +63,9 @@ function model(ops: readonly Op[]): (p: number, c: number) => Cell | undefined {
 
 /** Makes each chained batch of `db` wait the next of `delays` turns of the event loop before it is written, so batches land out of order. */
 function scrambleLanding(db: StorageDb, delays: readonly number[]): void {
-  const realBatch = db.batch.bind(db) as (...a: unknown[]) => unknown;
-  let n = 0;
-  (db as { batch: unknown }).batch = (...args: unknown[]) => {
-    const b = realBatch(...args) as { write: (o: unknown) => Promise<void> };
-    if (args.length > 0) return b;
-    const write = b.write.bind(b);
-    const turns = delays[n++ % delays.length]!;
-    b.write = async (o: unknown) => {
-      for (let i = 0; i < turns; i++) await new Promise((r) => setImmediate(r));
-      return write(o);
-    };
-    return b;
-  };
+  delayBatchWrites(db, async (i) => {
+    for (let turn = 0; turn < delays[i % delays.length]!; turn++) await new Promise((r) => setImmediate(r));
+  });
 }
 
 const norm = (c: Cell | undefined) => (c === undefined ? undefined : 'tombstone' in c ? { t: c.timestampMicros } : { v: Array.from(c.value), t: c.timestampMicros, e: c.expiresAtMicros });
