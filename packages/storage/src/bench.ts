@@ -229,8 +229,7 @@ function rowCacheFootprint(): { realPerEntry: number; estimatedPerEntry: number 
     version.set(prefix);
     const rowId = cacheId(prefix, prefix.length);
     // The partition's id is the row's without its kind byte and empty clustering key (00 01).
-    const partitionId = rowId.slice(0, prefix.length - 3);
-    cache.endRead(cache.beginRead(), rowId, partitionId, { value: VALUE, timestampMicros: 1_700_000_000_000_000 + i }, version, true);
+    cache.endRead(cache.beginRead(), rowId, prefix.length - 3, { value: VALUE, timestampMicros: 1_700_000_000_000_000 + i }, version, true);
   }
   gc();
   gc();

@@ -184,7 +184,7 @@ async function readHeads(s: StoreParts, reads: Array<Miss & { marker: Uint8Array
       continue;
     }
     const cell = decodeStored(raw).cell;
-    if (m.start !== undefined) cache.endRead(m.start, m.rowId, m.rowId.slice(0, m.pk.length), cell, m.rowPrefix, !s.commits.closed);
+    if (m.start !== undefined) cache.endRead(m.start, m.rowId, m.pk.length, cell, m.rowPrefix, !s.commits.closed);
     done(m.index, undefined, m.digest ? cellDigest(cell) : cell);
   }
   if (headless !== undefined) await readGroups(s, headless, done);
@@ -200,7 +200,7 @@ async function readMissed(s: StoreParts, pk: Uint8Array, clustering: Uint8Array,
     read = await readRowFromDb(s.db, s.compactions, pk, clustering, rowPrefix);
     return read.cell;
   } finally {
-    cache.endRead(start, rowId, rowId.slice(0, pk.length), read?.cell, read?.version, read !== undefined && !s.commits.closed);
+    cache.endRead(start, rowId, pk.length, read?.cell, read?.version, read !== undefined && !s.commits.closed);
   }
 }
 
@@ -231,14 +231,14 @@ async function readGroup(s: StoreParts, group: Miss[], done: PointReadCallback):
         cell = effective(reconciled.row, reconciled.deletionTs);
         version = cell !== undefined && cell === reconciled.row ? reconciled.rowKey : undefined;
       }
-      if (start !== undefined) cache.endRead(start[k]!, m.rowId, m.rowId.slice(0, m.pk.length), cell, version, !s.commits.closed);
+      if (start !== undefined) cache.endRead(start[k]!, m.rowId, m.pk.length, cell, version, !s.commits.closed);
       done(m.index, undefined, m.digest ? cellDigest(cell) : cell);
     }
   } catch (error) {
     // The iterator may be unusable now: this read and the group's later ones fail with the error.
     for (; k < group.length; k++) {
       const m = group[k]!;
-      if (start !== undefined) cache.endRead(start[k]!, m.rowId, m.rowId.slice(0, m.pk.length), undefined, undefined, false);
+      if (start !== undefined) cache.endRead(start[k]!, m.rowId, m.pk.length, undefined, undefined, false);
       done(m.index, error as Error, undefined);
     }
   } finally {

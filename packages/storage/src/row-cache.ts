@@ -38,10 +38,15 @@ export function cacheId(key: Uint8Array, end: number): string {
  * 100 bytes takes 391 bytes of heap, estimated 400.
  */
 const ENTRY_OVERHEAD = 200;
-/** Bits of the doorkeeper (128 KiB): a row enters the cache on its second miss (see `RowCache.admits`). */
-const DOORKEEPER_BITS = 1 << 20;
-/** The doorkeeper forgets every row once this many have knocked: with a quarter of its bits set, a row read once passes by chance one time in four at most. */
-const DOORKEEPER_WINDOW = DOORKEEPER_BITS >>> 2;
+/** Bits of the doorkeeper (512 KiB): a row enters the cache on its second miss (see `RowCache.admits`). */
+const DOORKEEPER_LOG2 = 22;
+const DOORKEEPER_BITS = 1 << DOORKEEPER_LOG2;
+/**
+ * The doorkeeper forgets every row once this many have knocked (about as many rows as a full cache of
+ * 100-byte rows holds): with at most a sixteenth of its bits set, a row read once passes by chance one
+ * time in thirty on average, and each row it lets in costs an entry, an eviction and garbage.
+ */
+const DOORKEEPER_WINDOW = DOORKEEPER_BITS >>> 4;
 /** Most row/partition ids remembered as written while reads are in flight; older ones fold into `evictedSeq`. */
 const RECENT_WRITES_CAP = 65_536;
 /** What follows a partition's id in the id of its row with the empty clustering key: KIND_ROW, then esc(empty) = 00 01. */
@@ -235,21 +240,28 @@ export class RowCache {
 
   /**
    * A miss finished; fills the cache with `cell` when `filled`, no write to
-   * the row or its partition landed since `startSeq`, and the row is cached
-   * already or missed before (`admits`).
+   * the row or its partition (the row id's first `partitionLength` chars)
+   * landed since `startSeq`, and the row missed before (`admits`). A row
+   * cached meanwhile by another read is left as it is: writes keep it exact.
    */
-  endRead(startSeq: number, rowId: string, partitionId: string, cell: Cell | undefined, version: Uint8Array | undefined, filled: boolean): void {
+  endRead(startSeq: number, rowId: string, partitionLength: number, cell: Cell | undefined, version: Uint8Array | undefined, filled: boolean): void {
     if (filled) {
-      const rowSeq = this.recent.get(rowId) ?? this.evictedSeq;
-      const partSeq = this.recent.get(partitionId) ?? this.evictedSeq;
-      if (rowSeq > startSeq || partSeq > startSeq) this.raceSkips++;
-      else if (this.admitFirstMiss || this.rows.has(rowId) || this.admits(rowId)) this.install(rowId, partitionId.length, cell, version);
+      if (this.writtenSince(startSeq, rowId, partitionLength)) this.raceSkips++;
+      else if ((this.admitFirstMiss || this.admits(rowId)) && !this.rows.has(rowId)) this.install(rowId, partitionLength, cell, version);
     }
     if (--this.readsInFlight === 0) {
       // No read is left that started before the current number: what `recent` remembers can no longer stop a fill.
       this.recent.clear();
       this.evictedSeq = this.seq;
     }
+  }
+
+  /** Whether a batch that landed after `startSeq` touched the row or its partition, as far as `recent` remembers. */
+  private writtenSince(startSeq: number, rowId: string, partitionLength: number): boolean {
+    if (this.evictedSeq > startSeq) return true;
+    // Nothing noted (reads alone, the usual case of a cold scan): no id to look up, no partition id to cut.
+    if (this.recent.size === 0) return false;
+    return (this.recent.get(rowId) ?? 0) > startSeq || (this.recent.get(rowId.slice(0, partitionLength)) ?? 0) > startSeq;
   }
 
   /**
@@ -263,7 +275,7 @@ export class RowCache {
   private admits(rowId: string): boolean {
     let h = 0x811c9dc5;
     for (let i = 0; i < rowId.length; i++) h = Math.imul(h ^ rowId.charCodeAt(i), 0x01000193);
-    const bit = h >>> (32 - Math.log2(DOORKEEPER_BITS));
+    const bit = h >>> (32 - DOORKEEPER_LOG2);
     const word = bit >>> 5;
     const mask = 1 << (bit & 31);
     if ((this.doorkeeper[word]! & mask) !== 0) return true;
