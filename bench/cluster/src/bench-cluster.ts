@@ -12,7 +12,7 @@ import { formatTable } from './report.js';
 import { type Target, chorusTarget, echoTarget, idealTarget } from './targets.js';
 import { ON_REQUEST, type RunContext, prime, type System, WORKLOADS, type WorkloadName, type WorkloadReport, newSystem, runWorkload } from './workloads.js';
 
-const USAGE = `pnpm bench:cluster [--seconds S] [--warmup S] [--prime S] [--only w1,w2] [--no-ideal] [--json FILE] [--cpu-prof DIR] [--dir DIR] [--keep]
+const USAGE = `pnpm bench:cluster [--seconds S] [--warmup S] [--prime S] [--only w1,w2] [--no-ideal] [--ideal-plain-keys] [--json FILE] [--cpu-prof DIR] [--dir DIR] [--keep]
 
 Starts a 3-node Chorus cluster (rf 3) and a 3-process ideal pipeline on 127.0.0.1, runs each
 workload on both with the same load generator and 100-byte values, and prints Chorus's figure,
@@ -24,6 +24,9 @@ the ideal's, their ratio, and each node's CPU share, RSS (at the end and at its 
   --only LIST     comma-separated workloads among: ${WORKLOADS.join(', ')}
                   (${[...ON_REQUEST].join(', ')} only when named here)
   --no-ideal      Chorus alone, without the ideal pipeline (no ratios): for long runs
+  --ideal-plain-keys
+                  the ideal stores rows under the client's keys rather than in token order
+                  (the load's numbered keys then land in order: a store on a ring gets no such help)
   --json FILE     one JSON line per workload to FILE (default: after the table, on stdout)
   --cpu-prof DIR  a CPU profile of each Chorus node over each measured phase, written into DIR
   --dir DIR       where the clusters keep their data (default: a new temporary directory, removed at the end)
@@ -41,6 +44,7 @@ const { values } = parseArgs({
     dir: { type: 'string' },
     keep: { type: 'boolean', default: false },
     'no-ideal': { type: 'boolean', default: false },
+    'ideal-plain-keys': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
@@ -102,7 +106,7 @@ async function startPair(label: string, durable: boolean): Promise<Pair> {
     if (withIdeal) {
       const idealPorts = await freePorts(3);
       progress(`starting the ideal pipeline (${label}) on ports ${idealPorts[0]}–${idealPorts[2]}`);
-      ideal = await startIdealCluster({ ports: idealPorts, dir: join(root, `ideal-${label}`), durable });
+      ideal = await startIdealCluster({ ports: idealPorts, dir: join(root, `ideal-${label}`), durable, plainKeys: values['ideal-plain-keys'] });
       targets.push(await idealTarget(ideal.hosts));
     }
   } catch (error) {

@@ -16,7 +16,7 @@ export interface IdealCluster {
 }
 
 /** Starts one ideal node per port as a child process; resolves once every node holds its peer links. */
-export async function startIdealCluster(o: { ports: number[]; dir: string; durable?: boolean; timeoutMs?: number }): Promise<IdealCluster> {
+export async function startIdealCluster(o: { ports: number[]; dir: string; durable?: boolean; plainKeys?: boolean; timeoutMs?: number }): Promise<IdealCluster> {
   const children: ChildProcess[] = [];
   const stop = async () => {
     await Promise.all(
@@ -39,7 +39,7 @@ export async function startIdealCluster(o: { ports: number[]; dir: string; durab
       o.ports.map((port, i) => {
         const dir = join(o.dir, `i${i + 1}`);
         mkdirSync(dir, { recursive: true });
-        const args = [`--v8-pool-size=${DEFAULTS.gc_threads}`, MAIN, '--port', String(port), '--ports', o.ports.join(','), '--dir', dir, ...(o.durable ? ['--durable'] : [])];
+        const args = [`--v8-pool-size=${DEFAULTS.gc_threads}`, MAIN, '--port', String(port), '--ports', o.ports.join(','), '--dir', dir, ...(o.durable ? ['--durable'] : []), ...(o.plainKeys ? ['--plain-keys'] : [])];
         // The thread pools and malloc arenas a Chorus node gets by default: the same libraries, tuned alike.
         const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'], env: nodeProcessEnv(DEFAULTS, process.env) });
         children.push(child);

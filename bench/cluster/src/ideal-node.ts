@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { IdTable } from '@chorus/core';
+import { murmur3Hash64 } from '@chorus/ring';
 import { Level } from 'level';
 import { Packr } from 'msgpackr';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -13,8 +14,10 @@ import WebSocket, { WebSocketServer } from 'ws';
  * the level needs, and answers the newest version. Everything that crosses
  * a boundary is gathered for one tick of the event loop: one LevelDB batch
  * (and one `getMany`) per tick, one msgpack frame per peer and per client
- * connection per tick. No validation, no failure handling, no hints, no
- * read repair: the figure it gives is a ceiling, not a rival.
+ * connection per tick. Rows are stored in token order, as on any store
+ * whose ring places them by token (and as Chorus stores them). No
+ * validation, no failure handling, no hints, no read repair: the figure it
+ * gives is a ceiling, not a rival.
  */
 
 export interface IdealNodeOptions {
@@ -24,6 +27,14 @@ export interface IdealNodeOptions {
   dir: string;
   /** Each LevelDB batch is fsynced before the writes in it are acknowledged, as Chorus's commit_sync=batch. */
   durable: boolean;
+  /**
+   * Store each row under the client's key as it is, not after its token. The load generator's keys are
+   * numbered (`w:1`, `w:2`, …), so in key order a tick's writes land next to each other: each table LevelDB
+   * writes covers a narrow range, compactions mostly move tables down without rewriting them, and a read
+   * finds one table per level to look in. No store on a token ring gets that: in token order every table
+   * covers the whole ring. For comparison only.
+   */
+  plainKeys?: boolean;
 }
 
 export interface IdealNode {
@@ -58,6 +69,16 @@ export function stamp(micros: number, value: Uint8Array): Buffer {
 
 const stampOf = (stamped: Buffer) => stamped.readDoubleLE(0);
 
+/** A row's key in token order: its Murmur3 token (8 bytes, big-endian, sign bit flipped so that bytes order as tokens do), then the key. */
+export function tokenOrderedKey(key: string): Buffer {
+  const bytes = Buffer.from(key, 'utf8');
+  const out = Buffer.allocUnsafe(8 + bytes.length);
+  out.writeBigInt64BE(murmur3Hash64(bytes), 0);
+  out[0]! ^= 0x80;
+  out.set(bytes, 8);
+  return out;
+}
+
 /** Everything queued for one socket during this tick leaves as one message. */
 class Outbox {
   private frames: unknown[] = [];
@@ -82,23 +103,26 @@ class Outbox {
   }
 }
 
+/** The key a row is stored under: the client's (`plainKeys`) or its token-ordered bytes. */
+type StoreKey = string | Buffer;
+
 /** LevelDB work of one tick: one batch for the writes, one `getMany` for the reads. */
 class TickStore {
-  private puts: Array<{ type: 'put'; key: string; value: Buffer }> = [];
+  private puts: Array<{ type: 'put'; key: StoreKey; value: Buffer }> = [];
   private putDone: Array<() => void> = [];
-  private gets: string[] = [];
+  private gets: StoreKey[] = [];
   private getDone: Array<(value: Buffer | undefined) => void> = [];
   private scheduled = false;
 
-  constructor(private readonly db: Level<string, Buffer>, private readonly durable: boolean) {}
+  constructor(private readonly db: Level<StoreKey, Buffer>, private readonly durable: boolean) {}
 
-  put(key: string, value: Buffer, done: () => void): void {
+  put(key: StoreKey, value: Buffer, done: () => void): void {
     this.puts.push({ type: 'put', key, value });
     this.putDone.push(done);
     this.schedule();
   }
 
-  get(key: string, done: (value: Buffer | undefined) => void): void {
+  get(key: StoreKey, done: (value: Buffer | undefined) => void): void {
     this.gets.push(key);
     this.getDone.push(done);
     this.schedule();
@@ -151,7 +175,8 @@ interface Pending {
 
 export async function startIdealNode(o: IdealNodeOptions): Promise<IdealNode> {
   const packr = new Packr({ useRecords: false });
-  const db = new Level<string, Buffer>(o.dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+  const plainKeys = o.plainKeys === true;
+  const db = new Level<StoreKey, Buffer>(o.dir, { keyEncoding: plainKeys ? 'utf8' : 'buffer', valueEncoding: 'buffer' });
   await db.open();
   const store = new TickStore(db, o.durable);
   // Slots, not a Map, as in Chorus (see IdTable): a Map of requests in flight has the scavenger promote them.
@@ -175,17 +200,18 @@ export async function startIdealNode(o: IdealNodeOptions): Promise<IdealNode> {
     const read = req.op === 'get';
     const p: Pending = { client, id: req.id, need: required(req.cl ?? 'QUORUM'), got: 0, read, newest: undefined };
     pending.set(rid, p);
+    const key = plainKeys ? req.key : tokenOrderedKey(req.key);
     if (!read) {
       // Microseconds that never repeat on this node, as a coordinator's clock must give.
       lastMicros = Math.max(lastMicros + 1, Date.now() * 1000);
       const stamped = stamp(lastMicros, req.value ?? new Uint8Array());
-      store.put(req.key, stamped, () => answered(p, rid, undefined));
-      for (const port of peers) links.get(port)!.out.push([WRITE, rid, req.key, stamped]);
+      store.put(key, stamped, () => answered(p, rid, undefined));
+      for (const port of peers) links.get(port)!.out.push([WRITE, rid, key, stamped]);
       return;
     }
-    store.get(req.key, (value) => answered(p, rid, value));
+    store.get(key, (value) => answered(p, rid, value));
     // The peers asked take turns, so every node serves its share of remote reads.
-    for (let i = 0; i < p.need - 1; i++) links.get(peers[(rotation + i) % peers.length]!)!.out.push([READ, rid, req.key]);
+    for (let i = 0; i < p.need - 1; i++) links.get(peers[(rotation + i) % peers.length]!)!.out.push([READ, rid, key]);
     rotation++;
   };
 
@@ -212,8 +238,8 @@ export async function startIdealNode(o: IdealNodeOptions): Promise<IdealNode> {
     ws.on('message', (data: Buffer) => {
       for (const f of packr.unpack(data) as Frame[]) {
         const rid = f[1] as number;
-        if (f[0] === WRITE) store.put(f[2] as string, f[3] as Buffer, () => out.push([WRITE_ACK, rid]));
-        else if (f[0] === READ) store.get(f[2] as string, (value) => out.push([READ_ANSWER, rid, value ?? null]));
+        if (f[0] === WRITE) store.put(f[2] as StoreKey, f[3] as Buffer, () => out.push([WRITE_ACK, rid]));
+        else if (f[0] === READ) store.get(f[2] as StoreKey, (value) => out.push([READ_ANSWER, rid, value ?? null]));
       }
     });
   });

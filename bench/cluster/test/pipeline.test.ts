@@ -1,7 +1,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { tokenOf } from '@chorus/ring';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tokenOrderedKey } from '../src/ideal-node.js';
 import {
   type IdealCluster,
   type Target,
@@ -90,5 +92,31 @@ describe('the cluster benchmark pipeline', () => {
     const table = formatTable([report]);
     expect(table).toContain('write-quorum-128');
     expect(JSON.parse(JSON.stringify(report)).workload).toBe('write-quorum-128');
+  });
+});
+
+describe('where the ideal pipeline stores a row', () => {
+  it('in token order, as a ring places rows, by default', () => {
+    const keys = Array.from({ length: 500 }, (_, i) => `w:${i}`);
+    const byStoredKey = [...keys].sort((a, b) => Buffer.compare(tokenOrderedKey(a), tokenOrderedKey(b)));
+    const byToken = [...keys].sort((a, b) => (tokenOf(a) < tokenOf(b) ? -1 : tokenOf(a) > tokenOf(b) ? 1 : 0));
+    expect(byStoredKey).toEqual(byToken);
+    // Negative and positive tokens both occur, so the sign bit's flip is what orders them.
+    expect(byToken.some((k) => tokenOf(k) < 0n) && byToken.some((k) => tokenOf(k) > 0n)).toBe(true);
+  });
+
+  it('under the client\'s keys with plainKeys, answering the same reads', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'chorus-bench-test-'));
+    const cluster = await startIdealCluster({ ports: await freePorts(3), dir, plainKeys: true });
+    const target = await idealTarget(cluster.hosts);
+    try {
+      await target.put('k1', new Uint8Array(100).fill(3), 'ALL');
+      expect(await target.get('k1', 'ALL')).toBe(true);
+      expect(await target.get('k2', 'QUORUM')).toBe(false);
+    } finally {
+      await target.close();
+      await cluster.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
