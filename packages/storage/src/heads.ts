@@ -122,15 +122,20 @@ export class Heads {
    * Whether a write of a key-value row at `ts` takes the head. `rowPrefix`
    * is the row's prefix (`P | 01 | 00 01`); the token's last bytes sit right
    * before the partition key, at `tokenEnd`. The write is recorded either
-   * way: for the head, the caller puts `rowPrefix` and this deletes the
-   * marker; otherwise the caller puts a version and this puts the marker.
+   * way: for the head, the caller puts `rowPrefix`; otherwise the caller
+   * puts a version and this puts the marker.
+   *
+   * A head never deletes its row's marker: a batch built later may put the
+   * marker again (a partition deletion newer than the head, a version
+   * written while the head is in flight) and land first, and the delete,
+   * landing after it, would leave a newer write unseen behind a head that
+   * reads take alone. So a row once marked is read through its entries.
    */
   takesHead(batch: Batch, rowPrefix: Uint8Array, tokenEnd: number, ts: number): boolean {
     const bucket = bucketAt(rowPrefix, tokenEnd);
     const newest = this.newest[bucket]!;
     if (ts > newest) this.newest[bucket] = ts;
     if (this.ready && ts > newest && this.putsInFlight[bucket] === 0) {
-      if (this.marked[bucket] === 1) batch.del(markerOf(rowPrefix));
       (batch.heads ??= { puts: [] }).puts.push(bucket);
       return true;
     }

@@ -58,10 +58,13 @@ describe.each(backends.map((b) => [b().name, b] as const))('heads: %s', (_name, 
     await store.apply([put('a', 'new', 20)]);
     await store.apply([put('a', 'late', 15)]);
     expect(await batchRead(store, ['a'])).toEqual(['new@20']);
-    // And a newer one after it puts the head back.
+    // A newer one after it puts the head back; the row keeps its marker, so reads take its entries.
     await store.apply([put('a', 'newest', 30)]);
-    const counter = countIterators(db);
     expect(await batchRead(store, ['a'])).toEqual(['newest@30']);
+    // A row never marked is still read from its head alone.
+    await store.apply([put('b', 'only', 30)]);
+    const counter = countIterators(db);
+    expect(await batchRead(store, ['b'])).toEqual(['only@30']);
     expect(counter.count).toBe(0);
     await store.close();
   });
@@ -88,12 +91,31 @@ describe.each(backends.map((b) => [b().name, b] as const))('heads: %s', (_name, 
     hold.release(0);
     await first.landed;
     expect(await batchRead(store, ['a'])).toEqual(['newer@30']);
-    // The next newest write takes the head again, and reads take it alone.
+    // The next newest write takes the head again.
     hold.release(2);
     await store.apply([put('a', 'latest', 40)]);
-    const counter = countIterators(db);
     expect(await batchRead(store, ['a'])).toEqual(['latest@40']);
-    expect(counter.count).toBe(0);
+    await store.close();
+  });
+
+  it('a head that lands after a newer partition deletion of its row does not hide the deletion', async () => {
+    const store = await new Store(db, { env, rowCacheBytes: 0 }).open();
+    const hold = holdBatches(db);
+    // A write while the row's head is in flight marks the row.
+    const first = store.submit([put('a', 'one', 10)]);
+    const second = store.submit([put('a', 'three', 30)]);
+    hold.release(0);
+    hold.release(1);
+    await Promise.all([first.landed, second.landed]);
+    // The next newest write takes the head; the partition deletion after it lands first.
+    const head = store.submit([put('a', 'four', 40)]);
+    const deletion = store.submit([delPartition('a', 50)]);
+    hold.release(3);
+    await deletion.landed;
+    hold.release(2);
+    await head.landed;
+    expect(await batchRead(store, ['a'])).toEqual(['T@50']);
+    expect(show(await store.getCell(row('a')))).toBe('T@50');
     await store.close();
   });
 
