@@ -32,6 +32,17 @@ async function batchRead(store: Store, keys: string[]): Promise<Array<string | u
   return out.map(show);
 }
 
+/**
+ * Submits two writes of a row, the second while the first's batch is in flight (the first two batches `hold`
+ * keeps), and lets both land: the second is stored as a version and marks the row.
+ */
+async function landTogether(store: Store, hold: { release(i: number): void }, first: Mutation, second: Mutation): Promise<void> {
+  const landings = [store.submit([first]).landed, store.submit([second]).landed];
+  hold.release(0);
+  hold.release(1);
+  await Promise.all(landings);
+}
+
 const backends: Array<() => Backend> = [memoryBackend, levelBackend];
 
 describe.each(backends.map((b) => [b().name, b] as const))('heads: %s', (_name, makeBackend) => {
@@ -101,12 +112,7 @@ describe.each(backends.map((b) => [b().name, b] as const))('heads: %s', (_name, 
   it('a head that lands after a newer partition deletion of its row does not hide the deletion', async () => {
     const store = await new Store(db, { env, rowCacheBytes: 0 }).open();
     const hold = holdBatches(db);
-    // A write while the row's head is in flight marks the row.
-    const first = store.submit([put('a', 'one', 10)]);
-    const second = store.submit([put('a', 'three', 30)]);
-    hold.release(0);
-    hold.release(1);
-    await Promise.all([first.landed, second.landed]);
+    await landTogether(store, hold, put('a', 'one', 10), put('a', 'three', 30));
     // The next newest write takes the head; the partition deletion after it lands first.
     const head = store.submit([put('a', 'four', 40)]);
     const deletion = store.submit([delPartition('a', 50)]);
@@ -122,12 +128,8 @@ describe.each(backends.map((b) => [b().name, b] as const))('heads: %s', (_name, 
   it('the gc sweep never deletes a head, even one a newer version shadows: a write in flight may put its key again', async () => {
     const store = await new Store(db, { env, rowCacheBytes: 0 }).open();
     const hold = holdBatches(db);
-    // A head at 20 and, beside it, a newer version at 30 (written while the head's batch was in flight).
-    const first = store.submit([put('a', 'head', 20)]);
-    const second = store.submit([put('a', 'version', 30)]);
-    hold.release(0);
-    hold.release(1);
-    await Promise.all([first.landed, second.landed]);
+    // A head at 20 and, beside it, a newer version at 30.
+    await landTogether(store, hold, put('a', 'head', 20), put('a', 'version', 30));
     for (let i = 2; i < 10; i++) hold.release(i);
     // Whatever the sweep deletes lands only after the next newest write, which puts the head again.
     const held = holdDeletesOfHeads(db);
