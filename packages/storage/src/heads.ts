@@ -47,15 +47,15 @@ export interface BatchHeads {
  * token, so a partition deletion falls in its key-value row's bucket)
  * remembers the newest timestamp written to any row in it. A write newer
  * than that is newer than everything its row holds: it puts the head (over
- * the older one: last-write-wins) and deletes the row's marker. Any other
+ * the older one: last-write-wins). Any other
  * write (an older one arriving late — a hint, repair, a coordinator whose
  * clock lags —, a partition deletion, or a write to a bucket with a head put
  * still in flight in another batch, which may land after it) is stored as a
  * version and puts the row's marker, `mhd | P without its d`. A read takes
  * the head only while the row has no marker; otherwise it reads the row's
- * entries (head and versions) and reconciles them, as before heads. The next
- * write that is the newest of its bucket clears the marker again. Markers
- * are in the write's own batch, so they survive a crash with it.
+ * entries (head and versions) and reconciles them, as before heads. A
+ * marker stays (see `takesHead`). Markers are in the write's own batch, so
+ * they survive a crash with it.
  *
  * Batches land in any order: a head put by a batch that lands after a later
  * write would overwrite a newer head, or leave a stale one without a marker,
@@ -74,7 +74,7 @@ export interface BatchHeads {
 export class Heads {
   private readonly newest = new Float64Array(BUCKET_MASK + 1);
   private readonly putsInFlight = new Int32Array(BUCKET_MASK + 1);
-  /** 1 for a bucket where some row may have a marker: only there do writes delete markers and reads look for them. */
+  /** 1 for a bucket where some row may have a marker: only there do reads look for them. */
   private readonly marked = new Uint8Array(BUCKET_MASK + 1);
   /** Bound on every timestamp stored, as its newest bound entry says. */
   private bound = 0;
