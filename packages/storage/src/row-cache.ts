@@ -44,7 +44,7 @@ const DOORKEEPER_BITS = 1 << DOORKEEPER_LOG2;
 /**
  * The doorkeeper forgets every row once this many have knocked (about as many rows as a full cache of
  * 100-byte rows holds): with at most a sixteenth of its bits set, a row read once passes by chance one
- * time in thirty on average, and each row it lets in costs an entry, an eviction and garbage.
+ * time in thirty-two on average, and each row it lets in costs an entry, an eviction and garbage.
  */
 const DOORKEEPER_WINDOW = DOORKEEPER_BITS >>> 4;
 /** Most row/partition ids remembered as written while reads are in flight; older ones fold into `evictedSeq`. */
@@ -378,9 +378,8 @@ export class RowCache {
     if (this.bytes > this.capacityBytes) this.evict();
   }
 
+  /** Caches a row that is not cached yet. */
   private install(rowId: string, partitionLength: number, cell: Cell | undefined, version: Uint8Array | undefined): void {
-    const old = this.rows.get(rowId);
-    if (old !== undefined) this.remove(rowId, old);
     const e = new CachedRow(partitionLength);
     e.set(cell, version, rowId);
     if (e.bytes > this.capacityBytes) return;
