@@ -113,6 +113,8 @@ interface Shared {
   digestMismatches: number;
   readRepair: { mismatches: number; rowsRepaired: number; timeouts: number };
   sessionFloor: { escalations: number; notMet: number };
+  /** Requests the actor holds: those in flight, and writes answered but still waiting for their last replicas. */
+  open: number;
 }
 
 /** The batchable requests of one turn for one replica (see `batches` below). */
@@ -321,7 +323,7 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
       end(): void {
         if (this.ended) return;
         this.ended = true;
-        requests.delete(this.id);
+        if (requests.delete(this.id)) shared.open--;
       }
 
       /** The caller's answer ends the request, unless it still has work after it (a write that owes hints). */
@@ -520,6 +522,7 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
         return;
       }
       requests.set(running.id, running);
+      shared.open++;
       try {
         running.request.start();
       } catch (error) {
@@ -721,6 +724,7 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
     digestMismatches: 0,
     readRepair: { mismatches: 0, rowsRepaired: 0, timeouts: 0 },
     sessionFloor: { escalations: 0, notMet: 0 },
+    open: 0,
   };
   const replicaName = options.names?.replica ?? REPLICA_ACTOR;
   const ref = system.spawn<CoordinatorMsg>(options.names?.coordinator ?? COORDINATOR_ACTOR, coordinatorBehavior(system, o, shared, replicaName), {
@@ -947,6 +951,7 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
         slice: op(shared.counters.slice),
         inFlight,
         inFlightBytes,
+        open: shared.open,
         speculativeRetries: shared.speculativeRetries,
         digestMismatches: shared.digestMismatches,
         readRepair: { ...shared.readRepair },

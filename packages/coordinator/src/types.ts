@@ -189,6 +189,8 @@ export interface CoordinatorStats {
   inFlight: number;
   /** Bytes of the mutations those requests carry, as the byte budget counts them. */
   inFlightBytes: number;
+  /** Requests the coordinator holds: those in flight, and writes answered but still waiting for their last replicas (to hint those that miss them). */
+  open: number;
   speculativeRetries: number;
   digestMismatches: number;
   /**

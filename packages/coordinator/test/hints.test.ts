@@ -64,7 +64,10 @@ describe('hint sink', () => {
     const answeredAt = c.sim.now;
     expect(answeredAt - startedAt).toBeLessThan(100);
     expect(offers).toEqual([]);
+    // Answered, so no longer in flight, but still held until the silent replica's deadline.
+    expect(c.handle(coordinator).stats()).toMatchObject({ inFlight: 0, open: 1 });
     await c.sim.runFor(10_000);
+    expect(c.handle(coordinator).stats()).toMatchObject({ inFlight: 0, open: 0 });
     expect(offers.map((o) => o.target)).toEqual([replicas[2]]);
     expect(offers[0]!.atMs - startedAt).toBeGreaterThanOrEqual(2_000);
     expect(offers[0]!.atMs - startedAt).toBeLessThan(2_100);
