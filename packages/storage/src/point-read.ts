@@ -19,7 +19,7 @@ import {
   writePartitionKey,
 } from './keys.js';
 import type { StoreParts } from './parts.js';
-import { cacheId } from './row-cache.js';
+import { NO_ENTRY, cacheId } from './row-cache.js';
 import { effective } from './row-versions.js';
 
 /** Versions a point read fetches in its first step: the newest is usually all it needs. */
@@ -115,9 +115,9 @@ export async function readRows(s: StoreParts, reads: readonly PointRead[], callb
     const rowId = cache.enabled ? cacheId(rowPrefix, rowPrefix.length) : '';
     if (cache.enabled) {
       const hit = cache.lookup(rowId);
-      if (hit !== undefined) {
+      if (hit !== NO_ENTRY) {
         if (digest) done(i, undefined, cache.digestOf(hit));
-        else done(i, undefined, hit.cell, cache.digestOf(hit));
+        else done(i, undefined, cache.cellOf(hit), cache.digestOf(hit));
         continue;
       }
     }
@@ -260,7 +260,7 @@ export async function readRow(s: StoreParts, a: RowAddress): Promise<Cell | unde
   const rowId = cache.enabled ? cacheId(rowPrefix, rowPrefix.length) : '';
   if (cache.enabled) {
     const hit = cache.lookup(rowId);
-    if (hit !== undefined) return hit.cell;
+    if (hit !== NO_ENTRY) return cache.cellOf(hit);
   }
   return readMissed(s, pk, clustering, rowPrefix, rowId);
 }

@@ -1,4 +1,4 @@
-import { type Cell, bytesEqual, cellDigest, compareCells, isTombstone, mergeCells, writeBinary } from '@chorus/model';
+import { type Cell, bytesEqual, cellDigest, compareCells, isTombstone, mergeCells } from '@chorus/model';
 import { KIND_ROW } from './keys.js';
 
 /** What the row cache has done since the store opened. */
@@ -12,7 +12,7 @@ export interface RowCacheStats {
   /** Misses that did not fill the cache because a write to their row or partition landed while they read. */
   raceSkips: number;
   entries: number;
-  /** Estimated heap bytes held by the entries (keys, cells, values, bookkeeping). */
+  /** Bytes the entries take: their records (id, version key, value, fixed fields) and their share of the index. */
   bytes: number;
   capacityBytes: number;
 }
@@ -31,13 +31,6 @@ export function cacheId(key: Uint8Array, end: number): string {
   return latin1Slice.call(key, 0, end);
 }
 
-/*
- * Heap cost of one entry beside its key and value bytes: the Map slot, the id
- * string, the entry object and its timestamps, the data string's header.
- * `pnpm bench:storage` measures it (row cache footprint): a key-value row of
- * 100 bytes takes 391 bytes of heap, estimated 400.
- */
-const ENTRY_OVERHEAD = 200;
 /** Bits of the doorkeeper (512 KiB): a row enters the cache on its second miss (see `RowCache.admits`). */
 const DOORKEEPER_LOG2 = 22;
 const DOORKEEPER_BITS = 1 << DOORKEEPER_LOG2;
@@ -57,95 +50,383 @@ const TOMBSTONE = 1;
 const VALUE = 2;
 const EXPIRING = 3;
 
-/**
- * One cached row, in as few heap objects as a row can take: the old space holds
- * every entry, and each object is marked by every full collection. The row's
- * version key and value are one latin1 string (one char per byte), not a byte
- * array: a string of this size lives in the V8 heap in one object, where a
- * Uint8Array over 64 bytes is a JS object, an ArrayBuffer, a C++ backing store
- * and a malloc block, which cost more than the bytes themselves and stay in
- * the process's malloc heap. The cell is rebuilt from it when it is read.
+/** An entry's number when a lookup finds none. */
+export const NO_ENTRY = -1;
+
+/*
+ * A record, in a segment: a header of fixed fields, then the row's id, its version key and its value.
+ *   0 slot · 4 id length · 8 version length · 12 value length · 16 partition id length (u32 each)
+ *   20 kind · 21 referenced · 22 digest kept (u8 each) · 24 timestamp · 32 expiry (f64 each) · 40 digest (16 bytes)
  */
-class CachedRow {
-  /** The version key (its first `versionLength` chars), then the value. */
-  private data = '';
-  private versionLength = 0;
-  private kind = ABSENT;
-  private timestampMicros = 0;
-  private expiresAtMicros = 0;
-  bytes = 0;
-  referenced = false;
-  /**
-   * `cellDigest(cell)` as a latin1 string, computed by the first digest read of this cell: a hot row answers
-   * digest reads without hashing. A string for the reason `data` is one: a 16-byte Uint8Array kept for good is
-   * three heap objects, about 180 bytes.
-   */
-  digest: string | undefined = undefined;
+const AT_ID_LENGTH = 4;
+const AT_VERSION_LENGTH = 8;
+const AT_VALUE_LENGTH = 12;
+const AT_PARTITION_LENGTH = 16;
+const AT_KIND = 20;
+const AT_REFERENCED = 21;
+const AT_HAS_DIGEST = 22;
+const AT_TIMESTAMP = 24;
+const AT_EXPIRY = 32;
+const AT_DIGEST = 40;
+const DIGEST_BYTES = 16;
+const RECORD_HEADER = 56;
+/**
+ * What an entry costs beside its record, at most: its slot's segment, offset and hash (12 bytes, in arrays
+ * that grow by doubling) and its cells in the index (4 bytes each, at most half full, also doubling).
+ */
+const ENTRY_OVERHEAD = 40;
+const MIN_SEGMENT_BYTES = 1024;
+const MAX_SEGMENT_BYTES = 1024 * 1024;
+
+/** FNV-1a of a row's id: where the index looks for it, and the doorkeeper's bit. */
+function idHash(id: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193);
+  return h | 0;
+}
+
+/**
+ * The cached rows themselves, outside the V8 heap: each row is one record in
+ * a segment (a Buffer of its own), found through an open-addressing index of
+ * typed arrays, so a full cache is a few dozen large buffers rather than
+ * hundreds of thousands of objects that every full collection marks, and the
+ * memory it takes is what its bound says, not that times the heap's growth.
+ *
+ * Records are appended to the newest segment; a row written again gets a new
+ * record and leaves its old one dead. When the segments are all in use, the
+ * oldest is emptied into a spare one: its live records read since it was last
+ * emptied (their `referenced` flag) move along, the others are evicted
+ * (CLOCK's second chance, a segment at a time), and it becomes the spare.
+ */
+class RowRecords {
+  readonly segmentBytes: number;
+  /** Segments that may hold records at once; one more is the spare that the oldest is emptied into. */
+  private readonly maxSegments: number;
+  private readonly segments: Buffer[] = [];
+  private readonly used: number[] = [];
+  /** Segments holding records, oldest first; the last one takes new records. */
+  private readonly order: number[] = [];
+  private readonly free: number[] = [];
+  /** Per entry number (slot): its record's segment (-1 while it has none) and offset, and its id's hash. */
+  private slotSegment = new Int32Array(256);
+  private slotOffset = new Int32Array(256);
+  private slotHash = new Int32Array(256);
+  private freeSlots = new Int32Array(256);
+  private freeSlotCount = 0;
+  private slotsUsed = 0;
+  /** Open addressing, linear probing: slot + 1 per cell, 0 for none; at most half full. */
+  private index = new Int32Array(1024);
+  entries = 0;
+  /** Bytes of the live records. */
+  recordBytes = 0;
 
   constructor(
-    /** The partition's id is the row id's first `partitionLength` chars. */
-    readonly partitionLength: number,
-  ) {}
+    capacityBytes: number,
+    /** An entry is about to be evicted (its fields are still readable). */
+    private readonly evicting: (slot: number) => void,
+  ) {
+    this.segmentBytes = Math.max(MIN_SEGMENT_BYTES, Math.min(MAX_SEGMENT_BYTES, Math.floor(capacityBytes / 16)));
+    this.maxSegments = Math.max(2, Math.floor(capacityBytes / this.segmentBytes));
+  }
 
-  /** The row as `getCell` returns it: a partition deletion is already applied; undefined when the row is absent. Each call gives a new value buffer. */
-  get cell(): Cell | undefined {
-    switch (this.kind) {
-      case ABSENT:
-        return undefined;
-      case TOMBSTONE:
-        return { tombstone: true, timestampMicros: this.timestampMicros };
-      case VALUE:
-        return { value: this.bytesOf(this.versionLength, this.data.length), timestampMicros: this.timestampMicros };
-      default:
-        return { value: this.bytesOf(this.versionLength, this.data.length), timestampMicros: this.timestampMicros, expiresAtMicros: this.expiresAtMicros };
+  /** Bytes a row would take as a record. */
+  static recordSize(rowId: string, cell: Cell | undefined, version: Uint8Array | undefined): number {
+    return RECORD_HEADER + rowId.length + (version?.length ?? 0) + (cell === undefined || isTombstone(cell) ? 0 : cell.value.length);
+  }
+
+  find(rowId: string, hash: number): number {
+    const index = this.index;
+    const mask = index.length - 1;
+    for (let i = hash & mask; ; i = (i + 1) & mask) {
+      const cell = index[i]!;
+      if (cell === 0) return NO_ENTRY;
+      const slot = cell - 1;
+      if (this.slotHash[slot] === hash && this.idEquals(slot, rowId)) return slot;
     }
   }
 
-  /** Key of the LevelDB version that is `cell` (a new buffer); undefined when the cell is absence or a partition deletion's tombstone. */
-  get version(): Uint8Array | undefined {
-    return this.versionLength === 0 ? undefined : this.bytesOf(0, this.versionLength);
+  /** A new entry for a row not cached yet; the caller checked that its record fits a segment. */
+  add(rowId: string, hash: number, partitionLength: number, cell: Cell | undefined, version: Uint8Array | undefined): void {
+    const slot = this.newSlot();
+    this.slotHash[slot] = hash;
+    this.write(slot, rowId, partitionLength, cell, version);
+    if ((this.entries + 1) * 2 > this.index.length) this.growIndex();
+    this.insert(slot);
+    this.entries++;
   }
 
-  /** `compareCells(cell, this.cell)`, without rebuilding this cell unless the timestamps tie. */
-  compare(cell: Cell): number {
-    if (this.kind === ABSENT) return 1;
-    if (cell.timestampMicros !== this.timestampMicros) return cell.timestampMicros > this.timestampMicros ? 1 : -1;
-    return compareCells(cell, this.cell!);
+  /**
+   * The entry's row as `cell` now: rewritten where it is when the new record is the same size (an overwrite
+   * of a value of the same length, the usual case), else a new record, the old one left dead.
+   */
+  replace(slot: number, cell: Cell, version: Uint8Array | undefined): void {
+    const rowId = this.idOf(slot);
+    const partitionLength = this.partitionLengthOf(slot);
+    if (RowRecords.recordSize(rowId, cell, version) === this.sizeOf(slot)) {
+      const buf = this.segments[this.slotSegment[slot]!]!;
+      const at = this.slotOffset[slot]!;
+      const referenced = buf[at + AT_REFERENCED]!;
+      this.recordBytes -= this.sizeOf(slot);
+      this.writeAt(buf, at, slot, rowId, partitionLength, cell, version);
+      buf[at + AT_REFERENCED] = referenced;
+      return;
+    }
+    // Detached first, so that making room cannot evict the entry being rewritten.
+    this.recordBytes -= this.sizeOf(slot);
+    this.slotSegment[slot] = -1;
+    this.write(slot, rowId, partitionLength, cell, version);
   }
 
-  /** Holds `cell` (stored under `version`, when it is a LevelDB version), copied so that the entry pins no buffer. */
-  set(cell: Cell | undefined, version: Uint8Array | undefined, rowId: string): void {
-    const versionLength = version === undefined ? 0 : version.length;
+  remove(slot: number): void {
+    this.recordBytes -= this.sizeOf(slot);
+    this.unindex(slot);
+    this.slotSegment[slot] = -1;
+    this.freeSlots = pushInt(this.freeSlots, this.freeSlotCount++, slot);
+    this.entries--;
+  }
+
+  /** Empties the oldest segment (see the class comment). */
+  evictOldest(): void {
+    const from = this.order.shift()!;
+    const to = this.takeSegment();
+    this.order.push(to);
+    const src = this.segments[from]!;
+    const dst = this.segments[to]!;
+    let w = 0;
+    const end = this.used[from]!;
+    for (let at = 0; at < end; ) {
+      const size = recordSizeAt(src, at);
+      const slot = src.readUInt32LE(at);
+      if (this.slotSegment[slot] === from && this.slotOffset[slot] === at) {
+        if (src[at + AT_REFERENCED] === 1) {
+          src.copy(dst, w, at, at + size);
+          dst[w + AT_REFERENCED] = 0;
+          this.slotSegment[slot] = to;
+          this.slotOffset[slot] = w;
+          w += size;
+        } else {
+          this.evicting(slot);
+          this.remove(slot);
+        }
+      }
+      at += size;
+    }
+    this.used[to] = w;
+    this.used[from] = 0;
+    this.free.push(from);
+  }
+
+  touch(slot: number): void {
+    this.segments[this.slotSegment[slot]!]![this.slotOffset[slot]! + AT_REFERENCED] = 1;
+  }
+
+  kindOf(slot: number): number {
+    return this.segments[this.slotSegment[slot]!]![this.slotOffset[slot]! + AT_KIND]!;
+  }
+
+  timestampOf(slot: number): number {
+    return this.segments[this.slotSegment[slot]!]!.readDoubleLE(this.slotOffset[slot]! + AT_TIMESTAMP);
+  }
+
+  /** The row as `getCell` returns it (a new value buffer each time); undefined when absent. */
+  cellOf(slot: number): Cell | undefined {
+    const buf = this.segments[this.slotSegment[slot]!]!;
+    const at = this.slotOffset[slot]!;
+    const kind = buf[at + AT_KIND];
+    if (kind === ABSENT) return undefined;
+    const timestampMicros = buf.readDoubleLE(at + AT_TIMESTAMP);
+    if (kind === TOMBSTONE) return { tombstone: true, timestampMicros };
+    const start = at + RECORD_HEADER + buf.readUInt32LE(at + AT_ID_LENGTH) + buf.readUInt32LE(at + AT_VERSION_LENGTH);
+    const value = copyOut(buf, start, start + buf.readUInt32LE(at + AT_VALUE_LENGTH));
+    return kind === VALUE ? { value, timestampMicros } : { value, timestampMicros, expiresAtMicros: buf.readDoubleLE(at + AT_EXPIRY) };
+  }
+
+  /** Key of the LevelDB version that is the cell (a new buffer); undefined for absence or a partition deletion's tombstone. */
+  versionOf(slot: number): Uint8Array | undefined {
+    const buf = this.segments[this.slotSegment[slot]!]!;
+    const at = this.slotOffset[slot]!;
+    const length = buf.readUInt32LE(at + AT_VERSION_LENGTH);
+    if (length === 0) return undefined;
+    const start = at + RECORD_HEADER + buf.readUInt32LE(at + AT_ID_LENGTH);
+    return copyOut(buf, start, start + length);
+  }
+
+  /** The cell's digest, in a new buffer: hashed by the first digest read of the cell, then kept in its record. */
+  digestOf(slot: number): Uint8Array {
+    const buf = this.segments[this.slotSegment[slot]!]!;
+    const at = this.slotOffset[slot]!;
+    if (buf[at + AT_HAS_DIGEST] === 1) {
+      // A Uint8Array of 16 bytes lives in the V8 heap: cheaper to make than a Buffer from Node's pool.
+      const out = new Uint8Array(DIGEST_BYTES);
+      for (let i = 0; i < DIGEST_BYTES; i++) out[i] = buf[at + AT_DIGEST + i]!;
+      return out;
+    }
+    const digest = cellDigest(this.cellOf(slot));
+    buf.set(digest, at + AT_DIGEST);
+    buf[at + AT_HAS_DIGEST] = 1;
+    return digest;
+  }
+
+  idOf(slot: number): string {
+    const buf = this.segments[this.slotSegment[slot]!]!;
+    const at = this.slotOffset[slot]! + RECORD_HEADER;
+    return latin1Slice.call(buf, at, at + buf.readUInt32LE(this.slotOffset[slot]! + AT_ID_LENGTH));
+  }
+
+  partitionLengthOf(slot: number): number {
+    return this.segments[this.slotSegment[slot]!]!.readUInt32LE(this.slotOffset[slot]! + AT_PARTITION_LENGTH);
+  }
+
+  clear(): void {
+    this.segments.length = 0;
+    this.used.length = 0;
+    this.order.length = 0;
+    this.free.length = 0;
+    this.slotSegment = new Int32Array(256);
+    this.slotOffset = new Int32Array(256);
+    this.slotHash = new Int32Array(256);
+    this.freeSlots = new Int32Array(256);
+    this.freeSlotCount = 0;
+    this.slotsUsed = 0;
+    this.index = new Int32Array(1024);
+    this.entries = 0;
+    this.recordBytes = 0;
+  }
+
+  private sizeOf(slot: number): number {
+    return recordSizeAt(this.segments[this.slotSegment[slot]!]!, this.slotOffset[slot]!);
+  }
+
+  private idEquals(slot: number, rowId: string): boolean {
+    const buf = this.segments[this.slotSegment[slot]!]!;
+    const at = this.slotOffset[slot]!;
+    if (buf.readUInt32LE(at + AT_ID_LENGTH) !== rowId.length) return false;
+    const start = at + RECORD_HEADER;
+    for (let i = 0; i < rowId.length; i++) if (buf[start + i] !== rowId.charCodeAt(i)) return false;
+    return true;
+  }
+
+  /** Writes the entry's record at the end of the newest segment, making room first. */
+  private write(slot: number, rowId: string, partitionLength: number, cell: Cell | undefined, version: Uint8Array | undefined): void {
+    const size = RowRecords.recordSize(rowId, cell, version);
+    this.makeRoom(size);
+    const segment = this.order[this.order.length - 1]!;
+    const at = this.used[segment]!;
+    this.writeAt(this.segments[segment]!, at, slot, rowId, partitionLength, cell, version);
+    this.used[segment] = at + size;
+    this.slotSegment[slot] = segment;
+    this.slotOffset[slot] = at;
+  }
+
+  private writeAt(buf: Buffer, at: number, slot: number, rowId: string, partitionLength: number, cell: Cell | undefined, version: Uint8Array | undefined): void {
+    const versionLength = version?.length ?? 0;
     const value = cell === undefined || isTombstone(cell) ? undefined : cell.value;
-    const length = versionLength + (value === undefined ? 0 : value.length);
-    let data = '';
-    if (length > 0) {
-      // A small Buffer.allocUnsafe is a slice of Node's shared pool: no allocation of its own before the string is made.
-      const joined = Buffer.allocUnsafe(length);
-      if (version !== undefined) joined.set(version, 0);
-      if (value !== undefined) joined.set(value, versionLength);
-      data = joined.toString('latin1', 0, length);
-    }
-    this.data = data;
-    this.versionLength = versionLength;
-    this.kind = cell === undefined ? ABSENT : isTombstone(cell) ? TOMBSTONE : cell.expiresAtMicros === undefined ? VALUE : EXPIRING;
-    this.timestampMicros = cell?.timestampMicros ?? 0;
-    this.expiresAtMicros = cell !== undefined && !isTombstone(cell) ? (cell.expiresAtMicros ?? 0) : 0;
-    this.bytes = ENTRY_OVERHEAD + rowId.length + length;
-    this.digest = undefined;
+    const valueLength = value?.length ?? 0;
+    buf.writeUInt32LE(slot, at);
+    buf.writeUInt32LE(rowId.length, at + AT_ID_LENGTH);
+    buf.writeUInt32LE(versionLength, at + AT_VERSION_LENGTH);
+    buf.writeUInt32LE(valueLength, at + AT_VALUE_LENGTH);
+    buf.writeUInt32LE(partitionLength, at + AT_PARTITION_LENGTH);
+    buf[at + AT_KIND] = cell === undefined ? ABSENT : isTombstone(cell) ? TOMBSTONE : cell.expiresAtMicros === undefined ? VALUE : EXPIRING;
+    buf[at + AT_REFERENCED] = 0;
+    buf[at + AT_HAS_DIGEST] = 0;
+    buf.writeDoubleLE(cell?.timestampMicros ?? 0, at + AT_TIMESTAMP);
+    buf.writeDoubleLE(cell !== undefined && !isTombstone(cell) ? (cell.expiresAtMicros ?? 0) : 0, at + AT_EXPIRY);
+    const start = at + RECORD_HEADER + buf.write(rowId, at + RECORD_HEADER, 'latin1');
+    if (version !== undefined) buf.set(version, start);
+    if (value !== undefined) buf.set(value, start + versionLength);
+    this.recordBytes += RECORD_HEADER + rowId.length + versionLength + valueLength;
   }
 
-  private bytesOf(start: number, end: number): Uint8Array {
-    const out = Buffer.allocUnsafe(end - start);
-    out.write(this.data.slice(start, end), 0, 'latin1');
-    return out;
+  private makeRoom(size: number): void {
+    for (;;) {
+      const newest = this.order[this.order.length - 1];
+      if (newest !== undefined && this.used[newest]! + size <= this.segmentBytes) return;
+      if (this.order.length < this.maxSegments) this.order.push(this.takeSegment());
+      else this.evictOldest();
+    }
   }
+
+  private takeSegment(): number {
+    const segment = this.free.pop();
+    if (segment !== undefined) return segment;
+    // Not zeroed: its pages take memory only once records are written to them.
+    this.segments.push(Buffer.allocUnsafeSlow(this.segmentBytes));
+    this.used.push(0);
+    return this.segments.length - 1;
+  }
+
+  private newSlot(): number {
+    if (this.freeSlotCount > 0) return this.freeSlots[--this.freeSlotCount]!;
+    const slot = this.slotsUsed++;
+    if (slot === this.slotSegment.length) {
+      this.slotSegment = grown(this.slotSegment);
+      this.slotOffset = grown(this.slotOffset);
+      this.slotHash = grown(this.slotHash);
+    }
+    return slot;
+  }
+
+  private insert(slot: number): void {
+    const index = this.index;
+    const mask = index.length - 1;
+    let i = this.slotHash[slot]! & mask;
+    while (index[i] !== 0) i = (i + 1) & mask;
+    index[i] = slot + 1;
+  }
+
+  /** Takes the slot out of the index, shifting back the cells of its probe run that may move (no tombstones). */
+  private unindex(slot: number): void {
+    const index = this.index;
+    const mask = index.length - 1;
+    let hole = this.slotHash[slot]! & mask;
+    while (index[hole] !== slot + 1) hole = (hole + 1) & mask;
+    for (let j = (hole + 1) & mask; index[j] !== 0; j = (j + 1) & mask) {
+      const home = this.slotHash[index[j]! - 1]! & mask;
+      // The cell at j stays where it is when its home lies cyclically in (hole, j].
+      const stays = hole <= j ? hole < home && home <= j : hole < home || home <= j;
+      if (stays) continue;
+      index[hole] = index[j]!;
+      hole = j;
+    }
+    index[hole] = 0;
+  }
+
+  private growIndex(): void {
+    const old = this.index;
+    this.index = new Int32Array(old.length * 2);
+    for (let i = 0; i < old.length; i++) if (old[i] !== 0) this.insert(old[i]! - 1);
+  }
+}
+
+function recordSizeAt(buf: Buffer, at: number): number {
+  return RECORD_HEADER + buf.readUInt32LE(at + AT_ID_LENGTH) + buf.readUInt32LE(at + AT_VERSION_LENGTH) + buf.readUInt32LE(at + AT_VALUE_LENGTH);
+}
+
+function copyOut(buf: Buffer, start: number, end: number): Uint8Array {
+  // A small Buffer.allocUnsafe is a slice of Node's shared pool: no allocation of its own.
+  const out = Buffer.allocUnsafe(end - start);
+  buf.copy(out, 0, start, end);
+  return out;
+}
+
+function grown(a: Int32Array<ArrayBuffer>): Int32Array<ArrayBuffer> {
+  const b = new Int32Array(a.length * 2);
+  b.set(a);
+  return b;
+}
+
+function pushInt(stack: Int32Array<ArrayBuffer>, at: number, value: number): Int32Array<ArrayBuffer> {
+  const out = at === stack.length ? grown(stack) : stack;
+  out[at] = value;
+  return out;
 }
 
 /**
  * A bounded cache of reconciled rows (CLOCK eviction, close to LRU), keyed by the row's key prefix (as a
  * latin1 string) and indexed by partition so a partition deletion reaches
- * every cached row of its partition. The store keeps it exact:
+ * every cached row of its partition. The rows live outside the V8 heap (see
+ * `RowRecords`). The store keeps it exact:
  *
  * - Every landed write batch merges its cells into the cached rows it touches
  *   (a cached entry is the reconciled newest, so mergeCells with the new
@@ -161,10 +442,9 @@ class CachedRow {
  * The store owns the only reference; it is not exported.
  */
 export class RowCache {
-  private readonly rows = new Map<string, CachedRow>();
-  /** Partition id → its cached row ids (one string for the common one-row partition). */
+  private readonly records: RowRecords;
+  /** Partition id → its cached row ids other than the empty clustering key's (one string for one row). */
   private readonly partitions = new Map<string, string | Set<string>>();
-  private bytes = 0;
   private hits = 0;
   private misses = 0;
   private evictions = 0;
@@ -190,7 +470,12 @@ export class RowCache {
     private readonly shadowed: (key: Uint8Array) => void,
     /** Cache a row on its first miss rather than its second (for tests of the fill rules). */
     private readonly admitFirstMiss = false,
-  ) {}
+  ) {
+    this.records = new RowRecords(capacityBytes, (slot) => {
+      this.evictions++;
+      this.unlistRow(slot);
+    });
+  }
 
   get enabled(): boolean {
     return this.capacityBytes > 0;
@@ -201,35 +486,30 @@ export class RowCache {
    * warn reads in flight. With neither, it only takes its number.
    */
   get tracking(): boolean {
-    return this.rows.size > 0 || this.readsInFlight > 0;
+    return this.records.entries > 0 || this.readsInFlight > 0;
   }
 
-  /** The entry of a row (absence included), counting a hit and making it the most recent; undefined on a miss. */
-  lookup(rowId: string): CachedRow | undefined {
-    const e = this.rows.get(rowId);
-    if (e === undefined) {
+  /** The entry of a row (absence included), counting a hit and marking it read; NO_ENTRY on a miss. */
+  lookup(rowId: string): number {
+    const slot = this.records.entries === 0 ? NO_ENTRY : this.records.find(rowId, idHash(rowId));
+    if (slot === NO_ENTRY) {
       this.misses++;
-      return undefined;
+      return NO_ENTRY;
     }
     this.hits++;
-    // Second chance rather than moving the entry to the end of the map: a hit writes one flag, and eviction
-    // moves a flagged entry once instead of dropping it (CLOCK, close to LRU at a fraction of its cost).
-    e.referenced = true;
-    return e;
+    // Second chance: a hit sets one flag, and eviction keeps a flagged entry once instead of dropping it.
+    this.records.touch(slot);
+    return slot;
+  }
+
+  /** A cached row as `getCell` returns it: a partition deletion is already applied; undefined when the row is absent. Each call gives a new value buffer. */
+  cellOf(slot: number): Cell | undefined {
+    return this.records.cellOf(slot);
   }
 
   /** The digest of a cached row, in a new buffer. */
-  digestOf(e: CachedRow): Uint8Array {
-    const kept = e.digest;
-    if (kept !== undefined) {
-      // A Uint8Array of 16 bytes lives in the V8 heap: cheaper to make than a Buffer from Node's pool.
-      const bytes = new Uint8Array(kept.length);
-      writeBinary(bytes, 0, kept);
-      return bytes;
-    }
-    const digest = cellDigest(e.cell);
-    e.digest = Buffer.from(digest.buffer, digest.byteOffset, digest.length).toString('latin1');
-    return digest;
+  digestOf(slot: number): Uint8Array {
+    return this.records.digestOf(slot);
   }
 
   /** A miss starts reading LevelDB; returns the number to hand back to `endRead`. */
@@ -247,7 +527,10 @@ export class RowCache {
   endRead(startSeq: number, rowId: string, partitionLength: number, cell: Cell | undefined, version: Uint8Array | undefined, filled: boolean): void {
     if (filled) {
       if (this.writtenSince(startSeq, rowId, partitionLength)) this.raceSkips++;
-      else if ((this.admitFirstMiss || this.admits(rowId)) && !this.rows.has(rowId)) this.install(rowId, partitionLength, cell, version);
+      else {
+        const hash = idHash(rowId);
+        if ((this.admitFirstMiss || this.admits(hash)) && this.records.find(rowId, hash) === NO_ENTRY) this.install(rowId, hash, partitionLength, cell, version);
+      }
     }
     if (--this.readsInFlight === 0) {
       // No read is left that started before the current number: what `recent` remembers can no longer stop a fill.
@@ -266,16 +549,14 @@ export class RowCache {
 
   /**
    * Whether a row that missed is worth caching: only when it missed before,
-   * as a doorkeeper's bit (a hash of its id) says. Rows read once — a scan
+   * as a doorkeeper's bit (the hash of its id) says. Rows read once — a scan
    * of cold keys, the reads of a mix over more keys than the cache holds —
    * would each take an entry, push out one that is read again, and leave
    * garbage for the collector; a row read twice in a window is cached on its
    * second miss. (TinyLFU's doorkeeper, without the frequency sketch.)
    */
-  private admits(rowId: string): boolean {
-    let h = 0x811c9dc5;
-    for (let i = 0; i < rowId.length; i++) h = Math.imul(h ^ rowId.charCodeAt(i), 0x01000193);
-    const bit = h >>> (32 - DOORKEEPER_LOG2);
+  private admits(hash: number): boolean {
+    const bit = hash >>> (32 - DOORKEEPER_LOG2);
     const word = bit >>> 5;
     const mask = 1 << (bit & 31);
     if ((this.doorkeeper[word]! & mask) !== 0) return true;
@@ -295,17 +576,18 @@ export class RowCache {
   /** A row version (`cell`, stored under `key`) landed in batch `seq`. */
   rowWritten(seq: number, rowId: string, cell: Cell, key: Uint8Array): void {
     this.note(rowId, seq);
-    const e = this.rows.get(rowId);
-    if (e === undefined) return;
-    const order = e.compare(cell);
+    if (this.records.entries === 0) return;
+    const slot = this.records.find(rowId, idHash(rowId));
+    if (slot === NO_ENTRY) return;
+    const order = this.compare(slot, cell);
     // Equal cells are the same version (a retry; or one written under the previous key layout and again under
     // this one, which the sweep reduces to one): nothing to do. Equal keys are one entry in LevelDB: never delete it.
     if (order > 0) {
-      const version = e.version;
+      const version = this.records.versionOf(slot);
       if (version !== undefined && !bytesEqual(version, key)) this.shadowed(version);
-      this.replace(e, cell, key, rowId);
+      this.replace(slot, cell, key);
     } else if (order < 0) {
-      const version = e.version;
+      const version = this.records.versionOf(slot);
       if (version === undefined || !bytesEqual(version, key)) this.shadowed(key);
     }
   }
@@ -316,37 +598,42 @@ export class RowCache {
     // Merging a tombstone at the deletion's timestamp is `effective` applied again: rows newer than it stay.
     const tombstone: Cell = { tombstone: true, timestampMicros };
     for (const id of this.rowsOf(partitionId)) {
-      const e = this.rows.get(id);
-      if (e === undefined) continue;
+      const slot = this.records.find(id, idHash(id));
+      if (slot === NO_ENTRY) continue;
       // The row's version stays in LevelDB, shadowed: the sweep removes it.
-      if (mergeCells(e.cell, tombstone) === tombstone) this.replace(e, tombstone, undefined, id);
+      if (mergeCells(this.records.cellOf(slot), tombstone) === tombstone) this.replace(slot, tombstone, undefined);
     }
   }
 
   /** The row may have changed in a way a merge cannot follow (purged, or a batch that failed): forget it. */
   invalidateRow(seq: number, rowId: string): void {
     this.note(rowId, seq);
-    const e = this.rows.get(rowId);
-    if (e !== undefined) this.remove(rowId, e);
+    if (this.records.entries === 0) return;
+    const slot = this.records.find(rowId, idHash(rowId));
+    if (slot !== NO_ENTRY) this.remove(slot);
   }
 
   /** The same for a whole partition: forgets every cached row of it. */
   invalidatePartition(seq: number, partitionId: string): void {
     this.note(partitionId, seq);
     for (const id of this.rowsOf(partitionId)) {
-      const e = this.rows.get(id);
-      if (e !== undefined) this.remove(id, e);
+      const slot = this.records.find(id, idHash(id));
+      if (slot !== NO_ENTRY) this.remove(slot);
     }
   }
 
   clear(): void {
-    this.rows.clear();
+    this.records.clear();
     this.partitions.clear();
-    this.bytes = 0;
   }
 
   stats(): RowCacheStats {
-    return { hits: this.hits, misses: this.misses, evictions: this.evictions, raceSkips: this.raceSkips, entries: this.rows.size, bytes: this.bytes, capacityBytes: this.capacityBytes };
+    return { hits: this.hits, misses: this.misses, evictions: this.evictions, raceSkips: this.raceSkips, entries: this.records.entries, bytes: this.bytes, capacityBytes: this.capacityBytes };
+  }
+
+  /** What the entries take: their records, and their slots and index cells. */
+  private get bytes(): number {
+    return this.records.recordBytes + this.records.entries * ENTRY_OVERHEAD;
   }
 
   private note(id: string, seq: number): void {
@@ -360,6 +647,14 @@ export class RowCache {
     }
   }
 
+  /** `compareCells(cell, cached)`, without rebuilding the cached cell unless the timestamps tie. */
+  private compare(slot: number, cell: Cell): number {
+    if (this.records.kindOf(slot) === ABSENT) return 1;
+    const cachedTimestamp = this.records.timestampOf(slot);
+    if (cell.timestampMicros !== cachedTimestamp) return cell.timestampMicros > cachedTimestamp ? 1 : -1;
+    return compareCells(cell, this.records.cellOf(slot)!);
+  }
+
   /**
    * The ids of the cached rows of a partition: its row of the empty clustering key, which the index leaves out
    * (a key-value row needs no entry of its own there), and the rows of other clustering keys the index holds.
@@ -371,20 +666,20 @@ export class RowCache {
     return out;
   }
 
-  private replace(e: CachedRow, cell: Cell, version: Uint8Array | undefined, rowId: string): void {
-    const before = e.bytes;
-    e.set(cell, version, rowId);
-    this.bytes += e.bytes - before;
-    if (this.bytes > this.capacityBytes) this.evict();
+  private replace(slot: number, cell: Cell, version: Uint8Array | undefined): void {
+    if (RowRecords.recordSize(this.records.idOf(slot), cell, version) > this.records.segmentBytes) {
+      this.remove(slot);
+      return;
+    }
+    this.records.replace(slot, cell, version);
+    this.shrink();
   }
 
-  /** Caches a row that is not cached yet. */
-  private install(rowId: string, partitionLength: number, cell: Cell | undefined, version: Uint8Array | undefined): void {
-    const e = new CachedRow(partitionLength);
-    e.set(cell, version, rowId);
-    if (e.bytes > this.capacityBytes) return;
-    this.rows.set(rowId, e);
-    this.bytes += e.bytes;
+  /** Caches a row that is not cached yet, unless its record would not fit. */
+  private install(rowId: string, hash: number, partitionLength: number, cell: Cell | undefined, version: Uint8Array | undefined): void {
+    const size = RowRecords.recordSize(rowId, cell, version);
+    if (size > this.records.segmentBytes || size + ENTRY_OVERHEAD > this.capacityBytes) return;
+    this.records.add(rowId, hash, partitionLength, cell, version);
     if (rowId.length !== partitionLength + EMPTY_CLUSTERING_SUFFIX.length) {
       const partitionId = rowId.slice(0, partitionLength);
       const ids = this.partitions.get(partitionId);
@@ -392,14 +687,20 @@ export class RowCache {
       else if (typeof ids === 'string') this.partitions.set(partitionId, new Set([ids, rowId]));
       else ids.add(rowId);
     }
-    if (this.bytes > this.capacityBytes) this.evict();
+    this.shrink();
   }
 
-  private remove(rowId: string, e: CachedRow): void {
-    this.rows.delete(rowId);
-    this.bytes -= e.bytes;
-    if (rowId.length === e.partitionLength + EMPTY_CLUSTERING_SUFFIX.length) return;
-    const partitionId = rowId.slice(0, e.partitionLength);
+  private remove(slot: number): void {
+    this.unlistRow(slot);
+    this.records.remove(slot);
+  }
+
+  /** Takes a row of another clustering key than the empty one out of its partition's list. */
+  private unlistRow(slot: number): void {
+    const partitionLength = this.records.partitionLengthOf(slot);
+    const rowId = this.records.idOf(slot);
+    if (rowId.length === partitionLength + EMPTY_CLUSTERING_SUFFIX.length) return;
+    const partitionId = rowId.slice(0, partitionLength);
     const ids = this.partitions.get(partitionId);
     if (ids === undefined) return;
     if (typeof ids === 'string') this.partitions.delete(partitionId);
@@ -409,19 +710,8 @@ export class RowCache {
     }
   }
 
-  /** Drops entries not read since eviction last passed them, oldest first, until the cache is within its bound. */
-  private evict(): void {
-    // An entry moved to the end is met again by this same loop (a Map iterates what is added while it runs), unflagged.
-    for (const [id, e] of this.rows) {
-      if (this.bytes <= this.capacityBytes) break;
-      if (e.referenced) {
-        e.referenced = false;
-        this.rows.delete(id);
-        this.rows.set(id, e);
-        continue;
-      }
-      this.remove(id, e);
-      this.evictions++;
-    }
+  /** Empties the oldest segments until the entries are within the bound. */
+  private shrink(): void {
+    while (this.bytes > this.capacityBytes) this.records.evictOldest();
   }
 }

@@ -209,6 +209,48 @@ describe.each(backends.map((b) => [b().name, b] as const))('row cache: %s', (_na
     await small.settled();
   });
 
+  it('keeps the rows read again while many more rows pass through it, a segment at a time', async () => {
+    // 64 KiB: sixteen segments of 4 KiB, each about twenty rows of this size.
+    const cache = new Store(db, { env, rowCacheBytes: 64 * 1024, rowCacheAdmitsFirstMiss: true });
+    const muts: Mutation[] = [];
+    for (let i = 0; i < 3000; i++) muts.push(put(`k${i}`, `value-${i}`, 1));
+    await cache.apply(muts);
+    const hot = Array.from({ length: 20 }, (_, i) => `k${i}`);
+    for (let i = 20; i < 3000; i++) {
+      expect(show(await cache.get(row(`k${i}`)))).toBe(`value-${i}@1`);
+      if (i % 10 === 0) for (const k of hot) await cache.get(row(k));
+    }
+    const s = cache.cacheStats();
+    expect(s.bytes).toBeLessThanOrEqual(64 * 1024);
+    expect(s.evictions).toBeGreaterThan(2000);
+    expect(s.evictions).toBe(3000 - s.entries);
+    for (const k of hot) expect(show(await cache.get(row(k)))).toBe(`value-${k.slice(1)}@1`);
+    expect(cache.cacheStats().misses).toBe(s.misses);
+    // A hot row written again is rewritten in the cache, its old record left for eviction to pass over.
+    await cache.write(put('k3', 'newer', 2));
+    expect(show(await cache.get(row('k3')))).toBe('newer@2');
+    expect(cache.cacheStats().misses).toBe(s.misses);
+    await cache.close();
+  });
+
+  it('reads a row too large for a segment from LevelDB every time, without caching it', async () => {
+    // 16 KiB: segments of 1 KiB, smaller than this row.
+    const cache = new Store(db, { env, rowCacheBytes: 16 * 1024, rowCacheAdmitsFirstMiss: true });
+    const large = 'x'.repeat(2000);
+    await cache.write(put('big', large, 1));
+    await cache.write(put('small', 'v', 1));
+    for (let i = 0; i < 2; i++) {
+      expect(show(await cache.get(row('big')))).toBe(`${large}@1`);
+      expect(show(await cache.get(row('small')))).toBe('v@1');
+    }
+    expect(cache.cacheStats()).toMatchObject({ entries: 1, hits: 1, misses: 3 });
+    // A cached row that grows past a segment leaves the cache, and reads the new value.
+    await cache.write(put('small', large, 2));
+    expect(cache.cacheStats().entries).toBe(0);
+    expect(show(await cache.get(row('small')))).toBe(`${large}@2`);
+    await cache.close();
+  });
+
   it('rowCacheBytes: 0 turns it off', async () => {
     const off = new Store(db, { env, rowCacheBytes: 0 });
     await off.write(put('a', 'v', 1));
