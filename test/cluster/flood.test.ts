@@ -9,8 +9,8 @@ import { TestCluster, openClientSocket, scaled } from './harness.js';
 /**
  * The documented bound (README, How it behaves: memory) on a node's resident
  * memory while it is flooded with 1 MiB writes under the default byte
- * budgets, which are derived from max_heap_size and fit it with the row
- * cache; writes are refused at the client budget long before the mailboxes fill.
+ * budgets, which are derived from max_heap_size and fit it; writes are
+ * refused at the client budget long before the mailboxes fill.
  */
 const RSS_BOUND_MIB = 512;
 const MiB = 1024 * 1024;

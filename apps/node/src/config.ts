@@ -41,7 +41,7 @@ export interface NodeSettings {
   gc_grace_seconds: number;
   /** Pause between two gc sweeps of the store (each walks all data, compacting and purging what tombstone_gc allows). */
   gc_sweep_interval: number;
-  /** MiB of reconciled rows kept in memory for point reads; 0 turns the cache off. Counted in max_heap_size. */
+  /** MiB of reconciled rows kept in memory for point reads, outside the heap (max_heap_size does not count them); 0 turns the cache off. */
   row_cache_size: number;
   /**
    * Bytes of the node process's heap (V8's old space, as Cassandra's MAX_HEAP_SIZE): the process runs with
@@ -105,8 +105,8 @@ export interface NodeSettings {
   client_encryption: boolean;
 }
 
-/** max_heap_size's default: the node, the default row cache when full, and 48 MiB of byte budgets (README, Memory). */
-const DEFAULT_HEAP_BYTES = 224 * 1024 * 1024;
+/** max_heap_size's default: the node and 48 MiB of byte budgets (the row cache is outside the heap). */
+const DEFAULT_HEAP_BYTES = 96 * 1024 * 1024;
 const DEFAULT_ROW_CACHE_MIB = 64;
 /**
  * io_threads' and gc_threads' default: half the cores, at least 1 and at most 4 (libuv's and Node's own
@@ -152,7 +152,7 @@ export const DEFAULTS: Omit<NodeSettings, 'name' | 'listen_address' | 'data_dir'
   repair_history_size: 100,
   gone_retention: 3 * 86_400_000,
   // The byte budgets' defaults are their shares of the default heap; another heap or row cache gives others.
-  ...derivedBudgets(DEFAULT_HEAP_BYTES, DEFAULT_ROW_CACHE_MIB),
+  ...derivedBudgets(DEFAULT_HEAP_BYTES),
   log_level: 'info',
   authenticator: 'none',
   authenticator_tokens_file: '',

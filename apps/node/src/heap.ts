@@ -8,15 +8,9 @@ import { ConfigError } from './errors.js';
 
 const MiB = 1024 * 1024;
 
-/** What the node holds beside its budgets and row cache: actors, rings, peer links, fastify, compiled code. */
+/** What the node holds beside its budgets: actors, rings, peer links, fastify, compiled code. (The row cache is outside the heap.) */
 export const HEAP_RESERVE_BYTES = 48 * MiB;
-/**
- * Heap bytes a row cache of `row_cache_size` takes per byte of its own estimate: its entries' objects, maps and
- * small arrays weigh about twice the estimate the cache keeps (measured with the cluster bench at 100-byte values:
- * a node at max_heap_size 144 MiB ran out of heap once its cache held 52 MiB by its estimate).
- */
-export const ROW_CACHE_HEAP_FACTOR = 2;
-/** The least room the byte budgets may share once the reserve and the row cache are counted. */
+/** The least room the byte budgets may share once the reserve is counted. */
 export const MIN_BUDGET_ROOM_BYTES = 16 * MiB;
 /** Every byte budget holds at least one largest value (1 MiB) and its keys (as the settings' own minimum). */
 const MIN_BUDGET_BYTES = 2 * MiB;
@@ -59,23 +53,16 @@ const FULL_AT_ONCE: Record<HeapBudget, number> = {
 
 export interface HeapSettings extends Record<HeapBudget, number> {
   max_heap_size: number;
-  /** MiB. */
-  row_cache_size: number;
 }
 
-/** Heap a row cache of `rowCacheMiB` takes when full. */
-export function rowCacheHeapBytes(rowCacheMiB: number): number {
-  return ROW_CACHE_HEAP_FACTOR * rowCacheMiB * MiB;
+/** Room the byte budgets share: the heap less the reserve. */
+export function budgetRoom(heapBytes: number): number {
+  return heapBytes - HEAP_RESERVE_BYTES;
 }
 
-/** Room the byte budgets share: the heap less the reserve and the full row cache. */
-export function budgetRoom(heapBytes: number, rowCacheMiB: number): number {
-  return heapBytes - HEAP_RESERVE_BYTES - rowCacheHeapBytes(rowCacheMiB);
-}
-
-/** Each budget's size for a heap and row cache, as the node takes it when the budget is not set. */
-export function derivedBudgets(heapBytes: number, rowCacheMiB: number): Record<HeapBudget, number> {
-  const room = Math.max(0, budgetRoom(heapBytes, rowCacheMiB));
+/** Each budget's size for a heap, as the node takes it when the budget is not set. */
+export function derivedBudgets(heapBytes: number): Record<HeapBudget, number> {
+  const room = Math.max(0, budgetRoom(heapBytes));
   const out = {} as Record<HeapBudget, number>;
   // Whole KiB, readable in the metrics and the log.
   for (const [name, share] of Object.entries(HEAP_BUDGETS) as Array<[HeapBudget, number]>) {
@@ -85,18 +72,18 @@ export function derivedBudgets(heapBytes: number, rowCacheMiB: number): Record<H
 }
 
 /**
- * Fills in the budgets not in `explicit` from the heap, then checks that the reserve, the row cache and every
- * budget full at once fit in it; a configuration that cannot is refused with the figures that do not add up.
+ * Fills in the budgets not in `explicit` from the heap, then checks that the reserve and every budget full at
+ * once fit in it; a configuration that cannot is refused with the figures that do not add up.
  */
 export function fitBudgetsToHeap<S extends HeapSettings>(settings: S, explicit: ReadonlySet<string>): S {
-  const derived = derivedBudgets(settings.max_heap_size, settings.row_cache_size);
+  const derived = derivedBudgets(settings.max_heap_size);
   const out = { ...settings };
   for (const name of Object.keys(HEAP_BUDGETS) as HeapBudget[]) if (!explicit.has(name)) out[name] = derived[name];
-  const room = budgetRoom(out.max_heap_size, out.row_cache_size);
+  const room = budgetRoom(out.max_heap_size);
   const mib = (bytes: number) => `${Math.round((bytes / MiB) * 10) / 10} MiB`;
   if (room < MIN_BUDGET_ROOM_BYTES) {
     throw new ConfigError(
-      `max_heap_size ${mib(out.max_heap_size)} is too small for row_cache_size ${out.row_cache_size} MiB: the node keeps ${mib(HEAP_RESERVE_BYTES)} for itself, the full row cache takes ${mib(rowCacheHeapBytes(out.row_cache_size))} of heap and the byte budgets need at least ${mib(MIN_BUDGET_ROOM_BYTES)}, so max_heap_size must be at least ${mib(HEAP_RESERVE_BYTES + MIN_BUDGET_ROOM_BYTES + rowCacheHeapBytes(out.row_cache_size))} (or lower row_cache_size)`,
+      `max_heap_size ${mib(out.max_heap_size)} is too small: the node keeps ${mib(HEAP_RESERVE_BYTES)} for itself and the byte budgets need at least ${mib(MIN_BUDGET_ROOM_BYTES)}, so max_heap_size must be at least ${mib(HEAP_RESERVE_BYTES + MIN_BUDGET_ROOM_BYTES)}`,
     );
   }
   const full = (Object.keys(HEAP_BUDGETS) as HeapBudget[]).filter((name) => FULL_AT_ONCE[name] > 0);
@@ -104,7 +91,7 @@ export function fitBudgetsToHeap<S extends HeapSettings>(settings: S, explicit: 
   if (total > room) {
     const parts = full.map((name) => `${name} ${mib(out[name])}${FULL_AT_ONCE[name] > 1 ? ` × ${FULL_AT_ONCE[name]}` : ''}`).join(' + ');
     throw new ConfigError(
-      `the byte budgets do not fit max_heap_size ${mib(out.max_heap_size)}: ${parts} = ${mib(total)}, but the heap leaves them ${mib(room)} (after ${mib(HEAP_RESERVE_BYTES)} for the node and ${mib(rowCacheHeapBytes(out.row_cache_size))} for the full row cache of row_cache_size ${out.row_cache_size} MiB); raise max_heap_size to at least ${mib(out.max_heap_size + total - room)} or lower the budgets set (${full.filter((n) => explicit.has(n)).join(', ') || 'none'})`,
+      `the byte budgets do not fit max_heap_size ${mib(out.max_heap_size)}: ${parts} = ${mib(total)}, but the heap leaves them ${mib(room)} (after ${mib(HEAP_RESERVE_BYTES)} for the node); raise max_heap_size to at least ${mib(out.max_heap_size + total - room)} or lower the budgets set (${full.filter((n) => explicit.has(n)).join(', ') || 'none'})`,
     );
   }
   return out;

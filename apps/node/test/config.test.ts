@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadSettings } from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
-import { HEAP_RESERVE_BYTES, derivedBudgets, heapFlags, rowCacheHeapBytes, runsWithFlags } from '../src/heap.js';
+import { HEAP_RESERVE_BYTES, derivedBudgets, heapFlags, runsWithFlags } from '../src/heap.js';
 
 const required = { name: 'n1', listen_address: '127.0.0.1:7100', data_dir: '/tmp/x', secret: 'sesame-sesame' };
 
@@ -49,34 +49,33 @@ describe('settings', () => {
     /** What the budgets may hold at once: the two mailboxes each, a connection's bytes inside the node's. */
     const atOnce = (s: ReturnType<typeof loadSettings>) => s.max_inflight_request_bytes + s.max_coordinator_inflight_bytes + 2 * s.max_mailbox_bytes + s.max_storage_batch_bytes;
 
-    it('derives every byte budget not set from the heap, leaving room for the node and its row cache', () => {
+    it('derives every byte budget not set from the heap, leaving room for the node', () => {
       const s = loadSettings({ flags: required });
-      expect(s.max_heap_size).toBe(224 * MiB);
+      expect(s.max_heap_size).toBe(96 * MiB);
       expect(s.row_cache_size).toBe(64);
-      expect(atOnce(s)).toBeLessThanOrEqual(s.max_heap_size - HEAP_RESERVE_BYTES - rowCacheHeapBytes(64));
+      expect(atOnce(s)).toBeLessThanOrEqual(s.max_heap_size - HEAP_RESERVE_BYTES);
       for (const name of budgets) expect(s[name]).toBeGreaterThanOrEqual(2 * MiB);
-      // A bigger heap gives bigger budgets; a bigger row cache leaves them less.
+      // A bigger heap gives bigger budgets.
       const big = loadSettings({ flags: required, overrides: ['max_heap_size=1GiB'] });
       for (const name of budgets) expect(big[name]).toBeGreaterThan(s[name]);
       // The writes a node coordinates stay below what a peer link queues (16 MiB), whatever the heap.
       expect(loadSettings({ flags: required, overrides: ['max_heap_size=4GiB'] }).max_coordinator_inflight_bytes).toBe(12 * MiB);
-      expect(big.max_mailbox_bytes).toBe(derivedBudgets(1024 * MiB, 64).max_mailbox_bytes);
-      const cached = loadSettings({ flags: required, overrides: ['max_heap_size=1GiB', 'row_cache_size=256'] });
-      expect(cached.max_inflight_request_bytes).toBeLessThan(big.max_inflight_request_bytes);
-      expect(atOnce(cached)).toBeLessThanOrEqual(1024 * MiB - HEAP_RESERVE_BYTES - rowCacheHeapBytes(256));
+      expect(big.max_mailbox_bytes).toBe(derivedBudgets(1024 * MiB).max_mailbox_bytes);
+      // The row cache is outside the heap: its size leaves the budgets as they are.
+      const cached = loadSettings({ flags: required, overrides: ['max_heap_size=1GiB', 'row_cache_size=4096'] });
+      expect(cached.max_inflight_request_bytes).toBe(big.max_inflight_request_bytes);
     });
 
     it('keeps a budget that is set, and derives the others', () => {
       const s = loadSettings({ flags: required, environment: { CHORUS_MAX_HEAP_SIZE: '512MiB' }, overrides: ['max_coordinator_inflight_bytes=8MiB'] });
       expect(s.max_coordinator_inflight_bytes).toBe(8 * MiB);
-      expect(s.max_mailbox_bytes).toBe(derivedBudgets(512 * MiB, 64).max_mailbox_bytes);
+      expect(s.max_mailbox_bytes).toBe(derivedBudgets(512 * MiB).max_mailbox_bytes);
     });
 
-    it('refuses, in one line with the figures, a heap too small for its row cache, and budgets set that do not fit it', () => {
-      expect(() => loadSettings({ flags: required, overrides: ['max_heap_size=160MiB'] })).toThrow(/^max_heap_size 160 MiB is too small for row_cache_size 64 MiB: .* must be at least 192 MiB/);
-      expect(loadSettings({ flags: required, overrides: ['max_heap_size=192MiB'] }).max_heap_size).toBe(192 * MiB);
-      expect(loadSettings({ flags: required, overrides: ['max_heap_size=64MiB', 'row_cache_size=0'] }).max_heap_size).toBe(64 * MiB);
-      expect(() => loadSettings({ flags: required, overrides: ['max_heap_size=32MiB', 'row_cache_size=0'] })).toThrow(/max_heap_size/);
+    it('refuses, in one line with the figures, a heap too small for the node, and budgets set that do not fit it', () => {
+      expect(() => loadSettings({ flags: required, overrides: ['max_heap_size=64MiB', 'max_mailbox_bytes=2MiB', 'max_inflight_request_bytes=2MiB'] })).not.toThrow();
+      expect(loadSettings({ flags: required, overrides: ['max_heap_size=64MiB'] }).max_heap_size).toBe(64 * MiB);
+      expect(() => loadSettings({ flags: required, overrides: ['max_heap_size=32MiB'] })).toThrow(/max_heap_size/);
       let message = '';
       try {
         loadSettings({ flags: required, overrides: ['max_mailbox_bytes=128MiB'] });
@@ -84,7 +83,7 @@ describe('settings', () => {
         expect(error).toBeInstanceOf(ConfigError);
         message = (error as Error).message;
       }
-      expect(message).toMatch(/^the byte budgets do not fit max_heap_size 224 MiB: .*max_mailbox_bytes 128 MiB × 2.* raise max_heap_size to at least \d+(\.\d)? MiB or lower the budgets set \(max_mailbox_bytes\)$/);
+      expect(message).toMatch(/^the byte budgets do not fit max_heap_size 96 MiB: .*max_mailbox_bytes 128 MiB × 2.* raise max_heap_size to at least \d+(\.\d)? MiB or lower the budgets set \(max_mailbox_bytes\)$/);
       expect(message).not.toContain('\n');
       expect(() => loadSettings({ flags: required, overrides: ['max_heap_size=32GiB', 'max_mailbox_bytes=128MiB'] })).not.toThrow();
       expect(() => loadSettings({ flags: required, overrides: ['max_heap_size=lots'] })).toThrow(/max_heap_size must be a size/);
