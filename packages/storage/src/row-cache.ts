@@ -92,7 +92,8 @@ function idHash(id: string): number {
  * hundreds of thousands of objects that every full collection marks, and the
  * memory it takes is what its bound says, not that times the heap's growth.
  *
- * Records are appended to the newest segment; a row written again gets a new
+ * Records are appended to the newest segment; a row written again is
+ * rewritten in place when its record keeps its size, else it gets a new
  * record and leaves its old one dead. When the segments are all in use, the
  * oldest is emptied into a spare one: its live records read since it was last
  * emptied (their `referenced` flag) move along, the others are evicted
@@ -356,6 +357,7 @@ class RowRecords {
     return this.segments.length - 1;
   }
 
+  /** A free entry number, with no record yet. */
   private newSlot(): number {
     if (this.freeSlotCount > 0) return this.freeSlots[--this.freeSlotCount]!;
     const slot = this.slotsUsed++;
@@ -364,6 +366,7 @@ class RowRecords {
       this.slotOffset = grown(this.slotOffset);
       this.slotHash = grown(this.slotHash);
     }
+    this.slotSegment[slot] = -1;
     return slot;
   }
 
