@@ -51,13 +51,13 @@ describe('settings', () => {
 
     it('derives every byte budget not set from the heap, leaving room for the node', () => {
       const s = loadSettings({ flags: required });
-      expect(s.max_heap_size).toBe(96 * MiB);
+      expect(s.max_heap_size).toBe(160 * MiB);
       expect(s.row_cache_size).toBe(64);
       expect(atOnce(s)).toBeLessThanOrEqual(s.max_heap_size - HEAP_RESERVE_BYTES);
       for (const name of budgets) expect(s[name]).toBeGreaterThanOrEqual(2 * MiB);
-      // A bigger heap gives bigger budgets.
+      // A bigger heap gives bigger budgets, but for the coordinator's, already at its cap.
       const big = loadSettings({ flags: required, overrides: ['max_heap_size=1GiB'] });
-      for (const name of budgets) expect(big[name]).toBeGreaterThan(s[name]);
+      for (const name of budgets) if (name !== 'max_coordinator_inflight_bytes') expect(big[name]).toBeGreaterThan(s[name]);
       // The writes a node coordinates stay below what a peer link queues (16 MiB), whatever the heap.
       expect(loadSettings({ flags: required, overrides: ['max_heap_size=4GiB'] }).max_coordinator_inflight_bytes).toBe(12 * MiB);
       expect(big.max_mailbox_bytes).toBe(derivedBudgets(1024 * MiB).max_mailbox_bytes);
@@ -83,7 +83,7 @@ describe('settings', () => {
         expect(error).toBeInstanceOf(ConfigError);
         message = (error as Error).message;
       }
-      expect(message).toMatch(/^the byte budgets do not fit max_heap_size 96 MiB: .*max_mailbox_bytes 128 MiB × 2.* raise max_heap_size to at least \d+(\.\d)? MiB or lower the budgets set \(max_mailbox_bytes\)$/);
+      expect(message).toMatch(/^the byte budgets do not fit max_heap_size 160 MiB: .*max_mailbox_bytes 128 MiB × 2.* raise max_heap_size to at least \d+(\.\d)? MiB or lower the budgets set \(max_mailbox_bytes\)$/);
       expect(message).not.toContain('\n');
       expect(() => loadSettings({ flags: required, overrides: ['max_heap_size=32GiB', 'max_mailbox_bytes=128MiB'] })).not.toThrow();
       expect(() => loadSettings({ flags: required, overrides: ['max_heap_size=lots'] })).toThrow(/max_heap_size must be a size/);
