@@ -158,24 +158,28 @@ class RowRecords {
 
   /**
    * The entry's row as `cell` now: rewritten where it is when the new record is the same size (an overwrite
-   * of a value of the same length, the usual case), else a new record, the old one left dead.
+   * of a value of the same length, the usual case), else a new record, the old one left dead. False, and
+   * nothing changed, when the new record would not fit a segment.
    */
-  replace(slot: number, cell: Cell, version: Uint8Array | undefined): void {
+  replace(slot: number, cell: Cell, version: Uint8Array | undefined): boolean {
     const rowId = this.idOf(slot);
     const partitionLength = this.partitionLengthOf(slot);
-    if (RowRecords.recordSize(rowId, cell, version) === this.sizeOf(slot)) {
+    const size = RowRecords.recordSize(rowId, cell, version);
+    if (size > this.segmentBytes) return false;
+    if (size === this.sizeOf(slot)) {
       const buf = this.segments[this.slotSegment[slot]!]!;
       const at = this.slotOffset[slot]!;
       const referenced = buf[at + AT_REFERENCED]!;
       this.recordBytes -= this.sizeOf(slot);
       this.writeAt(buf, at, slot, rowId, partitionLength, cell, version);
       buf[at + AT_REFERENCED] = referenced;
-      return;
+      return true;
     }
     // Detached first, so that making room cannot evict the entry being rewritten.
     this.recordBytes -= this.sizeOf(slot);
     this.slotSegment[slot] = -1;
     this.write(slot, rowId, partitionLength, cell, version);
+    return true;
   }
 
   remove(slot: number): void {
@@ -670,12 +674,8 @@ export class RowCache {
   }
 
   private replace(slot: number, cell: Cell, version: Uint8Array | undefined): void {
-    if (RowRecords.recordSize(this.records.idOf(slot), cell, version) > this.records.segmentBytes) {
-      this.remove(slot);
-      return;
-    }
-    this.records.replace(slot, cell, version);
-    this.shrink();
+    if (this.records.replace(slot, cell, version)) this.shrink();
+    else this.remove(slot);
   }
 
   /** Caches a row that is not cached yet, unless its record would not fit. */
