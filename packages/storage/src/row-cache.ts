@@ -101,7 +101,7 @@ function idHash(id: string): number {
  */
 class RowRecords {
   readonly segmentBytes: number;
-  /** Segments that may hold records at once; one more is the spare that the oldest is emptied into. */
+  /** Segments that may hold records at once; one more is the spare that the oldest is emptied into, and all of them fit the capacity. */
   private readonly maxSegments: number;
   private readonly segments: Buffer[] = [];
   private readonly used: number[] = [];
@@ -127,7 +127,7 @@ class RowRecords {
     private readonly evicting: (slot: number) => void,
   ) {
     this.segmentBytes = Math.max(MIN_SEGMENT_BYTES, Math.min(MAX_SEGMENT_BYTES, Math.floor(capacityBytes / 16)));
-    this.maxSegments = Math.max(2, Math.floor(capacityBytes / this.segmentBytes));
+    this.maxSegments = Math.max(2, Math.floor(capacityBytes / this.segmentBytes) - 1);
   }
 
   /** Bytes a row would take as a record. */
