@@ -166,17 +166,17 @@ class RowRecords {
     const partitionLength = this.partitionLengthOf(slot);
     const size = RowRecords.recordSize(rowId, cell, version);
     if (size > this.segmentBytes) return false;
-    if (size === this.sizeOf(slot)) {
+    const oldSize = this.sizeOf(slot);
+    this.recordBytes -= oldSize;
+    if (size === oldSize) {
       const buf = this.segments[this.slotSegment[slot]!]!;
       const at = this.slotOffset[slot]!;
       const referenced = buf[at + AT_REFERENCED]!;
-      this.recordBytes -= this.sizeOf(slot);
       this.writeAt(buf, at, slot, rowId, partitionLength, cell, version);
       buf[at + AT_REFERENCED] = referenced;
       return true;
     }
     // Detached first, so that making room cannot evict the entry being rewritten.
-    this.recordBytes -= this.sizeOf(slot);
     this.slotSegment[slot] = -1;
     this.write(slot, rowId, partitionLength, cell, version);
     return true;
