@@ -5,7 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SeededRandom, nodeId } from '@chorus/core';
 import { RingView, allocateTokens } from '@chorus/ring';
-import { type Pem, createCa, issueCert } from './certs.js';
+import type { Pem } from './certs.js';
 import { CliError, getJson, request, useAccess } from './http.js';
 import type { StatusNode } from './format.js';
 
@@ -98,7 +98,7 @@ async function spawnNode(dir: string, layout: ClusterLayout, name: string, token
   const sets: string[] = [];
   if (fresh && tokens) sets.push(`initial_tokens=${tokens.join(',')}`);
   if (layout.tls) {
-    const files = nodeCertificate(dir, name);
+    const files = await nodeCertificate(dir, name);
     sets.push('internode_encryption=all', 'client_encryption=true', `tls_cert_file=${files.cert}`, `tls_key_file=${files.key}`, `tls_ca_file=${caPath(dir)}`);
   }
   if (layout.auth) sets.push('authenticator=token', `authenticator_tokens_file=${tokensPath(dir)}`);
@@ -118,10 +118,14 @@ async function spawnNode(dir: string, layout: ClusterLayout, name: string, token
   child.unref();
 }
 
-/** The cluster's throwaway CA, made on first use; its key stays in the directory, readable by its owner only, for nodes added later. */
-function clusterCa(dir: string): Pem {
+/**
+ * The cluster's throwaway CA, made on first use; its key stays in the directory, readable by its owner only, for nodes added later.
+ * The certificate library is imported only here: every node process runs this program, and would otherwise carry it.
+ */
+async function clusterCa(dir: string): Promise<Pem> {
   if (existsSync(caPath(dir)) && existsSync(caKeyPath(dir))) return { cert: readFileSync(caPath(dir), 'utf8'), key: readFileSync(caKeyPath(dir), 'utf8') };
   mkdirSync(join(dir, 'tls'), { recursive: true, mode: 0o700 });
+  const { createCa } = await import('./certs.js');
   const ca = createCa(`chorus local cluster CA (${dir})`.slice(0, 64));
   writeFileSync(caKeyPath(dir), ca.key, { mode: 0o600 });
   writeFileSync(caPath(dir), ca.cert);
@@ -129,10 +133,11 @@ function clusterCa(dir: string): Pem {
 }
 
 /** A node's certificate (naming 127.0.0.1, where local nodes listen, and localhost) and key, made once. */
-function nodeCertificate(dir: string, name: string): { cert: string; key: string } {
+async function nodeCertificate(dir: string, name: string): Promise<{ cert: string; key: string }> {
   const files = { cert: certPath(dir, name), key: keyPath(dir, name) };
   if (existsSync(files.cert) && existsSync(files.key)) return files;
-  const pem = issueCert(clusterCa(dir), name, ['127.0.0.1', 'localhost']);
+  const { issueCert } = await import('./certs.js');
+  const pem = issueCert(await clusterCa(dir), name, ['127.0.0.1', 'localhost']);
   writeFileSync(files.key, pem.key, { mode: 0o600 });
   writeFileSync(files.cert, pem.cert);
   return files;
@@ -223,7 +228,7 @@ export async function startCluster(options: StartOptions): Promise<StatusNode[]>
       ...(options.auth ? { auth: true } : {}),
     };
     mkdirSync(dir, { recursive: true });
-    if (layout.tls) clusterCa(dir);
+    if (layout.tls) await clusterCa(dir);
     if (layout.auth) writeTokensFile(dir);
     writeFileSync(layoutPath(dir), `${JSON.stringify(layout, null, 2)}\n`, { mode: 0o600 });
   } else if (options.nodes !== undefined && options.nodes !== layout.nodes.length) {

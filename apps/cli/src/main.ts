@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import { CliError, DEFAULT_HOST, accessOf, errorLine, getJson, request, useAccess } from './http.js';
 import { type HintsEntry, type RingEntry, type StatusNode, formatHints, formatRing, formatStatus } from './format.js';
-import { registerBench } from './bench.js';
+import { registerBench } from './bench-command.js';
 import { registerRepair } from './repair.js';
 import { addNode, killNode, startCluster, stopCluster } from './cluster.js';
 import { registerDecommission, registerRemoveNode, registerStreams } from './streams.js';

@@ -1,5 +1,4 @@
 import type { RepairJobStatus, RepairRequest } from '@chorus/server';
-import cliProgress from 'cli-progress';
 import { type Command, Option } from 'commander';
 import { formatBytes, formatRepairJob, formatRepairJobs, formatSeconds, repairEtaSeconds, repairOutcome, repairProgressLine } from './format.js';
 import { CliError, DEFAULT_HOST, errorLine, getJson, request } from './http.js';
@@ -68,7 +67,7 @@ export function registerRepair(program: Command): void {
         return;
       }
       if (!o.json) print(id);
-      const final = await follow(o.host, id, o.pollInterval, o.json ? undefined : progressDisplay(id));
+      const final = await follow(o.host, id, o.pollInterval, o.json ? undefined : await progressDisplay(id));
       if (o.json) print(JSON.stringify(final, null, 2));
       if (final.state !== 'done') throw new CliError(repairOutcome(final));
       if (!o.json) print(repairOutcome(final));
@@ -147,7 +146,7 @@ async function follow(host: string, id: string, pollMs: number, display: Display
 }
 
 /** A live bar on a terminal; otherwise a line when the ranges move, and one every QUIET_LINE_MS regardless. */
-function progressDisplay(id: string): Display {
+async function progressDisplay(id: string): Promise<Display> {
   if (process.stderr.isTTY !== true) {
     let last: { finished: number; at: number } | undefined;
     return {
@@ -161,6 +160,8 @@ function progressDisplay(id: string): Display {
       close() {},
     };
   }
+  // Imported here, like every library only one command uses: node processes run this program too.
+  const { default: cliProgress } = await import('cli-progress');
   const bar = new cliProgress.SingleBar(
     {
       stream: process.stderr,

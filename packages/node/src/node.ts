@@ -567,7 +567,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     },
     ring: async () => ringEntries(latest()),
     async keyspaces() {
-      return { schemaAgreed: schemaAgreed(), keyspaces: [...schema.values()].map((k) => ({ name: k.name, replication: k.replication, readRepair: readRepairOf(k), tombstoneGc: tombstoneGcOf(k) })).sort((a, b) => a.name.localeCompare(b.name)) };
+      return { schemaAgreed: schemaAgreed(), keyspaces: [...schema.values()].map((k) => ({ name: k.name, replication: k.replication, readRepair: readRepairOf(k), tombstoneGc: tombstoneGcOf(k) })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)) };
     },
     async putKeyspace(name, replication, readRepair, tombstoneGc) {
       const known = new Set(latest().endpoints().map((e) => e.dc).filter((dc): dc is string => dc !== undefined));

@@ -77,10 +77,16 @@ export interface SchemaOptions {
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
+/**
+ * Names in code-unit order: the digest below must come out the same on every node, and `localeCompare`
+ * orders by the process's locale (Lithuanian puts y between i and k), which nodes need not share.
+ */
+const byCodeUnits = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
 /** A digest of every definition, so two nodes can tell at a glance (in gossip) whether they agree. */
 export function schemaVersion(keyspaces: Iterable<StoredKeyspace>): string {
   const hash = createHash('sha256');
-  for (const k of [...keyspaces].sort((a, b) => a.name.localeCompare(b.name))) hash.update(`${k.name}\u0000${canonicalDef(k)}\u0000${k.timestampMicros}\n`);
+  for (const k of [...keyspaces].sort((a, b) => byCodeUnits(a.name, b.name))) hash.update(`${k.name}\u0000${canonicalDef(k)}\u0000${k.timestampMicros}\n`);
   return hash.digest('hex').slice(0, 32);
 }
 
@@ -99,7 +105,7 @@ function canonicalDef(k: KeyspaceDef): string {
 
 function canonical(replication: ReplicationSpec): string {
   if (replication.class === 'SimpleStrategy') return JSON.stringify({ class: 'SimpleStrategy', rf: replication.rf });
-  const dcs = Object.fromEntries(Object.entries(replication.dcs).sort(([a], [b]) => a.localeCompare(b)));
+  const dcs = Object.fromEntries(Object.entries(replication.dcs).sort(([a], [b]) => byCodeUnits(a, b)));
   return JSON.stringify({ class: 'NetworkTopologyStrategy', dcs });
 }
 

@@ -1,0 +1,2 @@
+for (const m of process.argv.slice(2)) await import(m);
+setTimeout(() => {}, 3000);
