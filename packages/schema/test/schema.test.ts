@@ -26,6 +26,24 @@ describe('schemaVersion', () => {
     expect(schemaVersion([a])).not.toBe(schemaVersion([{ ...a, tombstoneGc: 'grace' }]));
     expect(schemaVersion([{ ...a, readRepair: 'none' }])).not.toBe(schemaVersion([{ ...a, tombstoneGc: 'grace' }]));
   });
+
+  it('comes out the same on a node whose locale orders names differently', () => {
+    const keyspaces = [simple('ks_i', 3, 1), simple('ks_j', 3, 2), simple('ks_y', 3, 3)];
+    const dcs: StoredKeyspace = { name: 'ks_n', replication: { class: 'NetworkTopologyStrategy', dcs: { dc_y: 1, dc_j: 2 } }, readRepair: 'blocking', tombstoneGc: 'repair', timestampMicros: 4 };
+    const expected = schemaVersion([...keyspaces, dcs]);
+    // A process started with LANG=lt_LT compares strings as Lithuanian does: y between i and j.
+    const lithuanian = new Intl.Collator('lt');
+    expect(lithuanian.compare('ks_y', 'ks_j')).toBeLessThan(0);
+    const localeCompare = String.prototype.localeCompare;
+    String.prototype.localeCompare = function (this: string, that: string) {
+      return lithuanian.compare(this, that);
+    };
+    try {
+      expect(schemaVersion([...keyspaces, dcs])).toBe(expected);
+    } finally {
+      String.prototype.localeCompare = localeCompare;
+    }
+  });
 });
 
 describe('validateKeyspaceRequest', () => {
