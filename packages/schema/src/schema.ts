@@ -79,7 +79,7 @@ const encoder = new TextEncoder();
 
 /**
  * Names in code-unit order: the digest below must come out the same on every node, and `localeCompare`
- * orders by the process's locale (Lithuanian puts y between i and k), which nodes need not share.
+ * orders by the process's locale (Lithuanian puts y between i and j), which nodes need not share.
  */
 const byCodeUnits = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 

@@ -1,2 +1,0 @@
-for (const m of process.argv.slice(2)) await import(m);
-setTimeout(() => {}, 3000);
