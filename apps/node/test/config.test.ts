@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -89,9 +90,11 @@ describe('settings', () => {
       expect(() => loadSettings({ flags: required, overrides: ['max_heap_size=lots'] })).toThrow(/max_heap_size must be a size/);
     });
 
-    it('is the old-space flag of the node process, which tells whether a process already runs with it', () => {
+    it('is the flags of the node process (each known to its V8), which tell whether a process already runs with them', () => {
       const flags = heapFlags(loadSettings({ flags: required, overrides: ['max_heap_size=192MiB'] }));
       expect(flags[0]).toBe('--max-old-space-size=192');
+      // Node refuses to start on a V8 flag its V8 does not know: these must all be known.
+      expect(execFileSync(process.execPath, [...flags, '-e', 'process.stdout.write("ok")'], { encoding: 'utf8' })).toBe('ok');
       expect(runsWithFlags(flags, flags)).toBe(true);
       expect(runsWithFlags(flags, [])).toBe(false);
       expect(runsWithFlags(flags, [], flags.join(' '))).toBe(true);
