@@ -110,7 +110,7 @@ export function fitBudgetsToHeap<S extends HeapSettings>(settings: S, explicit: 
   return out;
 }
 
-/** Node flags that give a process the heap of `max_heap_size`. */
+/** Node flags that give a process the heap of `max_heap_size`, and the schedule of full collections it runs best with. */
 export function heapFlags(settings: Pick<HeapSettings, 'max_heap_size'>): string[] {
   return [
     `--max-old-space-size=${Math.floor(settings.max_heap_size / MiB)}`,
