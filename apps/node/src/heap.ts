@@ -35,11 +35,10 @@ const SEMI_SPACE_MIB = 32;
  * generation's capacity (what one scavenge could promote at most): with 32 MiB semi-spaces and a node's old
  * space of about 25 MiB live, which V8 gives 18–36 MiB of room, a node under write load started marking again
  * right after each collection: about one a second, each with its marking steps, its pause and its concurrent
- * marking.
- * A scavenge promotes well under 1 MiB here, so the room left does not run out while marking runs. Measured
- * with `chorus bench --concurrency 1024` on 3 nodes, alternated: 9–18 full collections over the three nodes in
- * 12 s of load against 24–41, a GC share about one to two points lower; the cluster bench's 3-minute mixed load
- * peaked 5–8 MiB higher (25 MiB higher at 80 %, which the memory target does not leave room for).
+ * marking. A scavenge promotes well under 1 MiB here, so the room left does not run out while marking runs.
+ * Measured with `chorus bench --concurrency 1024` on 3 nodes, alternated: 9–18 full collections over the three
+ * nodes in 12 s of load against 24–41, a GC share about one to two points lower; the cluster bench's 3-minute
+ * mixed load peaked 5–8 MiB higher (25 MiB higher at 80 %, which the memory target does not leave room for).
  */
 const MARKING_START_PERCENT = 40;
 
