@@ -77,6 +77,28 @@ describe('DeadlineQueues', () => {
     }
   });
 
+  it('fires a timeout a bounded number of times under a steady trickle of asks, each expiring at most 2 % of its timeout late', () => {
+    const time = manualTime();
+    let fired = 0;
+    const setTimer = time.scheduler.setTimer;
+    time.scheduler.setTimer = (delayMs, fn) => setTimer(delayMs, () => (fired++, fn()));
+    const lateness: number[] = [];
+    const deadlineOf = new Map<number, number>();
+    const queues = new DeadlineQueues(time.scheduler, time.now, (id) => lateness.push(time.now() - deadlineOf.get(id)!));
+    // One ask a millisecond for 10 s, as one request at a time makes them.
+    for (let id = 1; id <= 10_000; id++) {
+      deadlineOf.set(id, time.now() + 2_000);
+      queues.add(id, 2_000);
+      time.advance(id);
+    }
+    time.advance(20_000);
+    expect(lateness.length).toBe(10_000);
+    expect(Math.min(...lateness)).toBeGreaterThanOrEqual(0);
+    expect(Math.max(...lateness)).toBeLessThanOrEqual(40);
+    // 12 s of deadlines, a firing at most every 40 ms, where a timer per head fired 10,000 times.
+    expect(fired).toBeLessThanOrEqual(12_000 / 40 + 2);
+  });
+
   it('keeps one timer per timeout when an expiry adds to its own queue', () => {
     const time = manualTime();
     const expired: number[] = [];

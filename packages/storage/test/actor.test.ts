@@ -26,6 +26,9 @@ interface Spy {
   release(): void;
 }
 
+/** The first byte of the store's bookkeeping keys (the sync marker among them). */
+const META = 0x6d;
+
 /** Row versions among a batch's operations (heads and bookkeeping entries are not counted). */
 const isVersionPut = (op: { type?: string; key: Uint8Array }) => op.type !== 'del' && op.key[0] === 0x64;
 
@@ -70,8 +73,14 @@ function spy(db: StorageDb): Spy {
     };
     return chained;
   };
-  (db as { put: unknown }).put = async (k: unknown, v: unknown, o: { sync?: boolean }) => {
-    if (o?.sync) s.syncPuts++;
+  (db as { put: unknown }).put = async (k: Uint8Array, v: unknown, o: { sync?: boolean }) => {
+    // The periodic sync's marker; any other put is a batch of one (see Batch).
+    if (k[0] === META) {
+      if (o?.sync) s.syncPuts++;
+      return put(k, v, o);
+    }
+    s.batches.push({ size: isVersionPut({ key: k }) ? 1 : 0, sync: o?.sync === true });
+    if (gate) await gate;
     return put(k, v, o);
   };
   return s;

@@ -110,6 +110,8 @@ export function tokenOf(key: string): Token {
  */
 export function delayBatchWrites(db: StorageDb, wait: (index: number, deleted: readonly Uint8Array[]) => Promise<unknown> | undefined): void {
   const realBatch = db.batch.bind(db) as (...a: unknown[]) => unknown;
+  const realPut = db.put.bind(db) as (k: Uint8Array, v: unknown, o?: unknown) => Promise<void>;
+  const realDel = db.del.bind(db) as (k: Uint8Array, o?: unknown) => Promise<void>;
   let n = 0;
   (db as { batch: unknown }).batch = (...args: unknown[]) => {
     const b = realBatch(...args) as { del: (k: Uint8Array, o?: unknown) => unknown; write: (o: unknown) => Promise<void> };
@@ -127,6 +129,15 @@ export function delayBatchWrites(db: StorageDb, wait: (index: number, deleted: r
       return write(o);
     };
     return b;
+  };
+  // A batch of one goes to LevelDB as a plain put or del (see Batch): it is a batch here too.
+  (db as { put: unknown }).put = async (k: Uint8Array, v: unknown, o?: unknown) => {
+    await wait(n++, []);
+    return realPut(k, v, o);
+  };
+  (db as { del: unknown }).del = async (k: Uint8Array, o?: unknown) => {
+    await wait(n++, [k]);
+    return realDel(k, o);
   };
 }
 
