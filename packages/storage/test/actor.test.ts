@@ -4,7 +4,7 @@ import { Overloaded } from '@chorus/core';
 import { type Mutation, InvalidTimestamp } from '@chorus/model';
 import { type StorageDb, flush, readCell, spawnStorage, write, writeMany, type StorageHandle, type CommitSyncMode } from '../src/index.js';
 import { mutationBytes } from '@chorus/model';
-import { dec, enc, levelBackend, memoryBackend, testEnv, tokenOf } from './helpers.js';
+import { META, dec, enc, levelBackend, memoryBackend, testEnv, tokenOf } from './helpers.js';
 
 const put = (key: string, value: string, ts: number): Mutation => ({ keyspace: 'ks', token: tokenOf(key), partition: enc(key), cell: { value: enc(value), timestampMicros: ts } });
 const tick = () => new Promise((r) => setImmediate(r));
@@ -25,9 +25,6 @@ interface Spy {
   hold(): void;
   release(): void;
 }
-
-/** The first byte of the store's bookkeeping keys (the sync marker among them). */
-const META = 0x6d;
 
 /** Row versions among a batch's operations (heads and bookkeeping entries are not counted). */
 const isVersionPut = (op: { type?: string; key: Uint8Array }) => op.type !== 'del' && op.key[0] === 0x64;
