@@ -39,32 +39,33 @@ export class Batch {
   ) {}
 
   put(key: Uint8Array, value: Uint8Array): void {
-    if (this.length++ === 0) {
-      this.firstKey = key;
-      this.firstValue = value;
-    } else if (this.chained !== undefined || this.startMany()) this.chained!.put(key, value, this.opOptions as typeof ENC);
-    else this.ops!.push({ type: 'put', key, value });
+    this.add(key, value);
   }
 
   del(key: Uint8Array): void {
-    if (this.length++ === 0) this.firstKey = key;
-    else if (this.chained !== undefined || this.startMany()) this.chained!.del(key, this.opOptions as typeof ENC);
-    else this.ops!.push({ type: 'del', key });
+    this.add(key, undefined);
   }
 
-  /** Moves the held first operation into a chained batch (true) or an array (false, the database not yet open). */
-  private startMany(): boolean {
-    if (this.ops !== undefined) return false;
-    const key = this.firstKey!;
-    const value = this.firstValue;
-    if (this.db.status === 'open') {
-      const chained = (this.chained = this.db.batch());
-      if (value === undefined) chained.del(key, this.opOptions as typeof ENC);
-      else chained.put(key, value, this.opOptions as typeof ENC);
-      return true;
+  /** An operation: a put, or a del when `value` is undefined. The second one starts the batch of many. */
+  private add(key: Uint8Array, value: Uint8Array | undefined): void {
+    if (this.length++ === 0) {
+      this.firstKey = key;
+      this.firstValue = value;
+      return;
     }
-    this.ops = [value === undefined ? { type: 'del', key } : { type: 'put', key, value }];
-    return false;
+    if (this.chained === undefined && this.ops === undefined) {
+      if (this.db.status === 'open') this.chained = this.db.batch();
+      else this.ops = [];
+      this.append(this.firstKey!, this.firstValue);
+    }
+    this.append(key, value);
+  }
+
+  private append(key: Uint8Array, value: Uint8Array | undefined): void {
+    const chained = this.chained;
+    if (chained === undefined) this.ops!.push(value === undefined ? { type: 'del', key } : { type: 'put', key, value });
+    else if (value === undefined) chained.del(key, this.opOptions as typeof ENC);
+    else chained.put(key, value, this.opOptions as typeof ENC);
   }
 
   write(sync: boolean): Promise<void> {
