@@ -84,6 +84,8 @@ export interface NodeSettings {
   max_inflight_request_bytes_per_connection: number;
   /** Bytes of mutations this node coordinates at once. */
   max_coordinator_inflight_bytes: number;
+  /** Writes this node answered that may still wait for their last replicas; past it, a write is answered once all but one of its replicas did. */
+  max_background_writes: number;
   /** Bytes of mutations queued in the replica actor's and in the storage actor's mailbox, each. */
   max_mailbox_bytes: number;
   /** Bytes of writes in one group-commit batch. */
@@ -154,6 +156,7 @@ export const DEFAULTS: Omit<NodeSettings, 'name' | 'listen_address' | 'data_dir'
   repair_max_sessions: 2,
   repair_schedule_interval: 0,
   repair_history_size: 100,
+  max_background_writes: 1024,
   gone_retention: 3 * 86_400_000,
   // The byte budgets' defaults are their shares of the default heap; another heap or row cache gives others.
   ...derivedBudgets(DEFAULT_HEAP_BYTES),
@@ -170,7 +173,7 @@ export const DEFAULTS: Omit<NodeSettings, 'name' | 'listen_address' | 'data_dir'
 
 const DURATIONS = new Set(['gossip_interval', 'write_request_timeout', 'read_request_timeout', 'commit_sync_period', 'max_clock_skew', 'clock_skew_warn', 'max_hint_window', 'gc_sweep_interval', 'gone_retention']);
 const LISTS = new Set(['seeds', 'initial_tokens']);
-const INTEGERS = new Set(['num_tokens', 'io_threads', 'gc_threads', 'gc_grace_seconds', 'row_cache_size', 'max_hints_size_per_host', 'hinted_handoff_throttle', 'repair_max_sessions', 'repair_history_size']);
+const INTEGERS = new Set(['num_tokens', 'io_threads', 'gc_threads', 'gc_grace_seconds', 'row_cache_size', 'max_hints_size_per_host', 'hinted_handoff_throttle', 'repair_max_sessions', 'repair_history_size', 'max_background_writes']);
 /** Throughputs: a size, optionally per second as cassandra.yaml writes them (`64MiB/s`). */
 const RATES = new Set(['repair_throttle', 'stream_throughput']);
 /** Byte budgets: a size (`32MiB`, `1GB`, or bytes). */
@@ -228,6 +231,7 @@ const Schema = Type.Object(
     max_inflight_request_bytes: ByteBudget,
     max_inflight_request_bytes_per_connection: ByteBudget,
     max_coordinator_inflight_bytes: ByteBudget,
+    max_background_writes: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
     max_mailbox_bytes: ByteBudget,
     max_storage_batch_bytes: ByteBudget,
     log_level: Type.Union(['trace', 'debug', 'info', 'warn', 'error', 'fatal'].map((l) => Type.Literal(l))),

@@ -164,6 +164,8 @@ export function createMetrics(sources: MetricSources): Metrics {
   }));
   gauge('chorus_requests_in_flight', 'Requests this node is coordinating', [], fromNode((n) => one(n.coordinator.stats().inFlight)));
   gauge('chorus_requests_open', 'Requests this node is coordinating, with the writes already answered that still wait for their last replicas (to hint those that miss them)', [], fromNode((n) => one(n.coordinator.stats().open)));
+  gauge('chorus_requests_background', 'Writes this node answered that still wait for their last replicas', [], fromNode((n) => one(n.coordinator.stats().background)));
+  counter('chorus_writes_held_total', 'Writes answered only once all but one of their replicas answered, because max_background_writes writes were already behind their answers', [], fromNode((n) => one(n.coordinator.stats().heldWrites)));
   counter('chorus_speculative_retries_total', 'Reads sent to one more replica because one was slow', [], fromNode((n) => one(n.coordinator.stats().speculativeRetries)));
   counter('chorus_digest_mismatches_total', 'Reads whose replicas disagreed', [], fromNode((n) => one(n.coordinator.stats().digestMismatches)));
   counter('chorus_read_repair_mismatches_total', 'Reads and slices that found replicas holding an older version among those that answered', [], fromNode((n) => one(n.coordinator.stats().readRepair.mismatches)));

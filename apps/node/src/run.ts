@@ -258,6 +258,7 @@ function nodeSettingsOf(s: NodeSettings) {
     dynamicSnitchBadnessThreshold: s.dynamic_snitch_badness_threshold,
     gossipIntervalMs: s.gossip_interval,
     writeTimeoutMs: s.write_request_timeout,
+    maxBackgroundWrites: s.max_background_writes,
     readTimeoutMs: s.read_request_timeout,
     commitSync: s.commit_sync,
     commitSyncPeriodMs: s.commit_sync_period,

@@ -35,6 +35,12 @@ describe('settings', () => {
     expect(() => loadSettings({ flags: required, overrides: ['hinted_handoff_enabled=maybe'] })).toThrow(/hinted_handoff_enabled must be true or false/);
   });
 
+  it('bounds the writes answered before their last replicas, 1024 unless set', () => {
+    expect(loadSettings({ flags: required }).max_background_writes).toBe(1024);
+    expect(loadSettings({ flags: required, overrides: ['max_background_writes=64'] }).max_background_writes).toBe(64);
+    expect(() => loadSettings({ flags: required, overrides: ['max_background_writes=0'] })).toThrow(/max_background_writes/);
+  });
+
   it('reads the byte budgets as sizes, and refuses one too small to hold the largest value', () => {
     const MiB = 1024 * 1024;
     const s = loadSettings({ flags: required, overrides: ['max_heap_size=4GiB', 'max_inflight_request_bytes=256MiB', 'max_mailbox_bytes=1GB'], environment: { CHORUS_MAX_STORAGE_BATCH_BYTES: '4194304' } });

@@ -14,7 +14,7 @@ function nodeWithHints(oldestMicros: number): ChorusNode {
     counters: () => ({ peersUp: 0, peersDown: 2, actors: 1, pendingAsks: 0, rejectedFrames: 0, restarts: 0, rowCache: { hits: 0, misses: 0, evictions: 0, entries: 0, bytes: 0 } }),
     membership: () => ({ endpoints: () => [endpoint('n2', 'host-2'), endpoint('n3', 'host-3')] }),
     coordinator: {
-      stats: () => ({ read: requests, write: requests, slice: requests, inFlight: 0, open: 0, speculativeRetries: 0, digestMismatches: 0, readRepair: { mismatches: 0, rowsRepaired: 0, timeouts: 0 }, sessionFloor: { escalations: 0, notMet: 0 }, refusedPeerTimestamps: 0, peers: { '127.0.0.1:n2': { averageMs: 12.5, p99Ms: 40, samples: 900 } } }),
+      stats: () => ({ read: requests, write: requests, slice: requests, inFlight: 0, open: 0, background: 0, heldWrites: 0, speculativeRetries: 0, digestMismatches: 0, readRepair: { mismatches: 0, rowsRepaired: 0, timeouts: 0 }, sessionFloor: { escalations: 0, notMet: 0 }, refusedPeerTimestamps: 0, peers: { '127.0.0.1:n2': { averageMs: 12.5, p99Ms: 40, samples: 900 } } }),
       clockSkew: () => ({
         '127.0.0.1:n2': { skewMs: 35, flagged: false, warning: true, samples: 16, method: 'round-trip' },
         '127.0.0.1:n3': { skewMs: -2, flagged: false, warning: false, samples: 16, method: 'round-trip' },

@@ -44,6 +44,12 @@ export const DEFAULT_MAX_IN_FLIGHT = 10_000;
  * refused here with Overloaded instead of dropped on a full link and timed out.
  */
 export const DEFAULT_MAX_IN_FLIGHT_BYTES = 12 * 1024 * 1024;
+/**
+ * Writes answered before their last replicas, past which the next ones wait for all of theirs but one (as
+ * ScyllaDB throttles its background writes). Well above what QUORUM leaves behind at 1024 in flight (a few hundred per
+ * coordinator), so it binds where a level answered after one replica lets the others fall behind.
+ */
+export const DEFAULT_MAX_BACKGROUND_WRITES = 1_024;
 /** What a read or slice counts against the byte budget: its answer is bounded by the count and the slice budget instead. */
 const READ_REQUEST_BYTES = 256;
 export const COORDINATOR_ACTOR = 'coordinator';
@@ -115,6 +121,9 @@ interface Shared {
   sessionFloor: { escalations: number; notMet: number };
   /** Requests the actor holds: those in flight, and writes answered but still waiting for their last replicas. */
   open: number;
+  /** Of those, the writes answered that still wait for their last replicas. */
+  background: number;
+  heldWrites: number;
 }
 
 /** The batchable requests of one turn for one replica (see `batches` below). */
@@ -259,6 +268,9 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
       hint?: RequestIo['hint'];
       private answered = false;
       private ended = false;
+      /** A write's answer, held while too many writes are behind their answers (see `succeed`). */
+      private held: { value: unknown } | undefined;
+      private inBackground = false;
       readonly speculated = counts.speculated;
       readonly mismatch = counts.mismatch;
       readonly repair = counts.repair;
@@ -304,12 +316,22 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
       }
 
       succeed(value: unknown): void {
-        if (!this.settle()) return;
-        shared.counters[this.op].ok++;
-        this.ctx.reply(this.replyTo, value);
+        if (this.answered) return;
+        if (shared.background >= o.maxBackgroundWrites && this.request.behindAnswers?.() === true) {
+          // Too many writes behind their answers already: this one waits for more of its replicas.
+          if (this.held === undefined) shared.heldWrites++;
+          this.held = { value };
+          return;
+        }
+        this.answer(value);
       }
 
       fail(error: Error): void {
+        // A held write reached its level: whatever ends it now (its deadline, a restart) does not undo that.
+        if (this.held !== undefined) {
+          this.answer(this.held.value);
+          return;
+        }
         if (!this.settle()) return;
         const counters = shared.counters[this.op];
         if (error instanceof WriteTimeout || error instanceof ReadTimeout) counters.timeouts++;
@@ -319,10 +341,22 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
         this.ctx.fail(this.replyTo, error);
       }
 
+      private answer(value: unknown): void {
+        if (!this.settle()) return;
+        shared.counters[this.op].ok++;
+        this.ctx.reply(this.replyTo, value);
+        if (!this.ended) {
+          this.inBackground = true;
+          shared.background++;
+        }
+      }
+
       /** Ends the request: later answers and ticks find nothing (its deadlines are dropped when they come). */
       end(): void {
         if (this.ended) return;
         this.ended = true;
+        if (this.held !== undefined) this.answer(this.held.value);
+        if (this.inBackground) shared.background--;
         if (requests.delete(this.id)) shared.open--;
       }
 
@@ -709,6 +743,7 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
     defaultSpeculativeDelayMs: options.defaultSpeculativeDelayMs ?? DEFAULT_SPECULATIVE_DELAY_MS,
     badnessThreshold: options.badnessThreshold ?? DEFAULT_BADNESS_THRESHOLD,
     maxInFlight: options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT,
+    maxBackgroundWrites: options.maxBackgroundWrites ?? DEFAULT_MAX_BACKGROUND_WRITES,
   };
   const maxInFlightBytes = options.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES;
   if (options.hints !== undefined) o.hints = options.hints;
@@ -725,6 +760,8 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
     readRepair: { mismatches: 0, rowsRepaired: 0, timeouts: 0 },
     sessionFloor: { escalations: 0, notMet: 0 },
     open: 0,
+    background: 0,
+    heldWrites: 0,
   };
   const replicaName = options.names?.replica ?? REPLICA_ACTOR;
   const ref = system.spawn<CoordinatorMsg>(options.names?.coordinator ?? COORDINATOR_ACTOR, coordinatorBehavior(system, o, shared, replicaName), {
@@ -952,6 +989,8 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
         inFlight,
         inFlightBytes,
         open: shared.open,
+        background: shared.background,
+        heldWrites: shared.heldWrites,
         speculativeRetries: shared.speculativeRetries,
         digestMismatches: shared.digestMismatches,
         readRepair: { ...shared.readRepair },

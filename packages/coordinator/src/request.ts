@@ -24,7 +24,11 @@ export interface RequestIo {
   readonly plan: ReplicaPlan;
   ask(node: NodeId, send: ReplicaRequest | BatchableRequest): void;
   after(ms: number, tag: Tick): void;
-  /** Answers the caller (only the first answer counts) and ends the request, unless the request is still `open`. */
+  /**
+   * Answers the caller (only the first answer counts) and ends the request, unless the request is still `open`.
+   * While `behindAnswers` says so, a write's answer is held instead: the write calls `succeed` again as its
+   * replicas answer, and an answer still held when the request ends (or fails) is given then.
+   */
   succeed(value: unknown): void;
   fail(error: Error): void;
   /** Ends a request that stayed open after its caller was answered: its timers are cancelled, later answers dropped. */
@@ -56,6 +60,12 @@ export interface Request {
    * Absent: the request ends with its answer.
    */
   open?(): boolean;
+  /**
+   * Whether the answer may wait, when too many writes are behind their answers already: a write still waiting
+   * for more than one replica. The last one is left behind, so one slow or silent replica, which the failure
+   * detector has not convicted yet, does not hold every write until its deadline.
+   */
+  behindAnswers?(): boolean;
   /** The coordinator is stopping or restarting: last chance for work the request owes after its answer. */
   abandoned?(): void;
   /** The outcome of a hint offered with `report` (see `RequestIo.hint`); called only while the request is open. */

@@ -63,6 +63,13 @@ export interface CoordinatorOptions {
   /** Bytes of mutations (keys and values) coordinated at once before new writes fail with Overloaded (default 12 MiB); one request alone always fits. */
   maxInFlightBytes?: number;
   /**
+   * Writes answered at their level that still wait for their last replicas (with hints: see `hints`), past which
+   * a write reaching its level is answered only once all but one of its replicas answered, or when it ends (default
+   * 1024). At ONE the client's next write starts as soon as one replica has the last, and without this bound the
+   * other replicas' share of the work queues up behind the answers with nothing to stop it.
+   */
+  maxBackgroundWrites?: number;
+  /**
    * Where writes that a replica missed are offered (hinted handoff). Absent:
    * nothing is offered, a write ends with its answer, and ANY needs a live
    * replica as ONE does. Present: a replica down when the write started is
@@ -191,6 +198,10 @@ export interface CoordinatorStats {
   inFlightBytes: number;
   /** Requests the coordinator holds: those in flight, and writes answered but still waiting for their last replicas (to hint those that miss them). */
   open: number;
+  /** Of those, the writes answered that still wait for their last replicas. */
+  background: number;
+  /** Writes whose answer waited for more of their replicas because `background` was at `maxBackgroundWrites`. */
+  heldWrites: number;
   speculativeRetries: number;
   digestMismatches: number;
   /**

@@ -98,12 +98,10 @@ export class WriteRequest implements Request {
       this.acks.push(from);
       // The write exists now: the replicas that were down get it later.
       if (this.acks.length === 1) this.hintDown();
-      if (isSatisfiedByDistinct(plan, this.acks)) this.io.succeed({ timestampMicros: this.timestampMicros });
-      else this.settleIfHopeless();
-    } else {
-      (this.errors ??= []).push(outcome.error);
-      this.settleIfHopeless();
-    }
+    } else (this.errors ??= []).push(outcome.error);
+    // Once satisfied, every answer calls succeed again: an answer held back (see `behindAnswers`) may go now.
+    if (isSatisfiedByDistinct(plan, this.acks)) this.io.succeed({ timestampMicros: this.timestampMicros });
+    else this.settleIfHopeless();
     this.finishIfSettled();
   }
 
@@ -154,6 +152,10 @@ export class WriteRequest implements Request {
 
   open(): boolean {
     return this.hinting && !this.finished;
+  }
+
+  behindAnswers(): boolean {
+    return this.open() && this.outstanding.length > 1;
   }
 
   abandoned(): void {

@@ -20,7 +20,7 @@ export interface ClusterOptions {
   keyspaces: KeyspaceDef[];
   network?: Partial<LinkFaults>;
   numTokens?: number;
-  coordinator?: Partial<Pick<CoordinatorOptions, 'writeTimeoutMs' | 'readTimeoutMs' | 'defaultSpeculativeDelayMs' | 'readRepair' | 'hints' | 'maxInFlightBytes'>> & { maxClockSkewMs?: number };
+  coordinator?: Partial<Pick<CoordinatorOptions, 'writeTimeoutMs' | 'readTimeoutMs' | 'defaultSpeculativeDelayMs' | 'readRepair' | 'hints' | 'maxInFlightBytes' | 'maxBackgroundWrites'>> & { maxClockSkewMs?: number };
   /** Nodes every membership view reports alive even while crashed: a failure detector that has not noticed yet. */
   believedUp?: readonly string[];
   /**

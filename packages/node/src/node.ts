@@ -42,6 +42,8 @@ export interface NodeSettings {
   dynamicSnitchBadnessThreshold?: number;
   gossipIntervalMs: number;
   writeTimeoutMs: number;
+  /** max_background_writes: see the coordinator's `maxBackgroundWrites` (its default when absent). */
+  maxBackgroundWrites?: number;
   readTimeoutMs: number;
   commitSync: CommitSyncMode;
   commitSyncPeriodMs: number;
@@ -440,6 +442,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
       localRack: settings.rack,
     },
     writeTimeoutMs: settings.writeTimeoutMs,
+    ...(settings.maxBackgroundWrites !== undefined ? { maxBackgroundWrites: settings.maxBackgroundWrites } : {}),
     readTimeoutMs: settings.readTimeoutMs,
     ...(settings.dynamicSnitchBadnessThreshold !== undefined ? { badnessThreshold: settings.dynamicSnitchBadnessThreshold } : {}),
     ...(settings.memory?.coordinatorInflightBytes !== undefined ? { maxInFlightBytes: settings.memory.coordinatorInflightBytes } : {}),
