@@ -156,14 +156,14 @@ class Client implements ChorusClient, RoutingOwner {
     if (options.ttl !== undefined) body.ttl = options.ttl;
     if (options.timestamp !== undefined) body.ts = options.timestamp;
     if (after !== undefined) body.after = after;
-    return this.call(body as RequestBody, { kind: 'token', keyspace, key }).then(writeTimestamp);
+    return this.call(body as RequestBody, { kind: 'token', keyspace, key }, writeTimestamp) as Promise<{ timestamp: number }>;
   }
 
   getIn(keyspace: string, key: Bytes, options: GetOptions, floor: number | undefined): Promise<{ value: Uint8Array; timestamp: number } | undefined> {
     const body: Record<string, unknown> = { op: 'get', ks: keyspace, key, cl: options.consistency ?? this.settings.consistency };
     if (options.clustering !== undefined) body.ck = options.clustering;
     if (floor !== undefined) body.floor = floor;
-    return this.call(body as RequestBody, { kind: 'token', keyspace, key }).then(readValue);
+    return this.call(body as RequestBody, { kind: 'token', keyspace, key }, readValue) as Promise<{ value: Uint8Array; timestamp: number } | undefined>;
   }
 
   delIn(keyspace: string, key: Bytes, options: DelOptions, after: number | undefined): Promise<{ timestamp: number }> {
@@ -171,7 +171,7 @@ class Client implements ChorusClient, RoutingOwner {
     if (options.clustering !== undefined) body.ck = options.clustering;
     if (options.timestamp !== undefined) body.ts = options.timestamp;
     if (after !== undefined) body.after = after;
-    return this.call(body as RequestBody, { kind: 'token', keyspace, key }).then(writeTimestamp);
+    return this.call(body as RequestBody, { kind: 'token', keyspace, key }, writeTimestamp) as Promise<{ timestamp: number }>;
   }
 
   async sliceIn(keyspace: string, partition: Bytes, options: SliceOptions, floors: Array<{ ck: Uint8Array; ts: number }> | undefined): Promise<SliceResult> {
@@ -242,10 +242,10 @@ class Client implements ChorusClient, RoutingOwner {
   // ——— requests ———
 
   internalCall(body: RequestBody, route: Route): Call {
-    return this.newCall(body, route, true, () => {}, () => {});
+    return this.newCall(body, route, true, undefined, () => {}, () => {});
   }
 
-  private newCall(body: RequestBody, route: Route, internal: boolean, resolve: (v: unknown) => void, reject: (e: Error) => void): Call {
+  private newCall(body: RequestBody, route: Route, internal: boolean, shape: ((result: unknown) => unknown) | undefined, resolve: (v: unknown) => void, reject: (e: Error) => void): Call {
     return {
       serial: this.nextSerial++,
       body,
@@ -259,12 +259,14 @@ class Client implements ChorusClient, RoutingOwner {
       lastError: undefined,
       settled: false,
       internal,
+      shape,
       resolve,
       reject,
     };
   }
 
-  private call(body: RequestBody, route: Route): Promise<unknown> {
+  /** Resolves with `shape` of the server's result, when given: one promise per call rather than a `then` more. */
+  private call(body: RequestBody, route: Route, shape?: (result: unknown) => unknown): Promise<unknown> {
     if (this.closed) return Promise.reject(new ClientClosed());
     this.counters.requests++;
     if (this.pending.size >= this.settings.maxPending) {
@@ -273,7 +275,7 @@ class Client implements ChorusClient, RoutingOwner {
       return Promise.reject(new Overloaded(`client requests outstanding is full (capacity ${this.settings.maxPending})`, { capacity: this.settings.maxPending }));
     }
     return new Promise((resolve, reject) => {
-      const call = this.newCall(body, route, false, resolve, reject);
+      const call = this.newCall(body, route, false, shape, resolve, reject);
       this.pending.set(call.serial, call);
       this.dispatch(call);
     });
@@ -355,7 +357,7 @@ class Client implements ChorusClient, RoutingOwner {
       call.reject(error);
     } else {
       this.counters.succeeded++;
-      call.resolve(result);
+      call.resolve(call.shape === undefined ? result : call.shape(result));
     }
   }
 

@@ -35,6 +35,8 @@ export interface Call {
   lastError: ChorusError | undefined;
   settled: boolean;
   internal: boolean;
+  /** Turns the server's result into what the caller gets (see `Client.call`). */
+  shape: ((result: unknown) => unknown) | undefined;
   resolve(value: unknown): void;
   reject(error: Error): void;
 }
