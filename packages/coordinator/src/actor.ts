@@ -46,8 +46,8 @@ export const DEFAULT_MAX_IN_FLIGHT = 10_000;
 export const DEFAULT_MAX_IN_FLIGHT_BYTES = 12 * 1024 * 1024;
 /**
  * Writes answered before their last replicas, past which the next ones wait for all of theirs but one (as
- * ScyllaDB throttles its background writes). Well above what QUORUM leaves behind at 1024 in flight (a few hundred per
- * coordinator), so it binds where a level answered after one replica lets the others fall behind.
+ * ScyllaDB throttles its background writes). A QUORUM write of rf 3 waits for no more than its level anyway: the
+ * bound binds where a level answered after one replica lets the others fall behind.
  */
 export const DEFAULT_MAX_BACKGROUND_WRITES = 1_024;
 /** What a read or slice counts against the byte budget: its answer is bounded by the count and the slice budget instead. */
@@ -123,6 +123,7 @@ interface Shared {
   open: number;
   /** Of those, the writes answered that still wait for their last replicas. */
   background: number;
+  /** Writes whose answer was held (see `Running.succeed`). */
   heldWrites: number;
 }
 
