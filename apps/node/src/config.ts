@@ -82,7 +82,7 @@ export interface NodeSettings {
   max_inflight_request_bytes: number;
   /** Bytes one client protocol connection's requests may hold at once (and its unsent answers before the node stops reading it). */
   max_inflight_request_bytes_per_connection: number;
-  /** Bytes of mutations this node coordinates at once. */
+  /** Bytes of mutations this node coordinates at once, each until its last replica answers. */
   max_coordinator_inflight_bytes: number;
   /** Writes this node answered that may still wait for their last replicas; past it, a write is answered once all but one of its replicas did. */
   max_background_writes: number;

@@ -71,7 +71,7 @@ const asIs = <T>(value: T): T => value;
 
 /** The coordinator actor's messages. Only this module builds them. */
 export type CoordinatorMsg =
-  | { type: 'write'; keyspace: KeyspaceDef; consistency: ConsistencyLevel; mutation: Mutation; timestampMicros: number; clientTimestamp: boolean; replyTo: ReplyTo<WriteAnswer> }
+  | { type: 'write'; keyspace: KeyspaceDef; consistency: ConsistencyLevel; mutation: Mutation; bytes: number; timestampMicros: number; clientTimestamp: boolean; replyTo: ReplyTo<WriteAnswer> }
   | { type: 'read'; keyspace: KeyspaceDef; consistency: ConsistencyLevel; row: RowKey; floorMicros?: number; replyTo: ReplyTo<ReadAnswer> }
   | { type: 'slice'; keyspace: KeyspaceDef; consistency: ConsistencyLevel; query: SliceQuery; floors: RowFloor[]; replyTo: ReplyTo<MergedPage> }
   | {
@@ -123,6 +123,8 @@ interface Shared {
   open: number;
   /** Of those, the writes answered that still wait for their last replicas. */
   background: number;
+  /** Their mutations' bytes: the byte budget counts a write until it ends, not only until its answer. */
+  backgroundBytes: number;
   /** Writes whose answer was held (see `Running.succeed`). */
   heldWrites: number;
 }
@@ -284,6 +286,8 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
         readonly plan: ReplicaPlan,
         private readonly replyTo: ReplyTo<unknown>,
         private readonly startedAt: number,
+        /** A write's mutation bytes, as the byte budget counts them; 0 for reads. */
+        private readonly bytes: number,
       ) {}
 
       ask(node: NodeId, send: ReplicaRequest | BatchableRequest): void {
@@ -349,6 +353,7 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
         if (!this.ended) {
           this.inBackground = true;
           shared.background++;
+          shared.backgroundBytes += this.bytes;
         }
       }
 
@@ -357,7 +362,10 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
         if (this.ended) return;
         this.ended = true;
         if (this.held !== undefined) this.answer(this.held.value);
-        if (this.inBackground) shared.background--;
+        if (this.inBackground) {
+          shared.background--;
+          shared.backgroundBytes -= this.bytes;
+        }
         if (requests.delete(this.id)) shared.open--;
       }
 
@@ -530,7 +538,7 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
     const timeouts = new DeadlineQueues(env.scheduler, () => env.clock.monotonicMs(), tickOf('timeout'));
     const speculations = new DeadlineQueues(env.scheduler, () => env.clock.monotonicMs(), tickOf('speculate'));
 
-    function startRequest(ctx: ActorContext<CoordinatorMsg>, op: Op, replyTo: ReplyTo<unknown>, makePlan: () => ReplicaPlan, make: (io: RequestIo) => Request): void {
+    function startRequest(ctx: ActorContext<CoordinatorMsg>, op: Op, replyTo: ReplyTo<unknown>, makePlan: () => ReplicaPlan, make: (io: RequestIo) => Request, bytes = 0): void {
       const startedAt = env.clock.monotonicMs();
       let plan: ReplicaPlan;
       try {
@@ -543,7 +551,7 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
         ctx.fail(replyTo, error instanceof Error ? error : new Error(String(error)));
         return;
       }
-      const running = new Running(ctx, nextId++, op, plan, replyTo, startedAt);
+      const running = new Running(ctx, nextId++, op, plan, replyTo, startedAt, bytes);
       // Only writes offer hints (a read repairs only the replicas that answered it), so reads build no hint closure.
       if (op === 'write') {
         const hint = offerHint(ctx, running.id);
@@ -611,7 +619,7 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
     function handle(msg: CoordinatorMsg, ctx: ActorContext<CoordinatorMsg>): void {
       switch (msg.type) {
         case 'write': {
-          const { keyspace, consistency, mutation, timestampMicros, clientTimestamp } = msg;
+          const { keyspace, consistency, mutation, bytes, timestampMicros, clientTimestamp } = msg;
           startRequest(
             ctx,
             'write',
@@ -633,6 +641,7 @@ function coordinatorBehavior(system: ActorSystem, o: Settings, shared: Shared, r
               );
             },
             (io) => new WriteRequest(io, mutation, timestampMicros, o.writeTimeoutMs, clientTimestamp),
+            bytes,
           );
           return;
         }
@@ -762,6 +771,7 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
     sessionFloor: { escalations: 0, notMet: 0 },
     open: 0,
     background: 0,
+    backgroundBytes: 0,
     heldWrites: 0,
   };
   const replicaName = options.names?.replica ?? REPLICA_ACTOR;
@@ -787,9 +797,11 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
    */
   function run<R, T>(timeoutMs: number, bytes: number, build: (replyTo: ReplyTo<R>) => CoordinatorMsg, lost: () => Error, shape: (answer: R) => T): Promise<T> {
     if (inFlight >= o.maxInFlight) return Promise.reject(new Overloaded('coordinator in-flight requests', o.maxInFlight));
-    // One request alone always fits, so no size the model allows is refused forever.
-    if (inFlight > 0 && inFlightBytes + bytes > maxInFlightBytes) {
-      return Promise.reject(new Overloaded('coordinator in-flight request bytes', maxInFlightBytes, { heldBytes: inFlightBytes, requestBytes: bytes }));
+    // The writes answered that still wait for their last replicas hold their bytes too: their mutations may still
+    // be queued to those replicas. One request alone always fits, so no size the model allows is refused forever.
+    const heldBytes = inFlightBytes + shared.backgroundBytes;
+    if (heldBytes > 0 && heldBytes + bytes > maxInFlightBytes) {
+      return Promise.reject(new Overloaded('coordinator in-flight request bytes', maxInFlightBytes, { heldBytes, requestBytes: bytes }));
     }
     inFlight++;
     inFlightBytes += bytes;
@@ -861,10 +873,11 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
     validateMutation(mutation);
     // A timestamp not taken from the clock (the client's, or above a session's mark) is adopted once the write may exist.
     const clientStamped = options.timestampMicros !== undefined || options.afterMicros !== undefined;
+    const bytes = mutationBytes(mutation);
     const answered = run(
       o.writeTimeoutMs,
-      mutationBytes(mutation),
-      (replyTo: ReplyTo<WriteAnswer>) => ({ type: 'write', keyspace: ks, consistency, mutation, timestampMicros, clientTimestamp: options.timestampMicros !== undefined, replyTo }),
+      bytes,
+      (replyTo: ReplyTo<WriteAnswer>) => ({ type: 'write', keyspace: ks, consistency, mutation, bytes, timestampMicros, clientTimestamp: options.timestampMicros !== undefined, replyTo }),
       () => new WriteTimeout(consistency, blockFor(consistency, ks.replication, o.topology.localDc), 0, 'SIMPLE', LOST_ANSWER, timestampMicros),
       asIs,
     );
@@ -988,7 +1001,7 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
         read: op(shared.counters.read),
         slice: op(shared.counters.slice),
         inFlight,
-        inFlightBytes,
+        inFlightBytes: inFlightBytes + shared.backgroundBytes,
         open: shared.open,
         background: shared.background,
         heldWrites: shared.heldWrites,

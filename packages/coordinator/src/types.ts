@@ -60,7 +60,7 @@ export interface CoordinatorOptions {
   defaultSpeculativeDelayMs?: number;
   /** Requests coordinated at once before new ones fail with Overloaded (default 10000). */
   maxInFlight?: number;
-  /** Bytes of mutations (keys and values) coordinated at once before new writes fail with Overloaded (default 12 MiB); one request alone always fits. */
+  /** Bytes of mutations (keys and values) coordinated at once, each until its last replica answers, before new writes fail with Overloaded (default 12 MiB); one request alone always fits. */
   maxInFlightBytes?: number;
   /**
    * Writes answered at their level that still wait for their last replicas (with hints: see `hints`), past which
@@ -194,7 +194,7 @@ export interface CoordinatorStats {
   read: OpStats;
   slice: OpStats;
   inFlight: number;
-  /** Bytes of the mutations those requests carry, as the byte budget counts them. */
+  /** Bytes of the mutations those requests carry, and of the writes answered that still wait for their last replicas: what the byte budget counts. */
   inFlightBytes: number;
   /** Requests the coordinator holds: those in flight, and writes answered but still waiting for their last replicas (to hint those that miss them). */
   open: number;
