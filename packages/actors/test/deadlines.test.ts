@@ -13,6 +13,7 @@ function manualTime() {
       return { cancel: () => void (timer.live = false) };
     },
     defer: (fn) => fn(),
+    deferIo: (fn) => fn(),
     track: (work) => work,
   };
   /** Moves the clock to `to`, firing every timer due on the way in deadline order. */

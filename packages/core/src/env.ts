@@ -29,6 +29,16 @@ export interface Scheduler {
    */
   defer(fn: () => void): void;
   /**
+   * Run `fn`, a socket's flush, after the work deferred so far. In
+   * production it runs once the pass has no deferred callback left, or
+   * before the next one once it has waited a bound (0.05 ms): what a lone
+   * request starts on this node (a write handed to the store's thread) is
+   * under way before its frames wake other processes, which on a busy
+   * machine take the cores that work needs, while under load frames do not
+   * wait behind the next turns.
+   */
+  deferIo(fn: () => void): void;
+  /**
    * Tells the scheduler that work is in flight outside its queue (an awaited
    * storage call, an async actor turn). The simulator drains such work before
    * it advances virtual time; production returns the promise untouched.

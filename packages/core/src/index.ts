@@ -4,7 +4,7 @@ export { type Transport, type LinkState } from './transport.js';
 export { type MembershipView, type MembershipChange, type MembershipEvent, type MembershipListener, type MembershipEvents, type DownReason } from './membership.js';
 export { type HintSink, NO_HINTS } from './hints.js';
 export { type SchemaGossip, type SchemaMismatch } from './schema-gossip.js';
-export { realEnv } from './real-env.js';
+export { type RealEnvOptions, realEnv } from './real-env.js';
 export { SeededRandom, hashString } from './seeded-random.js';
 export { ChorusError, InvalidRequest, Overloaded, SchemaDisagreement, isChorusError } from './errors.js';
 export { Throttle } from './throttle.js';

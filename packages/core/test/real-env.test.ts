@@ -49,4 +49,80 @@ describe('realEnv scheduler.defer', () => {
     expect(countWhenLoopTurned).toBeGreaterThan(1);
     expect(countWhenLoopTurned).toBeLessThan(5000);
   });
+
+  it('runs a flush after the work its pass defers, while that work is quick', async () => {
+    // A bound no busy machine reaches: the order is the subject here, not the clock.
+    const { scheduler } = realEnv(nodeId('n1'), undefined, { maxFlushWaitMs: 60_000 });
+    const ran: string[] = [];
+    scheduler.defer(() => {
+      ran.push('coordinator');
+      scheduler.deferIo(() => ran.push('flush a'));
+      scheduler.deferIo(() => ran.push('flush b'));
+      scheduler.defer(() => {
+        ran.push('replica');
+        scheduler.defer(() => ran.push('store'));
+      });
+    });
+    await nextTurn();
+    expect(ran).toEqual(['coordinator', 'replica', 'store', 'flush a', 'flush b']);
+  });
+
+  it('runs a flush before the next callback once it has waited its bound', async () => {
+    const { scheduler } = realEnv(nodeId('n1'), undefined, { maxFlushWaitMs: 0 });
+    const ran: string[] = [];
+    scheduler.defer(() => {
+      ran.push('coordinator');
+      scheduler.deferIo(() => ran.push('flush'));
+      scheduler.defer(() => ran.push('replica'));
+    });
+    await nextTurn();
+    expect(ran).toEqual(['coordinator', 'flush', 'replica']);
+  });
+
+  it('runs what a flush defers in the same pass', async () => {
+    const { scheduler } = realEnv(nodeId('n1'), undefined, { maxFlushWaitMs: 60_000 });
+    const ran: string[] = [];
+    scheduler.deferIo(() => {
+      ran.push('flush');
+      scheduler.defer(() => ran.push('after'));
+      scheduler.deferIo(() => ran.push('flush again'));
+    });
+    await nextTurn();
+    expect(ran).toEqual(['flush', 'after', 'flush again']);
+  });
+
+  it('flushes at the end of a pass that stops at its bound', async () => {
+    const { scheduler } = realEnv(nodeId('n1'), undefined, { maxFlushWaitMs: 60_000 });
+    let count = 0;
+    let countAtFlush: number | undefined;
+    const forever = () => {
+      count++;
+      if (count < 5000) scheduler.defer(forever);
+    };
+    scheduler.defer(forever);
+    scheduler.deferIo(() => (countAtFlush = count));
+    while (count < 5000) await new Promise<void>((resolve) => setTimeout(resolve, 1)); // house-rules-allow
+    expect(countAtFlush).toBeGreaterThan(1);
+    expect(countAtFlush).toBeLessThan(5000);
+  });
+
+  it('runs the other flushes of a pass when one throws', async () => {
+    const { scheduler } = env();
+    const ran: string[] = [];
+    const errors: unknown[] = [];
+    const onError = (error: unknown) => errors.push(error);
+    process.on('uncaughtException', onError);
+    try {
+      scheduler.deferIo(() => {
+        throw new Error('socket gone');
+      });
+      scheduler.deferIo(() => ran.push('next flush'));
+      while (ran.length === 0) await nextTurn();
+    } finally {
+      process.off('uncaughtException', onError);
+    }
+    expect(ran).toEqual(['next flush']);
+    expect(errors).toHaveLength(1);
+  });
 });
+

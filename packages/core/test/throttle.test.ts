@@ -13,6 +13,7 @@ function manualTime() {
         return { cancel() {} };
       },
       defer: (fn: () => void) => fn(),
+      deferIo: (fn: () => void) => fn(),
       track: <T>(work: Promise<T>) => work,
     },
     async advance(ms: number) {

@@ -11,6 +11,7 @@ export function manualEnv(startMicros = 1_700_000_000_000_000): Env & { advanceM
     scheduler: {
       setTimer: () => ({ cancel() {} }),
       defer: (fn) => void Promise.resolve().then(fn),
+      deferIo: (fn) => void Promise.resolve().then(fn),
       track: (work) => work,
     },
     random: new SeededRandom(1),

@@ -113,6 +113,8 @@ export class EventQueue {
     return {
       setTimer: (delayMs, fn) => this.at(this.nowMs + Math.max(0, delayMs), owner, 'timer', fn),
       defer: (fn) => void this.at(this.nowMs, owner, 'turn', fn),
+      // A flush is a turn like any other here: the seed orders it among the rest.
+      deferIo: (fn) => void this.at(this.nowMs, owner, 'turn', fn),
       track: (work) => work,
     };
   }

@@ -22,6 +22,9 @@ export function testEnv(startMicros = 1_700_000_000_000_000): TestEnv {
     defer(fn) {
       setImmediate(fn);
     },
+    deferIo(fn) {
+      setImmediate(fn);
+    },
     track: (w) => w,
   };
   return {

@@ -312,7 +312,7 @@ export class OutboundLinks {
   private scheduleFlush(link: OutboundLink): void {
     if (link.flushScheduled) return;
     link.flushScheduled = true;
-    this.env.scheduler.defer(() => {
+    this.env.scheduler.deferIo(() => {
       link.flushScheduled = false;
       this.flush(link);
     });
