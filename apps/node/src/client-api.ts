@@ -32,7 +32,7 @@ export interface ClientApiOptions {
   maxPayloadBytes?: number;
   /** Answers produced in one turn go out as one message (default true; env CHORUS_CLIENT_COALESCE=0 turns it off). */
   coalesce?: boolean;
-  /** Where a connection's flush of answers is deferred to: the node's scheduler's `deferIo`, so it runs at the end of the pass of the work that answered (default `setImmediate`). */
+  /** Where a connection's flush of answers is deferred to: the node's scheduler, so it runs in the same pass as the work that answered (default `setImmediate`). */
   defer?: (fn: () => void) => void;
   /** Connections at once before new ones are refused (default 4096). */
   maxConnections?: number;

@@ -84,7 +84,7 @@ export async function runNode(sources: ConfigSources): Promise<void> {
     app: api,
     node: () => node,
     logger,
-    defer: (fn) => env.scheduler.deferIo(fn),
+    defer: (fn) => env.scheduler.defer(fn),
     timeRequest: metrics.timeRequest,
     budget,
     maxInflightBytesPerConnection: settings.max_inflight_request_bytes_per_connection,
