@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { nodeId, realEnv } from '../src/index.js';
 
 const env = () => realEnv(nodeId('n1'));
+/** A flush bound no busy machine reaches: the order is the subject, not the clock. */
+const patientEnv = () => realEnv(nodeId('n1'), undefined, { maxFlushWaitMs: 60_000 });
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 describe('realEnv scheduler.defer', () => {
@@ -51,8 +53,7 @@ describe('realEnv scheduler.defer', () => {
   });
 
   it('runs a flush after the work its pass defers, while that work is quick', async () => {
-    // A bound no busy machine reaches: the order is the subject here, not the clock.
-    const { scheduler } = realEnv(nodeId('n1'), undefined, { maxFlushWaitMs: 60_000 });
+    const { scheduler } = patientEnv();
     const ran: string[] = [];
     scheduler.defer(() => {
       ran.push('coordinator');
@@ -80,7 +81,7 @@ describe('realEnv scheduler.defer', () => {
   });
 
   it('runs what a flush defers in the same pass', async () => {
-    const { scheduler } = realEnv(nodeId('n1'), undefined, { maxFlushWaitMs: 60_000 });
+    const { scheduler } = patientEnv();
     const ran: string[] = [];
     scheduler.deferIo(() => {
       ran.push('flush');
@@ -92,7 +93,7 @@ describe('realEnv scheduler.defer', () => {
   });
 
   it('flushes at the end of a pass that stops at its bound', async () => {
-    const { scheduler } = realEnv(nodeId('n1'), undefined, { maxFlushWaitMs: 60_000 });
+    const { scheduler } = patientEnv();
     let count = 0;
     let countAtFlush: number | undefined;
     const forever = () => {
