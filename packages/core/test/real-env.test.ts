@@ -126,4 +126,3 @@ describe('realEnv scheduler.defer', () => {
     expect(errors).toHaveLength(1);
   });
 });
-
