@@ -265,7 +265,6 @@ function nodeSettingsOf(s: NodeSettings) {
     gcGraceSeconds: s.gc_grace_seconds,
     gcSweepIntervalMs: s.gc_sweep_interval,
     rowCacheBytes: s.row_cache_size * 1024 * 1024,
-    inlinePointReads: s.point_reads === 'inline',
     maxClockSkewMs: s.max_clock_skew,
     clockSkewWarnMs: s.clock_skew_warn,
     hintedHandoffEnabled: s.hinted_handoff_enabled,

@@ -52,8 +52,6 @@ export interface NodeSettings {
   gcSweepIntervalMs?: number;
   /** Bytes of reconciled rows cached for point reads (0: off); the storage default when absent. */
   rowCacheBytes?: number;
-  /** point_reads = inline: point reads of key-value rows on the node's thread, not through the I/O pool (storage's `inlinePointReads`). */
-  inlinePointReads?: boolean;
   maxClockSkewMs: number;
   /** clock_skew_warn (default 20 ms): a peer's clock offset past it is reported (status, log, metric); max_clock_skew stays the refusal bound. */
   clockSkewWarnMs?: number;
@@ -220,7 +218,6 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     purgeHorizon,
     ...(settings.gcSweepIntervalMs !== undefined ? { sweepIntervalMs: settings.gcSweepIntervalMs } : {}),
     ...(settings.rowCacheBytes !== undefined ? { rowCacheBytes: settings.rowCacheBytes } : {}),
-    ...(settings.inlinePointReads !== undefined ? { inlinePointReads: settings.inlinePointReads } : {}),
     ...(settings.memory?.mailboxBytes !== undefined ? { mailboxBytes: settings.memory.mailboxBytes } : {}),
     ...(settings.memory?.storageBatchBytes !== undefined ? { batchBytes: settings.memory.storageBatchBytes } : {}),
   });

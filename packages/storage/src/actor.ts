@@ -38,8 +38,6 @@ export interface StorageActorOptions {
   purgeHorizon?: (keyspace: string, t: Token) => number;
   /** Bound of the store's cache of reconciled rows (estimated bytes, default 64 MiB); 0 turns it off. */
   rowCacheBytes?: number;
-  /** `StoreOptions.inlinePointReads`: point reads of key-value rows on this thread rather than through the I/O pool. */
-  inlinePointReads?: boolean;
   commitSync?: CommitSyncMode;
   commitSyncPeriodMs?: number;
   /** Pause between gc sweeps; each sweep walks the whole store in steps of `sweepChunk` entries. */
@@ -90,7 +88,7 @@ export interface StorageHandle {
   close(): Promise<void>;
 }
 
-function storageBehavior(store: Store, o: Required<Omit<StorageActorOptions, 'db' | 'env' | 'name' | 'gcGraceSeconds' | 'purgeHorizon' | 'rowCacheBytes' | 'inlinePointReads' | 'mailboxCapacity' | 'batchLimit' | 'mailboxBytes' | 'batchBytes'>>): Behavior<StorageMsg> {
+function storageBehavior(store: Store, o: Required<Omit<StorageActorOptions, 'db' | 'env' | 'name' | 'gcGraceSeconds' | 'purgeHorizon' | 'rowCacheBytes' | 'mailboxCapacity' | 'batchLimit' | 'mailboxBytes' | 'batchBytes'>>): Behavior<StorageMsg> {
   let syncTimer: Timer | undefined;
   let sweepTimer: Timer | undefined;
   let stopped = false;
@@ -226,7 +224,6 @@ export function spawnStorage(system: ActorSystem, options: StorageActorOptions):
   if (options.gcGraceSeconds !== undefined) storeOptions.gcGraceSeconds = options.gcGraceSeconds;
   if (options.purgeHorizon !== undefined) storeOptions.purgeHorizon = options.purgeHorizon;
   if (options.rowCacheBytes !== undefined) storeOptions.rowCacheBytes = options.rowCacheBytes;
-  if (options.inlinePointReads !== undefined) storeOptions.inlinePointReads = options.inlinePointReads;
   const store = new Store(options.db, storeOptions);
   const commitSyncPeriodMs = options.commitSyncPeriodMs ?? DEFAULT_COMMIT_SYNC_PERIOD_MS;
   if (!(commitSyncPeriodMs > 0)) throw new RangeError('commitSyncPeriodMs must be positive');

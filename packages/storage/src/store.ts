@@ -5,7 +5,6 @@ import { CompactionQueue } from './compaction.js';
 import { ENC, RESOLVED, SYNC, type StorageDb, opOptionsOf } from './db.js';
 import { type ApplyOutcome, encodeMutations } from './encode.js';
 import { Heads } from './heads.js';
-import { InlineReads } from './inline-reads.js';
 import { StorageClosed } from './errors.js';
 import { type SweepCursor, type SweepResult, purge, sweep } from './gc.js';
 import { SYNC_MARKER_KEY } from './keys.js';
@@ -40,13 +39,6 @@ export interface StoreOptions {
   rowCacheBytes?: number;
   /** Cache a row on its first miss, not its second (tests of the cache's fill rules). */
   rowCacheAdmitsFirstMiss?: boolean;
-  /**
-   * Point reads of key-value rows read LevelDB on the calling thread
-   * (`getSync`) rather than through the I/O pool, until a batch shows them
-   * served from the disk (see inline-reads.ts). Default false. Ignored by a
-   * database that cannot read synchronously.
-   */
-  inlinePointReads?: boolean;
 }
 
 /**
@@ -96,7 +88,6 @@ export class Store {
       compactions: this.compactions,
       cache: this.cache,
       heads: this.heads,
-      ...(options.inlinePointReads === true && InlineReads.supports(db) ? { inlineReads: new InlineReads(db, this.env.clock, this.env.logger) } : {}),
     };
     // Not awaited here: until the heads are open, writes delete them and reads use the versions.
     this.headsOpened = this.heads.open(db).catch((error: unknown) => {

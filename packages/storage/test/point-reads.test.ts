@@ -22,10 +22,7 @@ async function pointReads(store: Store, reads: Array<{ address: RowAddress; dige
 
 const backends: Array<() => Backend> = [memoryBackend, levelBackend];
 
-// Each read of a batch through the store under test, with its heads read through the I/O pool (getMany) or on this thread (getSync).
-const cases = backends.flatMap((b) => [false, true].map((inline) => [`${b().name}, ${inline ? 'inline' : 'pool'}`, b, inline] as const));
-
-describe.each(cases)('point reads of one turn: %s', (_name, makeBackend, inlinePointReads) => {
+describe.each(backends.map((b) => [b().name, b] as const))('point reads of one turn: %s', (_name, makeBackend) => {
   const backend = makeBackend();
   let db: StorageDb;
   let env: TestEnv;
@@ -37,7 +34,7 @@ describe.each(cases)('point reads of one turn: %s', (_name, makeBackend, inlineP
 
   for (const cacheBytes of [0, 1 << 20]) {
     it(`answers a batch exactly as one getCell per row (row cache ${cacheBytes === 0 ? 'off' : 'on'})`, async () => {
-      const store = new Store(db, { env, rowCacheBytes: cacheBytes, inlinePointReads });
+      const store = new Store(db, { env, rowCacheBytes: cacheBytes });
       const writes: Mutation[] = [];
       for (let i = 0; i < 60; i++) {
         const k = `k${i}`;
@@ -74,7 +71,7 @@ describe.each(cases)('point reads of one turn: %s', (_name, makeBackend, inlineP
 
   it('answers a row asked twice in one batch twice, and caches what LevelDB holds', async () => {
     // The first row in key order bounds the shared iterator: reading it again must not seek below that bound.
-    const store = await new Store(db, { env, inlinePointReads }).open();
+    const store = new Store(db, { env });
     await store.apply([put('a', 'x', 1), put('b', 'y', 2)]);
     for (const key of ['a', 'b']) {
       const got = await pointReads(store, [
@@ -92,7 +89,7 @@ describe.each(cases)('point reads of one turn: %s', (_name, makeBackend, inlineP
   });
 
   it('fails an invalid address alone and answers the rest', async () => {
-    const store = await new Store(db, { env, inlinePointReads }).open();
+    const store = new Store(db, { env });
     await store.apply([put('a', 'x', 1), put('b', 'y', 2)]);
     const got = await pointReads(store, [
       { address: row('a'), digest: false },
@@ -106,7 +103,7 @@ describe.each(cases)('point reads of one turn: %s', (_name, makeBackend, inlineP
   });
 
   it('a digest of a cached row follows the writes that land on it', async () => {
-    const store = await new Store(db, { env, inlinePointReads }).open();
+    const store = new Store(db, { env });
     await store.apply([put('a', 'x', 1)]);
     expect(await store.digest(row('a'))).toEqual(cellDigest({ value: enc('x'), timestampMicros: 1 }));
     expect(await store.digest(row('a'))).toEqual(cellDigest({ value: enc('x'), timestampMicros: 1 }));
@@ -115,49 +112,6 @@ describe.each(cases)('point reads of one turn: %s', (_name, makeBackend, inlineP
     await store.apply([delPartition('a', 3)]);
     const [d] = await pointReads(store, [{ address: row('a'), digest: true }]);
     expect(d).toEqual(cellDigest({ tombstone: true, timestampMicros: 3 }));
-    await store.close();
-  });
-});
-
-describe('point reads on the calling thread', () => {
-  it('go back to the I/O pool for a while after a batch that the disk served', async () => {
-    const db = await memoryBackend().create();
-    let nowMs = 0;
-    let syncDelayMs = 0;
-    const calls = { sync: 0, many: 0 };
-    const getSync = db.getSync.bind(db);
-    const getMany = db.getMany.bind(db);
-    // A read served from the disk: the clock moves while it runs.
-    db.getSync = ((key: Uint8Array, options: object) => {
-      calls.sync++;
-      nowMs += syncDelayMs;
-      return getSync(key, options);
-    }) as typeof db.getSync;
-    db.getMany = ((keys: Uint8Array[], options: object) => {
-      calls.many++;
-      return getMany(keys, options);
-    }) as typeof db.getMany;
-    const env = testEnv();
-    const store = new Store(db, { env: { ...env, clock: { ...env.clock, monotonicMs: () => nowMs } }, rowCacheBytes: 0, inlinePointReads: true });
-    await store.open();
-    await store.apply([put('a', 'x', 1), put('b', 'y', 2)]);
-    const readBoth = () => pointReads(store, [{ address: row('a'), digest: false }, { address: row('b'), digest: false }]).then((cells) => cells.map((c) => show(c as Cell)));
-
-    expect(await readBoth()).toEqual(['x@1', 'y@2']);
-    expect(calls).toEqual({ sync: 2, many: 0 });
-
-    syncDelayMs = 1;
-    expect(await readBoth()).toEqual(['x@1', 'y@2']);
-    expect(calls).toEqual({ sync: 4, many: 0 });
-    // 1 ms per read: the next 10 s of batches go through the pool.
-    syncDelayMs = 0;
-    nowMs += 9_000;
-    expect(await readBoth()).toEqual(['x@1', 'y@2']);
-    expect(calls).toEqual({ sync: 4, many: 1 });
-
-    nowMs += 1_100;
-    expect(await readBoth()).toEqual(['x@1', 'y@2']);
-    expect(calls).toEqual({ sync: 6, many: 1 });
     await store.close();
   });
 });
