@@ -53,6 +53,12 @@ export interface NodeSettings {
    * the process starts with it. Default: half the cores, at least 1 and at most 4.
    */
   io_threads: number;
+  /**
+   * Where point reads of key-value rows read LevelDB: `inline` on the node's own thread (going back to the pool
+   * for 10 s after a batch that came from the disk), `pool` through the I/O pool. Default: `inline` when
+   * io_threads' default is 1 thread (2 or 3 cores), else `pool`.
+   */
+  point_reads: 'inline' | 'pool';
   /** Threads of V8's own pool (Node's `--v8-pool-size`), where garbage collection's helpers run: the process starts with it. Default as io_threads. */
   gc_threads: number;
   max_clock_skew: number;
@@ -123,6 +129,12 @@ const DEFAULT_ROW_CACHE_MIB = 64;
  * side by side, and for collections that run beside the main thread.
  */
 const DEFAULT_POOL_THREADS = Math.max(1, Math.min(4, Math.floor(availableParallelism() / 2)));
+/**
+ * point_reads' default: a pool of one thread gives a batch of reads no core of its own, only a hand-off each
+ * way, which cost more CPU than the reads (packages/storage, inline-reads.ts); with more threads the pool's
+ * reads run beside the main thread.
+ */
+const DEFAULT_POINT_READS = DEFAULT_POOL_THREADS === 1 ? 'inline' : 'pool';
 
 export const DEFAULTS: Omit<NodeSettings, 'name' | 'listen_address' | 'data_dir' | 'secret'> = {
   cluster_name: 'chorus',
@@ -144,6 +156,7 @@ export const DEFAULTS: Omit<NodeSettings, 'name' | 'listen_address' | 'data_dir'
   row_cache_size: DEFAULT_ROW_CACHE_MIB,
   max_heap_size: DEFAULT_HEAP_BYTES,
   io_threads: DEFAULT_POOL_THREADS,
+  point_reads: DEFAULT_POINT_READS,
   gc_threads: DEFAULT_POOL_THREADS,
   max_clock_skew: 1_000,
   clock_skew_warn: 20,
@@ -213,6 +226,7 @@ const Schema = Type.Object(
     max_heap_size: Type.Integer({ minimum: 64 * 1024 * 1024, maximum: 1024 ** 4 }),
     // libuv's own bound.
     io_threads: Type.Integer({ minimum: 1, maximum: 1024 }),
+    point_reads: Type.Union([Type.Literal('inline'), Type.Literal('pool')]),
     gc_threads: Type.Integer({ minimum: 1, maximum: 1024 }),
     max_clock_skew: Duration,
     clock_skew_warn: Duration,

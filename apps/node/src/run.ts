@@ -17,6 +17,14 @@ import { type MetricSources, createMetrics } from './metrics.js';
 import { HEAP_BUDGETS } from './heap.js';
 import { dieWithParent, needsRestart, processFlags, runAgainWith } from './node-process.js';
 
+/** Blocks this process read from the disk: file reads that missed the page cache and major page faults (LevelDB maps its tables). */
+const PROCESS_DISK_READS = {
+  blocksRead(): number {
+    const usage = process.resourceUsage();
+    return usage.fsRead + usage.majorPageFault;
+  },
+};
+
 /**
  * Runs one node until SIGTERM or SIGINT: settings, the real environment
  * (system clock, LevelDB, WebSockets), the HTTP API on the node's one port.
@@ -265,6 +273,7 @@ function nodeSettingsOf(s: NodeSettings) {
     gcGraceSeconds: s.gc_grace_seconds,
     gcSweepIntervalMs: s.gc_sweep_interval,
     rowCacheBytes: s.row_cache_size * 1024 * 1024,
+    ...(s.point_reads === 'inline' ? { inlinePointReads: PROCESS_DISK_READS } : {}),
     maxClockSkewMs: s.max_clock_skew,
     clockSkewWarnMs: s.clock_skew_warn,
     hintedHandoffEnabled: s.hinted_handoff_enabled,

@@ -35,6 +35,14 @@ describe('settings', () => {
     expect(() => loadSettings({ flags: required, overrides: ['hinted_handoff_enabled=maybe'] })).toThrow(/hinted_handoff_enabled must be true or false/);
   });
 
+  it('reads point reads inline by default only where the I/O pool has one thread', () => {
+    const s = loadSettings({ flags: required });
+    expect(s.point_reads).toBe(s.io_threads === 1 ? 'inline' : 'pool');
+    expect(loadSettings({ flags: required, overrides: ['point_reads=pool'] }).point_reads).toBe('pool');
+    expect(loadSettings({ flags: required, overrides: ['point_reads=inline'] }).point_reads).toBe('inline');
+    expect(() => loadSettings({ flags: required, overrides: ['point_reads=sometimes'] })).toThrow(/point_reads/);
+  });
+
   it('bounds the writes answered before their last replicas, 1024 unless set', () => {
     expect(loadSettings({ flags: required }).max_background_writes).toBe(1024);
     expect(loadSettings({ flags: required, overrides: ['max_background_writes=64'] }).max_background_writes).toBe(64);

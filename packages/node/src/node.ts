@@ -7,7 +7,7 @@ import { type HintStats, type HintsHandle, startHints } from '@chorus/hints';
 import { HybridLogicalClock, type ReplicaMsg, SkewTracker, spawnReplica } from '@chorus/replica';
 import { type KeyspaceDef, type ReadRepairMode, type ReplicationSpec, RingView, type TombstoneGcMode, allocateTokens, readRepairOf, tombstoneGcOf } from '@chorus/ring';
 import { type SchemaSnapshot, loadSchema, putKeyspace, spawnSchema, validateKeyspaceRequest } from '@chorus/schema';
-import { type CommitSyncMode, SYSTEM_KEYSPACE, type StorageDb, type StorageHandle, spawnStorage } from '@chorus/storage';
+import { type CommitSyncMode, type DiskReads, SYSTEM_KEYSPACE, type StorageDb, type StorageHandle, spawnStorage } from '@chorus/storage';
 import { DEFAULT_STREAM_THROUGHPUT_BYTES_PER_SEC, type MovementStatus, Movements } from '@chorus/streaming';
 import { wireCodec } from '@chorus/wire';
 import { bootstrap } from './bootstrap.js';
@@ -52,6 +52,8 @@ export interface NodeSettings {
   gcSweepIntervalMs?: number;
   /** Bytes of reconciled rows cached for point reads (0: off); the storage default when absent. */
   rowCacheBytes?: number;
+  /** point_reads = inline: point reads of key-value rows on the node's thread, not through the I/O pool, with the process's count of disk reads (storage's `inlinePointReads`). */
+  inlinePointReads?: DiskReads;
   maxClockSkewMs: number;
   /** clock_skew_warn (default 20 ms): a peer's clock offset past it is reported (status, log, metric); max_clock_skew stays the refusal bound. */
   clockSkewWarnMs?: number;
@@ -218,6 +220,7 @@ export async function startChorusNode(options: StartNodeOptions): Promise<Chorus
     purgeHorizon,
     ...(settings.gcSweepIntervalMs !== undefined ? { sweepIntervalMs: settings.gcSweepIntervalMs } : {}),
     ...(settings.rowCacheBytes !== undefined ? { rowCacheBytes: settings.rowCacheBytes } : {}),
+    ...(settings.inlinePointReads !== undefined ? { inlinePointReads: settings.inlinePointReads } : {}),
     ...(settings.memory?.mailboxBytes !== undefined ? { mailboxBytes: settings.memory.mailboxBytes } : {}),
     ...(settings.memory?.storageBatchBytes !== undefined ? { batchBytes: settings.memory.storageBatchBytes } : {}),
   });

@@ -3,6 +3,7 @@ import type { Env, Timer, Token } from '@chorus/core';
 import { type Cell, type Mutation, type RowAddress, mutationBytes, validateAddress } from '@chorus/model';
 import type { StorageDb } from './db.js';
 import type { SweepCursor } from './gc.js';
+import type { DiskReads } from './inline-reads.js';
 import { Store, type StoreOptions } from './store.js';
 
 /**
@@ -38,6 +39,8 @@ export interface StorageActorOptions {
   purgeHorizon?: (keyspace: string, t: Token) => number;
   /** Bound of the store's cache of reconciled rows (estimated bytes, default 64 MiB); 0 turns it off. */
   rowCacheBytes?: number;
+  /** `StoreOptions.inlinePointReads`: point reads of key-value rows on this thread rather than through the I/O pool. */
+  inlinePointReads?: DiskReads;
   commitSync?: CommitSyncMode;
   commitSyncPeriodMs?: number;
   /** Pause between gc sweeps; each sweep walks the whole store in steps of `sweepChunk` entries. */
@@ -88,7 +91,7 @@ export interface StorageHandle {
   close(): Promise<void>;
 }
 
-function storageBehavior(store: Store, o: Required<Omit<StorageActorOptions, 'db' | 'env' | 'name' | 'gcGraceSeconds' | 'purgeHorizon' | 'rowCacheBytes' | 'mailboxCapacity' | 'batchLimit' | 'mailboxBytes' | 'batchBytes'>>): Behavior<StorageMsg> {
+function storageBehavior(store: Store, o: Required<Omit<StorageActorOptions, 'db' | 'env' | 'name' | 'gcGraceSeconds' | 'purgeHorizon' | 'rowCacheBytes' | 'inlinePointReads' | 'mailboxCapacity' | 'batchLimit' | 'mailboxBytes' | 'batchBytes'>>): Behavior<StorageMsg> {
   let syncTimer: Timer | undefined;
   let sweepTimer: Timer | undefined;
   let stopped = false;
@@ -224,6 +227,7 @@ export function spawnStorage(system: ActorSystem, options: StorageActorOptions):
   if (options.gcGraceSeconds !== undefined) storeOptions.gcGraceSeconds = options.gcGraceSeconds;
   if (options.purgeHorizon !== undefined) storeOptions.purgeHorizon = options.purgeHorizon;
   if (options.rowCacheBytes !== undefined) storeOptions.rowCacheBytes = options.rowCacheBytes;
+  if (options.inlinePointReads !== undefined) storeOptions.inlinePointReads = options.inlinePointReads;
   const store = new Store(options.db, storeOptions);
   const commitSyncPeriodMs = options.commitSyncPeriodMs ?? DEFAULT_COMMIT_SYNC_PERIOD_MS;
   if (!(commitSyncPeriodMs > 0)) throw new RangeError('commitSyncPeriodMs must be positive');

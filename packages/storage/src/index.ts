@@ -1,6 +1,7 @@
 export { DEFAULT_GC_GRACE_SECONDS } from './store.js';
 export type { PointRead, PointReadCallback } from './point-read.js';
 export type { StorageDb } from './db.js';
+export type { DiskReads } from './inline-reads.js';
 export type { StoreSliceOptions, SliceRow, SlicePage } from './slice.js';
 export type { TokenRange, ScanEntry, ScanOptions, ScanPosition } from './scan.js';
 export { positionOf } from './scan.js';

@@ -3,6 +3,7 @@ import type { GroupCommit } from './commit.js';
 import type { CompactionQueue } from './compaction.js';
 import type { StorageDb } from './db.js';
 import type { Heads } from './heads.js';
+import type { InlineReads } from './inline-reads.js';
 import type { KeyspacePrefixes } from './keyspaces.js';
 import type { RowCache } from './row-cache.js';
 
@@ -21,4 +22,6 @@ export interface StoreParts {
   readonly cache: RowCache;
   /** Copies of key-value rows' newest versions, for point reads (see heads.ts). */
   readonly heads: Heads;
+  /** Reads the heads of a batch on this thread, when the store was asked to (see inline-reads.ts). */
+  readonly inlineReads?: InlineReads;
 }

@@ -177,9 +177,10 @@ async function readHeads(s: StoreParts, reads: Array<Miss & { marker: Uint8Array
     keys.push(m.rowPrefix);
     if (m.marker !== null) keys.push(m.marker);
   }
+  const options = cache.enabled ? MISS_READ : ENC;
   let values: Array<Uint8Array | undefined>;
   try {
-    values = (await s.db.getMany(keys, cache.enabled ? MISS_READ : ENC)) as Array<Uint8Array | undefined>;
+    values = s.inlineReads?.getMany(keys, options) ?? ((await s.db.getMany(keys, options)) as Array<Uint8Array | undefined>);
   } catch {
     // The entries answer instead; their read reports the error if the database has one.
     values = [];

@@ -5,6 +5,7 @@ import { CompactionQueue } from './compaction.js';
 import { ENC, RESOLVED, SYNC, type StorageDb, opOptionsOf } from './db.js';
 import { type ApplyOutcome, encodeMutations } from './encode.js';
 import { Heads } from './heads.js';
+import { type DiskReads, InlineReads } from './inline-reads.js';
 import { StorageClosed } from './errors.js';
 import { type SweepCursor, type SweepResult, purge, sweep } from './gc.js';
 import { SYNC_MARKER_KEY } from './keys.js';
@@ -39,6 +40,13 @@ export interface StoreOptions {
   rowCacheBytes?: number;
   /** Cache a row on its first miss, not its second (tests of the cache's fill rules). */
   rowCacheAdmitsFirstMiss?: boolean;
+  /**
+   * When given, point reads of key-value rows read LevelDB on the calling
+   * thread (`getSync`) rather than through the I/O pool, except for 10 s
+   * after a batch during which the process read from the disk (see
+   * inline-reads.ts). Ignored by a database that cannot read synchronously.
+   */
+  inlinePointReads?: DiskReads;
 }
 
 /**
@@ -88,6 +96,7 @@ export class Store {
       compactions: this.compactions,
       cache: this.cache,
       heads: this.heads,
+      ...(options.inlinePointReads !== undefined && InlineReads.supports(db) ? { inlineReads: new InlineReads(db, options.inlinePointReads, this.env.clock, this.env.logger) } : {}),
     };
     // Not awaited here: until the heads are open, writes delete them and reads use the versions.
     this.headsOpened = this.heads.open(db).catch((error: unknown) => {

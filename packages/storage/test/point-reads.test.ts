@@ -22,7 +22,11 @@ async function pointReads(store: Store, reads: Array<{ address: RowAddress; dige
 
 const backends: Array<() => Backend> = [memoryBackend, levelBackend];
 
-describe.each(backends.map((b) => [b().name, b] as const))('point reads of one turn: %s', (_name, makeBackend) => {
+// Each read of a batch through the store under test, with its heads read through the I/O pool (getMany) or on this thread (getSync).
+const fromMemory = { blocksRead: () => 0 };
+const cases = backends.flatMap((b) => [undefined, fromMemory].map((inline) => [`${b().name}, ${inline ? 'inline' : 'pool'}`, b, inline] as const));
+
+describe.each(cases)('point reads of one turn: %s', (_name, makeBackend, inlinePointReads) => {
   const backend = makeBackend();
   let db: StorageDb;
   let env: TestEnv;
@@ -34,7 +38,7 @@ describe.each(backends.map((b) => [b().name, b] as const))('point reads of one t
 
   for (const cacheBytes of [0, 1 << 20]) {
     it(`answers a batch exactly as one getCell per row (row cache ${cacheBytes === 0 ? 'off' : 'on'})`, async () => {
-      const store = new Store(db, { env, rowCacheBytes: cacheBytes });
+      const store = new Store(db, { env, rowCacheBytes: cacheBytes, inlinePointReads });
       const writes: Mutation[] = [];
       for (let i = 0; i < 60; i++) {
         const k = `k${i}`;
@@ -71,7 +75,7 @@ describe.each(backends.map((b) => [b().name, b] as const))('point reads of one t
 
   it('answers a row asked twice in one batch twice, and caches what LevelDB holds', async () => {
     // The first row in key order bounds the shared iterator: reading it again must not seek below that bound.
-    const store = new Store(db, { env });
+    const store = await new Store(db, { env, inlinePointReads }).open();
     await store.apply([put('a', 'x', 1), put('b', 'y', 2)]);
     for (const key of ['a', 'b']) {
       const got = await pointReads(store, [
@@ -89,7 +93,7 @@ describe.each(backends.map((b) => [b().name, b] as const))('point reads of one t
   });
 
   it('fails an invalid address alone and answers the rest', async () => {
-    const store = new Store(db, { env });
+    const store = await new Store(db, { env, inlinePointReads }).open();
     await store.apply([put('a', 'x', 1), put('b', 'y', 2)]);
     const got = await pointReads(store, [
       { address: row('a'), digest: false },
@@ -103,7 +107,7 @@ describe.each(backends.map((b) => [b().name, b] as const))('point reads of one t
   });
 
   it('a digest of a cached row follows the writes that land on it', async () => {
-    const store = new Store(db, { env });
+    const store = await new Store(db, { env, inlinePointReads }).open();
     await store.apply([put('a', 'x', 1)]);
     expect(await store.digest(row('a'))).toEqual(cellDigest({ value: enc('x'), timestampMicros: 1 }));
     expect(await store.digest(row('a'))).toEqual(cellDigest({ value: enc('x'), timestampMicros: 1 }));
@@ -112,6 +116,73 @@ describe.each(backends.map((b) => [b().name, b] as const))('point reads of one t
     await store.apply([delPartition('a', 3)]);
     const [d] = await pointReads(store, [{ address: row('a'), digest: true }]);
     expect(d).toEqual(cellDigest({ tombstone: true, timestampMicros: 3 }));
+    await store.close();
+  });
+});
+
+describe('point reads on the calling thread', () => {
+  it('go back to the I/O pool for a while after a batch that waited on the disk, longer while the disk keeps them waiting', async () => {
+    const db = await memoryBackend().create();
+    let nowMs = 0;
+    let blocksRead = 0;
+    let fromDisk = false;
+    const calls = { sync: 0, many: 0 };
+    const getSync = db.getSync.bind(db);
+    const getMany = db.getMany.bind(db);
+    let slow = false;
+    db.getSync = ((key: Uint8Array, options: object) => {
+      calls.sync++;
+      if (fromDisk) blocksRead += 8;
+      if (slow) nowMs += 1;
+      return getSync(key, options);
+    }) as typeof db.getSync;
+    db.getMany = ((keys: Uint8Array[], options: object) => {
+      calls.many++;
+      return getMany(keys, options);
+    }) as typeof db.getMany;
+    const env = testEnv();
+    const clock = { ...env.clock, monotonicMs: () => nowMs };
+    const store = await new Store(db, { env: { ...env, clock }, rowCacheBytes: 0, inlinePointReads: { blocksRead: () => blocksRead } }).open();
+    await store.apply([put('a', 'x', 1), put('b', 'y', 2)]);
+    const readBoth = () => pointReads(store, [{ address: row('a'), digest: false }, { address: row('b'), digest: false }]).then((cells) => cells.map((c) => show(c as Cell)));
+
+    expect(await readBoth()).toEqual(['x@1', 'y@2']);
+    expect(calls).toEqual({ sync: 2, many: 0 });
+    // A slow batch that read nothing from the disk (the thread lost its core), or a fast one that did (a stray page fault), stays.
+    slow = true;
+    expect(await readBoth()).toEqual(['x@1', 'y@2']);
+    slow = false;
+    fromDisk = true;
+    expect(await readBoth()).toEqual(['x@1', 'y@2']);
+    expect(calls).toEqual({ sync: 6, many: 0 });
+
+    slow = true;
+    expect(await readBoth()).toEqual(['x@1', 'y@2']);
+    expect(calls).toEqual({ sync: 8, many: 0 });
+    // Pool for 1 s; a batch after the pause that waits on the disk again pauses for 2 s.
+    nowMs += 900;
+    expect(await readBoth()).toEqual(['x@1', 'y@2']);
+    expect(calls).toEqual({ sync: 8, many: 1 });
+    nowMs += 200;
+    expect(await readBoth()).toEqual(['x@1', 'y@2']);
+    expect(calls).toEqual({ sync: 10, many: 1 });
+    nowMs += 1_900;
+    expect(await readBoth()).toEqual(['x@1', 'y@2']);
+    expect(calls).toEqual({ sync: 10, many: 2 });
+
+    // Back in memory: the batch after the pause stays inline, and the next pause is 1 s again.
+    slow = false;
+    fromDisk = false;
+    nowMs += 200;
+    expect(await readBoth()).toEqual(['x@1', 'y@2']);
+    expect(await readBoth()).toEqual(['x@1', 'y@2']);
+    expect(calls).toEqual({ sync: 14, many: 2 });
+    slow = true;
+    fromDisk = true;
+    expect(await readBoth()).toEqual(['x@1', 'y@2']);
+    nowMs += 1_100;
+    expect(await readBoth()).toEqual(['x@1', 'y@2']);
+    expect(calls).toEqual({ sync: 18, many: 2 });
     await store.close();
   });
 });
