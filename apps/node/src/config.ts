@@ -54,9 +54,9 @@ export interface NodeSettings {
    */
   io_threads: number;
   /**
-   * Where point reads of key-value rows read LevelDB: `inline` on the node's own thread (going back to the pool
-   * for 10 s after a batch that came from the disk), `pool` through the I/O pool. Default: `inline` when
-   * io_threads' default is 1 thread (2 or 3 cores), else `pool`.
+   * Where point reads of key-value rows read LevelDB: `inline` on the node's own thread (through the pool for a
+   * while when they wait on the disk), `pool` through the I/O pool. Default: `inline` when io_threads' default
+   * is 1 thread (up to 3 cores), else `pool`.
    */
   point_reads: 'inline' | 'pool';
   /** Threads of V8's own pool (Node's `--v8-pool-size`), where garbage collection's helpers run: the process starts with it. Default as io_threads. */
