@@ -42,8 +42,8 @@ export interface StoreOptions {
   rowCacheAdmitsFirstMiss?: boolean;
   /**
    * When given, point reads of key-value rows read LevelDB on the calling
-   * thread (`getSync`) rather than through the I/O pool, except for 10 s
-   * after a batch during which the process read from the disk (see
+   * thread (`getSync`) rather than through the I/O pool, except for a while
+   * after a batch that waited on the disk, which this counts (see
    * inline-reads.ts). Ignored by a database that cannot read synchronously.
    */
   inlinePointReads?: DiskReads;
