@@ -861,14 +861,14 @@ export function spawnCoordinator(system: ActorSystem, options: CoordinatorOption
     let mutation: Mutation;
     if (what.partition) mutation = { keyspace, token, partition, partitionDeletion: { timestampMicros } };
     else {
-      const row = ck === undefined ? { keyspace, token, partition } : { keyspace, token, partition, clustering: ck };
-      if (what.value === undefined) mutation = { ...row, cell: { tombstone: true, timestampMicros } };
+      let cell: Cell;
+      if (what.value === undefined) cell = { tombstone: true, timestampMicros };
       else {
         const value = bytesOf(what.value);
-        const cell =
-          what.ttlSeconds === undefined ? { value, timestampMicros } : { value, timestampMicros, expiresAtMicros: expiryFromTtl(env.clock.nowMicros(), what.ttlSeconds) };
-        mutation = { ...row, cell };
+        cell = what.ttlSeconds === undefined ? { value, timestampMicros } : { value, timestampMicros, expiresAtMicros: expiryFromTtl(env.clock.nowMicros(), what.ttlSeconds) };
       }
+      // Written out, not spread from a row: see RowWrite.
+      mutation = ck === undefined ? { keyspace, token, partition, cell } : { keyspace, token, partition, clustering: ck, cell };
     }
     validateMutation(mutation);
     // A timestamp not taken from the clock (the client's, or above a session's mark) is adopted once the write may exist.

@@ -331,9 +331,9 @@ export class HintStore {
           try {
             const record = decodeHint(value);
             // The key's creation time orders the hint; a hand-off keeps it equal to the record's.
-            out.push({ ...at, bytes: size, mutation: record.mutation, node: record.target });
+            out.push({ createdAtMicros: at.createdAtMicros, seq: at.seq, bytes: size, mutation: record.mutation, node: record.target });
           } catch (error) {
-            out.push({ ...at, bytes: size, corrupt: error instanceof CorruptHint ? error : new CorruptHint(String(error)) });
+            out.push({ createdAtMicros: at.createdAtMicros, seq: at.seq, bytes: size, corrupt: error instanceof CorruptHint ? error : new CorruptHint(String(error)) });
           }
         }
       }

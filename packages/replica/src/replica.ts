@@ -221,11 +221,20 @@ export const BATCH_KIND = 'replica.batch';
  * holds the mutations themselves, so they must not be changed afterwards.
  */
 export function requestBatch(ref: ActorRef<ReplicaMsg>, batch: ReplicaBatch, clocks: Clocks, timeoutMs: number, answered: Answered<BatchedMsg>): void {
-  const msg: Omit<BatchMsg, 'replyTo'> = { type: 'replica.batch', hlc: clocks.hlc, wallMicros: clocks.wallMicros };
-  if (batch.mutations.length > 0) msg.mutations = batch.mutations;
-  if (batch.digests.length > 0) msg.digests = batch.digests.map(addressWire);
-  if (batch.reads.length > 0) msg.reads = batch.reads.map(addressWire);
-  ref.request<BatchedMsg>((replyTo) => ({ ...msg, replyTo }), timeoutMs, answered);
+  const digests = batch.digests.length > 0 ? batch.digests.map(addressWire) : undefined;
+  const reads = batch.reads.length > 0 ? batch.reads.map(addressWire) : undefined;
+  ref.request<BatchedMsg>(
+    (replyTo) => {
+      // Built field by field, not as `{ ...msg, replyTo }`, which V8 gives a hidden class of its own each time.
+      const msg: BatchMsg = { type: 'replica.batch', hlc: clocks.hlc, wallMicros: clocks.wallMicros, replyTo };
+      if (batch.mutations.length > 0) msg.mutations = batch.mutations;
+      if (digests !== undefined) msg.digests = digests;
+      if (reads !== undefined) msg.reads = reads;
+      return msg;
+    },
+    timeoutMs,
+    answered,
+  );
 }
 
 /** A row's address as the replica kinds carry it: the empty clustering key written out. */

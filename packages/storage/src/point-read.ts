@@ -297,7 +297,7 @@ async function readRowFromDb(
     const it = db.iterator({ gte: rowPrefix, lt: prefixEnd(rowPrefix)!, ...ENC });
     try {
       const [deletionTs, point] = await Promise.all([newestDeletion(db, compactions, pk), reconcilePoint(it, pk.length, rowPrefix, compactions)]);
-      reconciled = { ...point, deletionTs };
+      reconciled = { row: point.row, rowKey: point.rowKey, deletionTs };
     } finally {
       await it.close();
     }
