@@ -125,7 +125,7 @@ export function recordWrite(token: SessionToken, id: RowId, micros: number): voi
   observe(token, micros);
   const i = token.rows.findIndex((r) => r.partition === id.partition && r.clustering === id.clustering);
   const before = i < 0 ? 0 : token.rows.splice(i, 1)[0]!.micros;
-  token.rows.unshift({ ...id, micros: Math.max(before, micros) });
+  token.rows.unshift({ partition: id.partition, clustering: id.clustering, micros: Math.max(before, micros) });
   if (token.rows.length > MAX_SESSION_ROWS) token.rows.length = MAX_SESSION_ROWS;
   while (token.rows.length > 0 && formatSessionToken(token).length > MAX_SESSION_CHARS) token.rows.pop();
 }

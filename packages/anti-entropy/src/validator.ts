@@ -186,5 +186,5 @@ async function rowsPage(
 /** Optional fields are left out rather than set to undefined, so the schema check holds. */
 function wireSummary(r: RowSummary): RowSummary {
   const { clustering, ...rest } = r;
-  return clustering === undefined ? rest : { ...rest, clustering };
+  return clustering === undefined ? rest : { clustering, ...rest };
 }

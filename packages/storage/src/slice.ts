@@ -64,7 +64,7 @@ export async function slice(s: StoreParts, keyspace: string, t: Token, partition
     const cell = effective(group.best().cell, deletionTs)!;
     if (includeDead || !isDead(cell, now)) rows.push({ clustering: group.clustering(), cell });
   };
-  const it = s.db.iterator({ ...range, reverse, ...ENC });
+  const it = s.db.iterator({ gte: range.gte, lt: range.lt, reverse, ...ENC });
   try {
     // The deletion lookup runs beside the first chunk's read.
     let entries: Entry[];
