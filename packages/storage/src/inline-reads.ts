@@ -34,9 +34,10 @@ export interface DiskReads {
  * the first batch after that pause tells again whether the rows are in
  * memory, and each pause that ends on the disk again doubles the next, up
  * to 16 s, so a node whose reads go to the disk reads nearly all of them
- * through the pool. Neither sign alone will do: on a busy machine a batch read from memory can
- * take a millisecond when the thread loses its core halfway, and a stray
- * page fault (code paged back in, a compaction's read) is no reason to leave.
+ * through the pool. Neither sign alone will do: on a busy machine a batch
+ * read from memory can take a millisecond when the thread loses its core
+ * halfway, and a stray page fault (code paged back in, a compaction's read)
+ * is no reason to leave.
  */
 export class InlineReads {
   private poolUntilMs = Number.NEGATIVE_INFINITY;
