@@ -179,7 +179,7 @@ describe('a node started by hand, without its heap flags or its thread pools', (
     // The settings, not the environment the process was started with, size the pools the node runs with.
     expect(serving.ioThreads).toBe(3);
     expect(serving.gcThreads).toBe(1);
-    // V8's limit is the old space asked for plus the young generation (three 28 MiB semi-spaces: 84 MiB).
+    // V8's limit is the old space asked for plus the young generation (three 32 MiB semi-spaces: 96 MiB).
     expect(serving.heapLimitMiB).toBeGreaterThanOrEqual(256);
     expect(serving.heapLimitMiB).toBeLessThan(256 + 128);
     const agent = new Agent({ keepAlive: false });

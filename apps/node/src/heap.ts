@@ -21,19 +21,18 @@ const MIN_BUDGET_BYTES = 2 * MiB;
  */
 const DERIVED_BUDGET_CAPS: Partial<Record<keyof typeof HEAP_BUDGETS, number>> = { max_coordinator_inflight_bytes: 12 * MiB };
 /**
- * A young generation of 28 MiB semi-spaces, 1.75 times V8's default on 64-bit, set so the RSS beside the old space
- * (up to 3 × 28 MiB) does not move with the Node version. A request lives about as long as a scavenge cycle at
- * full load, so a young generation larger than the default lets most of them die before they are copied: the
- * cluster bench (README, Benchmarks) measured 10 % less CPU per write and 14 % less per hot read with 32 MiB ones
- * than with 16 MiB ones. 28 rather than 32 leaves 8 MiB of RSS to the memory target's long run, whose peak sat at
- * its line with 32, and ran the bench's write and mixed loads within the noise of 32; 24 ran writes 13 % slower.
+ * A young generation of 32 MiB semi-spaces, twice V8's default on 64-bit, pinned so the RSS beside the old space
+ * (up to 3 × 32 MiB) does not move with the Node version. A request lives about as long as a scavenge cycle at
+ * full load, so a young generation twice as large lets most of them die before they are copied: the cluster
+ * bench (README, Benchmarks) measured 10 % less CPU per write and 14 % less per hot read than with 16 MiB ones,
+ * for about 30 MiB more RSS at the start and no higher peak over a long mixed load.
  */
-const SEMI_SPACE_MIB = 28;
+const SEMI_SPACE_MIB = 32;
 
 /**
  * When V8 starts marking the old space for a full collection: once this share of the room it allowed the old
  * space after the last one is used. Left to itself, V8 starts as soon as that room is smaller than the young
- * generation's capacity (what one scavenge could promote at most): with 28 MiB semi-spaces and a node's old
+ * generation's capacity (what one scavenge could promote at most): with 32 MiB semi-spaces and a node's old
  * space of about 25 MiB live, which V8 gives 18–36 MiB of room, a node under write load started marking again
  * right after each collection: about one a second, each with its marking steps, its pause and its concurrent
  * marking. A scavenge promotes well under 1 MiB here, so the room left does not run out while marking runs.
